@@ -1,0 +1,33 @@
+/**
+ * Vocab-sized working buffers for one sample() call. Sampling is synchronous
+ * and a sample() call never yields, so every sequence of a process (or worker
+ * thread: each has its own module instance) can share one set per vocab size.
+ * Per-sequence buffers would cost ~2.4 MB per running sequence at 152k vocab.
+ * Nothing in here survives a sample() call; per-sequence state lives in
+ * TokenHistory and the sampler.
+ */
+export class SamplingScratch {
+  /** The caller's logits after bias and penalties. */
+  readonly work: Float32Array;
+  /** Candidate token ids; the prefix in use is tracked by the caller. */
+  readonly ids: Int32Array;
+  /** exp((logit - max) / T) by token id, i.e. probability relative to the most likely token. */
+  readonly probs: Float64Array;
+
+  constructor(readonly vocabSize: number) {
+    this.work = new Float32Array(vocabSize);
+    this.ids = new Int32Array(vocabSize);
+    this.probs = new Float64Array(vocabSize);
+  }
+}
+
+const shared = new Map<number, SamplingScratch>();
+
+export function sharedScratch(vocabSize: number): SamplingScratch {
+  let s = shared.get(vocabSize);
+  if (s === undefined) {
+    s = new SamplingScratch(vocabSize);
+    shared.set(vocabSize, s);
+  }
+  return s;
+}

@@ -1,0 +1,130 @@
+import type { SamplingParams, TokenLogprob } from '../types.js';
+import { checkSamplingParams, GREEDY_TEMPERATURE } from './check-params.js';
+import {
+  LogitBiasProcessor,
+  type LogitsProcessor,
+  PresenceFrequencyPenaltyProcessor,
+  RepetitionPenaltyProcessor,
+} from './logits-processors.js';
+import { computeLogprobs } from './logprobs.js';
+import { createRng, type Rng } from './rng.js';
+import { type SamplingScratch, sharedScratch } from './scratch.js';
+import { TokenHistory } from './token-history.js';
+import { drawCategorical, truncate, type TruncationParams } from './truncation.js';
+
+export interface SampleResult {
+  readonly tokenId: number;
+  /** Log-probability of tokenId; null when the request asked for no logprobs. */
+  readonly logprob: number | null;
+  /** Best alternatives, logprob descending (ties: lowest id); null when no logprobs were asked for. */
+  readonly topLogprobs: TokenLogprob[] | null;
+}
+
+/**
+ * Turns one sequence's logits into its next token:
+ *   logit_bias -> repetition, presence, frequency penalties
+ *   -> temperature 0: argmax (ties: lowest id)
+ *   -> otherwise temperature -> top-k -> top-p -> min-p -> seeded draw.
+ * Records each chosen token in its own history, so penalties see it next step.
+ *
+ * Logprobs are the model's raw distribution: log_softmax of the logits exactly
+ * as passed in, before bias, penalties, temperature or truncation. This is
+ * vLLM v1's default ("raw_logprobs"): the numbers describe the model, not the
+ * request's sampling knobs, and stay comparable across requests and with a
+ * full-attention reference. A token banned by logit_bias can therefore still
+ * appear among the alternatives.
+ *
+ * Vocab-sized buffers are shared per vocab size (see scratch.ts); the caller's
+ * array is never written.
+ */
+export class SequenceSampler {
+  readonly history: TokenHistory;
+  readonly vocabSize: number;
+  readonly #processors: readonly LogitsProcessor[];
+  /** null: greedy. */
+  readonly #truncation: TruncationParams | null;
+  readonly #topLogprobs: number | null;
+  readonly #seed: number | null;
+  #rng: Rng | null = null;
+  readonly #scratch: SamplingScratch;
+
+  constructor(params: SamplingParams, vocabSize: number, promptTokens: readonly number[]) {
+    checkSamplingParams(params);
+    this.vocabSize = vocabSize;
+    this.history = new TokenHistory(vocabSize, promptTokens);
+
+    const processors: LogitsProcessor[] = [];
+    if (params.logitBias.size > 0) processors.push(new LogitBiasProcessor(params.logitBias, vocabSize));
+    if (params.repetitionPenalty !== 1) {
+      processors.push(new RepetitionPenaltyProcessor(this.history, params.repetitionPenalty));
+    }
+    if (params.presencePenalty !== 0 || params.frequencyPenalty !== 0) {
+      processors.push(new PresenceFrequencyPenaltyProcessor(this.history, params.presencePenalty, params.frequencyPenalty));
+    }
+    this.#processors = processors;
+
+    this.#truncation =
+      params.temperature < GREEDY_TEMPERATURE
+        ? null
+        : { temperature: params.temperature, topK: params.topK, topP: params.topP, minP: params.minP };
+    this.#topLogprobs = params.logprobs;
+    this.#seed = params.seed;
+    this.#scratch = sharedScratch(vocabSize);
+  }
+
+  sample(logits: Float32Array): SampleResult {
+    if (logits.length !== this.vocabSize) {
+      throw new RangeError(`logits has length ${logits.length}, expected the vocab size ${this.vocabSize}`);
+    }
+    const scratch = this.#scratch;
+    const work = scratch.work;
+    work.set(logits);
+    checkLogits(work);
+    for (let i = 0; i < this.#processors.length; i++) this.#processors[i]?.apply(work);
+
+    let tokenId: number;
+    if (this.#truncation === null) {
+      tokenId = argmax(work);
+    } else {
+      const n = truncate(this.#truncation, scratch);
+      // The stream starts on first use, so greedy requests never touch the entropy pool.
+      this.#rng ??= createRng(this.#seed);
+      tokenId = drawCategorical(scratch.ids, n, scratch.probs, this.#rng.nextFloat());
+    }
+
+    let logprob: number | null = null;
+    let topLogprobs: TokenLogprob[] | null = null;
+    if (this.#topLogprobs !== null) {
+      const lp = computeLogprobs(logits, tokenId, this.#topLogprobs, scratch.ids);
+      logprob = lp.logprob;
+      topLogprobs = lp.topLogprobs;
+    }
+    this.history.record(tokenId);
+    return { tokenId, logprob, topLogprobs };
+  }
+}
+
+/** NaN or +Infinity means the forward pass broke; sampling from it would be silent garbage. */
+function checkLogits(logits: Float32Array): void {
+  for (let i = 0; i < logits.length; i++) {
+    const l = logits[i] ?? 0;
+    if (!(l < Infinity)) {
+      throw new Error(`logits[${i}] is ${String(l)}: the model produced invalid logits (NaN or +Infinity)`);
+    }
+  }
+}
+
+/** Plain argmax; strict > keeps the lowest id on ties. */
+export function argmax(logits: Float32Array): number {
+  let best = -1;
+  let bestValue = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    const l = logits[i] ?? -Infinity;
+    if (l > bestValue) {
+      bestValue = l;
+      best = i;
+    }
+  }
+  if (best < 0) throw new Error('cannot sample: every token has logit -Infinity (all banned or masked)');
+  return best;
+}

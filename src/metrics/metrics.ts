@@ -1,0 +1,97 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * Every capserve metric, defined here and nowhere else. Buckets follow vLLM's
+ * so dashboards built for vLLM read ours without edits. Every metric carries a
+ * `policy` label: the serving policy that handled the request (or, for the
+ * engine-wide gauges, the configured default policy).
+ */
+export const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];
+export const INTER_TOKEN_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
+export const REQUEST_LATENCY_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0];
+
+export const METRIC_NAMES = Object.freeze({
+  timeToFirstToken: 'capserve_time_to_first_token_seconds',
+  interTokenLatency: 'capserve_inter_token_latency_seconds',
+  e2eRequestLatency: 'capserve_e2e_request_latency_seconds',
+  requestQueueTime: 'capserve_request_queue_time_seconds',
+  promptTokens: 'capserve_prompt_tokens_total',
+  generationTokens: 'capserve_generation_tokens_total',
+  requestSuccess: 'capserve_request_success_total',
+  requestErrors: 'capserve_request_errors_total',
+  requestsRunning: 'capserve_num_requests_running',
+  requestsWaiting: 'capserve_num_requests_waiting',
+  kvCacheBytes: 'capserve_kv_cache_bytes',
+  kvCacheCapacityBytes: 'capserve_kv_cache_capacity_bytes',
+  kvCacheUsageRatio: 'capserve_kv_cache_usage_ratio',
+});
+
+/** What the engine-wide gauges read at scrape time. */
+export interface EngineGaugeSource {
+  readonly policy: string;
+  snapshot(): { running: number; waiting: number; kvBytesUsed: number; kvBytesCapacity: number } | null;
+}
+
+export interface CapserveMetrics {
+  readonly registry: Registry;
+  readonly timeToFirstToken: Histogram<'policy'>;
+  readonly interTokenLatency: Histogram<'policy'>;
+  readonly e2eRequestLatency: Histogram<'policy'>;
+  readonly requestQueueTime: Histogram<'policy'>;
+  readonly promptTokens: Counter<'policy'>;
+  readonly generationTokens: Counter<'policy'>;
+  readonly requestSuccess: Counter<'policy' | 'finished_reason'>;
+  readonly requestErrors: Counter<'policy' | 'code'>;
+  readonly requestsRunning: Gauge<'policy'>;
+  readonly requestsWaiting: Gauge<'policy'>;
+  readonly kvCacheBytes: Gauge<'policy'>;
+  readonly kvCacheCapacityBytes: Gauge<'policy'>;
+  readonly kvCacheUsageRatio: Gauge<'policy'>;
+}
+
+/** A fresh registry (never prom-client's global one, so tests and apps do not collide). */
+export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const policy = ['policy'] as const;
+
+  type Snapshot = NonNullable<ReturnType<EngineGaugeSource['snapshot']>>;
+  // Engine-wide state is read at scrape time (health() is a cheap synchronous
+  // call), so the gauges can never drift from what the engine reports.
+  const engineGauge = (name: string, help: string, read: (s: Snapshot) => number): Gauge<'policy'> =>
+    new Gauge({
+      name,
+      help,
+      labelNames: policy,
+      registers,
+      collect(this: Gauge<'policy'>) {
+        const s = source.snapshot();
+        this.set({ policy: source.policy }, s === null ? 0 : read(s));
+      },
+    });
+
+  const requestsRunning = engineGauge(METRIC_NAMES.requestsRunning, 'Requests currently being decoded by the engine.', (s) => s.running);
+  const requestsWaiting = engineGauge(METRIC_NAMES.requestsWaiting, 'Requests queued, waiting for admission.', (s) => s.waiting);
+  const kvCacheBytes = engineGauge(METRIC_NAMES.kvCacheBytes, 'KV cache bytes in use.', (s) => s.kvBytesUsed);
+  const kvCacheCapacityBytes = engineGauge(METRIC_NAMES.kvCacheCapacityBytes, 'KV cache budget in bytes.', (s) => s.kvBytesCapacity);
+  const kvCacheUsageRatio = engineGauge(METRIC_NAMES.kvCacheUsageRatio, 'KV cache bytes in use over the budget (0 to 1).', (s) =>
+    s.kvBytesCapacity > 0 ? s.kvBytesUsed / s.kvBytesCapacity : 0,
+  );
+
+  return {
+    registry,
+    timeToFirstToken: new Histogram({ name: METRIC_NAMES.timeToFirstToken, help: 'Time from request arrival to its first generated token, in seconds.', labelNames: policy, buckets: TTFT_BUCKETS, registers }),
+    interTokenLatency: new Histogram({ name: METRIC_NAMES.interTokenLatency, help: 'Time between consecutive generated tokens of one sequence, in seconds.', labelNames: policy, buckets: INTER_TOKEN_BUCKETS, registers }),
+    e2eRequestLatency: new Histogram({ name: METRIC_NAMES.e2eRequestLatency, help: 'Time from request arrival to its last token, in seconds.', labelNames: policy, buckets: REQUEST_LATENCY_BUCKETS, registers }),
+    requestQueueTime: new Histogram({ name: METRIC_NAMES.requestQueueTime, help: 'Time a request waited in the queue before admission, in seconds.', labelNames: policy, buckets: REQUEST_LATENCY_BUCKETS, registers }),
+    promptTokens: new Counter({ name: METRIC_NAMES.promptTokens, help: 'Prompt tokens processed.', labelNames: policy, registers }),
+    generationTokens: new Counter({ name: METRIC_NAMES.generationTokens, help: 'Tokens generated.', labelNames: policy, registers }),
+    requestSuccess: new Counter({ name: METRIC_NAMES.requestSuccess, help: 'Finished sequences by finish reason (stop, length, abort).', labelNames: ['policy', 'finished_reason'] as const, registers }),
+    requestErrors: new Counter({ name: METRIC_NAMES.requestErrors, help: 'Requests answered with an error, by error code.', labelNames: ['policy', 'code'] as const, registers }),
+    requestsRunning,
+    requestsWaiting,
+    kvCacheBytes,
+    kvCacheCapacityBytes,
+    kvCacheUsageRatio,
+  };
+}

@@ -1,0 +1,105 @@
+/**
+ * Turns a checkpoint into ONNX graphs on disk, cached by a hash of the weights,
+ * the config and the compile options. A cache entry is a directory holding one
+ * shared weights.bin and the graph variants; it is built in a temporary
+ * directory and renamed into place, so a crash never leaves a half entry.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ExternalDataFile } from '../onnx/graph-builder.js';
+import type { ModelSpec, WeightSource } from '../spec.js';
+import { buildDecoderGraph, storeDecoderWeights, type WeightDtype } from './decoder-graph.js';
+
+/** Bump when the graph layout changes so stale cache entries are not reused. */
+export const COMPILER_VERSION = 3;
+
+export interface CompileSource {
+  readonly spec: ModelSpec;
+  readonly weights: WeightSource;
+  contentHash(): string;
+}
+
+export interface CompileOptions {
+  readonly cacheDir: string;
+  readonly weightDtype: WeightDtype;
+  readonly onProgress?: (message: string) => void;
+}
+
+export interface CompiledModel {
+  readonly dir: string;
+  readonly spec: ModelSpec;
+  readonly weightDtype: WeightDtype;
+  /** Logits and new KV only. */
+  readonly decoderPath: string;
+  /** Same graph plus per-layer attention probabilities, for policies that score by attention. */
+  readonly attentionDecoderPath: string;
+  readonly weightBytes: number;
+}
+
+interface Manifest {
+  readonly compilerVersion: number;
+  readonly key: string;
+  readonly weightDtype: WeightDtype;
+  readonly weightBytes: number;
+}
+
+const QUANT_BLOCK_SIZE = 32;
+const QUANT_ACCURACY_LEVEL = 4;
+
+export function compileKey(source: CompileSource, weightDtype: WeightDtype): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ v: COMPILER_VERSION, content: source.contentHash(), spec: source.spec, weightDtype, QUANT_BLOCK_SIZE, QUANT_ACCURACY_LEVEL }))
+    .digest('hex')
+    .slice(0, 24);
+}
+
+export function compileModel(source: CompileSource, options: CompileOptions): CompiledModel {
+  const key = compileKey(source, options.weightDtype);
+  const dir = join(options.cacheDir, key);
+  const result = (weightBytes: number): CompiledModel => ({
+    dir,
+    spec: source.spec,
+    weightDtype: options.weightDtype,
+    decoderPath: join(dir, 'decoder.onnx'),
+    attentionDecoderPath: join(dir, 'decoder-attn.onnx'),
+    weightBytes,
+  });
+  const manifestPath = join(dir, 'manifest.json');
+  if (existsSync(manifestPath)) {
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
+    if (manifest.compilerVersion === COMPILER_VERSION && manifest.key === key) {
+      options.onProgress?.(`using compiled graphs from ${dir}`);
+      return result(manifest.weightBytes);
+    }
+  }
+  mkdirSync(options.cacheDir, { recursive: true });
+  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  mkdirSync(tmp, { recursive: true });
+  try {
+    const file = new ExternalDataFile(join(tmp, 'weights.bin'), 'weights.bin');
+    const layers = source.spec.numLayers;
+    options.onProgress?.(`compiling ${source.spec.architecture} (${layers} layers, ${options.weightDtype}) into ${dir}`);
+    let stored;
+    try {
+      stored = storeDecoderWeights(source.spec, source.weights, file, { weightDtype: options.weightDtype, quantBlockSize: QUANT_BLOCK_SIZE }, (l) =>
+        options.onProgress?.(`  layer ${l + 1}/${layers} written`),
+      );
+    } finally {
+      file.close();
+    }
+    const common = { weightDtype: options.weightDtype, quantBlockSize: QUANT_BLOCK_SIZE, quantAccuracyLevel: QUANT_ACCURACY_LEVEL };
+    writeFileSync(join(tmp, 'decoder.onnx'), buildDecoderGraph(source.spec, stored, { ...common, emitAttention: false }));
+    writeFileSync(join(tmp, 'decoder-attn.onnx'), buildDecoderGraph(source.spec, stored, { ...common, emitAttention: true }));
+    let weightBytes = 0;
+    for (const t of stored.tensors.values()) weightBytes += t.length;
+    const manifest: Manifest = { compilerVersion: COMPILER_VERSION, key, weightDtype: options.weightDtype, weightBytes };
+    writeFileSync(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2));
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+    return result(weightBytes);
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}

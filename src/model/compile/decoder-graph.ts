@@ -1,0 +1,283 @@
+/**
+ * Compiles a Llama-family checkpoint (llama, qwen2, mistral) into one ONNX graph
+ * that runs every layer in a single session.run: per-layer calls would cost a
+ * JS round trip per layer per token, and no policy needs to interpose between
+ * layers (eviction and sparse attention act through the KV inputs and the
+ * attention bias, statistics come out as extra outputs).
+ *
+ * Graph contract (names in GRAPH_IO):
+ *   input_ids      int64   [B, T]
+ *   position_ids   int64   [B, T]          RoPE positions (policies may renumber)
+ *   attn_bias      float32 [B, 1, T, P+T]  additive mask: 0 attend, -inf blocked
+ *                                          (causality, padding, sliding window, sparsity)
+ *   logit_index    int64   [B, K]          which of the T positions produce logits
+ *   past_key_L     float32 [B, P, kvH, D]  time-major, post-RoPE (the KV store's layout)
+ *   past_value_L   float32 [B, P, kvH, D]
+ * outputs:
+ *   logits         float32 [B, K, V]
+ *   present_key_L  float32 [B, T, kvH, D]  only the T new entries; the KV store appends them
+ *   present_value_L
+ *   attn_L         float32 [B, kvH, G, T, P+T]  (only with emitAttention) softmax probabilities
+ */
+import { attr, type ExternalDataFile, GraphBuilder, storeTensor } from '../onnx/graph-builder.js';
+import type { ModelSpec, WeightSource } from '../spec.js';
+import { quantizeBlockwise, type QuantBits } from './quantize.js';
+import { ropeInverseFrequencies } from './rope.js';
+
+export type WeightDtype = 'fp32' | 'int8' | 'int4';
+
+export interface DecoderGraphOptions {
+  readonly weightDtype: WeightDtype;
+  /** Adds attn_L outputs (attention probabilities) for policies that score by attention. */
+  readonly emitAttention: boolean;
+  /** MatMulNBits block size along K. */
+  readonly quantBlockSize: number;
+  /** MatMulNBits accuracy_level: 0 keeps fp32 activations, 4 lets MLAS use int8 activations. */
+  readonly quantAccuracyLevel: number;
+}
+
+export const GRAPH_IO = {
+  inputIds: 'input_ids',
+  positionIds: 'position_ids',
+  attnBias: 'attn_bias',
+  logitIndex: 'logit_index',
+  logits: 'logits',
+  pastKey: (l: number): string => `past_key_${l}`,
+  pastValue: (l: number): string => `past_value_${l}`,
+  presentKey: (l: number): string => `present_key_${l}`,
+  presentValue: (l: number): string => `present_value_${l}`,
+  attention: (l: number): string => `attn_${l}`,
+} as const;
+
+/** Weights written once to the external file; several graph variants refer to them. */
+export interface StoredWeights {
+  readonly tensors: Map<string, import('../onnx/graph-builder.js').StoredTensor>;
+  readonly linears: Map<string, StoredLinear>;
+  readonly weightDtype: WeightDtype;
+}
+
+export type StoredLinear =
+  | { readonly kind: 'fp32'; readonly weight: string; readonly n: number; readonly k: number }
+  | {
+      readonly kind: 'quant';
+      readonly codes: string;
+      readonly scales: string;
+      readonly n: number;
+      readonly k: number;
+      readonly bits: QuantBits;
+      readonly blockSize: number;
+    };
+
+function concatRows(parts: readonly Float32Array[]): Float32Array {
+  const total = parts.reduce((s, p) => s + p.length, 0);
+  const out = new Float32Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Writes every weight the graphs need into `file`, fusing q/k/v and gate/up, quantizing linears if asked. */
+export function storeDecoderWeights(
+  spec: ModelSpec,
+  weights: WeightSource,
+  file: ExternalDataFile,
+  options: Pick<DecoderGraphOptions, 'weightDtype' | 'quantBlockSize'>,
+  onProgress?: (layer: number) => void,
+): StoredWeights {
+  const tensors = new Map<string, import('../onnx/graph-builder.js').StoredTensor>();
+  const linears = new Map<string, StoredLinear>();
+  const putF32 = (key: string, dims: number[], data: Float32Array): void => {
+    tensors.set(key, storeTensor(file, 'float32', dims, data));
+  };
+  const putLinear = (key: string, data: Float32Array, n: number, k: number): void => {
+    if (options.weightDtype === 'fp32') {
+      putF32(key, [n, k], data);
+      linears.set(key, { kind: 'fp32', weight: key, n, k });
+      return;
+    }
+    const bits: QuantBits = options.weightDtype === 'int8' ? 8 : 4;
+    const q = quantizeBlockwise(data, n, k, bits, options.quantBlockSize);
+    const blob = (q.blockSize * bits) / 8;
+    tensors.set(`${key}.codes`, storeTensor(file, 'uint8', [n, q.blocksPerRow, blob], q.codes));
+    tensors.set(`${key}.scales`, storeTensor(file, 'float32', [n * q.blocksPerRow], q.scales));
+    linears.set(key, { kind: 'quant', codes: `${key}.codes`, scales: `${key}.scales`, n, k, bits, blockSize: q.blockSize });
+  };
+
+  const h = spec.hiddenSize;
+  const qDim = spec.numHeads * spec.headDim;
+  const kvDim = spec.numKvHeads * spec.headDim;
+  const embed = weights.get('model.embed_tokens.weight');
+  putF32('embed', [spec.vocabSize, h], embed.data);
+  for (let l = 0; l < spec.numLayers; l++) {
+    const p = `model.layers.${l}`;
+    putF32(`l${l}.in_norm`, [h], weights.get(`${p}.input_layernorm.weight`).data);
+    putF32(`l${l}.post_norm`, [h], weights.get(`${p}.post_attention_layernorm.weight`).data);
+    const qkv = concatRows([
+      weights.get(`${p}.self_attn.q_proj.weight`).data,
+      weights.get(`${p}.self_attn.k_proj.weight`).data,
+      weights.get(`${p}.self_attn.v_proj.weight`).data,
+    ]);
+    putLinear(`l${l}.qkv`, qkv, qDim + 2 * kvDim, h);
+    if (spec.attentionBias) {
+      const bias = concatRows([
+        weights.get(`${p}.self_attn.q_proj.bias`).data,
+        weights.get(`${p}.self_attn.k_proj.bias`).data,
+        weights.get(`${p}.self_attn.v_proj.bias`).data,
+      ]);
+      putF32(`l${l}.qkv_bias`, [qDim + 2 * kvDim], bias);
+    }
+    putLinear(`l${l}.o`, weights.get(`${p}.self_attn.o_proj.weight`).data, h, qDim);
+    if (spec.outputBias) putF32(`l${l}.o_bias`, [h], weights.get(`${p}.self_attn.o_proj.bias`).data);
+    const gateUp = concatRows([weights.get(`${p}.mlp.gate_proj.weight`).data, weights.get(`${p}.mlp.up_proj.weight`).data]);
+    putLinear(`l${l}.gate_up`, gateUp, 2 * spec.intermediateSize, h);
+    putLinear(`l${l}.down`, weights.get(`${p}.mlp.down_proj.weight`).data, h, spec.intermediateSize);
+    onProgress?.(l);
+  }
+  putF32('final_norm', [h], weights.get('model.norm.weight').data);
+  const head = spec.tieWordEmbeddings ? embed.data : weights.get('lm_head.weight').data;
+  if (options.weightDtype === 'fp32' && spec.tieWordEmbeddings) {
+    linears.set('lm_head', { kind: 'fp32', weight: 'embed', n: spec.vocabSize, k: h });
+  } else {
+    putLinear('lm_head', head, spec.vocabSize, h);
+  }
+  return { tensors, linears, weightDtype: options.weightDtype };
+}
+
+/** Builds the decoder graph over stored weights; returns the serialized ModelProto. */
+export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, options: DecoderGraphOptions): Uint8Array {
+  const g = new GraphBuilder(`capserve-${spec.architecture}`);
+  const added = new Set<string>();
+  const w = (key: string): string => {
+    const t = stored.tensors.get(key);
+    if (!t) throw new Error(`internal: weight ${key} was not stored`);
+    if (!added.has(key)) {
+      g.external(key, t);
+      added.add(key);
+    }
+    return key;
+  };
+  const linear = (x: string, key: string): string => {
+    const lin = stored.linears.get(key);
+    if (!lin) throw new Error(`internal: linear ${key} was not stored`);
+    if (lin.kind === 'fp32') return g.op('Gemm', [x, w(lin.weight)], { transB: attr.int(1) });
+    return g.op(
+      'MatMulNBits',
+      [x, w(lin.codes), w(lin.scales)],
+      {
+        K: attr.int(lin.k),
+        N: attr.int(lin.n),
+        bits: attr.int(lin.bits),
+        block_size: attr.int(lin.blockSize),
+        accuracy_level: attr.int(options.quantAccuracyLevel),
+      },
+      'com.microsoft',
+    );
+  };
+  const rmsNorm = (x: string, key: string): string =>
+    g.op('SimplifiedLayerNormalization', [x, w(key)], { axis: attr.int(-1), epsilon: attr.float(spec.rmsNormEps) });
+
+  const H = spec.numHeads;
+  const KV = spec.numKvHeads;
+  const D = spec.headDim;
+  const G = H / KV;
+  const hidden = spec.hiddenSize;
+
+  const inputIds = g.input(GRAPH_IO.inputIds, 'int64', ['B', 'T']);
+  const positionIds = g.input(GRAPH_IO.positionIds, 'int64', ['B', 'T']);
+  const attnBias = g.input(GRAPH_IO.attnBias, 'float32', ['B', 1, 'T', 'S']);
+  const logitIndex = g.input(GRAPH_IO.logitIndex, 'int64', ['B', 'K']);
+
+  // Shape tensors computed once: [B, T] from the ids.
+  const bt = g.op('Shape', [inputIds]);
+  const shapeBTkvGD = g.op('Concat', [bt, g.int64s([KV, G, D])], { axis: attr.int(0) });
+  const shapeBTkvD = g.op('Concat', [bt, g.int64s([KV, D])], { axis: attr.int(0) });
+  const shapeBTHD = g.op('Concat', [bt, g.int64s([H, D])], { axis: attr.int(0) });
+  const tOnly = g.op('Slice', [bt, g.int64s([1]), g.int64s([2])]);
+  const shapeScores5 = g.op('Concat', [g.int64s([0, 0, G]), tOnly, g.int64s([-1])], { axis: attr.int(0) });
+  const shapeFlat4 = g.int64s([0, 0, -1, 0]);
+  const shapeQ4 = g.int64s([0, 0, -1, D]);
+  const shape2dHidden = g.int64s([-1, hidden]);
+  const shape2dHeads = g.int64s([-1, H * D]);
+
+  // RoPE tables for this call, computed in float32 exactly as transformers does.
+  const invFreq = g.constant('float32', [D / 2], ropeInverseFrequencies(spec), 'inv_freq');
+  const posF = g.op('Unsqueeze', [g.op('Cast', [positionIds], { to: attr.int(1) }), g.int64s([-1])]);
+  const freqs = g.op('Mul', [posF, invFreq]);
+  const cos = g.op('Unsqueeze', [g.op('Cos', [freqs]), g.int64s([2])]);
+  const sin = g.op('Unsqueeze', [g.op('Sin', [freqs]), g.int64s([2])]);
+  const rope = (x: string): string => {
+    const [x1, x2] = g.node('Split', [x, g.int64s([D / 2, D / 2])], { axis: attr.int(-1) }, { outputs: [`${x}_h1`, `${x}_h2`] });
+    if (!x1 || !x2) throw new Error('unreachable');
+    const r1 = g.op('Sub', [g.op('Mul', [x1, cos]), g.op('Mul', [x2, sin])]);
+    const r2 = g.op('Add', [g.op('Mul', [x2, cos]), g.op('Mul', [x1, sin])]);
+    return g.op('Concat', [r1, r2], { axis: attr.int(-1) });
+  };
+
+  const bias5 = g.op('Unsqueeze', [attnBias, g.int64s([1])]);
+  const qScale = g.scalarF32(1 / Math.sqrt(D), 'q_scale');
+
+  let x = g.op('Reshape', [g.op('Gather', [w('embed'), inputIds], { axis: attr.int(0) }), shape2dHidden]);
+  for (let l = 0; l < spec.numLayers; l++) {
+    const h = rmsNorm(x, `l${l}.in_norm`);
+    let qkv = linear(h, `l${l}.qkv`);
+    if (spec.attentionBias) qkv = g.op('Add', [qkv, w(`l${l}.qkv_bias`)]);
+    const [q, k, v] = g.node('Split', [qkv, g.int64s([H * D, KV * D, KV * D])], { axis: attr.int(1) }, {
+      outputs: [`q_${l}`, `k_${l}`, `v_${l}`],
+    });
+    if (!q || !k || !v) throw new Error('unreachable');
+    const qRot = rope(g.op('Reshape', [q, shapeBTHD]));
+    g.node('Identity', [rope(g.op('Reshape', [k, shapeBTkvD]))], {}, { outputs: [GRAPH_IO.presentKey(l)] });
+    g.node('Identity', [g.op('Reshape', [v, shapeBTkvD])], {}, { outputs: [GRAPH_IO.presentValue(l)] });
+    const pastK = g.input(GRAPH_IO.pastKey(l), 'float32', ['B', 'P', KV, D]);
+    const pastV = g.input(GRAPH_IO.pastValue(l), 'float32', ['B', 'P', KV, D]);
+    const kAll = g.op('Concat', [pastK, GRAPH_IO.presentKey(l)], { axis: attr.int(1) });
+    const vAll = g.op('Concat', [pastV, GRAPH_IO.presentValue(l)], { axis: attr.int(1) });
+    const kT = g.op('Transpose', [kAll], { perm: attr.ints([0, 2, 3, 1]) }); // [B, KV, D, S]
+    const vT = g.op('Transpose', [vAll], { perm: attr.ints([0, 2, 1, 3]) }); // [B, KV, S, D]
+    // Query heads grouped under their KV head: [B, KV, G*T, D] so one MatMul serves a whole group.
+    const qScaled = g.op('Mul', [qRot, qScale]);
+    const qGrouped = g.op('Reshape', [
+      g.op('Transpose', [g.op('Reshape', [qScaled, shapeBTkvGD])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
+      shapeQ4,
+    ]);
+    const scores = g.op('Reshape', [g.op('MatMul', [qGrouped, kT]), shapeScores5]); // [B, KV, G, T, S]
+    const probs = g.op('Softmax', [g.op('Add', [scores, bias5])], { axis: attr.int(-1) });
+    if (options.emitAttention) g.node('Identity', [probs], {}, { outputs: [GRAPH_IO.attention(l)] });
+    const ctx = g.op('MatMul', [g.op('Reshape', [probs, shapeFlat4]), vT]); // [B, KV, G*T, D]
+    const ctx5 = g.op('Reshape', [ctx, g.op('Concat', [g.int64s([0, KV, G]), tOnly, g.int64s([D])], { axis: attr.int(0) })]);
+    const merged = g.op('Reshape', [g.op('Transpose', [ctx5], { perm: attr.ints([0, 3, 1, 2, 4]) }), shape2dHeads]);
+    let o = linear(merged, `l${l}.o`);
+    if (spec.outputBias) o = g.op('Add', [o, w(`l${l}.o_bias`)]);
+    x = g.op('Add', [x, o]);
+
+    const h2 = rmsNorm(x, `l${l}.post_norm`);
+    const gu = linear(h2, `l${l}.gate_up`);
+    const [gate, up] = g.node('Split', [gu, g.int64s([spec.intermediateSize, spec.intermediateSize])], { axis: attr.int(1) }, {
+      outputs: [`gate_${l}`, `up_${l}`],
+    });
+    if (!gate || !up) throw new Error('unreachable');
+    const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+    x = g.op('Add', [x, linear(act, `l${l}.down`)]);
+  }
+
+  // Only the requested positions go through the final norm and the vocabulary projection.
+  const x3 = g.op('Reshape', [x, g.op('Concat', [bt, g.int64s([hidden])], { axis: attr.int(0) })]);
+  const idxShape = g.op('Concat', [g.op('Shape', [logitIndex]), g.int64s([hidden])], { axis: attr.int(0) });
+  const idx = g.op('Expand', [g.op('Unsqueeze', [logitIndex, g.int64s([-1])]), idxShape]);
+  const picked = g.op('Reshape', [g.op('GatherElements', [x3, idx], { axis: attr.int(1) }), shape2dHidden]);
+  const normed = rmsNorm(picked, 'final_norm');
+  const logits2d = linear(normed, 'lm_head');
+  const logitShape = g.op('Concat', [g.op('Shape', [logitIndex]), g.int64s([spec.vocabSize])], { axis: attr.int(0) });
+  g.node('Reshape', [logits2d, logitShape], {}, { outputs: [GRAPH_IO.logits] });
+
+  g.output(GRAPH_IO.logits, 'float32', ['B', 'K', spec.vocabSize]);
+  for (let l = 0; l < spec.numLayers; l++) {
+    g.output(GRAPH_IO.presentKey(l), 'float32', ['B', 'T', KV, D]);
+    g.output(GRAPH_IO.presentValue(l), 'float32', ['B', 'T', KV, D]);
+    if (options.emitAttention) g.output(GRAPH_IO.attention(l), 'float32', ['B', KV, G, 'T', 'S']);
+  }
+  return g.toModelBytes(17);
+}

@@ -1,0 +1,224 @@
+/**
+ * Hugging Face config.json (+ generation_config.json) -> ModelSpec. Defaults are the
+ * ones transformers' config classes apply, so a config that loads in transformers
+ * means the same thing here; anything we cannot run faithfully is refused by name.
+ */
+import { CheckpointError } from './errors.js';
+import { SUPPORTED_ARCHITECTURES, type Architecture, type ModelSpec, type RopeScaling } from './spec.js';
+
+const CAUSAL_LM_CLASS: Readonly<Record<Architecture, string>> = {
+  llama: 'LlamaForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+  mistral: 'MistralForCausalLM',
+};
+
+/** transformers' per-architecture defaults for fields a config may omit. */
+const DEFAULTS: Readonly<Record<Architecture, { rmsNormEps: number; ropeTheta: number; maxPositionEmbeddings: number }>> = {
+  llama: { rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 2048 },
+  qwen2: { rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 32768 },
+  mistral: { rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 4096 * 32 },
+};
+
+type Json = Record<string, unknown>;
+
+function isRecord(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+class Fields {
+  constructor(
+    private readonly obj: Json,
+    private readonly file: string,
+    private readonly prefix = '',
+  ) {}
+
+  private bad(field: string, why: string): CheckpointError {
+    return new CheckpointError('bad_config', this.file, `${this.prefix}${field} ${why}`);
+  }
+
+  has(field: string): boolean {
+    return this.obj[field] !== undefined && this.obj[field] !== null;
+  }
+
+  positiveInt(field: string, fallback?: number): number {
+    const v = this.obj[field];
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      throw this.bad(field, 'is required but missing');
+    }
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw this.bad(field, `must be a positive integer, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  positiveNumber(field: string, fallback?: number): number {
+    const v = this.obj[field];
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      throw this.bad(field, 'is required but missing');
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw this.bad(field, `must be a positive number, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  bool(field: string, fallback: boolean): boolean {
+    const v = this.obj[field];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'boolean') throw this.bad(field, `must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  /** A token id or list of ids; undefined when absent, [] when null. */
+  tokenIds(field: string): number[] | undefined {
+    const v = this.obj[field];
+    if (v === undefined) return undefined;
+    if (v === null) return [];
+    const list = Array.isArray(v) ? v : [v];
+    for (const id of list) {
+      if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) throw this.bad(field, `must be a token id or a list of token ids, got ${JSON.stringify(v)}`);
+    }
+    return list as number[];
+  }
+}
+
+function parseArchitecture(config: Json, file: string): Architecture {
+  const modelType = config.model_type;
+  const supported = SUPPORTED_ARCHITECTURES.map((a) => `${a} (${CAUSAL_LM_CLASS[a]})`).join(', ');
+  if (typeof modelType !== 'string') throw new CheckpointError('bad_config', file, `model_type is required but missing (supported: ${supported})`);
+  const arch = SUPPORTED_ARCHITECTURES.find((a) => a === modelType);
+  if (arch === undefined) {
+    throw new CheckpointError('unsupported_architecture', file, `model_type ${JSON.stringify(modelType)} is not supported (supported: ${supported})`);
+  }
+  const classes = config.architectures;
+  if (Array.isArray(classes) && classes.length > 0 && !classes.includes(CAUSAL_LM_CLASS[arch])) {
+    throw new CheckpointError(
+      'unsupported_architecture',
+      file,
+      `architectures ${JSON.stringify(classes)} has no ${CAUSAL_LM_CLASS[arch]}; only causal language models are supported (supported: ${supported})`,
+    );
+  }
+  return arch;
+}
+
+function parseRopeScaling(raw: unknown, file: string, field: string): RopeScaling | null {
+  if (raw === undefined || raw === null) return null;
+  if (!isRecord(raw)) throw new CheckpointError('bad_config', file, `${field} must be an object or null`);
+  const type = raw.rope_type ?? raw.type;
+  const f = new Fields(raw, file, `${field}.`);
+  if (type === undefined || type === 'default') return null;
+  if (type === 'linear') return { type: 'linear', factor: f.positiveNumber('factor') };
+  if (type === 'llama3') {
+    const lowFreqFactor = f.positiveNumber('low_freq_factor');
+    const highFreqFactor = f.positiveNumber('high_freq_factor');
+    if (highFreqFactor <= lowFreqFactor) {
+      throw new CheckpointError('bad_config', file, `${field}.high_freq_factor (${highFreqFactor}) must exceed low_freq_factor (${lowFreqFactor})`);
+    }
+    return {
+      type: 'llama3',
+      factor: f.positiveNumber('factor'),
+      lowFreqFactor,
+      highFreqFactor,
+      originalMaxPositionEmbeddings: f.positiveInt('original_max_position_embeddings'),
+    };
+  }
+  throw new CheckpointError('unsupported_config', file, `${field} type ${JSON.stringify(type)} is not supported (supported: null, default, linear, llama3)`);
+}
+
+/** Qwen2 slides only on layers >= max_window_layers, and only with use_sliding_window. */
+function qwen2SlidingWindow(config: Json, f: Fields, numLayers: number, file: string): number | null {
+  let kinds: unknown[];
+  if (Array.isArray(config.layer_types)) {
+    kinds = config.layer_types;
+  } else {
+    if (!f.bool('use_sliding_window', false) || !f.has('sliding_window')) return null;
+    const first = f.positiveInt('max_window_layers', 28);
+    kinds = Array.from({ length: numLayers }, (_, i) => (i >= first ? 'sliding_attention' : 'full_attention'));
+  }
+  if (kinds.every((k) => k === 'full_attention')) return null;
+  if (kinds.every((k) => k === 'sliding_attention')) return f.positiveInt('sliding_window');
+  throw new CheckpointError('unsupported_config', file, 'a mix of sliding-window and full-attention layers (max_window_layers / layer_types) is not supported');
+}
+
+export function parseModelSpec(configJson: unknown, generationConfig: unknown | null, file: string): ModelSpec {
+  if (!isRecord(configJson)) throw new CheckpointError('bad_config', file, 'is not a JSON object');
+  const config = configJson;
+  const architecture = parseArchitecture(config, file);
+  const f = new Fields(config, file);
+  const defaults = DEFAULTS[architecture];
+
+  const hiddenSize = f.positiveInt('hidden_size');
+  const numLayers = f.positiveInt('num_hidden_layers');
+  const numHeads = f.positiveInt('num_attention_heads');
+  const numKvHeads = f.positiveInt('num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0) {
+    throw new CheckpointError('bad_config', file, `num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
+  }
+  if (!f.has('head_dim') && hiddenSize % numHeads !== 0) {
+    throw new CheckpointError('bad_config', file, `hidden_size (${hiddenSize}) is not divisible by num_attention_heads (${numHeads}) and head_dim is not given`);
+  }
+  const headDim = f.positiveInt('head_dim', hiddenSize / numHeads);
+  if (headDim % 2 !== 0) throw new CheckpointError('bad_config', file, `head_dim (${headDim}) must be even for rotary embeddings`);
+
+  const act = config.hidden_act ?? 'silu';
+  if (act !== 'silu') throw new CheckpointError('unsupported_config', file, `hidden_act ${JSON.stringify(act)} is not supported (only silu)`);
+  if (f.bool('mlp_bias', false)) throw new CheckpointError('unsupported_config', file, 'mlp_bias true is not supported');
+
+  // transformers v5 moves rope_theta and rope_scaling into rope_parameters.
+  const ropeParams = isRecord(config.rope_parameters) ? config.rope_parameters : null;
+  const ropeTheta = f.has('rope_theta')
+    ? f.positiveNumber('rope_theta')
+    : ropeParams !== null
+      ? new Fields(ropeParams, file, 'rope_parameters.').positiveNumber('rope_theta', defaults.ropeTheta)
+      : defaults.ropeTheta;
+  const ropeScaling = config.rope_scaling !== undefined || ropeParams === null
+    ? parseRopeScaling(config.rope_scaling, file, 'rope_scaling')
+    : parseRopeScaling(ropeParams, file, 'rope_parameters');
+
+  let attentionBias = false;
+  let outputBias = false;
+  let slidingWindow: number | null = null;
+  switch (architecture) {
+    case 'llama':
+      attentionBias = f.bool('attention_bias', false);
+      outputBias = attentionBias;
+      break;
+    case 'qwen2':
+      attentionBias = true;
+      slidingWindow = qwen2SlidingWindow(config, f, numLayers, file);
+      break;
+    case 'mistral':
+      slidingWindow = f.has('sliding_window') ? f.positiveInt('sliding_window') : null;
+      break;
+  }
+
+  let bosTokenId: number | null = f.tokenIds('bos_token_id')?.[0] ?? null;
+  let eosTokenIds: number[] = f.tokenIds('eos_token_id') ?? [];
+  if (generationConfig !== null && generationConfig !== undefined) {
+    if (!isRecord(generationConfig)) throw new CheckpointError('bad_config', file.replace(/config\.json$/, 'generation_config.json'), 'is not a JSON object');
+    const g = new Fields(generationConfig, file.replace(/config\.json$/, 'generation_config.json'));
+    const genEos = g.tokenIds('eos_token_id');
+    if (genEos !== undefined) eosTokenIds = genEos;
+    const genBos = g.tokenIds('bos_token_id');
+    if (genBos !== undefined) bosTokenId = genBos[0] ?? null;
+  }
+
+  return Object.freeze({
+    architecture,
+    hiddenSize,
+    numLayers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    intermediateSize: f.positiveInt('intermediate_size'),
+    vocabSize: f.positiveInt('vocab_size'),
+    rmsNormEps: f.positiveNumber('rms_norm_eps', defaults.rmsNormEps),
+    ropeTheta,
+    ropeScaling: ropeScaling === null ? null : Object.freeze(ropeScaling),
+    maxPositionEmbeddings: f.positiveInt('max_position_embeddings', defaults.maxPositionEmbeddings),
+    tieWordEmbeddings: f.bool('tie_word_embeddings', false),
+    attentionBias,
+    outputBias,
+    slidingWindow,
+    bosTokenId,
+    eosTokenIds: Object.freeze([...new Set(eosTokenIds)]),
+  });
+}

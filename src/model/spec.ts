@@ -1,0 +1,56 @@
+/**
+ * The normalized description of a decoder-only transformer, independent of the
+ * Hugging Face config.json spelling. Everything downstream (graph compiler,
+ * reference forward pass, KV accounting) reads this, never config.json.
+ */
+export type Architecture = 'llama' | 'qwen2' | 'mistral';
+
+export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['llama', 'qwen2', 'mistral'];
+
+export type RopeScaling =
+  | { readonly type: 'linear'; readonly factor: number }
+  | {
+      readonly type: 'llama3';
+      readonly factor: number;
+      readonly lowFreqFactor: number;
+      readonly highFreqFactor: number;
+      readonly originalMaxPositionEmbeddings: number;
+    };
+
+export interface ModelSpec {
+  readonly architecture: Architecture;
+  readonly hiddenSize: number;
+  readonly numLayers: number;
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly intermediateSize: number;
+  readonly vocabSize: number;
+  readonly rmsNormEps: number;
+  readonly ropeTheta: number;
+  readonly ropeScaling: RopeScaling | null;
+  readonly maxPositionEmbeddings: number;
+  readonly tieWordEmbeddings: boolean;
+  /** q/k/v projections carry a bias (qwen2, or llama with attention_bias). */
+  readonly attentionBias: boolean;
+  /** o_proj carries a bias (llama attention_bias). */
+  readonly outputBias: boolean;
+  /** Mistral-style sliding window attention, in tokens; null for full attention. */
+  readonly slidingWindow: number | null;
+  readonly bosTokenId: number | null;
+  readonly eosTokenIds: readonly number[];
+}
+
+/** One tensor of a checkpoint, converted to float32 on read. */
+export interface WeightTensor {
+  readonly shape: readonly number[];
+  readonly data: Float32Array;
+}
+
+/** Read access to a checkpoint's tensors by Hugging Face name (e.g. model.layers.0.self_attn.q_proj.weight). */
+export interface WeightSource {
+  names(): readonly string[];
+  has(name: string): boolean;
+  /** Throws a CheckpointError naming the file and tensor when missing or malformed. */
+  get(name: string): WeightTensor;
+}

@@ -1,0 +1,29 @@
+/** What the engine needs from a tokenizer; implemented over @huggingface/tokenizers. */
+export interface TextTokenizer {
+  readonly vocabSize: number;
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
+  decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
+  /** The vocabulary piece for an id (e.g. "▁the", "<0x0A>"), for logprobs' `token` fields. */
+  idToPiece(id: number): string;
+  /** Text deltas for a growing id sequence; never splits a UTF-8 character across deltas. */
+  createDecodeStream(options?: { skipSpecialTokens?: boolean }): DecodeStream;
+}
+
+export interface DecodeStream {
+  /** Feeds one id; returns the newly completed text (possibly empty). */
+  push(id: number): string;
+  /** Whatever is still held back at the end of generation. */
+  flush(): string;
+}
+
+export interface ChatMessage {
+  readonly role: 'system' | 'user' | 'assistant';
+  readonly content: string;
+}
+
+export interface ChatTemplate {
+  /** Renders messages to the prompt text; with addGenerationPrompt the assistant turn is opened. */
+  render(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
+  /** True when the rendered text already starts with the BOS token, so encode must not add another. */
+  readonly rendersBos: boolean;
+}

@@ -1,0 +1,135 @@
+/**
+ * TextTokenizer over @huggingface/tokenizers (tokenizer.json + tokenizer_config.json).
+ * All the BPE work is the library's; this file adds the incremental decoder and the
+ * checkpoint-style error reporting.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { CheckpointError } from './errors.js';
+import type { DecodeStream, TextTokenizer } from './tokenizer-types.js';
+
+const REPLACEMENT_CHAR = '\uFFFD';
+
+function readJson(file: string, required: boolean): unknown {
+  if (!fs.existsSync(file)) {
+    if (required) throw new CheckpointError('missing_file', file, 'tokenizer file does not exist');
+    return null;
+  }
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new CheckpointError('bad_tokenizer', file, 'is not valid JSON', { cause: err });
+  }
+}
+
+/**
+ * Emits decode(ids) piece by piece. Each step decodes a window of recent ids and
+ * emits the part after the window's already-emitted prefix, holding back text that
+ * ends in U+FFFD (an incomplete UTF-8 sequence from byte tokens). The window keeps
+ * context before the new ids because decoders are not concatenative at the start
+ * (SentencePiece strips the first leading space; byte tokens need their neighbours).
+ */
+class WindowDecodeStream implements DecodeStream {
+  private readonly ids: number[] = [];
+  /** First id of the decode window. */
+  private windowStart = 0;
+  /** Ids before this index are fully emitted. */
+  private readIndex = 0;
+  /** decode(ids[windowStart, readIndex)). */
+  private prefixText = '';
+
+  constructor(
+    private readonly decode: (ids: readonly number[]) => string,
+  ) {}
+
+  push(id: number): string {
+    this.ids.push(id);
+    const text = this.decode(this.ids.slice(this.windowStart));
+    if (text.length <= this.prefixText.length || text.endsWith(REPLACEMENT_CHAR)) return '';
+    return this.emit(text);
+  }
+
+  flush(): string {
+    if (this.readIndex === this.ids.length) return '';
+    const text = this.decode(this.ids.slice(this.windowStart));
+    return this.emit(text);
+  }
+
+  private emit(windowText: string): string {
+    let delta: string;
+    if (windowText.startsWith(this.prefixText)) {
+      delta = windowText.slice(this.prefixText.length);
+    } else {
+      // A decoder rewrote text across the window boundary (e.g. cleanup of " ."); fall back to the full sequence.
+      const emitted = this.decode(this.ids.slice(0, this.readIndex));
+      const full = this.decode(this.ids);
+      delta = full.startsWith(emitted) ? full.slice(emitted.length) : '';
+    }
+    const previousRead = this.readIndex;
+    this.readIndex = this.ids.length;
+    // Slide the window to start at the previous emission point, but only when that
+    // context decodes to visible text: an empty context (a lone "▁", a skipped special
+    // token) would let the decoder strip the new text's leading space.
+    const candidateContext = this.decode(this.ids.slice(previousRead, this.readIndex));
+    if (candidateContext.length > 0 && previousRead > this.windowStart) {
+      this.windowStart = previousRead;
+      this.prefixText = candidateContext;
+    } else {
+      this.prefixText = this.decode(this.ids.slice(this.windowStart, this.readIndex));
+    }
+    return delta;
+  }
+}
+
+class HfTextTokenizer implements TextTokenizer {
+  readonly vocabSize: number;
+
+  constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly file: string,
+  ) {
+    let maxId = -1;
+    for (const id of tokenizer.get_vocab(true).values()) if (id > maxId) maxId = id;
+    this.vocabSize = maxId + 1;
+  }
+
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: options?.addSpecialTokens ?? true }).ids;
+  }
+
+  decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string {
+    for (const id of ids) this.checkId(id);
+    return this.tokenizer.decode([...ids], { skip_special_tokens: options?.skipSpecialTokens ?? false });
+  }
+
+  /** '' for an id in range that has no piece (a model vocab padded past the tokenizer's). */
+  idToPiece(id: number): string {
+    this.checkId(id);
+    return this.tokenizer.id_to_token(id) ?? '';
+  }
+
+  createDecodeStream(options?: { skipSpecialTokens?: boolean }): DecodeStream {
+    const skip = options?.skipSpecialTokens ?? false;
+    return new WindowDecodeStream((ids) => this.decode(ids, { skipSpecialTokens: skip }));
+  }
+
+  private checkId(id: number): void {
+    if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`token id ${id} is not a non-negative integer (tokenizer ${this.file})`);
+  }
+}
+
+export function loadTokenizer(dir: string): TextTokenizer {
+  const file = path.join(dir, 'tokenizer.json');
+  const tokenizerJson = readJson(file, true);
+  const configJson = readJson(path.join(dir, 'tokenizer_config.json'), false) ?? {};
+  if (typeof tokenizerJson !== 'object' || tokenizerJson === null) throw new CheckpointError('bad_tokenizer', file, 'is not a JSON object');
+  if (typeof configJson !== 'object') throw new CheckpointError('bad_tokenizer', path.join(dir, 'tokenizer_config.json'), 'is not a JSON object');
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = new Tokenizer(tokenizerJson, configJson);
+  } catch (err) {
+    throw new CheckpointError('bad_tokenizer', file, `cannot be loaded: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  return new HfTextTokenizer(tokenizer, file);
+}
