@@ -80,7 +80,18 @@ export type TokenEvent =
       readonly usage: Usage;
       /** Which stop string or token ended generation, if any. */
       readonly stopReason: string | number | null;
+      readonly timings: RequestTimings;
     };
+
+/** Engine-side timings of one request, for the P-axis metrics. */
+export interface RequestTimings {
+  /** From submission to admission into the running batch. */
+  readonly queueMs: number;
+  /** From admission to the end of the last prefill chunk. */
+  readonly prefillMs: number;
+  /** Total engine-side time from submission to the final token. */
+  readonly totalMs: number;
+}
 
 export interface EngineHealth {
   readonly ready: boolean;

@@ -127,10 +127,11 @@ export class SafetensorsFile implements CheckpointWeights {
       if (!Array.isArray(shape) || !shape.every(isNonNegativeInt)) {
         throw new CheckpointError('bad_header', file, `tensor ${name}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
       }
-      if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegativeInt) || offsets[0] > offsets[1]) {
+      const begin: unknown = Array.isArray(offsets) ? offsets[0] : undefined;
+      const end: unknown = Array.isArray(offsets) ? offsets[1] : undefined;
+      if (!Array.isArray(offsets) || offsets.length !== 2 || !isNonNegativeInt(begin) || !isNonNegativeInt(end) || begin > end) {
         throw new CheckpointError('bad_header', file, `tensor ${name}: data_offsets ${JSON.stringify(offsets)} is not [begin, end]`);
       }
-      const [begin, end] = offsets as [number, number];
       const elemBytes = isStorageDtype(dtype) ? DTYPE_BYTES[dtype] : OTHER_DTYPE_BYTES[dtype];
       if (elemBytes !== undefined) {
         const numel = (shape as number[]).reduce((a, b) => a * b, 1);

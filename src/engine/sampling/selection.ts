@@ -56,6 +56,85 @@ export function selectTop(ids: Int32Array, lo: number, hi: number, m: number, ke
   }
 }
 
+/**
+ * Rearranges ids[0, n) so that ids[0, cut) is the smallest best-first prefix
+ * whose total weight (weight[id]) reaches target, and returns cut; the prefix
+ * is left unordered. A quickselect that descends by accumulated weight instead
+ * of by count, so top-p never sorts: expected O(n) even when the nucleus is
+ * most of a flat 152k-token distribution. Returns n when rounding leaves the
+ * whole range just short of target.
+ */
+export function selectWeightedPrefix(
+  ids: Int32Array,
+  n: number,
+  key: Float32Array,
+  weight: Float64Array,
+  target: number,
+): number {
+  let left = 0;
+  let right = n - 1;
+  let acc = 0;
+  let budget = 2 * Math.ceil(Math.log2(n + 1)) + 16;
+  while (left <= right) {
+    if (budget-- === 0) return sortedWeightedPrefix(ids, left, right + 1, key, weight, target - acc);
+    const p = partitionAroundPivot(ids, left, right, key);
+    let above = 0;
+    for (let j = left; j < p; j++) above += weight[ids[j] ?? 0] ?? 0;
+    if (acc + above >= target) {
+      right = p - 1;
+    } else {
+      acc += above + (weight[ids[p] ?? 0] ?? 0);
+      if (acc >= target) return p + 1;
+      left = p + 1;
+    }
+  }
+  return left;
+}
+
+/** Degenerate-partition fallback: sort the range and scan. */
+function sortedWeightedPrefix(
+  ids: Int32Array,
+  lo: number,
+  hi: number,
+  key: Float32Array,
+  weight: Float64Array,
+  target: number,
+): number {
+  sortRange(ids, lo, hi, key);
+  let acc = 0;
+  for (let j = lo; j < hi; j++) {
+    acc += weight[ids[j] ?? 0] ?? 0;
+    if (acc >= target) return j + 1;
+  }
+  return hi;
+}
+
+/**
+ * Lomuto partition of ids[left, right] around a median-of-three pivot; returns
+ * the pivot's final index, with better ids before it and worse after.
+ */
+function partitionAroundPivot(ids: Int32Array, left: number, right: number, key: Float32Array): number {
+  const mid = (left + right) >>> 1;
+  const a = ids[left] ?? 0;
+  const b = ids[mid] ?? 0;
+  const c = ids[right] ?? 0;
+  const pivot = medianOfThree(key, a, b, c);
+  const pivotAt = pivot === a ? left : pivot === b ? mid : right;
+  ids[pivotAt] = c;
+  ids[right] = pivot;
+  let store = left;
+  for (let j = left; j < right; j++) {
+    const id = ids[j] ?? 0;
+    if (before(key, id, pivot)) {
+      ids[j] = ids[store] ?? 0;
+      ids[store++] = id;
+    }
+  }
+  ids[right] = ids[store] ?? 0;
+  ids[store] = pivot;
+  return store;
+}
+
 function medianOfThree(key: Float32Array, a: number, b: number, c: number): number {
   if (before(key, a, b)) {
     if (before(key, b, c)) return b;

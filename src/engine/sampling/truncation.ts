@@ -1,5 +1,5 @@
 import type { SamplingScratch } from './scratch.js';
-import { selectTop, sortRange } from './selection.js';
+import { selectTop, selectWeightedPrefix } from './selection.js';
 
 export interface TruncationParams {
   /** > 0; greedy is decided before truncation. */
@@ -12,19 +12,17 @@ export interface TruncationParams {
   readonly minP: number;
 }
 
-/** Size of the first sorted block top-p examines; later blocks grow 4x. */
-const TOP_P_FIRST_BLOCK = 32;
-
 /**
  * Temperature, then top-k, top-p, min-p over scratch.work (vLLM's order).
  * On return scratch.ids[0, n) holds the surviving ids and scratch.probs[id]
  * their weight relative to the most likely token, exp((l - max) / T); returns n
  * (always >= 1: the most likely token survives every step).
  *
- * Full-vocab sorting is avoided: top-k is a quickselect; top-p sorts only as
- * many of the best tokens as it needs to reach the mass, selecting them in
- * growing blocks; min-p is a threshold, since p_i >= minP * p_max is
- * exp((l_i - max) / T) >= minP, unaffected by the renormalizations before it.
+ * Nothing is sorted: top-k is a quickselect; top-p is a quickselect that
+ * descends by probability mass (the kept set is exactly the smallest
+ * best-first prefix reaching p, ties by lowest id); min-p is a threshold,
+ * since p_i >= minP * p_max is exp((l_i - max) / T) >= minP, unaffected by the
+ * renormalizations before it.
  */
 export function truncate(p: TruncationParams, scratch: SamplingScratch): number {
   const { work, ids, probs } = scratch;
@@ -53,34 +51,8 @@ export function truncate(p: TruncationParams, scratch: SamplingScratch): number 
     total += e;
   }
 
-  if (p.topP < 1) n = topPPrefix(scratch, n, p.topP * total);
+  if (p.topP < 1) n = selectWeightedPrefix(ids, n, work, probs, p.topP * total);
   if (p.minP > 0) n = keepAtLeast(ids, n, probs, p.minP);
-  return n;
-}
-
-/**
- * Length of the smallest best-first prefix of ids[0, n) whose weight reaches
- * target; leaves that prefix sorted best first.
- */
-function topPPrefix(scratch: SamplingScratch, n: number, target: number): number {
-  const { work, ids, probs } = scratch;
-  let sorted = 0;
-  let cum = 0;
-  let block = TOP_P_FIRST_BLOCK;
-  while (sorted < n) {
-    const end = Math.min(n, sorted + block);
-    // Everything in ids[sorted, n) ranks below ids[0, sorted), so selecting and
-    // sorting the next block extends the sorted prefix.
-    selectTop(ids, sorted, n, end - sorted, work);
-    sortRange(ids, sorted, end, work);
-    for (let j = sorted; j < end; j++) {
-      cum += probs[ids[j] ?? 0] ?? 0;
-      if (cum >= target) return j + 1;
-    }
-    sorted = end;
-    block *= 4;
-  }
-  // Only reachable when rounding leaves cum a hair under target (topP ~ 1).
   return n;
 }
 

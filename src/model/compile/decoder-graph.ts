@@ -197,7 +197,6 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
   const shapeBTHD = g.op('Concat', [bt, g.int64s([H, D])], { axis: attr.int(0) });
   const tOnly = g.op('Slice', [bt, g.int64s([1]), g.int64s([2])]);
   const shapeScores5 = g.op('Concat', [g.int64s([0, 0, G]), tOnly, g.int64s([-1])], { axis: attr.int(0) });
-  const shapeFlat4 = g.int64s([0, 0, -1, 0]);
   const shapeQ4 = g.int64s([0, 0, -1, D]);
   const shape2dHidden = g.int64s([-1, hidden]);
   const shape2dHeads = g.int64s([-1, H * D]);
@@ -243,10 +242,11 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
       g.op('Transpose', [g.op('Reshape', [qScaled, shapeBTkvGD])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
       shapeQ4,
     ]);
-    const scores = g.op('Reshape', [g.op('MatMul', [qGrouped, kT]), shapeScores5]); // [B, KV, G, T, S]
+    const scoresFlat = g.op('MatMul', [qGrouped, kT]); // [B, KV, G*T, S]
+    const scores = g.op('Reshape', [scoresFlat, shapeScores5]); // [B, KV, G, T, S]
     const probs = g.op('Softmax', [g.op('Add', [scores, bias5])], { axis: attr.int(-1) });
     if (options.emitAttention) g.node('Identity', [probs], {}, { outputs: [GRAPH_IO.attention(l)] });
-    const ctx = g.op('MatMul', [g.op('Reshape', [probs, shapeFlat4]), vT]); // [B, KV, G*T, D]
+    const ctx = g.op('MatMul', [g.op('Reshape', [probs, g.op('Shape', [scoresFlat])]), vT]); // [B, KV, G*T, D]
     const ctx5 = g.op('Reshape', [ctx, g.op('Concat', [g.int64s([0, KV, G]), tOnly, g.int64s([D])], { axis: attr.int(0) })]);
     const merged = g.op('Reshape', [g.op('Transpose', [ctx5], { perm: attr.ints([0, 3, 1, 2, 4]) }), shape2dHeads]);
     let o = linear(merged, `l${l}.o`);

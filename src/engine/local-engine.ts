@@ -1,0 +1,264 @@
+/**
+ * The EngineClient the server talks to: a thin bridge to the inference worker.
+ * Tokenization and chat templates run here (cheap, and the API layer needs
+ * token counts before a request is admitted); everything that touches tensors
+ * runs in the worker.
+ */
+import { availableParallelism, totalmem } from 'node:os';
+import { basename, resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { loadChatTemplate } from '../model/chat-template.js';
+import type { WeightDtype } from '../model/compile/decoder-graph.js';
+import { loadTokenizer } from '../model/tokenizer.js';
+import type { ChatMessage, ChatTemplate, TextTokenizer } from '../model/tokenizer-types.js';
+import type { CoreOutput, CoreStats } from './engine-core.js';
+import { EngineError } from './errors.js';
+import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, TokenEvent } from './types.js';
+import type { FromWorker, ReadyInfo, ToWorker, WorkerInit } from './worker-protocol.js';
+
+export interface LocalEngineOptions {
+  readonly modelDir: string;
+  readonly servedModelName?: string;
+  readonly cacheDir?: string;
+  readonly maxConcurrent?: number;
+  readonly maxQueue?: number;
+  readonly kvBudgetBytes?: number;
+  readonly weightDtype?: WeightDtype;
+  readonly threads?: number;
+  readonly contextLength?: number;
+  readonly prefillChunk?: number;
+  readonly chatTemplateFallback?: string;
+  readonly onProgress?: (message: string) => void;
+}
+
+interface Stream {
+  readonly events: TokenEvent[];
+  error: EngineError | null;
+  done: boolean;
+  notify: (() => void) | null;
+}
+
+const DEFAULT_KV_BUDGET = Math.min(4 * 1024 ** 3, Math.floor(totalmem() / 4));
+
+export class LocalEngine implements EngineClient {
+  readonly ready: Promise<void>;
+  private readonly worker: Worker;
+  private readonly tokenizer: TextTokenizer;
+  private readonly chatTemplate: ChatTemplate | null;
+  private readonly streams = new Map<string, Stream>();
+  private info: ReadyInfo | null = null;
+  private stats: CoreStats | null = null;
+  private fatal: EngineError | null = null;
+  private readonly modelId: string;
+  private readonly createdAt = Math.floor(Date.now() / 1000);
+  private closed = false;
+  private readonly workerExited: Promise<void>;
+
+  constructor(private readonly options: LocalEngineOptions) {
+    const modelDir = resolve(options.modelDir);
+    this.modelId = options.servedModelName ?? basename(modelDir);
+    this.tokenizer = loadTokenizer(modelDir);
+    this.chatTemplate = loadChatTemplate(modelDir, options.chatTemplateFallback);
+    const init: WorkerInit = {
+      modelDir,
+      cacheDir: resolve(options.cacheDir ?? '.cache/compiled'),
+      weightDtype: options.weightDtype ?? 'fp32',
+      threads: options.threads ?? availableParallelism(),
+      maxConcurrent: options.maxConcurrent ?? 16,
+      maxQueue: options.maxQueue ?? 256,
+      kvBudgetBytes: options.kvBudgetBytes ?? DEFAULT_KV_BUDGET,
+      contextLength: options.contextLength ?? null,
+      prefillChunk: options.prefillChunk ?? 512,
+    };
+    this.worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: init });
+    let markReady: () => void = () => undefined;
+    let markFailed: (e: Error) => void = () => undefined;
+    this.ready = new Promise<void>((res, rej) => {
+      markReady = res;
+      markFailed = rej;
+    });
+    // A failed start is reported through health() and generate(); callers that await `ready` see it too.
+    this.ready.catch(() => undefined);
+    this.worker.on('message', (m: FromWorker) => {
+      switch (m.type) {
+        case 'progress':
+          options.onProgress?.(m.message);
+          break;
+        case 'ready':
+          this.info = m.info;
+          this.stats = m.stats;
+          markReady();
+          break;
+        case 'outputs':
+          this.stats = m.stats;
+          this.deliver(m.outputs);
+          break;
+        case 'fatal':
+          this.failAll(new EngineError('engine_failed', `the inference worker failed: ${m.message}`));
+          markFailed(new Error(m.message));
+          break;
+      }
+    });
+    this.worker.on('error', (err) => {
+      this.failAll(new EngineError('engine_failed', `the inference worker crashed: ${err.message}`));
+      markFailed(err);
+    });
+    this.workerExited = new Promise<void>((res) => this.worker.once('exit', () => res()));
+    this.worker.once('exit', () => {
+      if (!this.closed) this.failAll(new EngineError('engine_failed', 'the inference worker exited'));
+      markFailed(new Error('the inference worker exited before the model was ready'));
+    });
+  }
+
+  get readyInfo(): ReadyInfo | null {
+    return this.info;
+  }
+
+  get coreStats(): CoreStats | null {
+    return this.stats;
+  }
+
+  private post(m: ToWorker): void {
+    this.worker.postMessage(m);
+  }
+
+  private failAll(err: EngineError): void {
+    this.fatal = err;
+    for (const s of this.streams.values()) {
+      s.error = err;
+      s.notify?.();
+    }
+  }
+
+  private deliver(outputs: readonly CoreOutput[]): void {
+    for (const o of outputs) {
+      const s = this.streams.get(o.id);
+      if (!s) continue;
+      if ('error' in o) {
+        s.error = new EngineError(o.error.code, o.error.message, {
+          ...(o.error.param !== null ? { param: o.error.param } : {}),
+          ...(o.error.retryAfterSeconds !== null ? { retryAfterSeconds: o.error.retryAfterSeconds } : {}),
+        });
+      } else {
+        s.events.push(o.event);
+        if (o.event.type === 'done') s.done = true;
+      }
+      s.notify?.();
+    }
+  }
+
+  generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<TokenEvent> {
+    if (this.fatal) throw this.fatal;
+    if (this.closed) throw new EngineError('shutting_down', 'the server is shutting down', { retryAfterSeconds: 5 });
+    if (!this.info) throw new EngineError('not_ready', 'the model is still loading', { retryAfterSeconds: 5 });
+    if (this.streams.has(request.id)) throw new EngineError('invalid_request', `request id ${request.id} is already in use`);
+    const stream: Stream = { events: [], error: null, done: false, notify: null };
+    this.streams.set(request.id, stream);
+    this.post({ type: 'generate', request });
+    const onAbort = (): void => this.abort(request.id);
+    if (signal) {
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
+    const self = this;
+    return {
+      async *[Symbol.asyncIterator](): AsyncGenerator<TokenEvent> {
+        let finished = false;
+        try {
+          for (;;) {
+            const next = stream.events.shift();
+            if (next) {
+              yield next;
+              if (next.type === 'done') {
+                finished = true;
+                return;
+              }
+              continue;
+            }
+            if (stream.error) {
+              finished = true;
+              throw stream.error;
+            }
+            await new Promise<void>((res) => {
+              stream.notify = res;
+            });
+            stream.notify = null;
+          }
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
+          // A consumer that stops iterating early (client gone) must free the sequence.
+          if (!finished) self.abort(request.id);
+          self.streams.delete(request.id);
+        }
+      },
+    };
+  }
+
+  abort(id: string): void {
+    if (!this.closed || this.streams.has(id)) this.post({ type: 'abort', id });
+  }
+
+  health(): EngineHealth {
+    const s = this.stats;
+    return {
+      ready: this.info !== null && this.fatal === null,
+      running: s?.running ?? 0,
+      waiting: s?.waiting ?? 0,
+      kvBytesUsed: s?.kvBytesUsed ?? 0,
+      kvBytesCapacity: s?.kvBytesCapacity ?? 0,
+    };
+  }
+
+  models(): readonly ModelCard[] {
+    return [
+      {
+        id: this.modelId,
+        contextLength: this.info?.contextLength ?? 0,
+        hasChatTemplate: this.chatTemplate !== null,
+        createdAt: this.createdAt,
+      },
+    ];
+  }
+
+  tokenize(text: string, options?: { addSpecialTokens?: boolean }): number[] {
+    return this.tokenizer.encode(text, { addSpecialTokens: options?.addSpecialTokens ?? true });
+  }
+
+  detokenize(ids: readonly number[]): string {
+    return this.tokenizer.decode(ids, { skipSpecialTokens: true });
+  }
+
+  renderChat(messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
+    if (!this.chatTemplate) {
+      throw new EngineError(
+        'no_chat_template',
+        `model ${this.modelId} has no chat template (tokenizer_config.json has no chat_template) and the config names no fallback; use /v1/completions`,
+        { param: 'messages' },
+      );
+    }
+    const text = this.chatTemplate.render(messages, { addGenerationPrompt: true });
+    return { text, addSpecialTokens: !this.chatTemplate.rendersBos };
+  }
+
+  /** Stops accepting, lets in-flight requests finish, then ends the worker. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.post({ type: 'shutdown' });
+    const timeout = new Promise<void>((res) => setTimeout(res, 30_000).unref());
+    await Promise.race([this.workerExited, timeout]);
+    await this.worker.terminate();
+  }
+}
+
+/** Starts the engine without waiting for the model; `ready` settles when it can serve. */
+export function startLocalEngine(options: LocalEngineOptions): LocalEngine {
+  return new LocalEngine(options);
+}
+
+/** Starts the engine and waits until the model is compiled and loaded. */
+export async function createLocalEngine(options: LocalEngineOptions): Promise<LocalEngine> {
+  const engine = new LocalEngine(options);
+  await engine.ready;
+  return engine;
+}

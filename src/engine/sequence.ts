@@ -1,0 +1,57 @@
+/**
+ * One request inside the engine, with explicit states:
+ * waiting -> prefilling -> decoding -> finished (or aborted at any point).
+ */
+import type { SequenceKv } from '../kv/sequence-kv.js';
+import type { DecodeStream } from '../model/tokenizer-types.js';
+import { SequenceSampler, StopMatcher } from './sampling/index.js';
+import type { FinishReason, GenerateRequest } from './types.js';
+
+export type SequenceState = 'waiting' | 'prefilling' | 'decoding' | 'finished';
+
+export class Sequence {
+  state: SequenceState = 'waiting';
+  kv: SequenceKv | null = null;
+  /** Prompt tokens already prefilled. */
+  prefilled = 0;
+  /** The token to feed at the next decode step (the last sampled one). */
+  pendingToken = -1;
+  generated = 0;
+  abortRequested = false;
+  finishReason: FinishReason | null = null;
+  stopReason: string | number | null = null;
+  readonly sampler: SequenceSampler;
+  readonly stopMatcher: StopMatcher;
+  readonly stopIds: ReadonlySet<number>;
+  readonly submittedAt = performance.now();
+  admittedAt = 0;
+  prefillDoneAt = 0;
+
+  constructor(
+    readonly request: GenerateRequest,
+    vocabSize: number,
+    readonly decodeStream: DecodeStream,
+    eosTokenIds: readonly number[],
+    /** Total tokens (prompt + generated) the model's window allows. */
+    readonly contextLength: number,
+  ) {
+    this.sampler = new SequenceSampler(request.sampling, vocabSize, request.promptTokens);
+    this.stopMatcher = new StopMatcher(request.sampling.stop);
+    const ids = new Set<number>(request.sampling.stopTokenIds);
+    if (!request.sampling.ignoreEos) for (const id of eosTokenIds) ids.add(id);
+    this.stopIds = ids;
+  }
+
+  get id(): string {
+    return this.request.id;
+  }
+
+  get promptLength(): number {
+    return this.request.promptTokens.length;
+  }
+
+  /** Worst-case tokens this sequence can hold: what admission reserves. */
+  get maxTokensNeeded(): number {
+    return Math.min(this.contextLength, this.promptLength + this.request.sampling.maxTokens);
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Entry point of the inference worker thread: loads and compiles the model,
+ * then runs the engine loop. onnxruntime's session.run blocks the thread it runs
+ * on, so it lives here and the HTTP thread only exchanges messages.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { compileModel } from '../model/compile/compile-model.js';
+import { loadCheckpoint } from '../model/checkpoint.js';
+import { DecoderSession, runtimeVersion } from '../runtime/decoder-session.js';
+import { EngineCore } from './engine-core.js';
+import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
+
+if (!parentPort) throw new Error('worker-main.ts must run as a worker thread');
+const port = parentPort;
+const init = workerData as WorkerInit;
+const send = (m: FromWorker): void => port.postMessage(m);
+
+async function main(): Promise<void> {
+  send({ type: 'progress', message: `loading checkpoint ${init.modelDir}` });
+  const checkpoint = loadCheckpoint(init.modelDir);
+  const compiled = compileModel(checkpoint, {
+    cacheDir: init.cacheDir,
+    weightDtype: init.weightDtype,
+    onProgress: (message) => send({ type: 'progress', message }),
+  });
+  const spec = checkpoint.spec;
+  const session = await DecoderSession.create(compiled.decoderPath, spec, { threads: init.threads });
+  const contextLength = init.contextLength ?? spec.maxPositionEmbeddings;
+  const core = new EngineCore(session, spec, checkpoint.tokenizer, {
+    maxConcurrent: init.maxConcurrent,
+    maxQueue: init.maxQueue,
+    kvBudgetBytes: init.kvBudgetBytes,
+    contextLength,
+    prefillChunk: init.prefillChunk,
+  });
+
+  let shuttingDown = false;
+  let wake: (() => void) | null = null;
+  port.on('message', (m: ToWorker) => {
+    if (m.type === 'generate') core.submit(m.request);
+    else if (m.type === 'abort') core.abort(m.id);
+    else if (m.type === 'shutdown') shuttingDown = true;
+    const w = wake;
+    wake = null;
+    w?.();
+  });
+  send({
+    type: 'ready',
+    info: { spec, contextLength, weightBytes: compiled.weightBytes, compiledDir: compiled.dir, runtimeVersion: runtimeVersion() },
+    stats: core.stats(),
+  });
+
+  const flush = (): void => {
+    const outputs = core.drain();
+    if (outputs.length > 0) send({ type: 'outputs', outputs, stats: core.stats() });
+  };
+  for (;;) {
+    flush();
+    if (!core.hasWork()) {
+      if (shuttingDown) break;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      continue;
+    }
+    await core.step();
+    flush();
+    // Let queued messages (new requests, aborts) in between steps.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await session.release();
+  port.close();
+}
+
+main().catch((err: unknown) => {
+  const code = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : null;
+  send({ type: 'fatal', message: err instanceof Error ? err.message : String(err), code });
+});

@@ -1,0 +1,37 @@
+/** Messages between the EngineClient (HTTP thread) and the inference worker. */
+import type { WeightDtype } from '../model/compile/decoder-graph.js';
+import type { ModelSpec } from '../model/spec.js';
+import type { CoreOutput, CoreStats } from './engine-core.js';
+import type { GenerateRequest } from './types.js';
+
+export interface WorkerInit {
+  readonly modelDir: string;
+  readonly cacheDir: string;
+  readonly weightDtype: WeightDtype;
+  readonly threads: number;
+  readonly maxConcurrent: number;
+  readonly maxQueue: number;
+  readonly kvBudgetBytes: number;
+  /** Overrides the model's max_position_embeddings when set. */
+  readonly contextLength: number | null;
+  readonly prefillChunk: number;
+}
+
+export type ToWorker =
+  | { readonly type: 'generate'; readonly request: GenerateRequest }
+  | { readonly type: 'abort'; readonly id: string }
+  | { readonly type: 'shutdown' };
+
+export interface ReadyInfo {
+  readonly spec: ModelSpec;
+  readonly contextLength: number;
+  readonly weightBytes: number;
+  readonly compiledDir: string;
+  readonly runtimeVersion: string;
+}
+
+export type FromWorker =
+  | { readonly type: 'progress'; readonly message: string }
+  | { readonly type: 'ready'; readonly info: ReadyInfo; readonly stats: CoreStats }
+  | { readonly type: 'outputs'; readonly outputs: CoreOutput[]; readonly stats: CoreStats }
+  | { readonly type: 'fatal'; readonly message: string; readonly code: string | null };

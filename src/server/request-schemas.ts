@@ -1,0 +1,117 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/**
+ * Request bodies as JSON Schema. Every object is closed: an unknown parameter
+ * is a 400 naming it, never a silent ignore. Optional parameters also accept
+ * null, as OpenAI's API does.
+ */
+const opt = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]));
+
+const TextPart = Type.Object({ type: Type.Literal('text'), text: Type.String() }, { additionalProperties: false });
+
+export const ChatMessageSchema = Type.Object(
+  {
+    role: Type.Union([Type.Literal('system'), Type.Literal('developer'), Type.Literal('user'), Type.Literal('assistant')]),
+    content: Type.Union([Type.String(), Type.Array(TextPart)]),
+  },
+  { additionalProperties: false },
+);
+
+const StopSchema = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 4 })]);
+const LogitBiasSchema = Type.Object({}, { patternProperties: { '^\\d+$': Type.Number({ minimum: -100, maximum: 100 }) }, additionalProperties: false });
+const CapSchema = Type.Object({ policy: opt(Type.String({ minLength: 1 })) }, { additionalProperties: false });
+const StreamOptionsSchema = Type.Object({ include_usage: opt(Type.Boolean()) }, { additionalProperties: false });
+
+/** Sampling fields shared by chat and completions, OpenAI's plus vLLM's extras. */
+const samplingFields = {
+  model: opt(Type.String({ minLength: 1 })),
+  max_tokens: opt(Type.Integer({ minimum: 1 })),
+  temperature: opt(Type.Number({ minimum: 0, maximum: 2 })),
+  top_p: opt(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
+  top_k: opt(Type.Integer({ minimum: -1 })),
+  min_p: opt(Type.Number({ minimum: 0, maximum: 1 })),
+  presence_penalty: opt(Type.Number({ minimum: -2, maximum: 2 })),
+  frequency_penalty: opt(Type.Number({ minimum: -2, maximum: 2 })),
+  repetition_penalty: opt(Type.Number({ exclusiveMinimum: 0, maximum: 2 })),
+  logit_bias: opt(LogitBiasSchema),
+  seed: opt(Type.Integer({ minimum: -9007199254740991, maximum: 9007199254740991 })),
+  stop: opt(StopSchema),
+  stop_token_ids: opt(Type.Array(Type.Integer({ minimum: 0 }))),
+  ignore_eos: opt(Type.Boolean()),
+  user: opt(Type.String()),
+  cap: opt(CapSchema),
+};
+
+/** How many choices, and streaming: HTTP endpoints only (a websocket always streams one response). */
+const deliveryFields = {
+  n: opt(Type.Integer({ minimum: 1, maximum: 16 })),
+  stream: opt(Type.Boolean()),
+  stream_options: opt(StreamOptionsSchema),
+};
+
+export const ChatCompletionRequestSchema = Type.Object(
+  {
+    ...samplingFields,
+    ...deliveryFields,
+    messages: Type.Array(ChatMessageSchema, { minItems: 1 }),
+    max_completion_tokens: opt(Type.Integer({ minimum: 1 })),
+    logprobs: opt(Type.Boolean()),
+    top_logprobs: opt(Type.Integer({ minimum: 0, maximum: 20 })),
+    response_format: opt(Type.Object({ type: Type.Literal('text') }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+);
+export type ChatCompletionRequest = Static<typeof ChatCompletionRequestSchema>;
+
+const TokenIds = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 });
+export const CompletionRequestSchema = Type.Object(
+  {
+    ...samplingFields,
+    ...deliveryFields,
+    prompt: Type.Union([Type.String(), TokenIds, Type.Array(Type.String(), { minItems: 1, maxItems: 1 }), Type.Array(TokenIds, { minItems: 1, maxItems: 1 })]),
+    logprobs: opt(Type.Integer({ minimum: 0, maximum: 20 })),
+    // echo, best_of and suffix are pre-checked (unsupported-params.ts) so the 400 names them clearly.
+    echo: opt(Type.Boolean()),
+    best_of: opt(Type.Integer({ minimum: 1 })),
+    suffix: opt(Type.String()),
+  },
+  { additionalProperties: false },
+);
+export type CompletionRequest = Static<typeof CompletionRequestSchema>;
+
+/** vLLM's /tokenize takes either a prompt or chat messages; the route picks the schema by which key is present. */
+export const TokenizePromptRequestSchema = Type.Object(
+  { model: opt(Type.String({ minLength: 1 })), prompt: Type.String(), add_special_tokens: opt(Type.Boolean()) },
+  { additionalProperties: false },
+);
+export type TokenizePromptRequest = Static<typeof TokenizePromptRequestSchema>;
+
+export const TokenizeChatRequestSchema = Type.Object(
+  {
+    model: opt(Type.String({ minLength: 1 })),
+    messages: Type.Array(ChatMessageSchema, { minItems: 1 }),
+    add_generation_prompt: opt(Type.Boolean()),
+    add_special_tokens: opt(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+export type TokenizeChatRequest = Static<typeof TokenizeChatRequestSchema>;
+
+export const DetokenizeRequestSchema = Type.Object(
+  { model: opt(Type.String({ minLength: 1 })), tokens: Type.Array(Type.Integer({ minimum: 0 })) },
+  { additionalProperties: false },
+);
+export type DetokenizeRequest = Static<typeof DetokenizeRequestSchema>;
+
+/** The websocket `response.create` event: a chat request's fields at the top level. */
+export const ResponseCreateEventSchema = Type.Object(
+  {
+    type: Type.Literal('response.create'),
+    ...samplingFields,
+    messages: Type.Array(ChatMessageSchema, { minItems: 1 }),
+    max_completion_tokens: opt(Type.Integer({ minimum: 1 })),
+    max_output_tokens: opt(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false },
+);
+export type ResponseCreateEvent = Static<typeof ResponseCreateEventSchema>;

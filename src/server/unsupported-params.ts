@@ -1,0 +1,85 @@
+import { ApiError } from './errors.js';
+
+/**
+ * OpenAI (and vLLM) parameters capserve knows but does not implement. They get
+ * a 400 naming them instead of the generic "unrecognized argument", so a client
+ * learns that the feature is missing rather than misspelled.
+ */
+const UNSUPPORTED_TOP_LEVEL = [
+  'tools',
+  'tool_choice',
+  'functions',
+  'function_call',
+  'parallel_tool_calls',
+  'audio',
+  'modalities',
+  'prediction',
+  'web_search_options',
+  'reasoning_effort',
+  'verbosity',
+  'store',
+  'metadata',
+  'service_tier',
+  'prompt_cache_key',
+  'safety_identifier',
+  'guided_json',
+  'guided_regex',
+  'guided_choice',
+  'guided_grammar',
+  'structured_outputs',
+  'prompt_logprobs',
+  'use_beam_search',
+] as const;
+
+const UNSUPPORTED_MESSAGE_KEYS = ['tool_calls', 'function_call', 'tool_call_id', 'name', 'audio', 'refusal'] as const;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function unsupported(param: string, what: string = `'${param}'`): ApiError {
+  return new ApiError('unsupported_parameter', `${what} is not supported by capserve.`, { param });
+}
+
+function checkMessages(messages: unknown): void {
+  if (!Array.isArray(messages)) return;
+  messages.forEach((message: unknown, i) => {
+    if (!isObject(message)) return;
+    if (message['role'] === 'tool' || message['role'] === 'function') {
+      throw unsupported(`messages[${i}].role`, `Role '${String(message['role'])}' (tool calling)`);
+    }
+    for (const key of UNSUPPORTED_MESSAGE_KEYS) {
+      // refusal: null is what some clients echo back on assistant turns; it says nothing.
+      if (key in message && !(key === 'refusal' && message[key] === null)) throw unsupported(`messages[${i}].${key}`);
+    }
+    const content = message['content'];
+    if (Array.isArray(content)) {
+      content.forEach((part: unknown, j) => {
+        if (isObject(part) && typeof part['type'] === 'string' && part['type'] !== 'text') {
+          throw unsupported(`messages[${i}].content[${j}].type`, `Content part type '${part['type']}'`);
+        }
+      });
+    }
+  });
+}
+
+/** Throws a 400 naming the first unsupported parameter found in a chat or completions body. */
+export function rejectUnsupported(body: Record<string, unknown>, kind: 'chat' | 'completion'): void {
+  for (const key of UNSUPPORTED_TOP_LEVEL) {
+    if (key in body && body[key] !== null) throw unsupported(key);
+  }
+  const format = body['response_format'];
+  if (isObject(format) && format['type'] !== 'text' && format['type'] !== undefined) {
+    throw unsupported('response_format.type', `response_format type '${String(format['type'])}'`);
+  }
+  if (kind === 'chat') {
+    checkMessages(body['messages']);
+    return;
+  }
+  if (body['echo'] === true) throw unsupported('echo', 'echo=true');
+  if (typeof body['suffix'] === 'string' && body['suffix'] !== '') throw unsupported('suffix');
+  const bestOf = body['best_of'];
+  if (typeof bestOf === 'number' && bestOf !== (typeof body['n'] === 'number' ? body['n'] : 1)) {
+    throw unsupported('best_of', 'best_of different from n');
+  }
+}
