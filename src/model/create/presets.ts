@@ -1,0 +1,89 @@
+/**
+ * Shapes of the generated models, written out as Hugging Face config.json fields so
+ * the generated checkpoint goes through exactly the same import path as a real one.
+ */
+import type { Architecture } from '../spec.js';
+import { BOS_ID, EOS_ID, IM_END_ID } from './tokenizer-builder.js';
+
+export type Preset = 'tiny' | 'small' | '135m';
+
+export const PRESETS: readonly Preset[] = ['tiny', 'small', '135m'];
+
+interface Shape {
+  readonly hidden: number;
+  readonly layers: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly intermediate: number;
+  readonly vocab: number;
+  readonly maxPositions: number;
+  /** Mistral's window: small enough in tiny/small that short tests cross it. */
+  readonly mistralWindow: number;
+}
+
+const SHAPES: Readonly<Record<Preset, Shape>> = {
+  tiny: { hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 128, vocab: 512, maxPositions: 4096, mistralWindow: 16 },
+  small: { hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 512, vocab: 2048, maxPositions: 8192, mistralWindow: 64 },
+  // SmolLM-135M's shape.
+  '135m': { hidden: 576, layers: 30, heads: 9, kvHeads: 3, intermediate: 1536, vocab: 49152, maxPositions: 8192, mistralWindow: 4096 },
+};
+
+const ARCH_CLASS: Readonly<Record<Architecture, string>> = {
+  llama: 'LlamaForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+  mistral: 'MistralForCausalLM',
+};
+
+export function presetVocabSize(preset: Preset): number {
+  return SHAPES[preset].vocab;
+}
+
+/**
+ * Tied embeddings at 135m (as SmolLM and small Qwen2 ship); at tiny/small llama and
+ * mistral keep a separate lm_head so both layouts are exercised.
+ */
+function tied(arch: Architecture, preset: Preset): boolean {
+  return preset === '135m' || arch === 'qwen2';
+}
+
+export function presetConfig(arch: Architecture, preset: Preset): Record<string, unknown> {
+  const s = SHAPES[preset];
+  const config: Record<string, unknown> = {
+    architectures: [ARCH_CLASS[arch]],
+    model_type: arch,
+    hidden_size: s.hidden,
+    num_hidden_layers: s.layers,
+    num_attention_heads: s.heads,
+    num_key_value_heads: s.kvHeads,
+    head_dim: s.hidden / s.heads,
+    intermediate_size: s.intermediate,
+    vocab_size: s.vocab,
+    hidden_act: 'silu',
+    max_position_embeddings: s.maxPositions,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000.0,
+    rope_scaling: null,
+    tie_word_embeddings: tied(arch, preset),
+    bos_token_id: BOS_ID,
+    eos_token_id: EOS_ID,
+    initializer_range: 0.02,
+    attention_dropout: 0.0,
+    torch_dtype: 'float32',
+    use_cache: true,
+  };
+  if (arch === 'llama') {
+    config.attention_bias = false;
+    config.mlp_bias = false;
+  } else if (arch === 'qwen2') {
+    config.use_sliding_window = false;
+    config.sliding_window = s.maxPositions;
+    config.max_window_layers = s.layers;
+  } else {
+    config.sliding_window = s.mistralWindow;
+  }
+  return config;
+}
+
+export function presetGenerationConfig(): Record<string, unknown> {
+  return { bos_token_id: BOS_ID, eos_token_id: [EOS_ID, IM_END_ID] };
+}

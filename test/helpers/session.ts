@@ -1,0 +1,58 @@
+/** In-process access to a compiled model for tests that need logits (no worker, no scheduler). */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KvPool } from '../../src/kv/kv-pool.js';
+import { SequenceKv } from '../../src/kv/sequence-kv.js';
+import { compileModel } from '../../src/model/compile/compile-model.js';
+import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
+import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
+import { DecoderSession } from '../../src/runtime/decoder-session.js';
+import { StepInputBuilder } from '../../src/engine/step-inputs.js';
+
+export const TEST_CACHE_DIR = join(tmpdir(), 'capserve-test-cache');
+
+export interface TestModel {
+  readonly checkpoint: Checkpoint;
+  readonly session: DecoderSession;
+  readonly inputs: StepInputBuilder;
+  newKv(tokens: number): SequenceKv;
+  /** Prefills `ids` into a fresh cache and returns the last position's logits (or all with allLogits). */
+  prefill(ids: readonly number[], allLogits?: boolean): Promise<{ kv: SequenceKv; logits: Float32Array }>;
+  close(): Promise<void>;
+}
+
+export async function openTestModel(dir: string, weightDtype: WeightDtype = 'fp32', attention = false): Promise<TestModel> {
+  const checkpoint = loadCheckpoint(dir);
+  const compiled = compileModel(checkpoint, { cacheDir: TEST_CACHE_DIR, weightDtype });
+  const spec = checkpoint.spec;
+  const session = await DecoderSession.create(attention ? compiled.attentionDecoderPath : compiled.decoderPath, spec, { threads: 1 });
+  const inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads * spec.headDim, { slidingWindow: spec.slidingWindow });
+  const pool = new KvPool(1024 ** 3);
+  const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
+  const newKv = (tokens: number): SequenceKv => new SequenceKv(shape, pool, tokens);
+  return {
+    checkpoint,
+    session,
+    inputs,
+    newKv,
+    async prefill(ids, allLogits = false) {
+      const kv = newKv(ids.length + 64);
+      const out = await session.run(inputs.prefill(kv, ids, 0, allLogits));
+      kv.append(out.presentKeys, out.presentValues, 0, ids.length, ids.map((_, i) => i));
+      return { kv, logits: out.logits };
+    },
+    close: () => session.release(),
+  };
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `capserve-${prefix}-`));
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs((a[i] ?? 0) - (b[i] ?? 0)));
+  return m;
+}

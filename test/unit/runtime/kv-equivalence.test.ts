@@ -1,0 +1,77 @@
+/**
+ * Cached decoding must equal recomputation: prefill-all-at-once vs token-by-token,
+ * chunked prefill, and batched decode vs single-sequence decode (padding masked).
+ */
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { missingShared, STORIES_DIR } from '../../helpers/shared.js';
+import { maxAbsDiff, openTestModel } from '../../helpers/session.js';
+
+const skip = missingShared('models', 'stories260K');
+const PROMPT = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 13, 441, 416, 411];
+
+test('prefill all at once equals token-by-token decoding with the cache', { skip: skip ?? false }, async () => {
+  const m = await openTestModel(STORIES_DIR);
+  try {
+    const V = m.checkpoint.spec.vocabSize;
+    const { logits: all } = await m.prefill(PROMPT, true);
+    const kv = m.newKv(PROMPT.length);
+    for (let t = 0; t < PROMPT.length; t++) {
+      const out = await m.session.run(m.inputs.decode([kv], [PROMPT[t] ?? 0], [t]));
+      kv.append(out.presentKeys, out.presentValues, 0, 1, [t]);
+      const diff = maxAbsDiff(out.logits, all.subarray(t * V, (t + 1) * V));
+      assert.ok(diff <= 1e-4, `position ${t}: max abs diff ${diff}`);
+    }
+  } finally {
+    await m.close();
+  }
+});
+
+test('chunked prefill equals one-shot prefill', { skip: skip ?? false }, async () => {
+  const m = await openTestModel(STORIES_DIR);
+  try {
+    const { logits: whole } = await m.prefill(PROMPT);
+    const kv = m.newKv(PROMPT.length);
+    let last: Float32Array = new Float32Array(0);
+    for (let start = 0; start < PROMPT.length; start += 7) {
+      const chunk = PROMPT.slice(start, start + 7);
+      const out = await m.session.run(m.inputs.prefill(kv, chunk, start, false));
+      kv.append(out.presentKeys, out.presentValues, 0, chunk.length, chunk.map((_, i) => start + i));
+      last = out.logits;
+    }
+    assert.ok(maxAbsDiff(last, whole) <= 1e-4);
+  } finally {
+    await m.close();
+  }
+});
+
+test('batched decode of sequences with different lengths equals single-sequence decode', { skip: skip ?? false }, async () => {
+  const m = await openTestModel(STORIES_DIR);
+  try {
+    const V = m.checkpoint.spec.vocabSize;
+    const prompts = [PROMPT.slice(0, 3), PROMPT.slice(0, 11), PROMPT];
+    const singles = [];
+    const batched = [];
+    for (const p of prompts) {
+      singles.push((await m.prefill(p)).kv);
+      batched.push((await m.prefill(p)).kv);
+    }
+    const next = [300, 301, 302];
+    for (let step = 0; step < 4; step++) {
+      const positions = batched.map((kv) => kv.nextPosition);
+      const out = await m.session.run(m.inputs.decode(batched, next, positions));
+      for (let b = 0; b < prompts.length; b++) {
+        const kv = singles[b];
+        const bkv = batched[b];
+        if (!kv || !bkv) throw new Error('unreachable');
+        const one = await m.session.run(m.inputs.decode([kv], [next[b] ?? 0], [kv.nextPosition]));
+        kv.append(one.presentKeys, one.presentValues, 0, 1, [kv.nextPosition]);
+        bkv.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]);
+        const diff = maxAbsDiff(out.logits.subarray(b * V, (b + 1) * V), one.logits);
+        assert.ok(diff <= 1e-4, `step ${step} row ${b}: max abs diff ${diff}`);
+      }
+    }
+  } finally {
+    await m.close();
+  }
+});
