@@ -25,11 +25,12 @@ export class SequenceTimer {
     this.lastTokenAt = now;
   }
 
-  /** Records the outcome once; later calls are ignored. */
-  done(finishReason: FinishReason, usage: { promptTokens: number; completionTokens: number }, now: number = performance.now()): void {
+  /** Records the outcome once; later calls are ignored. `queueMs` is the engine's, null when it did not report one (aborted). */
+  done(finishReason: FinishReason, usage: { promptTokens: number; completionTokens: number }, queueMs: number | null, now: number = performance.now()): void {
     if (this.finished) return;
     this.finished = true;
     const labels = { policy: this.policy };
+    if (queueMs !== null) this.metrics.requestQueueTime.observe(labels, queueMs / 1000);
     this.metrics.e2eRequestLatency.observe(labels, (now - this.arrivedAt) / 1000);
     this.metrics.promptTokens.inc(labels, usage.promptTokens);
     this.metrics.generationTokens.inc(labels, usage.completionTokens);

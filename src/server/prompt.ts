@@ -1,15 +1,7 @@
 import type { Config } from '../config/schema.js';
 import type { EngineClient, ModelCard } from '../engine/types.js';
 import type { ChatMessage } from '../model/tokenizer-types.js';
-import type { FallbackChatRenderer } from './chat-template-fallback.js';
 import { ApiError } from './errors.js';
-
-/** What request handlers need besides the body; built once per app. */
-export interface PromptContext {
-  readonly engine: EngineClient;
-  readonly config: Config;
-  readonly fallbackChat: FallbackChatRenderer | null;
-}
 
 type WireMessage = {
   readonly role: 'system' | 'developer' | 'user' | 'assistant';
@@ -45,35 +37,21 @@ export function toChatMessages(messages: readonly WireMessage[]): ChatMessage[] 
   }));
 }
 
-/** Renders with the model's template, or the configured fallback when the model has none. */
-export function renderChat(
-  ctx: PromptContext,
-  card: ModelCard,
-  messages: readonly ChatMessage[],
-  addGenerationPrompt: boolean = true,
-): { text: string; addSpecialTokens: boolean } {
+/** Renders with the model's chat template (the engine applies `model.chatTemplateFallback` when the checkpoint has none). */
+export function renderChat(engine: EngineClient, card: ModelCard, messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
   if (!card.hasChatTemplate) {
-    if (ctx.fallbackChat === null) {
-      throw new ApiError(
-        'no_chat_template',
-        `The model \`${card.id}\` has no chat template, so chat completions are unavailable; use /v1/completions, or set model.chatTemplateFallback in the config.`,
-        { param: 'messages' },
-      );
-    }
-    // The fallback text carries no BOS, so the tokenizer adds it.
-    return { text: ctx.fallbackChat(messages, { addGenerationPrompt }), addSpecialTokens: true };
+    throw new ApiError(
+      'no_chat_template',
+      `The model \`${card.id}\` has no chat template, so chat completions are unavailable; use /v1/completions, or set model.chatTemplateFallback in the config.`,
+      { param: 'messages' },
+    );
   }
-  if (!addGenerationPrompt) {
-    throw new ApiError('unsupported_parameter', "add_generation_prompt=false is not supported with the model's own chat template.", {
-      param: 'add_generation_prompt',
-    });
-  }
-  return ctx.engine.renderChat(messages);
+  return engine.renderChat(messages);
 }
 
-export function chatPromptTokens(ctx: PromptContext, card: ModelCard, messages: readonly WireMessage[]): number[] {
-  const rendered = renderChat(ctx, card, toChatMessages(messages));
-  return ctx.engine.tokenize(rendered.text, { addSpecialTokens: rendered.addSpecialTokens });
+export function chatPromptTokens(engine: EngineClient, card: ModelCard, messages: readonly WireMessage[]): number[] {
+  const rendered = renderChat(engine, card, toChatMessages(messages));
+  return engine.tokenize(rendered.text, { addSpecialTokens: rendered.addSpecialTokens });
 }
 
 export function completionPromptTokens(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): number[] {

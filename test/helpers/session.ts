@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvPool } from '../../src/kv/kv-pool.js';
-import { SequenceKv } from '../../src/kv/sequence-kv.js';
+import { kvBytesPerToken, SequenceKv } from '../../src/kv/sequence-kv.js';
 import { compileModel } from '../../src/model/compile/compile-model.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
@@ -16,28 +16,44 @@ export interface TestModel {
   readonly checkpoint: Checkpoint;
   readonly session: DecoderSession;
   readonly inputs: StepInputBuilder;
+  readonly weightBytes: number;
+  readonly parameters: number;
   newKv(tokens: number): SequenceKv;
   /** Prefills `ids` into a fresh cache and returns the last position's logits (or all with allLogits). */
-  prefill(ids: readonly number[], allLogits?: boolean): Promise<{ kv: SequenceKv; logits: Float32Array }>;
+  prefill(ids: readonly number[], allLogits?: boolean, extraCapacity?: number): Promise<{ kv: SequenceKv; logits: Float32Array }>;
   close(): Promise<void>;
 }
 
-export async function openTestModel(dir: string, weightDtype: WeightDtype = 'fp32', attention = false): Promise<TestModel> {
+export async function openTestModel(
+  dir: string,
+  weightDtype: WeightDtype = 'fp32',
+  attention = false,
+  options: { threads?: number; cacheDir?: string } = {},
+): Promise<TestModel> {
   const checkpoint = loadCheckpoint(dir);
-  const compiled = compileModel(checkpoint, { cacheDir: TEST_CACHE_DIR, weightDtype });
+  const compiled = compileModel(checkpoint, { cacheDir: options.cacheDir ?? TEST_CACHE_DIR, weightDtype });
   const spec = checkpoint.spec;
-  const session = await DecoderSession.create(attention ? compiled.attentionDecoderPath : compiled.decoderPath, spec, { threads: 1 });
+  const session = await DecoderSession.create(attention ? compiled.attentionDecoderPath : compiled.decoderPath, spec, {
+    threads: options.threads ?? 1,
+  });
+  let parameters = 0;
+  for (const name of checkpoint.weights.names()) parameters += checkpoint.weights.info(name).shape.reduce((a: number, b: number) => a * b, 1);
   const inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads * spec.headDim, { slidingWindow: spec.slidingWindow });
-  const pool = new KvPool(1024 ** 3);
+  const pool = new KvPool(8 * 1024 ** 3);
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
-  const newKv = (tokens: number): SequenceKv => new SequenceKv(shape, pool, tokens);
+  const newKv = (tokens: number): SequenceKv => {
+    if (!pool.tryReserve(tokens * kvBytesPerToken(shape))) throw new Error('test KV pool exhausted');
+    return new SequenceKv(shape, pool, tokens);
+  };
   return {
     checkpoint,
     session,
     inputs,
+    weightBytes: compiled.weightBytes,
+    parameters,
     newKv,
-    async prefill(ids, allLogits = false) {
-      const kv = newKv(ids.length + 64);
+    async prefill(ids, allLogits = false, extraCapacity = 64) {
+      const kv = newKv(ids.length + extraCapacity);
       const out = await session.run(inputs.prefill(kv, ids, 0, allLogits));
       kv.append(out.presentKeys, out.presentValues, 0, ids.length, ids.map((_, i) => i));
       return { kv, logits: out.logits };

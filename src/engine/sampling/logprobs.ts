@@ -1,4 +1,5 @@
 import type { TokenLogprob } from '../types.js';
+import { expNonPositive } from './fast-exp.js';
 import { selectTop, sortRange } from './selection.js';
 
 export interface LogprobsResult {
@@ -7,7 +8,7 @@ export interface LogprobsResult {
 }
 
 /**
- * Log-softmax of `logits`, evaluated in float64, for the chosen token and the
+ * Log-softmax of `logits`, evaluated in float64 (exp to ~1e-13 relative), for the chosen token and the
  * best `topN` tokens (logprob descending, ties by lowest id). Tokens at
  * -Infinity are never listed, so the list may be shorter than topN.
  * `ids` is a vocab-sized scratch buffer.
@@ -24,7 +25,7 @@ export function computeLogprobs(logits: Float32Array, chosen: number, topN: numb
   for (let i = 0; i < logits.length; i++) {
     const l = logits[i] ?? -Infinity;
     if (l > -Infinity) {
-      sum += Math.exp(l - max);
+      sum += expNonPositive(l - max);
       ids[n++] = i;
     }
   }

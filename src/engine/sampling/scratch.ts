@@ -1,3 +1,5 @@
+import { TOP_P_BUCKETS } from './top-p.js';
+
 /**
  * Vocab-sized working buffers for one sample() call. Sampling is synchronous
  * and a sample() call never yields, so every sequence of a process (or worker
@@ -13,11 +15,14 @@ export class SamplingScratch {
   readonly ids: Int32Array;
   /** exp((logit - max) / T) by token id, i.e. probability relative to the most likely token. */
   readonly probs: Float64Array;
+  /** Weight per top-p bucket (see top-p.ts). */
+  readonly bucketMass: Float64Array;
 
   constructor(readonly vocabSize: number) {
     this.work = new Float32Array(vocabSize);
     this.ids = new Int32Array(vocabSize);
     this.probs = new Float64Array(vocabSize);
+    this.bucketMass = new Float64Array(TOP_P_BUCKETS);
   }
 }
 

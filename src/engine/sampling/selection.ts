@@ -57,24 +57,25 @@ export function selectTop(ids: Int32Array, lo: number, hi: number, m: number, ke
 }
 
 /**
- * Rearranges ids[0, n) so that ids[0, cut) is the smallest best-first prefix
- * whose total weight (weight[id]) reaches target, and returns cut; the prefix
- * is left unordered. A quickselect that descends by accumulated weight instead
- * of by count, so top-p never sorts: expected O(n) even when the nucleus is
- * most of a flat 152k-token distribution. Returns n when rounding leaves the
- * whole range just short of target.
+ * Rearranges ids[lo, hi) so that ids[lo, cut) is the smallest best-first
+ * prefix of the range whose total weight (weight[id]) reaches target, and
+ * returns cut; the prefix is left unordered. A quickselect that descends by
+ * accumulated weight instead of by count, so top-p never sorts: expected
+ * O(hi - lo). Returns hi when rounding leaves the whole range just short of
+ * target.
  */
 export function selectWeightedPrefix(
   ids: Int32Array,
-  n: number,
+  lo: number,
+  hi: number,
   key: Float32Array,
   weight: Float64Array,
   target: number,
 ): number {
-  let left = 0;
-  let right = n - 1;
+  let left = lo;
+  let right = hi - 1;
   let acc = 0;
-  let budget = 2 * Math.ceil(Math.log2(n + 1)) + 16;
+  let budget = 2 * Math.ceil(Math.log2(hi - lo + 1)) + 16;
   while (left <= right) {
     if (budget-- === 0) return sortedWeightedPrefix(ids, left, right + 1, key, weight, target - acc);
     const p = partitionAroundPivot(ids, left, right, key);

@@ -1,5 +1,7 @@
 import type { SamplingScratch } from './scratch.js';
-import { selectTop, selectWeightedPrefix } from './selection.js';
+import { expNonPositive } from './fast-exp.js';
+import { selectTop } from './selection.js';
+import { topPCut } from './top-p.js';
 
 export interface TruncationParams {
   /** > 0; greedy is decided before truncation. */
@@ -18,40 +20,50 @@ export interface TruncationParams {
  * their weight relative to the most likely token, exp((l - max) / T); returns n
  * (always >= 1: the most likely token survives every step).
  *
- * Nothing is sorted: top-k is a quickselect; top-p is a quickselect that
- * descends by probability mass (the kept set is exactly the smallest
- * best-first prefix reaching p, ties by lowest id); min-p is a threshold,
+ * Nothing is sorted: top-k is a quickselect; top-p is a bucketed, weighted
+ * quickselect (see top-p.ts; the kept set is exactly the smallest best-first
+ * prefix reaching p, ties by lowest id); min-p is a threshold,
  * since p_i >= minP * p_max is exp((l_i - max) / T) >= minP, unaffected by the
  * renormalizations before it.
  */
 export function truncate(p: TruncationParams, scratch: SamplingScratch): number {
   const { work, ids, probs } = scratch;
   let max = -Infinity;
-  let n = 0;
   for (let i = 0; i < work.length; i++) {
     const l = work[i] ?? -Infinity;
-    if (l > -Infinity) {
-      ids[n++] = i;
-      if (l > max) max = l;
-    }
+    if (l > max) max = l;
   }
-  if (n === 0) throw new Error('cannot sample: every token has logit -Infinity (all banned or masked)');
-
-  if (p.topK > 0 && p.topK < n) {
-    selectTop(ids, 0, n, p.topK, work);
-    n = p.topK;
-  }
+  if (!(max > -Infinity)) throw new Error('cannot sample: every token has logit -Infinity (all banned or masked)');
 
   const invT = 1 / p.temperature;
+  let n = 0;
   let total = 0;
-  for (let j = 0; j < n; j++) {
-    const id = ids[j] ?? 0;
-    const e = Math.exp(((work[id] ?? 0) - max) * invT);
-    probs[id] = e;
-    total += e;
+  if (p.topK > 0 && p.topK < work.length) {
+    for (let i = 0; i < work.length; i++) if ((work[i] ?? -Infinity) > -Infinity) ids[n++] = i;
+    if (p.topK < n) {
+      selectTop(ids, 0, n, p.topK, work);
+      n = p.topK;
+    }
+    for (let j = 0; j < n; j++) {
+      const id = ids[j] ?? 0;
+      const e = expNonPositive(((work[id] ?? 0) - max) * invT);
+      probs[id] = e;
+      total += e;
+    }
+  } else {
+    // One direct pass, no indirection, for the common untruncated case.
+    for (let i = 0; i < work.length; i++) {
+      const l = work[i] ?? -Infinity;
+      if (l > -Infinity) {
+        ids[n++] = i;
+        const e = expNonPositive((l - max) * invT);
+        probs[i] = e;
+        total += e;
+      }
+    }
   }
 
-  if (p.topP < 1) n = selectWeightedPrefix(ids, n, work, probs, p.topP * total);
+  if (p.topP < 1) n = topPCut(scratch, n, max, invT, p.topP * total);
   if (p.minP > 0) n = keepAtLeast(ids, n, probs, p.minP);
   return n;
 }

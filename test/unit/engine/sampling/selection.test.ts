@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { selectTop, sortRange } from '../../../../src/engine/sampling/selection.js';
+import { selectTop, selectWeightedPrefix, sortRange } from '../../../../src/engine/sampling/selection.js';
 import { Xoshiro128 } from '../../../../src/engine/sampling/rng.js';
 
 function referenceOrder(key: Float32Array): number[] {
@@ -48,4 +48,31 @@ test('selectTop works on a sub-range and leaves the rest alone', () => {
   selectTop(ids, 2, 6, 2, key);
   assert.deepEqual(Array.from(ids.subarray(0, 2)), [0, 1]);
   assert.deepEqual(Array.from(ids.subarray(2, 4)).sort(), [2, 4]);
+});
+
+test('selectWeightedPrefix finds the smallest best-first prefix reaching the target mass', () => {
+  const rng = Xoshiro128.fromSeed(99);
+  for (const [n, levels] of [[1, 3], [5, 2], [200, 7], [5000, 50], [20000, 1e6]] as const) {
+    const key = new Float32Array(n);
+    for (let i = 0; i < n; i++) key[i] = Math.floor(rng.nextFloat() * levels) / 10;
+    const weight = Float64Array.from(key, (k) => Math.exp(k));
+    const ref = referenceOrder(key);
+    const total = weight.reduce((a, b) => a + b, 0);
+    for (const frac of [1e-9, 0.1, 0.5, 0.9, 0.999]) {
+      const target = frac * total;
+      let cum = 0;
+      let want = n;
+      for (let j = 0; j < n; j++) {
+        cum += weight[ref[j] ?? 0] ?? 0;
+        if (cum >= target) {
+          want = j + 1;
+          break;
+        }
+      }
+      const ids = Int32Array.from({ length: n }, (_, i) => n - 1 - i);
+      const cut = selectWeightedPrefix(ids, 0, n, key, weight, target);
+      assert.equal(cut, want, `n=${n} levels=${levels} frac=${frac}`);
+      assert.deepEqual(Array.from(ids.subarray(0, cut)).sort((a, b) => a - b), ref.slice(0, want).sort((a, b) => a - b));
+    }
+  }
 });

@@ -1,0 +1,64 @@
+/**
+ * The machine's ceilings, measured through onnxruntime itself so the engine's
+ * numbers compare against what the same runtime can reach: memory read
+ * bandwidth (a reduction over a buffer far larger than the caches) and fp32
+ * GEMM throughput (a large square MatMul).
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { attr, GraphBuilder } from '../model/onnx/graph-builder.js';
+
+
+export interface Ceilings {
+  /** GB/s (1e9 bytes) read by ReduceSum over 256 MiB. */
+  readonly readBandwidthGBs: number;
+  /** GFLOP/s of a 1024^3 fp32 MatMul. */
+  readonly gemmGflops: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+async function timeRuns(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, runs: number): Promise<number> {
+  await session.run(feeds);
+  const t: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    t.push(performance.now() - t0);
+  }
+  return median(t);
+}
+
+export async function measureCeilings(workDir: string, threads: number): Promise<Ceilings> {
+  const opts: ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, graphOptimizationLevel: 'all' };
+  // Bandwidth: ReduceSum of a [rows, 1024] input read once per run.
+  const rows = 64 * 1024;
+  const g1 = new GraphBuilder('bandwidth');
+  const x = g1.input('x', 'float32', [rows, 1024]);
+  g1.node('ReduceSum', [x, g1.int64s([1])], { keepdims: attr.int(0) }, { outputs: ['y'] });
+  g1.output('y', 'float32', [rows]);
+  const p1 = join(workDir, 'ceiling-bandwidth.onnx');
+  writeFileSync(p1, g1.toModelBytes(17));
+  const s1 = await ort.InferenceSession.create(p1, opts);
+  const data = new Float32Array(rows * 1024).fill(1);
+  const ms1 = await timeRuns(s1, { x: new ort.Tensor('float32', data, [rows, 1024]) }, 9);
+  await s1.release();
+  // GEMM: [N, N] x [N, N].
+  const N = 1024;
+  const g2 = new GraphBuilder('gemm');
+  const a = g2.input('a', 'float32', [N, N]);
+  const b = g2.input('b', 'float32', [N, N]);
+  g2.node('MatMul', [a, b], {}, { outputs: ['c'] });
+  g2.output('c', 'float32', [N, N]);
+  const p2 = join(workDir, 'ceiling-gemm.onnx');
+  writeFileSync(p2, g2.toModelBytes(17));
+  const s2 = await ort.InferenceSession.create(p2, opts);
+  const m = new Float32Array(N * N).map((_, i) => (i % 7) * 0.01);
+  const ms2 = await timeRuns(s2, { a: new ort.Tensor('float32', m, [N, N]), b: new ort.Tensor('float32', m, [N, N]) }, 9);
+  await s2.release();
+  return { readBandwidthGBs: (data.byteLength / 1e9) / (ms1 / 1000), gemmGflops: (2 * N * N * N) / 1e9 / (ms2 / 1000) };
+}

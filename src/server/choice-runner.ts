@@ -1,0 +1,205 @@
+import type { ServerResponse } from 'node:http';
+import type { GenerateRequest, ModelCard, SamplingParams, Usage } from '../engine/types.js';
+import type { ServerContext } from './context.js';
+import { recordError } from './context.js';
+import { ApiError, toApiError } from './errors.js';
+import { runChoices, type ChoiceDone, type ChoiceEvent, type TokenOut } from './generation.js';
+import { abortKind, GenerationAbort } from './inflight.js';
+import type { SseStream } from './sse.js';
+
+/** A validated request, ready for the engine: one GenerateRequest per choice. */
+export interface PreparedGeneration {
+  readonly id: string;
+  readonly card: ModelCard;
+  readonly policy: string;
+  readonly promptTokens: readonly number[];
+  readonly requests: readonly GenerateRequest[];
+  readonly arrivedAt: number;
+}
+
+export function prepareGeneration(
+  id: string,
+  card: ModelCard,
+  policy: string,
+  promptTokens: readonly number[],
+  n: number,
+  samplingFor: (index: number) => SamplingParams,
+  arrivedAt: number,
+): PreparedGeneration {
+  const requests = Array.from({ length: n }, (_, index) => ({ id: n === 1 ? id : `${id}-${index}`, promptTokens, sampling: samplingFor(index), policy }));
+  return { id, card, policy, promptTokens, requests, arrivedAt };
+}
+
+export interface Lifecycle {
+  readonly signal: AbortSignal;
+  abort(kind: GenerationAbort['kind']): void;
+  finish(): void;
+}
+
+/**
+ * Ties a generation to its transport: the transport closing early aborts it
+ * (freeing its KV memory), shutdown can abort it, and the optional deadline
+ * does too. `finish` must run when the response is over.
+ */
+export function startLifecycle(ctx: ServerContext, onTransportClose: (listener: () => void) => () => void): Lifecycle {
+  const controller = new AbortController();
+  const untrack = ctx.inflight.track(controller);
+  const abort = (kind: GenerationAbort['kind']): void => {
+    if (!controller.signal.aborted) controller.abort(new GenerationAbort(kind));
+  };
+  const unlisten = onTransportClose(() => abort('client_closed'));
+  const timeoutMs = ctx.config.server.requestTimeoutMs;
+  const timer = timeoutMs === undefined ? null : setTimeout(() => abort('timeout'), timeoutMs);
+  return {
+    signal: controller.signal,
+    abort,
+    finish(): void {
+      if (timer !== null) clearTimeout(timer);
+      unlisten();
+      untrack();
+    },
+  };
+}
+
+/** An HTTP response's "client went away": the response closed before it finished. */
+export function httpClose(raw: ServerResponse): (listener: () => void) => () => void {
+  return (listener) => {
+    const onClose = (): void => {
+      if (!raw.writableFinished) listener();
+    };
+    raw.on('close', onClose);
+    return () => raw.off('close', onClose);
+  };
+}
+
+/** What the client is told about an aborted generation; null: nobody to tell, or nothing went wrong. */
+export function abortError(signal: AbortSignal): ApiError | null {
+  switch (abortKind(signal)) {
+    case 'timeout':
+      return new ApiError('request_timeout', 'The request took longer than the server allows (server.requestTimeoutMs).');
+    case 'shutdown':
+      return new ApiError('shutting_down', 'The server is shutting down.', { retryAfterSeconds: 5 });
+    default:
+      return null;
+  }
+}
+
+export interface CollectedChoice {
+  text: string;
+  readonly tokens: { readonly event: TokenOut; readonly offset: number }[];
+  done: ChoiceDone | null;
+}
+
+export function totalUsage(prep: PreparedGeneration, completionTokens: number): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
+  const prompt = prep.promptTokens.length;
+  return { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: prompt + completionTokens };
+}
+
+/**
+ * Runs all choices to the end and returns them, or null when the client went
+ * away (nothing to answer). Throws the API error to answer with otherwise.
+ */
+export async function collectChoices(ctx: ServerContext, prep: PreparedGeneration, lifecycle: Lifecycle): Promise<CollectedChoice[] | null> {
+  const choices: CollectedChoice[] = prep.requests.map(() => ({ text: '', tokens: [], done: null }));
+  for await (const { index, event } of runChoices(ctx.engine, prep.requests, lifecycle.signal, ctx.metrics, prep.arrivedAt)) {
+    const choice = choices[index] as CollectedChoice;
+    if (event.type === 'token') {
+      choice.tokens.push({ event, offset: choice.text.length });
+      choice.text += event.text;
+    } else {
+      choice.text += event.text;
+      choice.done = event;
+    }
+  }
+  if (lifecycle.signal.aborted) {
+    const err = abortError(lifecycle.signal);
+    if (err === null) return null;
+    throw err;
+  }
+  return choices;
+}
+
+/** Shapes each streamed event into the endpoint's chunk; null skips the event. */
+export interface StreamFormat {
+  start(index: number): unknown | null;
+  token(index: number, event: TokenOut, offset: number): unknown | null;
+  /** Text released at the end (a held-back partial stop match that never completed). */
+  trailingText(index: number, text: string, offset: number): unknown;
+  finish(index: number, done: ChoiceDone, isLastChunk: boolean): unknown;
+  usage(usage: Usage): unknown;
+}
+
+/**
+ * Streams all choices as SSE. The engine's first event is awaited before any
+ * byte is sent, so rejections (queue full, context too long) still get their
+ * HTTP status; errors after that travel as `data: {"error": ...}` then [DONE].
+ */
+export async function streamChoices(
+  ctx: ServerContext,
+  prep: PreparedGeneration,
+  lifecycle: Lifecycle,
+  sse: SseStream,
+  headers: Readonly<Record<string, string>>,
+  format: StreamFormat,
+  includeUsage: boolean,
+): Promise<void> {
+  const iterator = runChoices(ctx.engine, prep.requests, lifecycle.signal, ctx.metrics, prep.arrivedAt);
+  let first: IteratorResult<ChoiceEvent>;
+  try {
+    first = await iterator.next();
+  } catch (err) {
+    await iterator.return(undefined);
+    throw err;
+  }
+  if (lifecycle.signal.aborted) {
+    await iterator.return(undefined);
+    const err = abortError(lifecycle.signal);
+    if (err !== null) throw err;
+    return;
+  }
+  sse.open(headers);
+  const n = prep.requests.length;
+  const offsets = new Array<number>(n).fill(0);
+  let remaining = n;
+  let completionTokens = 0;
+  try {
+    for (let i = 0; i < n; i++) {
+      const chunk = format.start(i);
+      if (chunk !== null) await sse.send(chunk);
+    }
+    let step = first;
+    while (step.done !== true) {
+      const { index, event } = step.value;
+      if (event.type === 'token') {
+        const chunk = format.token(index, event, offsets[index] ?? 0);
+        offsets[index] = (offsets[index] ?? 0) + event.text.length;
+        if (chunk !== null) await sse.send(chunk);
+      } else {
+        if (event.text !== '') {
+          await sse.send(format.trailingText(index, event.text, offsets[index] ?? 0));
+          offsets[index] = (offsets[index] ?? 0) + event.text.length;
+        }
+        remaining--;
+        completionTokens += event.usage.completionTokens;
+        const aborted = lifecycle.signal.aborted;
+        if (!aborted) await sse.send(format.finish(index, event, remaining === 0 && !includeUsage));
+      }
+      step = await iterator.next();
+    }
+    const err = abortError(lifecycle.signal);
+    if (err !== null) {
+      recordError(ctx, err, prep.policy);
+      await sse.send(err.toBody());
+    } else if (!lifecycle.signal.aborted && includeUsage) {
+      await sse.send(format.usage({ promptTokens: prep.promptTokens.length, completionTokens }));
+    }
+  } catch (thrown) {
+    const err = toApiError(thrown);
+    if (err.statusCode >= 500) ctx.log.error({ err: thrown, requestId: prep.id }, 'generation failed mid-stream');
+    recordError(ctx, err, prep.policy);
+    await sse.send(err.toBody());
+  } finally {
+    await iterator.return(undefined);
+    sse.end();
+  }
+}

@@ -1,0 +1,122 @@
+import type { EngineClient, FinishReason, GenerateRequest, TokenEvent, Usage } from '../engine/types.js';
+import type { CapserveMetrics } from '../metrics/metrics.js';
+import { SequenceTimer } from '../metrics/sequence-timer.js';
+
+export type TokenOut = Extract<TokenEvent, { type: 'token' }>;
+
+/** How one choice ended (engine timings dropped: they feed the metrics here). */
+export interface ChoiceDone {
+  readonly type: 'done';
+  readonly finishReason: FinishReason;
+  readonly text: string;
+  readonly usage: Usage;
+  readonly stopReason: string | number | null;
+}
+
+export interface ChoiceEvent {
+  readonly index: number;
+  readonly event: TokenOut | ChoiceDone;
+}
+
+interface Pending {
+  readonly index: number;
+  readonly result: IteratorResult<TokenEvent>;
+}
+
+/**
+ * Runs the choices of one request (n generations) side by side and merges
+ * their events in arrival order. Every choice ends with exactly one 'done':
+ * when the signal aborts, choices the engine did not finish get a synthetic
+ * 'done' with finish reason 'abort' and the tokens counted so far. An engine
+ * error aborts the sibling choices and is rethrown.
+ */
+export async function* runChoices(
+  engine: EngineClient,
+  requests: readonly GenerateRequest[],
+  signal: AbortSignal,
+  metrics: CapserveMetrics,
+  arrivedAt: number,
+): AsyncGenerator<ChoiceEvent> {
+  const inner = new AbortController();
+  const forward = (): void => inner.abort(signal.reason);
+  if (signal.aborted) forward();
+  else signal.addEventListener('abort', forward, { once: true });
+
+  const iterators = new Map<number, AsyncIterator<TokenEvent>>();
+  const pending = new Map<number, Promise<Pending>>();
+  const completion = requests.map(() => 0);
+  const finished = requests.map(() => false);
+  const timers = requests.map((r) => new SequenceTimer(metrics, r.policy, arrivedAt));
+  const pull = (index: number, it: AsyncIterator<TokenEvent>): void => {
+    pending.set(index, it.next().then((result) => ({ index, result })));
+  };
+
+  try {
+    requests.forEach((request, index) => {
+      const it = engine.generate(request, inner.signal)[Symbol.asyncIterator]();
+      iterators.set(index, it);
+      pull(index, it);
+    });
+    while (pending.size > 0) {
+      let next: Pending;
+      try {
+        next = await Promise.race(pending.values());
+      } catch (err) {
+        if (inner.signal.aborted) break;
+        throw err;
+      }
+      const { index, result } = next;
+      pending.delete(index);
+      if (result.done === true) {
+        iterators.delete(index);
+        continue;
+      }
+      const event = result.value;
+      if (event.type === 'token') {
+        completion[index] = (completion[index] ?? 0) + 1;
+        timers[index]?.token();
+      } else {
+        finished[index] = true;
+        // Prompt tokens count once per request, however many choices share them.
+        timers[index]?.done(
+          event.finishReason,
+          { promptTokens: index === 0 ? event.usage.promptTokens : 0, completionTokens: event.usage.completionTokens },
+          event.timings.queueMs,
+        );
+      }
+      yield {
+        index,
+        event:
+          event.type === 'token'
+            ? event
+            : { type: 'done', finishReason: event.finishReason, text: event.text, usage: event.usage, stopReason: event.stopReason },
+      };
+      if (event.type === 'done') {
+        iterators.delete(index);
+        continue;
+      }
+      const it = iterators.get(index);
+      if (it !== undefined) pull(index, it);
+    }
+    if (inner.signal.aborted) {
+      for (let index = 0; index < requests.length; index++) {
+        if (finished[index] === true) continue;
+        finished[index] = true;
+        const usage = { promptTokens: requests[index]?.promptTokens.length ?? 0, completionTokens: completion[index] ?? 0 };
+        const reason: FinishReason = 'abort';
+        timers[index]?.done(reason, { promptTokens: index === 0 ? usage.promptTokens : 0, completionTokens: usage.completionTokens }, null);
+        yield { index, event: { type: 'done', finishReason: reason, text: '', usage, stopReason: null } };
+      }
+    }
+  } finally {
+    signal.removeEventListener('abort', forward);
+    if (iterators.size > 0) {
+      inner.abort(signal.reason);
+      for (const it of iterators.values()) {
+        // Closing a generator that is mid-await rejects; nothing is waiting for it any more.
+        void it.return?.().catch(() => undefined);
+      }
+      for (const p of pending.values()) p.catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,101 @@
+import type { FastifyInstance } from 'fastify';
+import type { ServerContext } from '../context.js';
+import { ensureReady } from '../context.js';
+import { collectChoices, httpClose, prepareGeneration, startLifecycle, streamChoices, totalUsage, type StreamFormat } from '../choice-runner.js';
+import { ApiError } from '../errors.js';
+import { newId, unixNow } from '../ids.js';
+import { chatLogprob, TokenStrings } from '../logprobs.js';
+import { POLICY_HEADER, resolvePolicy } from '../policy.js';
+import { chatPromptTokens, contextLimit, resolveMaxTokens, resolveModel } from '../prompt.js';
+import { ChatCompletionRequestSchema, type ChatCompletionRequest } from '../request-schemas.js';
+import { toSamplingParams } from '../sampling.js';
+import { SseStream } from '../sse.js';
+import { rejectUnsupported } from '../unsupported-params.js';
+import { compileValidator } from '../validate-request.js';
+
+const validate = compileValidator(ChatCompletionRequestSchema);
+
+/** Parses and checks a chat body; shared with the websocket route. */
+export function parseChatBody(raw: unknown): ChatCompletionRequest {
+  if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) rejectUnsupported(raw as Record<string, unknown>, 'chat');
+  const body = validate(raw);
+  if (body.stream_options !== undefined && body.stream_options !== null && body.stream !== true) {
+    throw new ApiError('invalid_request', "The 'stream_options' parameter is only allowed when 'stream' is enabled.", { param: 'stream_options' });
+  }
+  if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.logprobs !== true) {
+    throw new ApiError('invalid_request', "'top_logprobs' requires 'logprobs' to be true.", { param: 'top_logprobs' });
+  }
+  return body;
+}
+
+export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext): void {
+  app.post('/v1/chat/completions', async (request, reply) => {
+    const arrivedAt = performance.now();
+    const body = parseChatBody(request.body);
+    ensureReady(ctx);
+    const policy = resolvePolicy(ctx.config, body.cap?.policy, request.headers[POLICY_HEADER]);
+    const card = resolveModel(ctx.engine, body.model);
+    const promptTokens = chatPromptTokens(ctx.engine, card, body.messages);
+    const maxParam = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
+    const maxTokens = resolveMaxTokens(promptTokens.length, body.max_completion_tokens ?? body.max_tokens, contextLimit(card, ctx.config), 'messages', maxParam);
+    const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : null;
+    const id = newId('chatcmpl-');
+    const created = unixNow();
+    const prep = prepareGeneration(id, card, policy, promptTokens, body.n ?? 1, (index) => toSamplingParams(body, { maxTokens, logprobs, index }), arrivedAt);
+    const strings = new TokenStrings(ctx.engine);
+    const cap = { policy };
+    const lifecycle = startLifecycle(ctx, httpClose(reply.raw));
+    try {
+      if (body.stream === true) {
+        const includeUsage = body.stream_options?.include_usage === true;
+        const chunk = (choices: unknown[], extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+          id,
+          object: 'chat.completion.chunk',
+          created,
+          model: card.id,
+          choices,
+          ...(includeUsage ? { usage: null } : {}),
+          ...extra,
+        });
+        const format: StreamFormat = {
+          start: (index) => chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
+          token: (index, event) =>
+            event.text === '' && logprobs === null
+              ? null
+              : chunk([{ index, delta: { content: event.text }, logprobs: logprobs === null ? null : { content: [chatLogprob(event, strings)], refusal: null }, finish_reason: null }]),
+          trailingText: (index, text) => chunk([{ index, delta: { content: text }, logprobs: null, finish_reason: null }]),
+          finish: (index, done, last) =>
+            chunk([{ index, delta: {}, logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], last ? { cap } : {}),
+          usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens), cap }),
+        };
+        const sse = new SseStream(reply.raw, () => reply.hijack());
+        await streamChoices(ctx, prep, lifecycle, sse, { [POLICY_HEADER]: policy }, format, includeUsage);
+        return;
+      }
+      const choices = await collectChoices(ctx, prep, lifecycle);
+      if (choices === null) {
+        reply.hijack();
+        return;
+      }
+      const completionTokens = choices.reduce((sum, c) => sum + (c.done?.usage.completionTokens ?? c.tokens.length), 0);
+      reply.header(POLICY_HEADER, policy);
+      return {
+        id,
+        object: 'chat.completion',
+        created,
+        model: card.id,
+        choices: choices.map((c, index) => ({
+          index,
+          message: { role: 'assistant', content: c.text, refusal: null },
+          logprobs: logprobs === null ? null : { content: c.tokens.map((t) => chatLogprob(t.event, strings)), refusal: null },
+          finish_reason: c.done?.finishReason ?? 'abort',
+          stop_reason: c.done?.stopReason ?? null,
+        })),
+        usage: totalUsage(prep, completionTokens),
+        cap,
+      };
+    } finally {
+      lifecycle.finish();
+    }
+  });
+}

@@ -1,0 +1,103 @@
+import type { FastifyInstance } from 'fastify';
+import type { ServerContext } from '../context.js';
+import { ensureReady } from '../context.js';
+import { collectChoices, httpClose, prepareGeneration, startLifecycle, streamChoices, totalUsage, type StreamFormat } from '../choice-runner.js';
+import { ApiError } from '../errors.js';
+import { newId, unixNow } from '../ids.js';
+import { appendLegacyLogprob, emptyLegacyLogprobs, TokenStrings, type LegacyLogprobs } from '../logprobs.js';
+import { POLICY_HEADER, resolvePolicy } from '../policy.js';
+import { completionPromptTokens, contextLimit, resolveMaxTokens, resolveModel } from '../prompt.js';
+import { CompletionRequestSchema, type CompletionRequest } from '../request-schemas.js';
+import { toSamplingParams } from '../sampling.js';
+import { SseStream } from '../sse.js';
+import { rejectUnsupported } from '../unsupported-params.js';
+import { compileValidator } from '../validate-request.js';
+
+const validate = compileValidator(CompletionRequestSchema);
+
+function parseCompletionBody(raw: unknown): CompletionRequest {
+  if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) rejectUnsupported(raw as Record<string, unknown>, 'completion');
+  const body = validate(raw);
+  if (body.stream_options !== undefined && body.stream_options !== null && body.stream !== true) {
+    throw new ApiError('invalid_request', "The 'stream_options' parameter is only allowed when 'stream' is enabled.", { param: 'stream_options' });
+  }
+  return body;
+}
+
+export function registerCompletions(app: FastifyInstance, ctx: ServerContext): void {
+  app.post('/v1/completions', async (request, reply) => {
+    const arrivedAt = performance.now();
+    const body = parseCompletionBody(request.body);
+    ensureReady(ctx);
+    const policy = resolvePolicy(ctx.config, body.cap?.policy, request.headers[POLICY_HEADER]);
+    const card = resolveModel(ctx.engine, body.model);
+    const promptTokens = completionPromptTokens(ctx.engine, body.prompt);
+    if (promptTokens.length === 0) throw new ApiError('invalid_request', 'The prompt is empty after tokenization.', { param: 'prompt' });
+    const maxTokens = resolveMaxTokens(promptTokens.length, body.max_tokens, contextLimit(card, ctx.config), 'prompt', 'max_tokens');
+    const logprobs = body.logprobs ?? null;
+    const id = newId('cmpl-');
+    const created = unixNow();
+    const prep = prepareGeneration(id, card, policy, promptTokens, body.n ?? 1, (index) => toSamplingParams(body, { maxTokens, logprobs, index }), arrivedAt);
+    const strings = new TokenStrings(ctx.engine);
+    const cap = { policy };
+    const lifecycle = startLifecycle(ctx, httpClose(reply.raw));
+    try {
+      if (body.stream === true) {
+        const includeUsage = body.stream_options?.include_usage === true;
+        const chunk = (choices: unknown[], extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+          id,
+          object: 'text_completion',
+          created,
+          model: card.id,
+          choices,
+          ...(includeUsage ? { usage: null } : {}),
+          ...extra,
+        });
+        const tokenLogprobs = (event: Parameters<StreamFormat['token']>[1], offset: number): LegacyLogprobs => {
+          const lp = emptyLegacyLogprobs();
+          appendLegacyLogprob(lp, event, offset, strings);
+          return lp;
+        };
+        const format: StreamFormat = {
+          start: () => null,
+          token: (index, event, offset) =>
+            event.text === '' && logprobs === null
+              ? null
+              : chunk([{ index, text: event.text, logprobs: logprobs === null ? null : tokenLogprobs(event, offset), finish_reason: null }]),
+          trailingText: (index, text) => chunk([{ index, text, logprobs: null, finish_reason: null }]),
+          finish: (index, done, last) =>
+            chunk([{ index, text: '', logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], last ? { cap } : {}),
+          usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens), cap }),
+        };
+        const sse = new SseStream(reply.raw, () => reply.hijack());
+        await streamChoices(ctx, prep, lifecycle, sse, { [POLICY_HEADER]: policy }, format, includeUsage);
+        return;
+      }
+      const choices = await collectChoices(ctx, prep, lifecycle);
+      if (choices === null) {
+        reply.hijack();
+        return;
+      }
+      const completionTokens = choices.reduce((sum, c) => sum + (c.done?.usage.completionTokens ?? c.tokens.length), 0);
+      reply.header(POLICY_HEADER, policy);
+      return {
+        id,
+        object: 'text_completion',
+        created,
+        model: card.id,
+        choices: choices.map((c, index) => {
+          let lp: LegacyLogprobs | null = null;
+          if (logprobs !== null) {
+            lp = emptyLegacyLogprobs();
+            for (const t of c.tokens) appendLegacyLogprob(lp, t.event, t.offset, strings);
+          }
+          return { index, text: c.text, logprobs: lp, finish_reason: c.done?.finishReason ?? 'abort', stop_reason: c.done?.stopReason ?? null };
+        }),
+        usage: totalUsage(prep, completionTokens),
+        cap,
+      };
+    } finally {
+      lifecycle.finish();
+    }
+  });
+}

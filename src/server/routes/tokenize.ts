@@ -1,0 +1,46 @@
+import type { FastifyInstance } from 'fastify';
+import type { ModelCard } from '../../engine/types.js';
+import type { ServerContext } from '../context.js';
+import { ensureReady } from '../context.js';
+import { ApiError } from '../errors.js';
+import { contextLimit, renderChat, resolveModel, toChatMessages } from '../prompt.js';
+import { DetokenizeRequestSchema, TokenizeChatRequestSchema, TokenizePromptRequestSchema } from '../request-schemas.js';
+import { rejectUnsupported } from '../unsupported-params.js';
+import { compileValidator } from '../validate-request.js';
+
+const validatePrompt = compileValidator(TokenizePromptRequestSchema);
+const validateChat = compileValidator(TokenizeChatRequestSchema);
+const validateDetokenize = compileValidator(DetokenizeRequestSchema);
+
+/** vLLM's /tokenize and /detokenize shapes. */
+export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void {
+  app.post('/tokenize', async (request) => {
+    const raw = request.body;
+    const isChat = raw !== null && typeof raw === 'object' && !Array.isArray(raw) && 'messages' in raw;
+    if (isChat) rejectUnsupported(raw as Record<string, unknown>, 'chat');
+    ensureReady(ctx);
+    let tokens: number[];
+    let card: ModelCard;
+    if (isChat) {
+      const body = validateChat(raw);
+      card = resolveModel(ctx.engine, body.model);
+      if (body.add_generation_prompt === false) {
+        throw new ApiError('unsupported_parameter', 'add_generation_prompt=false is not supported.', { param: 'add_generation_prompt' });
+      }
+      const rendered = renderChat(ctx.engine, card, toChatMessages(body.messages));
+      tokens = ctx.engine.tokenize(rendered.text, { addSpecialTokens: body.add_special_tokens ?? rendered.addSpecialTokens });
+    } else {
+      const body = validatePrompt(raw);
+      card = resolveModel(ctx.engine, body.model);
+      tokens = ctx.engine.tokenize(body.prompt, { addSpecialTokens: body.add_special_tokens ?? true });
+    }
+    return { count: tokens.length, max_model_len: contextLimit(card, ctx.config), tokens };
+  });
+
+  app.post('/detokenize', async (request) => {
+    const body = validateDetokenize(request.body);
+    ensureReady(ctx);
+    resolveModel(ctx.engine, body.model);
+    return { prompt: ctx.engine.detokenize(body.tokens) };
+  });
+}

@@ -1,0 +1,139 @@
+/**
+ * Engine throughput on one model and weight dtype, in its own process:
+ * batch-1 decode, 1024-token prefill, batch-8 aggregate decode (all in-process
+ * against the compiled graph), and the whole serving path through the worker
+ * for the per-token overhead outside onnxruntime. Prints one JSON line.
+ */
+import { parseArgs } from 'node:util';
+import { createLocalEngine } from '../../src/engine/local-engine.js';
+import { DEFAULT_SAMPLING } from '../../src/engine/types.js';
+import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
+import { openTestModel } from '../helpers/session.js';
+import { distribution, median, type Distribution } from './stats.js';
+
+export interface EngineBenchResult {
+  readonly dtype: WeightDtype;
+  readonly weightBytes: number;
+  readonly parameters: number;
+  readonly decodeStepMs: Distribution;
+  readonly decodeTokensPerSecond: number;
+  readonly prefillTokens: number;
+  readonly prefillMs: number;
+  readonly prefillTokensPerSecond: number;
+  readonly prefillGflops: number;
+  readonly batch8StepMs: Distribution;
+  readonly batch8TokensPerSecond: number;
+  readonly servedInterTokenMs: Distribution;
+  readonly servedTokensPerSecond: number;
+  readonly overheadPerTokenMs: number;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      dtype: { type: 'string', default: 'fp32' },
+      steps: { type: 'string', default: '48' },
+      prefill: { type: 'string', default: '1024' },
+      threads: { type: 'string', default: '2' },
+      'cache-dir': { type: 'string', default: '.cache/compiled' },
+    },
+  });
+  if (!values.model) throw new Error('--model is required');
+  const dtype = values.dtype as WeightDtype;
+  const steps = Number(values.steps);
+  const prefillLen = Number(values.prefill);
+  const threads = Number(values.threads);
+  process.env['CAPSERVE_BENCH_THREADS'] = String(threads);
+  const m = await openTestModel(values.model, dtype, false, { threads, cacheDir: values['cache-dir'] });
+  const spec = m.checkpoint.spec;
+  const V = spec.vocabSize;
+  const prompt = Array.from({ length: 16 }, (_, i) => 10 + ((i * 37) % (V - 20)));
+
+  // batch-1 decode
+  const { kv } = await m.prefill(prompt, false, steps + 8);
+  const stepMs: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    const t0 = performance.now();
+    const out = await m.session.run(m.inputs.decode([kv], [100 + s], [kv.nextPosition]));
+    kv.append(out.presentKeys, out.presentValues, 0, 1, [kv.nextPosition]);
+    stepMs.push(performance.now() - t0);
+  }
+  kv.release();
+
+  // prefill
+  const long = Array.from({ length: prefillLen }, (_, i) => 10 + ((i * 53) % (V - 20)));
+  const prefillRuns: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const t0 = performance.now();
+    const res = await m.prefill(long, false, 1);
+    prefillRuns.push(performance.now() - t0);
+    res.kv.release();
+  }
+  const prefillMs = median(prefillRuns);
+  const parameters = m.parameters;
+  const attnFlops = 2 * 2 * spec.numLayers * spec.numHeads * spec.headDim * ((prefillLen * (prefillLen + 1)) / 2);
+  const prefillGflops = (2 * parameters * prefillLen + attnFlops) / 1e9 / (prefillMs / 1000);
+
+  // batch-8 decode
+  const kvs = [];
+  for (let b = 0; b < 8; b++) kvs.push((await m.prefill(prompt.map((t) => (t + b) % V), false, steps + 8)).kv);
+  const b8: number[] = [];
+  for (let s = 0; s < Math.ceil(steps / 2); s++) {
+    const t0 = performance.now();
+    const positions = kvs.map((k) => k.nextPosition);
+    const out = await m.session.run(m.inputs.decode(kvs, kvs.map((_, b) => 50 + b + s), positions));
+    kvs.forEach((k, b) => k.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]));
+    b8.push(performance.now() - t0);
+  }
+  for (const k of kvs) k.release();
+  const weightBytes = m.weightBytes;
+  await m.close();
+
+  // the whole serving path: worker, scheduler, sampling, detokenization, messaging
+  const engine = await createLocalEngine({ modelDir: values.model, cacheDir: values['cache-dir'], weightDtype: dtype, threads, maxConcurrent: 1 });
+  const itl: number[] = [];
+  let last = 0;
+  let count = 0;
+  const t0 = performance.now();
+  for await (const ev of engine.generate({
+    id: 'bench',
+    promptTokens: prompt,
+    policy: 'full',
+    sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: steps, ignoreEos: true },
+  })) {
+    const now = performance.now();
+    if (ev.type === 'token') {
+      if (count > 0) itl.push(now - last);
+      count += 1;
+    }
+    last = now;
+  }
+  const servedMs = performance.now() - t0;
+  await engine.close();
+
+  const decodeMed = median(stepMs);
+  const servedItl = distribution(itl);
+  const result: EngineBenchResult = {
+    dtype,
+    weightBytes,
+    parameters,
+    decodeStepMs: distribution(stepMs),
+    decodeTokensPerSecond: 1000 / decodeMed,
+    prefillTokens: prefillLen,
+    prefillMs,
+    prefillTokensPerSecond: prefillLen / (prefillMs / 1000),
+    prefillGflops,
+    batch8StepMs: distribution(b8),
+    batch8TokensPerSecond: (8 * 1000) / median(b8),
+    servedInterTokenMs: servedItl,
+    servedTokensPerSecond: (count * 1000) / servedMs,
+    overheadPerTokenMs: servedItl.p50 - decodeMed,
+  };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`engine-bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
