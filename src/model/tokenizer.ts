@@ -69,8 +69,8 @@ class WindowDecodeStream implements DecodeStream {
     const previousRead = this.readIndex;
     this.readIndex = this.ids.length;
     // Slide the window to start at the previous emission point, but only when that
-    // context decodes to visible text: an empty context (a lone "▁", a skipped special
-    // token) would let the decoder strip the new text's leading space.
+    // context decodes to visible text on its own: then a decoder's leading-space strip
+    // (SentencePiece) provably falls on the context, never on the text still to come.
     const candidateContext = this.decode(this.ids.slice(previousRead, this.readIndex));
     if (candidateContext.length > 0 && previousRead > this.windowStart) {
       this.windowStart = previousRead;

@@ -28,10 +28,14 @@ export async function openTestModel(
   dir: string,
   weightDtype: WeightDtype = 'fp32',
   attention = false,
-  options: { threads?: number; cacheDir?: string } = {},
+  options: { threads?: number; cacheDir?: string; quantAccuracyLevel?: 0 | 4 } = {},
 ): Promise<TestModel> {
   const checkpoint = loadCheckpoint(dir);
-  const compiled = compileModel(checkpoint, { cacheDir: options.cacheDir ?? TEST_CACHE_DIR, weightDtype });
+  const compiled = compileModel(checkpoint, {
+    cacheDir: options.cacheDir ?? TEST_CACHE_DIR,
+    weightDtype,
+    ...(options.quantAccuracyLevel !== undefined ? { quantAccuracyLevel: options.quantAccuracyLevel } : {}),
+  });
   const spec = checkpoint.spec;
   const session = await DecoderSession.create(attention ? compiled.attentionDecoderPath : compiled.decoderPath, spec, {
     threads: options.threads ?? 1,

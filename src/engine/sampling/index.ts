@@ -12,3 +12,4 @@ export {
   applyPresenceFrequencyPenalty,
 } from './logits-processors.js';
 export { checkSamplingParams, GREEDY_TEMPERATURE } from './check-params.js';
+export { computeLogprobs, type LogprobsResult } from './logprobs.js';

@@ -4,7 +4,7 @@ import { TOP_P_BUCKETS } from './top-p.js';
  * Vocab-sized working buffers for one sample() call. Sampling is synchronous
  * and a sample() call never yields, so every sequence of a process (or worker
  * thread: each has its own module instance) can share one set per vocab size.
- * Per-sequence buffers would cost ~2.4 MB per running sequence at 152k vocab.
+ * Per-sequence buffers would cost ~2.7 MB per running sequence at 152k vocab.
  * Nothing in here survives a sample() call; per-sequence state lives in
  * TokenHistory and the sampler.
  */
@@ -15,13 +15,15 @@ export class SamplingScratch {
   readonly ids: Int32Array;
   /** exp((logit - max) / T) by token id, i.e. probability relative to the most likely token. */
   readonly probs: Float64Array;
-  /** Weight per top-p bucket (see top-p.ts). */
+  /** Top-p bucket by token id, and weight per bucket (see top-p.ts). */
+  readonly bucketOf: Uint16Array;
   readonly bucketMass: Float64Array;
 
   constructor(readonly vocabSize: number) {
     this.work = new Float32Array(vocabSize);
     this.ids = new Int32Array(vocabSize);
     this.probs = new Float64Array(vocabSize);
+    this.bucketOf = new Uint16Array(vocabSize);
     this.bucketMass = new Float64Array(TOP_P_BUCKETS);
   }
 }

@@ -23,7 +23,7 @@ export interface SampleResult {
 /**
  * Turns one sequence's logits into its next token:
  *   logit_bias -> repetition, presence, frequency penalties
- *   -> temperature 0: argmax (ties: lowest id)
+ *   -> temperature 0 (below 1e-5, as vLLM): argmax (ties: lowest id)
  *   -> otherwise temperature -> top-k -> top-p -> min-p -> seeded draw.
  * Records each chosen token in its own history, so penalties see it next step.
  *

@@ -1,7 +1,7 @@
 import type { SamplingScratch } from './scratch.js';
 import { expNonPositive } from './fast-exp.js';
 import { selectTop } from './selection.js';
-import { topPCut } from './top-p.js';
+import { addToBucket, resetBuckets, topPCut } from './top-p.js';
 
 export interface TruncationParams {
   /** > 0; greedy is decided before truncation. */
@@ -36,6 +36,8 @@ export function truncate(p: TruncationParams, scratch: SamplingScratch): number 
   if (!(max > -Infinity)) throw new Error('cannot sample: every token has logit -Infinity (all banned or masked)');
 
   const invT = 1 / p.temperature;
+  const bucketed = p.topP < 1;
+  if (bucketed) resetBuckets(scratch);
   let n = 0;
   let total = 0;
   if (p.topK > 0 && p.topK < work.length) {
@@ -46,9 +48,11 @@ export function truncate(p: TruncationParams, scratch: SamplingScratch): number 
     }
     for (let j = 0; j < n; j++) {
       const id = ids[j] ?? 0;
-      const e = expNonPositive(((work[id] ?? 0) - max) * invT);
+      const x = ((work[id] ?? 0) - max) * invT;
+      const e = expNonPositive(x);
       probs[id] = e;
       total += e;
+      if (bucketed) addToBucket(scratch, id, x, e);
     }
   } else {
     // One direct pass, no indirection, for the common untruncated case.
@@ -56,14 +60,16 @@ export function truncate(p: TruncationParams, scratch: SamplingScratch): number 
       const l = work[i] ?? -Infinity;
       if (l > -Infinity) {
         ids[n++] = i;
-        const e = expNonPositive((l - max) * invT);
+        const x = (l - max) * invT;
+        const e = expNonPositive(x);
         probs[i] = e;
         total += e;
+        if (bucketed) addToBucket(scratch, i, x, e);
       }
     }
   }
 
-  if (p.topP < 1) n = topPCut(scratch, n, max, invT, p.topP * total);
+  if (bucketed) n = topPCut(scratch, n, p.topP * total);
   if (p.minP > 0) n = keepAtLeast(ids, n, probs, p.minP);
   return n;
 }

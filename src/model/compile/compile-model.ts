@@ -23,6 +23,12 @@ export interface CompileSource {
 export interface CompileOptions {
   readonly cacheDir: string;
   readonly weightDtype: WeightDtype;
+  /**
+   * MatMulNBits accuracy_level for int8/int4 weights: 4 (default) lets onnxruntime
+   * quantize activations to int8 for its fast integer kernels; 0 keeps fp32
+   * activations (slower, only the weight error remains).
+   */
+  readonly quantAccuracyLevel?: 0 | 4;
   readonly onProgress?: (message: string) => void;
 }
 
@@ -45,17 +51,18 @@ interface Manifest {
 }
 
 const QUANT_BLOCK_SIZE = 32;
-const QUANT_ACCURACY_LEVEL = 4;
+const DEFAULT_QUANT_ACCURACY_LEVEL = 4;
 
-export function compileKey(source: CompileSource, weightDtype: WeightDtype): string {
+export function compileKey(source: CompileSource, weightDtype: WeightDtype, quantAccuracyLevel: number): string {
   return createHash('sha256')
-    .update(JSON.stringify({ v: COMPILER_VERSION, content: source.contentHash(), spec: source.spec, weightDtype, QUANT_BLOCK_SIZE, QUANT_ACCURACY_LEVEL }))
+    .update(JSON.stringify({ v: COMPILER_VERSION, content: source.contentHash(), spec: source.spec, weightDtype, QUANT_BLOCK_SIZE, quantAccuracyLevel }))
     .digest('hex')
     .slice(0, 24);
 }
 
 export function compileModel(source: CompileSource, options: CompileOptions): CompiledModel {
-  const key = compileKey(source, options.weightDtype);
+  const quantAccuracyLevel = options.quantAccuracyLevel ?? DEFAULT_QUANT_ACCURACY_LEVEL;
+  const key = compileKey(source, options.weightDtype, quantAccuracyLevel);
   const dir = join(options.cacheDir, key);
   const result = (weightBytes: number): CompiledModel => ({
     dir,
@@ -88,7 +95,7 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
     } finally {
       file.close();
     }
-    const common = { weightDtype: options.weightDtype, quantBlockSize: QUANT_BLOCK_SIZE, quantAccuracyLevel: QUANT_ACCURACY_LEVEL };
+    const common = { weightDtype: options.weightDtype, quantBlockSize: QUANT_BLOCK_SIZE, quantAccuracyLevel };
     writeFileSync(join(tmp, 'decoder.onnx'), buildDecoderGraph(source.spec, stored, { ...common, emitAttention: false }));
     writeFileSync(join(tmp, 'decoder-attn.onnx'), buildDecoderGraph(source.spec, stored, { ...common, emitAttention: true }));
     let weightBytes = 0;

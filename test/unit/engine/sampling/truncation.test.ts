@@ -78,10 +78,14 @@ test('truncation matches a float64 reference on random vocabularies', () => {
     const n = 2000 + Math.floor(rng.nextFloat() * 3000);
     const logits = new Float32Array(n);
     for (let i = 0; i < n; i++) logits[i] = (rng.nextFloat() - 0.5) * 16;
+    // Exact ties straddling the top-p boundary must resolve to the lowest ids.
+    if (trial % 5 === 4) for (let i = 0; i < n; i += 3) logits[i] = 4;
+    // Extremes too: a near-greedy T puts almost everything in the tail bucket, a huge T makes it flat.
+    const temperature = trial % 10 === 7 ? 0.001 : trial % 10 === 8 ? 50 : 0.3 + rng.nextFloat() * 1.5;
     const p: TruncationParams = {
-      temperature: 0.3 + rng.nextFloat() * 1.5,
+      temperature,
       topK: trial % 3 === 0 ? 1 + Math.floor(rng.nextFloat() * 500) : 0,
-      topP: trial % 2 === 0 ? 0.5 + rng.nextFloat() * 0.49 : 1,
+      topP: trial % 2 === 0 || trial % 10 >= 7 ? 0.5 + rng.nextFloat() * 0.49 : 1,
       minP: trial % 4 === 1 ? rng.nextFloat() * 0.2 : 0,
     };
     assert.deepEqual(kept(logits, p), reference(logits, p), JSON.stringify(p));

@@ -1,0 +1,100 @@
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Config } from '../config/schema.js';
+import type { EngineClient } from '../engine/types.js';
+import { createMetrics, type CapserveMetrics } from '../metrics/metrics.js';
+import { createAuthCheck } from './auth.js';
+import { recordError, type ServerContext } from './context.js';
+import { ApiError, toApiError } from './errors.js';
+import { Inflight } from './inflight.js';
+import { registerChatCompletions } from './routes/chat-completions.js';
+import { registerCompletions } from './routes/completions.js';
+import { registerHealthAndMetrics } from './routes/health.js';
+import { registerModels } from './routes/models.js';
+import { registerResponsesWebsocket } from './routes/responses-ws.js';
+import { registerTokenize } from './routes/tokenize.js';
+
+export interface BuildAppOptions {
+  readonly engine: EngineClient;
+  readonly config: Config;
+  /** fastify's logger option; default off (tests). Prompts and completions are never logged. */
+  readonly logger?: FastifyServerOptions['logger'];
+}
+
+/** What the serve command needs beyond the FastifyInstance: draining on SIGTERM. */
+export interface CapserveHandle {
+  readonly metrics: CapserveMetrics;
+  readonly inflight: Inflight;
+  /** From now on new requests get 503 shutting_down; running ones continue. */
+  beginShutdown(): void;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    capserve: CapserveHandle;
+  }
+}
+
+/** The OpenAI-compatible app, not listening (tests use app.inject). */
+export function buildApp(options: BuildAppOptions): FastifyInstance {
+  const { engine, config } = options;
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: config.server.bodyLimitBytes,
+    // Our own hook answers 503 in the OpenAI error shape while draining.
+    return503OnClosing: false,
+  });
+  const metrics = createMetrics({ policy: config.routing.defaultPolicy, snapshot: () => engine.health() });
+  const ctx: ServerContext = { engine, config, metrics, inflight: new Inflight(), log: app.log, shutdown: { closing: false } };
+  app.decorate('capserve', {
+    metrics,
+    inflight: ctx.inflight,
+    beginShutdown: () => {
+      ctx.shutdown.closing = true;
+    },
+  } satisfies CapserveHandle);
+
+  void app.register(websocket, {
+    options: { maxPayload: config.server.bodyLimitBytes },
+    // Runs on app.close(): the serve command has drained running responses by then.
+    preClose: async function (this: FastifyInstance) {
+      for (const client of this.websocketServer.clients) client.close(1001, 'server shutting down');
+    },
+  });
+
+  const checkAuth = createAuthCheck(config.server.apiKeys);
+  app.addHook('onRequest', async (request, reply) => {
+    if (ctx.shutdown.closing && request.url !== '/metrics') {
+      reply.header('connection', 'close');
+      throw new ApiError('shutting_down', 'The server is shutting down.', { retryAfterSeconds: 5 });
+    }
+    checkAuth(request);
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const apiError = toApiError(err);
+    if (apiError.statusCode >= 500 && apiError.code !== 'not_ready' && apiError.code !== 'shutting_down') {
+      request.log.error({ err }, 'request failed');
+    }
+    recordError(ctx, apiError);
+    if (apiError.retryAfterSeconds !== null) void reply.header('retry-after', String(apiError.retryAfterSeconds));
+    if (apiError.code === 'invalid_api_key') void reply.header('www-authenticate', 'Bearer');
+    void reply.code(apiError.statusCode).send(apiError.toBody());
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const err = new ApiError('not_found', `No route for ${request.method} ${request.url.split('?', 1)[0] ?? ''}.`);
+    recordError(ctx, err);
+    void reply.code(err.statusCode).send(err.toBody());
+  });
+
+  void app.register(async (scope) => {
+    registerChatCompletions(scope, ctx);
+    registerCompletions(scope, ctx);
+    registerModels(scope, ctx);
+    registerTokenize(scope, ctx);
+    registerHealthAndMetrics(scope, ctx);
+    registerResponsesWebsocket(scope, ctx);
+  });
+  return app;
+}

@@ -1,0 +1,192 @@
+import type { FastifyInstance } from 'fastify';
+import '@fastify/websocket';
+import type { RawData, WebSocket } from 'ws';
+import type { ServerContext } from '../context.js';
+import { ensureReady, recordError } from '../context.js';
+import { abortError, prepareGeneration, startLifecycle, type Lifecycle, type PreparedGeneration } from '../choice-runner.js';
+import { ApiError, toApiError } from '../errors.js';
+import { runChoices, type ChoiceDone } from '../generation.js';
+import { newId, unixNow } from '../ids.js';
+import { abortKind } from '../inflight.js';
+import { resolvePolicy } from '../policy.js';
+import { chatPromptTokens, contextLimit, resolveMaxTokens, resolveModel } from '../prompt.js';
+import { ResponseCreateEventSchema } from '../request-schemas.js';
+import { toSamplingParams } from '../sampling.js';
+import { rejectUnsupported } from '../unsupported-params.js';
+import { compileValidator } from '../validate-request.js';
+
+const validateCreate = compileValidator(ResponseCreateEventSchema);
+
+type Status = 'completed' | 'incomplete' | 'cancelled';
+
+interface Running {
+  readonly prep: PreparedGeneration;
+  readonly lifecycle: Lifecycle;
+}
+
+/**
+ * One websocket connection: many responses in turn, one at a time. Events
+ * follow OpenAI's Responses streaming events: response.created, then
+ * response.output_text.delta..., response.output_text.done and
+ * response.completed (status completed, incomplete or cancelled), or an
+ * `error` event. A bad frame gets an `error` event and the socket stays open.
+ */
+class ResponsesSession {
+  private running: Running | null = null;
+  private sequence = 0;
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly ctx: ServerContext,
+    private readonly headerPolicy: string | string[] | undefined,
+  ) {
+    socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    socket.on('close', () => this.running?.lifecycle.abort('client_closed'));
+  }
+
+  private send(event: Record<string, unknown>): void {
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    this.socket.send(JSON.stringify({ ...event, sequence_number: this.sequence++ }));
+  }
+
+  private sendError(err: ApiError, responseId: string | null = null, policy?: string): void {
+    recordError(this.ctx, err, policy);
+    this.send({ type: 'error', ...(responseId !== null ? { response_id: responseId } : {}), error: err.toBody().error });
+  }
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    if (isBinary) {
+      this.sendError(new ApiError('invalid_request', 'Binary frames are not supported; send JSON text frames.'));
+      return;
+    }
+    let event: unknown;
+    try {
+      event = JSON.parse(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]).toString('utf8'));
+    } catch (err) {
+      this.sendError(new ApiError('invalid_json', `The frame is not valid JSON: ${(err as Error).message}`));
+      return;
+    }
+    const type = event !== null && typeof event === 'object' && !Array.isArray(event) ? (event as Record<string, unknown>)['type'] : undefined;
+    switch (type) {
+      case 'response.create':
+        if (this.running !== null) {
+          this.sendError(new ApiError('response_in_progress', 'A response is already in progress on this connection; wait for it or send response.cancel.'));
+          return;
+        }
+        this.start(event);
+        return;
+      case 'response.cancel':
+        if (this.running === null) {
+          this.sendError(new ApiError('invalid_request', 'No response is in progress.', { param: 'type' }));
+          return;
+        }
+        this.running.lifecycle.abort('cancelled');
+        return;
+      default:
+        this.sendError(
+          new ApiError('unknown_event', `Unknown event type ${JSON.stringify(type ?? null)}; expected 'response.create' or 'response.cancel'.`, { param: 'type' }),
+        );
+    }
+  }
+
+  private prepare(event: unknown): PreparedGeneration {
+    const arrivedAt = performance.now();
+    rejectUnsupported(event as Record<string, unknown>, 'chat');
+    const body = validateCreate(event);
+    ensureReady(this.ctx);
+    const policy = resolvePolicy(this.ctx.config, body.cap?.policy, this.headerPolicy);
+    const card = resolveModel(this.ctx.engine, body.model);
+    const promptTokens = chatPromptTokens(this.ctx.engine, card, body.messages);
+    const requested = body.max_output_tokens ?? body.max_completion_tokens ?? body.max_tokens;
+    const maxParam =
+      body.max_output_tokens != null ? 'max_output_tokens' : body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+    const maxTokens = resolveMaxTokens(promptTokens.length, requested, contextLimit(card, this.ctx.config), 'messages', maxParam);
+    return prepareGeneration(newId('resp_'), card, policy, promptTokens, 1, (index) => toSamplingParams(body, { maxTokens, logprobs: null, index }), arrivedAt);
+  }
+
+  private start(event: unknown): void {
+    let prep: PreparedGeneration;
+    try {
+      prep = this.prepare(event);
+    } catch (err) {
+      this.sendError(toApiError(err));
+      return;
+    }
+    // The socket's own close handler aborts; the lifecycle needs no transport hook.
+    const lifecycle = startLifecycle(this.ctx, () => () => undefined);
+    this.running = { prep, lifecycle };
+    void this.run(prep, lifecycle).finally(() => {
+      lifecycle.finish();
+      this.running = null;
+    });
+  }
+
+  private async run(prep: PreparedGeneration, lifecycle: Lifecycle): Promise<void> {
+    const createdAt = unixNow();
+    const itemId = newId('msg_');
+    const cap = { policy: prep.policy };
+    const base = { id: prep.id, object: 'response', created_at: createdAt, model: prep.card.id };
+    this.send({ type: 'response.created', response: { ...base, status: 'in_progress', output: [], usage: null, cap } });
+    const where = { response_id: prep.id, item_id: itemId, output_index: 0, content_index: 0 };
+    let text = '';
+    let done: ChoiceDone | null = null;
+    try {
+      for await (const { event } of runChoices(this.ctx.engine, prep.requests, lifecycle.signal, this.ctx.metrics, prep.arrivedAt)) {
+        if (event.text !== '') {
+          text += event.text;
+          this.send({ type: 'response.output_text.delta', ...where, delta: event.text });
+        }
+        if (event.type === 'done') done = event;
+      }
+    } catch (err) {
+      const apiError = toApiError(err);
+      if (apiError.statusCode >= 500) this.ctx.log.error({ err, requestId: prep.id }, 'websocket response failed');
+      this.sendError(apiError, prep.id, prep.policy);
+      return;
+    }
+    const kind = abortKind(lifecycle.signal);
+    if (kind === 'client_closed') return;
+    const failure = abortError(lifecycle.signal);
+    if (failure !== null) {
+      this.sendError(failure, prep.id, prep.policy);
+      return;
+    }
+    const status: Status = kind === 'cancelled' ? 'cancelled' : done?.finishReason === 'length' ? 'incomplete' : 'completed';
+    this.send({ type: 'response.output_text.done', ...where, text });
+    const outputTokens = done?.usage.completionTokens ?? 0;
+    const inputTokens = prep.promptTokens.length;
+    this.send({
+      type: 'response.completed',
+      response: {
+        ...base,
+        status,
+        incomplete_details: status === 'incomplete' ? { reason: 'max_output_tokens' } : null,
+        output: [
+          {
+            type: 'message',
+            id: itemId,
+            status: status === 'completed' ? 'completed' : 'incomplete',
+            role: 'assistant',
+            content: [{ type: 'output_text', text, annotations: [] }],
+          },
+        ],
+        usage: { input_tokens: inputTokens, output_tokens: outputTokens, total_tokens: inputTokens + outputTokens },
+        finish_reason: done?.finishReason ?? 'abort',
+        cap,
+      },
+    });
+  }
+}
+
+export function registerResponsesWebsocket(app: FastifyInstance, ctx: ServerContext): void {
+  app.route({
+    method: 'GET',
+    url: '/v1/responses',
+    handler: async () => {
+      throw new ApiError('upgrade_required', '/v1/responses is a websocket endpoint: connect with a websocket upgrade.');
+    },
+    wsHandler: (socket, request) => {
+      new ResponsesSession(socket, ctx, request.headers['x-capserve-policy']);
+    },
+  });
+}

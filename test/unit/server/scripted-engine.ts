@@ -1,0 +1,142 @@
+import { EngineError } from '../../../src/engine/errors.js';
+import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, TokenEvent } from '../../../src/engine/types.js';
+import type { ChatMessage } from '../../../src/model/tokenizer-types.js';
+
+/**
+ * A scripted EngineClient for wire-format tests: one character is one token
+ * (id = char code), the reply is a fixed script, and it honours maxTokens,
+ * stop strings, logprobs and the AbortSignal the way the contract says.
+ */
+export interface ScriptedEngineOptions {
+  readonly reply?: string;
+  readonly contextLength?: number;
+  readonly hasChatTemplate?: boolean;
+  readonly ready?: boolean;
+  /** Milliseconds between tokens (0: next microtask). */
+  readonly tokenDelayMs?: number;
+  /** Thrown from generate() (queue_full, ...). */
+  readonly rejectWith?: EngineError;
+  /** Thrown after this many tokens. */
+  readonly failAfterTokens?: number;
+}
+
+export class ScriptedEngine implements EngineClient {
+  readonly requests: GenerateRequest[] = [];
+  readonly aborted: string[] = [];
+  running = 0;
+  kvBytesUsed = 0;
+  private readonly card: ModelCard;
+
+  constructor(private readonly options: ScriptedEngineOptions = {}) {
+    this.card = { id: 'scripted', contextLength: options.contextLength ?? 256, hasChatTemplate: options.hasChatTemplate ?? true, createdAt: 1700000000 };
+  }
+
+  generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<TokenEvent> {
+    if (this.options.rejectWith) throw this.options.rejectWith;
+    this.requests.push(request);
+    const self = this;
+    const script = this.options.reply ?? 'Hello world';
+    const delay = this.options.tokenDelayMs ?? 0;
+    return {
+      async *[Symbol.asyncIterator]() {
+        self.running++;
+        self.kvBytesUsed += 1000;
+        let text = '';
+        let emitted = 0;
+        let pending = '';
+        try {
+          for (let i = 0; ; i++) {
+            if (signal?.aborted) {
+              self.aborted.push(request.id);
+              yield done('abort', '', null);
+              return;
+            }
+            if (emitted >= request.sampling.maxTokens) {
+              yield done('length', pending, null);
+              return;
+            }
+            if (self.options.failAfterTokens !== undefined && emitted >= self.options.failAfterTokens) {
+              throw new EngineError('engine_failed', 'worker exploded at /secret/path.ts:42');
+            }
+            const ch = script[i % script.length] as string;
+            if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+            else await Promise.resolve();
+            emitted++;
+            pending += ch;
+            const candidate = text + pending;
+            const hit = request.sampling.stop.find((s) => candidate.includes(s));
+            if (hit !== undefined) {
+              const cut = candidate.slice(0, candidate.indexOf(hit)).slice(text.length);
+              yield token(ch, cut);
+              yield done('stop', '', hit);
+              return;
+            }
+            // Hold back text that could still become a stop string.
+            const holdable = request.sampling.stop.some((s) => [...Array(s.length).keys()].some((k) => k > 0 && candidate.endsWith(s.slice(0, k))));
+            if (holdable) {
+              yield token(ch, '');
+              continue;
+            }
+            text += pending;
+            const out = pending;
+            pending = '';
+            yield token(ch, out);
+          }
+        } finally {
+          self.running--;
+          self.kvBytesUsed -= 1000;
+        }
+
+        function token(ch: string, visible: string): TokenEvent {
+          const id = ch.charCodeAt(0);
+          const k = request.sampling.logprobs;
+          return {
+            type: 'token',
+            tokenId: id,
+            text: visible,
+            logprob: k === null ? null : -0.5,
+            topLogprobs: k === null ? null : [{ tokenId: id, logprob: -0.5 }, { tokenId: 63, logprob: -1.5 }].slice(0, k),
+          };
+        }
+        function done(finishReason: 'stop' | 'length' | 'abort', trailing: string, stopReason: string | null): TokenEvent {
+          return {
+            type: 'done',
+            finishReason,
+            text: trailing,
+            usage: { promptTokens: request.promptTokens.length, completionTokens: emitted },
+            stopReason,
+            timings: { queueMs: 2, prefillMs: 1, totalMs: 5 },
+          };
+        }
+      },
+    };
+  }
+
+  abort(id: string): void {
+    this.aborted.push(id);
+  }
+
+  health(): EngineHealth {
+    return { ready: this.options.ready ?? true, running: this.running, waiting: 0, kvBytesUsed: this.kvBytesUsed, kvBytesCapacity: 10_000 };
+  }
+
+  models(): readonly ModelCard[] {
+    return [this.card];
+  }
+
+  tokenize(text: string, options?: { addSpecialTokens?: boolean }): number[] {
+    const ids = [...text].map((c) => c.charCodeAt(0));
+    return options?.addSpecialTokens === false ? ids : [1, ...ids];
+  }
+
+  detokenize(ids: readonly number[]): string {
+    return ids.filter((id) => id !== 1).map((id) => String.fromCharCode(id)).join('');
+  }
+
+  renderChat(messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
+    if (!this.card.hasChatTemplate) throw new EngineError('no_chat_template', 'no template');
+    return { text: messages.map((m) => `<${m.role}>${m.content}`).join('') + '<assistant>', addSpecialTokens: true };
+  }
+
+  async close(): Promise<void> {}
+}
