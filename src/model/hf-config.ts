@@ -50,6 +50,13 @@ class Fields {
     return v;
   }
 
+  nonNegativeInt(field: string, fallback: number): number {
+    const v = this.obj[field];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw this.bad(field, `must be a non-negative integer, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
   positiveNumber(field: string, fallback?: number): number {
     const v = this.obj[field];
     if (v === undefined || v === null) {
@@ -130,7 +137,7 @@ function qwen2SlidingWindow(config: Json, f: Fields, numLayers: number, file: st
     kinds = config.layer_types;
   } else {
     if (!f.bool('use_sliding_window', false) || !f.has('sliding_window')) return null;
-    const first = f.positiveInt('max_window_layers', 28);
+    const first = f.nonNegativeInt('max_window_layers', 28);
     kinds = Array.from({ length: numLayers }, (_, i) => (i >= first ? 'sliding_attention' : 'full_attention'));
   }
   if (kinds.every((k) => k === 'full_attention')) return null;

@@ -91,10 +91,7 @@ export async function* runChoices(
             ? event
             : { type: 'done', finishReason: event.finishReason, text: event.text, usage: event.usage, stopReason: event.stopReason },
       };
-      if (event.type === 'done') {
-        iterators.delete(index);
-        continue;
-      }
+      // Pull on even after 'done' so the engine's generator runs to its end (and its cleanup).
       const it = iterators.get(index);
       if (it !== undefined) pull(index, it);
     }

@@ -1,0 +1,52 @@
+import { EngineError } from '../engine/errors.js';
+import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, TokenEvent } from '../engine/types.js';
+import type { ChatMessage } from '../model/tokenizer-types.js';
+
+/**
+ * Stands in for the engine while the model is generated, compiled and loaded,
+ * so the server can listen (and /health answer 503) from the first second.
+ */
+export class DeferredEngine implements EngineClient {
+  private inner: EngineClient | null = null;
+
+  attach(engine: EngineClient): void {
+    this.inner = engine;
+  }
+
+  private require(): EngineClient {
+    if (this.inner === null) throw new EngineError('not_ready', 'The model is still loading.', { retryAfterSeconds: 5 });
+    return this.inner;
+  }
+
+  generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<TokenEvent> {
+    return this.require().generate(request, signal);
+  }
+
+  abort(id: string): void {
+    this.inner?.abort(id);
+  }
+
+  health(): EngineHealth {
+    return this.inner?.health() ?? { ready: false, running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0 };
+  }
+
+  models(): readonly ModelCard[] {
+    return this.require().models();
+  }
+
+  tokenize(text: string, options?: { addSpecialTokens?: boolean }): number[] {
+    return this.require().tokenize(text, options);
+  }
+
+  detokenize(ids: readonly number[]): string {
+    return this.require().detokenize(ids);
+  }
+
+  renderChat(messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
+    return this.require().renderChat(messages);
+  }
+
+  async close(): Promise<void> {
+    await this.inner?.close();
+  }
+}

@@ -1,0 +1,87 @@
+import type { FastifyInstance } from 'fastify';
+import { loadConfig } from '../config/load-config.js';
+import type { Config } from '../config/schema.js';
+import { startLocalEngine } from '../engine/local-engine.js';
+import { ensureDefaultModel } from '../model/default-model.js';
+import { buildApp } from './app.js';
+import { resolveChatTemplateFallback } from './chat-template-fallback.js';
+import { DeferredEngine } from './deferred-engine.js';
+import { parseServeArgs } from './serve-args.js';
+
+/**
+ * `capserve serve`: listens at once (503 on /health while the model loads),
+ * then loads the model. SIGTERM/SIGINT: stop accepting, let running requests
+ * finish within server.shutdownGraceMs, abort the rest, exit 0.
+ */
+export async function runServe(argv: string[]): Promise<void> {
+  const args = parseServeArgs(argv);
+  const config = loadConfig({ ...(args.configFile !== undefined ? { file: args.configFile } : {}), overrides: args.overrides });
+  const chatTemplateFallback = resolveChatTemplateFallback(config.model.chatTemplateFallback);
+  const engine = new DeferredEngine();
+  const app = buildApp({ engine, config, logger: { level: process.env['CAPSERVE_LOG_LEVEL'] ?? 'info' } });
+  await app.listen({ host: config.server.host, port: config.server.port });
+
+  let finished: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => {
+    finished = resolve;
+  });
+  let stopping = false;
+  const stop = (reason: string, exitCode: number): void => {
+    if (stopping) return;
+    stopping = true;
+    process.exitCode = exitCode;
+    void drain(app, engine, config, reason).finally(finished);
+  };
+  process.once('SIGTERM', () => stop('SIGTERM', 0));
+  process.once('SIGINT', () => stop('SIGINT', 0));
+
+  void loadModel(app, engine, config, chatTemplateFallback).catch((err: unknown) => {
+    app.log.error({ err }, 'the model failed to load');
+    stop('model load failure', 1);
+  });
+
+  await stopped;
+  // Anything still holding the loop open (a stuck worker) must not keep a stopped server alive.
+  setTimeout(() => process.exit(), 2_000).unref();
+}
+
+async function loadModel(app: FastifyInstance, engine: DeferredEngine, config: Config, chatTemplateFallback: string | null): Promise<void> {
+  const onProgress = (message: string): void => app.log.info(message);
+  await ensureDefaultModel(config.model.dir, onProgress);
+  const local = startLocalEngine({
+    modelDir: config.model.dir,
+    ...(config.model.servedModelName !== null ? { servedModelName: config.model.servedModelName } : {}),
+    ...(config.model.contextLength !== undefined ? { contextLength: config.model.contextLength } : {}),
+    ...(chatTemplateFallback !== null ? { chatTemplateFallback } : {}),
+    ...(config.engine.threads > 0 ? { threads: config.engine.threads } : {}),
+    weightDtype: config.model.weightDtype,
+    maxConcurrent: config.server.maxConcurrent,
+    maxQueue: config.server.maxQueue,
+    kvBudgetBytes: config.memory.kvBudgetBytes,
+    onProgress,
+  });
+  engine.attach(local);
+  await local.ready;
+  app.log.info({ model: local.models()[0]?.id }, 'model ready');
+}
+
+async function drain(app: FastifyInstance, engine: DeferredEngine, config: Config, reason: string): Promise<void> {
+  const { inflight } = app.capserve;
+  app.log.info({ reason, inflight: inflight.size }, 'shutting down: no new requests, draining running ones');
+  app.capserve.beginShutdown();
+  // Stop accepting connections now; fastify's close() below would only do it after its preClose hooks.
+  app.server.close();
+  const grace = setTimeout(() => {
+    app.log.warn({ aborted: inflight.size }, 'grace period over: aborting running requests');
+    inflight.abortAll('shutdown');
+  }, config.server.shutdownGraceMs);
+  await inflight.idle();
+  clearTimeout(grace);
+  // Responses are written; idle keep-alive sockets would otherwise hold close() for their timeout.
+  const closing = app.close();
+  app.server.closeIdleConnections();
+  await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
+  app.server.closeAllConnections();
+  await engine.close();
+  app.log.info('stopped');
+}

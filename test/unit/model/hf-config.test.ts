@@ -1,0 +1,130 @@
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { CheckpointError, type CheckpointErrorCode } from '../../../src/model/errors.js';
+import { parseModelSpec } from '../../../src/model/hf-config.js';
+
+const FILE = '/models/x/config.json';
+
+const LLAMA = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 8,
+  intermediate_size: 172,
+  vocab_size: 512,
+  bos_token_id: 1,
+  eos_token_id: 2,
+};
+
+function fails(code: CheckpointErrorCode, ...mention: string[]) {
+  return (e: unknown): boolean => {
+    assert.ok(e instanceof CheckpointError, String(e));
+    assert.equal(e.code, code, e.message);
+    for (const m of mention) assert.ok(e.message.includes(m), `${JSON.stringify(e.message)} should mention ${m}`);
+    return true;
+  };
+}
+
+test('llama defaults: head_dim = hidden/heads, kv heads = heads, HF eps/theta/positions', () => {
+  const s = parseModelSpec(LLAMA, null, FILE);
+  assert.equal(s.architecture, 'llama');
+  assert.equal(s.headDim, 8);
+  assert.equal(s.numKvHeads, 8);
+  assert.equal(s.rmsNormEps, 1e-6);
+  assert.equal(s.ropeTheta, 10000);
+  assert.equal(s.maxPositionEmbeddings, 2048);
+  assert.equal(s.ropeScaling, null);
+  assert.equal(s.tieWordEmbeddings, false);
+  assert.equal(s.attentionBias, false);
+  assert.equal(s.outputBias, false);
+  assert.equal(s.slidingWindow, null);
+  assert.equal(s.bosTokenId, 1);
+  assert.deepEqual(s.eosTokenIds, [2]);
+  assert.ok(Object.isFrozen(s));
+});
+
+test('explicit head_dim, GQA and attention_bias (llama: q/k/v and o)', () => {
+  const s = parseModelSpec({ ...LLAMA, head_dim: 16, num_key_value_heads: 2, attention_bias: true, tie_word_embeddings: true }, null, FILE);
+  assert.equal(s.headDim, 16);
+  assert.equal(s.numKvHeads, 2);
+  assert.equal(s.attentionBias, true);
+  assert.equal(s.outputBias, true);
+  assert.equal(s.tieWordEmbeddings, true);
+  assert.equal(parseModelSpec({ ...LLAMA, head_dim: null, num_key_value_heads: null }, null, FILE).headDim, 8);
+  assert.throws(() => parseModelSpec({ ...LLAMA, num_key_value_heads: 3 }, null, FILE), fails('bad_config', 'num_key_value_heads', FILE));
+});
+
+test('rope_scaling: linear (type or rope_type), llama3, default, and unsupported types', () => {
+  assert.deepEqual(parseModelSpec({ ...LLAMA, rope_scaling: { type: 'linear', factor: 2 } }, null, FILE).ropeScaling, { type: 'linear', factor: 2 });
+  assert.deepEqual(parseModelSpec({ ...LLAMA, rope_scaling: { rope_type: 'linear', factor: 4 } }, null, FILE).ropeScaling, { type: 'linear', factor: 4 });
+  assert.equal(parseModelSpec({ ...LLAMA, rope_scaling: { rope_type: 'default' } }, null, FILE).ropeScaling, null);
+  const l3 = { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+  assert.deepEqual(parseModelSpec({ ...LLAMA, rope_scaling: l3 }, null, FILE).ropeScaling, {
+    type: 'llama3',
+    factor: 32,
+    lowFreqFactor: 1,
+    highFreqFactor: 4,
+    originalMaxPositionEmbeddings: 8192,
+  });
+  const { original_max_position_embeddings: _, ...incomplete } = l3;
+  assert.throws(() => parseModelSpec({ ...LLAMA, rope_scaling: incomplete }, null, FILE), fails('bad_config', 'rope_scaling.original_max_position_embeddings'));
+  assert.throws(() => parseModelSpec({ ...LLAMA, rope_scaling: { type: 'yarn', factor: 4 } }, null, FILE), fails('unsupported_config', 'yarn', 'linear, llama3'));
+  assert.throws(() => parseModelSpec({ ...LLAMA, rope_scaling: { type: 'dynamic', factor: 2 } }, null, FILE), fails('unsupported_config', 'dynamic'));
+  // transformers v5 spelling.
+  const v5 = parseModelSpec({ ...LLAMA, rope_parameters: { rope_type: 'linear', factor: 2, rope_theta: 500000 } }, null, FILE);
+  assert.equal(v5.ropeTheta, 500000);
+  assert.deepEqual(v5.ropeScaling, { type: 'linear', factor: 2 });
+});
+
+test('qwen2: q/k/v bias, no o bias; sliding window only with use_sliding_window on every layer', () => {
+  const qwen = { ...LLAMA, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', sliding_window: 4096, max_window_layers: 2 };
+  const s = parseModelSpec(qwen, null, FILE);
+  assert.equal(s.attentionBias, true);
+  assert.equal(s.outputBias, false);
+  assert.equal(s.slidingWindow, null, 'use_sliding_window defaults to false');
+  assert.equal(s.maxPositionEmbeddings, 32768);
+  assert.equal(parseModelSpec({ ...qwen, use_sliding_window: true, max_window_layers: 0 }, null, FILE).slidingWindow, 4096);
+  assert.equal(parseModelSpec({ ...qwen, use_sliding_window: true, max_window_layers: 2 }, null, FILE).slidingWindow, null);
+  assert.throws(() => parseModelSpec({ ...qwen, use_sliding_window: true, max_window_layers: 1 }, null, FILE), fails('unsupported_config', 'max_window_layers'));
+});
+
+test('mistral: sliding_window number or null', () => {
+  const mistral = { ...LLAMA, architectures: ['MistralForCausalLM'], model_type: 'mistral' };
+  assert.equal(parseModelSpec({ ...mistral, sliding_window: 4096 }, null, FILE).slidingWindow, 4096);
+  assert.equal(parseModelSpec({ ...mistral, sliding_window: null }, null, FILE).slidingWindow, null);
+  assert.equal(parseModelSpec(mistral, null, FILE).attentionBias, false);
+});
+
+test('generation_config.json eos_token_id (number or list) overrides config.json', () => {
+  assert.deepEqual(parseModelSpec(LLAMA, { eos_token_id: [2, 1] }, FILE).eosTokenIds, [2, 1]);
+  assert.deepEqual(parseModelSpec(LLAMA, { eos_token_id: 7 }, FILE).eosTokenIds, [7]);
+  assert.deepEqual(parseModelSpec(LLAMA, { temperature: 0.7 }, FILE).eosTokenIds, [2]);
+  assert.deepEqual(parseModelSpec({ ...LLAMA, eos_token_id: [2, 3, 2] }, null, FILE).eosTokenIds, [2, 3]);
+  assert.throws(() => parseModelSpec(LLAMA, { eos_token_id: 'x' }, FILE), fails('bad_config', 'generation_config.json', 'eos_token_id'));
+});
+
+test('unsupported architectures name the model_type and the supported ones', () => {
+  assert.throws(
+    () => parseModelSpec({ ...LLAMA, model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }, null, FILE),
+    fails('unsupported_architecture', '"gpt2"', 'llama (LlamaForCausalLM)', 'qwen2', 'mistral', FILE),
+  );
+  assert.throws(
+    () => parseModelSpec({ ...LLAMA, architectures: ['LlamaForSequenceClassification'] }, null, FILE),
+    fails('unsupported_architecture', 'LlamaForSequenceClassification'),
+  );
+});
+
+test('missing or invalid fields are bad_config naming field and file', () => {
+  for (const field of ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'vocab_size']) {
+    const config: Record<string, unknown> = { ...LLAMA };
+    delete config[field];
+    assert.throws(() => parseModelSpec(config, null, FILE), fails('bad_config', field, FILE, 'missing'));
+  }
+  assert.throws(() => parseModelSpec({ ...LLAMA, hidden_size: 64.5 }, null, FILE), fails('bad_config', 'hidden_size', '64.5'));
+  assert.throws(() => parseModelSpec({ ...LLAMA, model_type: undefined }, null, FILE), fails('bad_config', 'model_type'));
+  assert.throws(() => parseModelSpec([], null, FILE), fails('bad_config', FILE));
+  assert.throws(() => parseModelSpec({ ...LLAMA, hidden_act: 'gelu' }, null, FILE), fails('unsupported_config', 'gelu'));
+  assert.throws(() => parseModelSpec({ ...LLAMA, mlp_bias: true }, null, FILE), fails('unsupported_config', 'mlp_bias'));
+  assert.throws(() => parseModelSpec({ ...LLAMA, hidden_size: 60 }, null, FILE), fails('bad_config', 'divisible'));
+});
