@@ -134,7 +134,8 @@ export function buildTokenizer(vocabSize: number, modelMaxLength: number): Built
       byte_fallback: false,
       ignore_merges: false,
       vocab: Object.fromEntries(vocab),
-      merges: merges.map(([a, b]) => [a, b]),
+      // "a b" strings (not pairs) load in every tokenizers version; byte-level pieces never contain a space.
+      merges: merges.map(([a, b]) => `${a} ${b}`),
     },
   };
   const tokenizerConfig: Record<string, unknown> = {

@@ -31,10 +31,11 @@ async function copyOfTiny(): Promise<string> {
 function rewriteWeights(dir: string, fn: (t: Map<string, { shape: number[]; data: Float32Array }>) => void): void {
   const file = path.join(dir, 'model.safetensors');
   const st = SafetensorsFile.open(file);
-  const tensors = new Map(st.names().map((n) => {
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const n of st.names()) {
     const t = st.get(n);
-    return [n, { shape: [...t.shape], data: t.data }] as const;
-  }));
+    tensors.set(n, { shape: [...t.shape], data: t.data });
+  }
   fn(tensors);
   writeSafetensors(file, tensors, 'F32');
 }
@@ -134,4 +135,33 @@ test('a tokenizer larger than the model vocabulary is vocab_mismatch', async () 
     t.set('lm_head.weight', { shape: [400, 64], data: new Float32Array(400 * 64) });
   });
   assert.throws(() => loadCheckpoint(dir), fails('vocab_mismatch', '512', '400'));
+});
+
+test('a sharded copy loads through the index and hashes the index too', async () => {
+  const dir = await copyOfTiny();
+  const single = loadCheckpoint(dir);
+  const singleHash = single.contentHash();
+  const a = single.weights.get('model.layers.0.mlp.up_proj.weight').data;
+  const st = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
+  const names = [...st.names()].sort();
+  const weightMap: Record<string, string> = {};
+  const shards = [new Map<string, { shape: number[]; data: Float32Array }>(), new Map<string, { shape: number[]; data: Float32Array }>()];
+  names.forEach((n, i) => {
+    const shard = i < names.length / 2 ? 0 : 1;
+    const t = st.get(n);
+    shards[shard]!.set(n, { shape: [...t.shape], data: t.data });
+    weightMap[n] = `model-0000${shard + 1}-of-00002.safetensors`;
+  });
+  shards.forEach((m, i) => writeSafetensors(path.join(dir, `model-0000${i + 1}-of-00002.safetensors`), m, 'BF16'));
+  fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  fs.rmSync(path.join(dir, 'model.safetensors'));
+  const sharded = loadCheckpoint(dir);
+  assert.deepEqual(sharded.spec, single.spec);
+  assert.equal(sharded.weights.files.length, 2);
+  const b = sharded.weights.get('model.layers.0.mlp.up_proj.weight').data;
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= Math.abs(a[i]!) * 2 ** -8);
+  const hash = sharded.contentHash();
+  assert.notEqual(hash, singleHash);
+  fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 1 }, weight_map: weightMap }));
+  assert.notEqual(loadCheckpoint(dir).contentHash(), hash);
 });

@@ -1,0 +1,129 @@
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfig, parseOverride } from '../../../src/config/load-config.js';
+
+function tempFile(t: { after: (fn: () => void) => void }, name: string, text: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capserve-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+test('defaults: no file gives the documented defaults, deep-frozen', () => {
+  const config = loadConfig();
+  assert.equal(config.model.dir, '.cache/models/default');
+  assert.equal(config.model.servedModelName, null);
+  assert.equal(config.model.chatTemplateFallback, null);
+  assert.equal(config.model.contextLength, undefined);
+  assert.equal(config.server.host, '127.0.0.1');
+  assert.equal(config.server.port, 8000);
+  assert.deepEqual(config.server.apiKeys, []);
+  assert.equal(config.routing.defaultPolicy, 'full');
+  assert.ok(Object.isFrozen(config));
+  assert.ok(Object.isFrozen(config.server));
+  assert.ok(Object.isFrozen(config.server.apiKeys));
+  assert.throws(() => {
+    (config.server as { port: number }).port = 1;
+  }, TypeError);
+});
+
+test('config/default.yaml is valid and matches the built-in defaults', () => {
+  const fromFile = loadConfig({ file: path.resolve(process.cwd(), 'config/default.yaml') });
+  assert.deepEqual(JSON.parse(JSON.stringify(fromFile)), JSON.parse(JSON.stringify(loadConfig())));
+});
+
+test('a file sets values and the rest keeps defaults', (t) => {
+  const file = tempFile(t, 'c.yaml', 'server:\n  port: 9001\n  apiKeys: [k1]\nmodel:\n  dir: /models/x\n  contextLength: 1024\n');
+  const config = loadConfig({ file });
+  assert.equal(config.server.port, 9001);
+  assert.deepEqual(config.server.apiKeys, ['k1']);
+  assert.equal(config.server.host, '127.0.0.1');
+  assert.equal(config.model.dir, '/models/x');
+  assert.equal(config.model.contextLength, 1024);
+});
+
+test('unknown keys are errors naming the file and the JSON path', (t) => {
+  const file = tempFile(t, 'typo.yaml', 'server:\n  maxConcurent: 4\n');
+  assert.throws(
+    () => loadConfig({ file }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /typo\.yaml/);
+      assert.match(err.message, /\$\.server\.maxConcurent: unknown key 'maxConcurent'/);
+      return true;
+    },
+  );
+  const top = tempFile(t, 'top.yaml', 'servr: {}\n');
+  assert.throws(() => loadConfig({ file: top }), /\$\.servr: unknown key/);
+});
+
+test('no type coercion: a quoted number is an error, not a number', (t) => {
+  const file = tempFile(t, 'port.yaml', 'server:\n  port: "8080"\n');
+  assert.throws(() => loadConfig({ file }), /\$\.server\.port: must be integer/);
+});
+
+test('enumerations and unions read clearly', () => {
+  assert.throws(() => loadConfig({ overrides: [parseOverride('model.weightDtype=fp16')] }), /\$\.model\.weightDtype: must be one of "fp32", "int8", "int4"/);
+  assert.throws(() => loadConfig({ overrides: [parseOverride('model.servedModelName=3')] }), /\$\.model\.servedModelName: must be a string or null/);
+  assert.throws(() => loadConfig({ overrides: [parseOverride('routing.defaultPolicy=snapkv')] }), /\$\.routing\.defaultPolicy: must be one of "full"/);
+  assert.throws(() => loadConfig({ overrides: [parseOverride('server.port=70000')] }), /\$\.server\.port: must be <= 65535/);
+});
+
+test('--set overrides a file value by dot path, parsed as YAML', (t) => {
+  const file = tempFile(t, 'c.yaml', 'server:\n  maxConcurrent: 2\n');
+  const config = loadConfig({
+    file,
+    overrides: [parseOverride('server.maxConcurrent=16'), parseOverride('server.apiKeys=[a, b]'), parseOverride('model.servedModelName=tiny')],
+  });
+  assert.equal(config.server.maxConcurrent, 16);
+  assert.deepEqual(config.server.apiKeys, ['a', 'b']);
+  assert.equal(config.model.servedModelName, 'tiny');
+});
+
+test('parseOverride: shape and YAML scalars', () => {
+  assert.deepEqual(parseOverride('a.b.c=16'), { path: ['a', 'b', 'c'], value: 16 });
+  assert.deepEqual(parseOverride('a=true'), { path: ['a'], value: true });
+  assert.deepEqual(parseOverride('a=null'), { path: ['a'], value: null });
+  assert.deepEqual(parseOverride('a=x=y'), { path: ['a'], value: 'x=y' });
+  assert.deepEqual(parseOverride('a='), { path: ['a'], value: '' });
+  assert.throws(() => parseOverride('novalue'), /PATH=VALUE/);
+  assert.throws(() => parseOverride('=3'), /PATH=VALUE/);
+  assert.throws(() => parseOverride('a..b=3'), /empty segment/);
+});
+
+test('--set cannot descend into a scalar', (t) => {
+  const file = tempFile(t, 'c.yaml', 'server:\n  port: 1\n');
+  assert.throws(() => loadConfig({ file, overrides: [parseOverride('server.port.x=1')] }), /'server\.port' is not an object/);
+  // Without a file the path is created, and validation names the wrong type.
+  assert.throws(() => loadConfig({ overrides: [parseOverride('server.port.x=1')] }), /\$\.server\.port: must be integer/);
+});
+
+test('unreadable, malformed and non-mapping files fail with the file named', (t) => {
+  assert.throws(() => loadConfig({ file: '/nonexistent/capserve.yaml' }), /\/nonexistent\/capserve\.yaml: cannot read config file: ENOENT/);
+  const bad = tempFile(t, 'bad.yaml', 'server:\n  port: [1,\n');
+  assert.throws(() => loadConfig({ file: bad }), /bad\.yaml: invalid YAML/);
+  const list = tempFile(t, 'list.yaml', '- a\n- b\n');
+  assert.throws(() => loadConfig({ file: list }), /list\.yaml: \$: the config must be a mapping, got a sequence/);
+  const dup = tempFile(t, 'dup.yaml', 'server:\n  port: 1\n  port: 2\n');
+  assert.throws(() => loadConfig({ file: dup }), /dup\.yaml: invalid YAML/);
+  const empty = tempFile(t, 'empty.yaml', '# nothing\n');
+  assert.equal(loadConfig({ file: empty }).server.port, 8000);
+});
+
+test('all errors are reported at once', () => {
+  assert.throws(
+    () => loadConfig({ overrides: [parseOverride('server.port=x'), parseOverride('memory.kvBudgetBytes=0'), parseOverride('engine.extra=1')] }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /\$\.server\.port/);
+      assert.match(err.message, /\$\.memory\.kvBudgetBytes: must be >= 1/);
+      assert.match(err.message, /\$\.engine\.extra: unknown key/);
+      assert.match(err.message, /after --set overrides/);
+      return true;
+    },
+  );
+});

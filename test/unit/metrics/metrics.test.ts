@@ -1,0 +1,86 @@
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { register as globalRegistry } from 'prom-client';
+import { createMetrics, INTER_TOKEN_BUCKETS, METRIC_NAMES, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS } from '../../../src/metrics/metrics.js';
+import { SequenceTimer } from '../../../src/metrics/sequence-timer.js';
+
+const idle = { policy: 'full', snapshot: () => ({ running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0 }) };
+
+test('every metric is prefixed capserve_, carries a policy label, and lives in its own registry', async () => {
+  const metrics = createMetrics(idle);
+  const json = await metrics.registry.getMetricsAsJSON();
+  const names = json.map((m) => m.name).sort();
+  assert.deepEqual(names, Object.values(METRIC_NAMES).sort());
+  for (const name of names) assert.match(name, /^capserve_/);
+  assert.equal(globalRegistry.getSingleMetric(METRIC_NAMES.timeToFirstToken), undefined);
+  // Two apps in one process (tests) must not collide.
+  createMetrics(idle);
+
+  const timer = new SequenceTimer(metrics, 'full', 0);
+  timer.token(10);
+  timer.token(30);
+  timer.done('stop', { promptTokens: 5, completionTokens: 2 }, 4, 50);
+  metrics.requestErrors.inc({ policy: 'full', code: 'queue_full' });
+  for (const metric of await metrics.registry.getMetricsAsJSON()) {
+    assert.ok(metric.values.length > 0, `${metric.name} has a sample`);
+    for (const v of metric.values) assert.equal(v.labels['policy'], 'full', `${metric.name} sample has policy`);
+  }
+});
+
+test('histogram buckets follow vLLM', async () => {
+  assert.deepEqual(TTFT_BUCKETS.slice(0, 4), [0.001, 0.005, 0.01, 0.02]);
+  assert.equal(TTFT_BUCKETS.at(-1), 2560);
+  assert.deepEqual(INTER_TOKEN_BUCKETS.slice(0, 3), [0.01, 0.025, 0.05]);
+  assert.equal(REQUEST_LATENCY_BUCKETS[0], 0.3);
+  assert.equal(REQUEST_LATENCY_BUCKETS.at(-1), 7680);
+  const metrics = createMetrics(idle);
+  metrics.timeToFirstToken.observe({ policy: 'full' }, 0.003);
+  metrics.e2eRequestLatency.observe({ policy: 'full' }, 100);
+  const text = await metrics.registry.metrics();
+  assert.match(text, /capserve_time_to_first_token_seconds_bucket\{le="0\.001",policy="full"\} 0/);
+  assert.match(text, /capserve_time_to_first_token_seconds_bucket\{le="0\.005",policy="full"\} 1/);
+  assert.match(text, /capserve_e2e_request_latency_seconds_bucket\{le="60",policy="full"\} 0/);
+  assert.match(text, /capserve_e2e_request_latency_seconds_bucket\{le="120",policy="full"\} 1/);
+  assert.match(text, /capserve_e2e_request_latency_seconds_bucket\{le="7680",policy="full"\} 1/);
+});
+
+test('SequenceTimer: TTFT from arrival, inter-token gaps, outcome recorded once', async () => {
+  const metrics = createMetrics(idle);
+  const timer = new SequenceTimer(metrics, 'full', 1000);
+  timer.token(1250);
+  timer.token(1300);
+  timer.token(1400);
+  timer.done('length', { promptTokens: 7, completionTokens: 3 }, 20, 1500);
+  timer.done('stop', { promptTokens: 7, completionTokens: 3 }, 20, 1600);
+  type Sample = { value: number; labels: Record<string, string | number>; metricName?: string };
+  const get = async (name: string): Promise<Sample[]> => ((await metrics.registry.getSingleMetric(name)?.get())?.values ?? []) as Sample[];
+  const ttft = await get(METRIC_NAMES.timeToFirstToken);
+  assert.equal(ttft.find((v) => v.metricName?.endsWith('_sum'))?.value, 0.25);
+  const itl = await get(METRIC_NAMES.interTokenLatency);
+  assert.equal(itl.find((v) => v.metricName?.endsWith('_count'))?.value, 2);
+  assert.ok(Math.abs((itl.find((v) => v.metricName?.endsWith('_sum'))?.value ?? 0) - 0.15) < 1e-9);
+  const e2e = await get(METRIC_NAMES.e2eRequestLatency);
+  assert.equal(e2e.find((v) => v.metricName?.endsWith('_sum'))?.value, 0.5);
+  assert.equal(e2e.find((v) => v.metricName?.endsWith('_count'))?.value, 1);
+  const queue = await get(METRIC_NAMES.requestQueueTime);
+  assert.equal(queue.find((v) => v.metricName?.endsWith('_sum'))?.value, 0.02);
+  assert.deepEqual((await get(METRIC_NAMES.promptTokens)).map((v) => v.value), [7]);
+  assert.deepEqual((await get(METRIC_NAMES.generationTokens)).map((v) => v.value), [3]);
+  const success = await get(METRIC_NAMES.requestSuccess);
+  assert.deepEqual(success.map((v) => [v.labels['finished_reason'], v.value]), [['length', 1]]);
+});
+
+test('engine gauges are read from the source at scrape time', async () => {
+  let state = { running: 2, waiting: 3, kvBytesUsed: 250, kvBytesCapacity: 1000 };
+  const metrics = createMetrics({ policy: 'full', snapshot: () => state });
+  let text = await metrics.registry.metrics();
+  assert.match(text, /capserve_num_requests_running\{policy="full"\} 2/);
+  assert.match(text, /capserve_num_requests_waiting\{policy="full"\} 3/);
+  assert.match(text, /capserve_kv_cache_bytes\{policy="full"\} 250/);
+  assert.match(text, /capserve_kv_cache_capacity_bytes\{policy="full"\} 1000/);
+  assert.match(text, /capserve_kv_cache_usage_ratio\{policy="full"\} 0\.25/);
+  state = { running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0 };
+  text = await metrics.registry.metrics();
+  assert.match(text, /capserve_num_requests_running\{policy="full"\} 0/);
+  assert.match(text, /capserve_kv_cache_usage_ratio\{policy="full"\} 0/);
+});
