@@ -9,7 +9,7 @@ import { KvPool } from '../kv/kv-pool.js';
 import { kvBytesPerToken, SequenceKv, type KvShape } from '../kv/sequence-kv.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
-import type { DecoderSession } from '../runtime/decoder-session.js';
+import type { ModelRunner } from '../runtime/model-runner.js';
 import { EngineError, type EngineErrorCode } from './errors.js';
 import { Sequence } from './sequence.js';
 import { StepInputBuilder } from './step-inputs.js';
@@ -54,7 +54,7 @@ export class EngineCore {
   private decodeTokens = 0;
 
   constructor(
-    private readonly session: DecoderSession,
+    private readonly session: ModelRunner,
     private readonly spec: ModelSpec,
     private readonly tokenizer: TextTokenizer,
     private readonly options: EngineCoreOptions,

@@ -5,6 +5,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { GRAPH_IO } from '../model/compile/decoder-graph.js';
+import type { ModelRunner } from './model-runner.js';
 
 export interface DecoderStepInputs {
   readonly batch: number;
@@ -45,7 +46,7 @@ export interface SessionOptions {
   readonly threads: number;
 }
 
-export class DecoderSession {
+export class DecoderSession implements ModelRunner {
   private constructor(
     private readonly session: ort.InferenceSession,
     private readonly shape: DecoderShape,
@@ -119,6 +120,10 @@ export class DecoderSession {
 
   async release(): Promise<void> {
     await this.session.release();
+  }
+
+  stats(): Readonly<Record<string, number>> {
+    return {};
   }
 }
 

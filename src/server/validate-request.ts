@@ -31,9 +31,18 @@ function toApiError(errors: readonly ErrorObject[]): ApiError {
   // the shallowest anyOf is the parameter the client got wrong.
   if (anyOf !== undefined && errors.every((e) => e.instancePath.startsWith(anyOf.instancePath))) {
     const param = paramOf(anyOf.instancePath);
-    const branches = errors.filter((e) => e !== anyOf && e.schemaPath.startsWith(`${anyOf.schemaPath}/`));
-    const useful = branches.filter((e) => !(e.keyword === 'type' && (e.params as { type: unknown }).type === 'null'));
-    const reasons = [...new Set((useful.length > 0 ? useful : branches).map((e) => describeOne(e, param)))];
+    const byBranch = new Map<string, ErrorObject[]>();
+    for (const e of errors) {
+      if (e === anyOf || !e.schemaPath.startsWith(`${anyOf.schemaPath}/`)) continue;
+      const branch = e.schemaPath.slice(anyOf.schemaPath.length + 1).split('/', 1)[0] ?? '';
+      byBranch.set(branch, [...(byBranch.get(branch) ?? []), e]);
+    }
+    // "or null" (every optional parameter allows null) says nothing useful about a non-null value.
+    const isNullBranch = (list: readonly ErrorObject[]): boolean =>
+      list.length === 1 && list[0]?.keyword === 'type' && (list[0].params as { type: unknown }).type === 'null';
+    const useful = [...byBranch.values()].filter((list) => !isNullBranch(list));
+    if (useful.length === 1) return toApiError(useful[0] as ErrorObject[]);
+    const reasons = [...new Set(useful.map((list) => describeOne(list[0] as ErrorObject, param)))];
     return new ApiError('invalid_request', `Invalid value for '${param}': ${reasons.join(', or ')}.`, { param });
   }
   if (first.keyword === 'additionalProperties') {

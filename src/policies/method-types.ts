@@ -1,0 +1,73 @@
+import type { Static, TObject } from '@sinclair/typebox';
+import type { CapProfile, LayerKvView, PolicyKind, StatsNeeds } from './types.js';
+
+/** Validated params as the registry stores them (defaults filled, frozen). */
+export type PolicyParams = Readonly<Record<string, unknown>>;
+
+/** What the runtime must produce for a policy: the contract's statistics plus the current step's query (Quest). */
+export interface RuntimeNeeds extends StatsNeeds {
+  /** The current decode step's post-RoPE query [numHeads * headDim], per layer. */
+  readonly query: boolean;
+}
+
+/** A cross-field problem in params; `path` is a JSON pointer relative to params ('/topPages'). */
+export interface ParamIssue {
+  readonly path: string;
+  readonly message: string;
+}
+
+/** What the selector always keeps: the first `sinkTokens` entries and the newest `recentTokens`. */
+export interface Protect {
+  readonly sinkTokens: number;
+  readonly recentTokens: number;
+}
+
+/**
+ * Positions after eviction: 'original' keeps each entry's token position (keys
+ * stay rotated as they were, the next query continues at the true position, as
+ * kvpress does); 'rolling' renumbers the kept entries 0..k-1 and the next query
+ * sits at k, as StreamingLLM assigns positions within the cache.
+ */
+export type PositionMode = 'original' | 'rolling';
+
+interface MethodCommon {
+  readonly method: string;
+  readonly kind: PolicyKind;
+  /** One line: the rule and its params. */
+  readonly rule: string;
+  readonly cap: CapProfile;
+  /** Closed TypeBox object with documented defaults and ranges. */
+  readonly schema: TObject;
+  needs(params: PolicyParams): RuntimeNeeds;
+  /** Checks the schema cannot express; empty when fine. */
+  check(params: PolicyParams): readonly ParamIssue[];
+}
+
+export interface EvictionMethod extends MethodCommon {
+  readonly kind: 'kv-eviction';
+  readonly positions: PositionMode;
+  /** [numKvHeads * length], higher = keep. */
+  score(view: LayerKvView, params: PolicyParams): Float32Array;
+  /** What the selector always keeps when this layer keeps `keep` entries. */
+  protect(params: PolicyParams, keep: number): Protect;
+  /** Entries this layer may keep (before capping at its length) when the request has covered `contextTokens`. */
+  layerKeep(params: PolicyParams, view: LayerKvView, contextTokens: number): number;
+}
+
+export interface SparseAttentionMethod extends MethodCommon {
+  readonly kind: 'sparse-attention';
+}
+
+export interface NoneMethod extends MethodCommon {
+  readonly kind: 'none';
+}
+
+export type MethodDefinition = EvictionMethod | SparseAttentionMethod | NoneMethod;
+
+/**
+ * Params reach a method only after strict validation against its own schema,
+ * so this is the one place the erased record is read back as the schema's type.
+ */
+export function typedParams<S extends TObject>(_schema: S, params: PolicyParams): Static<S> {
+  return params as unknown as Static<S>;
+}

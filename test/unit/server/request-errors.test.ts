@@ -1,0 +1,195 @@
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { CHAT, makeApp } from './helpers.js';
+
+type ErrorBody = { error: { message: string; type: string; param: string | null; code: string } };
+
+function assertErrorShape(body: unknown): asserts body is ErrorBody {
+  assert.ok(body !== null && typeof body === 'object' && 'error' in body);
+  const error = (body as ErrorBody).error;
+  assert.deepEqual(Object.keys(error).sort(), ['code', 'message', 'param', 'type']);
+  assert.equal(typeof error.message, 'string');
+  assert.equal(typeof error.type, 'string');
+}
+
+test('bad parameter values: 400 naming the parameter', async (t) => {
+  const { app } = makeApp(t);
+  const cases: [Record<string, unknown>, string, RegExp][] = [
+    [{ temperature: 'hot' }, 'temperature', /must be number/],
+    [{ temperature: 2.5 }, 'temperature', /must be <= 2/],
+    [{ top_p: 0 }, 'top_p', /must be > 0/],
+    [{ max_tokens: 0 }, 'max_tokens', /must be >= 1/],
+    [{ max_tokens: 1.5 }, 'max_tokens', /must be integer/],
+    [{ n: 0 }, 'n', /must be >= 1/],
+    [{ stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop', /must NOT have more than 4 items/],
+    [{ stop: 5 }, 'stop', /must be string, or must be array/],
+    [{ logit_bias: { abc: 1 } }, 'logit_bias', /must NOT have additional properties|abc/],
+    [{ logit_bias: { '5': 101 } }, 'logit_bias.5', /must be <= 100/],
+    [{ messages: [] }, 'messages', /must NOT have fewer than 1 items/],
+    [{ messages: [{ role: 'robot', content: 'x' }] }, 'messages[0].role', /must be "system"/],
+    [{ messages: [{ role: 'user', content: 5 }] }, 'messages[0].content', /must be string, or must be array/],
+    [{ messages: [{ role: 'user' }] }, 'messages[0].content', /Missing required parameter/],
+    [{ stream: 'yes' }, 'stream', /must be boolean/],
+    [{ seed: 1.5 }, 'seed', /must be integer/],
+    [{ stream_options: { include_usage: true } }, 'stream_options', /only allowed when 'stream' is enabled/],
+    [{ top_logprobs: 2 }, 'top_logprobs', /requires 'logprobs'/],
+    [{ top_logprobs: 21, logprobs: true }, 'top_logprobs', /must be <= 20/],
+    [{ cap: { policy: 'snapkv' } }, 'cap.policy', /Unknown serving policy 'snapkv'/],
+  ];
+  for (const [extra, param, message] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT(extra) });
+    assert.equal(res.statusCode, 400, JSON.stringify(extra));
+    const body: unknown = res.json();
+    assertErrorShape(body);
+    assert.equal(body.error.param, param, JSON.stringify(extra));
+    assert.match(body.error.message, message, JSON.stringify(extra));
+    assert.equal(body.error.type, 'invalid_request_error');
+  }
+  const missing = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'scripted' } });
+  assert.equal(missing.json().error.param, 'messages');
+  const notObject = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: [1, 2] });
+  assert.equal(notObject.statusCode, 400);
+  assert.match(notObject.json().error.message, /must be a JSON object/);
+});
+
+test('no coercion: "0.5" is not a number', async (t) => {
+  const { app } = makeApp(t);
+  const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ temperature: '0.5' }) });
+  assert.equal(res.statusCode, 400);
+  assert.equal(res.json().error.param, 'temperature');
+});
+
+test('null means "not given", as in OpenAI', async (t) => {
+  const { app } = makeApp(t);
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: CHAT({ temperature: null, stop: null, seed: null, max_tokens: null, n: null, logprobs: null, stream: null, user: null, response_format: null }),
+  });
+  assert.equal(res.statusCode, 200, res.body);
+});
+
+test('unsupported OpenAI features: 400 unsupported_parameter naming them', async (t) => {
+  const { app } = makeApp(t);
+  const cases: [Record<string, unknown>, string][] = [
+    [{ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
+    [{ tool_choice: 'auto' }, 'tool_choice'],
+    [{ functions: [] }, 'functions'],
+    [{ function_call: 'none' }, 'function_call'],
+    [{ parallel_tool_calls: false }, 'parallel_tool_calls'],
+    [{ response_format: { type: 'json_schema', json_schema: {} } }, 'response_format.type'],
+    [{ response_format: { type: 'json_object' } }, 'response_format.type'],
+    [{ audio: {} }, 'audio'],
+    [{ modalities: ['text'] }, 'modalities'],
+    [{ guided_json: {} }, 'guided_json'],
+    [{ messages: [{ role: 'tool', content: 'x', tool_call_id: 'a' }] }, 'messages[0].role'],
+    [{ messages: [{ role: 'assistant', content: 'x', tool_calls: [] }] }, 'messages[0].tool_calls'],
+    [{ messages: [{ role: 'user', content: 'x', name: 'bob' }] }, 'messages[0].name'],
+    [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages[0].content[0].type'],
+  ];
+  for (const [extra, param] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT(extra) });
+    assert.equal(res.statusCode, 400, JSON.stringify(extra));
+    assert.equal(res.json().error.code, 'unsupported_parameter', JSON.stringify(extra));
+    assert.equal(res.json().error.param, param);
+    assert.match(res.json().error.message, /not supported/);
+  }
+  const text = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ response_format: { type: 'text' } }) });
+  assert.equal(text.statusCode, 200);
+});
+
+test('unknown parameters: 400 unknown_parameter, top-level and nested', async (t) => {
+  const { app } = makeApp(t);
+  const top = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ temprature: 1 }) });
+  assert.equal(top.statusCode, 400);
+  assert.deepEqual(top.json().error, {
+    message: 'Unrecognized request argument supplied: temprature',
+    type: 'invalid_request_error',
+    param: 'temprature',
+    code: 'unknown_parameter',
+  });
+  const nested = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ stream: true, stream_options: { include_usge: true } }) });
+  assert.equal(nested.json().error.param, 'stream_options.include_usge');
+});
+
+test('unknown model: 404 model_not_found', async (t) => {
+  const { app } = makeApp(t);
+  const chat = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ model: 'gpt-4' }) });
+  assert.equal(chat.statusCode, 404);
+  assert.equal(chat.json().error.code, 'model_not_found');
+  assert.equal(chat.json().error.param, 'model');
+  assert.match(chat.json().error.message, /`gpt-4` does not exist/);
+  const completion = await app.inject({ method: 'POST', url: '/v1/completions', payload: { model: 'gpt-4', prompt: 'x' } });
+  assert.equal(completion.statusCode, 404);
+  const one = await app.inject({ method: 'GET', url: '/v1/models/gpt-4' });
+  assert.equal(one.statusCode, 404);
+});
+
+test('fastify errors in the OpenAI shape: 413, bad JSON, empty body, 415, 404 route', async (t) => {
+  const { app } = makeApp(t, {}, ['server.bodyLimitBytes=2048']);
+  const big = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ messages: [{ role: 'user', content: 'x'.repeat(5000) }] }) });
+  assert.equal(big.statusCode, 413);
+  assertErrorShape(big.json());
+  assert.equal(big.json().error.code, 'body_too_large');
+
+  const badJson = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, payload: '{"model": ' });
+  assert.equal(badJson.statusCode, 400);
+  assert.equal(badJson.json().error.code, 'invalid_json');
+
+  const empty = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, payload: '' });
+  assert.equal(empty.statusCode, 400);
+  assert.equal(empty.json().error.code, 'invalid_json');
+
+  const media = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { 'content-type': 'application/xml' }, payload: '<x/>' });
+  assert.equal(media.statusCode, 415);
+  assert.equal(media.json().error.code, 'unsupported_media_type');
+
+  const route = await app.inject({ method: 'POST', url: '/v1/embeddings', payload: {} });
+  assert.equal(route.statusCode, 404);
+  assertErrorShape(route.json());
+  assert.equal(route.json().error.code, 'not_found');
+  assert.match(route.json().error.message, /POST \/v1\/embeddings/);
+
+  const upgrade = await app.inject({ method: 'GET', url: '/v1/responses' });
+  assert.equal(upgrade.statusCode, 426);
+  assert.equal(upgrade.json().error.code, 'upgrade_required');
+});
+
+test('not ready: inference routes and /health answer 503 with Retry-After', async (t) => {
+  const { app } = makeApp(t, { ready: false });
+  for (const [method, url, payload] of [
+    ['POST', '/v1/chat/completions', CHAT()],
+    ['POST', '/v1/completions', { prompt: 'x' }],
+    ['GET', '/v1/models', undefined],
+    ['GET', '/health', undefined],
+  ] as const) {
+    const res = await app.inject({ method, url, ...(payload ? { payload } : {}) });
+    assert.equal(res.statusCode, 503, url);
+    assert.equal(res.headers['retry-after'], '5');
+    assert.equal(res.json().error.code, 'not_ready');
+  }
+  const metrics = await app.inject({ method: 'GET', url: '/metrics' });
+  assert.equal(metrics.statusCode, 200);
+});
+
+test('policy: x-capserve-policy header, body cap.policy, unknown policy', async (t) => {
+  const { app, engine } = makeApp(t);
+  const ok = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { 'x-capserve-policy': 'full' }, payload: CHAT() });
+  assert.equal(ok.statusCode, 200);
+  assert.equal(engine.requests[0]?.policy, 'full');
+  const bad = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { 'x-capserve-policy': 'h2o' }, payload: CHAT() });
+  assert.equal(bad.statusCode, 400);
+  assert.equal(bad.json().error.code, 'unknown_policy');
+  assert.equal(bad.json().error.param, 'x-capserve-policy');
+  const body = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ cap: { policy: 'full' } }) });
+  assert.equal(body.statusCode, 200);
+});
+
+test('errors are counted in capserve_request_errors_total by code', async (t) => {
+  const { app } = makeApp(t);
+  await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ tools: [] }) });
+  await app.inject({ method: 'GET', url: '/nope' });
+  const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+  assert.match(text, /capserve_request_errors_total\{policy="full",code="unsupported_parameter"\} 1/);
+  assert.match(text, /capserve_request_errors_total\{policy="full",code="not_found"\} 1/);
+});
