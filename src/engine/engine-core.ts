@@ -61,7 +61,7 @@ export class EngineCore {
   ) {
     this.pool = new KvPool(options.kvBudgetBytes);
     this.kvShape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
-    this.inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads * spec.headDim, { slidingWindow: spec.slidingWindow });
+    this.inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow });
   }
 
   hasWork(): boolean {
@@ -200,7 +200,7 @@ export class EngineCore {
     const prompt = seq.request.promptTokens;
     const chunk = prompt.slice(seq.prefilled, seq.prefilled + this.options.prefillChunk);
     const start = kv.nextPosition;
-    const inputs = this.inputs.prefill(kv, chunk, start, false);
+    const inputs = this.inputs.prefill(kv, chunk, start);
     const f0 = performance.now();
     const out = await this.session.run(inputs);
     this.forwardMs += performance.now() - f0;
@@ -256,7 +256,7 @@ export class EngineCore {
       this.finish(seq, '');
       return;
     }
-    const kvLength = seq.kv?.length ?? 0;
+    const kvLength = seq.kv?.maxLength ?? 0;
     if (seq.generated >= seq.request.sampling.maxTokens || kvLength + 1 >= this.options.contextLength) {
       seq.finishReason = 'length';
       this.finish(seq, this.trailingText(seq));

@@ -1,12 +1,12 @@
 /**
  * Builds decoder inputs from sequences' KV caches: one prefill chunk of one
- * sequence, or one decode step for a batch of sequences (padded to the longest
- * past; padding is masked out by the attention bias). Scratch buffers are kept
- * and reused across steps, so steady-state decode allocates only when a batch
- * outgrows them.
+ * sequence, or one decode step for a batch of sequences. A single sequence's
+ * cache is passed to onnxruntime in place (whole capacity, unused entries
+ * masked); a batch is gathered into scratch buffers padded to the longest row.
+ * Masks are data: causality, padding, Mistral's sliding window, evicted holes.
  */
-import type { DecoderStepInputs } from '../runtime/decoder-session.js';
 import type { SequenceKv } from '../kv/sequence-kv.js';
+import type { DecoderStepInputs, LayerPast } from '../runtime/decoder-session.js';
 
 const BLOCKED = -Infinity;
 
@@ -15,109 +15,183 @@ export interface MaskRule {
   readonly slidingWindow: number | null;
 }
 
-function allowed(keyPos: number, queryPos: number, rule: MaskRule): boolean {
+function allowed(keyPos: number, queryPos: number, window: number | null): boolean {
   if (keyPos > queryPos) return false;
-  return rule.slidingWindow === null || queryPos - keyPos < rule.slidingWindow;
+  return window === null || queryPos - keyPos < window;
+}
+
+export interface PrefillOptions {
+  /** Logits for every new position (scoring) instead of only the last. */
+  readonly allLogits?: boolean;
+  /** Query rows of attention to report (stats variant). */
+  readonly attnWindow?: number;
 }
 
 export class StepInputBuilder {
-  private readonly pastK: Float32Array[] = [];
-  private readonly pastV: Float32Array[] = [];
-  private readonly empty: Float32Array[];
+  private readonly scratchK: Float32Array[] = [];
+  private readonly scratchV: Float32Array[] = [];
 
   constructor(
     private readonly numLayers: number,
-    private readonly rowFloats: number,
+    private readonly numKvHeads: number,
+    private readonly headDim: number,
     private readonly rule: MaskRule,
-  ) {
-    this.empty = Array.from({ length: numLayers }, () => new Float32Array(0));
-  }
+  ) {}
 
   /**
    * A prefill chunk: `tokens` appended after what `kv` holds, at consecutive
-   * positions starting at `startPosition`. `allLogits` asks logits for every
-   * new position (scoring), otherwise only the last.
+   * positions starting at `startPosition`.
    */
-  prefill(kv: SequenceKv, tokens: readonly number[], startPosition: number, allLogits: boolean): DecoderStepInputs {
+  prefill(kv: SequenceKv, tokens: readonly number[], startPosition: number, options: PrefillOptions = {}): DecoderStepInputs {
     const T = tokens.length;
-    const P = kv.length;
-    const S = P + T;
     const inputIds = new BigInt64Array(T);
     const positionIds = new BigInt64Array(T);
     for (let t = 0; t < T; t++) {
       inputIds[t] = BigInt(tokens[t] ?? 0);
       positionIds[t] = BigInt(startPosition + t);
     }
-    const keyPositions = kv.positions;
-    const attnBias = new Float32Array(T * S);
+    const newBias = new Float32Array(T * T);
     for (let t = 0; t < T; t++) {
-      const q = startPosition + t;
-      const row = t * S;
-      for (let s = 0; s < P; s++) attnBias[row + s] = allowed(keyPositions[s] ?? 0, q, this.rule) ? 0 : BLOCKED;
-      for (let s = 0; s < T; s++) attnBias[row + P + s] = allowed(startPosition + s, q, this.rule) ? 0 : BLOCKED;
+      for (let s = 0; s < T; s++) newBias[t * T + s] = allowed(startPosition + s, startPosition + t, this.rule.slidingWindow) ? 0 : BLOCKED;
     }
-    const K = allLogits ? T : 1;
+    const K = options.allLogits ? T : 1;
     const logitIndex = new BigInt64Array(K);
-    for (let k = 0; k < K; k++) logitIndex[k] = BigInt(allLogits ? k : T - 1);
-    const pastKeys = P === 0 ? this.empty : Array.from({ length: this.numLayers }, (_, l) => kv.keyView(l));
-    const pastValues = P === 0 ? this.empty : Array.from({ length: this.numLayers }, (_, l) => kv.valueView(l));
-    return { batch: 1, newTokens: T, past: P, logitCount: K, inputIds, positionIds, attnBias, logitIndex, pastKeys, pastValues };
+    for (let k = 0; k < K; k++) logitIndex[k] = BigInt(options.allLogits ? k : T - 1);
+    const queryPositions = Array.from({ length: T }, (_, t) => startPosition + t);
+    const layers = this.inPlaceLayers(kv, queryPositions);
+    return { batch: 1, newTokens: T, logitCount: K, inputIds, positionIds, newBias, logitIndex, layers, attnWindow: options.attnWindow ?? null };
   }
 
   /** One new token per sequence. A single sequence is passed without copying its cache. */
-  decode(kvs: readonly SequenceKv[], tokens: readonly number[], positions: readonly number[]): DecoderStepInputs {
+  decode(kvs: readonly SequenceKv[], tokens: readonly number[], positions: readonly number[], attnWindow: number | null = null): DecoderStepInputs {
     const B = kvs.length;
-    let P = 0;
-    for (const kv of kvs) P = Math.max(P, kv.length);
-    const S = P + 1;
     const inputIds = new BigInt64Array(B);
     const positionIds = new BigInt64Array(B);
-    const attnBias = new Float32Array(B * S);
-    const logitIndex = new BigInt64Array(B);
     for (let b = 0; b < B; b++) {
-      const kv = kvs[b];
-      if (!kv) throw new Error('unreachable');
       inputIds[b] = BigInt(tokens[b] ?? 0);
-      const q = positions[b] ?? 0;
-      positionIds[b] = BigInt(q);
-      const keyPositions = kv.positions;
-      for (let s = 0; s < P; s++) {
-        attnBias[b * S + s] = s < kv.length && allowed(keyPositions[s] ?? 0, q, this.rule) ? 0 : BLOCKED;
-      }
-      attnBias[b * S + P] = 0;
+      positionIds[b] = BigInt(positions[b] ?? 0);
     }
-    let pastKeys: readonly Float32Array[];
-    let pastValues: readonly Float32Array[];
+    const newBias = new Float32Array(B); // a token always sees itself
+    const logitIndex = new BigInt64Array(B);
     const only = kvs[0];
-    if (B === 1 && only) {
-      pastKeys = P === 0 ? this.empty : Array.from({ length: this.numLayers }, (_, l) => only.keyView(l));
-      pastValues = P === 0 ? this.empty : Array.from({ length: this.numLayers }, (_, l) => only.valueView(l));
-    } else {
-      pastKeys = this.gather(this.pastK, kvs, P, (kv, l) => kv.keyView(l));
-      pastValues = this.gather(this.pastV, kvs, P, (kv, l) => kv.valueView(l));
-    }
-    return { batch: B, newTokens: 1, past: P, logitCount: 1, inputIds, positionIds, attnBias, logitIndex, pastKeys, pastValues };
+    const layers = B === 1 && only ? this.inPlaceLayers(only, [positions[0] ?? 0]) : this.gatheredLayers(kvs, positions);
+    return { batch: B, newTokens: 1, logitCount: 1, inputIds, positionIds, newBias, logitIndex, layers, attnWindow };
   }
 
-  private gather(
-    scratch: Float32Array[],
-    kvs: readonly SequenceKv[],
-    P: number,
-    view: (kv: SequenceKv, l: number) => Float32Array,
-  ): Float32Array[] {
-    const rowBlock = P * this.rowFloats;
-    const need = kvs.length * rowBlock;
-    const out: Float32Array[] = [];
-    for (let l = 0; l < this.numLayers; l++) {
-      let buf = scratch[l];
-      if (!buf || buf.length < need) {
-        buf = new Float32Array(Math.ceil(need * 1.25));
-        scratch[l] = buf;
+  /**
+   * The past mask of one sequence's layer, [heads, rows, capacity]: entries past
+   * the layer's length are blocked; with a sliding window, entries too old for
+   * a query are blocked per head and per query row.
+   */
+  private pastMask(kv: SequenceKv, l: number, queryPositions: readonly number[], capacity: number): { bias: Float32Array; heads: number; rows: number } {
+    const len = kv.length(l);
+    const window = this.rule.slidingWindow;
+    const cap = kv.capacity(l);
+    const pos = kv.positionBuffer(l);
+    const lastQuery = queryPositions[queryPositions.length - 1] ?? 0;
+    let windowMatters = false;
+    if (window !== null) {
+      const firstQuery = queryPositions[0] ?? 0;
+      for (let h = 0; h < this.numKvHeads && !windowMatters; h++) {
+        for (let i = 0; i < len; i++) {
+          if (firstQuery - (pos[h * cap + i] ?? 0) >= window) {
+            windowMatters = true;
+            break;
+          }
+        }
       }
-      const exact = buf.subarray(0, need);
-      kvs.forEach((kv, b) => exact.set(view(kv, l), b * rowBlock));
-      out.push(exact);
     }
-    return out;
+    if (!windowMatters) {
+      const bias = new Float32Array(capacity);
+      bias.fill(BLOCKED, len);
+      return { bias, heads: 1, rows: 1 };
+    }
+    const H = this.numKvHeads;
+    const R = queryPositions.length;
+    const bias = new Float32Array(H * R * capacity).fill(BLOCKED);
+    for (let h = 0; h < H; h++) {
+      for (let r = 0; r < R; r++) {
+        const q = queryPositions[r] ?? lastQuery;
+        const row = (h * R + r) * capacity;
+        for (let i = 0; i < len; i++) if (allowed(pos[h * cap + i] ?? 0, q, window)) bias[row + i] = 0;
+      }
+    }
+    return { bias, heads: H, rows: R };
+  }
+
+  private inPlaceLayers(kv: SequenceKv, queryPositions: readonly number[]): LayerPast[] {
+    const shared = new Map<string, { bias: Float32Array; heads: number; rows: number }>();
+    const layers: LayerPast[] = [];
+    for (let l = 0; l < this.numLayers; l++) {
+      const capacity = kv.capacity(l);
+      if (capacity === 0) {
+        layers.push(this.emptyLayer(1));
+        continue;
+      }
+      // Layers with the same shape and no window effects share one mask buffer.
+      const key = `${capacity}:${kv.length(l)}`;
+      let mask = this.rule.slidingWindow === null ? shared.get(key) : undefined;
+      if (!mask) {
+        mask = this.pastMask(kv, l, queryPositions, capacity);
+        if (this.rule.slidingWindow === null) shared.set(key, mask);
+      }
+      layers.push({ keys: kv.keyBuffer(l), values: kv.valueBuffer(l), capacity, bias: mask.bias, biasHeads: mask.heads, biasRows: mask.rows });
+    }
+    return layers;
+  }
+
+  private gatheredLayers(kvs: readonly SequenceKv[], positions: readonly number[]): LayerPast[] {
+    const KV = this.numKvHeads;
+    const D = this.headDim;
+    const B = kvs.length;
+    const layers: LayerPast[] = [];
+    for (let l = 0; l < this.numLayers; l++) {
+      let C = 0;
+      for (const kv of kvs) C = Math.max(C, kv.length(l));
+      if (C === 0) {
+        layers.push(this.emptyLayer(B));
+        continue;
+      }
+      const need = B * KV * C * D;
+      const keys = this.scratch(this.scratchK, l, need);
+      const values = this.scratch(this.scratchV, l, need);
+      const masks = kvs.map((kv, b) => this.pastMask(kv, l, [positions[b] ?? 0], C));
+      const heads = Math.max(...masks.map((m) => m.heads));
+      const bias = new Float32Array(B * heads * C);
+      kvs.forEach((kv, b) => {
+        const cap = kv.capacity(l);
+        const len = kv.length(l);
+        const kb = kv.keyBuffer(l);
+        const vb = kv.valueBuffer(l);
+        for (let h = 0; h < KV; h++) {
+          const dst = (b * KV + h) * C * D;
+          keys.set(kb.subarray(h * cap * D, (h * cap + len) * D), dst);
+          values.set(vb.subarray(h * cap * D, (h * cap + len) * D), dst);
+        }
+        const m = masks[b];
+        if (!m) throw new Error('unreachable');
+        for (let h = 0; h < heads; h++) bias.set(m.bias.subarray((m.heads === 1 ? 0 : h) * C, ((m.heads === 1 ? 0 : h) + 1) * C), (b * heads + h) * C);
+      });
+      layers.push({ keys, values, capacity: C, bias, biasHeads: heads, biasRows: 1 });
+    }
+    return layers;
+  }
+
+  /**
+   * onnxruntime mishandles zero-length past dimensions in some reshapes, so an
+   * empty past is one blocked dummy entry (exp(-inf) = 0: it contributes nothing).
+   */
+  private emptyLayer(batch: number): LayerPast {
+    const zeros = new Float32Array(batch * this.numKvHeads * this.headDim);
+    return { keys: zeros, values: zeros, capacity: 1, bias: new Float32Array(batch).fill(BLOCKED), biasHeads: 1, biasRows: 1 };
+  }
+
+  private scratch(store: Float32Array[], l: number, need: number): Float32Array {
+    let buf = store[l];
+    if (!buf || buf.length < need) {
+      buf = new Float32Array(Math.ceil(need * 1.25));
+      store[l] = buf;
+    }
+    return buf.subarray(0, need);
   }
 }

@@ -1,8 +1,12 @@
 /**
- * One sequence's KV cache: per layer, keys and values time-major
- * [capacity, kvHeads, headDim] in float32, so the first `length` entries are a
- * contiguous prefix that can be handed to onnxruntime without copying. Each
- * entry remembers its RoPE position (eviction may leave gaps).
+ * One sequence's KV cache. Per layer, keys and values are head-major
+ * [numKvHeads, capacity, headDim] float32: the graph reads the whole buffer in
+ * place (a single sequence is passed to onnxruntime without any copy) and the
+ * entries past `length(layer)` are masked out. Layers may hold different numbers
+ * of entries (per-layer eviction budgets), every head of a layer the same number
+ * (per-head eviction keeps equal counts), each entry with its own RoPE position.
+ * An optional per-entry accumulator (attention received, for H2O) moves with
+ * the entries when they are compacted.
  */
 import type { KvPool } from './kv-pool.js';
 
@@ -12,132 +16,208 @@ export interface KvShape {
   readonly headDim: number;
 }
 
-const BLOCK_TOKENS = 64;
+const MIN_BLOCK = 64;
 
 export function kvBytesPerToken(shape: KvShape): number {
   return shape.numLayers * 2 * shape.numKvHeads * shape.headDim * Float32Array.BYTES_PER_ELEMENT;
 }
 
+interface LayerStore {
+  keys: Float32Array;
+  values: Float32Array;
+  /** [numKvHeads, capacity] */
+  positions: Int32Array;
+  /** [numKvHeads, capacity] attention received, when enabled. */
+  accum: Float32Array | null;
+  length: number;
+  capacity: number;
+}
+
 export class SequenceKv {
-  private keys: Float32Array[];
-  private values: Float32Array[];
-  private pos: Int32Array;
-  private len = 0;
-  private cap = 0;
+  private layers: LayerStore[];
   private readonly rowFloats: number;
   private released = false;
+  private next = 0;
+  private accumulate = false;
 
   constructor(
     readonly shape: KvShape,
     private readonly pool: KvPool,
-    /** Tokens this sequence reserved in the pool; allocation never exceeds it. */
+    /** Entries per layer this sequence reserved in the pool; allocation never exceeds it. */
     readonly reservedTokens: number,
   ) {
-    this.rowFloats = shape.numKvHeads * shape.headDim;
-    this.keys = [];
-    this.values = [];
-    this.pos = new Int32Array(0);
+    this.rowFloats = shape.headDim;
+    this.layers = Array.from({ length: shape.numLayers }, () => ({
+      keys: new Float32Array(0),
+      values: new Float32Array(0),
+      positions: new Int32Array(0),
+      accum: null,
+      length: 0,
+      capacity: 0,
+    }));
   }
 
-  get length(): number {
-    return this.len;
+  private layer(l: number): LayerStore {
+    const s = this.layers[l];
+    if (!s) throw new Error(`SequenceKv: no layer ${l}`);
+    return s;
   }
 
-  get capacity(): number {
-    return this.cap;
+  /** Entries cached in layer l (every head holds this many). */
+  length(l: number): number {
+    return this.layer(l).length;
+  }
+
+  /** The largest layer length: what a decode step must cover for this sequence. */
+  get maxLength(): number {
+    let m = 0;
+    for (const s of this.layers) m = Math.max(m, s.length);
+    return m;
+  }
+
+  /** The smallest layer length. */
+  get minLength(): number {
+    let m = Infinity;
+    for (const s of this.layers) m = Math.min(m, s.length);
+    return m === Infinity ? 0 : m;
+  }
+
+  capacity(l: number): number {
+    return this.layer(l).capacity;
   }
 
   /** K/V bytes allocated for this sequence (exact). */
   get allocatedBytes(): number {
-    return this.cap * kvBytesPerToken(this.shape);
+    let entries = 0;
+    for (const s of this.layers) entries += s.capacity;
+    return entries * 2 * this.shape.numKvHeads * this.shape.headDim * Float32Array.BYTES_PER_ELEMENT;
   }
 
-  get positions(): Int32Array {
-    return this.pos.subarray(0, this.len);
+  /** K/V bytes holding live entries. */
+  get usedBytes(): number {
+    let entries = 0;
+    for (const s of this.layers) entries += s.length;
+    return entries * 2 * this.shape.numKvHeads * this.shape.headDim * Float32Array.BYTES_PER_ELEMENT;
   }
 
-  /** Next RoPE position: one past the last entry's. */
+  /** RoPE position for the next token. */
   get nextPosition(): number {
-    return this.len === 0 ? 0 : (this.pos[this.len - 1] ?? 0) + 1;
+    return this.next;
   }
 
-  /** Contiguous view of layer l's keys [length, kvH, D]. */
-  keyView(l: number): Float32Array {
-    return this.layer(this.keys, l).subarray(0, this.len * this.rowFloats);
+  set nextPosition(p: number) {
+    this.next = p;
   }
 
-  valueView(l: number): Float32Array {
-    return this.layer(this.values, l).subarray(0, this.len * this.rowFloats);
+  /** Whole key buffer of layer l, [numKvHeads, capacity(l), headDim]. */
+  keyBuffer(l: number): Float32Array {
+    return this.layer(l).keys;
   }
 
-  private layer(arr: Float32Array[], l: number): Float32Array {
-    const a = arr[l];
-    if (!a) throw new Error(`SequenceKv: no layer ${l}`);
-    return a;
+  valueBuffer(l: number): Float32Array {
+    return this.layer(l).values;
   }
 
-  private ensureCapacity(tokens: number): void {
+  /** [numKvHeads, capacity(l)]: the position of entry i of head h is at h * capacity + i. */
+  positionBuffer(l: number): Int32Array {
+    return this.layer(l).positions;
+  }
+
+  /** [numKvHeads, capacity(l)] accumulated attention, or null when not enabled. */
+  accumulatorBuffer(l: number): Float32Array | null {
+    return this.layer(l).accum;
+  }
+
+  enableAccumulator(): void {
+    if (this.accumulate) return;
+    this.accumulate = true;
+    for (const s of this.layers) s.accum = new Float32Array(this.shape.numKvHeads * s.capacity);
+  }
+
+  private grow(s: LayerStore, needed: number): void {
     if (this.released) throw new Error('SequenceKv: used after release');
-    if (tokens <= this.cap) return;
-    if (tokens > this.reservedTokens) {
-      throw new Error(`SequenceKv: ${tokens} tokens exceed the reservation of ${this.reservedTokens}`);
+    if (needed <= s.capacity) return;
+    if (needed > this.reservedTokens) {
+      throw new Error(`SequenceKv: ${needed} entries exceed the reservation of ${this.reservedTokens}`);
     }
-    const next = Math.min(this.reservedTokens, Math.max(tokens, Math.ceil((this.cap * 3) / 2 / BLOCK_TOKENS) * BLOCK_TOKENS, BLOCK_TOKENS));
-    const grow = (old: Float32Array[]): Float32Array[] =>
-      Array.from({ length: this.shape.numLayers }, (_, l) => {
-        const fresh = new Float32Array(next * this.rowFloats);
-        const prev = old[l];
-        if (prev) fresh.set(prev.subarray(0, this.len * this.rowFloats));
-        return fresh;
-      });
-    this.keys = grow(this.keys);
-    this.values = grow(this.values);
-    const pos = new Int32Array(next);
-    pos.set(this.pos.subarray(0, this.len));
-    this.pos = pos;
-    this.pool.noteAllocated((next - this.cap) * kvBytesPerToken(this.shape));
-    this.cap = next;
+    // Geometric growth keeps re-allocation copies linear overall; capped by the reservation.
+    const cap = Math.min(this.reservedTokens, Math.max(needed, MIN_BLOCK, Math.ceil(s.capacity * 1.25)));
+    const KV = this.shape.numKvHeads;
+    const D = this.rowFloats;
+    const moveRows = <A extends Float32Array | Int32Array>(old: A, fresh: A, width: number): A => {
+      for (let h = 0; h < KV; h++) {
+        fresh.set(old.subarray(h * s.capacity * width, (h * s.capacity + s.length) * width), h * cap * width);
+      }
+      return fresh;
+    };
+    s.keys = moveRows(s.keys, new Float32Array(KV * cap * D), D);
+    s.values = moveRows(s.values, new Float32Array(KV * cap * D), D);
+    s.positions = moveRows(s.positions, new Int32Array(KV * cap), 1);
+    if (s.accum) s.accum = moveRows(s.accum, new Float32Array(KV * cap), 1);
+    else if (this.accumulate) s.accum = new Float32Array(KV * cap);
+    this.pool.noteAllocated((cap - s.capacity) * 2 * KV * D * Float32Array.BYTES_PER_ELEMENT);
+    s.capacity = cap;
   }
 
   /**
-   * Appends `count` entries taken from row `row` of present tensors shaped
-   * [B, T, kvH, D] (T >= count), with the given positions.
+   * Appends `positions.length` entries to every layer, taken from row `row` of
+   * present tensors shaped [B, KV, T, D] (T = tokensPerRow >= count).
    */
   append(presentKeys: readonly Float32Array[], presentValues: readonly Float32Array[], row: number, tokensPerRow: number, positions: ArrayLike<number>): void {
     const count = positions.length;
-    this.ensureCapacity(this.len + count);
-    const src = row * tokensPerRow * this.rowFloats;
-    const n = count * this.rowFloats;
-    const dst = this.len * this.rowFloats;
+    const KV = this.shape.numKvHeads;
+    const D = this.rowFloats;
     for (let l = 0; l < this.shape.numLayers; l++) {
+      const s = this.layer(l);
+      this.grow(s, s.length + count);
       const pk = presentKeys[l];
       const pv = presentValues[l];
       if (!pk || !pv) throw new Error(`SequenceKv.append: layer ${l} missing`);
-      this.layer(this.keys, l).set(pk.subarray(src, src + n), dst);
-      this.layer(this.values, l).set(pv.subarray(src, src + n), dst);
+      for (let h = 0; h < KV; h++) {
+        const src = ((row * KV + h) * tokensPerRow) * D;
+        const dst = (h * s.capacity + s.length) * D;
+        s.keys.set(pk.subarray(src, src + count * D), dst);
+        s.values.set(pv.subarray(src, src + count * D), dst);
+        const pbase = h * s.capacity + s.length;
+        for (let i = 0; i < count; i++) s.positions[pbase + i] = positions[i] ?? 0;
+        if (s.accum) s.accum.fill(0, pbase, pbase + count);
+      }
+      s.length += count;
     }
-    for (let i = 0; i < count; i++) this.pos[this.len + i] = positions[i] ?? 0;
-    this.len += count;
+    for (let i = 0; i < count; i++) this.next = Math.max(this.next, (positions[i] ?? 0) + 1);
   }
 
-  /** Keeps only the entries at `keep` (ascending indices), compacting in place. Used by eviction policies. */
-  retain(keep: ArrayLike<number>): void {
-    let prev = -1;
-    for (let i = 0; i < keep.length; i++) {
-      const idx = keep[i] ?? -1;
-      if (idx <= prev || idx >= this.len) throw new Error(`SequenceKv.retain: indices must be ascending and < ${this.len}`);
-      prev = idx;
-    }
-    for (let l = 0; l < this.shape.numLayers; l++) {
-      for (const arr of [this.layer(this.keys, l), this.layer(this.values, l)]) {
-        for (let i = 0; i < keep.length; i++) {
-          const from = (keep[i] ?? 0) * this.rowFloats;
-          if (from !== i * this.rowFloats) arr.copyWithin(i * this.rowFloats, from, from + this.rowFloats);
-        }
+  /**
+   * Keeps, in layer l, only the entries listed per head (ascending indices, the
+   * same count for every head), compacting in place. Used by eviction policies.
+   */
+  retain(l: number, keep: readonly Int32Array[]): void {
+    const s = this.layer(l);
+    const KV = this.shape.numKvHeads;
+    const D = this.rowFloats;
+    if (keep.length !== KV) throw new Error(`SequenceKv.retain: expected ${KV} heads, got ${keep.length}`);
+    const n = keep[0]?.length ?? 0;
+    for (let h = 0; h < KV; h++) {
+      const idx = keep[h];
+      if (!idx || idx.length !== n) throw new Error('SequenceKv.retain: every head must keep the same number of entries');
+      let prev = -1;
+      for (let i = 0; i < n; i++) {
+        const e = idx[i] ?? -1;
+        if (e <= prev || e >= s.length) throw new Error(`SequenceKv.retain: indices must be ascending and < ${s.length}`);
+        prev = e;
+      }
+      const rowBase = h * s.capacity;
+      for (let i = 0; i < n; i++) {
+        const from = rowBase + (idx[i] ?? 0);
+        const to = rowBase + i;
+        if (from === to) continue;
+        s.keys.copyWithin(to * D, from * D, (from + 1) * D);
+        s.values.copyWithin(to * D, from * D, (from + 1) * D);
+        s.positions[to] = s.positions[from] ?? 0;
+        if (s.accum) s.accum[to] = s.accum[from] ?? 0;
       }
     }
-    for (let i = 0; i < keep.length; i++) this.pos[i] = this.pos[keep[i] ?? 0] ?? 0;
-    this.len = keep.length;
+    s.length = n;
   }
 
   release(): void {
@@ -145,9 +225,13 @@ export class SequenceKv {
     this.released = true;
     this.pool.noteAllocated(-this.allocatedBytes);
     this.pool.unreserve(this.reservedTokens * kvBytesPerToken(this.shape));
-    this.keys = [];
-    this.values = [];
-    this.cap = 0;
-    this.len = 0;
+    for (const s of this.layers) {
+      s.keys = new Float32Array(0);
+      s.values = new Float32Array(0);
+      s.positions = new Int32Array(0);
+      s.accum = null;
+      s.capacity = 0;
+      s.length = 0;
+    }
   }
 }

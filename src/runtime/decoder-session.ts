@@ -7,32 +7,44 @@ import * as ort from 'onnxruntime-node';
 import { GRAPH_IO } from '../model/compile/decoder-graph.js';
 import type { ModelRunner } from './model-runner.js';
 
+/** One layer's past KV as the graph reads it. */
+export interface LayerPast {
+  /** [B, KV, capacity, D] */
+  readonly keys: Float32Array;
+  readonly values: Float32Array;
+  readonly capacity: number;
+  /** [B, biasHeads, biasRows, capacity] additive mask over the past entries. */
+  readonly bias: Float32Array;
+  readonly biasHeads: number;
+  readonly biasRows: number;
+}
+
 export interface DecoderStepInputs {
   readonly batch: number;
   /** New tokens per row (T). */
   readonly newTokens: number;
-  /** Past KV entries per row (P), padded to the longest row. */
-  readonly past: number;
   /** Logit positions per row (K). */
   readonly logitCount: number;
   readonly inputIds: BigInt64Array;
   readonly positionIds: BigInt64Array;
-  /** [B, 1, T, P+T] additive mask. */
-  readonly attnBias: Float32Array;
+  /** [B, 1, T, T] additive mask among the new tokens. */
+  readonly newBias: Float32Array;
   readonly logitIndex: BigInt64Array;
-  /** Per layer [B, P, kvH, D]. */
-  readonly pastKeys: readonly Float32Array[];
-  readonly pastValues: readonly Float32Array[];
+  readonly layers: readonly LayerPast[];
+  /** Query rows to report per layer (stats variant only); null: the session's default of 1. */
+  readonly attnWindow: number | null;
 }
 
 export interface DecoderStepOutputs {
   /** [B, K, V] */
   readonly logits: Float32Array;
-  /** Per layer [B, T, kvH, D]. */
+  /** Per layer [B, KV, T, D]. */
   readonly presentKeys: Float32Array[];
   readonly presentValues: Float32Array[];
-  /** Per layer [B, kvH, G, T, P+T], only from the attention variant. */
-  readonly attention: Float32Array[] | null;
+  /** Per layer [B, KV, C_l + T]: attention received, summed over the group's heads and the T queries (stats variant). */
+  readonly attnSum: Float32Array[] | null;
+  /** Per layer [B, KV, G, W, C_l + T]: the last W query rows (stats variant). */
+  readonly attnRows: Float32Array[] | null;
 }
 
 export interface DecoderShape {
@@ -63,33 +75,32 @@ export class DecoderSession implements ModelRunner {
       enableCpuMemArena: true,
       enableMemPattern: false,
     });
-    const emitsAttention = session.outputNames.includes(GRAPH_IO.attention(0));
+    const emitsAttention = session.outputNames.includes(GRAPH_IO.attnSum(0));
     return new DecoderSession(session, shape, emitsAttention);
   }
 
   async run(inputs: DecoderStepInputs): Promise<DecoderStepOutputs> {
-    const { batch: B, newTokens: T, past: P, logitCount: K } = inputs;
+    const { batch: B, newTokens: T, logitCount: K } = inputs;
     const { numLayers, numKvHeads: KV, headDim: D } = this.shape;
     const feeds: Record<string, ort.Tensor> = {};
-    const put = (name: string, tensor: ort.Tensor, expected: number): void => {
-      if (tensor.data.length !== expected) {
-        throw new Error(
-          `decoder input ${name}: ${tensor.type} [${tensor.dims.join(', ')}] holds ${tensor.data.length} values, expected ${expected}`,
-        );
+    const put = (name: string, type: 'float32' | 'int64', data: Float32Array | BigInt64Array, dims: number[]): void => {
+      const expected = dims.reduce((a, b) => a * b, 1);
+      if (data.length !== expected) {
+        throw new Error(`decoder input ${name}: ${type} [${dims.join(', ')}] needs ${expected} values, got ${data.length}`);
       }
-      feeds[name] = tensor;
+      feeds[name] = type === 'int64' ? new ort.Tensor('int64', data as BigInt64Array, dims) : new ort.Tensor('float32', data as Float32Array, dims);
     };
-    put(GRAPH_IO.inputIds, new ort.Tensor('int64', inputs.inputIds, [B, T]), B * T);
-    put(GRAPH_IO.positionIds, new ort.Tensor('int64', inputs.positionIds, [B, T]), B * T);
-    put(GRAPH_IO.attnBias, new ort.Tensor('float32', inputs.attnBias, [B, 1, T, P + T]), B * T * (P + T));
-    put(GRAPH_IO.logitIndex, new ort.Tensor('int64', inputs.logitIndex, [B, K]), B * K);
-    for (let l = 0; l < numLayers; l++) {
-      const k = inputs.pastKeys[l];
-      const v = inputs.pastValues[l];
-      if (!k || !v) throw new Error(`decoder input past_key_${l}/past_value_${l} missing (model has ${numLayers} layers)`);
-      put(GRAPH_IO.pastKey(l), new ort.Tensor('float32', k, [B, P, KV, D]), B * P * KV * D);
-      put(GRAPH_IO.pastValue(l), new ort.Tensor('float32', v, [B, P, KV, D]), B * P * KV * D);
-    }
+    put(GRAPH_IO.inputIds, 'int64', inputs.inputIds, [B, T]);
+    put(GRAPH_IO.positionIds, 'int64', inputs.positionIds, [B, T]);
+    put(GRAPH_IO.newBias, 'float32', inputs.newBias, [B, 1, T, T]);
+    put(GRAPH_IO.logitIndex, 'int64', inputs.logitIndex, [B, K]);
+    if (inputs.layers.length !== numLayers) throw new Error(`decoder inputs: ${inputs.layers.length} layers given, model has ${numLayers}`);
+    inputs.layers.forEach((layer, l) => {
+      put(GRAPH_IO.pastKey(l), 'float32', layer.keys, [B, KV, layer.capacity, D]);
+      put(GRAPH_IO.pastValue(l), 'float32', layer.values, [B, KV, layer.capacity, D]);
+      put(GRAPH_IO.pastBias(l), 'float32', layer.bias, [B, layer.biasHeads, layer.biasRows, layer.capacity]);
+    });
+    if (this.emitsAttention) put(GRAPH_IO.attnWindow, 'int64', BigInt64Array.of(BigInt(Math.max(1, inputs.attnWindow ?? 1))), [1]);
     const missing = this.session.inputNames.filter((n) => !(n in feeds));
     if (missing.length > 0) throw new Error(`decoder inputs missing: ${missing.join(', ')}`);
     let out: ort.InferenceSession.OnnxValueMapType;
@@ -97,7 +108,7 @@ export class DecoderSession implements ModelRunner {
       out = await this.session.run(feeds);
     } catch (err) {
       const described = Object.entries(feeds)
-        .slice(0, 6)
+        .slice(0, 8)
         .map(([n, t]) => `${n}: ${t.type} [${t.dims.join(', ')}]`)
         .join('; ');
       throw new Error(`onnxruntime run failed (${(err as Error).message}); inputs ${described} ...`);
@@ -109,13 +120,15 @@ export class DecoderSession implements ModelRunner {
     };
     const presentKeys: Float32Array[] = [];
     const presentValues: Float32Array[] = [];
-    const attention: Float32Array[] | null = this.emitsAttention ? [] : null;
+    const attnSum: Float32Array[] | null = this.emitsAttention ? [] : null;
+    const attnRows: Float32Array[] | null = this.emitsAttention ? [] : null;
     for (let l = 0; l < numLayers; l++) {
       presentKeys.push(f32(GRAPH_IO.presentKey(l)));
       presentValues.push(f32(GRAPH_IO.presentValue(l)));
-      attention?.push(f32(GRAPH_IO.attention(l)));
+      attnSum?.push(f32(GRAPH_IO.attnSum(l)));
+      attnRows?.push(f32(GRAPH_IO.attnRows(l)));
     }
-    return { logits: f32(GRAPH_IO.logits), presentKeys, presentValues, attention };
+    return { logits: f32(GRAPH_IO.logits), presentKeys, presentValues, attnSum, attnRows };
   }
 
   async release(): Promise<void> {

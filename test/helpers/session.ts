@@ -42,7 +42,7 @@ export async function openTestModel(
   });
   let parameters = 0;
   for (const name of checkpoint.weights.names()) parameters += checkpoint.weights.info(name).shape.reduce((a: number, b: number) => a * b, 1);
-  const inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads * spec.headDim, { slidingWindow: spec.slidingWindow });
+  const inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow });
   const pool = new KvPool(8 * 1024 ** 3);
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
   const newKv = (tokens: number): SequenceKv => {
@@ -58,7 +58,7 @@ export async function openTestModel(
     newKv,
     async prefill(ids, allLogits = false, extraCapacity = 64) {
       const kv = newKv(ids.length + extraCapacity);
-      const out = await session.run(inputs.prefill(kv, ids, 0, allLogits));
+      const out = await session.run(inputs.prefill(kv, ids, 0, { allLogits }));
       kv.append(out.presentKeys, out.presentValues, 0, ids.length, ids.map((_, i) => i));
       return { kv, logits: out.logits };
     },

@@ -12,7 +12,7 @@ import type { ModelSpec, WeightSource } from '../spec.js';
 import { buildDecoderGraph, storeDecoderWeights, type WeightDtype } from './decoder-graph.js';
 
 /** Bump when the graph layout changes so stale cache entries are not reused. */
-export const COMPILER_VERSION = 4;
+export const COMPILER_VERSION = 5;
 
 export interface CompileSource {
   readonly spec: ModelSpec;

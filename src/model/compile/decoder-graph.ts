@@ -2,22 +2,30 @@
  * Compiles a Llama-family checkpoint (llama, qwen2, mistral) into one ONNX graph
  * that runs every layer in a single session.run: per-layer calls would cost a
  * JS round trip per layer per token, and no policy needs to interpose between
- * layers (eviction and sparse attention act through the KV inputs and the
- * attention bias, statistics come out as extra outputs).
+ * layers (eviction acts through the KV inputs and their masks, attention
+ * statistics come out as extra outputs of the stats variant).
  *
- * Graph contract (names in GRAPH_IO):
+ * The past KV is read in the KV store's own head-major layout and never copied
+ * inside the graph: scores against the past and against the new tokens are
+ * computed separately and only the (small) score rows are concatenated.
+ *
+ * Graph contract (names in GRAPH_IO); every layer has its own past length C_l:
  *   input_ids      int64   [B, T]
  *   position_ids   int64   [B, T]          RoPE positions (policies may renumber)
- *   attn_bias      float32 [B, 1, T, P+T]  additive mask: 0 attend, -inf blocked
- *                                          (causality, padding, sliding window, sparsity)
+ *   new_bias       float32 [B, 1, T, T]    additive mask among the new tokens (causal, window)
  *   logit_index    int64   [B, K]          which of the T positions produce logits
- *   past_key_L     float32 [B, P, kvH, D]  time-major, post-RoPE (the KV store's layout)
- *   past_value_L   float32 [B, P, kvH, D]
+ *   past_key_l     float32 [B, KV, C_l, D] post-RoPE keys, head-major
+ *   past_value_l   float32 [B, KV, C_l, D]
+ *   past_bias_l    float32 [B, 1|KV, 1|T, C_l]  additive mask over the past entries
+ *                                          (unused capacity, padding, evictions, window, sparsity)
+ *   attn_window    int64   [1]             (stats variant) query rows to report in attn_rows_l
  * outputs:
  *   logits         float32 [B, K, V]
- *   present_key_L  float32 [B, T, kvH, D]  only the T new entries; the KV store appends them
- *   present_value_L
- *   attn_L         float32 [B, kvH, G, T, P+T]  (only with emitAttention) softmax probabilities
+ *   present_key_l  float32 [B, KV, T, D]   only the T new entries; the KV store appends them
+ *   present_value_l
+ *   attn_sum_l     float32 [B, KV, C_l+T]  (stats variant) attention received per entry,
+ *                                          summed over the group's query heads and the T queries
+ *   attn_rows_l    float32 [B, KV, G, W, C_l+T]  (stats variant) the last W queries' attention rows
  */
 import { attr, type ExternalDataFile, GraphBuilder, storeTensor } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
@@ -28,7 +36,7 @@ export type WeightDtype = 'fp32' | 'int8' | 'int4';
 
 export interface DecoderGraphOptions {
   readonly weightDtype: WeightDtype;
-  /** Adds attn_L outputs (attention probabilities) for policies that score by attention. */
+  /** Adds attention statistics outputs for policies that score by attention. */
   readonly emitAttention: boolean;
   /** MatMulNBits block size along K. */
   readonly quantBlockSize: number;
@@ -39,14 +47,17 @@ export interface DecoderGraphOptions {
 export const GRAPH_IO = {
   inputIds: 'input_ids',
   positionIds: 'position_ids',
-  attnBias: 'attn_bias',
+  newBias: 'new_bias',
   logitIndex: 'logit_index',
+  attnWindow: 'attn_window',
   logits: 'logits',
   pastKey: (l: number): string => `past_key_${l}`,
   pastValue: (l: number): string => `past_value_${l}`,
+  pastBias: (l: number): string => `past_bias_${l}`,
   presentKey: (l: number): string => `present_key_${l}`,
   presentValue: (l: number): string => `present_value_${l}`,
-  attention: (l: number): string => `attn_${l}`,
+  attnSum: (l: number): string => `attn_sum_${l}`,
+  attnRows: (l: number): string => `attn_rows_${l}`,
 } as const;
 
 /** Weights written once to the external file; several graph variants refer to them. */
@@ -187,8 +198,9 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
 
   const inputIds = g.input(GRAPH_IO.inputIds, 'int64', ['B', 'T']);
   const positionIds = g.input(GRAPH_IO.positionIds, 'int64', ['B', 'T']);
-  const attnBias = g.input(GRAPH_IO.attnBias, 'float32', ['B', 1, 'T', 'S']);
+  const newBias = g.input(GRAPH_IO.newBias, 'float32', ['B', 1, 'T', 'T']);
   const logitIndex = g.input(GRAPH_IO.logitIndex, 'int64', ['B', 'K']);
+  const attnWindow = options.emitAttention ? g.input(GRAPH_IO.attnWindow, 'int64', [1]) : null;
 
   // Shape tensors computed once: [B, T] from the ids.
   const bt = g.op('Shape', [inputIds]);
@@ -200,6 +212,8 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
   const shapeQ4 = g.int64s([0, 0, -1, D]);
   const shape2dHidden = g.int64s([-1, hidden]);
   const shape2dHeads = g.int64s([-1, H * D]);
+  const shapeCtx5 = g.op('Concat', [g.int64s([0, KV, G]), tOnly, g.int64s([D])], { axis: attr.int(0) });
+  const rowStart = attnWindow ? g.op('Neg', [attnWindow]) : null;
 
   // RoPE tables for this call, computed in float32 exactly as transformers does.
   const invFreq = g.constant('float32', [D / 2], ropeInverseFrequencies(spec), 'inv_freq');
@@ -215,8 +229,10 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
     return g.op('Concat', [r1, r2], { axis: attr.int(-1) });
   };
 
-  const bias5 = g.op('Unsqueeze', [attnBias, g.int64s([1])]);
-  const qScale = g.scalarF32(1 / Math.sqrt(D), 'q_scale');
+  const newBias5 = g.op('Unsqueeze', [newBias, g.int64s([1])]); // [B, 1, 1, T, T]
+  const scale = 1 / Math.sqrt(D);
+  const scoresT = (q: string, k: string): string =>
+    g.op('FusedMatMul', [q, k], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(scale) }, 'com.microsoft');
 
   let x = g.op('Reshape', [g.op('Gather', [w('embed'), inputIds], { axis: attr.int(0) }), shape2dHidden]);
   for (let l = 0; l < spec.numLayers; l++) {
@@ -228,27 +244,35 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
     });
     if (!q || !k || !v) throw new Error('unreachable');
     const qRot = rope(g.op('Reshape', [q, shapeBTHD]));
-    g.node('Identity', [rope(g.op('Reshape', [k, shapeBTkvD]))], {}, { outputs: [GRAPH_IO.presentKey(l)] });
-    g.node('Identity', [g.op('Reshape', [v, shapeBTkvD])], {}, { outputs: [GRAPH_IO.presentValue(l)] });
-    const pastK = g.input(GRAPH_IO.pastKey(l), 'float32', ['B', 'P', KV, D]);
-    const pastV = g.input(GRAPH_IO.pastValue(l), 'float32', ['B', 'P', KV, D]);
-    const kAll = g.op('Concat', [pastK, GRAPH_IO.presentKey(l)], { axis: attr.int(1) });
-    const vAll = g.op('Concat', [pastV, GRAPH_IO.presentValue(l)], { axis: attr.int(1) });
-    const kT = g.op('Transpose', [kAll], { perm: attr.ints([0, 2, 3, 1]) }); // [B, KV, D, S]
-    const vT = g.op('Transpose', [vAll], { perm: attr.ints([0, 2, 1, 3]) }); // [B, KV, S, D]
+    const kNew = GRAPH_IO.presentKey(l);
+    const vNew = GRAPH_IO.presentValue(l);
+    g.node('Transpose', [rope(g.op('Reshape', [k, shapeBTkvD]))], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [kNew] }); // [B, KV, T, D]
+    g.node('Transpose', [g.op('Reshape', [v, shapeBTkvD])], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [vNew] });
+    const pastK = g.input(GRAPH_IO.pastKey(l), 'float32', ['B', KV, `C${l}`, D]);
+    const pastV = g.input(GRAPH_IO.pastValue(l), 'float32', ['B', KV, `C${l}`, D]);
+    const pastBias = g.input(GRAPH_IO.pastBias(l), 'float32', ['B', `Hb${l}`, `Tb${l}`, `C${l}`]);
     // Query heads grouped under their KV head: [B, KV, G*T, D] so one MatMul serves a whole group.
-    const qScaled = g.op('Mul', [qRot, qScale]);
     const qGrouped = g.op('Reshape', [
-      g.op('Transpose', [g.op('Reshape', [qScaled, shapeBTkvGD])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
+      g.op('Transpose', [g.op('Reshape', [qRot, shapeBTkvGD])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
       shapeQ4,
     ]);
-    const scoresFlat = g.op('MatMul', [qGrouped, kT]); // [B, KV, G*T, S]
-    const scores = g.op('Reshape', [scoresFlat, shapeScores5]); // [B, KV, G, T, S]
-    const probs = g.op('Softmax', [g.op('Add', [scores, bias5])], { axis: attr.int(-1) });
-    if (options.emitAttention) g.node('Identity', [probs], {}, { outputs: [GRAPH_IO.attention(l)] });
-    const ctx = g.op('MatMul', [g.op('Reshape', [probs, g.op('Shape', [scoresFlat])]), vT]); // [B, KV, G*T, D]
-    const ctx5 = g.op('Reshape', [ctx, g.op('Concat', [g.int64s([0, KV, G]), tOnly, g.int64s([D])], { axis: attr.int(0) })]);
-    const merged = g.op('Reshape', [g.op('Transpose', [ctx5], { perm: attr.ints([0, 3, 1, 2, 4]) }), shape2dHeads]);
+    const sPastFlat = scoresT(qGrouped, pastK); // [B, KV, G*T, C]
+    const sPast = g.op('Add', [g.op('Reshape', [sPastFlat, shapeScores5]), g.op('Unsqueeze', [pastBias, g.int64s([2])])]);
+    const sNewFlat = scoresT(qGrouped, kNew); // [B, KV, G*T, T]
+    const sNew = g.op('Add', [g.op('Reshape', [sNewFlat, shapeScores5]), newBias5]);
+    const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: attr.int(-1) })], { axis: attr.int(-1) }); // [B, KV, G, T, C+T]
+    if (rowStart) {
+      g.node('ReduceSum', [probs, g.int64s([2, 3])], { keepdims: attr.int(0) }, { outputs: [GRAPH_IO.attnSum(l)] });
+      g.node('Slice', [probs, rowStart, g.int64s([2 ** 31 - 1]), g.int64s([3])], {}, { outputs: [GRAPH_IO.attnRows(l)] });
+    }
+    const splitSizes = g.op('Concat', [g.op('Shape', [pastK], { start: attr.int(2), end: attr.int(3) }), tOnly], { axis: attr.int(0) });
+    const [pPast, pNew] = g.node('Split', [probs, splitSizes], { axis: attr.int(-1) }, { outputs: [`pp_${l}`, `pn_${l}`] });
+    if (!pPast || !pNew) throw new Error('unreachable');
+    const ctx = g.op('Add', [
+      g.op('MatMul', [g.op('Reshape', [pPast, g.op('Shape', [sPastFlat])]), pastV]),
+      g.op('MatMul', [g.op('Reshape', [pNew, g.op('Shape', [sNewFlat])]), vNew]),
+    ]); // [B, KV, G*T, D]
+    const merged = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [ctx, shapeCtx5])], { perm: attr.ints([0, 3, 1, 2, 4]) }), shape2dHeads]);
     let o = linear(merged, `l${l}.o`);
     if (spec.outputBias) o = g.op('Add', [o, w(`l${l}.o_bias`)]);
     x = g.op('Add', [x, o]);
@@ -275,9 +299,12 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
 
   g.output(GRAPH_IO.logits, 'float32', ['B', 'K', spec.vocabSize]);
   for (let l = 0; l < spec.numLayers; l++) {
-    g.output(GRAPH_IO.presentKey(l), 'float32', ['B', 'T', KV, D]);
-    g.output(GRAPH_IO.presentValue(l), 'float32', ['B', 'T', KV, D]);
-    if (options.emitAttention) g.output(GRAPH_IO.attention(l), 'float32', ['B', KV, G, 'T', 'S']);
+    g.output(GRAPH_IO.presentKey(l), 'float32', ['B', KV, 'T', D]);
+    g.output(GRAPH_IO.presentValue(l), 'float32', ['B', KV, 'T', D]);
+    if (options.emitAttention) {
+      g.output(GRAPH_IO.attnSum(l), 'float32', ['B', KV, `S${l}`]);
+      g.output(GRAPH_IO.attnRows(l), 'float32', ['B', KV, G, 'W', `S${l}`]);
+    }
   }
   return g.toModelBytes(17);
 }

@@ -35,7 +35,7 @@ test('chunked prefill equals one-shot prefill', { skip: skip ?? false }, async (
     let last: Float32Array = new Float32Array(0);
     for (let start = 0; start < PROMPT.length; start += 7) {
       const chunk = PROMPT.slice(start, start + 7);
-      const out = await m.session.run(m.inputs.prefill(kv, chunk, start, false));
+      const out = await m.session.run(m.inputs.prefill(kv, chunk, start));
       kv.append(out.presentKeys, out.presentValues, 0, chunk.length, chunk.map((_, i) => start + i));
       last = out.logits;
     }
