@@ -9,10 +9,10 @@ export type Budget = number;
 
 export const BUDGET_EXPECTS = 'a ratio in (0, 1] or a token count (an integer >= 1)';
 
-/** The budget schema; `x-expects` gives validation errors one readable line instead of one per union branch. */
-export function BudgetSchema(defaultValue: Budget, description: string): TUnion<[TNumber, TInteger]> {
+/** The budget schema (null: no default); `x-expects` gives validation errors one readable line instead of one per union branch. */
+export function BudgetSchema(defaultValue: Budget | null, description: string): TUnion<[TNumber, TInteger]> {
   return Type.Union([Type.Number({ exclusiveMinimum: 0, maximum: 1 }), Type.Integer({ minimum: 1 })], {
-    default: defaultValue,
+    ...(defaultValue === null ? {} : { default: defaultValue }),
     description: `${description} ${BUDGET_EXPECTS}; 1 means keep everything.`,
     'x-expects': BUDGET_EXPECTS,
   });

@@ -1,0 +1,26 @@
+/**
+ * The scorer language model behind every compression method: per-token
+ * log-probabilities of a sequence. Self-information is -logprob. The served
+ * model is the default scorer; another local model works when it shares the
+ * served model's tokenizer (the ids must mean the same text).
+ */
+
+export interface TokenScorer {
+  readonly vocabSize: number;
+  /**
+   * For each position t >= 1, log p(token_t | tokens_<t) in nats; position 0
+   * has no prediction and is NaN. Long inputs are scored in windows no longer
+   * than the model's context, so a token far into a long input is conditioned
+   * on the window before it, not on the whole prefix.
+   */
+  logprobs(tokens: readonly number[]): Promise<Float32Array>;
+}
+
+/** Self-information (surprisal) in nats: -logprob, NaN where there is no prediction. */
+export function selfInformation(logprobs: Float32Array): Float32Array {
+  const out = new Float32Array(logprobs.length);
+  for (let i = 0; i < logprobs.length; i++) out[i] = -(logprobs[i] ?? Number.NaN);
+  return out;
+}
+
+export { ModelScorer, type ModelScorerOptions, type OpenScorerOptions } from './model-scorer.js';

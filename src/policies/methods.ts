@@ -1,0 +1,31 @@
+/**
+ * Every method capserve implements, from easy to hard (kvpress's registry
+ * order): the rule, CAP profile, params schema and runtime needs of each live
+ * in its own file; this list is the one place they are enumerated.
+ */
+import { full } from './full.js';
+import { h2o } from './kv-eviction/h2o.js';
+import { knorm } from './kv-eviction/knorm.js';
+import { pyramidkv } from './kv-eviction/pyramidkv.js';
+import { snapkv } from './kv-eviction/snapkv.js';
+import { streamingLlm } from './kv-eviction/streaming-llm.js';
+import { tova } from './kv-eviction/tova.js';
+import type { EvictionMethod, MethodDefinition, SparseAttentionMethod } from './method-types.js';
+import { quest } from './sparse-attention/quest.js';
+import { sinkWindow } from './sparse-attention/sink-window.js';
+
+export const METHODS: readonly MethodDefinition[] = Object.freeze([full, streamingLlm, knorm, h2o, tova, snapkv, pyramidkv, sinkWindow, quest]);
+
+const BY_NAME: ReadonlyMap<string, MethodDefinition> = new Map(METHODS.map((m) => [m.method, m]));
+
+export function getMethod(method: string): MethodDefinition | undefined {
+  return BY_NAME.get(method);
+}
+
+export function evictionMethods(): EvictionMethod[] {
+  return METHODS.filter((m): m is EvictionMethod => m.kind === 'kv-eviction');
+}
+
+export function sparseAttentionMethods(): SparseAttentionMethod[] {
+  return METHODS.filter((m): m is SparseAttentionMethod => m.kind === 'sparse-attention');
+}
