@@ -10,10 +10,16 @@ import { kvBytesPerToken, SequenceKv, type KvShape } from '../kv/sequence-kv.js'
 import type { ModelSpec } from '../model/spec.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
 import type { ModelRunner } from '../runtime/model-runner.js';
+import type { DecoderStepInputs, DecoderStepOutputs } from '../runtime/decoder-session.js';
+import { ropeInverseFrequencies } from '../model/compile/rope.js';
+import type { PolicyReport } from '../policies/types.js';
+import { EvictionState, type EvictionPhase } from './eviction-state.js';
 import { EngineError, type EngineErrorCode } from './errors.js';
 import { Sequence } from './sequence.js';
 import { StepInputBuilder } from './step-inputs.js';
-import type { GenerateRequest, TokenEvent } from './types.js';
+import type { GenerateRequest, ScoreRequest, ScoreResult, TokenEvent } from './types.js';
+import { DEFAULT_SAMPLING } from './types.js';
+import { logSoftmaxRow } from './log-softmax.js';
 
 export interface EngineCoreOptions {
   readonly maxConcurrent: number;
@@ -25,6 +31,7 @@ export interface EngineCoreOptions {
 
 export type CoreOutput =
   | { readonly id: string; readonly event: TokenEvent }
+  | { readonly id: string; readonly scored: ScoreResult }
   | { readonly id: string; readonly error: { readonly code: EngineErrorCode; readonly message: string; readonly param: string | null; readonly retryAfterSeconds: number | null } };
 
 export interface CoreStats {
@@ -53,14 +60,20 @@ export class EngineCore {
   private stepMs = 0;
   private decodeTokens = 0;
 
+  private statsRunner: ModelRunner | null = null;
+  private readonly invFreq: Float32Array;
+
   constructor(
     private readonly session: ModelRunner,
+    /** The graph variant that also reports attention statistics; loaded on first need. */
+    private readonly loadStatsRunner: () => Promise<ModelRunner>,
     private readonly spec: ModelSpec,
     private readonly tokenizer: TextTokenizer,
     private readonly options: EngineCoreOptions,
   ) {
     this.pool = new KvPool(options.kvBudgetBytes);
     this.kvShape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
+    this.invFreq = ropeInverseFrequencies(spec);
     this.inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow });
   }
 
@@ -90,13 +103,38 @@ export class EngineCore {
   }
 
   submit(request: GenerateRequest): void {
+    this.enqueue(request, null);
+  }
+
+  submitScore(request: ScoreRequest): void {
+    const n = request.tokens.length;
+    const generateShaped: GenerateRequest = {
+      id: request.id,
+      promptTokens: request.tokens,
+      sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 1 },
+      policy: request.policy,
+      ...(request.servingPolicy ? { servingPolicy: request.servingPolicy } : {}),
+    };
+    if (n < 2 || !Number.isInteger(request.from) || request.from < 0 || request.from > n - 2) {
+      this.fail(request.id, new EngineError('invalid_request', `scoring needs at least 2 tokens and 0 <= from <= ${n - 2}; got ${n} tokens, from ${request.from}`));
+      return;
+    }
+    this.enqueue(generateShaped, request);
+  }
+
+  private enqueue(request: GenerateRequest, scoring: ScoreRequest | null): void {
     try {
-      this.validate(request);
+      this.validate(request, scoring !== null);
       const seq = new Sequence(request, this.spec.vocabSize, this.tokenizer.createDecodeStream({ skipSpecialTokens: true }), this.spec.eosTokenIds, this.options.contextLength);
-      if (seq.maxTokensNeeded * kvBytesPerToken(this.kvShape) > this.pool.budgetBytes) {
+      seq.scoring = scoring;
+      const policy = request.servingPolicy;
+      if (policy && policy.kind === 'kv-eviction') seq.eviction = new EvictionState(policy, this.spec, this.invFreq);
+      seq.reservation = this.reservationFor(seq);
+      const bytes = seq.reservation * kvBytesPerToken(this.kvShape);
+      if (bytes > this.pool.budgetBytes) {
         throw new EngineError(
           'invalid_request',
-          `this request needs ${seq.maxTokensNeeded} tokens of KV cache (${seq.maxTokensNeeded * kvBytesPerToken(this.kvShape)} bytes) but the KV budget is ${this.pool.budgetBytes} bytes; lower max_tokens or the prompt`,
+          `this request needs ${seq.reservation} tokens of KV cache (${bytes} bytes) but the KV budget is ${this.pool.budgetBytes} bytes; lower max_tokens or the prompt`,
           { param: 'max_tokens' },
         );
       }
@@ -107,16 +145,38 @@ export class EngineCore {
     }
   }
 
+  /**
+   * Entries per layer a sequence can hold at once. With a token-count eviction
+   * budget the cache is bounded by the budget (PyramidKV's lower layers get up to
+   * about twice it) plus what arrives between evictions; otherwise by what it covers.
+   */
+  private reservationFor(seq: Sequence): number {
+    const covered = seq.maxTokensCovered;
+    const ev = seq.eviction;
+    if (!ev) return covered;
+    const budget = ev.policy.params['budget'];
+    if (typeof budget !== 'number' || budget <= 1) return covered;
+    const every = ev.policy.params['compressEvery'];
+    const between = Math.max(this.chunkFor(seq), typeof every === 'number' && every > 0 ? every : covered);
+    return Math.min(covered, 2 * budget + ev.observationWindow + between + 1);
+  }
+
+  private chunkFor(seq: Sequence): number {
+    return seq.scoring?.chunk ?? this.options.prefillChunk;
+  }
+
   abort(id: string): void {
     const seq = this.byId.get(id);
     if (seq) seq.abortRequested = true;
   }
 
-  private validate(request: GenerateRequest): void {
+  private validate(request: GenerateRequest, scoring: boolean): void {
     if (this.byId.has(request.id)) throw new EngineError('invalid_request', `request id ${request.id} is already in use`);
     const n = request.promptTokens.length;
     if (n === 0) throw new EngineError('invalid_request', 'the prompt is empty (0 tokens)', { param: 'prompt' });
-    if (n >= this.options.contextLength) {
+    const evicts = request.servingPolicy?.kind === 'kv-eviction';
+    // An eviction policy keeps the cache within its budget, so the window limits the cache, not the prompt.
+    if (!evicts && !scoring && n >= this.options.contextLength) {
       throw new EngineError(
         'context_length_exceeded',
         `This model's maximum context length is ${this.options.contextLength} tokens. However, your request has ${n} prompt tokens, leaving no room to generate.`,
@@ -141,6 +201,49 @@ export class EngineCore {
         ? err
         : new EngineError('engine_failed', err instanceof Error ? err.message : String(err));
     this.out.push({ id, error: { code: e.code, message: e.message, param: e.param, retryAfterSeconds: e.retryAfterSeconds } });
+  }
+
+  private async forward(inputs: DecoderStepInputs, withStats: boolean): Promise<DecoderStepOutputs> {
+    let runner = this.session;
+    if (withStats) {
+      this.statsRunner ??= await this.loadStatsRunner();
+      runner = this.statsRunner;
+    }
+    const f0 = performance.now();
+    const out = await runner.run(inputs);
+    this.forwardMs += performance.now() - f0;
+    return out;
+  }
+
+  /** Hands one sequence's row of a pass's statistics to its eviction state, then lets it evict. */
+  private afterPass(
+    seq: Sequence,
+    out: DecoderStepOutputs,
+    inputs: DecoderStepInputs,
+    row: number,
+    lengthBefore: readonly number[],
+    phase: EvictionPhase,
+  ): void {
+    const ev = seq.eviction;
+    const kv = seq.kv;
+    if (!ev || !kv) return;
+    if (out.attnSum && out.attnRows) {
+      ev.observe(kv, {
+        row,
+        batch: inputs.batch,
+        newTokens: inputs.newTokens,
+        window: Math.max(1, inputs.attnWindow ?? 1),
+        pastWidth: inputs.layers.map((l) => l.capacity),
+        lengthBefore,
+        attnSum: out.attnSum,
+        attnRows: out.attnRows,
+      });
+    }
+    ev.afterPass(kv, phase, seq.prefilled + Math.max(0, seq.generated - (phase === 'decode' ? 0 : 1)));
+  }
+
+  private layerLengths(kv: SequenceKv): number[] {
+    return Array.from({ length: this.spec.numLayers }, (_, l) => kv.length(l));
   }
 
   /** Runs one engine step. Errors in the forward pass fail the sequences involved, never the loop. */
@@ -184,7 +287,7 @@ export class EngineCore {
     while (this.waiting.length > 0 && this.running.length < this.options.maxConcurrent) {
       const seq = this.waiting[0];
       if (!seq) break;
-      const tokens = seq.maxTokensNeeded;
+      const tokens = seq.reservation;
       if (!this.pool.tryReserve(tokens * kvBytesPerToken(this.kvShape))) break; // no room: wait for a finish
       this.waiting.shift();
       seq.kv = new SequenceKv(this.kvShape, this.pool, tokens);
@@ -198,16 +301,32 @@ export class EngineCore {
     const kv = seq.kv;
     if (!kv) throw new Error('unreachable: prefilling without KV');
     const prompt = seq.request.promptTokens;
-    const chunk = prompt.slice(seq.prefilled, seq.prefilled + this.options.prefillChunk);
+    let size = this.chunkFor(seq);
+    const remaining = prompt.length - seq.prefilled;
+    // The observation window (SnapKV, PyramidKV) must fall inside the last chunk.
+    const window = seq.eviction?.observationWindow ?? 0;
+    if (remaining > size && remaining - size < window) size = Math.max(1, remaining - window);
+    const chunk = prompt.slice(seq.prefilled, seq.prefilled + size);
+    const last = seq.prefilled + chunk.length >= prompt.length;
     const start = kv.nextPosition;
-    const inputs = this.inputs.prefill(kv, chunk, start);
-    const f0 = performance.now();
-    const out = await this.session.run(inputs);
-    this.forwardMs += performance.now() - f0;
+    const withStats = seq.eviction?.needsStats ?? false;
+    const allLogits = seq.scoring !== null;
+    const inputs = this.inputs.prefill(kv, chunk, start, {
+      allLogits,
+      ...(withStats ? { attnWindow: seq.eviction?.rowsWanted(last) ?? 1 } : {}),
+    });
+    const lengthBefore = this.layerLengths(kv);
+    const out = await this.forward(inputs, withStats);
     const positions = Array.from({ length: chunk.length }, (_, i) => start + i);
     kv.append(out.presentKeys, out.presentValues, 0, chunk.length, positions);
+    if (seq.scoring) this.collectScores(seq, out.logits, seq.prefilled, chunk.length);
     seq.prefilled += chunk.length;
-    if (seq.prefilled < prompt.length) return;
+    this.afterPass(seq, out, inputs, 0, lengthBefore, last ? 'prefill-end' : 'prefill-chunk');
+    if (!last) return;
+    if (seq.scoring) {
+      this.finishScoring(seq, seq.scoring);
+      return;
+    }
     seq.prefillDoneAt = performance.now();
     seq.state = 'decoding';
     this.accept(seq, out.logits.subarray(0, this.spec.vocabSize));
@@ -223,20 +342,50 @@ export class EngineCore {
       tokens.push(s.pendingToken);
       positions.push(s.kv.nextPosition);
     }
-    const inputs = this.inputs.decode(kvs, tokens, positions);
-    const f0 = performance.now();
-    const out = await this.session.run(inputs);
-    this.forwardMs += performance.now() - f0;
+    const withStats = batch.some((s) => s.eviction?.needsStats ?? false);
+    const inputs = this.inputs.decode(kvs, tokens, positions, withStats ? 1 : null);
+    const before = kvs.map((kv) => this.layerLengths(kv));
+    const out = await this.forward(inputs, withStats);
     const V = this.spec.vocabSize;
     batch.forEach((s, b) => {
       s.kv?.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]);
+      this.afterPass(s, out, inputs, b, before[b] ?? [], 'decode');
       this.accept(s, out.logits.subarray(b * V, (b + 1) * V));
     });
     this.decodeTokens += batch.length;
   }
 
+  private collectScores(seq: Sequence, logits: Float32Array, offset: number, count: number): void {
+    const req = seq.scoring;
+    if (!req) return;
+    const V = this.spec.vocabSize;
+    for (let t = 0; t < count; t++) {
+      const g = offset + t;
+      if (g < req.from || g + 1 >= req.tokens.length) continue;
+      const row = logSoftmaxRow(logits.subarray(t * V, (t + 1) * V));
+      seq.scoredTargets.push(row[req.tokens[g + 1] ?? 0] ?? NaN);
+      if (req.mode === 'rows') seq.scoredRows.push(row);
+    }
+  }
+
+  private finishScoring(seq: Sequence, req: ScoreRequest): void {
+    const V = this.spec.vocabSize;
+    let rows: Float32Array | null = null;
+    if (req.mode === 'rows') {
+      rows = new Float32Array(seq.scoredRows.length * V);
+      seq.scoredRows.forEach((r, i) => rows?.set(r, i * V));
+    }
+    const policy = this.report(seq);
+    seq.state = 'finished';
+    seq.kv?.release();
+    seq.kv = null;
+    this.remove(seq);
+    this.out.push({ id: seq.id, scored: { targetLogprobs: Float32Array.from(seq.scoredTargets), rows, vocabSize: V, policy } });
+  }
+
   /** Samples the next token from `logits`, streams its text, and decides whether the sequence ends. */
   private accept(seq: Sequence, logits: Float32Array): void {
+    if (seq.request.captureLogprobs) seq.captured.push(logSoftmaxRow(logits));
     const r = seq.sampler.sample(logits);
     seq.generated += 1;
     seq.pendingToken = r.tokenId;
@@ -269,8 +418,31 @@ export class EngineCore {
     return tail.stopped ? tail.emit : tail.emit + seq.stopMatcher.flush();
   }
 
+  private report(seq: Sequence): PolicyReport {
+    const policy = seq.request.servingPolicy;
+    const covered = seq.prefilled + Math.max(0, seq.generated - 1);
+    const kv = seq.kv;
+    let retained = covered;
+    if (kv) {
+      let sum = 0;
+      for (let l = 0; l < this.spec.numLayers; l++) sum += kv.length(l);
+      retained = sum / this.spec.numLayers;
+    }
+    return {
+      policy: seq.request.policy,
+      kind: policy?.kind ?? 'none',
+      promptTokens: seq.promptLength,
+      kvTokensRetained: retained,
+      contextTokens: covered,
+      compressionRatio: covered > 0 ? retained / covered : 1,
+      attentionMassRetained: seq.eviction ? seq.eviction.attentionMassRetained : null,
+      details: seq.eviction ? { evictions: seq.eviction.evictionCount } : {},
+    };
+  }
+
   private finish(seq: Sequence, trailingText: string): void {
     seq.state = 'finished';
+    const report = this.report(seq);
     seq.kv?.release();
     seq.kv = null;
     this.remove(seq);
@@ -289,6 +461,8 @@ export class EngineCore {
           prefillMs: seq.prefillDoneAt ? seq.prefillDoneAt - admitted : 0,
           totalMs: now - seq.submittedAt,
         },
+        policy: report,
+        ...(seq.request.captureLogprobs ? { capturedLogprobs: concatRows(seq.captured, this.spec.vocabSize) } : {}),
       },
     });
   }
@@ -308,4 +482,10 @@ export class EngineCore {
       if (i >= 0) list.splice(i, 1);
     }
   }
+}
+
+function concatRows(rows: readonly Float32Array[], width: number): Float32Array {
+  const out = new Float32Array(rows.length * width);
+  rows.forEach((r, i) => out.set(r, i * width));
+  return out;
 }

@@ -13,7 +13,7 @@ import { loadTokenizer } from '../model/tokenizer.js';
 import type { ChatMessage, ChatTemplate, TextTokenizer } from '../model/tokenizer-types.js';
 import type { CoreOutput, CoreStats } from './engine-core.js';
 import { EngineError } from './errors.js';
-import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, TokenEvent } from './types.js';
+import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, ScoreRequest, ScoreResult, TokenEvent } from './types.js';
 import type { FromWorker, ReadyInfo, ToWorker, WorkerInit } from './worker-protocol.js';
 
 export interface LocalEngineOptions {
@@ -46,6 +46,7 @@ export class LocalEngine implements EngineClient {
   private readonly tokenizer: TextTokenizer;
   private readonly chatTemplate: ChatTemplate | null;
   private readonly streams = new Map<string, Stream>();
+  private readonly scores = new Map<string, { resolve: (r: ScoreResult) => void; reject: (e: EngineError) => void }>();
   private info: ReadyInfo | null = null;
   private stats: CoreStats | null = null;
   private fatal: EngineError | null = null;
@@ -124,6 +125,8 @@ export class LocalEngine implements EngineClient {
 
   private failAll(err: EngineError): void {
     this.fatal = err;
+    for (const p of this.scores.values()) p.reject(err);
+    this.scores.clear();
     for (const s of this.streams.values()) {
       s.error = err;
       s.notify?.();
@@ -132,14 +135,18 @@ export class LocalEngine implements EngineClient {
 
   private deliver(outputs: readonly CoreOutput[]): void {
     for (const o of outputs) {
+      const pending = this.scores.get(o.id);
+      if (pending) {
+        this.scores.delete(o.id);
+        if ('scored' in o) pending.resolve(o.scored);
+        else if ('error' in o) pending.reject(toEngineError(o.error));
+        continue;
+      }
       const s = this.streams.get(o.id);
       if (!s) continue;
       if ('error' in o) {
-        s.error = new EngineError(o.error.code, o.error.message, {
-          ...(o.error.param !== null ? { param: o.error.param } : {}),
-          ...(o.error.retryAfterSeconds !== null ? { retryAfterSeconds: o.error.retryAfterSeconds } : {}),
-        });
-      } else {
+        s.error = toEngineError(o.error);
+      } else if ('event' in o) {
         s.events.push(o.event);
         if (o.event.type === 'done') s.done = true;
       }
@@ -192,6 +199,20 @@ export class LocalEngine implements EngineClient {
         }
       },
     };
+  }
+
+  score(request: ScoreRequest, signal?: AbortSignal): Promise<ScoreResult> {
+    if (this.fatal) return Promise.reject(this.fatal);
+    if (this.closed) return Promise.reject(new EngineError('shutting_down', 'the server is shutting down', { retryAfterSeconds: 5 }));
+    if (!this.info) return Promise.reject(new EngineError('not_ready', 'the model is still loading', { retryAfterSeconds: 5 }));
+    if (this.scores.has(request.id) || this.streams.has(request.id)) {
+      return Promise.reject(new EngineError('invalid_request', `request id ${request.id} is already in use`));
+    }
+    return new Promise<ScoreResult>((resolve, reject) => {
+      this.scores.set(request.id, { resolve, reject });
+      this.post({ type: 'score', request });
+      signal?.addEventListener('abort', () => this.abort(request.id), { once: true });
+    });
   }
 
   abort(id: string): void {
@@ -262,3 +283,12 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<Lo
   await engine.ready;
   return engine;
 }
+
+function toEngineError(e: CoreErrorPayload): EngineError {
+  return new EngineError(e.code, e.message, {
+    ...(e.param !== null ? { param: e.param } : {}),
+    ...(e.retryAfterSeconds !== null ? { retryAfterSeconds: e.retryAfterSeconds } : {}),
+  });
+}
+
+type CoreErrorPayload = Extract<CoreOutput, { error: unknown }>['error'];

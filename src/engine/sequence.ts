@@ -3,9 +3,10 @@
  * waiting -> prefilling -> decoding -> finished (or aborted at any point).
  */
 import type { SequenceKv } from '../kv/sequence-kv.js';
+import type { EvictionState } from './eviction-state.js';
 import type { DecodeStream } from '../model/tokenizer-types.js';
 import { SequenceSampler, StopMatcher } from './sampling/index.js';
-import type { FinishReason, GenerateRequest } from './types.js';
+import type { FinishReason, GenerateRequest, ScoreRequest } from './types.js';
 
 export type SequenceState = 'waiting' | 'prefilling' | 'decoding' | 'finished';
 
@@ -26,6 +27,16 @@ export class Sequence {
   readonly submittedAt = performance.now();
   admittedAt = 0;
   prefillDoneAt = 0;
+  /** KV-eviction state when the serving policy evicts; null for full attention. */
+  eviction: EvictionState | null = null;
+  /** Set for teacher-forced scoring requests: prefill only, no sampling. */
+  scoring: ScoreRequest | null = null;
+  readonly scoredTargets: number[] = [];
+  readonly scoredRows: Float32Array[] = [];
+  /** Log-softmax rows of generated steps when the request captures them. */
+  readonly captured: Float32Array[] = [];
+  /** Entries this sequence may hold per layer: what admission reserves. */
+  reservation = 0;
 
   constructor(
     readonly request: GenerateRequest,
@@ -50,8 +61,9 @@ export class Sequence {
     return this.request.promptTokens.length;
   }
 
-  /** Worst-case tokens this sequence can hold: what admission reserves. */
-  get maxTokensNeeded(): number {
-    return Math.min(this.contextLength, this.promptLength + this.request.sampling.maxTokens);
+  /** Tokens the sequence covers at most (prompt + generated), capped by the window unless a policy evicts. */
+  get maxTokensCovered(): number {
+    const total = this.promptLength + (this.scoring ? 0 : this.request.sampling.maxTokens);
+    return this.eviction || this.scoring ? total : Math.min(this.contextLength, total);
   }
 }

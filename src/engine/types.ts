@@ -1,3 +1,6 @@
+import type { Policy } from '../policies/policy.js';
+import type { PolicyReport } from '../policies/types.js';
+
 /**
  * The contract between server/ and the engine. The server never sees tensors,
  * the engine never sees raw JSON.
@@ -49,6 +52,36 @@ export interface GenerateRequest {
   readonly sampling: SamplingParams;
   /** Serving policy name chosen by cap/router; 'full' when none. */
   readonly policy: string;
+  /** The policy's configuration (what the engine executes); absent or kind 'none': full attention. */
+  readonly servingPolicy?: Policy;
+  /** Keep each generated step's log-softmax row (for shadow fidelity); returned with 'done'. */
+  readonly captureLogprobs?: boolean;
+}
+
+/**
+ * Teacher-forced scoring: logits for positions of a given token sequence, under
+ * a policy, by chunked prefill (eviction between chunks where the policy says).
+ */
+export interface ScoreRequest {
+  readonly id: string;
+  readonly tokens: readonly number[];
+  readonly policy: string;
+  readonly servingPolicy?: Policy;
+  /** First position whose next-token distribution is reported. */
+  readonly from: number;
+  /** 'target': log p(tokens[t+1] | tokens[..t]) only; 'rows': the whole log-softmax row. */
+  readonly mode: 'target' | 'rows';
+  /** Prefill chunk length for this request (eviction granularity); engine default when absent. */
+  readonly chunk?: number;
+}
+
+export interface ScoreResult {
+  /** [n] log-probabilities of the actual next tokens for positions from..tokens.length-2. */
+  readonly targetLogprobs: Float32Array;
+  /** [n, vocabSize] log-softmax rows (mode 'rows'), else null. */
+  readonly rows: Float32Array | null;
+  readonly vocabSize: number;
+  readonly policy: PolicyReport;
 }
 
 export interface TokenLogprob {
@@ -81,6 +114,10 @@ export type TokenEvent =
       /** Which stop string or token ended generation, if any. */
       readonly stopReason: string | number | null;
       readonly timings: RequestTimings;
+      /** Which policy served the request and what it did. */
+      readonly policy: PolicyReport;
+      /** [completionTokens, vocabSize] log-softmax rows, when the request asked to capture them. */
+      readonly capturedLogprobs?: Float32Array;
     };
 
 /** Engine-side timings of one request, for the P-axis metrics. */
@@ -116,6 +153,8 @@ export interface EngineClient {
   models(): readonly ModelCard[];
   tokenize(text: string, options?: { addSpecialTokens?: boolean }): number[];
   detokenize(ids: readonly number[]): string;
+  /** Teacher-forced scoring (shadow fidelity, perplexity); queued like generation. */
+  score(request: ScoreRequest, signal?: AbortSignal): Promise<ScoreResult>;
   /** Chat template rendering; throws EngineError('no_chat_template') when the model has none. */
   renderChat(messages: readonly import('../model/tokenizer-types.js').ChatMessage[]): { text: string; addSpecialTokens: boolean };
   close(): Promise<void>;

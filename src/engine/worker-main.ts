@@ -7,6 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { compileModel } from '../model/compile/compile-model.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { DecoderSession, runtimeVersion } from '../runtime/decoder-session.js';
+import { openMoeRunnerForWorker } from '../runtime/moe-runner-factory.js';
 import { EngineCore } from './engine-core.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
@@ -24,9 +25,12 @@ async function main(): Promise<void> {
     onProgress: (message) => send({ type: 'progress', message }),
   });
   const spec = checkpoint.spec;
-  const session = await DecoderSession.create(compiled.decoderPath, spec, { threads: init.threads });
+  const session = spec.moe !== undefined
+    ? await openMoeRunnerForWorker(compiled, spec, checkpoint.tokenizer, init.threads, Reflect.get(init, 'expertOffload'))
+    : await DecoderSession.create(compiled.decoderPath, spec, { threads: init.threads });
   const contextLength = init.contextLength ?? spec.maxPositionEmbeddings;
-  const core = new EngineCore(session, spec, checkpoint.tokenizer, {
+  const loadStatsRunner = (): Promise<DecoderSession> => DecoderSession.create(compiled.attentionDecoderPath, spec, { threads: init.threads });
+  const core = new EngineCore(session, loadStatsRunner, spec, checkpoint.tokenizer, {
     maxConcurrent: init.maxConcurrent,
     maxQueue: init.maxQueue,
     kvBudgetBytes: init.kvBudgetBytes,
@@ -38,6 +42,7 @@ async function main(): Promise<void> {
   let wake: (() => void) | null = null;
   port.on('message', (m: ToWorker) => {
     if (m.type === 'generate') core.submit(m.request);
+    else if (m.type === 'score') core.submitScore(m.request);
     else if (m.type === 'abort') core.abort(m.id);
     else if (m.type === 'shutdown') shuttingDown = true;
     const w = wake;

@@ -2,7 +2,7 @@
 import type { WeightDtype } from '../model/compile/decoder-graph.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { CoreOutput, CoreStats } from './engine-core.js';
-import type { GenerateRequest } from './types.js';
+import type { GenerateRequest, ScoreRequest } from './types.js';
 
 export interface WorkerInit {
   readonly modelDir: string;
@@ -19,6 +19,7 @@ export interface WorkerInit {
 
 export type ToWorker =
   | { readonly type: 'generate'; readonly request: GenerateRequest }
+  | { readonly type: 'score'; readonly request: ScoreRequest }
   | { readonly type: 'abort'; readonly id: string }
   | { readonly type: 'shutdown' };
 

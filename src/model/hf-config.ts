@@ -4,12 +4,14 @@
  * means the same thing here; anything we cannot run faithfully is refused by name.
  */
 import { CheckpointError } from './errors.js';
-import { SUPPORTED_ARCHITECTURES, type Architecture, type ModelSpec, type RopeScaling } from './spec.js';
+import { SUPPORTED_ARCHITECTURES, type Architecture, type ModelSpec, type MoeSpec, type RopeScaling } from './spec.js';
 
 const CAUSAL_LM_CLASS: Readonly<Record<Architecture, string>> = {
   llama: 'LlamaForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
   mistral: 'MistralForCausalLM',
+  mixtral: 'MixtralForCausalLM',
+  qwen2_moe: 'Qwen2MoeForCausalLM',
 };
 
 /** transformers' per-architecture defaults for fields a config may omit. */
@@ -17,6 +19,8 @@ const DEFAULTS: Readonly<Record<Architecture, { rmsNormEps: number; ropeTheta: n
   llama: { rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 2048 },
   qwen2: { rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 32768 },
   mistral: { rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 4096 * 32 },
+  mixtral: { rmsNormEps: 1e-5, ropeTheta: 1e6, maxPositionEmbeddings: 4096 * 32 },
+  qwen2_moe: { rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 32768 },
 };
 
 type Json = Record<string, unknown>;
@@ -75,6 +79,15 @@ class Fields {
   }
 
   /** A token id or list of ids; undefined when absent, [] when null. */
+  intList(field: string): number[] {
+    const v = this.obj[field];
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0)) {
+      throw this.bad(field, `must be a list of non-negative integers, got ${JSON.stringify(v)}`);
+    }
+    return v as number[];
+  }
+
   tokenIds(field: string): number[] | undefined {
     const v = this.obj[field];
     if (v === undefined) return undefined;
@@ -145,6 +158,45 @@ function qwen2SlidingWindow(config: Json, f: Fields, numLayers: number, file: st
   throw new CheckpointError('unsupported_config', file, 'a mix of sliding-window and full-attention layers (max_window_layers / layer_types) is not supported');
 }
 
+/**
+ * Mixtral: every layer sparse, top-k of softmax renormalised, experts of
+ * intermediate_size. Qwen2-MoE: experts of moe_intermediate_size, renormalised only
+ * with norm_topk_prob, plus a sigmoid-gated shared expert; layers turned dense by
+ * decoder_sparse_step / mlp_only_layers are refused (all our graphs assume every
+ * layer is sparse).
+ */
+function parseMoe(architecture: Architecture, f: Fields, numLayers: number, file: string): MoeSpec | undefined {
+  if (architecture === 'mixtral') {
+    const numExperts = f.positiveInt('num_local_experts', 8);
+    const topK = f.positiveInt('num_experts_per_tok', 2);
+    if (topK > numExperts) throw new CheckpointError('bad_config', file, `num_experts_per_tok (${topK}) exceeds num_local_experts (${numExperts})`);
+    return Object.freeze({ numExperts, topK, expertIntermediateSize: f.positiveInt('intermediate_size'), normTopKProb: true, sharedExpertIntermediateSize: null });
+  }
+  if (architecture === 'qwen2_moe') {
+    const numExperts = f.positiveInt('num_experts', 60);
+    const topK = f.positiveInt('num_experts_per_tok', 4);
+    if (topK > numExperts) throw new CheckpointError('bad_config', file, `num_experts_per_tok (${topK}) exceeds num_experts (${numExperts})`);
+    const step = f.positiveInt('decoder_sparse_step', 1);
+    const dense = f.intList('mlp_only_layers').filter((l) => l < numLayers);
+    if (step !== 1 || dense.length > 0) {
+      throw new CheckpointError(
+        'unsupported_config',
+        file,
+        `decoder_sparse_step ${step} / mlp_only_layers ${JSON.stringify(dense)} make some layers dense; only all-sparse Qwen2-MoE models are supported (decoder_sparse_step 1, mlp_only_layers [])`,
+      );
+    }
+    const shared = f.nonNegativeInt('shared_expert_intermediate_size', 0);
+    return Object.freeze({
+      numExperts,
+      topK,
+      expertIntermediateSize: f.positiveInt('moe_intermediate_size'),
+      normTopKProb: f.bool('norm_topk_prob', false),
+      sharedExpertIntermediateSize: shared === 0 ? null : shared,
+    });
+  }
+  return undefined;
+}
+
 export function parseModelSpec(configJson: unknown, generationConfig: unknown | null, file: string): ModelSpec {
   if (!isRecord(configJson)) throw new CheckpointError('bad_config', file, 'is not a JSON object');
   const config = configJson;
@@ -193,9 +245,15 @@ export function parseModelSpec(configJson: unknown, generationConfig: unknown | 
       slidingWindow = qwen2SlidingWindow(config, f, numLayers, file);
       break;
     case 'mistral':
+    case 'mixtral':
       slidingWindow = f.has('sliding_window') ? f.positiveInt('sliding_window') : null;
       break;
+    case 'qwen2_moe':
+      attentionBias = f.bool('qkv_bias', true);
+      slidingWindow = qwen2SlidingWindow(config, f, numLayers, file);
+      break;
   }
+  const moe = parseMoe(architecture, f, numLayers, file);
 
   let bosTokenId: number | null = f.tokenIds('bos_token_id')?.[0] ?? null;
   let eosTokenIds: number[] = f.tokenIds('eos_token_id') ?? [];
@@ -215,7 +273,7 @@ export function parseModelSpec(configJson: unknown, generationConfig: unknown | 
     numHeads,
     numKvHeads,
     headDim,
-    intermediateSize: f.positiveInt('intermediate_size'),
+    intermediateSize: f.positiveInt('intermediate_size', moe?.expertIntermediateSize),
     vocabSize: f.positiveInt('vocab_size'),
     rmsNormEps: f.positiveNumber('rms_norm_eps', defaults.rmsNormEps),
     ropeTheta,
@@ -227,5 +285,6 @@ export function parseModelSpec(configJson: unknown, generationConfig: unknown | 
     slidingWindow,
     bosTokenId,
     eosTokenIds: Object.freeze([...new Set(eosTokenIds)]),
+    ...(moe !== undefined ? { moe } : {}),
   });
 }

@@ -3,9 +3,25 @@
  * Hugging Face config.json spelling. Everything downstream (graph compiler,
  * reference forward pass, KV accounting) reads this, never config.json.
  */
-export type Architecture = 'llama' | 'qwen2' | 'mistral';
+export type Architecture = 'llama' | 'qwen2' | 'mistral' | 'mixtral' | 'qwen2_moe';
 
-export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['llama', 'qwen2', 'mistral'];
+export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['llama', 'qwen2', 'mistral', 'mixtral', 'qwen2_moe'];
+
+/**
+ * Sparse mixture-of-experts MLP (every layer): a router picks topK of numExperts
+ * SwiGLU experts per token from softmax(router logits); their outputs are summed
+ * with the routing weights. Set only for MoE architectures.
+ */
+export interface MoeSpec {
+  readonly numExperts: number;
+  readonly topK: number;
+  /** Each routed expert's SwiGLU width. */
+  readonly expertIntermediateSize: number;
+  /** Renormalise the top-k routing weights to sum to 1 (Mixtral always; Qwen2-MoE's norm_topk_prob). */
+  readonly normTopKProb: boolean;
+  /** Qwen2-MoE's always-on shared expert (gated by sigmoid(shared_expert_gate)); null when absent. */
+  readonly sharedExpertIntermediateSize: number | null;
+}
 
 export type RopeScaling =
   | { readonly type: 'linear'; readonly factor: number }
@@ -39,6 +55,8 @@ export interface ModelSpec {
   readonly slidingWindow: number | null;
   readonly bosTokenId: number | null;
   readonly eosTokenIds: readonly number[];
+  /** Present for MoE architectures (mixtral, qwen2_moe); the dense MLP (intermediateSize) is then unused. */
+  readonly moe?: MoeSpec;
 }
 
 /** One tensor of a checkpoint, converted to float32 on read. */

@@ -74,6 +74,8 @@ export class DecoderSession implements ModelRunner {
       executionMode: 'sequential',
       enableCpuMemArena: true,
       enableMemPattern: false,
+      // CAPSERVE_ORT_PROFILE=prefix writes onnxruntime's per-node timing JSON (for performance work).
+      ...(process.env['CAPSERVE_ORT_PROFILE'] ? { enableProfiling: true, profileFilePrefix: process.env['CAPSERVE_ORT_PROFILE'] } : {}),
     });
     const emitsAttention = session.outputNames.includes(GRAPH_IO.attnSum(0));
     return new DecoderSession(session, shape, emitsAttention);
@@ -132,6 +134,7 @@ export class DecoderSession implements ModelRunner {
   }
 
   async release(): Promise<void> {
+    if (process.env['CAPSERVE_ORT_PROFILE']) this.session.endProfiling();
     await this.session.release();
   }
 

@@ -58,7 +58,12 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     options: { maxPayload: config.server.bodyLimitBytes },
     // Runs on app.close(): the serve command has drained running responses by then.
     preClose: async function (this: FastifyInstance) {
-      for (const client of this.websocketServer.clients) client.close(1001, 'server shutting down');
+      const clients = [...this.websocketServer.clients];
+      const closed = clients.map((client) => new Promise((resolve) => client.once('close', resolve)));
+      for (const client of clients) client.close(1001, 'server shutting down');
+      // A peer that never answers the close handshake must not hold shutdown for ws's 30 s timeout.
+      await Promise.race([Promise.all(closed), new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
+      for (const client of clients) client.terminate();
     },
   });
 

@@ -1,5 +1,5 @@
 import { EngineError } from '../engine/errors.js';
-import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, TokenEvent } from '../engine/types.js';
+import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, ScoreRequest, ScoreResult, TokenEvent } from '../engine/types.js';
 import type { ChatMessage } from '../model/tokenizer-types.js';
 
 /**
@@ -20,6 +20,14 @@ export class DeferredEngine implements EngineClient {
 
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<TokenEvent> {
     return this.require().generate(request, signal);
+  }
+
+  score(request: ScoreRequest, signal?: AbortSignal): Promise<ScoreResult> {
+    try {
+      return this.require().score(request, signal);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   abort(id: string): void {

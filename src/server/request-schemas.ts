@@ -18,7 +18,8 @@ export const ChatMessageSchema = Type.Object(
 );
 
 const StopSchema = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 4 })]);
-const LogitBiasSchema = Type.Object({}, { patternProperties: { '^\\d+$': Type.Number({ minimum: -100, maximum: 100 }) }, additionalProperties: false });
+/** Token id (as a JSON key) -> bias in [-100, 100]. */
+const LogitBiasSchema = Type.Object({}, { propertyNames: { pattern: '^\\d+$' }, additionalProperties: Type.Number({ minimum: -100, maximum: 100 }) });
 const CapSchema = Type.Object({ policy: opt(Type.String({ minLength: 1 })) }, { additionalProperties: false });
 const StreamOptionsSchema = Type.Object({ include_usage: opt(Type.Boolean()) }, { additionalProperties: false });
 

@@ -18,7 +18,7 @@ export class SseStream {
     this.raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
-      connection: 'keep-alive',
+      // No explicit Connection header: node honours the client's keep-alive or close.
       // Tells nginx-style proxies not to buffer the stream.
       'x-accel-buffering': 'no',
       ...headers,

@@ -54,6 +54,10 @@ function toApiError(errors: readonly ErrorObject[]): ApiError {
     return new ApiError('invalid_request', `Missing required parameter: '${param}'.`, { param });
   }
   const param = paramOf(first.instancePath);
+  const key = (first as ErrorObject & { propertyName?: string }).propertyName;
+  if (key !== undefined) {
+    return new ApiError('invalid_request', `Invalid key '${key}' in '${param}': ${first.message ?? 'is invalid'}.`, { param });
+  }
   return new ApiError('invalid_request', `Invalid value for '${param}': ${describeOne(first, param)}.`, { param: param === '' ? null : param });
 }
 

@@ -1,8 +1,9 @@
 /**
  * An independent float64 forward pass of Hugging Face's Llama / Qwen2 / Mistral
- * decoders, written from the transformers modelling code and sharing nothing with
- * the engine but the ModelSpec / WeightSource types. It is slow and simple on
- * purpose: it is the yardstick the ONNX engine is measured against.
+ * decoders and the Mixtral / Qwen2-MoE sparse MLPs, written from the transformers
+ * modelling code and sharing nothing with the engine but the ModelSpec /
+ * WeightSource types (tensor names are spelled out here, not imported). It is
+ * slow and simple on purpose: it is the yardstick the ONNX engine is measured against.
  */
 import type { ModelSpec, WeightSource } from '../../src/model/spec.js';
 
@@ -41,6 +42,19 @@ interface Linear {
   readonly inp: number;
 }
 
+interface Mlp {
+  readonly gate: Linear;
+  readonly up: Linear;
+  readonly down: Linear;
+}
+
+interface SparseMoe {
+  readonly router: Linear;
+  readonly experts: Mlp[];
+  readonly shared: Mlp | null;
+  readonly sharedGate: Linear | null;
+}
+
 interface Layer {
   readonly inputNorm: Float64Array;
   readonly postNorm: Float64Array;
@@ -48,9 +62,9 @@ interface Layer {
   readonly k: Linear;
   readonly v: Linear;
   readonly o: Linear;
-  readonly gate: Linear;
-  readonly up: Linear;
-  readonly down: Linear;
+  /** The dense MLP, or null for an MoE layer. */
+  readonly mlp: Mlp | null;
+  readonly moe: SparseMoe | null;
   /** Post-RoPE keys and values, one vector per position (numKvHeads * headDim). */
   readonly keys: Float64Array[];
   readonly values: Float64Array[];
@@ -93,6 +107,39 @@ function rmsNorm(x: Float64Array, weight: Float64Array, eps: number): Float64Arr
   return y;
 }
 
+function mlpLoad(weights: WeightSource, names: { gate: string; up: string; down: string }, inter: number, h: number): Mlp {
+  return {
+    gate: linear(weights, names.gate.replace(/\.weight$/, ''), inter, h, false),
+    up: linear(weights, names.up.replace(/\.weight$/, ''), inter, h, false),
+    down: linear(weights, names.down.replace(/\.weight$/, ''), h, inter, false),
+  };
+}
+
+/** SwiGLU: down(silu(gate(x)) * up(x)). */
+function mlpForward(m: Mlp, x: Float64Array): Float64Array {
+  const g = matvec(m.gate, x);
+  const u = matvec(m.up, x);
+  for (let i = 0; i < g.length; i++) g[i] = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
+  return matvec(m.down, g);
+}
+
+/** The experts a token was routed to and their weights, as transformers computes them. */
+export interface Routing {
+  readonly experts: number[];
+  readonly weights: number[];
+}
+
+/** softmax over all experts, top-k (ties to the lower index), optionally renormalised. */
+export function routeTopK(logits: Float64Array, topK: number, normalize: boolean): Routing {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  const probs = Array.from(logits, (v) => Math.exp(v - max));
+  const sum = probs.reduce((a, b) => a + b, 0);
+  const order = probs.map((p, i) => ({ p: p / sum, i })).sort((a, b) => b.p - a.p || a.i - b.i).slice(0, topK);
+  const total = order.reduce((a, b) => a + b.p, 0);
+  return { experts: order.map((o) => o.i), weights: order.map((o) => (normalize ? o.p / total : o.p)) };
+}
+
 /** rotate-half RoPE on each head of vec, in place. */
 function applyRope(vec: Float64Array, heads: number, headDim: number, cos: Float64Array, sin: Float64Array): void {
   const half = headDim / 2;
@@ -107,6 +154,31 @@ function applyRope(vec: Float64Array, heads: number, headDim: number, cos: Float
   }
 }
 
+/** Mixtral: block_sparse_moe.{gate, experts.E.w1/w3/w2}; Qwen2-MoE: mlp.{gate, experts.E.gate_proj/up_proj/down_proj, shared_expert, shared_expert_gate}. */
+function loadMoe(spec: ModelSpec, weights: WeightSource, layer: number): SparseMoe {
+  const moe = spec.moe;
+  if (moe === undefined) throw new Error('reference: not an MoE model');
+  const h = spec.hiddenSize;
+  const p = `model.layers.${layer}`;
+  const mixtral = spec.architecture === 'mixtral';
+  const base = mixtral ? `${p}.block_sparse_moe` : `${p}.mlp`;
+  const experts: Mlp[] = [];
+  for (let e = 0; e < moe.numExperts; e++) {
+    const x = `${base}.experts.${e}`;
+    const names = mixtral
+      ? { gate: `${x}.w1.weight`, up: `${x}.w3.weight`, down: `${x}.w2.weight` }
+      : { gate: `${x}.gate_proj.weight`, up: `${x}.up_proj.weight`, down: `${x}.down_proj.weight` };
+    experts.push(mlpLoad(weights, names, moe.expertIntermediateSize, h));
+  }
+  const si = moe.sharedExpertIntermediateSize;
+  return {
+    router: linear(weights, `${base}.gate`, moe.numExperts, h, false),
+    experts,
+    shared: si === null ? null : mlpLoad(weights, { gate: `${base}.shared_expert.gate_proj.weight`, up: `${base}.shared_expert.up_proj.weight`, down: `${base}.shared_expert.down_proj.weight` }, si, h),
+    sharedGate: si === null ? null : linear(weights, `${base}.shared_expert_gate`, 1, h, false),
+  };
+}
+
 /** A float64 model with a KV cache: feed tokens, get the logits at each fed position. */
 export class ReferenceModel {
   private readonly embed: Float64Array;
@@ -115,6 +187,8 @@ export class ReferenceModel {
   private readonly layers: Layer[] = [];
   private readonly invFreq: Float64Array;
   private position = 0;
+  /** Per fed position, per layer: where the router sent the token (empty for dense models). */
+  readonly routing: Routing[][] = [];
 
   constructor(
     private readonly spec: ModelSpec,
@@ -133,9 +207,8 @@ export class ReferenceModel {
         k: linear(weights, `${p}.self_attn.k_proj`, numKvHeads * headDim, h, spec.attentionBias),
         v: linear(weights, `${p}.self_attn.v_proj`, numKvHeads * headDim, h, spec.attentionBias),
         o: linear(weights, `${p}.self_attn.o_proj`, h, numHeads * headDim, spec.outputBias),
-        gate: linear(weights, `${p}.mlp.gate_proj`, inter, h, false),
-        up: linear(weights, `${p}.mlp.up_proj`, inter, h, false),
-        down: linear(weights, `${p}.mlp.down_proj`, h, inter, false),
+        mlp: spec.moe === undefined ? mlpLoad(weights, { gate: `${p}.mlp.gate_proj.weight`, up: `${p}.mlp.up_proj.weight`, down: `${p}.mlp.down_proj.weight` }, inter, h) : null,
+        moe: spec.moe === undefined ? null : loadMoe(spec, weights, i),
         keys: [],
         values: [],
       });
@@ -171,6 +244,7 @@ export class ReferenceModel {
     const scale = 1 / Math.sqrt(headDim);
     // HF sliding window: the query at i sees keys j with i - window < j <= i.
     const first = s.slidingWindow === null ? 0 : Math.max(0, pos - s.slidingWindow + 1);
+    const routing: Routing[] = [];
 
     for (const layer of this.layers) {
       const xn = rmsNorm(x, layer.inputNorm, s.rmsNormEps);
@@ -212,12 +286,27 @@ export class ReferenceModel {
       for (let i = 0; i < h; i++) x[i] = x[i]! + o[i]!;
 
       const xn2 = rmsNorm(x, layer.postNorm, s.rmsNormEps);
-      const g = matvec(layer.gate, xn2);
-      const u = matvec(layer.up, xn2);
-      for (let i = 0; i < g.length; i++) g[i] = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
-      const m = matvec(layer.down, g);
-      for (let i = 0; i < h; i++) x[i] = x[i]! + m[i]!;
+      if (layer.mlp !== null) {
+        const m = mlpForward(layer.mlp, xn2);
+        for (let i = 0; i < h; i++) x[i] = x[i]! + m[i]!;
+      } else if (layer.moe !== null && s.moe !== undefined) {
+        const r = routeTopK(matvec(layer.moe.router, xn2), s.moe.topK, s.moe.normTopKProb);
+        routing.push(r);
+        r.experts.forEach((e, j) => {
+          const expert = layer.moe?.experts[e];
+          if (expert === undefined) throw new Error(`reference: expert ${e} missing`);
+          const m = mlpForward(expert, xn2);
+          const wgt = r.weights[j]!;
+          for (let i = 0; i < h; i++) x[i] = x[i]! + wgt * m[i]!;
+        });
+        if (layer.moe.shared !== null && layer.moe.sharedGate !== null) {
+          const m = mlpForward(layer.moe.shared, xn2);
+          const gate = 1 / (1 + Math.exp(-matvec(layer.moe.sharedGate, xn2)[0]!));
+          for (let i = 0; i < h; i++) x[i] = x[i]! + gate * m[i]!;
+        }
+      }
     }
+    this.routing.push(routing);
 
     const final = rmsNorm(x, this.finalNorm, s.rmsNormEps);
     const logits = new Float64Array(s.vocabSize);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { ExternalDataFile } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
 import { buildDecoderGraph, storeDecoderWeights, type WeightDtype } from './decoder-graph.js';
+import { compileMoeModel } from './moe-compile.js';
 
 /** Bump when the graph layout changes so stale cache entries are not reused. */
 export const COMPILER_VERSION = 5;
@@ -36,7 +37,7 @@ export interface CompiledModel {
   readonly dir: string;
   readonly spec: ModelSpec;
   readonly weightDtype: WeightDtype;
-  /** Logits and new KV only. */
+  /** Logits and new KV only. For an MoE model (spec.moe set): its moe-manifest.json (see moe-compile.ts). */
   readonly decoderPath: string;
   /** Same graph plus per-layer attention probabilities, for policies that score by attention. */
   readonly attentionDecoderPath: string;
@@ -61,6 +62,7 @@ export function compileKey(source: CompileSource, weightDtype: WeightDtype, quan
 }
 
 export function compileModel(source: CompileSource, options: CompileOptions): CompiledModel {
+  if (source.spec.moe !== undefined) return compileMoeModel(source, options);
   const quantAccuracyLevel = options.quantAccuracyLevel ?? DEFAULT_QUANT_ACCURACY_LEVEL;
   const key = compileKey(source, options.weightDtype, quantAccuracyLevel);
   const dir = join(options.cacheDir, key);

@@ -45,6 +45,10 @@ function initFor(t: ExpectedTensor, spec: ModelSpec): { mean: number; std: numbe
   if (n.endsWith('o_proj.bias')) return { mean: 0, std: 0.1 };
   if (n.endsWith('.bias')) return { mean: 0, std: 0.2 };
   if (n.endsWith('o_proj.weight')) return { mean: 0, std: residualScale / Math.sqrt(spec.numHeads * spec.headDim) };
+  if (n.includes('.shared_expert.down_proj.')) return { mean: 0, std: residualScale / Math.sqrt(spec.moe?.sharedExpertIntermediateSize ?? 1) };
+  if (spec.moe !== undefined && (n.endsWith('.w2.weight') || n.endsWith('down_proj.weight'))) {
+    return { mean: 0, std: residualScale / Math.sqrt(spec.moe.expertIntermediateSize) };
+  }
   if (n.endsWith('down_proj.weight')) return { mean: 0, std: residualScale / Math.sqrt(spec.intermediateSize) };
   return { mean: 0, std: 1 / Math.sqrt(spec.hiddenSize) };
 }

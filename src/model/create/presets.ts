@@ -28,11 +28,39 @@ const SHAPES: Readonly<Record<Preset, Shape>> = {
   '135m': { hidden: 576, layers: 30, heads: 9, kvHeads: 3, intermediate: 1536, vocab: 49152, maxPositions: 8192, mistralWindow: 4096 },
 };
 
+/**
+ * MoE shapes. tiny and small for tests; '135m' is the benchmark size: 8 layers of
+ * 8 experts (1.6M parameters each, 6.3 MB in fp32, 400 MB of experts in all), so
+ * expert bytes dwarf the ~15M resident parameters, as in real MoE models.
+ */
+interface MoeShape {
+  readonly experts: number;
+  readonly topK: number;
+  readonly expertIntermediate: number;
+  /** Qwen2-MoE's shared expert width. */
+  readonly sharedIntermediate: number;
+}
+
+const MOE_SHAPES: Readonly<Record<Preset, { readonly base: Shape; readonly moe: MoeShape }>> = {
+  tiny: { base: { ...SHAPES.tiny }, moe: { experts: 4, topK: 2, expertIntermediate: 64, sharedIntermediate: 96 } },
+  small: { base: { ...SHAPES.small }, moe: { experts: 8, topK: 2, expertIntermediate: 256, sharedIntermediate: 512 } },
+  '135m': {
+    base: { hidden: 512, layers: 8, heads: 8, kvHeads: 4, intermediate: 1024, vocab: 4096, maxPositions: 8192, mistralWindow: 4096 },
+    moe: { experts: 8, topK: 2, expertIntermediate: 1024, sharedIntermediate: 1024 },
+  },
+};
+
 const ARCH_CLASS: Readonly<Record<Architecture, string>> = {
   llama: 'LlamaForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
   mistral: 'MistralForCausalLM',
+  mixtral: 'MixtralForCausalLM',
+  qwen2_moe: 'Qwen2MoeForCausalLM',
 };
+
+function isMoe(arch: Architecture): boolean {
+  return arch === 'mixtral' || arch === 'qwen2_moe';
+}
 
 export function presetVocabSize(preset: Preset): number {
   return SHAPES[preset].vocab;
@@ -43,11 +71,12 @@ export function presetVocabSize(preset: Preset): number {
  * mistral keep a separate lm_head so both layouts are exercised.
  */
 function tied(arch: Architecture, preset: Preset): boolean {
+  if (isMoe(arch)) return arch === 'qwen2_moe';
   return preset === '135m' || arch === 'qwen2';
 }
 
 export function presetConfig(arch: Architecture, preset: Preset): Record<string, unknown> {
-  const s = SHAPES[preset];
+  const s = isMoe(arch) ? MOE_SHAPES[preset].base : SHAPES[preset];
   const config: Record<string, unknown> = {
     architectures: [ARCH_CLASS[arch]],
     model_type: arch,
@@ -78,8 +107,29 @@ export function presetConfig(arch: Architecture, preset: Preset): Record<string,
     config.use_sliding_window = false;
     config.sliding_window = s.maxPositions;
     config.max_window_layers = s.layers;
-  } else {
+  } else if (arch === 'mistral') {
     config.sliding_window = s.mistralWindow;
+  } else if (arch === 'mixtral') {
+    const m = MOE_SHAPES[preset].moe;
+    config.sliding_window = null;
+    config.num_local_experts = m.experts;
+    config.num_experts_per_tok = m.topK;
+    config.intermediate_size = m.expertIntermediate;
+    config.router_jitter_noise = 0.0;
+    config.output_router_logits = false;
+  } else {
+    const m = MOE_SHAPES[preset].moe;
+    config.use_sliding_window = false;
+    config.sliding_window = s.maxPositions;
+    config.max_window_layers = s.layers;
+    config.num_experts = m.experts;
+    config.num_experts_per_tok = m.topK;
+    config.moe_intermediate_size = m.expertIntermediate;
+    config.shared_expert_intermediate_size = m.sharedIntermediate;
+    config.norm_topk_prob = false;
+    config.decoder_sparse_step = 1;
+    config.mlp_only_layers = [];
+    config.output_router_logits = false;
   }
   return config;
 }

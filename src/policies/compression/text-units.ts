@@ -9,8 +9,9 @@
  *   keeps the spirit (short multi-word units, punctuation-delimited) without a
  *   parser;
  * - paragraph: ends after a blank line (LongLLMLingua's documents).
- * A token belongs to the unit in which its text starts; tokens with no text
- * of their own (the first bytes of a multi-byte character) join the next.
+ * A token belongs to the unit in which its first non-space character falls
+ * (a whitespace-only token, to the unit it ends); tokens with no text of their
+ * own (the first bytes of a multi-byte character) join the next.
  */
 import type { TextTokenizer } from '../../model/tokenizer-types.js';
 
@@ -29,16 +30,20 @@ export interface UnitMap {
   readonly count: number;
 }
 
-const SENTENCE_END = /[.!?…]+["'”’)\]]*(?=\s|$)|\n+/g;
-const PHRASE_END = /[,;:—–]+["'”’)\]]*/g;
+// Boundaries sit after the whitespace that follows the mark, so whitespace-only tokens stay with the unit they end.
+const SENTENCE_END = /[.!?…]+["'”’)\]]*(?=\s|$)\s*|\n\s*/g;
+const PHRASE_END = /[,;:—–]+["'”’)\]]*\s*/g;
 const PARAGRAPH_END = /\n[ \t]*\n\s*/g;
-const STARTS_WITH_SPACE = /^\s/;
+/** A word starts at a token whose text is whitespace followed by something visible. */
+const STARTS_WITH_SPACE = /^\s+\S/;
 
-function starts(pieces: readonly string[]): Int32Array {
+/** Per token, the text offset of its first non-space character (its start when it has none). */
+function anchors(pieces: readonly string[]): Int32Array {
   const out = new Int32Array(pieces.length);
   let c = 0;
   pieces.forEach((p, i) => {
-    out[i] = c;
+    const lead = p.search(/\S/);
+    out[i] = c + (lead < 0 ? 0 : lead);
     c += p.length;
   });
   return out;
@@ -54,9 +59,9 @@ function boundaries(text: string, pattern: RegExp): number[] {
   return out;
 }
 
-/** Token i (> 0) opens a unit when a boundary b satisfies start[i-1] < b <= start[i]. */
+/** Token i (> 0) opens a unit when a boundary b satisfies anchor[i-1] < b <= anchor[i]. */
 function mapBoundaries(pieces: readonly string[], cuts: readonly number[]): Int32Array {
-  const s = starts(pieces);
+  const s = anchors(pieces);
   const unitOf = new Int32Array(pieces.length);
   let u = 0;
   let k = 0;

@@ -1,10 +1,12 @@
 /**
- * LLMLingua's iterative token-level compression (Algorithm 1, "ITPC"): the
+ * LLMLingua's iterative token-level compression (Algorithm 1): the
  * compressible text is cut into windows of `iterativeSize` tokens; each
  * window is scored conditioned on the already-compressed prompt before it,
- * and its most surprising tokens are kept up to the window's quota. With a
- * condition (LongLLMLingua), a token's score is how much more predictable the
- * question makes it: log p(x | question, prefix) - log p(x | prefix).
+ * and its most surprising tokens are kept. Inside a window every document's
+ * run has its own quota (its ratio, as the reference gives each segment its
+ * own threshold), so LongLLMLingua's dynamic ratio reaches the token level.
+ * With a condition (LongLLMLingua), a token's score is how much more
+ * predictable the question makes it: log p(x | question, prefix) - log p(x | prefix).
  */
 import type { TokenScorer } from './scorer.js';
 import type { FlatPrompt } from './segments.js';
@@ -30,11 +32,18 @@ export interface TokenLevelOutput {
   readonly scorerCalls: number;
 }
 
-interface Window {
-  /** Range in `order`. */
-  readonly from: number;
-  readonly to: number;
+/** Consecutive compressible tokens of one window sharing one ratio: indices into `order`. */
+interface Run {
+  readonly members: number[];
+  weight: number;
   quota: number;
+}
+
+interface Window {
+  /** Range in `order`; the last window runs to its end. */
+  readonly from: number;
+  to: number;
+  readonly runs: Run[];
 }
 
 export async function compressTokenLevel(input: TokenLevelInput, scorer: TokenScorer): Promise<TokenLevelOutput> {
@@ -51,25 +60,28 @@ export async function compressTokenLevel(input: TokenLevelInput, scorer: TokenSc
       keep[pos] = 1;
       prefix.push(flat.tokens[pos] ?? 0);
     }
-    const block = order.slice(w.from, w.to);
-    const seq = [...prefix, ...block.map((pos) => flat.tokens[pos] ?? 0)];
-    const candidates: number[] = [];
-    for (let k = 0; k < block.length; k++) if (flat.compressible[block[k] ?? 0] === 1) candidates.push(k);
-    let chosen: Uint8Array;
-    if (w.quota >= candidates.length) {
-      chosen = new Uint8Array(candidates.length).fill(1);
-    } else {
-      const scores = await scoreBlock(seq, prefix.length, candidates, input.condition, scorer);
+    const chosen = new Set<number>();
+    const needsScores = w.runs.some((r) => r.quota < r.members.length);
+    let scores: Float64Array | null = null;
+    if (needsScores) {
+      const block = order.slice(w.from, w.to).map((pos) => flat.tokens[pos] ?? 0);
+      scores = await scoreBlock([...prefix, ...block], prefix.length, input.condition, scorer);
       calls += input.condition === null ? 1 : 2;
-      chosen = topK(scores, w.quota);
     }
-    const keepInBlock = new Uint8Array(block.length).fill(1);
-    candidates.forEach((k, c) => {
-      keepInBlock[k] = chosen[c] ?? 0;
-    });
-    for (let k = 0; k < block.length; k++) {
-      const pos = block[k] ?? 0;
-      if (keepInBlock[k] === 1) {
+    for (const run of w.runs) {
+      if (scores === null || run.quota >= run.members.length) {
+        for (const m of run.members) chosen.add(m);
+        continue;
+      }
+      const runScores = run.members.map((m) => scores?.[m - w.from] ?? Number.NaN);
+      const top = topK(runScores, run.quota);
+      run.members.forEach((m, i) => {
+        if (top[i] === 1) chosen.add(m);
+      });
+    }
+    for (let i = w.from; i < w.to; i++) {
+      const pos = order[i] ?? 0;
+      if (flat.compressible[pos] !== 1 || chosen.has(i)) {
         keep[pos] = 1;
         prefix.push(flat.tokens[pos] ?? 0);
       }
@@ -82,91 +94,75 @@ export async function compressTokenLevel(input: TokenLevelInput, scorer: TokenSc
 
 /**
  * Windows hold up to `iterativeSize` compressible tokens (protected tokens
- * among them ride along). Quotas follow the cumulative ratio, scaled to sum
- * to `keep` exactly and capped at each window's size (any remainder carries
- * forward).
+ * among them ride along). Run quotas follow the cumulative ratio, scaled to
+ * sum to `keep` exactly and capped at each run's size; whatever a full run
+ * cannot take moves on to the next, and any rest goes back to runs with room.
  */
 function planWindows(input: TokenLevelInput): Window[] {
   const { flat, order, ratio, iterativeSize } = input;
   const windows: Window[] = [];
-  const weights: number[] = [];
-  const sizes: number[] = [];
+  let current: Window | null = null;
   let count = 0;
-  let weight = 0;
-  let from = -1;
+  let lastRatio = Number.NaN;
   for (let i = 0; i < order.length; i++) {
     const pos = order[i] ?? 0;
     if (flat.compressible[pos] !== 1) continue;
-    if (count === iterativeSize) {
-      windows.push({ from, to: i, quota: 0 });
-      weights.push(weight);
-      sizes.push(count);
+    if (current === null || count === iterativeSize) {
+      if (current !== null) current.to = i;
+      current = { from: i, to: order.length, runs: [] };
+      windows.push(current);
       count = 0;
-      weight = 0;
-      from = -1;
+      lastRatio = Number.NaN;
     }
-    if (from < 0) from = i;
+    const r = Math.min(1, Math.max(0, ratio[pos] ?? 0));
+    const run = current.runs[current.runs.length - 1];
+    if (run === undefined || r !== lastRatio) current.runs.push({ members: [i], weight: r, quota: 0 });
+    else {
+      run.members.push(i);
+      run.weight += r;
+    }
+    lastRatio = r;
     count++;
-    weight += Math.min(1, Math.max(0, ratio[pos] ?? 0));
   }
-  if (count > 0) {
-    windows.push({ from, to: order.length, quota: 0 });
-    weights.push(weight);
-    sizes.push(count);
-  }
-  // The last window runs to the end of `order`; the others end where the next begins.
-  for (let j = 0; j + 1 < windows.length; j++) {
-    const w = windows[j];
-    const nextW = windows[j + 1];
-    if (w !== undefined && nextW !== undefined) windows[j] = { from: w.from, to: nextW.from, quota: 0 };
-  }
-  const total = weights.reduce((a, b) => a + b, 0);
+  const runs = windows.flatMap((w) => w.runs);
+  const total = runs.reduce((a, r) => a + r.weight, 0);
   let cum = 0;
   let before = 0;
   let carry = 0;
-  windows.forEach((w, j) => {
-    cum += weights[j] ?? 0;
-    const upto = j === windows.length - 1 || total <= 0 ? input.keep : Math.min(input.keep, Math.floor((input.keep * cum) / total + 1e-9));
+  runs.forEach((run, j) => {
+    cum += run.weight;
+    const upto = j === runs.length - 1 || total <= 0 ? input.keep : Math.min(input.keep, Math.floor((input.keep * cum) / total + 1e-9));
     const want = Math.max(0, upto - before) + carry;
     before = Math.max(before, upto);
-    w.quota = Math.min(sizes[j] ?? 0, want);
-    carry = want - w.quota;
+    run.quota = Math.min(run.members.length, want);
+    carry = want - run.quota;
   });
-  // Anything still owed (a late window was full) goes back to earlier windows with room.
-  let owed = input.keep - windows.reduce((a, w) => a + w.quota, 0);
-  for (let j = windows.length - 1; j >= 0 && owed > 0; j--) {
-    const w = windows[j];
-    if (w === undefined) continue;
-    const room = (sizes[j] ?? 0) - w.quota;
-    const add = Math.min(room, owed);
-    w.quota += add;
-    owed -= add;
+  for (let j = runs.length - 1; j >= 0 && carry > 0; j--) {
+    const run = runs[j];
+    if (run === undefined) continue;
+    const add = Math.min(run.members.length - run.quota, carry);
+    run.quota += add;
+    carry -= add;
   }
   return windows;
 }
 
-async function scoreBlock(
-  seq: readonly number[],
-  blockStart: number,
-  candidates: readonly number[],
-  condition: TokenLevelInput['condition'],
-  scorer: TokenScorer,
-): Promise<Float64Array> {
+/** Scores of the block's tokens (index 0 = first block token), higher = keep. */
+async function scoreBlock(seq: readonly number[], blockStart: number, condition: TokenLevelInput['condition'], scorer: TokenScorer): Promise<Float64Array> {
   const lp = await scorer.logprobs(seq);
-  const scores = new Float64Array(candidates.length);
+  const n = seq.length - blockStart;
+  const scores = new Float64Array(n);
   if (condition === null) {
-    candidates.forEach((k, c) => {
-      scores[c] = -(lp[blockStart + k] ?? Number.NaN);
-    });
+    for (let k = 0; k < n; k++) scores[k] = -(lp[blockStart + k] ?? Number.NaN);
     return scores;
   }
   const at = Math.min(condition.at, seq.length);
   const conditioned = [...seq.slice(0, at), ...condition.tokens, ...seq.slice(at)];
   const lpq = await scorer.logprobs(conditioned);
   const shift = (i: number): number => (i >= at ? i + condition.tokens.length : i);
-  candidates.forEach((k, c) => {
+  for (let k = 0; k < n; k++) {
     const i = blockStart + k;
-    scores[c] = (lpq[shift(i)] ?? Number.NaN) - (lp[i] ?? Number.NaN);
-  });
+    scores[k] = (lpq[shift(i)] ?? Number.NaN) - (lp[i] ?? Number.NaN);
+  }
   return scores;
 }

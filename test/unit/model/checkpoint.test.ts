@@ -121,8 +121,8 @@ test('an unsupported architecture is refused by name', async () => {
   const dir = await copyOfTiny();
   const configFile = path.join(dir, 'config.json');
   const config = JSON.parse(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>;
-  fs.writeFileSync(configFile, JSON.stringify({ ...config, model_type: 'mixtral', architectures: ['MixtralForCausalLM'] }));
-  assert.throws(() => loadCheckpoint(dir), fails('unsupported_architecture', 'mixtral', 'llama', 'qwen2', 'mistral', configFile));
+  fs.writeFileSync(configFile, JSON.stringify({ ...config, model_type: 'olmoe', architectures: ['OlmoeForCausalLM'] }));
+  assert.throws(() => loadCheckpoint(dir), fails('unsupported_architecture', 'olmoe', 'llama', 'qwen2', 'mistral', 'mixtral', 'qwen2_moe', configFile));
 });
 
 test('a tokenizer larger than the model vocabulary is vocab_mismatch', async () => {

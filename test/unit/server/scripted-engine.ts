@@ -1,5 +1,5 @@
 import { EngineError } from '../../../src/engine/errors.js';
-import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, TokenEvent } from '../../../src/engine/types.js';
+import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, ScoreRequest, ScoreResult, TokenEvent } from '../../../src/engine/types.js';
 import type { ChatMessage } from '../../../src/model/tokenizer-types.js';
 
 /**
@@ -106,10 +106,25 @@ export class ScriptedEngine implements EngineClient {
             usage: { promptTokens: request.promptTokens.length, completionTokens: emitted },
             stopReason,
             timings: { queueMs: 2, prefillMs: 1, totalMs: 5 },
+            policy: {
+              policy: request.policy,
+              kind: 'none',
+              promptTokens: request.promptTokens.length,
+              kvTokensRetained: request.promptTokens.length + emitted,
+              contextTokens: request.promptTokens.length + emitted,
+              compressionRatio: 1,
+              attentionMassRetained: null,
+              details: {},
+            },
           };
         }
       },
     };
+  }
+
+  /** The HTTP layer never scores; shadow fidelity is tested against the real engine. */
+  score(_request: ScoreRequest): Promise<ScoreResult> {
+    return Promise.reject(new EngineError('engine_failed', 'the scripted engine does not score'));
   }
 
   abort(id: string): void {

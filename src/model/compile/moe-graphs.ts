@@ -1,0 +1,261 @@
+/**
+ * The ONNX graphs of an MoE model. The dense compiler puts every layer in one
+ * graph; an MoE model cannot, because which expert weights a layer needs is only
+ * known once its router has run. So each layer's non-expert part is one graph,
+ * routed experts run in their own calls, and the runner combines them in between.
+ *
+ * layer-L graph (L = 0 takes input_ids and embeds them; later layers take hidden):
+ *   input_ids     int64   [B, T]          (layer 0 only)
+ *   hidden        float32 [B*T, h]        (layers > 0) the residual stream
+ *   position_ids  int64   [B, T]
+ *   new_bias      float32 [B, 1, T, T]      additive mask among the new tokens
+ *   past_key / past_value float32 [B, KV, C, D]  head-major, read in place
+ *   past_bias     float32 [B, 1|KV, 1|T, C]   additive mask over the past entries
+ * (the dense graph's contract, decoder-graph.ts, one layer at a time)
+ * outputs:
+ *   present_key / present_value [B, KV, T, D]
+ *   resid         [B*T, h]   x + attention (+ Qwen2-MoE's gated shared expert)
+ *   moe_in        [B*T, h]   post_attention_layernorm(x + attention): the experts' input
+ *   router_logits [B*T, E]
+ *   next_router_logits [B*T, E]  (all but the last layer) layer L+1's router applied to
+ *                 layer L+1's post-attention norm of `resid`: EdgeMoE's prediction of the
+ *                 next layer's experts, available before this layer's experts run.
+ *
+ * head graph: hidden [B*T, h], logit_index [B, K] -> logits [B, K, V].
+ *
+ * Expert graphs compute y = down(silu(gate(x)) * up(x)) for x [M, h]:
+ *   fp32: one graph whose weights are INPUTS (gate_up [2I, h], down [h, I]), so one
+ *     session serves every fp32 expert and loading one is only a file read.
+ *   int8/int4/int2: a self-contained graph per expert with the codes as constants.
+ *     onnxruntime's MatMulNBits accepts non-constant codes, but then dequantizes B
+ *     on every call (measured 20x slower than fp32 Gemm on 2048x512); as constants
+ *     they are prepacked once at session creation and run faster than fp32.
+ */
+import { attr, GraphBuilder, type StoredTensor } from '../onnx/graph-builder.js';
+import type { ModelSpec } from '../spec.js';
+import type { StoredLinear } from './decoder-graph.js';
+import type { PackedMatrix } from './moe-quantize.js';
+import { ropeInverseFrequencies } from './rope.js';
+
+export const MOE_IO = {
+  inputIds: 'input_ids',
+  hidden: 'hidden',
+  positionIds: 'position_ids',
+  newBias: 'new_bias',
+  pastKey: 'past_key',
+  pastValue: 'past_value',
+  pastBias: 'past_bias',
+  presentKey: 'present_key',
+  presentValue: 'present_value',
+  resid: 'resid',
+  moeIn: 'moe_in',
+  routerLogits: 'router_logits',
+  nextRouterLogits: 'next_router_logits',
+  logitIndex: 'logit_index',
+  logits: 'logits',
+  expertX: 'x',
+  expertGateUp: 'gate_up',
+  expertDown: 'down',
+  expertY: 'y',
+} as const;
+
+export interface MoeStoredWeights {
+  readonly tensors: ReadonlyMap<string, StoredTensor>;
+  readonly linears: ReadonlyMap<string, StoredLinear>;
+}
+
+interface Ctx {
+  readonly g: GraphBuilder;
+  w(key: string): string;
+  linear(x: string, key: string): string;
+}
+
+function context(name: string, stored: MoeStoredWeights, accuracyLevel: number): Ctx {
+  const g = new GraphBuilder(name);
+  const added = new Set<string>();
+  const w = (key: string): string => {
+    const t = stored.tensors.get(key);
+    if (!t) throw new Error(`internal: weight ${key} was not stored`);
+    if (!added.has(key)) {
+      g.external(key, t);
+      added.add(key);
+    }
+    return key;
+  };
+  const linear = (x: string, key: string): string => {
+    const lin = stored.linears.get(key);
+    if (!lin) throw new Error(`internal: linear ${key} was not stored`);
+    if (lin.kind === 'fp32') return g.op('Gemm', [x, w(lin.weight)], { transB: attr.int(1) });
+    return g.op(
+      'MatMulNBits',
+      [x, w(lin.codes), w(lin.scales)],
+      { K: attr.int(lin.k), N: attr.int(lin.n), bits: attr.int(lin.bits), block_size: attr.int(lin.blockSize), accuracy_level: attr.int(accuracyLevel) },
+      'com.microsoft',
+    );
+  };
+  return { g, w, linear };
+}
+
+function swiglu(g: GraphBuilder, gateUp: string, inter: number, tag: string): string {
+  const [gate, up] = g.node('Split', [gateUp, g.int64s([inter, inter])], { axis: attr.int(1) }, { outputs: [`gate_${tag}`, `up_${tag}`] });
+  if (!gate || !up) throw new Error('unreachable');
+  return g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+}
+
+export function buildMoeLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, layer: number, accuracyLevel: number): Uint8Array {
+  const moe = spec.moe;
+  if (moe === undefined) throw new Error('buildMoeLayerGraph: not an MoE spec');
+  const { g, w, linear } = context(`capserve-${spec.architecture}-layer${layer}`, stored, accuracyLevel);
+  const rmsNorm = (x: string, key: string): string =>
+    g.op('SimplifiedLayerNormalization', [x, w(key)], { axis: attr.int(-1), epsilon: attr.float(spec.rmsNormEps) });
+  const H = spec.numHeads;
+  const KV = spec.numKvHeads;
+  const D = spec.headDim;
+  const G = H / KV;
+  const hidden = spec.hiddenSize;
+  const l = layer;
+
+  const positionIds = g.input(MOE_IO.positionIds, 'int64', ['B', 'T']);
+  const newBias = g.input(MOE_IO.newBias, 'float32', ['B', 1, 'T', 'T']);
+  let x: string;
+  if (l === 0) {
+    const ids = g.input(MOE_IO.inputIds, 'int64', ['B', 'T']);
+    x = g.op('Reshape', [g.op('Gather', [w('embed'), ids], { axis: attr.int(0) }), g.int64s([-1, hidden])]);
+  } else {
+    x = g.input(MOE_IO.hidden, 'float32', ['N', hidden]);
+  }
+  const bt = g.op('Shape', [positionIds]);
+  const shapeBTkvGD = g.op('Concat', [bt, g.int64s([KV, G, D])], { axis: attr.int(0) });
+  const shapeBTkvD = g.op('Concat', [bt, g.int64s([KV, D])], { axis: attr.int(0) });
+  const shapeBTHD = g.op('Concat', [bt, g.int64s([H, D])], { axis: attr.int(0) });
+  const tOnly = g.op('Slice', [bt, g.int64s([1]), g.int64s([2])]);
+  const shapeScores5 = g.op('Concat', [g.int64s([0, 0, G]), tOnly, g.int64s([-1])], { axis: attr.int(0) });
+  const shapeCtx5 = g.op('Concat', [g.int64s([0, KV, G]), tOnly, g.int64s([D])], { axis: attr.int(0) });
+
+  const invFreq = g.constant('float32', [D / 2], ropeInverseFrequencies(spec), 'inv_freq');
+  const posF = g.op('Unsqueeze', [g.op('Cast', [positionIds], { to: attr.int(1) }), g.int64s([-1])]);
+  const freqs = g.op('Mul', [posF, invFreq]);
+  const cos = g.op('Unsqueeze', [g.op('Cos', [freqs]), g.int64s([2])]);
+  const sin = g.op('Unsqueeze', [g.op('Sin', [freqs]), g.int64s([2])]);
+  const rope = (t: string): string => {
+    const [x1, x2] = g.node('Split', [t, g.int64s([D / 2, D / 2])], { axis: attr.int(-1) }, { outputs: [`${t}_h1`, `${t}_h2`] });
+    if (!x1 || !x2) throw new Error('unreachable');
+    const r1 = g.op('Sub', [g.op('Mul', [x1, cos]), g.op('Mul', [x2, sin])]);
+    const r2 = g.op('Add', [g.op('Mul', [x2, cos]), g.op('Mul', [x1, sin])]);
+    return g.op('Concat', [r1, r2], { axis: attr.int(-1) });
+  };
+  const scoresT = (q: string, k: string): string =>
+    g.op('FusedMatMul', [q, k], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(1 / Math.sqrt(D)) }, 'com.microsoft');
+
+  // Attention exactly as the dense graph (decoder-graph.ts): head-major past read in place.
+  const h1 = rmsNorm(x, `l${l}.in_norm`);
+  let qkv = linear(h1, `l${l}.qkv`);
+  if (spec.attentionBias) qkv = g.op('Add', [qkv, w(`l${l}.qkv_bias`)]);
+  const [q, k, v] = g.node('Split', [qkv, g.int64s([H * D, KV * D, KV * D])], { axis: attr.int(1) }, { outputs: ['q', 'k', 'v'] });
+  if (!q || !k || !v) throw new Error('unreachable');
+  const qRot = rope(g.op('Reshape', [q, shapeBTHD]));
+  const kNew = MOE_IO.presentKey;
+  const vNew = MOE_IO.presentValue;
+  g.node('Transpose', [rope(g.op('Reshape', [k, shapeBTkvD]))], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [kNew] });
+  g.node('Transpose', [g.op('Reshape', [v, shapeBTkvD])], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [vNew] });
+  const pastK = g.input(MOE_IO.pastKey, 'float32', ['B', KV, 'C', D]);
+  const pastV = g.input(MOE_IO.pastValue, 'float32', ['B', KV, 'C', D]);
+  const pastBias = g.input(MOE_IO.pastBias, 'float32', ['B', 'Hb', 'Tb', 'C']);
+  const qGrouped = g.op('Reshape', [
+    g.op('Transpose', [g.op('Reshape', [qRot, shapeBTkvGD])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
+    g.int64s([0, 0, -1, D]),
+  ]);
+  const sPastFlat = scoresT(qGrouped, pastK);
+  const sPast = g.op('Add', [g.op('Reshape', [sPastFlat, shapeScores5]), g.op('Unsqueeze', [pastBias, g.int64s([2])])]);
+  const sNewFlat = scoresT(qGrouped, kNew);
+  const sNew = g.op('Add', [g.op('Reshape', [sNewFlat, shapeScores5]), g.op('Unsqueeze', [newBias, g.int64s([1])])]);
+  const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: attr.int(-1) })], { axis: attr.int(-1) });
+  const splitSizes = g.op('Concat', [g.op('Shape', [pastK], { start: attr.int(2), end: attr.int(3) }), tOnly], { axis: attr.int(0) });
+  const [pPast, pNew] = g.node('Split', [probs, splitSizes], { axis: attr.int(-1) }, { outputs: ['p_past', 'p_new'] });
+  if (!pPast || !pNew) throw new Error('unreachable');
+  const ctx = g.op('Add', [
+    g.op('MatMul', [g.op('Reshape', [pPast, g.op('Shape', [sPastFlat])]), pastV]),
+    g.op('MatMul', [g.op('Reshape', [pNew, g.op('Shape', [sNewFlat])]), vNew]),
+  ]);
+  const merged = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [ctx, shapeCtx5])], { perm: attr.ints([0, 3, 1, 2, 4]) }), g.int64s([-1, H * D])]);
+  let o = linear(merged, `l${l}.o`);
+  if (spec.outputBias) o = g.op('Add', [o, w(`l${l}.o_bias`)]);
+  const afterAttn = g.op('Add', [x, o]);
+
+  const moeIn = rmsNorm(afterAttn, `l${l}.post_norm`);
+  g.node('Identity', [moeIn], {}, { outputs: [MOE_IO.moeIn] });
+  g.node('Gemm', [moeIn, w(`l${l}.router`)], { transB: attr.int(1) }, { outputs: [MOE_IO.routerLogits] });
+  let resid = afterAttn;
+  if (moe.sharedExpertIntermediateSize !== null) {
+    const act = swiglu(g, linear(moeIn, `l${l}.shared_gate_up`), moe.sharedExpertIntermediateSize, 'shared');
+    const gate = g.op('Sigmoid', [g.op('Gemm', [moeIn, w(`l${l}.shared_expert_gate`)], { transB: attr.int(1) })]);
+    resid = g.op('Add', [afterAttn, g.op('Mul', [gate, linear(act, `l${l}.shared_down`)])]);
+  }
+  g.node('Identity', [resid], {}, { outputs: [MOE_IO.resid] });
+  const last = l === spec.numLayers - 1;
+  if (!last) {
+    const nextIn = rmsNorm(resid, `l${l + 1}.post_norm`);
+    g.node('Gemm', [nextIn, w(`l${l + 1}.router`)], { transB: attr.int(1) }, { outputs: [MOE_IO.nextRouterLogits] });
+  }
+
+  g.output(MOE_IO.presentKey, 'float32', ['B', KV, 'T', D]);
+  g.output(MOE_IO.presentValue, 'float32', ['B', KV, 'T', D]);
+  g.output(MOE_IO.resid, 'float32', ['N', hidden]);
+  g.output(MOE_IO.moeIn, 'float32', ['N', hidden]);
+  g.output(MOE_IO.routerLogits, 'float32', ['N', moe.numExperts]);
+  if (!last) g.output(MOE_IO.nextRouterLogits, 'float32', ['N', moe.numExperts]);
+  return g.toModelBytes(17);
+}
+
+export function buildMoeHeadGraph(spec: ModelSpec, stored: MoeStoredWeights, accuracyLevel: number): Uint8Array {
+  const { g, w, linear } = context(`capserve-${spec.architecture}-head`, stored, accuracyLevel);
+  const hidden = spec.hiddenSize;
+  const x = g.input(MOE_IO.hidden, 'float32', ['N', hidden]);
+  const logitIndex = g.input(MOE_IO.logitIndex, 'int64', ['B', 'K']);
+  const b = g.op('Slice', [g.op('Shape', [logitIndex]), g.int64s([0]), g.int64s([1])]);
+  const x3 = g.op('Reshape', [x, g.op('Concat', [b, g.int64s([-1, hidden])], { axis: attr.int(0) })]);
+  const idxShape = g.op('Concat', [g.op('Shape', [logitIndex]), g.int64s([hidden])], { axis: attr.int(0) });
+  const idx = g.op('Expand', [g.op('Unsqueeze', [logitIndex, g.int64s([-1])]), idxShape]);
+  const picked = g.op('Reshape', [g.op('GatherElements', [x3, idx], { axis: attr.int(1) }), g.int64s([-1, hidden])]);
+  const normed = g.op('SimplifiedLayerNormalization', [picked, w('final_norm')], { axis: attr.int(-1), epsilon: attr.float(spec.rmsNormEps) });
+  const logits2d = linear(normed, 'lm_head');
+  const logitShape = g.op('Concat', [g.op('Shape', [logitIndex]), g.int64s([spec.vocabSize])], { axis: attr.int(0) });
+  g.node('Reshape', [logits2d, logitShape], {}, { outputs: [MOE_IO.logits] });
+  g.output(MOE_IO.logits, 'float32', ['B', 'K', spec.vocabSize]);
+  return g.toModelBytes(17);
+}
+
+/** One graph for every fp32 expert: the weights are inputs. */
+export function buildFp32ExpertGraph(hidden: number, inter: number): Uint8Array {
+  const g = new GraphBuilder('capserve-expert-fp32');
+  const x = g.input(MOE_IO.expertX, 'float32', ['M', hidden]);
+  const gateUp = g.input(MOE_IO.expertGateUp, 'float32', [2 * inter, hidden]);
+  const down = g.input(MOE_IO.expertDown, 'float32', [hidden, inter]);
+  const act = swiglu(g, g.op('Gemm', [x, gateUp], { transB: attr.int(1) }), inter, 'e');
+  g.node('Gemm', [act, down], { transB: attr.int(1) }, { outputs: [MOE_IO.expertY] });
+  g.output(MOE_IO.expertY, 'float32', ['M', hidden]);
+  return g.toModelBytes(17);
+}
+
+/** A self-contained graph for one quantized expert (codes and scales embedded as constants). */
+export function buildQuantExpertGraph(gateUp: PackedMatrix, down: PackedMatrix, accuracyLevel: number): Uint8Array {
+  const hidden = gateUp.k;
+  const inter = down.k;
+  const g = new GraphBuilder(`capserve-expert-int${gateUp.bits}`);
+  const x = g.input(MOE_IO.expertX, 'float32', ['M', hidden]);
+  const nbits = (input: string, m: PackedMatrix, hint: string): string => {
+    const blob = (m.blockSize * m.bits) / 8;
+    const codes = g.constant('uint8', [m.n, m.blocksPerRow, blob], m.codes, `${hint}_codes`);
+    const scales = g.constant('float32', [m.n * m.blocksPerRow], m.scales, `${hint}_scales`);
+    return g.op(
+      'MatMulNBits',
+      [input, codes, scales],
+      { K: attr.int(m.k), N: attr.int(m.n), bits: attr.int(m.bits), block_size: attr.int(m.blockSize), accuracy_level: attr.int(accuracyLevel) },
+      'com.microsoft',
+    );
+  };
+  const act = swiglu(g, nbits(x, gateUp, 'gate_up'), inter, 'e');
+  g.node('Identity', [nbits(act, down, 'down')], {}, { outputs: [MOE_IO.expertY] });
+  g.output(MOE_IO.expertY, 'float32', ['M', hidden]);
+  return g.toModelBytes(17);
+}

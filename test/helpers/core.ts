@@ -1,0 +1,84 @@
+/** An EngineCore in-process (no worker thread), for engine-level policy tests that inspect outputs directly. */
+import { EngineCore, type CoreOutput } from '../../src/engine/engine-core.js';
+import type { GenerateRequest, ScoreRequest, ScoreResult, TokenEvent } from '../../src/engine/types.js';
+import { compileModel } from '../../src/model/compile/compile-model.js';
+import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
+import { DecoderSession } from '../../src/runtime/decoder-session.js';
+import { TEST_CACHE_DIR } from './session.js';
+
+export interface TestCore {
+  readonly core: EngineCore;
+  readonly checkpoint: Checkpoint;
+  /** Runs the engine until this request finishes; returns its events. */
+  generate(request: GenerateRequest): Promise<TokenEvent[]>;
+  score(request: ScoreRequest): Promise<ScoreResult>;
+  /** Largest KV allocation seen after any step. */
+  peakKvBytes(): number;
+  close(): Promise<void>;
+}
+
+export async function openTestCore(dir: string, options: { prefillChunk?: number; kvBudgetBytes?: number } = {}): Promise<TestCore> {
+  const checkpoint = loadCheckpoint(dir);
+  const compiled = compileModel(checkpoint, { cacheDir: TEST_CACHE_DIR, weightDtype: 'fp32' });
+  const spec = checkpoint.spec;
+  const session = await DecoderSession.create(compiled.decoderPath, spec, { threads: 1 });
+  let stats: DecoderSession | null = null;
+  const core = new EngineCore(
+    session,
+    async () => {
+      stats = await DecoderSession.create(compiled.attentionDecoderPath, spec, { threads: 1 });
+      return stats;
+    },
+    spec,
+    checkpoint.tokenizer,
+    {
+      maxConcurrent: 8,
+      maxQueue: 64,
+      kvBudgetBytes: options.kvBudgetBytes ?? 2 * 1024 ** 3,
+      contextLength: spec.maxPositionEmbeddings,
+      prefillChunk: options.prefillChunk ?? 64,
+    },
+  );
+  let peak = 0;
+  const pending: CoreOutput[] = [];
+  const runUntil = async (id: string, isDone: (o: CoreOutput) => boolean): Promise<CoreOutput[]> => {
+    const mine: CoreOutput[] = [];
+    for (;;) {
+      for (const o of core.drain()) pending.push(o);
+      for (let i = 0; i < pending.length; ) {
+        const o = pending[i];
+        if (o && o.id === id) {
+          pending.splice(i, 1);
+          mine.push(o);
+          if ('error' in o) throw new Error(`${o.error.code}: ${o.error.message}`);
+          if (isDone(o)) return mine;
+        } else i += 1;
+      }
+      if (!core.hasWork()) throw new Error(`request ${id} never finished`);
+      await core.step();
+      peak = Math.max(peak, core.stats().kvBytesUsed);
+    }
+  };
+  return {
+    core,
+    checkpoint,
+    async generate(request) {
+      core.submit(request);
+      const outs = await runUntil(request.id, (o) => 'event' in o && o.event.type === 'done');
+      return outs.flatMap((o) => ('event' in o ? [o.event] : []));
+    },
+    async score(request) {
+      core.submitScore(request);
+      const outs = await runUntil(request.id, (o) => 'scored' in o);
+      const last = outs[outs.length - 1];
+      if (!last || !('scored' in last)) throw new Error('no score result');
+      return last.scored;
+    },
+    peakKvBytes: () => peak,
+    async close() {
+      await session.release();
+      const s: DecoderSession | null = stats;
+      if (s !== null) await (s as DecoderSession).release();
+    },
+  };
+}

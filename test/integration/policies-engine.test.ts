@@ -1,0 +1,130 @@
+/**
+ * KV-eviction policies inside the real engine on the real stories260K model:
+ * keep-everything parameters reproduce the full model, real budgets evict and
+ * report what they kept, and StreamingLLM streams 100,000 tokens with flat
+ * memory and in-window perplexity while full attention degrades past the
+ * trained context.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import test from 'node:test';
+import { DEFAULT_SAMPLING, type GenerateRequest } from '../../src/engine/types.js';
+import { parsePolicyFile, type Policy } from '../../src/policies/registry.js';
+import { openTestCore } from '../helpers/core.js';
+import { missingShared, sharedPath, STORIES_DIR } from '../helpers/shared.js';
+import { loadTokenizer } from '../../src/model/tokenizer.js';
+
+const skip = missingShared('models', 'stories260K') ?? missingShared('data', 'text', 'tinystories_niklas6.txt');
+
+function policy(yaml: string): Policy {
+  return parsePolicyFile(yaml, '<test>');
+}
+
+const KEEP_ALL: Record<string, string> = {
+  'streaming-llm': 'params: {budget: 1, sinkTokens: 4, compressEvery: 1}',
+  h2o: 'params: {budget: 1, compressEvery: 1}',
+  snapkv: 'params: {budget: 1, observationWindow: 16, compressEvery: 0}',
+  pyramidkv: 'params: {budget: 1, observationWindow: 16, compressEvery: 0}',
+  tova: 'params: {budget: 1, compressEvery: 1}',
+  knorm: 'params: {budget: 1, compressEvery: 2}',
+};
+
+function storyTokens(n: number): number[] {
+  const text = readFileSync(sharedPath('data', 'text', 'tinystories_niklas6.txt'), 'utf8');
+  const ids = loadTokenizer(STORIES_DIR).encode(text, { addSpecialTokens: true });
+  const out: number[] = [];
+  while (out.length < n) out.push(...(out.length === 0 ? ids : ids.slice(1)));
+  return out.slice(0, n);
+}
+
+function request(id: string, prompt: readonly number[], servingPolicy: Policy | undefined, maxTokens: number): GenerateRequest {
+  return {
+    id,
+    promptTokens: prompt,
+    sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens, ignoreEos: true },
+    policy: servingPolicy?.name ?? 'full',
+    ...(servingPolicy ? { servingPolicy } : {}),
+    captureLogprobs: true,
+  };
+}
+
+test('every eviction method with keep-everything parameters reproduces the full model (1e-5)', { skip: skip ?? false }, async (t) => {
+  const c = await openTestCore(STORIES_DIR, { prefillChunk: 32 });
+  try {
+    const prompt = storyTokens(80);
+    const full = (await c.generate(request('full', prompt, undefined, 24))).at(-1);
+    assert.ok(full?.type === 'done' && full.capturedLogprobs);
+    for (const [method, params] of Object.entries(KEEP_ALL)) {
+      const p = policy(`name: ${method}-all\nkind: kv-eviction\nmethod: ${method}\n${params}\n`);
+      const done = (await c.generate(request(method, prompt, p, 24))).at(-1);
+      assert.ok(done?.type === 'done' && done.capturedLogprobs, method);
+      let diff = 0;
+      done.capturedLogprobs.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - (full.capturedLogprobs?.[i] ?? NaN)))));
+      t.diagnostic(`${method}: max |log p - log p_full| = ${diff.toExponential(2)}`);
+      assert.ok(diff <= 1e-5, `${method}: ${diff}`);
+      assert.equal(done.policy.compressionRatio, 1, method);
+    }
+    assert.equal(c.core.stats().kvBytesUsed, 0);
+  } finally {
+    await c.close();
+  }
+});
+
+test('at a 50% budget every method evicts, reports what it kept, and frees its memory', { skip: skip ?? false }, async (t) => {
+  const c = await openTestCore(STORIES_DIR, { prefillChunk: 32 });
+  try {
+    const prompt = storyTokens(120);
+    for (const method of Object.keys(KEEP_ALL)) {
+      const params = KEEP_ALL[method]?.replace('budget: 1', 'budget: 0.5') ?? '';
+      const p = policy(`name: ${method}-50\nkind: kv-eviction\nmethod: ${method}\n${params}\n`);
+      const events = await c.generate(request(method, prompt, p, 16));
+      const done = events.at(-1);
+      assert.ok(done?.type === 'done', method);
+      assert.equal(done.usage.completionTokens, 16);
+      t.diagnostic(
+        `${method}: kept ${done.policy.kvTokensRetained.toFixed(1)} of ${done.policy.contextTokens} (ratio ${done.policy.compressionRatio.toFixed(3)}), attention mass retained ${done.policy.attentionMassRetained?.toFixed(3) ?? 'n/a'}`,
+      );
+      assert.ok(done.policy.compressionRatio < 0.75, `${method} kept ${done.policy.compressionRatio}`);
+      assert.ok(done.policy.compressionRatio > 0.3, `${method} kept ${done.policy.compressionRatio}`);
+    }
+    assert.equal(c.core.stats().kvBytesUsed, 0);
+  } finally {
+    await c.close();
+  }
+});
+
+test('StreamingLLM streams 100,000 tokens with flat KV memory and in-window perplexity; full attention degrades past 512', { skip: skip ?? false }, async (t) => {
+  const c = await openTestCore(STORIES_DIR, { prefillChunk: 256 });
+  try {
+    const tokens = storyTokens(100_000);
+    const ppl = (lp: Float32Array, from = 0): number => {
+      let s = 0;
+      for (let i = from; i < lp.length; i++) s -= lp[i] ?? 0;
+      return Math.exp(s / (lp.length - from));
+    };
+    // In-window reference on the same text: full attention on independent 512-token windows.
+    let nll = 0;
+    let n = 0;
+    for (let start = 0; start + 512 <= tokens.length; start += 512) {
+      const r = await c.score({ id: `win-${start}`, tokens: tokens.slice(start, start + 512), policy: 'full', from: 0, mode: 'target' });
+      for (const v of r.targetLogprobs) nll -= v;
+      n += r.targetLogprobs.length;
+    }
+    const inWindow = Math.exp(nll / n);
+    const streaming = policy('name: streaming-256\nkind: kv-eviction\nmethod: streaming-llm\nparams: {budget: 256, sinkTokens: 4, compressEvery: 1}\n');
+    const s = await c.score({ id: 'stream', tokens, policy: streaming.name, servingPolicy: streaming, from: 0, mode: 'target', chunk: 256 });
+    const streamPpl = ppl(s.targetLogprobs);
+    const streamPeak = c.peakKvBytes();
+    // Full attention over 4096 tokens: positions far past the trained 512.
+    const f = await c.score({ id: 'full-long', tokens: tokens.slice(0, 4096), policy: 'full', from: 0, mode: 'target', chunk: 256 });
+    const fullPast512 = ppl(f.targetLogprobs, 1024);
+    t.diagnostic(`in-window perplexity ${inWindow.toFixed(3)}; streaming-llm over ${tokens.length} tokens ${streamPpl.toFixed(3)} (${(streamPpl / inWindow).toFixed(3)}x), peak KV ${streamPeak} bytes, final ${s.policy.kvTokensRetained} entries; full attention at positions 1024-4095 ${fullPast512.toFixed(3)}`);
+    assert.ok(streamPpl <= 1.3 * inWindow, `streaming perplexity ${streamPpl} vs in-window ${inWindow}`);
+    assert.ok(fullPast512 > 1.5 * inWindow, `full attention past the window should degrade: ${fullPast512}`);
+    // Flat memory: never more than the budget plus one chunk (and its growth slack) per layer.
+    const perToken = 5 * 2 * 4 * 8 * 4;
+    assert.ok(streamPeak <= (256 + 256) * 1.25 * perToken + 64 * perToken, `peak KV bytes ${streamPeak}`);
+  } finally {
+    await c.close();
+  }
+});

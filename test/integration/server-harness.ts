@@ -1,0 +1,79 @@
+import { existsSync, readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { loadConfig, parseOverride } from '../../src/config/load-config.js';
+import type { Config } from '../../src/config/schema.js';
+import { startLocalEngine, type LocalEngine } from '../../src/engine/local-engine.js';
+import { buildApp } from '../../src/server/app.js';
+import { resolveChatTemplateFallback } from '../../src/server/chat-template-fallback.js';
+
+/** The real tiny Llama (stories260K) in /work/shared, or null when the shared data is absent. */
+export function storiesModelDir(): string | null {
+  const shared = process.env['CAPSERVE_SHARED'] ?? path.resolve(process.cwd(), '../shared');
+  const dir = path.join(shared, 'models', 'stories260K');
+  return existsSync(path.join(dir, 'config.json')) ? dir : null;
+}
+
+export interface GoldenPrompt {
+  readonly name: string;
+  readonly text: string;
+  readonly input_ids: number[];
+  readonly greedy_ids: number[];
+  readonly greedy_text: string;
+}
+
+export function goldenPrompts(modelDir: string): GoldenPrompt[] {
+  return (JSON.parse(readFileSync(path.join(modelDir, 'golden.json'), 'utf8')) as { prompts: GoldenPrompt[] }).prompts;
+}
+
+export interface RunningServer {
+  readonly app: FastifyInstance;
+  readonly engine: LocalEngine;
+  readonly config: Config;
+  readonly baseUrl: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the real engine on stories260K and the real server on a free port
+ * (ChatML fallback so chat works on this template-less model). `sets` are
+ * `--set` style config overrides.
+ */
+export async function startServer(modelDir: string, sets: readonly string[] = []): Promise<RunningServer> {
+  const config = loadConfig({ overrides: [`model.dir=${modelDir}`, 'model.chatTemplateFallback=chatml', ...sets].map(parseOverride) });
+  const fallback = resolveChatTemplateFallback(config.model.chatTemplateFallback);
+  const engine = startLocalEngine({
+    modelDir: config.model.dir,
+    ...(fallback !== null ? { chatTemplateFallback: fallback } : {}),
+    ...(config.model.contextLength !== undefined ? { contextLength: config.model.contextLength } : {}),
+    maxConcurrent: config.server.maxConcurrent,
+    maxQueue: config.server.maxQueue,
+    kvBudgetBytes: config.memory.kvBudgetBytes,
+    threads: 1,
+  });
+  await engine.ready;
+  const app = buildApp({ engine, config });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  return {
+    app,
+    engine,
+    config,
+    port,
+    baseUrl: `http://127.0.0.1:${port}`,
+    async close() {
+      await app.close();
+      await engine.close();
+    },
+  };
+}
+
+export async function waitFor(check: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -1,0 +1,72 @@
+import test, { after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { Agent, request } from 'node:http';
+import { startServer, storiesModelDir, type RunningServer } from './server-harness.js';
+
+const modelDir = storiesModelDir();
+const skip = modelDir === null ? 'stories260K not found (set CAPSERVE_SHARED to the shared folder)' : false;
+let server: RunningServer;
+
+before(async () => {
+  // Stretch the context so a 2,048-token prompt fits (RoPE extends past the trained 512 positions).
+  if (modelDir !== null) server = await startServer(modelDir, ['model.contextLength=4096']);
+});
+after(async () => {
+  await server?.close();
+});
+
+function healthOnce(agent: Agent): Promise<number> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: server.port, path: '/health', agent }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode === 200 ? resolve(performance.now() - started) : reject(new Error(`status ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('GET /health p99 stays under 50 ms while 2,048-token prefills run', { skip }, async (t) => {
+  // Token ids, not text, so the prompt is exactly 2,048 tokens.
+  const prompt = Array.from({ length: 2048 }, (_, i) => 3 + ((i * 7919) % 509));
+  let prefillsDone = 0;
+  let running = true;
+  let inFlight = false;
+  const prefills = (async () => {
+    while (running) {
+      inFlight = true;
+      const res = await fetch(`${server.baseUrl}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'stories260K', prompt, max_tokens: 1 }),
+      });
+      const body = (await res.json()) as { usage?: { prompt_tokens: number } };
+      assert.equal(res.status, 200, JSON.stringify(body));
+      assert.equal(body.usage?.prompt_tokens, 2048);
+      prefillsDone++;
+    }
+    inFlight = false;
+  })();
+
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const latencies: number[] = [];
+  // Probe until enough samples were taken while a prefill was in flight, and at least two prefills completed.
+  const deadline = Date.now() + 20_000;
+  while ((latencies.length < 300 || prefillsDone < 2) && Date.now() < deadline) {
+    const wasBusy = inFlight;
+    const ms = await healthOnce(agent);
+    if (wasBusy) latencies.push(ms);
+  }
+  running = false;
+  await prefills;
+  agent.destroy();
+
+  assert.ok(prefillsDone >= 2, `prefills completed during probing: ${prefillsDone}`);
+  assert.ok(latencies.length >= 100, `samples taken during prefill: ${latencies.length}`);
+  latencies.sort((a, b) => a - b);
+  const p99 = latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))] ?? Infinity;
+  const p50 = latencies[Math.floor(latencies.length / 2)] ?? Infinity;
+  t.diagnostic(`/health during prefill: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, n=${latencies.length}, 2,048-token prefills completed: ${prefillsDone}`);
+  assert.ok(p99 < 50, `/health p99 ${p99.toFixed(1)} ms (p50 ${p50.toFixed(1)} ms, n=${latencies.length}, prefills ${prefillsDone})`);
+});

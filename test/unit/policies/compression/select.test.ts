@@ -1,0 +1,26 @@
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { dropLowest, topK } from '../../../../src/policies/compression/select.js';
+
+test('dropLowest drops the lowest-scoring units until the budget holds, within one unit', () => {
+  const scores = [5, 1, 3, 2, 4];
+  const lengths = [2, 3, 1, 4, 2];
+  // total 12, budget 6: drop score 1 (3 tokens) -> 9, score 2 (4) -> 5 <= 6.
+  assert.deepEqual([...dropLowest(scores, lengths, 6)], [1, 0, 1, 0, 1]);
+  assert.deepEqual([...dropLowest(scores, lengths, 12)], [1, 1, 1, 1, 1]);
+  assert.deepEqual([...dropLowest(scores, lengths, 0)], [0, 0, 0, 0, 0]);
+});
+
+test('dropLowest: NaN (no prediction) is dropped last; ties drop the earlier unit first', () => {
+  assert.deepEqual([...dropLowest([Number.NaN, 1, 1, 9], [1, 1, 1, 1], 2)], [1, 0, 0, 1]);
+  assert.deepEqual([...dropLowest([Number.NaN, 1, 1, 9], [1, 1, 1, 1], 3)], [1, 0, 1, 1]);
+  assert.deepEqual([...dropLowest([Number.NaN, 1, 1, 9], [1, 1, 1, 1], 0)], [0, 0, 0, 0]);
+});
+
+test('topK keeps the k highest, NaN first, ties to the earlier index', () => {
+  assert.deepEqual([...topK([1, 5, 3, 5], 2)], [0, 1, 0, 1]);
+  assert.deepEqual([...topK([1, 5, 3, 5], 1)], [0, 1, 0, 0]);
+  assert.deepEqual([...topK([Number.NaN, 5, 3], 1)], [1, 0, 0]);
+  assert.deepEqual([...topK([1, 2], 0)], [0, 0]);
+  assert.deepEqual([...topK([1, 2], 5)], [1, 1]);
+});
