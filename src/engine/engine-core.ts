@@ -14,6 +14,11 @@ import type { DecoderStepInputs, DecoderStepOutputs } from '../runtime/decoder-s
 import { ropeInverseFrequencies } from '../model/compile/rope.js';
 import type { PolicyReport } from '../policies/types.js';
 import { EvictionState, type EvictionPhase } from './eviction-state.js';
+import { QuestState, questInputs } from './quest-state.js';
+import { sinkWindowParams } from '../policies/sparse-attention/sink-window.js';
+
+/** Which compiled graph a forward pass runs on. */
+export type GraphVariant = 'plain' | 'stats' | 'quest';
 import { EngineError, type EngineErrorCode } from './errors.js';
 import { Sequence } from './sequence.js';
 import { StepInputBuilder } from './step-inputs.js';
@@ -60,13 +65,13 @@ export class EngineCore {
   private stepMs = 0;
   private decodeTokens = 0;
 
-  private statsRunner: ModelRunner | null = null;
+  private readonly variants = new Map<GraphVariant, ModelRunner>();
   private readonly invFreq: Float32Array;
 
   constructor(
     private readonly session: ModelRunner,
-    /** The graph variant that also reports attention statistics; loaded on first need. */
-    private readonly loadStatsRunner: () => Promise<ModelRunner>,
+    /** Graph variants (attention statistics, Quest selection), loaded on first need. */
+    private readonly loadVariant: (variant: Exclude<GraphVariant, 'plain'>) => Promise<ModelRunner>,
     private readonly spec: ModelSpec,
     private readonly tokenizer: TextTokenizer,
     private readonly options: EngineCoreOptions,
@@ -129,6 +134,8 @@ export class EngineCore {
       seq.scoring = scoring;
       const policy = request.servingPolicy;
       if (policy && policy.kind === 'kv-eviction') seq.eviction = new EvictionState(policy, this.spec, this.invFreq);
+      if (policy && policy.method === 'quest') seq.quest = new QuestState(policy, this.spec);
+      if (policy && policy.method === 'sink-window') seq.sinkWindow = sinkWindowParams(policy);
       seq.reservation = this.reservationFor(seq);
       const bytes = seq.reservation * kvBytesPerToken(this.kvShape);
       if (bytes > this.pool.budgetBytes) {
@@ -203,11 +210,16 @@ export class EngineCore {
     this.out.push({ id, error: { code: e.code, message: e.message, param: e.param, retryAfterSeconds: e.retryAfterSeconds } });
   }
 
-  private async forward(inputs: DecoderStepInputs, withStats: boolean): Promise<DecoderStepOutputs> {
+  private async forward(inputs: DecoderStepInputs, withStats: boolean | GraphVariant): Promise<DecoderStepOutputs> {
+    const variant: GraphVariant = withStats === true ? 'stats' : withStats === false ? 'plain' : withStats;
     let runner = this.session;
-    if (withStats) {
-      this.statsRunner ??= await this.loadStatsRunner();
-      runner = this.statsRunner;
+    if (variant !== 'plain') {
+      let loaded = this.variants.get(variant);
+      if (!loaded) {
+        loaded = await this.loadVariant(variant);
+        this.variants.set(variant, loaded);
+      }
+      runner = loaded;
     }
     const f0 = performance.now();
     const out = await runner.run(inputs);
@@ -252,13 +264,7 @@ export class EngineCore {
     this.reapAborted();
     this.admit();
     const decoding = this.running.filter((s) => s.state === 'decoding');
-    if (decoding.length > 0) {
-      try {
-        await this.decodeStep(decoding);
-      } catch (err) {
-        for (const s of decoding) this.finishWithError(s, err);
-      }
-    }
+    if (decoding.length > 0) await this.decodeStep(decoding);
     const prefilling = this.running.find((s) => s.state === 'prefilling');
     if (prefilling) {
       try {
@@ -314,11 +320,13 @@ export class EngineCore {
     const inputs = this.inputs.prefill(kv, chunk, start, {
       allLogits,
       ...(withStats ? { attnWindow: seq.eviction?.rowsWanted(last) ?? 1 } : {}),
+      ...(seq.sinkWindow ? { sinkWindow: seq.sinkWindow } : {}),
     });
     const lengthBefore = this.layerLengths(kv);
     const out = await this.forward(inputs, withStats);
     const positions = Array.from({ length: chunk.length }, (_, i) => start + i);
     kv.append(out.presentKeys, out.presentValues, 0, chunk.length, positions);
+    seq.quest?.update(kv);
     if (seq.scoring) this.collectScores(seq, out.logits, seq.prefilled, chunk.length);
     seq.prefilled += chunk.length;
     this.afterPass(seq, out, inputs, 0, lengthBefore, last ? 'prefill-end' : 'prefill-chunk');
@@ -332,7 +340,25 @@ export class EngineCore {
     this.accept(seq, out.logits.subarray(0, this.spec.vocabSize));
   }
 
-  private async decodeStep(batch: readonly Sequence[]): Promise<void> {
+  /** One decode step for every decoding sequence, one forward pass per graph variant in use. */
+  private async decodeStep(all: readonly Sequence[]): Promise<void> {
+    const groups = new Map<GraphVariant, Sequence[]>();
+    for (const s of all) {
+      const v: GraphVariant = s.quest ? 'quest' : s.eviction?.needsStats ? 'stats' : 'plain';
+      const list = groups.get(v) ?? [];
+      list.push(s);
+      groups.set(v, list);
+    }
+    for (const [variant, batch] of groups) {
+      try {
+        await this.decodeGroup(variant, batch);
+      } catch (err) {
+        for (const s of batch) this.finishWithError(s, err);
+      }
+    }
+  }
+
+  private async decodeGroup(variant: GraphVariant, batch: readonly Sequence[]): Promise<void> {
     const kvs: SequenceKv[] = [];
     const tokens: number[] = [];
     const positions: number[] = [];
@@ -342,13 +368,18 @@ export class EngineCore {
       tokens.push(s.pendingToken);
       positions.push(s.kv.nextPosition);
     }
-    const withStats = batch.some((s) => s.eviction?.needsStats ?? false);
-    const inputs = this.inputs.decode(kvs, tokens, positions, withStats ? 1 : null);
+    let inputs = this.inputs.decode(kvs, tokens, positions, variant === 'stats' ? 1 : null);
+    if (variant === 'quest') {
+      const states = batch.map((s) => s.quest).filter((q): q is QuestState => q !== null);
+      inputs = { ...inputs, quest: questInputs(states, kvs, this.spec.numLayers, this.spec.numKvHeads, this.spec.headDim) };
+    }
     const before = kvs.map((kv) => this.layerLengths(kv));
-    const out = await this.forward(inputs, withStats);
+    const out = await this.forward(inputs, variant);
     const V = this.spec.vocabSize;
     batch.forEach((s, b) => {
-      s.kv?.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]);
+      if (!s.kv) return;
+      s.kv.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]);
+      s.quest?.update(s.kv);
       this.afterPass(s, out, inputs, b, before[b] ?? [], 'decode');
       this.accept(s, out.logits.subarray(b * V, (b + 1) * V));
     });
@@ -436,7 +467,13 @@ export class EngineCore {
       contextTokens: covered,
       compressionRatio: covered > 0 ? retained / covered : 1,
       attentionMassRetained: seq.eviction ? seq.eviction.attentionMassRetained : null,
-      details: seq.eviction ? { evictions: seq.eviction.evictionCount } : {},
+      details: seq.eviction
+        ? { evictions: seq.eviction.evictionCount }
+        : seq.quest
+          ? { attendedRatio: seq.quest.attendedRatio }
+          : seq.sinkWindow
+            ? { sinkTokens: seq.sinkWindow.sinkTokens, windowTokens: seq.sinkWindow.windowTokens }
+            : {},
     };
   }
 

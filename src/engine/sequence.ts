@@ -4,6 +4,8 @@
  */
 import type { SequenceKv } from '../kv/sequence-kv.js';
 import type { EvictionState } from './eviction-state.js';
+import type { QuestState } from './quest-state.js';
+import type { SinkWindowParams } from '../policies/sparse-attention/sink-window.js';
 import type { DecodeStream } from '../model/tokenizer-types.js';
 import { SequenceSampler, StopMatcher } from './sampling/index.js';
 import type { FinishReason, GenerateRequest, ScoreRequest } from './types.js';
@@ -29,6 +31,10 @@ export class Sequence {
   prefillDoneAt = 0;
   /** KV-eviction state when the serving policy evicts; null for full attention. */
   eviction: EvictionState | null = null;
+  /** Quest page-selection state when the serving policy is Quest. */
+  quest: QuestState | null = null;
+  /** A-shape prefill mask when the serving policy is sink-window. */
+  sinkWindow: SinkWindowParams | null = null;
   /** Set for teacher-forced scoring requests: prefill only, no sampling. */
   scoring: ScoreRequest | null = null;
   readonly scoredTargets: number[] = [];

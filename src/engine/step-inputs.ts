@@ -20,7 +20,19 @@ function allowed(keyPos: number, queryPos: number, window: number | null): boole
   return window === null || queryPos - keyPos < window;
 }
 
+/** A-shape attention for prefill: sinks plus a recent window per query. */
+export interface SinkWindow {
+  readonly sinkTokens: number;
+  readonly windowTokens: number;
+}
+
+function inSinkWindow(keyPos: number, queryPos: number, sw: SinkWindow): boolean {
+  return keyPos <= queryPos && (keyPos < sw.sinkTokens || queryPos - keyPos < sw.windowTokens);
+}
+
 export interface PrefillOptions {
+  /** A-shape prefill: only sinks and each query's recent window are read (the rest is not even gathered). */
+  readonly sinkWindow?: SinkWindow;
   /** Logits for every new position (scoring) instead of only the last. */
   readonly allLogits?: boolean;
   /** Query rows of attention to report (stats variant). */
@@ -51,14 +63,18 @@ export class StepInputBuilder {
       positionIds[t] = BigInt(startPosition + t);
     }
     const newBias = new Float32Array(T * T);
+    const sw = options.sinkWindow;
     for (let t = 0; t < T; t++) {
-      for (let s = 0; s < T; s++) newBias[t * T + s] = allowed(startPosition + s, startPosition + t, this.rule.slidingWindow) ? 0 : BLOCKED;
+      for (let s = 0; s < T; s++) {
+        const ok = allowed(startPosition + s, startPosition + t, this.rule.slidingWindow) && (!sw || inSinkWindow(startPosition + s, startPosition + t, sw));
+        newBias[t * T + s] = ok ? 0 : BLOCKED;
+      }
     }
     const K = options.allLogits ? T : 1;
     const logitIndex = new BigInt64Array(K);
     for (let k = 0; k < K; k++) logitIndex[k] = BigInt(options.allLogits ? k : T - 1);
     const queryPositions = Array.from({ length: T }, (_, t) => startPosition + t);
-    const layers = this.inPlaceLayers(kv, queryPositions);
+    const layers = sw ? this.sinkWindowLayers(kv, queryPositions, sw) : this.inPlaceLayers(kv, queryPositions);
     return { batch: 1, newTokens: T, logitCount: K, inputIds, positionIds, newBias, logitIndex, layers, attnWindow: options.attnWindow ?? null };
   }
 
@@ -136,6 +152,50 @@ export class StepInputBuilder {
         if (this.rule.slidingWindow === null) shared.set(key, mask);
       }
       layers.push({ keys: kv.keyBuffer(l), values: kv.valueBuffer(l), capacity, bias: mask.bias, biasHeads: mask.heads, biasRows: mask.rows });
+    }
+    return layers;
+  }
+
+  /** Gathers only the entries some query of the chunk may see (sinks and the recent window): cost flat in the context. */
+  private sinkWindowLayers(kv: SequenceKv, queryPositions: readonly number[], sw: SinkWindow): LayerPast[] {
+    const KV = this.numKvHeads;
+    const D = this.headDim;
+    const T = queryPositions.length;
+    const first = queryPositions[0] ?? 0;
+    const layers: LayerPast[] = [];
+    for (let l = 0; l < this.numLayers; l++) {
+      const len = kv.length(l);
+      const cap = kv.capacity(l);
+      const pos = kv.positionBuffer(l);
+      const picked: number[] = [];
+      for (let e = 0; e < len; e++) {
+        const p = pos[e] ?? 0;
+        if (p < sw.sinkTokens || first - p < sw.windowTokens) picked.push(e);
+      }
+      if (picked.length === 0) {
+        layers.push(this.emptyLayer(1));
+        continue;
+      }
+      const n = picked.length;
+      const keys = new Float32Array(KV * n * D);
+      const values = new Float32Array(KV * n * D);
+      const kb = kv.keyBuffer(l);
+      const vb = kv.valueBuffer(l);
+      for (let h = 0; h < KV; h++) {
+        picked.forEach((e, i) => {
+          keys.set(kb.subarray((h * cap + e) * D, (h * cap + e + 1) * D), (h * n + i) * D);
+          values.set(vb.subarray((h * cap + e) * D, (h * cap + e + 1) * D), (h * n + i) * D);
+        });
+      }
+      const bias = new Float32Array(T * n);
+      for (let t = 0; t < T; t++) {
+        const q = queryPositions[t] ?? 0;
+        picked.forEach((e, i) => {
+          const p = pos[e] ?? 0;
+          bias[t * n + i] = inSinkWindow(p, q, sw) && allowed(p, q, this.rule.slidingWindow) ? 0 : BLOCKED;
+        });
+      }
+      layers.push({ keys, values, capacity: n, bias, biasHeads: 1, biasRows: T });
     }
     return layers;
   }

@@ -29,8 +29,12 @@ async function main(): Promise<void> {
     ? await openMoeRunnerForWorker(compiled, spec, checkpoint.tokenizer, init.threads, Reflect.get(init, 'expertOffload'))
     : await DecoderSession.create(compiled.decoderPath, spec, { threads: init.threads });
   const contextLength = init.contextLength ?? spec.maxPositionEmbeddings;
-  const loadStatsRunner = (): Promise<DecoderSession> => DecoderSession.create(compiled.attentionDecoderPath, spec, { threads: init.threads });
-  const core = new EngineCore(session, loadStatsRunner, spec, checkpoint.tokenizer, {
+  const loadVariant = (variant: 'stats' | 'quest'): Promise<DecoderSession> => {
+    const path = variant === 'stats' ? compiled.attentionDecoderPath : compiled.questDecoderPath;
+    if (!path) return Promise.reject(new Error(`this model has no ${variant} graph variant`));
+    return DecoderSession.create(path, spec, { threads: init.threads });
+  };
+  const core = new EngineCore(session, loadVariant, spec, checkpoint.tokenizer, {
     maxConcurrent: init.maxConcurrent,
     maxQueue: init.maxQueue,
     kvBudgetBytes: init.kvBudgetBytes,

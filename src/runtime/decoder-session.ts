@@ -33,6 +33,24 @@ export interface DecoderStepInputs {
   readonly layers: readonly LayerPast[];
   /** Query rows to report per layer (stats variant only); null: the session's default of 1. */
   readonly attnWindow: number | null;
+  /** Quest page selection inputs (quest variant only). */
+  readonly quest?: QuestInputs;
+}
+
+export interface QuestLayerInputs {
+  /** [B, KV, pages, D] per-channel key bounds of each page. */
+  readonly min: Float32Array;
+  readonly max: Float32Array;
+  /** [B, KV, pages]: +inf pins a page, -inf excludes it. */
+  readonly bias: Float32Array;
+  readonly pages: number;
+  /** Pages to attend per KV head (<= pages). */
+  readonly k: number;
+}
+
+export interface QuestInputs {
+  readonly pageSize: number;
+  readonly layers: readonly QuestLayerInputs[];
 }
 
 export interface DecoderStepOutputs {
@@ -63,6 +81,7 @@ export class DecoderSession implements ModelRunner {
     private readonly session: ort.InferenceSession,
     private readonly shape: DecoderShape,
     readonly emitsAttention: boolean,
+    readonly selectsPages: boolean,
   ) {}
 
   static async create(path: string, shape: DecoderShape, options: SessionOptions): Promise<DecoderSession> {
@@ -78,7 +97,8 @@ export class DecoderSession implements ModelRunner {
       ...(process.env['CAPSERVE_ORT_PROFILE'] ? { enableProfiling: true, profileFilePrefix: process.env['CAPSERVE_ORT_PROFILE'] } : {}),
     });
     const emitsAttention = session.outputNames.includes(GRAPH_IO.attnSum(0));
-    return new DecoderSession(session, shape, emitsAttention);
+    const selectsPages = session.inputNames.includes(GRAPH_IO.pageSize);
+    return new DecoderSession(session, shape, emitsAttention, selectsPages);
   }
 
   async run(inputs: DecoderStepInputs): Promise<DecoderStepOutputs> {
@@ -103,6 +123,17 @@ export class DecoderSession implements ModelRunner {
       put(GRAPH_IO.pastBias(l), 'float32', layer.bias, [B, layer.biasHeads, layer.biasRows, layer.capacity]);
     });
     if (this.emitsAttention) put(GRAPH_IO.attnWindow, 'int64', BigInt64Array.of(BigInt(Math.max(1, inputs.attnWindow ?? 1))), [1]);
+    if (this.selectsPages) {
+      const q = inputs.quest;
+      if (!q) throw new Error('this decoder selects Quest pages: inputs.quest is required');
+      put(GRAPH_IO.pageSize, 'int64', BigInt64Array.of(BigInt(q.pageSize)), [1]);
+      q.layers.forEach((ql, l) => {
+        put(GRAPH_IO.pageMin(l), 'float32', ql.min, [B, KV, ql.pages, D]);
+        put(GRAPH_IO.pageMax(l), 'float32', ql.max, [B, KV, ql.pages, D]);
+        put(GRAPH_IO.pageBias(l), 'float32', ql.bias, [B, KV, ql.pages]);
+        put(GRAPH_IO.questK(l), 'int64', BigInt64Array.of(BigInt(ql.k)), [1]);
+      });
+    }
     const missing = this.session.inputNames.filter((n) => !(n in feeds));
     if (missing.length > 0) throw new Error(`decoder inputs missing: ${missing.join(', ')}`);
     let out: ort.InferenceSession.OnnxValueMapType;

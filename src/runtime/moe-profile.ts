@@ -32,7 +32,9 @@ export function calibrationInputs(spec: ModelSpec, ids: readonly number[]): Deco
       newBias[q * T + k] = blocked ? -Infinity : 0;
     }
   }
-  const empty = { keys: new Float32Array(0), values: new Float32Array(0), capacity: 0, bias: new Float32Array(0), biasHeads: 1, biasRows: 1 };
+  // As the engine does (step-inputs.ts): an empty past is one blocked dummy entry, since onnxruntime mishandles zero-length past dimensions.
+  const zeros = new Float32Array(spec.numKvHeads * spec.headDim);
+  const empty = { keys: zeros, values: zeros, capacity: 1, bias: Float32Array.of(-Infinity), biasHeads: 1, biasRows: 1 };
   return {
     batch: 1,
     newTokens: T,

@@ -22,12 +22,15 @@ export async function openTestCore(dir: string, options: { prefillChunk?: number
   const compiled = compileModel(checkpoint, { cacheDir: TEST_CACHE_DIR, weightDtype: 'fp32' });
   const spec = checkpoint.spec;
   const session = await DecoderSession.create(compiled.decoderPath, spec, { threads: 1 });
-  let stats: DecoderSession | null = null;
+  const variants: DecoderSession[] = [];
   const core = new EngineCore(
     session,
-    async () => {
-      stats = await DecoderSession.create(compiled.attentionDecoderPath, spec, { threads: 1 });
-      return stats;
+    async (variant) => {
+      const path = variant === 'stats' ? compiled.attentionDecoderPath : compiled.questDecoderPath;
+      if (!path) throw new Error(`no ${variant} variant`);
+      const s = await DecoderSession.create(path, spec, { threads: 1 });
+      variants.push(s);
+      return s;
     },
     spec,
     checkpoint.tokenizer,
@@ -77,8 +80,7 @@ export async function openTestCore(dir: string, options: { prefillChunk?: number
     peakKvBytes: () => peak,
     async close() {
       await session.release();
-      const s: DecoderSession | null = stats;
-      if (s !== null) await (s as DecoderSession).release();
+      for (const v of variants) await v.release();
     },
   };
 }

@@ -128,3 +128,48 @@ test('StreamingLLM streams 100,000 tokens with flat KV memory and in-window perp
     await c.close();
   }
 });
+
+test('Quest and sink-window: keep-everything equals the full model; real budgets attend a fraction of the cache', { skip: skip ?? false }, async (t) => {
+  const c = await openTestCore(STORIES_DIR, { prefillChunk: 64 });
+  try {
+    const prompt = storyTokens(300);
+    const full = (await c.generate(request('full-q', prompt, undefined, 20))).at(-1);
+    assert.ok(full?.type === 'done' && full.capturedLogprobs);
+    const compare = (name: string, got: Float32Array | undefined): number => {
+      assert.ok(got, name);
+      let diff = 0;
+      got.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - (full.capturedLogprobs?.[i] ?? NaN)))));
+      return diff;
+    };
+    const questAll = policy('name: quest-all\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, budget: 1, denseLayers: 0}\n');
+    const qa = (await c.generate(request('quest-all', prompt, questAll, 20))).at(-1);
+    assert.ok(qa?.type === 'done');
+    const qaDiff = compare('quest-all', qa.capturedLogprobs);
+    t.diagnostic(`quest at budget 1: max |diff| ${qaDiff.toExponential(2)}`);
+    assert.ok(qaDiff <= 1e-5);
+    const swAll = policy('name: sw-all\nkind: sparse-attention\nmethod: sink-window\nparams: {sinkTokens: 4, windowTokens: 4096}\n');
+    const sa = (await c.generate(request('sw-all', prompt, swAll, 20))).at(-1);
+    assert.ok(sa?.type === 'done');
+    const saDiff = compare('sink-window-all', sa.capturedLogprobs);
+    t.diagnostic(`sink-window covering the prompt: max |diff| ${saDiff.toExponential(2)}`);
+    assert.ok(saDiff <= 1e-5);
+
+    const quest = policy('name: quest-25\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, budget: 0.25, denseLayers: 1}\n');
+    const q = (await c.generate(request('quest-25', prompt, quest, 20))).at(-1);
+    assert.ok(q?.type === 'done');
+    const ratio = Number(q.policy.details['attendedRatio']);
+    const qDiff = compare('quest-25', q.capturedLogprobs);
+    t.diagnostic(`quest at 25%: attended ${ratio.toFixed(3)} of the cache, max |diff| ${qDiff.toFixed(3)}`);
+    assert.ok(ratio < 0.5 && ratio > 0.1, `attended ratio ${ratio}`);
+    assert.ok(qDiff > 0, 'a 25% selection must change something');
+    assert.equal(q.policy.compressionRatio, 1, 'Quest keeps the whole cache');
+
+    const sw = policy('name: sw-64\nkind: sparse-attention\nmethod: sink-window\nparams: {sinkTokens: 4, windowTokens: 64}\n');
+    const s = (await c.generate(request('sw-64', prompt, sw, 20))).at(-1);
+    assert.ok(s?.type === 'done' && s.usage.completionTokens === 20);
+    t.diagnostic(`sink-window 4+64 prefill: max |diff| ${compare('sw-64', s.capturedLogprobs).toFixed(3)}`);
+    assert.equal(c.core.stats().kvBytesUsed, 0);
+  } finally {
+    await c.close();
+  }
+});

@@ -13,7 +13,7 @@ import { buildDecoderGraph, storeDecoderWeights, type WeightDtype } from './deco
 import { compileMoeModel } from './moe-compile.js';
 
 /** Bump when the graph layout changes so stale cache entries are not reused. */
-export const COMPILER_VERSION = 5;
+export const COMPILER_VERSION = 7;
 
 export interface CompileSource {
   readonly spec: ModelSpec;
@@ -39,8 +39,10 @@ export interface CompiledModel {
   readonly weightDtype: WeightDtype;
   /** Logits and new KV only. For an MoE model (spec.moe set): its moe-manifest.json (see moe-compile.ts). */
   readonly decoderPath: string;
-  /** Same graph plus per-layer attention probabilities, for policies that score by attention. */
+  /** Same graph plus per-layer attention statistics, for policies that score by attention. */
   readonly attentionDecoderPath: string;
+  /** Same graph with Quest page selection in every layer (decode steps). */
+  readonly questDecoderPath?: string;
   readonly weightBytes: number;
 }
 
@@ -72,6 +74,7 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
     weightDtype: options.weightDtype,
     decoderPath: join(dir, 'decoder.onnx'),
     attentionDecoderPath: join(dir, 'decoder-attn.onnx'),
+    questDecoderPath: join(dir, 'decoder-quest.onnx'),
     weightBytes,
   });
   const manifestPath = join(dir, 'manifest.json');
@@ -100,6 +103,7 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
     const common = { weightDtype: options.weightDtype, quantBlockSize: QUANT_BLOCK_SIZE, quantAccuracyLevel };
     writeFileSync(join(tmp, 'decoder.onnx'), buildDecoderGraph(source.spec, stored, { ...common, emitAttention: false }));
     writeFileSync(join(tmp, 'decoder-attn.onnx'), buildDecoderGraph(source.spec, stored, { ...common, emitAttention: true }));
+    writeFileSync(join(tmp, 'decoder-quest.onnx'), buildDecoderGraph(source.spec, stored, { ...common, emitAttention: false, questSelection: true }));
     let weightBytes = 0;
     for (const t of stored.tensors.values()) weightBytes += t.length;
     const manifest: Manifest = { compilerVersion: COMPILER_VERSION, key, weightDtype: options.weightDtype, weightBytes };

@@ -38,6 +38,12 @@ export interface DecoderGraphOptions {
   readonly weightDtype: WeightDtype;
   /** Adds attention statistics outputs for policies that score by attention. */
   readonly emitAttention: boolean;
+  /**
+   * Quest page selection inside the graph: per layer and KV head, the top-k pages
+   * by the bound sum_c max(q_c min_c, q_c max_c) are gathered and only they are
+   * attended (decode steps; the cache stays whole).
+   */
+  readonly questSelection?: boolean;
   /** MatMulNBits block size along K. */
   readonly quantBlockSize: number;
   /** MatMulNBits accuracy_level: 0 keeps fp32 activations, 4 lets MLAS use int8 activations. */
@@ -57,6 +63,11 @@ export const GRAPH_IO = {
   presentKey: (l: number): string => `present_key_${l}`,
   presentValue: (l: number): string => `present_value_${l}`,
   attnSum: (l: number): string => `attn_sum_${l}`,
+  pageMin: (l: number): string => `page_min_${l}`,
+  pageMax: (l: number): string => `page_max_${l}`,
+  pageBias: (l: number): string => `page_bias_${l}`,
+  questK: (l: number): string => `quest_k_${l}`,
+  pageSize: 'page_size',
   attnRows: (l: number): string => `attn_rows_${l}`,
 } as const;
 
@@ -214,6 +225,11 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
   const shape2dHeads = g.int64s([-1, H * D]);
   const shapeCtx5 = g.op('Concat', [g.int64s([0, KV, G]), tOnly, g.int64s([D])], { axis: attr.int(0) });
   const rowStart = attnWindow ? g.op('Neg', [attnWindow]) : null;
+  const quest = options.questSelection === true;
+  const pageSize = quest ? g.input(GRAPH_IO.pageSize, 'int64', [1]) : null;
+  const pageOffsets = pageSize
+    ? g.op('Range', [g.constant('int64', [], BigInt64Array.of(0n)), g.op('Squeeze', [pageSize, g.int64s([0])]), g.constant('int64', [], BigInt64Array.of(1n))])
+    : null;
 
   // RoPE tables for this call, computed in float32 exactly as transformers does.
   const invFreq = g.constant('float32', [D / 2], ropeInverseFrequencies(spec), 'inv_freq');
@@ -256,8 +272,14 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
       g.op('Transpose', [g.op('Reshape', [qRot, shapeBTkvGD])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
       shapeQ4,
     ]);
-    const sPastFlat = scoresT(qGrouped, pastK); // [B, KV, G*T, C]
-    const sPast = g.op('Add', [g.op('Reshape', [sPastFlat, shapeScores5]), g.op('Unsqueeze', [pastBias, g.int64s([2])])]);
+    let pk = pastK;
+    let pv = pastV;
+    let pb = pastBias;
+    if (pageSize && pageOffsets) {
+      ({ pk, pv, pb } = questGather(g, l, qGrouped, pastK, pastV, pastBias, pageSize, pageOffsets, { KV, G, D }));
+    }
+    const sPastFlat = scoresT(qGrouped, pk); // [B, KV, G*T, C]
+    const sPast = g.op('Add', [g.op('Reshape', [sPastFlat, shapeScores5]), g.op('Unsqueeze', [pb, g.int64s([2])])]);
     const sNewFlat = scoresT(qGrouped, kNew); // [B, KV, G*T, T]
     const sNew = g.op('Add', [g.op('Reshape', [sNewFlat, shapeScores5]), newBias5]);
     const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: attr.int(-1) })], { axis: attr.int(-1) }); // [B, KV, G, T, C+T]
@@ -265,11 +287,11 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
       g.node('ReduceSum', [probs, g.int64s([2, 3])], { keepdims: attr.int(0) }, { outputs: [GRAPH_IO.attnSum(l)] });
       g.node('Slice', [probs, rowStart, g.int64s([2 ** 31 - 1]), g.int64s([3])], {}, { outputs: [GRAPH_IO.attnRows(l)] });
     }
-    const splitSizes = g.op('Concat', [g.op('Shape', [pastK], { start: attr.int(2), end: attr.int(3) }), tOnly], { axis: attr.int(0) });
+    const splitSizes = g.op('Concat', [g.op('Shape', [pk], { start: attr.int(2), end: attr.int(3) }), tOnly], { axis: attr.int(0) });
     const [pPast, pNew] = g.node('Split', [probs, splitSizes], { axis: attr.int(-1) }, { outputs: [`pp_${l}`, `pn_${l}`] });
     if (!pPast || !pNew) throw new Error('unreachable');
     const ctx = g.op('Add', [
-      g.op('MatMul', [g.op('Reshape', [pPast, g.op('Shape', [sPastFlat])]), pastV]),
+      g.op('MatMul', [g.op('Reshape', [pPast, g.op('Shape', [sPastFlat])]), pv]),
       g.op('MatMul', [g.op('Reshape', [pNew, g.op('Shape', [sNewFlat])]), vNew]),
     ]); // [B, KV, G*T, D]
     const merged = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [ctx, shapeCtx5])], { perm: attr.ints([0, 3, 1, 2, 4]) }), shape2dHeads]);
@@ -307,4 +329,59 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
     }
   }
   return g.toModelBytes(17);
+}
+
+/**
+ * Quest's selection for one layer (decode, T = 1): page bounds come in from the
+ * KV store ([B, KV, NP, D] per-channel min and max of the page's keys); a KV
+ * head scores a page by the largest bound over its group's query heads, plus
+ * page_bias (the engine pins the newest page, blocks padding pages); the top
+ * quest_k pages' entries are gathered, so attention reads only them.
+ */
+function questGather(
+  g: GraphBuilder,
+  l: number,
+  qGrouped: string,
+  pastK: string,
+  pastV: string,
+  pastBias: string,
+  pageSize: string,
+  pageOffsets: string,
+  dims: { KV: number; G: number; D: number },
+): { pk: string; pv: string; pb: string } {
+  const { KV, G, D } = dims;
+  const pageMin = g.input(GRAPH_IO.pageMin(l), 'float32', ['B', KV, `NP${l}`, D]);
+  const pageMax = g.input(GRAPH_IO.pageMax(l), 'float32', ['B', KV, `NP${l}`, D]);
+  const pageBias = g.input(GRAPH_IO.pageBias(l), 'float32', ['B', KV, `NP${l}`]);
+  const k = g.input(GRAPH_IO.questK(l), 'int64', [1]);
+  // q: [B, KV, G*T, D] with T = 1 -> [B, KV, G, 1, D]; bounds -> [B, KV, 1, NP, D].
+  const q5 = g.op('Unsqueeze', [qGrouped, g.int64s([3])]);
+  const lo = g.op('Mul', [q5, g.op('Unsqueeze', [pageMin, g.int64s([2])])]);
+  const hi = g.op('Mul', [q5, g.op('Unsqueeze', [pageMax, g.int64s([2])])]);
+  const bound = g.op('ReduceSum', [g.op('Max', [lo, hi]), g.int64s([-1])], { keepdims: attr.int(0) }); // [B, KV, G, NP]
+  const pageScore = g.op('Add', [g.op('ReduceMax', [bound], { axes: attr.ints([2]), keepdims: attr.int(0) }), pageBias]); // [B, KV, NP]
+  const [, pages] = g.node('TopK', [pageScore, k], { axis: attr.int(-1), largest: attr.int(1), sorted: attr.int(0) }, {
+    outputs: [`qv_${l}`, `qi_${l}`],
+  });
+  if (!pages) throw new Error('unreachable');
+  // Attend the chosen pages in cache order, so summation order matches dense attention.
+  const [ascending] = g.node('TopK', [g.op('Cast', [pages], { to: attr.int(1) }), k], { axis: attr.int(-1), largest: attr.int(0), sorted: attr.int(1) }, {
+    outputs: [`qs_${l}`, `qsi_${l}`],
+  });
+  if (!ascending) throw new Error('unreachable');
+  const ordered = g.op('Cast', [ascending], { to: attr.int(7) });
+  const tokens = g.op('Add', [g.op('Mul', [g.op('Unsqueeze', [ordered, g.int64s([-1])]), pageSize]), pageOffsets]); // [B, KV, k, ps]
+  const idx = g.op('Reshape', [tokens, g.int64s([0, 0, -1])]); // [B, KV, k*ps]
+  const cap = g.op('Shape', [pastK], { start: attr.int(2), end: attr.int(3) });
+  const inRange = g.op('Less', [idx, cap]);
+  const idxc = g.op('Min', [idx, g.op('Sub', [cap, g.int64s([1])])]);
+  const idx4 = g.op('Expand', [g.op('Unsqueeze', [idxc, g.int64s([-1])]), g.op('Concat', [g.op('Shape', [idxc]), g.int64s([D])], { axis: attr.int(0) })]);
+  const pk = g.op('GatherElements', [pastK, idx4], { axis: attr.int(2) });
+  const pv = g.op('GatherElements', [pastV, idx4], { axis: attr.int(2) });
+  const biasFull = g.op('Expand', [pastBias, g.op('Concat', [g.op('Shape', [pastBias], { start: attr.int(0), end: attr.int(1) }), g.int64s([KV, 1]), cap], { axis: attr.int(0) })]);
+  const gathered = g.op('GatherElements', [biasFull, g.op('Unsqueeze', [idxc, g.int64s([2])])], { axis: attr.int(3) }); // [B, KV, 1, k*ps]
+  const blocked = g.op('Where', [inRange, g.scalarF32(0), g.scalarF32(-Infinity)]);
+  const pb = g.op('Add', [gathered, g.op('Unsqueeze', [blocked, g.int64s([2])])]);
+  void G;
+  return { pk, pv, pb };
 }

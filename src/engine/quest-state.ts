@@ -1,0 +1,151 @@
+/**
+ * One sequence's Quest state: per layer and KV head, the per-channel min and
+ * max of each page's keys, kept up to date as entries are appended, and the
+ * per-step selection size. The selection itself runs inside the decoder graph
+ * (it needs the current query); this feeds it.
+ */
+import type { SequenceKv } from '../kv/sequence-kv.js';
+import type { ModelSpec } from '../model/spec.js';
+import { resolveBudget } from '../policies/budget.js';
+import type { Policy } from '../policies/policy.js';
+import { questParams, type QuestParams } from '../policies/sparse-attention/quest.js';
+import type { QuestLayerInputs } from '../runtime/decoder-session.js';
+
+interface LayerBounds {
+  /** [KV, pageCap, D] */
+  min: Float32Array;
+  max: Float32Array;
+  pageCap: number;
+  /** Entries folded in so far. */
+  covered: number;
+}
+
+export class QuestState {
+  readonly params: QuestParams;
+  private readonly layers: LayerBounds[];
+  private readonly KV: number;
+  private readonly D: number;
+  private selectedSum = 0;
+  private attendedSum = 0;
+
+  constructor(
+    readonly policy: Policy,
+    private readonly spec: ModelSpec,
+  ) {
+    this.params = questParams(policy);
+    this.KV = spec.numKvHeads;
+    this.D = spec.headDim;
+    this.layers = Array.from({ length: spec.numLayers }, () => ({ min: new Float32Array(0), max: new Float32Array(0), pageCap: 0, covered: 0 }));
+  }
+
+  get pageSize(): number {
+    return this.params.pageSize;
+  }
+
+  /** Folds newly appended entries of every layer into the page bounds. */
+  update(kv: SequenceKv): void {
+    const ps = this.params.pageSize;
+    const { KV, D } = this;
+    for (let l = 0; l < this.spec.numLayers; l++) {
+      const b = this.layers[l];
+      if (!b) continue;
+      const len = kv.length(l);
+      if (len < b.covered) throw new Error('quest: the cache shrank under Quest (Quest never evicts)');
+      const pages = Math.ceil(len / ps);
+      if (pages > b.pageCap) this.grow(b, Math.max(pages, Math.ceil(b.pageCap * 1.5), 8));
+      const cap = kv.capacity(l);
+      const keys = kv.keyBuffer(l);
+      for (let e = b.covered; e < len; e++) {
+        const p = Math.floor(e / ps);
+        const fresh = e % ps === 0;
+        for (let h = 0; h < KV; h++) {
+          const src = (h * cap + e) * D;
+          const dst = (h * b.pageCap + p) * D;
+          for (let c = 0; c < D; c++) {
+            const v = keys[src + c] ?? 0;
+            if (fresh || v < (b.min[dst + c] ?? 0)) b.min[dst + c] = v;
+            if (fresh || v > (b.max[dst + c] ?? 0)) b.max[dst + c] = v;
+          }
+        }
+      }
+      b.covered = len;
+    }
+  }
+
+  private grow(b: LayerBounds, pageCap: number): void {
+    const { KV, D } = this;
+    const min = new Float32Array(KV * pageCap * D);
+    const max = new Float32Array(KV * pageCap * D);
+    for (let h = 0; h < KV; h++) {
+      min.set(b.min.subarray(h * b.pageCap * D, (h + 1) * b.pageCap * D), h * pageCap * D);
+      max.set(b.max.subarray(h * b.pageCap * D, (h + 1) * b.pageCap * D), h * pageCap * D);
+    }
+    b.min = min;
+    b.max = max;
+    b.pageCap = pageCap;
+  }
+
+  /** Pages layer l attends this step: all for the dense first layers, else the budget plus the newest page. */
+  pagesToAttend(l: number, length: number): number {
+    const pages = Math.ceil(length / this.params.pageSize);
+    if (l < this.params.denseLayers) return pages;
+    const wanted =
+      this.params.topPages !== undefined
+        ? this.params.topPages + 1
+        : Math.ceil(resolveBudget(this.params.budget ?? 1, length) / this.params.pageSize);
+    return Math.max(1, Math.min(pages, wanted));
+  }
+
+  /**
+   * This sequence's rows of the graph's Quest inputs for layer l, padded to
+   * `pages` (padding pages blocked), written at row b of [B, KV, pages, ...].
+   */
+  writeLayer(l: number, length: number, pages: number, b: number, out: { min: Float32Array; max: Float32Array; bias: Float32Array }): number {
+    const bounds = this.layers[l];
+    if (!bounds) throw new Error(`quest: no layer ${l}`);
+    const { KV, D } = this;
+    const own = Math.ceil(length / this.params.pageSize);
+    for (let h = 0; h < KV; h++) {
+      const row = (b * KV + h) * pages;
+      out.min.set(bounds.min.subarray(h * bounds.pageCap * D, (h * bounds.pageCap + own) * D), row * D);
+      out.max.set(bounds.max.subarray(h * bounds.pageCap * D, (h * bounds.pageCap + own) * D), row * D);
+      out.bias.fill(0, row, row + own);
+      out.bias.fill(-Infinity, row + own, row + pages);
+      // The page holding the newest entries is always attended, as in the paper.
+      if (own > 0) out.bias[row + own - 1] = Infinity;
+    }
+    const k = this.pagesToAttend(l, length);
+    this.selectedSum += Math.min(length, k * this.params.pageSize);
+    this.attendedSum += length;
+    return k;
+  }
+
+  /** Share of cached entries attended, over the steps so far (what Quest saves in reads). */
+  get attendedRatio(): number {
+    return this.attendedSum > 0 ? this.selectedSum / this.attendedSum : 1;
+  }
+}
+
+/** Builds the graph's Quest inputs for a decode batch of Quest sequences. */
+export function questInputs(states: readonly QuestState[], kvs: readonly SequenceKv[], numLayers: number, numKvHeads: number, headDim: number): { pageSize: number; layers: QuestLayerInputs[] } {
+  const first = states[0];
+  if (!first) throw new Error('quest: empty batch');
+  const pageSize = first.pageSize;
+  if (states.some((s) => s.pageSize !== pageSize)) throw new Error('quest: a batch must share one page size');
+  const B = states.length;
+  const layers: QuestLayerInputs[] = [];
+  for (let l = 0; l < numLayers; l++) {
+    let pages = 1;
+    kvs.forEach((kv) => (pages = Math.max(pages, Math.ceil(kv.length(l) / pageSize))));
+    const min = new Float32Array(B * numKvHeads * pages * headDim);
+    const max = new Float32Array(B * numKvHeads * pages * headDim);
+    const bias = new Float32Array(B * numKvHeads * pages).fill(-Infinity);
+    let k = 1;
+    states.forEach((s, b) => {
+      const kv = kvs[b];
+      if (kv) k = Math.max(k, s.writeLayer(l, kv.length(l), pages, b, { min, max, bias }));
+    });
+    layers.push({ min, max, bias, pages, k: Math.min(k, pages) });
+  }
+  return { pageSize, layers };
+}
