@@ -190,6 +190,11 @@ export class EngineCore {
         { param: 'messages' },
       );
     }
+    for (const id of request.forcedTokens ?? []) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.spec.vocabSize) {
+        throw new EngineError('invalid_request', `forced token id ${id} is outside the vocabulary [0, ${this.spec.vocabSize})`);
+      }
+    }
     for (const id of request.promptTokens) {
       if (!Number.isInteger(id) || id < 0 || id >= this.spec.vocabSize) {
         throw new EngineError('invalid_request', `token id ${id} is outside the vocabulary [0, ${this.spec.vocabSize})`, { param: 'prompt' });
@@ -417,7 +422,8 @@ export class EngineCore {
   /** Samples the next token from `logits`, streams its text, and decides whether the sequence ends. */
   private accept(seq: Sequence, logits: Float32Array): void {
     if (seq.request.captureLogprobs) seq.captured.push(logSoftmaxRow(logits));
-    const r = seq.sampler.sample(logits);
+    const forced = seq.request.forcedTokens?.[seq.generated];
+    const r = forced === undefined ? seq.sampler.sample(logits) : { tokenId: forced, logprob: null, topLogprobs: null };
     seq.generated += 1;
     seq.pendingToken = r.tokenId;
     if (seq.stopIds.has(r.tokenId)) {

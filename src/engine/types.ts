@@ -56,6 +56,11 @@ export interface GenerateRequest {
   readonly servingPolicy?: Policy;
   /** Keep each generated step's log-softmax row (for shadow fidelity); returned with 'done'. */
   readonly captureLogprobs?: boolean;
+  /**
+   * Teacher forcing: feed these tokens as the generated ones instead of sampling
+   * (evaluation of a policy's decode-time behaviour on a fixed continuation).
+   */
+  readonly forcedTokens?: readonly number[];
 }
 
 /**

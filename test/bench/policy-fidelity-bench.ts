@@ -1,0 +1,135 @@
+/**
+ * Accuracy of every policy against the full cache, on the real stories260K
+ * model and real TinyStories text, in its own process. Each passage: a prompt
+ * of real text, then a continuation of real text teacher-forced through the
+ * policy's decode path (eviction at prefill end and every compressEvery
+ * steps, Quest's page selection, sink-window prefill) with every step's
+ * distribution captured. Against the full cache on the same tokens: KL(full ||
+ * policy), top-1 agreement, and the continuation's perplexity under each.
+ * Prints one JSON line.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_SAMPLING, type GenerateRequest } from '../../src/engine/types.js';
+import { parsePolicyFile, type Policy } from '../../src/policies/registry.js';
+import { openTestCore } from '../helpers/core.js';
+import { missingShared, sharedPath, STORIES_DIR } from '../helpers/shared.js';
+
+export interface FidelityPoint {
+  readonly method: string;
+  readonly budget: number;
+  readonly kl: number;
+  readonly top1: number;
+  readonly perplexity: number;
+  readonly fullPerplexity: number;
+  readonly kvRetained: number;
+}
+
+export interface FidelityResult {
+  readonly passages: number;
+  readonly promptTokens: number;
+  readonly continuationTokens: number;
+  readonly points: FidelityPoint[];
+  readonly skipped: string | null;
+}
+
+function policyFor(method: string, budget: number): Policy {
+  const yaml = readFileSync(join('policies', `${method}.yaml`), 'utf8');
+  const base = parsePolicyFile(yaml, `policies/${method}.yaml`);
+  const params: Record<string, unknown> = { ...base.params };
+  if (method === 'sink-window') {
+    params['windowTokens'] = Math.max(1, Math.round(budget * 384));
+  } else {
+    params['budget'] = budget;
+  }
+  if ('topPages' in params) delete params['topPages'];
+  const body = JSON.stringify({ name: `${method}-${Math.round(budget * 1000)}`, kind: base.kind, method, params });
+  return parsePolicyFile(body, `<bench ${method} ${budget}>`);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { passages: { type: 'string', default: '16' }, prompt: { type: 'string', default: '384' }, continuation: { type: 'string', default: '96' } } });
+  const skipped = missingShared('models', 'stories260K') ?? missingShared('data', 'text', 'tinystories_niklas6.txt');
+  if (skipped) {
+    process.stdout.write(`${JSON.stringify({ passages: 0, promptTokens: 0, continuationTokens: 0, points: [], skipped })}\n`);
+    return;
+  }
+  const passages = Number(values.passages);
+  const P = Number(values.prompt);
+  const C = Number(values.continuation);
+  const c = await openTestCore(STORIES_DIR, { prefillChunk: 128 });
+  const text = readFileSync(sharedPath('data', 'text', 'tinystories_niklas6.txt'), 'utf8');
+  const ids = c.checkpoint.tokenizer.encode(text, { addSpecialTokens: true });
+  const stride = Math.floor((ids.length - (P + C)) / passages);
+  const run = async (id: string, prompt: number[], cont: number[], policy: Policy | undefined): Promise<{ rows: Float32Array; kept: number }> => {
+    const req: GenerateRequest = {
+      id,
+      promptTokens: prompt,
+      sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: cont.length, ignoreEos: true },
+      policy: policy?.name ?? 'full',
+      ...(policy ? { servingPolicy: policy } : {}),
+      captureLogprobs: true,
+      forcedTokens: cont,
+    };
+    const done = (await c.generate(req)).at(-1);
+    if (done?.type !== 'done' || !done.capturedLogprobs) throw new Error(`${id}: no captured logprobs`);
+    return { rows: done.capturedLogprobs, kept: done.policy.compressionRatio };
+  };
+  const V = c.checkpoint.spec.vocabSize;
+  const fullRuns: { rows: Float32Array; cont: number[]; prompt: number[] }[] = [];
+  for (let i = 0; i < passages; i++) {
+    const start = i * stride;
+    const prompt = [1, ...ids.slice(start + 1, start + P)];
+    const cont = ids.slice(start + P, start + P + C);
+    fullRuns.push({ rows: (await run(`full-${i}`, prompt, cont, undefined)).rows, cont, prompt });
+  }
+  const methods = ['streaming-llm', 'h2o', 'snapkv', 'pyramidkv', 'tova', 'knorm', 'quest', 'sink-window'];
+  const points: FidelityPoint[] = [];
+  for (const method of methods) {
+    for (const budget of [0.5, 0.25, 0.125]) {
+      const policy = policyFor(method, budget);
+      let kl = 0;
+      let agree = 0;
+      let nll = 0;
+      let fullNll = 0;
+      let steps = 0;
+      let kept = 0;
+      for (const [i, f] of fullRuns.entries()) {
+        const r = await run(`${method}-${budget}-${i}`, f.prompt, f.cont, policy);
+        kept += r.kept / fullRuns.length;
+        for (let s = 0; s < f.cont.length; s++) {
+          let klStep = 0;
+          let am = 0;
+          let bm = 0;
+          for (let v = 0; v < V; v++) {
+            const lf = f.rows[s * V + v] ?? -Infinity;
+            const lp = r.rows[s * V + v] ?? -Infinity;
+            if (lf > -Infinity) klStep += Math.exp(lf) * (lf - lp);
+            if (lf > (f.rows[s * V + am] ?? -Infinity)) am = v;
+            if (lp > (r.rows[s * V + bm] ?? -Infinity)) bm = v;
+          }
+          kl += klStep;
+          if (am === bm) agree += 1;
+          // Row s is the distribution the forced token cont[s] was drawn from.
+          const tok = f.cont[s] ?? 0;
+          nll -= r.rows[s * V + tok] ?? 0;
+          fullNll -= f.rows[s * V + tok] ?? 0;
+          steps += 1;
+        }
+      }
+      const scored = steps;
+      const point = { method, budget, kl: kl / steps, top1: agree / steps, perplexity: Math.exp(nll / scored), fullPerplexity: Math.exp(fullNll / scored), kvRetained: kept };
+      points.push(point);
+      process.stderr.write(`${method} @${budget}: KL ${point.kl.toFixed(4)}, top-1 ${point.top1.toFixed(3)}, ppl ${point.perplexity.toFixed(3)} (full ${point.fullPerplexity.toFixed(3)}), kept ${kept.toFixed(3)}\n`);
+    }
+  }
+  await c.close();
+  const result: FidelityResult = { passages, promptTokens: P, continuationTokens: C, points, skipped: null };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`policy-fidelity-bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,108 @@
+/**
+ * Decode latency and KV bytes against context length, in its own process:
+ * full attention over the whole cache, eviction at budgets (the cache an
+ * eviction policy leaves: budget x context entries), and Quest (the whole cache,
+ * a budget of it attended). The cache content is synthetic: latency depends on
+ * how many entries are read, not on what they hold. Prints one JSON line.
+ */
+import { parseArgs } from 'node:util';
+import { QuestState, questInputs } from '../../src/engine/quest-state.js';
+import { kvBytesPerToken, type SequenceKv } from '../../src/kv/sequence-kv.js';
+import { compileModel } from '../../src/model/compile/compile-model.js';
+import { parsePolicyFile } from '../../src/policies/registry.js';
+import { DecoderSession } from '../../src/runtime/decoder-session.js';
+import { openTestModel } from '../helpers/session.js';
+import { median } from './stats.js';
+
+export interface LatencyPoint {
+  readonly context: number;
+  readonly entries: number;
+  readonly kvBytes: number;
+  readonly stepMsP50: number;
+}
+
+export interface PolicyLatencyResult {
+  readonly model: string;
+  readonly series: Readonly<Record<string, LatencyPoint[]>>;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      contexts: { type: 'string', default: '1024,4096,16384,32768' },
+      steps: { type: 'string', default: '12' },
+      threads: { type: 'string', default: '2' },
+      'cache-dir': { type: 'string', default: '.cache/compiled' },
+    },
+  });
+  if (!values.model) throw new Error('--model is required');
+  const contexts = values.contexts.split(',').map(Number);
+  const steps = Number(values.steps);
+  const threads = Number(values.threads);
+  const m = await openTestModel(values.model, 'fp32', false, { threads, cacheDir: values['cache-dir'] });
+  const spec = m.checkpoint.spec;
+  const compiled = compileModel(m.checkpoint, { cacheDir: values['cache-dir'], weightDtype: 'fp32' });
+  if (!compiled.questDecoderPath) throw new Error('no quest variant');
+  const questSession = await DecoderSession.create(compiled.questDecoderPath, spec, { threads });
+  const KV = spec.numKvHeads;
+  const D = spec.headDim;
+  const perToken = kvBytesPerToken(spec);
+
+  const fill = (entries: number): SequenceKv => {
+    const kv = m.newKv(entries + 2 * steps + 4);
+    const chunk = 1024;
+    const present = Array.from({ length: spec.numLayers }, () => Float32Array.from({ length: KV * chunk * D }, (_, i) => Math.sin(i * 0.7) * 0.5));
+    for (let done = 0; done < entries; done += chunk) {
+      const n = Math.min(chunk, entries - done);
+      kv.append(present, present, 0, chunk, Array.from({ length: n }, (_, i) => done + i));
+    }
+    return kv;
+  };
+  const time = async (kv: SequenceKv, quest: QuestState | null): Promise<number> => {
+    const t: number[] = [];
+    for (let s = 0; s < steps; s++) {
+      const pos = kv.nextPosition;
+      let inputs = m.inputs.decode([kv], [100 + s], [pos]);
+      if (quest) inputs = { ...inputs, quest: questInputs([quest], [kv], spec.numLayers, KV, D) };
+      const t0 = performance.now();
+      const out = await (quest ? questSession : m.session).run(inputs);
+      t.push(performance.now() - t0);
+      kv.append(out.presentKeys, out.presentValues, 0, 1, [pos]);
+      quest?.update(kv);
+    }
+    return median(t.slice(2));
+  };
+
+  const series: Record<string, LatencyPoint[]> = {};
+  const add = (name: string, p: LatencyPoint): void => {
+    (series[name] ??= []).push(p);
+    process.stderr.write(`${name} @${p.context}: ${p.stepMsP50.toFixed(2)} ms, ${p.entries} entries\n`);
+  };
+  for (const L of contexts) {
+    const full = fill(L);
+    add('full', { context: L, entries: L, kvBytes: L * perToken, stepMsP50: await time(full, null) });
+    for (const r of [0.25]) {
+      const qp = parsePolicyFile(`name: quest-b\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, budget: ${r}, denseLayers: 2}\n`, '<bench>');
+      const q = new QuestState(qp, spec);
+      q.update(full);
+      add(`quest ${r * 100}%`, { context: L, entries: full.maxLength, kvBytes: full.maxLength * perToken, stepMsP50: await time(full, q) });
+    }
+    full.release();
+    for (const r of [0.5, 0.25, 0.125]) {
+      const n = Math.max(1, Math.floor(L * r));
+      const kv = fill(n);
+      add(`evict ${r * 100}%`, { context: L, entries: n, kvBytes: n * perToken, stepMsP50: await time(kv, null) });
+      kv.release();
+    }
+  }
+  await questSession.release();
+  await m.close();
+  const result: PolicyLatencyResult = { model: values.model, series };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`policy-latency-bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
