@@ -47,9 +47,71 @@ const EngineSection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const Axis = Type.Union([Type.Literal('C'), Type.Literal('A'), Type.Literal('P')]);
+/** At most two axes: a policy serves two of C, A, P and pays with the third. */
+export const FavorSchema = Type.Array(Axis, { minItems: 1, maxItems: 2, uniqueItems: true });
+
+const RuleMatch = Type.Object(
+  {
+    minPromptTokens: Type.Optional(Type.Integer({ minimum: 0, description: 'Matches prompts of at least this many tokens.' })),
+    maxPromptTokens: Type.Optional(Type.Integer({ minimum: 0, description: 'Matches prompts of at most this many tokens.' })),
+    header: Type.Optional(
+      Type.Object(
+        {
+          name: Type.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", description: 'HTTP header name (case-insensitive).' }),
+          value: Type.String({ description: 'Exact value the header must have.' }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    apiKey: Type.Optional(Type.String({ minLength: 1, description: 'The Bearer key the request came with (a tenant).' })),
+    /** Matches requests whose cap.favor lists only axes listed here. */
+    favor: Type.Optional(FavorSchema),
+  },
+  { additionalProperties: false },
+);
+
+const RoutingRule = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1 })),
+    match: RuleMatch,
+    policy: Type.String({ minLength: 1 }),
+  },
+  { additionalProperties: false },
+);
+
 const RoutingSection = Type.Object(
   {
-    defaultPolicy: Type.Literal('full', { default: 'full' }),
+    defaultPolicy: Type.String({ minLength: 1, default: 'full', description: 'Serves requests no rule matches; must name a loaded policy.' }),
+    allowRequestOverride: Type.Union([Type.Boolean(), Type.Array(Type.String({ minLength: 1 }), { uniqueItems: true })], {
+      default: true,
+      description: 'Which policies a request may name (cap.policy or x-capserve-policy) or reach through cap.favor: true all, false none, or a list (in order of preference).',
+    }),
+    rules: Type.Array(RoutingRule, { default: [], description: 'Ordered; the first rule whose every condition matches picks the policy.' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** Per-policy overrides (`--set policies.NAME.params.KEY=VALUE`), applied to the loaded file and re-validated. */
+const PolicyOverride = Type.Object({ params: Type.Object({}, { additionalProperties: true, default: {} }) }, { additionalProperties: false });
+
+const PoliciesSection = Type.Object(
+  {
+    dir: Type.String({ minLength: 1, default: 'policies', description: 'Directory of policy files (*.yaml); relative paths resolve against the working directory.' }),
+  },
+  { additionalProperties: PolicyOverride, default: {} },
+);
+
+const ShadowSection = Type.Object(
+  {
+    sampleRate: Type.Number({ minimum: 0, maximum: 1, default: 0.05, description: 'Fraction of requests served by a non-full policy whose fidelity is measured against the full cache.' }),
+    maxQueued: Type.Integer({ minimum: 1, default: 4, description: 'Re-scores waiting or running at once; more are dropped (and counted).' }),
+    maxTokens: Type.Integer({ minimum: 1, default: 64, description: 'Generated steps compared per request (the first ones).' }),
+    maxCaptureTokens: Type.Integer({
+      minimum: 1,
+      default: 256,
+      description: "Only requests with max_tokens up to this are sampled: the engine keeps a vocabulary-wide row per generated step while they run.",
+    }),
   },
   { additionalProperties: false, default: {} },
 );
@@ -60,7 +122,9 @@ export const ConfigSchema = Type.Object(
     server: ServerSection,
     memory: MemorySection,
     engine: EngineSection,
+    policies: PoliciesSection,
     routing: RoutingSection,
+    shadow: ShadowSection,
   },
   { additionalProperties: false },
 );

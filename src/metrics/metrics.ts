@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { LiveContexts } from './live-contexts.js';
 
 /**
  * Every capserve metric, defined here and nowhere else. Buckets follow vLLM's
@@ -9,6 +10,14 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 export const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];
 export const INTER_TOKEN_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
 export const REQUEST_LATENCY_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0];
+/** C axis: KV entries per layer a sequence ended with (powers of two up to 1M tokens). */
+export const KV_TOKENS_BUCKETS = Array.from({ length: 17 }, (_, i) => 2 ** (i + 4));
+/** C axis: kept / covered, from 5% to everything. */
+export const COMPRESSION_RATIO_BUCKETS = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0];
+/** A axis: fractions in [0, 1], finer near 1 where good policies live. */
+export const FRACTION_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.999, 1.0];
+/** A axis: KL divergence in nats, half-decades from 1e-4 to 10. */
+export const KL_BUCKETS = [1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1, 3, 10];
 
 export const METRIC_NAMES = Object.freeze({
   timeToFirstToken: 'capserve_time_to_first_token_seconds',
@@ -24,7 +33,17 @@ export const METRIC_NAMES = Object.freeze({
   kvCacheBytes: 'capserve_kv_cache_bytes',
   kvCacheCapacityBytes: 'capserve_kv_cache_capacity_bytes',
   kvCacheUsageRatio: 'capserve_kv_cache_usage_ratio',
+  kvTokensRetained: 'capserve_kv_tokens_retained',
+  compressionRatio: 'capserve_compression_ratio',
+  longestLiveContext: 'capserve_longest_live_context_tokens',
+  attentionMassRetained: 'capserve_attention_mass_retained',
+  shadowKlDivergence: 'capserve_shadow_kl_divergence',
+  shadowTop1Agreement: 'capserve_shadow_top1_agreement',
+  shadowRequests: 'capserve_shadow_requests_total',
 });
+
+/** What happened to a request sampled for shadow fidelity. */
+export type ShadowOutcome = 'scored' | 'dropped' | 'failed' | 'skipped';
 
 /** What the engine-wide gauges read at scrape time. */
 export interface EngineGaugeSource {
@@ -47,6 +66,15 @@ export interface CapserveMetrics {
   readonly kvCacheBytes: Gauge<'policy'>;
   readonly kvCacheCapacityBytes: Gauge<'policy'>;
   readonly kvCacheUsageRatio: Gauge<'policy'>;
+  readonly kvTokensRetained: Histogram<'policy'>;
+  readonly compressionRatio: Histogram<'policy'>;
+  /** Sequences being generated now; the longest-live-context gauge reads them at scrape time. */
+  readonly liveContexts: LiveContexts;
+  readonly longestLiveContext: Gauge<'policy'>;
+  readonly attentionMassRetained: Histogram<'policy'>;
+  readonly shadowKlDivergence: Histogram<'policy'>;
+  readonly shadowTop1Agreement: Histogram<'policy'>;
+  readonly shadowRequests: Counter<'policy' | 'outcome'>;
 }
 
 /** A fresh registry (never prom-client's global one, so tests and apps do not collide). */
@@ -78,6 +106,17 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
     s.kvBytesCapacity > 0 ? s.kvBytesUsed / s.kvBytesCapacity : 0,
   );
 
+  const liveContexts = new LiveContexts();
+  const longestLiveContext = new Gauge({
+    name: METRIC_NAMES.longestLiveContext,
+    help: 'Longest context (prompt + generated tokens) among sequences being generated now.',
+    labelNames: policy,
+    registers,
+    collect(this: Gauge<'policy'>) {
+      for (const [name, tokens] of liveContexts.longestByPolicy()) this.set({ policy: name }, tokens);
+    },
+  });
+
   return {
     registry,
     timeToFirstToken: new Histogram({ name: METRIC_NAMES.timeToFirstToken, help: 'Time from request arrival to its first generated token, in seconds.', labelNames: policy, buckets: TTFT_BUCKETS, registers }),
@@ -93,5 +132,13 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
     kvCacheBytes,
     kvCacheCapacityBytes,
     kvCacheUsageRatio,
+    kvTokensRetained: new Histogram({ name: METRIC_NAMES.kvTokensRetained, help: 'KV cache entries per layer a sequence kept at its end (C axis).', labelNames: policy, buckets: KV_TOKENS_BUCKETS, registers }),
+    compressionRatio: new Histogram({ name: METRIC_NAMES.compressionRatio, help: 'KV entries kept over tokens covered (compression: tokens kept over the original), per sequence (C axis).', labelNames: policy, buckets: COMPRESSION_RATIO_BUCKETS, registers }),
+    liveContexts,
+    longestLiveContext,
+    attentionMassRetained: new Histogram({ name: METRIC_NAMES.attentionMassRetained, help: 'Attention mass kept by the last eviction, per sequence (A axis, online proxy).', labelNames: policy, buckets: FRACTION_BUCKETS, registers }),
+    shadowKlDivergence: new Histogram({ name: METRIC_NAMES.shadowKlDivergence, help: 'Mean per-step KL(full || policy) in nats over a shadowed request (A axis).', labelNames: policy, buckets: KL_BUCKETS, registers }),
+    shadowTop1Agreement: new Histogram({ name: METRIC_NAMES.shadowTop1Agreement, help: 'Fraction of a shadowed request\'s steps whose most likely token matches the full-cache model (A axis).', labelNames: policy, buckets: FRACTION_BUCKETS, registers }),
+    shadowRequests: new Counter({ name: METRIC_NAMES.shadowRequests, help: 'Requests sampled for shadow fidelity, by outcome (scored, dropped: queue full, failed, skipped: nothing to compare).', labelNames: ['policy', 'outcome'] as const, registers }),
   };
 }

@@ -8,7 +8,7 @@
  * moe-graphs.ts for why). Accounting is in file bytes, the same number the budget
  * is stated in.
  */
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import * as ort from 'onnxruntime-node';
@@ -75,6 +75,8 @@ const EXPERT_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
   executionMode: 'sequential',
   enableCpuMemArena: false,
   enableMemPattern: false,
+  // See moe-runner.ts: spinning pool threads starve the expert reads.
+  extra: { 'session.intra_op.allow_spinning': '0' },
 };
 
 export class ExpertStore {
@@ -85,6 +87,7 @@ export class ExpertStore {
   private readonly unusedPrefetched = new Set<number>();
   private assignment: (layer: number, expert: number) => ExpertBits = () => 32;
   private transientBytes = 0;
+  private readonly handles = new Map<string, Promise<FileHandle>>();
   readonly stats: ExpertStoreStats = ExpertStore.zeroStats();
 
   private constructor(
@@ -156,33 +159,44 @@ export class ExpertStore {
     return f;
   }
 
-  /** One positioned read of the whole file, then length and CRC-32 checks. */
+  /** Opened once per file and kept: a load is then one positioned read, one threadpool hop. */
+  private async handleFor(f: ExpertFile, path: string): Promise<FileHandle> {
+    const open_ = this.handles.get(path);
+    if (open_) return open_;
+    const opening = open(path, 'r').catch((err: unknown) => {
+      this.handles.delete(path);
+      throw new MoeRunnerError('expert_file_missing', path, `expert file for layer ${f.layer} expert ${f.expert} (${f.bits}-bit) cannot be opened (${(err as Error).message}); recompile the model`, { cause: err });
+    });
+    this.handles.set(path, opening);
+    return opening;
+  }
+
+  /**
+   * One positioned read of the whole file (one byte more than the manifest says,
+   * to notice a longer file), then length and CRC-32 checks.
+   */
   private async read(f: ExpertFile): Promise<Uint8Array> {
     const path = join(this.dir, f.file);
-    let handle;
+    const handle = await this.handleFor(f, path);
+    const buf = new Uint8Array(new ArrayBuffer(f.bytes + 1));
+    let got = 0;
     try {
-      handle = await open(path, 'r');
-    } catch (err) {
-      throw new MoeRunnerError('expert_file_missing', path, `expert file for layer ${f.layer} expert ${f.expert} (${f.bits}-bit) cannot be opened (${(err as Error).message}); recompile the model`, { cause: err });
-    }
-    try {
-      const size = (await handle.stat()).size;
-      if (size !== f.bytes) throw new MoeRunnerError('expert_file_corrupt', path, `expert file is ${size} bytes, the manifest says ${f.bytes}; recompile the model`);
-      const buf = new Uint8Array(new ArrayBuffer(f.bytes));
-      let got = 0;
-      while (got < f.bytes) {
-        const { bytesRead } = await handle.read(buf, got, f.bytes - got, got);
+      while (got < buf.length) {
+        const { bytesRead } = await handle.read(buf, got, buf.length - got, got);
         if (bytesRead === 0) break;
         got += bytesRead;
       }
-      if (got !== f.bytes) throw new MoeRunnerError('expert_file_corrupt', path, `read ${got} of ${f.bytes} bytes; recompile the model`);
-      const sum = crc32(buf);
-      if (sum !== f.crc32) throw new MoeRunnerError('expert_file_corrupt', path, `CRC-32 ${sum.toString(16)} does not match the manifest's ${f.crc32.toString(16)}; the file is corrupt, recompile the model`);
-      this.stats.bytesLoaded += f.bytes;
-      return buf;
-    } finally {
-      await handle.close();
+    } catch (err) {
+      throw new MoeRunnerError('expert_file_corrupt', path, `reading the expert file failed (${(err as Error).message})`, { cause: err });
     }
+    if (got !== f.bytes) {
+      throw new MoeRunnerError('expert_file_corrupt', path, `expert file is ${got > f.bytes ? 'longer than' : `${got} bytes,`} the manifest says ${f.bytes}; recompile the model`);
+    }
+    const bytes = buf.subarray(0, f.bytes);
+    const sum = crc32(bytes);
+    if (sum !== f.crc32) throw new MoeRunnerError('expert_file_corrupt', path, `CRC-32 ${sum.toString(16)} does not match the manifest's ${f.crc32.toString(16)}; the file is corrupt, recompile the model`);
+    this.stats.bytesLoaded += f.bytes;
+    return bytes;
   }
 
   private async materialize(layer: number, expert: number, bits: ExpertBits, bytes: Uint8Array): Promise<ExpertHandle> {
@@ -396,24 +410,31 @@ export class ExpertStore {
     this.unusedPrefetched.clear();
   }
 
-  /** Preloads experts into the cache until it is full (for the all-resident configuration). */
-  async preloadAll(): Promise<void> {
-    for (let l = 0; l < this.manifest.numLayers; l++) {
-      for (let e = 0; e < this.manifest.numExperts; e++) {
-        const bits = this.bitsOf(l, e);
-        const key = this.key(l, e);
-        if (this.cache.has(key)) continue;
-        if (this.cache.residentBytes + this.fileBytes(l, e, bits) > this.cache.budgetBytes) return;
-        const bytes = await this.read(this.entry(l, e, bits));
-        const handle = await this.materialize(l, e, bits, bytes);
-        this.admit(key, { state: 'ready', handle, bits }, bytes.byteLength);
-      }
+  /**
+   * Preloads experts in the given order (default: layer by layer) while they fit,
+   * skipping any that does not; each preloaded expert counts as one use for the
+   * frequency policy.
+   */
+  async preload(order?: ReadonlyArray<{ readonly layer: number; readonly expert: number }>): Promise<void> {
+    const all = order ?? Array.from({ length: this.manifest.numLayers * this.manifest.numExperts }, (_, i) => ({ layer: Math.floor(i / this.manifest.numExperts), expert: i % this.manifest.numExperts }));
+    for (const { layer: l, expert: e } of all) {
+      const bits = this.bitsOf(l, e);
+      const key = this.key(l, e);
+      if (this.cache.has(key)) continue;
+      if (this.cache.residentBytes + this.fileBytes(l, e, bits) > this.cache.budgetBytes) continue;
+      const bytes = await this.read(this.entry(l, e, bits));
+      const handle = await this.materialize(l, e, bits, bytes);
+      this.cache.touch(key);
+      this.admit(key, { state: 'ready', handle, bits }, bytes.byteLength);
     }
   }
 
   async close(): Promise<void> {
     await Promise.allSettled([...this.inflight.values()].map((f) => f.promise));
     this.dropAll();
+    const handles = await Promise.allSettled(this.handles.values());
+    this.handles.clear();
+    for (const h of handles) if (h.status === 'fulfilled') await h.value.close();
     await this.fp32Session.release();
   }
 }

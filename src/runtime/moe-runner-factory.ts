@@ -36,7 +36,7 @@ export interface OpenMoeOptions {
   readonly threads: number;
   readonly config: ExpertOffloadConfig;
   readonly tokenizer: TextTokenizer;
-  /** Fill the cache before serving (the all-resident configuration). */
+  /** Fill the cache layer by layer before serving (the all-resident configuration). Adaptive widths always warm the cache with the hottest experts. */
   readonly preload?: boolean;
 }
 
@@ -49,6 +49,7 @@ export async function openMoeRunner(compiled: CompiledModel, spec: ModelSpec, op
     prefetch: config.prefetch,
   });
   let widths: (layer: number, expert: number) => ExpertBits;
+  let hottest: Array<{ layer: number; expert: number }> | null = null;
   const histogram = new Map<ExpertBits, number>();
   if (config.fixedBits !== null) {
     const bits = config.fixedBits;
@@ -63,6 +64,8 @@ export async function openMoeRunner(compiled: CompiledModel, spec: ModelSpec, op
       targetBytes: config.adaptBytes,
     });
     widths = (l, e) => assignment.bits.get(assignmentKey(l, e)) ?? 32;
+    // Warm start: the experts calibration routed to most, while they fit (EdgeMoE preloads hot experts).
+    hottest = profile.entries.filter((p) => p.tokens > 0).sort((a, b) => b.tokens - a.tokens || a.layer - b.layer || a.expert - b.expert);
     runner.setStat('expertAdaptedBytes', assignment.totalBytes);
     // The predicted importance-weighted output error of the chosen widths: the offline accuracy cost.
     runner.setStat('expertAdaptedError', assignment.totalCost);
@@ -78,7 +81,8 @@ export async function openMoeRunner(compiled: CompiledModel, spec: ModelSpec, op
   for (const b of [32, 8, 4, 2] as const) runner.setStat(`expertsAt${b}Bits`, histogram.get(b) ?? 0);
   runner.setStat('expertStoreBytes', total);
   runner.configure(widths, { budgetBytes: config.budgetBytes, cachePolicy: config.cachePolicy, prefetch: config.prefetch });
-  if (options.preload === true) await runner.store.preloadAll();
+  if (options.preload === true) await runner.store.preload();
+  else if (hottest !== null) await runner.store.preload(hottest);
   runner.resetStats();
   return runner;
 }

@@ -1,8 +1,12 @@
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { createRouter } from '../cap/router.js';
+import { loadServingPolicies } from '../cap/serving-policies.js';
+import { ShadowFidelity } from '../cap/shadow.js';
 import type { Config } from '../config/schema.js';
 import type { EngineClient } from '../engine/types.js';
 import { createMetrics, type CapserveMetrics } from '../metrics/metrics.js';
+import type { Policy } from '../policies/registry.js';
 import { createAuthCheck } from './auth.js';
 import { recordError, type ServerContext } from './context.js';
 import { ApiError, toApiError } from './errors.js';
@@ -11,12 +15,15 @@ import { registerChatCompletions } from './routes/chat-completions.js';
 import { registerCompletions } from './routes/completions.js';
 import { registerHealthAndMetrics } from './routes/health.js';
 import { registerModels } from './routes/models.js';
+import { registerPolicies } from './routes/policies.js';
 import { registerResponsesWebsocket } from './routes/responses-ws.js';
 import { registerTokenize } from './routes/tokenize.js';
 
 export interface BuildAppOptions {
   readonly engine: EngineClient;
   readonly config: Config;
+  /** The configured policies; absent: loaded from config.policies.dir (with the config's param overrides). */
+  readonly policies?: ReadonlyMap<string, Policy>;
   /** fastify's logger option; default off (tests). Prompts and completions are never logged. */
   readonly logger?: FastifyServerOptions['logger'];
 }
@@ -25,6 +32,7 @@ export interface BuildAppOptions {
 export interface CapserveHandle {
   readonly metrics: CapserveMetrics;
   readonly inflight: Inflight;
+  readonly shadow: ShadowFidelity;
   /** From now on new requests get 503 shutting_down; running ones continue. */
   beginShutdown(): void;
 }
@@ -35,9 +43,15 @@ declare module 'fastify' {
   }
 }
 
-/** The OpenAI-compatible app, not listening (tests use app.inject). */
+/**
+ * The OpenAI-compatible app, not listening (tests use app.inject). Throws
+ * PolicyError / ConfigError when the policies or the routing section are
+ * wrong, so a misconfigured server never starts.
+ */
 export function buildApp(options: BuildAppOptions): FastifyInstance {
   const { engine, config } = options;
+  const policies = options.policies ?? loadServingPolicies(config);
+  const router = createRouter(config.routing, policies);
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: config.server.bodyLimitBytes,
@@ -45,10 +59,13 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     return503OnClosing: false,
   });
   const metrics = createMetrics({ policy: config.routing.defaultPolicy, snapshot: () => engine.health() });
-  const ctx: ServerContext = { engine, config, metrics, inflight: new Inflight(), log: app.log, shutdown: { closing: false } };
+  const shadow = new ShadowFidelity(engine, metrics, config.shadow, app.log);
+  const ctx: ServerContext = { engine, config, policies, router, shadow, metrics, inflight: new Inflight(), log: app.log, shutdown: { closing: false } };
+  app.addHook('onClose', async () => shadow.close());
   app.decorate('capserve', {
     metrics,
     inflight: ctx.inflight,
+    shadow,
     beginShutdown: () => {
       ctx.shutdown.closing = true;
     },
@@ -97,6 +114,7 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     registerChatCompletions(scope, ctx);
     registerCompletions(scope, ctx);
     registerModels(scope, ctx);
+    registerPolicies(scope, ctx);
     registerTokenize(scope, ctx);
     registerHealthAndMetrics(scope, ctx);
     registerResponsesWebsocket(scope, ctx);

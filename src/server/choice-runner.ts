@@ -1,5 +1,7 @@
 import type { ServerResponse } from 'node:http';
+import type { ShadowTicket } from '../cap/shadow.js';
 import type { GenerateRequest, ModelCard, SamplingParams, Usage } from '../engine/types.js';
+import type { Policy } from '../policies/registry.js';
 import type { ServerContext } from './context.js';
 import { recordError } from './context.js';
 import { ApiError, toApiError } from './errors.js';
@@ -11,23 +13,65 @@ import type { SseStream } from './sse.js';
 export interface PreparedGeneration {
   readonly id: string;
   readonly card: ModelCard;
-  readonly policy: string;
+  readonly policy: Policy;
   readonly promptTokens: readonly number[];
   readonly requests: readonly GenerateRequest[];
   readonly arrivedAt: number;
+  /** Set when shadow fidelity sampled this request: choice 0 captures its rows; settle it when the response is out. */
+  readonly shadow: ShadowTicket | null;
 }
 
-export function prepareGeneration(
-  id: string,
-  card: ModelCard,
-  policy: string,
-  promptTokens: readonly number[],
-  n: number,
-  samplingFor: (index: number) => SamplingParams,
-  arrivedAt: number,
-): PreparedGeneration {
-  const requests = Array.from({ length: n }, (_, index) => ({ id: n === 1 ? id : `${id}-${index}`, promptTokens, sampling: samplingFor(index), policy }));
-  return { id, card, policy, promptTokens, requests, arrivedAt };
+export interface GenerationSpec {
+  readonly id: string;
+  readonly card: ModelCard;
+  readonly policy: Policy;
+  readonly promptTokens: readonly number[];
+  readonly n: number;
+  readonly maxTokens: number;
+  samplingFor(index: number): SamplingParams;
+  readonly arrivedAt: number;
+}
+
+/** Builds the engine requests; decides up front whether shadow fidelity samples this request. */
+export function prepareGeneration(ctx: ServerContext, spec: GenerationSpec): PreparedGeneration {
+  const { id, policy, promptTokens, n } = spec;
+  const shadow = ctx.shadow.sample(policy, spec.maxTokens, promptTokens);
+  const requests = Array.from(
+    { length: n },
+    (_, index): GenerateRequest => ({
+      id: n === 1 ? id : `${id}-${index}`,
+      promptTokens,
+      sampling: spec.samplingFor(index),
+      policy: policy.name,
+      ...(policy.kind !== 'none' ? { servingPolicy: policy } : {}),
+      // One choice is enough to measure the policy; capturing all n would multiply the memory.
+      ...(shadow !== null && index === 0 ? { captureLogprobs: true } : {}),
+    }),
+  );
+  return { id, card: spec.card, policy, promptTokens, requests, arrivedAt: spec.arrivedAt, shadow };
+}
+
+/** Hands a finished request to shadow fidelity (call once the response is sent); anything else gives the ticket up. */
+export function settleShadow(prep: PreparedGeneration, firstChoice: ChoiceDone | null | undefined): void {
+  if (prep.shadow === null) return;
+  const capture = firstChoice?.capture;
+  if (capture !== null && capture !== undefined && firstChoice?.finishReason !== 'abort') prep.shadow.submit(capture.tokens, capture.rows);
+  else prep.shadow.skip();
+}
+
+/** Runs `fn` once the response has been written out (or the connection closed), never before. */
+export function afterResponse(raw: ServerResponse, fn: () => void): void {
+  if (raw.writableFinished || raw.destroyed) {
+    setImmediate(fn);
+    return;
+  }
+  const once = (): void => {
+    raw.off('finish', once);
+    raw.off('close', once);
+    fn();
+  };
+  raw.once('finish', once);
+  raw.once('close', once);
 }
 
 export interface Lifecycle {
@@ -125,7 +169,8 @@ export interface StreamFormat {
   token(index: number, event: TokenOut, offset: number): unknown | null;
   /** Text released at the end (a held-back partial stop match that never completed). */
   trailingText(index: number, text: string, offset: number): unknown;
-  finish(index: number, done: ChoiceDone, isLastChunk: boolean): unknown;
+  /** The chunk carrying finish_reason (and the choice's `cap`). */
+  finish(index: number, done: ChoiceDone): unknown;
   usage(usage: Usage): unknown;
 }
 
@@ -159,8 +204,8 @@ export async function streamChoices(
   }
   sse.open(headers);
   const n = prep.requests.length;
+  const dones: (ChoiceDone | null)[] = new Array<ChoiceDone | null>(n).fill(null);
   const offsets = new Array<number>(n).fill(0);
-  let remaining = n;
   let completionTokens = 0;
   try {
     for (let i = 0; i < n; i++) {
@@ -179,16 +224,16 @@ export async function streamChoices(
           await sse.send(format.trailingText(index, event.text, offsets[index] ?? 0));
           offsets[index] = (offsets[index] ?? 0) + event.text.length;
         }
-        remaining--;
+        dones[index] = event;
         completionTokens += event.usage.completionTokens;
         const aborted = lifecycle.signal.aborted;
-        if (!aborted) await sse.send(format.finish(index, event, remaining === 0 && !includeUsage));
+        if (!aborted) await sse.send(format.finish(index, event));
       }
       step = await iterator.next();
     }
     const err = abortError(lifecycle.signal);
     if (err !== null) {
-      recordError(ctx, err, prep.policy);
+      recordError(ctx, err, prep.policy.name);
       await sse.send(err.toBody());
     } else if (!lifecycle.signal.aborted && includeUsage) {
       await sse.send(format.usage({ promptTokens: prep.promptTokens.length, completionTokens }));
@@ -196,10 +241,11 @@ export async function streamChoices(
   } catch (thrown) {
     const err = toApiError(thrown);
     if (err.statusCode >= 500) ctx.log.error({ err: thrown, requestId: prep.id }, 'generation failed mid-stream');
-    recordError(ctx, err, prep.policy);
+    recordError(ctx, err, prep.policy.name);
     await sse.send(err.toBody());
   } finally {
     await iterator.return(undefined);
     sse.end();
+    settleShadow(prep, dones[0]);
   }
 }

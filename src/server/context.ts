@@ -1,7 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { Router } from '../cap/router.js';
+import type { ShadowFidelity } from '../cap/shadow.js';
 import type { Config } from '../config/schema.js';
 import type { EngineClient } from '../engine/types.js';
 import type { CapserveMetrics } from '../metrics/metrics.js';
+import type { Policy } from '../policies/registry.js';
 import { ApiError } from './errors.js';
 import type { Inflight } from './inflight.js';
 
@@ -9,6 +12,10 @@ import type { Inflight } from './inflight.js';
 export interface ServerContext {
   readonly engine: EngineClient;
   readonly config: Config;
+  /** Every configured policy, in configuration order ('full' first). */
+  readonly policies: ReadonlyMap<string, Policy>;
+  readonly router: Router;
+  readonly shadow: ShadowFidelity;
   readonly metrics: CapserveMetrics;
   readonly inflight: Inflight;
   readonly log: FastifyBaseLogger;

@@ -1,3 +1,4 @@
+import { RoutingError } from '../cap/router.js';
 import { EngineError, type EngineErrorCode } from '../engine/errors.js';
 
 /**
@@ -13,6 +14,7 @@ import { EngineError, type EngineErrorCode } from '../engine/errors.js';
  * | context_length_exceeded   | 400    | invalid_request_error |
  * | no_chat_template          | 400    | invalid_request_error |
  * | unknown_policy            | 400    | invalid_request_error |
+ * | policy_not_allowed        | 400    | invalid_request_error |
  * | invalid_api_key           | 401    | authentication_error  |
  * | model_not_found           | 404    | invalid_request_error |
  * | not_found                 | 404    | invalid_request_error |
@@ -37,6 +39,7 @@ const TABLE = {
   context_length_exceeded: { status: 400, type: 'invalid_request_error' },
   no_chat_template: { status: 400, type: 'invalid_request_error' },
   unknown_policy: { status: 400, type: 'invalid_request_error' },
+  policy_not_allowed: { status: 400, type: 'invalid_request_error' },
   invalid_api_key: { status: 401, type: 'authentication_error' },
   model_not_found: { status: 404, type: 'invalid_request_error' },
   not_found: { status: 404, type: 'invalid_request_error' },
@@ -143,6 +146,7 @@ function fromFastifyError(err: FastifyLikeError): ApiError | null {
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof EngineError) return fromEngineError(err);
+  if (err instanceof RoutingError) return new ApiError(err.code, err.message, { param: err.param });
   if (err !== null && typeof err === 'object') {
     const mapped = fromFastifyError(err as FastifyLikeError);
     if (mapped !== null) return mapped;

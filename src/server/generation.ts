@@ -1,8 +1,16 @@
 import type { EngineClient, FinishReason, GenerateRequest, TokenEvent, Usage } from '../engine/types.js';
 import type { CapserveMetrics } from '../metrics/metrics.js';
+import { observePolicyReport } from '../metrics/policy-report.js';
 import { SequenceTimer } from '../metrics/sequence-timer.js';
+import type { PolicyReport } from '../policies/types.js';
 
 export type TokenOut = Extract<TokenEvent, { type: 'token' }>;
+
+/** A choice's generated ids and the engine's log-softmax row for each (requests that asked captureLogprobs). */
+export interface CapturedSteps {
+  readonly tokens: readonly number[];
+  readonly rows: Float32Array;
+}
 
 /** How one choice ended (engine timings dropped: they feed the metrics here). */
 export interface ChoiceDone {
@@ -11,6 +19,9 @@ export interface ChoiceDone {
   readonly text: string;
   readonly usage: Usage;
   readonly stopReason: string | number | null;
+  /** What the serving policy did; null when the choice was cut off before the engine reported. */
+  readonly report: PolicyReport | null;
+  readonly capture: CapturedSteps | null;
 }
 
 export interface ChoiceEvent {
@@ -28,7 +39,8 @@ interface Pending {
  * their events in arrival order. Every choice ends with exactly one 'done':
  * when the signal aborts, choices the engine did not finish get a synthetic
  * 'done' with finish reason 'abort' and the tokens counted so far. An engine
- * error aborts the sibling choices and is rethrown.
+ * error aborts the sibling choices and is rethrown. P-axis metrics, the
+ * policy's C and A report, and the live context lengths are recorded here.
  */
 export async function* runChoices(
   engine: EngineClient,
@@ -47,6 +59,8 @@ export async function* runChoices(
   const completion = requests.map(() => 0);
   const finished = requests.map(() => false);
   const timers = requests.map((r) => new SequenceTimer(metrics, r.policy, arrivedAt));
+  const live = requests.map((r) => metrics.liveContexts.start(r.policy, r.promptTokens.length));
+  const captured = requests.map((r) => (r.captureLogprobs === true ? ([] as number[]) : null));
   const pull = (index: number, it: AsyncIterator<TokenEvent>): void => {
     pending.set(index, it.next().then((result) => ({ index, result })));
   };
@@ -75,8 +89,13 @@ export async function* runChoices(
       if (event.type === 'token') {
         completion[index] = (completion[index] ?? 0) + 1;
         timers[index]?.token();
+        const context = live[index];
+        if (context !== undefined) context.tokens++;
+        captured[index]?.push(event.tokenId);
       } else {
         finished[index] = true;
+        live[index]?.end();
+        observePolicyReport(metrics, event.policy);
         // Prompt tokens count once per request, however many choices share them.
         timers[index]?.done(
           event.finishReason,
@@ -89,7 +108,15 @@ export async function* runChoices(
         event:
           event.type === 'token'
             ? event
-            : { type: 'done', finishReason: event.finishReason, text: event.text, usage: event.usage, stopReason: event.stopReason },
+            : {
+                type: 'done',
+                finishReason: event.finishReason,
+                text: event.text,
+                usage: event.usage,
+                stopReason: event.stopReason,
+                report: event.policy,
+                capture: capturedSteps(captured[index] ?? null, event.capturedLogprobs),
+              },
       };
       // Pull on even after 'done' so the engine's generator runs to its end (and its cleanup).
       const it = iterators.get(index);
@@ -102,10 +129,11 @@ export async function* runChoices(
         const usage = { promptTokens: requests[index]?.promptTokens.length ?? 0, completionTokens: completion[index] ?? 0 };
         const reason: FinishReason = 'abort';
         timers[index]?.done(reason, { promptTokens: index === 0 ? usage.promptTokens : 0, completionTokens: usage.completionTokens }, null);
-        yield { index, event: { type: 'done', finishReason: reason, text: '', usage, stopReason: null } };
+        yield { index, event: { type: 'done', finishReason: reason, text: '', usage, stopReason: null, report: null, capture: null } };
       }
     }
   } finally {
+    for (const context of live) context.end();
     signal.removeEventListener('abort', forward);
     if (iterators.size > 0) {
       inner.abort(signal.reason);
@@ -116,4 +144,8 @@ export async function* runChoices(
       for (const p of pending.values()) p.catch(() => undefined);
     }
   }
+}
+
+function capturedSteps(tokens: readonly number[] | null, rows: Float32Array | undefined): CapturedSteps | null {
+  return tokens === null || rows === undefined ? null : { tokens, rows };
 }

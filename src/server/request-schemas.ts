@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { FavorSchema } from '../config/schema.js';
 
 /**
  * Request bodies as JSON Schema. Every object is closed: an unknown parameter
@@ -20,7 +21,12 @@ export const ChatMessageSchema = Type.Object(
 const StopSchema = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 4 })]);
 /** Token id (as a JSON key) -> bias in [-100, 100]. */
 const LogitBiasSchema = Type.Object({}, { propertyNames: { pattern: '^\\d+$' }, additionalProperties: Type.Number({ minimum: -100, maximum: 100 }) });
-const CapSchema = Type.Object({ policy: opt(Type.String({ minLength: 1 })) }, { additionalProperties: false });
+/**
+ * capserve's own request field: `policy` names a serving policy, `favor` states
+ * which (at most two) of C, A, P matter most. Closed like the rest; new keys
+ * (e.g. an overflow choice) are added here.
+ */
+export const CapSchema = Type.Object({ policy: opt(Type.String({ minLength: 1 })), favor: opt(FavorSchema) }, { additionalProperties: false });
 const StreamOptionsSchema = Type.Object({ include_usage: opt(Type.Boolean()) }, { additionalProperties: false });
 
 /** Sampling fields shared by chat and completions, OpenAI's plus vLLM's extras. */

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { loadConfig } from '../config/load-config.js';
+import { loadServingPolicies } from '../cap/serving-policies.js';
+import { ConfigError, loadConfig } from '../config/load-config.js';
 import type { Config } from '../config/schema.js';
 import { startLocalEngine } from '../engine/local-engine.js';
 import { ensureDefaultModel } from '../model/default-model.js';
@@ -17,8 +18,17 @@ export async function runServe(argv: string[]): Promise<void> {
   const args = parseServeArgs(argv);
   const config = loadConfig({ ...(args.configFile !== undefined ? { file: args.configFile } : {}), overrides: args.overrides });
   const chatTemplateFallback = resolveChatTemplateFallback(config.model.chatTemplateFallback);
+  // Bad policy files, overrides or routing stop the server here, before it listens.
+  const policies = loadServingPolicies(config);
   const engine = new DeferredEngine();
-  const app = buildApp({ engine, config, logger: { level: process.env['CAPSERVE_LOG_LEVEL'] ?? 'info' } });
+  let app: FastifyInstance;
+  try {
+    app = buildApp({ engine, config, policies, logger: { level: process.env['CAPSERVE_LOG_LEVEL'] ?? 'info' } });
+  } catch (err) {
+    if (err instanceof ConfigError && args.configFile !== undefined) throw new ConfigError(`${args.configFile}: ${err.message}`);
+    throw err;
+  }
+  app.log.info({ policies: [...policies.keys()], defaultPolicy: config.routing.defaultPolicy }, 'policies loaded');
   await app.listen({ host: config.server.host, port: config.server.port });
 
   let finished: () => void = () => undefined;

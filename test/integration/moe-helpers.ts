@@ -21,11 +21,15 @@ export interface MoeFixture {
   open(options?: Partial<MoeRunnerOptions>): Promise<MoeRunner>;
 }
 
-export async function moeFixture(arch: Architecture, seed: number, options: { preset?: Preset; weightDtype?: WeightDtype; overrides?: Record<string, unknown> } = {}): Promise<MoeFixture> {
+export async function moeFixture(arch: Architecture, seed: number, options: { preset?: Preset; weightDtype?: WeightDtype; overrides?: Record<string, unknown>; quantAccuracyLevel?: 0 | 4 } = {}): Promise<MoeFixture> {
   const root = tempDir(`moe-${arch}`);
   const { dir } = await createModel({ arch, preset: options.preset ?? 'tiny', seed, out: join(root, 'model'), ...(options.overrides ? { configOverrides: options.overrides } : {}) });
   const checkpoint = loadCheckpoint(dir);
-  const compiled = compileModel(checkpoint, { cacheDir: join(root, 'compiled'), weightDtype: options.weightDtype ?? 'fp32' });
+  const compiled = compileModel(checkpoint, {
+    cacheDir: join(root, 'compiled'),
+    weightDtype: options.weightDtype ?? 'fp32',
+    ...(options.quantAccuracyLevel !== undefined ? { quantAccuracyLevel: options.quantAccuracyLevel } : {}),
+  });
   const spec = checkpoint.spec;
   const pool = new KvPool(1024 ** 3);
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };

@@ -75,3 +75,14 @@ for (const [i, arch] of (['mixtral', 'qwen2_moe'] as Architecture[]).entries()) 
     }
   });
 }
+
+test('int8 non-expert weights (attention, shared expert, head) stay within the dense int8 tolerance of the reference', async (t) => {
+  const f = await moeFixture('qwen2_moe', 43, { weightDtype: 'int8' });
+  const runner = await f.open({ preload: true });
+  const rows = await runSequence(f, runner, promptIds(PROMPT, f.checkpoint.spec.vocabSize), DECODE);
+  await runner.release();
+  const r = compareToReference(f, rows);
+  t.diagnostic(`qwen2_moe int8 non-experts, fp32 experts: max |diff| / max |logit| = ${r.relErr.toExponential(2)}, top-1 ${r.agree}/${rows.length}`);
+  assert.ok(r.relErr <= 0.05, `relative error ${r.relErr}`);
+  assert.ok(r.agree / rows.length >= 0.9);
+});

@@ -70,7 +70,15 @@ test('chat completion without streaming: OpenAI shape, usage matches /tokenize',
   assert.equal(res.usage?.prompt_tokens, tok.count);
   assert.equal(res.usage?.completion_tokens, 12);
   assert.equal(res.usage?.total_tokens, tok.count + 12);
-  assert.deepEqual((res as unknown as { cap: unknown }).cap, { policy: 'full' });
+  assert.deepEqual((res as unknown as { cap: unknown }).cap, {
+    policy: 'full',
+    kind: 'none',
+    prompt_tokens: tok.count,
+    kv_tokens_retained: tok.count + 11,
+    context_tokens: tok.count + 11,
+    compression_ratio: 1,
+    attention_mass_retained: null,
+  });
 });
 
 test('chat completion streaming: role first, deltas, finish, usage chunk; same text as non-streaming', { skip }, async () => {

@@ -5,6 +5,8 @@
  * served model's tokenizer (the ids must mean the same text).
  */
 
+import type { TextTokenizer } from '../../model/tokenizer-types.js';
+
 export interface TokenScorer {
   readonly vocabSize: number;
   /**
@@ -21,6 +23,21 @@ export function selfInformation(logprobs: Float32Array): Float32Array {
   const out = new Float32Array(logprobs.length);
   for (let i = 0; i < logprobs.length; i++) out[i] = -(logprobs[i] ?? Number.NaN);
   return out;
+}
+
+/**
+ * Null when a scorer model's tokenizer gives every id the same piece as the
+ * served model's (scores are per id, so anything else scores other text);
+ * otherwise why not.
+ */
+export function tokenizerMismatch(scorer: TextTokenizer, served: TextTokenizer): string | null {
+  if (scorer.vocabSize !== served.vocabSize) return `the scorer's tokenizer has ${scorer.vocabSize} ids, the served model's ${served.vocabSize}`;
+  for (let id = 0; id < served.vocabSize; id++) {
+    const a = scorer.idToPiece(id);
+    const b = served.idToPiece(id);
+    if (a !== b) return `id ${id} is ${JSON.stringify(a)} for the scorer and ${JSON.stringify(b)} for the served model`;
+  }
+  return null;
 }
 
 export { ModelScorer, type ModelScorerOptions, type OpenScorerOptions } from './model-scorer.js';

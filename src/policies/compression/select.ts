@@ -10,12 +10,15 @@ function key(v: number | undefined): number {
 
 /**
  * Drops whole units in ascending score order (ties: the earlier unit first)
- * while the kept tokens exceed `budget`. The kept total ends at most `budget`
- * and above `budget` minus the last dropped unit's length: the rate is met
- * within one unit. This is the percentile rule of Selective Context with the
- * percentile taken over tokens rather than units.
+ * while the kept tokens exceed `budget`: the percentile rule of Selective
+ * Context with the percentile taken over tokens rather than units.
+ * - 'at-most': the kept total ends at most `budget` and above `budget` minus
+ *   the last dropped unit's length (a hard cap, for fitting a window);
+ * - 'nearest': the unit that straddles the budget is dropped only when that
+ *   lands closer to it, so the kept total is within half a unit either way
+ *   (a ratio is met without a systematic undershoot when units are long).
  */
-export function dropLowest(scores: ArrayLike<number>, lengths: ArrayLike<number>, budget: number): Uint8Array {
+export function dropLowest(scores: ArrayLike<number>, lengths: ArrayLike<number>, budget: number, fit: 'at-most' | 'nearest' = 'at-most'): Uint8Array {
   const n = scores.length;
   const keep = new Uint8Array(n).fill(1);
   let kept = 0;
@@ -24,8 +27,10 @@ export function dropLowest(scores: ArrayLike<number>, lengths: ArrayLike<number>
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => key(scores[a]) - key(scores[b]) || a - b);
   for (const u of order) {
     if (kept <= budget) break;
+    const len = lengths[u] ?? 0;
+    if (fit === 'nearest' && kept - len < budget && budget - (kept - len) > kept - budget) break;
     keep[u] = 0;
-    kept -= lengths[u] ?? 0;
+    kept -= len;
   }
   return keep;
 }

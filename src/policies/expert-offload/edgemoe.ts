@@ -11,7 +11,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { ExpertBits } from '../../model/compile/moe-quantize.js';
-import type { ParamIssue, PolicyParams, RuntimeNeeds } from '../method-types.js';
+import { typedParams, type ParamIssue, type PolicyParams, type RuntimeNeeds } from '../method-types.js';
 import type { CapProfile } from '../types.js';
 import type { CachePolicy } from './expert-cache.js';
 
@@ -85,7 +85,10 @@ export function checkEdgeMoe(params: EdgeMoeParams): ParamIssue[] {
   return issues;
 }
 
-/** The registry entry's fields (the lead registers it; see src/policies/registry.ts). */
+/**
+ * The registry entry: MethodCommon's fields with kind 'expert-offload' (the
+ * registry's MethodDefinition union needs an ExpertOffloadMethod member for it).
+ */
 export const EDGEMOE_METHOD = Object.freeze({
   method: 'edgemoe',
   kind: 'expert-offload' as const,
@@ -93,7 +96,7 @@ export const EDGEMOE_METHOD = Object.freeze({
   cap: EDGEMOE_CAP,
   schema: EdgeMoeSchema,
   needs: (_params: PolicyParams): RuntimeNeeds => ({ accumulatedAttention: false, observationWindow: 0, lastQueryAttention: false, query: false }),
-  check: (params: PolicyParams): readonly ParamIssue[] => checkEdgeMoe(params as unknown as EdgeMoeParams),
+  check: (params: PolicyParams): readonly ParamIssue[] => checkEdgeMoe(typedParams(EdgeMoeSchema, params)),
 });
 
 /** What the runtime needs, resolved: the byte target filled in, the fixed width or null for adaptive. */

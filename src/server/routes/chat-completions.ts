@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from '../context.js';
 import { ensureReady } from '../context.js';
-import { collectChoices, httpClose, prepareGeneration, startLifecycle, streamChoices, totalUsage, type StreamFormat } from '../choice-runner.js';
+import { afterResponse, collectChoices, httpClose, prepareGeneration, settleShadow, startLifecycle, streamChoices, totalUsage, type StreamFormat } from '../choice-runner.js';
 import { ApiError } from '../errors.js';
 import { newId, unixNow } from '../ids.js';
 import { chatLogprob, TokenStrings } from '../logprobs.js';
-import { POLICY_HEADER, resolvePolicy } from '../policy.js';
+import { capObject, POLICY_HEADER, routeRequest } from '../policy.js';
 import { chatPromptTokens, contextLimit, resolveMaxTokens, resolveModel } from '../prompt.js';
 import { ChatCompletionRequestSchema, type ChatCompletionRequest } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
@@ -33,18 +33,27 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const arrivedAt = performance.now();
     const body = parseChatBody(request.body);
     ensureReady(ctx);
-    const policy = resolvePolicy(ctx.config, body.cap?.policy, request.headers[POLICY_HEADER]);
     const card = resolveModel(ctx.engine, body.model);
     const promptTokens = chatPromptTokens(ctx.engine, card, body.messages);
+    const policy = routeRequest(ctx, request.headers, body.cap, promptTokens.length);
     const maxParam = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
     const maxTokens = resolveMaxTokens(promptTokens.length, body.max_completion_tokens ?? body.max_tokens, contextLimit(card, ctx.config), 'messages', maxParam);
     const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : null;
     const id = newId('chatcmpl-');
     const created = unixNow();
-    const prep = prepareGeneration(id, card, policy, promptTokens, body.n ?? 1, (index) => toSamplingParams(body, { maxTokens, logprobs, index }), arrivedAt);
+    const prep = prepareGeneration(ctx, {
+      id,
+      card,
+      policy,
+      promptTokens,
+      n: body.n ?? 1,
+      maxTokens,
+      samplingFor: (index) => toSamplingParams(body, { maxTokens, logprobs, index }),
+      arrivedAt,
+    });
     const strings = new TokenStrings(ctx.engine);
-    const cap = { policy };
     const lifecycle = startLifecycle(ctx, httpClose(reply.raw));
+    let handedToShadow = false;
     try {
       if (body.stream === true) {
         const includeUsage = body.stream_options?.include_usage === true;
@@ -64,12 +73,12 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
               ? null
               : chunk([{ index, delta: { content: event.text }, logprobs: logprobs === null ? null : { content: [chatLogprob(event, strings)], refusal: null }, finish_reason: null }]),
           trailingText: (index, text) => chunk([{ index, delta: { content: text }, logprobs: null, finish_reason: null }]),
-          finish: (index, done, last) =>
-            chunk([{ index, delta: {}, logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], last ? { cap } : {}),
-          usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens), cap }),
+          finish: (index, done) =>
+            chunk([{ index, delta: {}, logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(policy, promptTokens.length, [done.report]) }),
+          usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens) }),
         };
         const sse = new SseStream(reply.raw, () => reply.hijack());
-        await streamChoices(ctx, prep, lifecycle, sse, { [POLICY_HEADER]: policy }, format, includeUsage);
+        await streamChoices(ctx, prep, lifecycle, sse, { [POLICY_HEADER]: policy.name }, format, includeUsage);
         return;
       }
       const choices = await collectChoices(ctx, prep, lifecycle);
@@ -78,7 +87,9 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
         return;
       }
       const completionTokens = choices.reduce((sum, c) => sum + (c.done?.usage.completionTokens ?? c.tokens.length), 0);
-      reply.header(POLICY_HEADER, policy);
+      reply.header(POLICY_HEADER, policy.name);
+      afterResponse(reply.raw, () => settleShadow(prep, choices[0]?.done));
+      handedToShadow = true;
       return {
         id,
         object: 'chat.completion',
@@ -92,10 +103,12 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
           stop_reason: c.done?.stopReason ?? null,
         })),
         usage: totalUsage(prep, completionTokens),
-        cap,
+        cap: capObject(policy, promptTokens.length, choices.map((c) => c.done?.report ?? null)),
       };
     } finally {
       lifecycle.finish();
+      // A stream settles it once [DONE] is written (this is then a no-op); errors and disconnects give it up.
+      if (!handedToShadow) prep.shadow?.skip();
     }
   });
 }

@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from '../context.js';
 import { ensureReady } from '../context.js';
-import { collectChoices, httpClose, prepareGeneration, startLifecycle, streamChoices, totalUsage, type StreamFormat } from '../choice-runner.js';
+import { afterResponse, collectChoices, httpClose, prepareGeneration, settleShadow, startLifecycle, streamChoices, totalUsage, type StreamFormat } from '../choice-runner.js';
 import { ApiError } from '../errors.js';
 import { newId, unixNow } from '../ids.js';
 import { appendLegacyLogprob, emptyLegacyLogprobs, TokenStrings, type LegacyLogprobs } from '../logprobs.js';
-import { POLICY_HEADER, resolvePolicy } from '../policy.js';
+import { capObject, POLICY_HEADER, routeRequest } from '../policy.js';
 import { completionPromptTokens, contextLimit, resolveMaxTokens, resolveModel } from '../prompt.js';
 import { CompletionRequestSchema, type CompletionRequest } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
@@ -29,18 +29,27 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const arrivedAt = performance.now();
     const body = parseCompletionBody(request.body);
     ensureReady(ctx);
-    const policy = resolvePolicy(ctx.config, body.cap?.policy, request.headers[POLICY_HEADER]);
     const card = resolveModel(ctx.engine, body.model);
     const promptTokens = completionPromptTokens(ctx.engine, body.prompt);
     if (promptTokens.length === 0) throw new ApiError('invalid_request', 'The prompt is empty after tokenization.', { param: 'prompt' });
+    const policy = routeRequest(ctx, request.headers, body.cap, promptTokens.length);
     const maxTokens = resolveMaxTokens(promptTokens.length, body.max_tokens, contextLimit(card, ctx.config), 'prompt', 'max_tokens');
     const logprobs = body.logprobs ?? null;
     const id = newId('cmpl-');
     const created = unixNow();
-    const prep = prepareGeneration(id, card, policy, promptTokens, body.n ?? 1, (index) => toSamplingParams(body, { maxTokens, logprobs, index }), arrivedAt);
+    const prep = prepareGeneration(ctx, {
+      id,
+      card,
+      policy,
+      promptTokens,
+      n: body.n ?? 1,
+      maxTokens,
+      samplingFor: (index) => toSamplingParams(body, { maxTokens, logprobs, index }),
+      arrivedAt,
+    });
     const strings = new TokenStrings(ctx.engine);
-    const cap = { policy };
     const lifecycle = startLifecycle(ctx, httpClose(reply.raw));
+    let handedToShadow = false;
     try {
       if (body.stream === true) {
         const includeUsage = body.stream_options?.include_usage === true;
@@ -65,12 +74,12 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
               ? null
               : chunk([{ index, text: event.text, logprobs: logprobs === null ? null : tokenLogprobs(event, offset), finish_reason: null }]),
           trailingText: (index, text) => chunk([{ index, text, logprobs: null, finish_reason: null }]),
-          finish: (index, done, last) =>
-            chunk([{ index, text: '', logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], last ? { cap } : {}),
-          usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens), cap }),
+          finish: (index, done) =>
+            chunk([{ index, text: '', logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(policy, promptTokens.length, [done.report]) }),
+          usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens) }),
         };
         const sse = new SseStream(reply.raw, () => reply.hijack());
-        await streamChoices(ctx, prep, lifecycle, sse, { [POLICY_HEADER]: policy }, format, includeUsage);
+        await streamChoices(ctx, prep, lifecycle, sse, { [POLICY_HEADER]: policy.name }, format, includeUsage);
         return;
       }
       const choices = await collectChoices(ctx, prep, lifecycle);
@@ -79,7 +88,9 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
         return;
       }
       const completionTokens = choices.reduce((sum, c) => sum + (c.done?.usage.completionTokens ?? c.tokens.length), 0);
-      reply.header(POLICY_HEADER, policy);
+      reply.header(POLICY_HEADER, policy.name);
+      afterResponse(reply.raw, () => settleShadow(prep, choices[0]?.done));
+      handedToShadow = true;
       return {
         id,
         object: 'text_completion',
@@ -94,10 +105,12 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
           return { index, text: c.text, logprobs: lp, finish_reason: c.done?.finishReason ?? 'abort', stop_reason: c.done?.stopReason ?? null };
         }),
         usage: totalUsage(prep, completionTokens),
-        cap,
+        cap: capObject(policy, promptTokens.length, choices.map((c) => c.done?.report ?? null)),
       };
     } finally {
       lifecycle.finish();
+      // A stream settles it once [DONE] is written (this is then a no-op); errors and disconnects give it up.
+      if (!handedToShadow) prep.shadow?.skip();
     }
   });
 }

@@ -1,14 +1,15 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import '@fastify/websocket';
 import type { RawData, WebSocket } from 'ws';
 import type { ServerContext } from '../context.js';
 import { ensureReady, recordError } from '../context.js';
-import { abortError, prepareGeneration, startLifecycle, type Lifecycle, type PreparedGeneration } from '../choice-runner.js';
+import { abortError, prepareGeneration, settleShadow, startLifecycle, type Lifecycle, type PreparedGeneration } from '../choice-runner.js';
 import { ApiError, toApiError } from '../errors.js';
 import { runChoices, type ChoiceDone } from '../generation.js';
 import { newId, unixNow } from '../ids.js';
 import { abortKind } from '../inflight.js';
-import { resolvePolicy } from '../policy.js';
+import { capObject, routeRequest } from '../policy.js';
 import { chatPromptTokens, contextLimit, resolveMaxTokens, resolveModel } from '../prompt.js';
 import { ResponseCreateEventSchema } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
@@ -38,7 +39,8 @@ class ResponsesSession {
   constructor(
     private readonly socket: WebSocket,
     private readonly ctx: ServerContext,
-    private readonly headerPolicy: string | string[] | undefined,
+    /** The upgrade request's headers: routing reads the policy header, the API key and rule headers from them. */
+    private readonly headers: IncomingHttpHeaders,
   ) {
     socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     socket.on('close', () => this.running?.lifecycle.abort('client_closed'));
@@ -94,14 +96,23 @@ class ResponsesSession {
     rejectUnsupported(event as Record<string, unknown>, 'chat');
     const body = validateCreate(event);
     ensureReady(this.ctx);
-    const policy = resolvePolicy(this.ctx.config, body.cap?.policy, this.headerPolicy);
     const card = resolveModel(this.ctx.engine, body.model);
     const promptTokens = chatPromptTokens(this.ctx.engine, card, body.messages);
+    const policy = routeRequest(this.ctx, this.headers, body.cap, promptTokens.length);
     const requested = body.max_output_tokens ?? body.max_completion_tokens ?? body.max_tokens;
     const maxParam =
       body.max_output_tokens != null ? 'max_output_tokens' : body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
     const maxTokens = resolveMaxTokens(promptTokens.length, requested, contextLimit(card, this.ctx.config), 'messages', maxParam);
-    return prepareGeneration(newId('resp_'), card, policy, promptTokens, 1, (index) => toSamplingParams(body, { maxTokens, logprobs: null, index }), arrivedAt);
+    return prepareGeneration(this.ctx, {
+      id: newId('resp_'),
+      card,
+      policy,
+      promptTokens,
+      n: 1,
+      maxTokens,
+      samplingFor: (index) => toSamplingParams(body, { maxTokens, logprobs: null, index }),
+      arrivedAt,
+    });
   }
 
   private start(event: unknown): void {
@@ -118,15 +129,16 @@ class ResponsesSession {
     void this.run(prep, lifecycle).finally(() => {
       lifecycle.finish();
       this.running = null;
+      // No-op when run() handed it over; errors and cancellations give it up.
+      prep.shadow?.skip();
     });
   }
 
   private async run(prep: PreparedGeneration, lifecycle: Lifecycle): Promise<void> {
     const createdAt = unixNow();
     const itemId = newId('msg_');
-    const cap = { policy: prep.policy };
     const base = { id: prep.id, object: 'response', created_at: createdAt, model: prep.card.id };
-    this.send({ type: 'response.created', response: { ...base, status: 'in_progress', output: [], usage: null, cap } });
+    this.send({ type: 'response.created', response: { ...base, status: 'in_progress', output: [], usage: null, cap: capObject(prep.policy, prep.promptTokens.length, []) } });
     const where = { response_id: prep.id, item_id: itemId, output_index: 0, content_index: 0 };
     let text = '';
     let done: ChoiceDone | null = null;
@@ -141,14 +153,14 @@ class ResponsesSession {
     } catch (err) {
       const apiError = toApiError(err);
       if (apiError.statusCode >= 500) this.ctx.log.error({ err, requestId: prep.id }, 'websocket response failed');
-      this.sendError(apiError, prep.id, prep.policy);
+      this.sendError(apiError, prep.id, prep.policy.name);
       return;
     }
     const kind = abortKind(lifecycle.signal);
     if (kind === 'client_closed') return;
     const failure = abortError(lifecycle.signal);
     if (failure !== null) {
-      this.sendError(failure, prep.id, prep.policy);
+      this.sendError(failure, prep.id, prep.policy.name);
       return;
     }
     const status: Status = kind === 'cancelled' ? 'cancelled' : done?.finishReason === 'length' ? 'incomplete' : 'completed';
@@ -172,9 +184,10 @@ class ResponsesSession {
         ],
         usage: { input_tokens: inputTokens, output_tokens: outputTokens, total_tokens: inputTokens + outputTokens },
         finish_reason: done?.finishReason ?? 'abort',
-        cap,
+        cap: capObject(prep.policy, inputTokens, [done?.report ?? null]),
       },
     });
+    settleShadow(prep, done);
   }
 }
 
@@ -186,7 +199,7 @@ export function registerResponsesWebsocket(app: FastifyInstance, ctx: ServerCont
       throw new ApiError('upgrade_required', '/v1/responses is a websocket endpoint: connect with a websocket upgrade.');
     },
     wsHandler: (socket, request) => {
-      new ResponsesSession(socket, ctx, request.headers['x-capserve-policy']);
+      new ResponsesSession(socket, ctx, request.headers);
     },
   });
 }

@@ -69,7 +69,7 @@ test('no type coercion: a quoted number is an error, not a number', (t) => {
 test('enumerations and unions read clearly', () => {
   assert.throws(() => loadConfig({ overrides: [parseOverride('model.weightDtype=fp16')] }), /\$\.model\.weightDtype: must be one of "fp32", "int8", "int4"/);
   assert.throws(() => loadConfig({ overrides: [parseOverride('model.servedModelName=3')] }), /\$\.model\.servedModelName: must be a string or null/);
-  assert.throws(() => loadConfig({ overrides: [parseOverride('routing.defaultPolicy=snapkv')] }), /\$\.routing\.defaultPolicy: must be one of "full"/);
+  assert.throws(() => loadConfig({ overrides: [parseOverride('routing.allowRequestOverride=maybe')] }), /\$\.routing\.allowRequestOverride: must be a boolean or array/);
   assert.throws(() => loadConfig({ overrides: [parseOverride('server.port=70000')] }), /\$\.server\.port: must be <= 65535/);
 });
 
@@ -126,4 +126,69 @@ test('all errors are reported at once', () => {
       return true;
     },
   );
+});
+
+test('policies, routing and shadow sections: defaults', () => {
+  const config = loadConfig();
+  assert.equal(config.policies.dir, 'policies');
+  assert.deepEqual(config.routing, { defaultPolicy: 'full', allowRequestOverride: true, rules: [] });
+  assert.deepEqual(config.shadow, { sampleRate: 0.05, maxQueued: 4, maxTokens: 64, maxCaptureTokens: 256 });
+});
+
+test('routing rules are strict: unknown keys, bad axes and more than two favoured axes are errors with their path', (t) => {
+  const good = tempFile(
+    t,
+    'routing.yaml',
+    [
+      'routing:',
+      '  defaultPolicy: snapkv-25',
+      '  allowRequestOverride: [full, snapkv-25]',
+      '  rules:',
+      '    - name: long',
+      '      match: {minPromptTokens: 4096}',
+      '      policy: streaming-llm',
+      '    - match: {header: {name: x-tenant, value: acme}, apiKey: k1, favor: [C, P]}',
+      '      policy: h2o',
+      '',
+    ].join('\n'),
+  );
+  const config = loadConfig({ file: good });
+  assert.equal(config.routing.rules.length, 2);
+  assert.deepEqual(config.routing.rules[1]?.match.favor, ['C', 'P']);
+  assert.ok(Object.isFrozen(config.routing.rules[1]?.match));
+
+  const bad = tempFile(
+    t,
+    'bad-routing.yaml',
+    [
+      'routing:',
+      '  rules:',
+      '    - match: {minPromptToken: 5}',
+      '      policy: h2o',
+      '    - match: {favor: [C, A, P]}',
+      '      policy: h2o',
+      '    - match: {favor: [X]}',
+      '      policy: h2o',
+      '    - match: {}',
+      '',
+    ].join('\n'),
+  );
+  assert.throws(
+    () => loadConfig({ file: bad }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /\$\.routing\.rules\[0\]\.match\.minPromptToken: unknown key/);
+      assert.match(err.message, /\$\.routing\.rules\[1\]\.match\.favor: must NOT have more than 2 items/);
+      assert.match(err.message, /\$\.routing\.rules\[2\]\.match\.favor\[0\]: must be one of "C", "A", "P"/);
+      assert.match(err.message, /\$\.routing\.rules\[3\]\.policy: required/);
+      return true;
+    },
+  );
+});
+
+test('--set policies.NAME.params.KEY lands in the policies section; other keys under a policy are errors', () => {
+  const config = loadConfig({ overrides: [parseOverride('policies.edgemoe.params.budgetBytes=65536')] });
+  assert.deepEqual((config.policies as unknown as Record<string, unknown>)['edgemoe'], { params: { budgetBytes: 65536 } });
+  assert.throws(() => loadConfig({ overrides: [parseOverride('policies.edgemoe.budgetBytes=1')] }), /\$\.policies\.edgemoe\.budgetBytes: unknown key/);
+  assert.throws(() => loadConfig({ overrides: [parseOverride('shadow.sampleRate=1.5')] }), /\$\.shadow\.sampleRate: must be <= 1/);
 });

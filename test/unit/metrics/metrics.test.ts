@@ -1,7 +1,17 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { register as globalRegistry } from 'prom-client';
-import { createMetrics, INTER_TOKEN_BUCKETS, METRIC_NAMES, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS } from '../../../src/metrics/metrics.js';
+import {
+  COMPRESSION_RATIO_BUCKETS,
+  createMetrics,
+  FRACTION_BUCKETS,
+  INTER_TOKEN_BUCKETS,
+  KL_BUCKETS,
+  METRIC_NAMES,
+  REQUEST_LATENCY_BUCKETS,
+  TTFT_BUCKETS,
+} from '../../../src/metrics/metrics.js';
+import { observePolicyReport } from '../../../src/metrics/policy-report.js';
 import { SequenceTimer } from '../../../src/metrics/sequence-timer.js';
 
 const idle = { policy: 'full', snapshot: () => ({ running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0 }) };
@@ -21,6 +31,11 @@ test('every metric is prefixed capserve_, carries a policy label, and lives in i
   timer.token(30);
   timer.done('stop', { promptTokens: 5, completionTokens: 2 }, 4, 50);
   metrics.requestErrors.inc({ policy: 'full', code: 'queue_full' });
+  observePolicyReport(metrics, { policy: 'full', kind: 'none', promptTokens: 5, kvTokensRetained: 6, contextTokens: 6, compressionRatio: 1, attentionMassRetained: 1, details: {} });
+  metrics.liveContexts.start('full', 5).end();
+  metrics.shadowKlDivergence.observe({ policy: 'full' }, 0.01);
+  metrics.shadowTop1Agreement.observe({ policy: 'full' }, 1);
+  metrics.shadowRequests.inc({ policy: 'full', outcome: 'scored' });
   for (const metric of await metrics.registry.getMetricsAsJSON()) {
     assert.ok(metric.values.length > 0, `${metric.name} has a sample`);
     for (const v of metric.values) assert.equal(v.labels['policy'], 'full', `${metric.name} sample has policy`);
@@ -83,4 +98,45 @@ test('engine gauges are read from the source at scrape time', async () => {
   text = await metrics.registry.metrics();
   assert.match(text, /capserve_num_requests_running\{policy="full"\} 0/);
   assert.match(text, /capserve_kv_cache_usage_ratio\{policy="full"\} 0/);
+});
+
+test('C and A metrics: policy reports feed KV retained, compression ratio and attention mass; buckets span their ranges', async () => {
+  assert.equal(COMPRESSION_RATIO_BUCKETS[0], 0.05);
+  assert.equal(COMPRESSION_RATIO_BUCKETS.at(-1), 1);
+  assert.equal(FRACTION_BUCKETS.at(-1), 1);
+  assert.equal(KL_BUCKETS[0], 1e-4);
+  assert.equal(KL_BUCKETS.at(-1), 10);
+  const metrics = createMetrics(idle);
+  const report = { policy: 'snapkv-25', kind: 'kv-eviction' as const, promptTokens: 100, kvTokensRetained: 30, contextTokens: 120, compressionRatio: 0.25, attentionMassRetained: 0.93, details: {} };
+  observePolicyReport(metrics, report);
+  observePolicyReport(metrics, { ...report, policy: 'full', kind: 'none', kvTokensRetained: 120, compressionRatio: 1, attentionMassRetained: null });
+  const text = await metrics.registry.metrics();
+  assert.match(text, /capserve_compression_ratio_bucket\{le="0\.2",policy="snapkv-25"\} 0/);
+  assert.match(text, /capserve_compression_ratio_bucket\{le="0\.25",policy="snapkv-25"\} 1/);
+  assert.match(text, /capserve_compression_ratio_sum\{policy="full"\} 1/);
+  assert.match(text, /capserve_kv_tokens_retained_bucket\{le="32",policy="snapkv-25"\} 1/);
+  assert.match(text, /capserve_kv_tokens_retained_bucket\{le="16",policy="snapkv-25"\} 0/);
+  assert.match(text, /capserve_attention_mass_retained_bucket\{le="0\.9",policy="snapkv-25"\} 0/);
+  assert.match(text, /capserve_attention_mass_retained_bucket\{le="0\.95",policy="snapkv-25"\} 1/);
+  assert.doesNotMatch(text, /capserve_attention_mass_retained_count\{policy="full"\}/, 'no eviction, no proxy');
+});
+
+test('longest live context: the longest running sequence per policy, 0 once idle', async () => {
+  const metrics = createMetrics(idle);
+  const a = metrics.liveContexts.start('h2o', 100);
+  const b = metrics.liveContexts.start('h2o', 40);
+  const c = metrics.liveContexts.start('full', 7);
+  a.tokens += 5;
+  b.tokens += 200;
+  let text = await metrics.registry.metrics();
+  assert.match(text, /capserve_longest_live_context_tokens\{policy="h2o"\} 240/);
+  assert.match(text, /capserve_longest_live_context_tokens\{policy="full"\} 7/);
+  b.end();
+  text = await metrics.registry.metrics();
+  assert.match(text, /capserve_longest_live_context_tokens\{policy="h2o"\} 105/);
+  a.end();
+  c.end();
+  text = await metrics.registry.metrics();
+  assert.match(text, /capserve_longest_live_context_tokens\{policy="h2o"\} 0/);
+  assert.equal(metrics.liveContexts.size, 0);
 });

@@ -19,8 +19,11 @@ test('chat completion: OpenAI shape, usage, policy header and cap field', async 
   const promptTokens = engine.requests[0]?.promptTokens.length ?? -1;
   assert.equal(promptTokens, engine.tokenize('<user>hi<assistant>').length);
   assert.deepEqual(body.usage, { prompt_tokens: promptTokens, completion_tokens: 5, total_tokens: promptTokens + 5 });
-  assert.deepEqual(body.cap, { policy: 'full' });
+  // The scripted engine reports full attention over everything it covered.
+  assert.deepEqual(body.cap, { policy: 'full', kind: 'none', prompt_tokens: promptTokens, kv_tokens_retained: promptTokens + 5, context_tokens: promptTokens + 5, compression_ratio: 1, attention_mass_retained: null });
   assert.equal(engine.requests[0]?.policy, 'full');
+  assert.equal(engine.requests[0]?.servingPolicy, undefined, 'full attention needs no policy in the engine');
+  assert.equal(engine.requests[0]?.captureLogprobs, undefined, 'full is never shadowed');
 });
 
 test('sampling parameters reach the engine; max_tokens defaults to the remaining context', async (t) => {
@@ -154,14 +157,17 @@ test('SSE: role chunk first, content deltas, finish chunk, usage chunk, [DONE]',
   assert.deepEqual(choices[4]?.[0]?.['delta'], {});
   assert.equal(events[4]?.['usage'], null);
   assert.deepEqual(choices[5], []);
-  const last = events[5] as { usage: { completion_tokens: number; total_tokens: number; prompt_tokens: number }; cap: unknown };
+  const last = events[5] as { usage: { completion_tokens: number; total_tokens: number; prompt_tokens: number } };
   assert.equal(last.usage.completion_tokens, 3);
   assert.equal(last.usage.total_tokens, last.usage.prompt_tokens + 3);
-  assert.deepEqual(last.cap, { policy: 'full' });
+  // The cap object rides on the chunk with finish_reason.
+  assert.equal((events[4]?.['cap'] as { policy: string; prompt_tokens: number }).policy, 'full');
+  assert.equal((events[4]?.['cap'] as { prompt_tokens: number }).prompt_tokens, last.usage.prompt_tokens);
+  assert.ok(!('cap' in last));
   assert.equal(events.length, 6);
 });
 
-test('SSE without include_usage: no usage keys, cap on the final chunk', async (t) => {
+test('SSE without include_usage: no usage keys, each finish chunk carries its choice\'s cap', async (t) => {
   const { app } = makeApp(t, { reply: 'ab' });
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ stream: true, max_tokens: 2, n: 2 }) });
   const { events, done } = parseSse(res.body);
@@ -169,8 +175,9 @@ test('SSE without include_usage: no usage keys, cap on the final chunk', async (
   for (const e of events) assert.ok(!('usage' in e));
   const finishes = events.filter((e) => (e['choices'] as { finish_reason: unknown }[])[0]?.finish_reason === 'length');
   assert.equal(finishes.length, 2);
-  assert.deepEqual(events.at(-1)?.['cap'], { policy: 'full' });
-  assert.equal(events.filter((e) => 'cap' in e).length, 1);
+  assert.deepEqual(events.filter((e) => 'cap' in e), finishes);
+  for (const f of finishes) assert.deepEqual(Object.keys(f['cap'] as object).sort(), ['attention_mass_retained', 'compression_ratio', 'context_tokens', 'kind', 'kv_tokens_retained', 'policy', 'prompt_tokens']);
+  assert.equal((events.at(-1)?.['cap'] as { context_tokens: number }).context_tokens, (events.at(-1)?.['cap'] as { prompt_tokens: number }).prompt_tokens + 2);
   const roles = events.filter((e) => 'role' in ((e['choices'] as { delta: object }[])[0]?.delta ?? {}));
   assert.deepEqual(roles.map((e) => (e['choices'] as { index: number }[])[0]?.index), [0, 1]);
 });

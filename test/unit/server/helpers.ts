@@ -1,7 +1,19 @@
 import type { FastifyInstance } from 'fastify';
 import { loadConfig, parseOverride } from '../../../src/config/load-config.js';
+import { FULL_POLICY, parsePolicyFile, type Policy } from '../../../src/policies/registry.js';
 import { buildApp } from '../../../src/server/app.js';
 import { ScriptedEngine, type ScriptedEngineOptions } from './scripted-engine.js';
+
+/**
+ * A fixed policy set for wire tests (independent of the shipped policies/ files):
+ * full (favours A, C), an eviction policy (C, P) and a sparse one (A, P).
+ */
+export function testPolicies(): ReadonlyMap<string, Policy> {
+  const snapkv = parsePolicyFile('name: snapkv-25\nkind: kv-eviction\nmethod: snapkv\nparams: {budget: 0.25}\n', '<test>/snapkv-25.yaml');
+  const h2o = parsePolicyFile('name: h2o\nkind: kv-eviction\nmethod: h2o\nparams: {budget: 0.2}\n', '<test>/h2o.yaml');
+  const quest = parsePolicyFile('name: quest\nkind: sparse-attention\nmethod: quest\nparams: {budget: 0.25}\n', '<test>/quest.yaml');
+  return new Map([FULL_POLICY, snapkv, h2o, quest].map((p) => [p.name, p]));
+}
 
 /** Builds the app over a scripted engine; `sets` are `--set` style overrides. */
 export function makeApp(
@@ -10,7 +22,7 @@ export function makeApp(
   sets: readonly string[] = [],
 ): { app: FastifyInstance; engine: ScriptedEngine } {
   const engine = new ScriptedEngine(engineOptions);
-  const app = buildApp({ engine, config: loadConfig({ overrides: sets.map(parseOverride) }) });
+  const app = buildApp({ engine, config: loadConfig({ overrides: sets.map(parseOverride) }), policies: testPolicies() });
   t.after(() => app.close());
   return { app, engine };
 }

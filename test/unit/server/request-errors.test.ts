@@ -34,7 +34,10 @@ test('bad parameter values: 400 naming the parameter', async (t) => {
     [{ stream_options: { include_usage: true } }, 'stream_options', /only allowed when 'stream' is enabled/],
     [{ top_logprobs: 2 }, 'top_logprobs', /requires 'logprobs'/],
     [{ top_logprobs: 21, logprobs: true }, 'top_logprobs', /must be <= 20/],
-    [{ cap: { policy: 'snapkv' } }, 'cap.policy', /Unknown serving policy 'snapkv'/],
+    [{ cap: { policy: 'snapkv' } }, 'cap.policy', /Unknown serving policy 'snapkv'. Allowed: full, snapkv-25, h2o, quest\./],
+    [{ cap: { favor: ['C', 'A', 'P'] } }, 'cap.favor', /must NOT have more than 2 items/],
+    [{ cap: { favor: ['X'] } }, 'cap.favor[0]', /must be "C"/],
+    [{ cap: { overflow: 'truncate' } }, 'cap.overflow', /Unrecognized request argument/],
   ];
   for (const [extra, param, message] of cases) {
     const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT(extra) });
@@ -177,12 +180,37 @@ test('policy: x-capserve-policy header, body cap.policy, unknown policy', async 
   const ok = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { 'x-capserve-policy': 'full' }, payload: CHAT() });
   assert.equal(ok.statusCode, 200);
   assert.equal(engine.requests[0]?.policy, 'full');
-  const bad = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { 'x-capserve-policy': 'h2o' }, payload: CHAT() });
+  const bad = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { 'x-capserve-policy': 'pyramidkv' }, payload: CHAT() });
   assert.equal(bad.statusCode, 400);
   assert.equal(bad.json().error.code, 'unknown_policy');
   assert.equal(bad.json().error.param, 'x-capserve-policy');
   const body = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ cap: { policy: 'full' } }) });
   assert.equal(body.statusCode, 200);
+  const named = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { 'x-capserve-policy': 'full' }, payload: CHAT({ cap: { policy: 'h2o' } }) });
+  assert.equal(named.statusCode, 200);
+  assert.equal(named.headers['x-capserve-policy'], 'h2o', 'the body wins over the header');
+  assert.equal(engine.requests.at(-1)?.servingPolicy?.name, 'h2o');
+  assert.equal(engine.requests.at(-1)?.servingPolicy?.params['budget'], 0.2);
+});
+
+test('policy: allowRequestOverride limits what a request may name (400 policy_not_allowed listing what is allowed)', async (t) => {
+  const { app } = makeApp(t, {}, ['routing.allowRequestOverride=[full, snapkv-25]']);
+  const ok = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ cap: { policy: 'snapkv-25' } }) });
+  assert.equal(ok.statusCode, 200);
+  const no = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ cap: { policy: 'h2o' } }) });
+  assert.equal(no.statusCode, 400);
+  assert.deepEqual(no.json().error, {
+    message: "The serving policy 'h2o' may not be requested on this server. Allowed: full, snapkv-25.",
+    type: 'invalid_request_error',
+    param: 'cap.policy',
+    code: 'policy_not_allowed',
+  });
+  const none = makeApp(t, {}, ['routing.allowRequestOverride=false']).app;
+  const off = await none.inject({ method: 'POST', url: '/v1/completions', headers: { 'x-capserve-policy': 'full' }, payload: { prompt: 'x', max_tokens: 1 } });
+  assert.equal(off.statusCode, 400);
+  assert.equal(off.json().error.code, 'policy_not_allowed');
+  assert.equal(off.json().error.param, 'x-capserve-policy');
+  assert.match(off.json().error.message, /allowRequestOverride is false/);
 });
 
 test('errors are counted in capserve_request_errors_total by code', async (t) => {

@@ -108,7 +108,7 @@ export class ScriptedEngine implements EngineClient {
             timings: { queueMs: 2, prefillMs: 1, totalMs: 5 },
             policy: {
               policy: request.policy,
-              kind: 'none',
+              kind: request.servingPolicy?.kind ?? 'none',
               promptTokens: request.promptTokens.length,
               kvTokensRetained: request.promptTokens.length + emitted,
               contextTokens: request.promptTokens.length + emitted,
@@ -116,6 +116,8 @@ export class ScriptedEngine implements EngineClient {
               attentionMassRetained: null,
               details: {},
             },
+            // Uniform rows over a 128-id vocabulary (ids are char codes): the shape the engine captures.
+            ...(request.captureLogprobs === true ? { capturedLogprobs: new Float32Array(emitted * 128).fill(-Math.log(128)) } : {}),
           };
         }
       },

@@ -30,6 +30,8 @@ test('serve flags: errors name the problem', () => {
   assert.throws(() => parseServeArgs(['--model', '--port', '1']), /--model needs a value/);
   assert.throws(() => parseServeArgs(['--modle', 'x']), /unknown argument '--modle'/);
   assert.throws(() => parseServeArgs(['--set', 'oops']), /PATH=VALUE/);
-  assert.throws(() => loadConfig({ overrides: parseServeArgs(['--policy', 'snapkv']).overrides }), /routing\.defaultPolicy: must be one of "full"/);
+  // The name is checked against the loaded policies when the server starts (cap/router).
+  assert.equal(loadConfig({ overrides: parseServeArgs(['--policy', 'snapkv-25']).overrides }).routing.defaultPolicy, 'snapkv-25');
+  assert.throws(() => loadConfig({ overrides: parseServeArgs(['--policy', '']).overrides }), /routing\.defaultPolicy: must NOT have fewer than 1 characters/);
   assert.deepEqual(parseServeArgs([]), { configFile: undefined, overrides: [] });
 });

@@ -11,6 +11,17 @@ test('dropLowest drops the lowest-scoring units until the budget holds, within o
   assert.deepEqual([...dropLowest(scores, lengths, 0)], [0, 0, 0, 0, 0]);
 });
 
+test("dropLowest 'nearest' drops the straddling unit only when that lands closer to the budget", () => {
+  const scores = [1, 2, 3];
+  // total 12; budget 7: dropping unit 0 (5) -> 7.
+  assert.deepEqual([...dropLowest(scores, [5, 5, 2], 7, 'nearest')], [0, 1, 1]);
+  // budget 9: dropping unit 0 would land at 7 (2 under) vs staying at 12 (3 over): drop.
+  assert.deepEqual([...dropLowest(scores, [5, 5, 2], 9, 'nearest')], [0, 1, 1]);
+  // budget 10: 7 is 3 under vs 12 is 2 over: keep it; 'at-most' drops it anyway.
+  assert.deepEqual([...dropLowest(scores, [5, 5, 2], 10, 'nearest')], [1, 1, 1]);
+  assert.deepEqual([...dropLowest(scores, [5, 5, 2], 10, 'at-most')], [0, 1, 1]);
+});
+
 test('dropLowest: NaN (no prediction) is dropped last; ties drop the earlier unit first', () => {
   assert.deepEqual([...dropLowest([Number.NaN, 1, 1, 9], [1, 1, 1, 1], 2)], [1, 0, 0, 1]);
   assert.deepEqual([...dropLowest([Number.NaN, 1, 1, 9], [1, 1, 1, 1], 3)], [1, 0, 1, 1]);
