@@ -32,6 +32,8 @@ export interface EngineCoreOptions {
   readonly kvBudgetBytes: number;
   readonly contextLength: number;
   readonly prefillChunk: number;
+  /** Graph variants this model has (MoE models have neither). */
+  readonly variants: readonly Exclude<GraphVariant, 'plain'>[];
 }
 
 export type CoreOutput =
@@ -136,6 +138,14 @@ export class EngineCore {
       if (policy && policy.kind === 'kv-eviction') seq.eviction = new EvictionState(policy, this.spec, this.invFreq);
       if (policy && policy.method === 'quest') seq.quest = new QuestState(policy, this.spec);
       if (policy && policy.method === 'sink-window') seq.sinkWindow = sinkWindowParams(policy);
+      const variant = seq.quest ? 'quest' : seq.eviction?.needsStats ? 'stats' : null;
+      if (variant && !this.options.variants.includes(variant)) {
+        throw new EngineError(
+          'invalid_request',
+          `policy ${request.policy} needs the ${variant === 'quest' ? 'Quest page-selection' : 'attention-statistics'} graph, which this model (${this.spec.architecture}) does not have`,
+          { param: 'cap.policy' },
+        );
+      }
       seq.reservation = this.reservationFor(seq);
       const bytes = seq.reservation * kvBytesPerToken(this.kvShape);
       if (bytes > this.pool.budgetBytes) {

@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   });
   const spec = checkpoint.spec;
   const session = spec.moe !== undefined
-    ? await openMoeRunnerForWorker(compiled, spec, checkpoint.tokenizer, init.threads, Reflect.get(init, 'expertOffload'))
+    ? await openMoeRunnerForWorker(compiled, spec, checkpoint.tokenizer, init.threads, init.expertOffload)
     : await DecoderSession.create(compiled.decoderPath, spec, { threads: init.threads });
   const contextLength = init.contextLength ?? spec.maxPositionEmbeddings;
   const loadVariant = (variant: 'stats' | 'quest'): Promise<DecoderSession> => {
@@ -40,6 +40,7 @@ async function main(): Promise<void> {
     kvBudgetBytes: init.kvBudgetBytes,
     contextLength,
     prefillChunk: init.prefillChunk,
+    variants: spec.moe !== undefined ? [] : ['stats', 'quest'],
   });
 
   let shuttingDown = false;

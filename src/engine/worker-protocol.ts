@@ -15,6 +15,8 @@ export interface WorkerInit {
   /** Overrides the model's max_position_embeddings when set. */
   readonly contextLength: number | null;
   readonly prefillChunk: number;
+  /** The expert-offload policy's params (MoE models); absent: the method's defaults. */
+  readonly expertOffload?: Readonly<Record<string, unknown>>;
 }
 
 export type ToWorker =

@@ -62,7 +62,16 @@ export interface NoneMethod extends MethodCommon {
   readonly kind: 'none';
 }
 
-export type MethodDefinition = EvictionMethod | SparseAttentionMethod | NoneMethod;
+export interface ExpertOffloadMethod extends MethodCommon {
+  readonly kind: 'expert-offload';
+}
+
+/** Context compression methods carry their compress() in compression/types.ts (CompressionMethod). */
+export interface ContextCompressionMethod extends MethodCommon {
+  readonly kind: 'context-compression';
+}
+
+export type MethodDefinition = EvictionMethod | SparseAttentionMethod | NoneMethod | ExpertOffloadMethod | ContextCompressionMethod;
 
 /**
  * Params reach a method only after strict validation against its own schema,

@@ -13,8 +13,22 @@ import { tova } from './kv-eviction/tova.js';
 import type { EvictionMethod, MethodDefinition, SparseAttentionMethod } from './method-types.js';
 import { quest } from './sparse-attention/quest.js';
 import { sinkWindow } from './sparse-attention/sink-window.js';
+import { COMPRESSION_METHODS } from './compression/index.js';
+import { EDGEMOE_METHOD } from './expert-offload/edgemoe.js';
 
-export const METHODS: readonly MethodDefinition[] = Object.freeze([full, streamingLlm, knorm, h2o, tova, snapkv, pyramidkv, sinkWindow, quest]);
+export const METHODS: readonly MethodDefinition[] = Object.freeze([
+  full,
+  streamingLlm,
+  knorm,
+  h2o,
+  tova,
+  snapkv,
+  pyramidkv,
+  sinkWindow,
+  quest,
+  ...COMPRESSION_METHODS,
+  EDGEMOE_METHOD,
+]);
 
 const BY_NAME: ReadonlyMap<string, MethodDefinition> = new Map(METHODS.map((m) => [m.method, m]));
 

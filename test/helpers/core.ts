@@ -40,6 +40,7 @@ export async function openTestCore(dir: string, options: { prefillChunk?: number
       kvBudgetBytes: options.kvBudgetBytes ?? 2 * 1024 ** 3,
       contextLength: spec.maxPositionEmbeddings,
       prefillChunk: options.prefillChunk ?? 64,
+      variants: ['stats', 'quest'],
     },
   );
   let peak = 0;

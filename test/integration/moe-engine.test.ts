@@ -23,6 +23,7 @@ async function greedyThroughEngine(f: MoeFixture, runner: ModelRunner, prompts: 
     maxQueue: 8,
     kvBudgetBytes: 64 * 1024 * 1024,
     contextLength: 512,
+    variants: [],
     prefillChunk: 16,
   });
   prompts.forEach((p, i) =>
