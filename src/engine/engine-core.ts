@@ -16,6 +16,9 @@ import type { PolicyReport } from '../policies/types.js';
 import { EvictionState, type EvictionPhase } from './eviction-state.js';
 import { QuestState, questInputs } from './quest-state.js';
 import { sinkWindowParams } from '../policies/sparse-attention/sink-window.js';
+import { getCompressionMethod } from '../policies/compression/index.js';
+import { ModelScorer } from '../policies/compression/model-scorer.js';
+import type { PromptSegment } from '../policies/compression/types.js';
 
 /** Which compiled graph a forward pass runs on. */
 export type GraphVariant = 'plain' | 'stats' | 'quest';
@@ -68,6 +71,7 @@ export class EngineCore {
   private decodeTokens = 0;
 
   private readonly variants = new Map<GraphVariant, ModelRunner>();
+  private scorer: ModelScorer | null = null;
   private readonly invFreq: Float32Array;
 
   constructor(
@@ -192,8 +196,10 @@ export class EngineCore {
     const n = request.promptTokens.length;
     if (n === 0) throw new EngineError('invalid_request', 'the prompt is empty (0 tokens)', { param: 'prompt' });
     const evicts = request.servingPolicy?.kind === 'kv-eviction';
-    // An eviction policy keeps the cache within its budget, so the window limits the cache, not the prompt.
-    if (!evicts && !scoring && n >= this.options.contextLength) {
+    const compresses = request.servingPolicy?.kind === 'context-compression';
+    // An eviction policy keeps the cache within its budget, so the window limits the cache, not the
+    // prompt; a compressed prompt is checked against the window once compressed.
+    if (!evicts && !compresses && !scoring && n >= this.options.contextLength) {
       throw new EngineError(
         'context_length_exceeded',
         `This model's maximum context length is ${this.options.contextLength} tokens. However, your request has ${n} prompt tokens, leaving no room to generate.`,
@@ -280,6 +286,14 @@ export class EngineCore {
     this.admit();
     const decoding = this.running.filter((s) => s.state === 'decoding');
     if (decoding.length > 0) await this.decodeStep(decoding);
+    const compressing = this.running.find((s) => s.state === 'compressing');
+    if (compressing) {
+      try {
+        await this.compressStep(compressing);
+      } catch (err) {
+        this.finishWithError(compressing, err);
+      }
+    }
     const prefilling = this.running.find((s) => s.state === 'prefilling');
     if (prefilling) {
       try {
@@ -312,16 +326,57 @@ export class EngineCore {
       if (!this.pool.tryReserve(tokens * kvBytesPerToken(this.kvShape))) break; // no room: wait for a finish
       this.waiting.shift();
       seq.kv = new SequenceKv(this.kvShape, this.pool, tokens);
-      seq.state = 'prefilling';
+      seq.state = seq.request.servingPolicy?.kind === 'context-compression' && !seq.scoring ? 'compressing' : 'prefilling';
       seq.admittedAt = performance.now();
       this.running.push(seq);
     }
   }
 
+  /**
+   * Context compression before prefill, with the served model as the scorer:
+   * its forward passes run here on the inference thread (the P cost of C, timed
+   * and reported).
+   */
+  private async compressStep(seq: Sequence): Promise<void> {
+    const policy = seq.request.servingPolicy;
+    const method = policy ? getCompressionMethod(policy.method) : undefined;
+    if (!policy || !method) throw new EngineError('invalid_request', `policy ${seq.request.policy} is not a context-compression policy`);
+    const t0 = performance.now();
+    const prompt = seq.request.promptTokens;
+    const bos = this.spec.bosTokenId;
+    const segments: readonly PromptSegment[] =
+      seq.request.segments ??
+      (bos !== null && prompt[0] === bos
+        ? [
+            { role: 'other', tokens: [bos] },
+            { role: 'context', tokens: prompt.slice(1) },
+          ]
+        : [{ role: 'context', tokens: prompt }]);
+    const params = seq.request.compressionRate !== undefined ? { ...policy.params, rate: seq.request.compressionRate } : policy.params;
+    this.scorer ??= new ModelScorer(this.session, this.spec);
+    try {
+      seq.compression = await method.compress({ segments }, this.scorer, this.tokenizer, params);
+    } finally {
+      this.scorer.clearCache();
+    }
+    seq.compressMs = performance.now() - t0;
+    this.forwardMs += seq.compressMs;
+    seq.prompt = seq.compression.tokens;
+    if (seq.prompt.length === 0) throw new EngineError('invalid_request', 'context compression left an empty prompt', { param: 'cap.policy' });
+    if (seq.prompt.length >= this.options.contextLength) {
+      throw new EngineError(
+        'context_length_exceeded',
+        `This model's maximum context length is ${this.options.contextLength} tokens. Your prompt of ${prompt.length} tokens was compressed to ${seq.prompt.length} tokens by ${policy.name}, which still leaves no room to generate.`,
+        { param: 'messages' },
+      );
+    }
+    seq.state = 'prefilling';
+  }
+
   private async prefillStep(seq: Sequence): Promise<void> {
     const kv = seq.kv;
     if (!kv) throw new Error('unreachable: prefilling without KV');
-    const prompt = seq.request.promptTokens;
+    const prompt = seq.prompt;
     let size = this.chunkFor(seq);
     const remaining = prompt.length - seq.prefilled;
     // The observation window (SnapKV, PyramidKV) must fall inside the last chunk.
@@ -475,6 +530,19 @@ export class EngineCore {
       for (let l = 0; l < this.spec.numLayers; l++) sum += kv.length(l);
       retained = sum / this.spec.numLayers;
     }
+    const c = seq.compression;
+    if (c) {
+      return {
+        policy: seq.request.policy,
+        kind: 'context-compression',
+        promptTokens: c.originalTokens,
+        kvTokensRetained: retained,
+        contextTokens: covered,
+        compressionRatio: c.originalTokens > 0 ? c.compressedTokens / c.originalTokens : 1,
+        attentionMassRetained: null,
+        details: { ...c.details, originalTokens: c.originalTokens, compressedTokens: c.compressedTokens, compressMs: seq.compressMs },
+      };
+    }
     return {
       policy: seq.request.policy,
       kind: policy?.kind ?? 'none',
@@ -507,7 +575,7 @@ export class EngineCore {
         type: 'done',
         finishReason: seq.finishReason ?? 'stop',
         text: trailingText,
-        usage: { promptTokens: seq.promptLength, completionTokens: seq.generated },
+        usage: { promptTokens: seq.request.promptTokens.length, completionTokens: seq.generated },
         stopReason: seq.stopReason,
         timings: {
           queueMs: admitted - seq.submittedAt,
@@ -516,6 +584,7 @@ export class EngineCore {
         },
         policy: report,
         ...(seq.request.captureLogprobs ? { capturedLogprobs: concatRows(seq.captured, this.spec.vocabSize) } : {}),
+        ...(seq.request.returnDropped && seq.compression ? { dropped: seq.compression.dropped } : {}),
       },
     });
   }

@@ -6,11 +6,12 @@ import type { SequenceKv } from '../kv/sequence-kv.js';
 import type { EvictionState } from './eviction-state.js';
 import type { QuestState } from './quest-state.js';
 import type { SinkWindowParams } from '../policies/sparse-attention/sink-window.js';
+import type { CompressionResult } from '../policies/compression/types.js';
 import type { DecodeStream } from '../model/tokenizer-types.js';
 import { SequenceSampler, StopMatcher } from './sampling/index.js';
 import type { FinishReason, GenerateRequest, ScoreRequest } from './types.js';
 
-export type SequenceState = 'waiting' | 'prefilling' | 'decoding' | 'finished';
+export type SequenceState = 'waiting' | 'compressing' | 'prefilling' | 'decoding' | 'finished';
 
 export class Sequence {
   state: SequenceState = 'waiting';
@@ -31,6 +32,11 @@ export class Sequence {
   prefillDoneAt = 0;
   /** KV-eviction state when the serving policy evicts; null for full attention. */
   eviction: EvictionState | null = null;
+  /** The prompt actually prefilled: the request's, or what context compression kept. */
+  prompt: readonly number[];
+  /** Context compression's outcome, when the policy compresses. */
+  compression: CompressionResult | null = null;
+  compressMs = 0;
   /** Quest page-selection state when the serving policy is Quest. */
   quest: QuestState | null = null;
   /** A-shape prefill mask when the serving policy is sink-window. */
@@ -52,6 +58,7 @@ export class Sequence {
     /** Total tokens (prompt + generated) the model's window allows. */
     readonly contextLength: number,
   ) {
+    this.prompt = request.promptTokens;
     this.sampler = new SequenceSampler(request.sampling, vocabSize, request.promptTokens);
     this.stopMatcher = new StopMatcher(request.sampling.stop);
     const ids = new Set<number>(request.sampling.stopTokenIds);
@@ -64,7 +71,7 @@ export class Sequence {
   }
 
   get promptLength(): number {
-    return this.request.promptTokens.length;
+    return this.prompt.length;
   }
 
   /** Tokens the sequence covers at most (prompt + generated), capped by the window unless a policy evicts. */

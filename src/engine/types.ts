@@ -1,5 +1,6 @@
 import type { Policy } from '../policies/policy.js';
 import type { PolicyReport } from '../policies/types.js';
+import type { DroppedSpan, PromptSegment } from '../policies/compression/types.js';
 
 /**
  * The contract between server/ and the engine. The server never sees tensors,
@@ -61,6 +62,15 @@ export interface GenerateRequest {
    * (evaluation of a policy's decode-time behaviour on a fixed continuation).
    */
   readonly forcedTokens?: readonly number[];
+  /**
+   * The prompt as role-tagged segments (their concatenation is promptTokens):
+   * what a context-compression policy compresses. Absent: the whole prompt is one context segment.
+   */
+  readonly segments?: readonly PromptSegment[];
+  /** Overrides the compression policy's rate (a ratio, or a whole-prompt token target), e.g. to fit the window. */
+  readonly compressionRate?: number;
+  /** Return what compression dropped in the 'done' event (debugging; opt-in). */
+  readonly returnDropped?: boolean;
 }
 
 /**
@@ -123,6 +133,8 @@ export type TokenEvent =
       readonly policy: PolicyReport;
       /** [completionTokens, vocabSize] log-softmax rows, when the request asked to capture them. */
       readonly capturedLogprobs?: Float32Array;
+      /** What context compression dropped, when the request asked for it. */
+      readonly dropped?: readonly DroppedSpan[];
     };
 
 /** Engine-side timings of one request, for the P-axis metrics. */

@@ -173,3 +173,26 @@ test('Quest and sink-window: keep-everything equals the full model; real budgets
     await c.close();
   }
 });
+
+test('context compression runs in the engine before prefill: a prompt longer than the window fits, and the report says what was dropped', { skip: skip ?? false }, async (t) => {
+  const c = await openTestCore(STORIES_DIR, { prefillChunk: 128 });
+  try {
+    const prompt = storyTokens(700); // the window is 512
+    const sc = policy('name: sc\nkind: context-compression\nmethod: selective-context\nparams: {rate: 0.5, unit: sentence}\n');
+    const base = request('sc', prompt, sc, 8);
+    const done = (await c.generate({ ...base, captureLogprobs: false, returnDropped: true, compressionRate: 400 })).at(-1);
+    assert.ok(done?.type === 'done');
+    const d = done.policy.details;
+    t.diagnostic(`selective-context: ${d['originalTokens']} -> ${d['compressedTokens']} tokens in ${Number(d['compressMs']).toFixed(1)} ms; ${done.dropped?.length ?? 0} dropped spans`);
+    assert.equal(done.policy.kind, 'context-compression');
+    assert.equal(d['originalTokens'], 700);
+    assert.ok(Number(d['compressedTokens']) <= 400 && Number(d['compressedTokens']) > 300);
+    assert.ok((done.dropped?.length ?? 0) > 0 && (done.dropped?.[0]?.text.length ?? 0) > 0);
+    assert.equal(done.usage.completionTokens, 8);
+    // Compressed but still too long: the error states both numbers.
+    await assert.rejects(c.generate({ ...base, id: 'sc-too-long', compressionRate: 0.99 }), /context_length_exceeded: .*512 tokens.*700 tokens/);
+    assert.equal(c.core.stats().kvBytesUsed, 0);
+  } finally {
+    await c.close();
+  }
+});
