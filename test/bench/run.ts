@@ -1,7 +1,8 @@
 /**
- * `npm run bench -- [--quick] [--out DIR]`: runs each benchmark in its own
- * process, the baselines (machine ceilings) in the same invocation, and writes
- * DIR/results.json and DIR/report.md.
+ * `npm run bench -- [--quick] [--out DIR]`: the CAP report. Every benchmark runs
+ * in its own process; baselines (machine ceilings, batch-1, full attention,
+ * resident experts) run in the same invocation. Writes DIR/results.json,
+ * DIR/report.md and DIR/*.svg.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createModel } from '../../src/model/create/create-model.js';
 import type { EngineBenchResult } from './engine-bench.js';
+import type { LoadResult } from './load-bench.js';
 import type { MachineInfo } from './machine.js';
+import type { FidelityResult } from './policy-fidelity-bench.js';
+import type { PolicyLatencyResult } from './policy-latency-bench.js';
+import { lineChart, type Series } from './svg-chart.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -20,74 +25,221 @@ interface CeilingsResult {
   readonly ceilings: { readonly readBandwidthGBs: number; readonly gemmGflops: number };
 }
 
-function runJson<T>(script: string, args: string[]): T {
-  const res = spawnSync(process.execPath, [join(here, script), ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  if (res.status !== 0) throw new Error(`${script} failed (exit ${res.status}):\n${res.stderr}`);
+interface MoeConfigSummary {
+  readonly description: string;
+  readonly decodeTokensPerSecond: number;
+  readonly peakRssMiB: number;
+  readonly hitRate: number;
+  readonly residentExpertBytesPeak: number;
+  readonly klVsResident: number;
+  readonly top1VsResident: number;
+  readonly predictionAccuracy: number;
+}
+
+interface MoeResult {
+  readonly expertBytesFp32: number;
+  readonly budgetBytes: number;
+  readonly configs: Readonly<Record<string, MoeConfigSummary>>;
+  readonly dOverA: number;
+  readonly dOverB: number;
+}
+
+interface CompressionBenchResult {
+  readonly time: Readonly<Record<string, unknown>>;
+  readonly fidelity: { readonly methods: Readonly<Record<string, readonly { rate: number; kept: number; full: number; nll: number; random: number; winRate: number }[]>> };
+}
+
+function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function runJson<T>(script: string, args: string[], timeoutMs = 3_600_000): T | { error: string } {
+  const t0 = Date.now();
+  const res = spawnSync(process.execPath, [join(here, script), ...args], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: timeoutMs });
+  process.stderr.write(`  ${script} ${args.join(' ')}: ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  if (res.status !== 0) {
+    const error = `${script} failed (exit ${res.status ?? res.signal}): ${res.stderr.trim().split('\n').slice(-5).join(' | ')}`;
+    process.stderr.write(`${error}\n`);
+    return { error };
+  }
   const line = res.stdout.trim().split('\n').pop() ?? '';
   return JSON.parse(line) as T;
 }
 
-const f = (n: number, d = 1): string => n.toFixed(d);
+function ok<T>(r: T | { error: string }): r is T {
+  return !(typeof r === 'object' && r !== null && 'error' in r);
+}
+
+const f = (n: number | undefined, d = 1): string => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toFixed(d));
+const mb = (bytes: number): string => (bytes / 1e6).toFixed(1);
+
+async function ensureModel(arch: 'llama' | 'mixtral', preset: 'small' | '135m'): Promise<string> {
+  const dir = resolve(`.cache/bench-models/${arch}-${preset}`);
+  if (!existsSync(join(dir, 'config.json'))) {
+    process.stderr.write(`generating bench model ${arch}/${preset} into ${dir}\n`);
+    await createModel({ arch, preset, seed: 0, out: dir });
+  }
+  return dir;
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: { quick: { type: 'boolean', default: false }, out: { type: 'string', default: 'bench-out' }, threads: { type: 'string', default: '2' } },
   });
+  const quick = values.quick;
   const out = resolve(values.out);
   mkdirSync(out, { recursive: true });
   const threads = values.threads;
-  const preset = values.quick ? 'small' : '135m';
-  const modelDir = resolve(`.cache/bench-models/llama-${preset}`);
-  if (!existsSync(join(modelDir, 'config.json'))) {
-    process.stderr.write(`generating bench model llama/${preset} into ${modelDir}\n`);
-    await createModel({ arch: 'llama', preset, seed: 0, out: modelDir });
-  }
+  const preset = quick ? 'small' : '135m';
+  const dense = await ensureModel('llama', preset);
+  const t0 = Date.now();
 
   const base = runJson<CeilingsResult>('ceilings-bench.js', [threads]);
+  if (!ok(base)) throw new Error(base.error);
   const m = base.machine;
-  process.stdout.write(`machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, node ${m.node}, onnxruntime ${m.onnxruntime}\n`);
-  process.stdout.write(`ceilings (${threads} threads): read bandwidth ${f(base.ceilings.readBandwidthGBs)} GB/s, fp32 GEMM ${f(base.ceilings.gemmGflops)} GFLOP/s\n`);
+  log(`machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, node ${m.node}, onnxruntime ${m.onnxruntime}`);
+  log(`ceilings (${threads} threads, measured through onnxruntime): read bandwidth ${f(base.ceilings.readBandwidthGBs)} GB/s, fp32 GEMM ${f(base.ceilings.gemmGflops)} GFLOP/s`);
 
   const engine: EngineBenchResult[] = [];
-  const steps = values.quick ? '24' : '64';
-  const prefill = values.quick ? '256' : '1024';
   for (const dtype of ['fp32', 'int8', 'int4']) {
-    const r = runJson<EngineBenchResult>('engine-bench.js', ['--model', modelDir, '--dtype', dtype, '--steps', steps, '--prefill', prefill, '--threads', threads]);
+    const r = runJson<EngineBenchResult>('engine-bench.js', ['--model', dense, '--dtype', dtype, '--steps', quick ? '16' : '64', '--prefill', quick ? '256' : '1024', '--threads', threads]);
+    if (!ok(r)) continue;
     engine.push(r);
     const ceilingTps = (base.ceilings.readBandwidthGBs * 1e9) / r.weightBytes;
-    process.stdout.write(
-      `${dtype}: decode ${f(r.decodeTokensPerSecond)} tok/s (p50 ${f(r.decodeStepMs.p50, 2)} ms, p99 ${f(r.decodeStepMs.p99, 2)} ms; ` +
-        `${f((100 * r.decodeTokensPerSecond) / ceilingTps)}% of the ${f(ceilingTps)} tok/s bandwidth ceiling), ` +
-        `prefill ${r.prefillTokens} tok ${f(r.prefillTokensPerSecond)} tok/s (${f(r.prefillGflops)} GFLOP/s, ${f((100 * r.prefillGflops) / base.ceilings.gemmGflops)}% of GEMM peak), ` +
-        `batch-8 ${f(r.batch8TokensPerSecond)} tok/s (${f(r.batch8TokensPerSecond / r.decodeTokensPerSecond, 2)}x batch-1), ` +
-        `served ${f(r.servedTokensPerSecond)} tok/s, overhead ${f(r.overheadPerTokenMs, 2)} ms/token\n`,
+    log(
+      `${dtype}: decode ${f(r.decodeTokensPerSecond)} tok/s (${f((100 * r.decodeTokensPerSecond) / ceilingTps)}% of the ${f(ceilingTps)} tok/s bandwidth ceiling), ` +
+        `prefill ${r.prefillTokens} tokens ${f(r.prefillTokensPerSecond)} tok/s (${f((100 * r.prefillGflops) / base.ceilings.gemmGflops)}% of GEMM peak), ` +
+        `batch-8 ${f(r.batch8TokensPerSecond)} tok/s (${f(r.batch8TokensPerSecond / r.decodeTokensPerSecond, 2)}x), overhead ${f(r.overheadPerTokenMs, 2)} ms/token`,
     );
   }
+
+  const load = runJson<LoadResult>('load-bench.js', ['--model', dense, '--clients', quick ? '16' : '64', '--max-tokens', quick ? '16' : '64', '--threads', threads]);
+  if (ok(load)) {
+    log(
+      `load: ${load.loaded.clients} streaming clients ${f(load.loaded.tokensPerSecond)} tok/s vs batch-1 ${f(load.baseline.tokensPerSecond)} tok/s ` +
+        `(${f(load.loaded.tokensPerSecond / load.baseline.tokensPerSecond, 2)}x); TTFT p50/p99 ${f(load.loaded.ttftMs.p50, 0)}/${f(load.loaded.ttftMs.p99, 0)} ms; ITL p50/p99 ${f(load.loaded.itlMs.p50, 1)}/${f(load.loaded.itlMs.p99, 1)} ms`,
+    );
+  }
+
+  const fidelity = runJson<FidelityResult>('policy-fidelity-bench.js', quick ? ['--passages', '3', '--continuation', '24'] : ['--passages', '16', '--continuation', '96']);
+  const latency = runJson<PolicyLatencyResult>('policy-latency-bench.js', ['--model', dense, '--contexts', quick ? '512,2048' : '1024,4096,16384,32768', '--steps', quick ? '6' : '12', '--threads', threads]);
+  const compression = runJson<CompressionBenchResult>('compression-bench.js', quick ? ['--passages', '20', '--runs', '1', '--prompt-tokens', '1000'] : ['--passages', '100', '--runs', '5']);
+  const moe = runJson<MoeResult>('moe-bench.js', quick ? ['--preset', 'small', '--steps', '12', '--repeats', '1', '--out', join(out, 'moe')] : ['--preset', '135m', '--steps', '48', '--repeats', '3', '--out', join(out, 'moe')]);
+
+  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, load, fidelity, latency, compression, moe, seconds: (Date.now() - t0) / 1000 };
+  writeFileSync(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+
+  const charts: string[] = [];
+  if (ok(fidelity) && fidelity.points.length > 0) {
+    const methods = [...new Set(fidelity.points.map((p) => p.method))];
+    const series: Series[] = methods.map((method) => ({ name: method, points: fidelity.points.filter((p) => p.method === method).map((p) => [p.budget, p.kl] as const) }));
+    writeFileSync(join(out, 'accuracy-vs-budget.svg'), lineChart(series, { title: 'Accuracy cost vs budget (stories260K, real text)', xLabel: 'budget (share of context)', yLabel: 'KL(full || policy), nats', logY: true }));
+    charts.push('accuracy-vs-budget.svg');
+  }
+  if (ok(latency)) {
+    const entries = Object.entries(latency.series);
+    writeFileSync(
+      join(out, 'latency-vs-context.svg'),
+      lineChart(entries.map(([name, pts]) => ({ name, points: pts.map((p) => [p.context, p.stepMsP50] as const) })), { title: 'Decode step latency vs context', xLabel: 'context tokens', yLabel: 'ms per token (p50)', logX: true }),
+    );
+    writeFileSync(
+      join(out, 'memory-vs-context.svg'),
+      lineChart(entries.map(([name, pts]) => ({ name, points: pts.map((p) => [p.context, p.kvBytes / 1e6] as const) })), { title: 'KV cache memory vs context', xLabel: 'context tokens', yLabel: 'KV MB', logX: true, logY: true }),
+    );
+    charts.push('latency-vs-context.svg', 'memory-vs-context.svg');
+  }
+  if (ok(moe)) {
+    const pts = Object.entries(moe.configs).map(([name, c]) => ({ name: `(${name}) ${c.description}`, points: [[Math.max(c.residentExpertBytesPeak, 1) / 1e6, c.decodeTokensPerSecond] as const] }));
+    writeFileSync(join(out, 'moe-tokens-vs-budget.svg'), lineChart(pts, { title: 'MoE decode tokens/s vs resident expert memory', xLabel: 'resident expert MB (peak)', yLabel: 'tokens/s' }));
+    charts.push('moe-tokens-vs-budget.svg');
+  }
+
+  // The CAP table: one row per policy and budget; C from what it kept, A from teacher-forced fidelity, P from decode latency.
+  const capRows: string[] = [];
+  if (ok(fidelity) && ok(latency)) {
+    const contexts = (latency.series['full'] ?? []).map((p) => p.context);
+    const latencyFor = (method: string, budget: number): readonly { stepMsP50: number; kvBytes: number }[] => {
+      const key = method === 'quest' ? `quest ${budget * 100}%` : method === 'sink-window' || method === 'full' ? 'full' : `evict ${budget * 100}%`;
+      return latency.series[key] ?? latency.series['full'] ?? [];
+    };
+    const full = latency.series['full'] ?? [];
+    capRows.push(
+      `| policy | budget | C: kept / served | A: KL | A: top-1 | A: ppl (full) | ${contexts.map((c) => `P: ms/tok @${c}`).join(' | ')} | KV MB @${contexts.at(-1) ?? '?'} |`,
+      `|---|---|---|---|---|---|${contexts.map(() => '---').join('|')}|---|`,
+      `| full | 1 | 1.000 | 0 | 1.000 | ${f(fidelity.points[0]?.fullPerplexity, 3)} | ${full.map((p) => f(p.stepMsP50, 2)).join(' | ')} | ${mb(full.at(-1)?.kvBytes ?? NaN)} |`,
+    );
+    for (const p of fidelity.points) {
+      const lat = latencyFor(p.method, p.budget);
+      const quest = p.method === 'quest' && p.budget !== 0.25;
+      capRows.push(
+        `| ${p.method} | ${p.budget} | ${f(p.kvRetained, 3)} | ${f(p.kl, 4)} | ${f(p.top1, 3)} | ${f(p.perplexity, 3)} | ${quest ? contexts.map(() => 'n/m').join(' | ') : lat.map((l) => f(l.stepMsP50, 2)).join(' | ')} | ${mb(lat.at(-1)?.kvBytes ?? NaN)} |`,
+      );
+    }
+  }
+
   const fp32 = engine.find((e) => e.dtype === 'fp32');
   const int8 = engine.find((e) => e.dtype === 'int8');
-  const results = { date: new Date().toISOString(), quick: values.quick, model: modelDir, preset, base, engine };
-  writeFileSync(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  const rows = engine.map((r) => {
-    const ceilingTps = (base.ceilings.readBandwidthGBs * 1e9) / r.weightBytes;
-    return `| ${r.dtype} | ${f(r.weightBytes / 1e6)} | ${f(r.decodeTokensPerSecond)} | ${f(r.decodeStepMs.p99, 2)} | ${f((100 * r.decodeTokensPerSecond) / ceilingTps)}% | ${f(r.prefillTokensPerSecond)} | ${f((100 * r.prefillGflops) / base.ceilings.gemmGflops)}% | ${f(r.batch8TokensPerSecond)} (${f(r.batch8TokensPerSecond / r.decodeTokensPerSecond, 2)}x) | ${f(r.overheadPerTokenMs, 2)} |`;
-  });
-  const report = [
-    `# capserve engine benchmark`,
+  const lines: string[] = [
+    `# capserve CAP report`,
     ``,
-    `Model: generated llama \`${preset}\` (${fp32 ? f(fp32.parameters / 1e6) : '?'}M parameters). Date: ${results.date}.`,
-    `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, onnxruntime ${m.onnxruntime}; ${threads} threads.`,
+    `Command: \`npm run bench --${quick ? ' --quick' : ''}\` (${((Date.now() - t0) / 1000).toFixed(0)} s). Date: ${results.date}.`,
+    `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, onnxruntime ${m.onnxruntime}; ${threads} inference threads.`,
     `Ceilings measured in the same run through onnxruntime: read bandwidth ${f(base.ceilings.readBandwidthGBs)} GB/s, fp32 GEMM ${f(base.ceilings.gemmGflops)} GFLOP/s.`,
+    `Speed and memory: generated llama \`${preset}\`${fp32 ? ` (${f(fp32.parameters / 1e6)}M parameters)` : ''}. Accuracy: the real stories260K model on TinyStories text.`,
     ``,
-    `| weights | MB | decode tok/s (p50) | decode p99 ms | of bandwidth ceiling | prefill ${prefill} tok/s | of GEMM peak | batch-8 tok/s | overhead ms/token |`,
+    `## CAP table`,
+    ``,
+    `C = KV entries kept / context served (Quest and sink-window keep the whole cache); A = teacher-forced KL(full || policy), top-1 agreement and perplexity of the real continuation; P = decode step latency (p50) at each context length and the KV memory at the longest (eviction at budget b keeps b x context entries; Quest reads its budget of a whole cache; sink-window decodes densely).`,
+    ``,
+    ...capRows,
+    ``,
+    `## Engine (P axis baseline)`,
+    ``,
+    `| weights | MB | decode tok/s (p50) | decode p99 ms | of bandwidth ceiling | prefill tok/s | of GEMM peak | batch-8 tok/s | overhead ms/token |`,
     `|---|---|---|---|---|---|---|---|---|`,
-    ...rows,
+    ...engine.map((r) => {
+      const ceilingTps = (base.ceilings.readBandwidthGBs * 1e9) / r.weightBytes;
+      return `| ${r.dtype} | ${mb(r.weightBytes)} | ${f(r.decodeTokensPerSecond)} | ${f(r.decodeStepMs.p99, 2)} | ${f((100 * r.decodeTokensPerSecond) / ceilingTps)}% | ${f(r.prefillTokensPerSecond)} (${r.prefillTokens} tokens) | ${f((100 * r.prefillGflops) / base.ceilings.gemmGflops)}% | ${f(r.batch8TokensPerSecond)} (${f(r.batch8TokensPerSecond / r.decodeTokensPerSecond, 2)}x) | ${f(r.overheadPerTokenMs, 2)} |`;
+    }),
     ``,
-    fp32 && int8 ? `int8 decode / fp32 decode: ${f(int8.decodeTokensPerSecond / fp32.decodeTokensPerSecond, 2)}x.` : '',
+    fp32 && int8 ? `int8 decode / fp32 decode: ${f(int8.decodeTokensPerSecond / fp32.decodeTokensPerSecond, 2)}x. ` : '',
     `Overhead per token = served inter-token p50 (worker, scheduler, sampling, detokenization, messaging) minus the in-process forward p50.`,
     ``,
-  ].join('\n');
-  writeFileSync(join(out, 'report.md'), report);
-  process.stdout.write(`wrote ${join(out, 'report.md')} and results.json\n`);
+    `## Serving load`,
+    ``,
+    ok(load)
+      ? `| clients | tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |\n|---|---|---|---|---|---|\n` +
+        [load.baseline, load.loaded].map((r) => `| ${r.clients} | ${f(r.tokensPerSecond)} | ${f(r.ttftMs.p50, 0)} | ${f(r.ttftMs.p99, 0)} | ${f(r.itlMs.p50, 1)} | ${f(r.itlMs.p99, 1)} |`).join('\n') +
+        `\n\nAggregate ${f(load.loaded.tokensPerSecond / load.baseline.tokensPerSecond, 2)}x batch-1, through the real HTTP server (SSE), ${load.maxTokens} tokens per client.`
+      : `load run failed: ${load.error}`,
+    ``,
+    `## Context compression`,
+    ``,
+    ok(compression)
+      ? `| method | rate | kept | NLL | random NLL | full NLL |\n|---|---|---|---|---|---|\n` +
+        Object.entries(compression.fidelity.methods)
+          .flatMap(([method, rs]) => rs.map((r) => `| ${method} | ${r.rate} | ${f(r.kept, 3)} | ${f(r.nll, 3)} | ${f(r.random, 3)} | ${f(r.full, 3)} |`))
+          .join('\n') +
+        `\n\nNext-sentence NLL (nats/token) on TinyStories given the compressed context (stories260K); compression time per 1K tokens in results.json.`
+      : `compression bench failed: ${compression.error}`,
+    ``,
+    `## MoE expert offload`,
+    ``,
+    ok(moe)
+      ? `Experts ${mb(moe.expertBytesFp32)} MB fp32, budget ${mb(moe.budgetBytes)} MB.\n\n| config | tok/s | peak RSS MiB | hit rate | KL vs (a) | top-1 vs (a) |\n|---|---|---|---|---|---|\n` +
+        Object.entries(moe.configs)
+          .map(([k, c]) => `| (${k}) ${c.description} | ${f(c.decodeTokensPerSecond)} | ${f(c.peakRssMiB, 0)} | ${f(c.hitRate, 2)} | ${f(c.klVsResident, 4)} | ${f(c.top1VsResident, 3)} |`)
+          .join('\n') +
+        `\n\n(d)/(b) = ${f(moe.dOverB, 2)}x, (d)/(a) = ${f(moe.dOverA, 2)}x.`
+      : `MoE bench failed: ${moe.error}`,
+    ``,
+    `## Charts`,
+    ``,
+    ...charts.map((c) => `![${c}](${c})`),
+    ``,
+  ];
+  writeFileSync(join(out, 'report.md'), lines.join('\n'));
+  log(`wrote ${join(out, 'report.md')}, results.json and ${charts.length} charts in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 
 main().catch((err: unknown) => {
