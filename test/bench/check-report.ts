@@ -1,0 +1,31 @@
+/**
+ * CI's smoke check of `npm run bench -- --quick`: the report, results and
+ * charts exist and are well-formed, and no benchmark failed.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const dir = process.argv[2] ?? 'bench-out';
+const problems: string[] = [];
+const report = readFileSync(join(dir, 'report.md'), 'utf8');
+for (const heading of ['# capserve CAP report', '## CAP table', '## Engine', '## Serving load', '## Context compression', '## MoE expert offload', '## Charts']) {
+  if (!report.includes(heading)) problems.push(`report.md lacks "${heading}"`);
+}
+if (/failed/i.test(report)) problems.push('report.md says a benchmark failed');
+if (!/\| full \| 1 \|/.test(report)) problems.push('the CAP table has no full-attention baseline row');
+const results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as Record<string, unknown>;
+for (const key of ['base', 'engine', 'load', 'fidelity', 'latency', 'compression', 'moe']) {
+  const v = results[key];
+  if (v === undefined || (typeof v === 'object' && v !== null && 'error' in v)) problems.push(`results.json: ${key} missing or failed`);
+}
+const svgs = readdirSync(dir).filter((f) => f.endsWith('.svg'));
+if (svgs.length < 4) problems.push(`expected 4 charts, found ${svgs.length}`);
+for (const s of svgs) {
+  const text = readFileSync(join(dir, s), 'utf8');
+  if (!text.startsWith('<svg') || !text.trimEnd().endsWith('</svg>') || !text.includes('<path')) problems.push(`${s} is not a drawn SVG chart`);
+}
+if (problems.length > 0) {
+  process.stderr.write(`bench report check failed:\n- ${problems.join('\n- ')}\n`);
+  process.exit(1);
+}
+process.stdout.write(`bench report check: ${dir} has report.md, results.json and ${svgs.length} charts\n`);
