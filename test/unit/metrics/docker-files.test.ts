@@ -1,7 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -16,42 +16,65 @@ function promtool(args: string[]): { status: number | null; output: string } | n
   return { status: res.status, output: `${res.stdout}${res.stderr}` };
 }
 
-test('docker/prometheus.yml passes promtool check config', (t) => {
-  const res = promtool(['check', 'config', path.join(dockerDir, 'prometheus.yml')]);
-  if (res === null) {
-    t.skip('promtool not on PATH (Debian package `prometheus`); cannot validate docker/prometheus.yml');
+const promDir = path.join(dockerDir, 'prometheus');
+
+test('docker/prometheus/prometheus.yml and rules.yml pass promtool check config and check rules', (t) => {
+  const config = promtool(['check', 'config', path.join(promDir, 'prometheus.yml')]);
+  if (config === null) {
+    t.skip('promtool not on PATH (Debian package `prometheus`); cannot validate docker/prometheus/');
     return;
   }
-  assert.equal(res.status, 0, res.output);
-  // The check is real: a broken config fails it.
+  assert.equal(config.status, 0, config.output);
+  assert.match(config.output, /SUCCESS: 1 rule files found/, 'the config loads the recording rules');
+  const rules = promtool(['check', 'rules', path.join(promDir, 'rules.yml')]);
+  assert.equal(rules?.status, 0, rules?.output);
+  // The checks are real: a broken config and a broken rule fail them.
   const dir = mkdtempSync(path.join(tmpdir(), 'capserve-prom-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const broken = path.join(dir, 'broken.yml');
   writeFileSync(broken, 'scrape_configs:\n  - job_name: x\n    scrape_interval: often\n');
   assert.notEqual(promtool(['check', 'config', broken])?.status, 0);
+  const brokenRule = path.join(dir, 'rules.yml');
+  writeFileSync(brokenRule, 'groups:\n  - name: x\n    rules:\n      - record: a:b\n        expr: sum by (policy (rate(x[5m]))\n');
+  assert.notEqual(promtool(['check', 'rules', brokenRule])?.status, 0);
 });
 
-test('prometheus.yml scrapes capserve /metrics at the compose service address', () => {
-  const prom = YAML.parse(readFileSync(path.join(dockerDir, 'prometheus.yml'), 'utf8')) as {
+test('prometheus.yml scrapes capserve /metrics at the compose service address and loads rules.yml', () => {
+  const prom = YAML.parse(readFileSync(path.join(promDir, 'prometheus.yml'), 'utf8')) as {
+    rule_files?: string[];
     scrape_configs: { job_name: string; metrics_path?: string; static_configs: { targets: string[] }[] }[];
   };
   const job = prom.scrape_configs.find((j) => j.job_name === 'capserve');
   assert.ok(job);
   assert.equal(job.metrics_path ?? '/metrics', '/metrics');
   assert.deepEqual(job.static_configs[0]?.targets, ['capserve:8000']);
+  assert.deepEqual(prom.rule_files, ['rules.yml']);
 });
 
-test('compose.yaml: capserve built from docker/Dockerfile, Prometheus mounting prometheus.yml', () => {
-  const compose = YAML.parse(readFileSync(path.join(dockerDir, 'compose.yaml'), 'utf8')) as {
-    services: Record<string, { build?: { context: string; dockerfile: string }; image?: string; volumes?: string[]; ports?: string[] }>;
-  };
+test('compose.yaml: capserve from docker/Dockerfile, Prometheus with its config dir, Grafana with provisioning and dashboards', () => {
+  type Service = { build?: { context: string; dockerfile: string }; image?: string; volumes?: string[]; ports?: string[]; depends_on?: string[] };
+  const compose = YAML.parse(readFileSync(path.join(dockerDir, 'compose.yaml'), 'utf8')) as { services: Record<string, Service> };
   const capserve = compose.services['capserve'];
   assert.ok(capserve?.build);
   assert.equal(path.resolve(dockerDir, capserve.build.context, capserve.build.dockerfile), path.join(dockerDir, 'Dockerfile'));
   assert.ok(capserve.ports?.includes('8000:8000'));
   const prometheus = compose.services['prometheus'];
   assert.match(prometheus?.image ?? '', /^prom\/prometheus:/);
-  assert.ok(prometheus?.volumes?.some((v) => v.startsWith('./prometheus.yml:/etc/prometheus/prometheus.yml')));
+  assert.ok(prometheus?.volumes?.includes('./prometheus:/etc/prometheus:ro'));
+  const grafana = compose.services['grafana'];
+  assert.match(grafana?.image ?? '', /^grafana\/grafana:/);
+  assert.ok(grafana?.ports?.includes('3000:3000'));
+  assert.ok(grafana?.depends_on?.includes('prometheus'));
+  // Every bind mount points at something that exists in docker/.
+  const mounts = new Map((grafana?.volumes ?? []).filter((v) => v.startsWith('./')).map((v) => [v.split(':')[1] as string, v.split(':')[0] as string]));
+  for (const host of mounts.values()) assert.ok(existsSync(path.join(dockerDir, host)), host);
+  // The dashboard provider reads the directory the dashboards are mounted at.
+  const provider = YAML.parse(readFileSync(path.join(dockerDir, 'grafana/provisioning/dashboards/capserve.yml'), 'utf8')) as { providers: { options: { path: string } }[] };
+  const dashboardsIn = provider.providers[0]?.options.path ?? '';
+  assert.equal(mounts.get(dashboardsIn), './grafana/dashboards');
+  assert.equal(mounts.get('/etc/grafana/provisioning'), './grafana/provisioning');
+  const datasources = YAML.parse(readFileSync(path.join(dockerDir, 'grafana/provisioning/datasources/prometheus.yml'), 'utf8')) as { datasources: { type: string; url: string }[] };
+  assert.deepEqual(datasources.datasources.map((d) => [d.type, d.url]), [['prometheus', 'http://prometheus:9090']]);
 });
 
 test('Dockerfile: multi-stage, non-root, health check on /health', () => {
@@ -62,4 +85,5 @@ test('Dockerfile: multi-stage, non-root, health check on /health', () => {
   assert.ok(users.length > 0 && !/root|\b0\b/.test(users.at(-1) ?? ''), 'runs as a non-root user');
   assert.match(text, /^HEALTHCHECK .*\n?.*\/health/m);
   assert.match(text, /COPY --from=build/);
+  assert.match(text, /^COPY policies \.\/policies$/m, 'the server loads the policy files at start');
 });

@@ -5,6 +5,7 @@ import { describePolicies } from '../../../src/policies/registry.js';
 import { buildApp } from '../../../src/server/app.js';
 import { CHAT, makeApp, testPolicies } from './helpers.js';
 import { ScriptedEngine } from './scripted-engine.js';
+import { EventLog } from './ws-client.js';
 
 test('GET /v1/policies lists the configured policies: {name, kind, method, params, cap}', async (t) => {
   const { app } = makeApp(t);
@@ -89,4 +90,27 @@ test('shadow: a streamed request is handed over after [DONE]; an aborted one is 
   const metrics = (await slow.inject({ method: 'GET', url: '/metrics' })).body;
   assert.match(metrics, /capserve_shadow_requests_total\{policy="snapkv-25",outcome="skipped"\} 1/);
   assert.doesNotMatch(metrics, /outcome="failed"/);
+});
+
+test('websocket: the upgrade request\'s x-capserve-policy routes every response; a response.create cap.policy wins', async (t) => {
+  const { app, engine } = makeApp(t, { reply: 'Hey' });
+  await app.ready();
+  const ws = await app.injectWS('/v1/responses', { headers: { 'x-capserve-policy': 'snapkv-25' } });
+  t.after(() => ws.terminate());
+  const log = new EventLog(ws);
+  const create = (extra: Record<string, unknown> = {}): string =>
+    JSON.stringify({ type: 'response.create', messages: [{ role: 'user', content: 'hi' }], max_output_tokens: 2, ...extra });
+  ws.send(create());
+  const first = (await log.next('response.completed'))['response'] as { cap: { policy: string; kind: string } };
+  assert.equal(first.cap.policy, 'snapkv-25');
+  assert.equal(first.cap.kind, 'kv-eviction');
+  const from = log.events.length;
+  ws.send(create({ cap: { policy: 'quest' } }));
+  const second = (await log.next('response.completed', from))['response'] as { cap: { policy: string } };
+  assert.equal(second.cap.policy, 'quest');
+  assert.deepEqual(engine.requests.map((r) => r.servingPolicy?.name), ['snapkv-25', 'quest']);
+  const bad = log.events.length;
+  ws.send(create({ cap: { policy: 'nope' } }));
+  const error = (await log.next('error', bad))['error'] as { code: string; param: string };
+  assert.deepEqual([error.code, error.param], ['unknown_policy', 'cap.policy']);
 });
