@@ -37,6 +37,8 @@ export interface EngineCoreOptions {
   readonly prefillChunk: number;
   /** Graph variants this model has (MoE models have neither). */
   readonly variants: readonly Exclude<GraphVariant, 'plain'>[];
+  /** Opens the compression scorer when it is not the served model (another local model directory). */
+  readonly openScorer?: () => Promise<ModelScorer>;
 }
 
 export type CoreOutput =
@@ -55,6 +57,8 @@ export interface CoreStats {
   readonly forwardMs: number;
   readonly stepMs: number;
   readonly decodeTokens: number;
+  /** The model runner's own counters (MoE expert cache and loads). */
+  readonly runner: Readonly<Record<string, number>>;
 }
 
 export class EngineCore {
@@ -103,6 +107,7 @@ export class EngineCore {
       forwardMs: this.forwardMs,
       stepMs: this.stepMs,
       decodeTokens: this.decodeTokens,
+      runner: this.session.stats(),
     };
   }
 
@@ -353,7 +358,7 @@ export class EngineCore {
           ]
         : [{ role: 'context', tokens: prompt }]);
     const params = seq.request.compressionRate !== undefined ? { ...policy.params, rate: seq.request.compressionRate } : policy.params;
-    this.scorer ??= new ModelScorer(this.session, this.spec);
+    this.scorer ??= this.options.openScorer ? await this.options.openScorer() : new ModelScorer(this.session, this.spec);
     try {
       seq.compression = await method.compress({ segments }, this.scorer, this.tokenizer, params);
     } finally {
@@ -486,7 +491,8 @@ export class EngineCore {
 
   /** Samples the next token from `logits`, streams its text, and decides whether the sequence ends. */
   private accept(seq: Sequence, logits: Float32Array): void {
-    if (seq.request.captureLogprobs) seq.captured.push(logSoftmaxRow(logits));
+    const capture = seq.request.captureLogprobs;
+    if (capture === true || (typeof capture === 'number' && seq.generated < capture)) seq.captured.push(logSoftmaxRow(logits));
     const forced = seq.request.forcedTokens?.[seq.generated];
     const r = forced === undefined ? seq.sampler.sample(logits) : { tokenId: forced, logprob: null, topLogprobs: null };
     seq.generated += 1;

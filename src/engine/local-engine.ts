@@ -28,6 +28,10 @@ export interface LocalEngineOptions {
   readonly contextLength?: number;
   readonly prefillChunk?: number;
   readonly chatTemplateFallback?: string;
+  /** The expert-offload policy's params for MoE models (budgetBytes, bits, ...). */
+  readonly expertOffload?: Readonly<Record<string, unknown>>;
+  /** A local model directory scoring prompts for context compression; default: the served model. */
+  readonly scorerModelDir?: string;
   readonly onProgress?: (message: string) => void;
 }
 
@@ -70,6 +74,8 @@ export class LocalEngine implements EngineClient {
       kvBudgetBytes: options.kvBudgetBytes ?? DEFAULT_KV_BUDGET,
       contextLength: options.contextLength ?? null,
       prefillChunk: options.prefillChunk ?? 512,
+      ...(options.expertOffload ? { expertOffload: options.expertOffload } : {}),
+      ...(options.scorerModelDir ? { scorerModelDir: resolve(options.scorerModelDir) } : {}),
     };
     this.worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: init });
     let markReady: () => void = () => undefined;
@@ -227,6 +233,7 @@ export class LocalEngine implements EngineClient {
       waiting: s?.waiting ?? 0,
       kvBytesUsed: s?.kvBytesUsed ?? 0,
       kvBytesCapacity: s?.kvBytesCapacity ?? 0,
+      runner: s?.runner ?? {},
     };
   }
 

@@ -55,8 +55,11 @@ export interface GenerateRequest {
   readonly policy: string;
   /** The policy's configuration (what the engine executes); absent or kind 'none': full attention. */
   readonly servingPolicy?: Policy;
-  /** Keep each generated step's log-softmax row (for shadow fidelity); returned with 'done'. */
-  readonly captureLogprobs?: boolean;
+  /**
+   * Keep generated steps' log-softmax rows (for shadow fidelity), returned with
+   * 'done': true for every step, a number for only the first N steps.
+   */
+  readonly captureLogprobs?: boolean | number;
   /**
    * Teacher forcing: feed these tokens as the generated ones instead of sampling
    * (evaluation of a policy's decode-time behaviour on a fixed continuation).
@@ -153,6 +156,8 @@ export interface EngineHealth {
   readonly waiting: number;
   readonly kvBytesUsed: number;
   readonly kvBytesCapacity: number;
+  /** Model-runner counters (MoE expert cache: hits, misses, bytes loaded, ...); empty for dense models. */
+  readonly runner?: Readonly<Record<string, number>>;
 }
 
 export interface ModelCard {

@@ -9,6 +9,7 @@ import { loadCheckpoint } from '../model/checkpoint.js';
 import { DecoderSession, runtimeVersion } from '../runtime/decoder-session.js';
 import { openMoeRunnerForWorker } from '../runtime/moe-runner-factory.js';
 import { EngineCore } from './engine-core.js';
+import { ModelScorer, tokenizerMismatch } from '../policies/compression/scorer.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
 if (!parentPort) throw new Error('worker-main.ts must run as a worker thread');
@@ -41,6 +42,17 @@ async function main(): Promise<void> {
     contextLength,
     prefillChunk: init.prefillChunk,
     variants: spec.moe !== undefined ? [] : ['stats', 'quest'],
+    ...(init.scorerModelDir
+      ? {
+          openScorer: async (): Promise<ModelScorer> => {
+            const scorerDir = init.scorerModelDir ?? '';
+            const scorer = await ModelScorer.open(scorerDir, { cacheDir: init.cacheDir, threads: init.threads });
+            const mismatch = scorer.tokenizer ? tokenizerMismatch(scorer.tokenizer, checkpoint.tokenizer) : 'the scorer has no tokenizer';
+            if (mismatch) throw new Error(`the compression scorer ${scorerDir} does not share the served model's tokenizer: ${mismatch}`);
+            return scorer;
+          },
+        }
+      : {}),
   });
 
   let shuttingDown = false;

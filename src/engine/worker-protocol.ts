@@ -17,6 +17,8 @@ export interface WorkerInit {
   readonly prefillChunk: number;
   /** The expert-offload policy's params (MoE models); absent: the method's defaults. */
   readonly expertOffload?: Readonly<Record<string, unknown>>;
+  /** A separate local model that scores prompts for context compression (same tokenizer). */
+  readonly scorerModelDir?: string;
 }
 
 export type ToWorker =
