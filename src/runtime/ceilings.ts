@@ -13,7 +13,7 @@ import { attr, GraphBuilder } from '../model/onnx/graph-builder.js';
 export interface Ceilings {
   /** GB/s (1e9 bytes) read by ReduceSum over 256 MiB. */
   readonly readBandwidthGBs: number;
-  /** GFLOP/s of a 1024^3 fp32 MatMul. */
+  /** GFLOP/s of a 2048^3 fp32 MatMul. */
   readonly gemmGflops: number;
 }
 
@@ -45,10 +45,12 @@ export async function measureCeilings(workDir: string, threads: number): Promise
   writeFileSync(p1, g1.toModelBytes(17));
   const s1 = await ort.InferenceSession.create(p1, opts);
   const data = new Float32Array(rows * 1024).fill(1);
-  const ms1 = await timeRuns(s1, { x: new ort.Tensor('float32', data, [rows, 1024]) }, 9);
+  // The best of repeated medians: a ceiling is what the machine can reach, not its average.
+  let ms1 = Infinity;
+  for (let r = 0; r < 3; r++) ms1 = Math.min(ms1, await timeRuns(s1, { x: new ort.Tensor('float32', data, [rows, 1024]) }, 9));
   await s1.release();
   // GEMM: [N, N] x [N, N].
-  const N = 1024;
+  const N = 2048;
   const g2 = new GraphBuilder('gemm');
   const a = g2.input('a', 'float32', [N, N]);
   const b = g2.input('b', 'float32', [N, N]);
@@ -58,7 +60,8 @@ export async function measureCeilings(workDir: string, threads: number): Promise
   writeFileSync(p2, g2.toModelBytes(17));
   const s2 = await ort.InferenceSession.create(p2, opts);
   const m = new Float32Array(N * N).map((_, i) => (i % 7) * 0.01);
-  const ms2 = await timeRuns(s2, { a: new ort.Tensor('float32', m, [N, N]), b: new ort.Tensor('float32', m, [N, N]) }, 9);
+  let ms2 = Infinity;
+  for (let r = 0; r < 3; r++) ms2 = Math.min(ms2, await timeRuns(s2, { a: new ort.Tensor('float32', m, [N, N]), b: new ort.Tensor('float32', m, [N, N]) }, 9));
   await s2.release();
   return { readBandwidthGBs: (data.byteLength / 1e9) / (ms1 / 1000), gemmGflops: (2 * N * N * N) / 1e9 / (ms2 / 1000) };
 }

@@ -72,8 +72,13 @@ async function main(): Promise<void> {
   }
   const prefillMs = median(prefillRuns);
   const parameters = m.parameters;
+  // FLOPs actually performed: every layer's matrices for every token, the vocabulary projection for
+  // the last position only (logit_index), the embedding is a gather; attention is causal.
+  const h = spec.hiddenSize;
+  const layerParams = h * (spec.numHeads + 2 * spec.numKvHeads) * spec.headDim + spec.numHeads * spec.headDim * h + 3 * h * spec.intermediateSize;
   const attnFlops = 2 * 2 * spec.numLayers * spec.numHeads * spec.headDim * ((prefillLen * (prefillLen + 1)) / 2);
-  const prefillGflops = (2 * parameters * prefillLen + attnFlops) / 1e9 / (prefillMs / 1000);
+  const prefillFlops = 2 * spec.numLayers * layerParams * prefillLen + 2 * spec.vocabSize * h + attnFlops;
+  const prefillGflops = prefillFlops / 1e9 / (prefillMs / 1000);
 
   // batch-8 decode
   const kvs = [];
