@@ -30,6 +30,7 @@
 import { attr, type ExternalDataFile, GraphBuilder, storeTensor } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
 import { quantizeBlockwise, type QuantBits } from './quantize.js';
+import { graphWeights, type StoredLinear } from './graph-weights.js';
 import { ropeInverseFrequencies } from './rope.js';
 
 export type WeightDtype = 'fp32' | 'int8' | 'int4';
@@ -78,17 +79,7 @@ export interface StoredWeights {
   readonly weightDtype: WeightDtype;
 }
 
-export type StoredLinear =
-  | { readonly kind: 'fp32'; readonly weight: string; readonly n: number; readonly k: number }
-  | {
-      readonly kind: 'quant';
-      readonly codes: string;
-      readonly scales: string;
-      readonly n: number;
-      readonly k: number;
-      readonly bits: QuantBits;
-      readonly blockSize: number;
-    };
+export type { StoredLinear } from './graph-weights.js';
 
 function concatRows(parts: readonly Float32Array[]): Float32Array {
   const total = parts.reduce((s, p) => s + p.length, 0);
@@ -171,33 +162,7 @@ export function storeDecoderWeights(
 /** Builds the decoder graph over stored weights; returns the serialized ModelProto. */
 export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, options: DecoderGraphOptions): Uint8Array {
   const g = new GraphBuilder(`capserve-${spec.architecture}`);
-  const added = new Set<string>();
-  const w = (key: string): string => {
-    const t = stored.tensors.get(key);
-    if (!t) throw new Error(`internal: weight ${key} was not stored`);
-    if (!added.has(key)) {
-      g.external(key, t);
-      added.add(key);
-    }
-    return key;
-  };
-  const linear = (x: string, key: string): string => {
-    const lin = stored.linears.get(key);
-    if (!lin) throw new Error(`internal: linear ${key} was not stored`);
-    if (lin.kind === 'fp32') return g.op('Gemm', [x, w(lin.weight)], { transB: attr.int(1) });
-    return g.op(
-      'MatMulNBits',
-      [x, w(lin.codes), w(lin.scales)],
-      {
-        K: attr.int(lin.k),
-        N: attr.int(lin.n),
-        bits: attr.int(lin.bits),
-        block_size: attr.int(lin.blockSize),
-        accuracy_level: attr.int(options.quantAccuracyLevel),
-      },
-      'com.microsoft',
-    );
-  };
+  const { w, linear } = graphWeights(g, stored.tensors, stored.linears, options.quantAccuracyLevel);
   const rmsNorm = (x: string, key: string): string =>
     g.op('SimplifiedLayerNormalization', [x, w(key)], { axis: attr.int(-1), epsilon: attr.float(spec.rmsNormEps) });
 

@@ -31,6 +31,7 @@
  *     on every call (measured 20x slower than fp32 Gemm on 2048x512); as constants
  *     they are prepacked once at session creation and run faster than fp32.
  */
+import { graphWeights } from './graph-weights.js';
 import { attr, GraphBuilder, type StoredTensor } from '../onnx/graph-builder.js';
 import type { ModelSpec } from '../spec.js';
 import type { StoredLinear } from './decoder-graph.js';
@@ -72,28 +73,7 @@ interface Ctx {
 
 function context(name: string, stored: MoeStoredWeights, accuracyLevel: number): Ctx {
   const g = new GraphBuilder(name);
-  const added = new Set<string>();
-  const w = (key: string): string => {
-    const t = stored.tensors.get(key);
-    if (!t) throw new Error(`internal: weight ${key} was not stored`);
-    if (!added.has(key)) {
-      g.external(key, t);
-      added.add(key);
-    }
-    return key;
-  };
-  const linear = (x: string, key: string): string => {
-    const lin = stored.linears.get(key);
-    if (!lin) throw new Error(`internal: linear ${key} was not stored`);
-    if (lin.kind === 'fp32') return g.op('Gemm', [x, w(lin.weight)], { transB: attr.int(1) });
-    return g.op(
-      'MatMulNBits',
-      [x, w(lin.codes), w(lin.scales)],
-      { K: attr.int(lin.k), N: attr.int(lin.n), bits: attr.int(lin.bits), block_size: attr.int(lin.blockSize), accuracy_level: attr.int(accuracyLevel) },
-      'com.microsoft',
-    );
-  };
-  return { g, w, linear };
+  return { g, ...graphWeights(g, stored.tensors, stored.linears, accuracyLevel) };
 }
 
 function swiglu(g: GraphBuilder, gateUp: string, inter: number, tag: string): string {
