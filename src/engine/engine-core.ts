@@ -299,6 +299,14 @@ export class EngineCore {
         this.finishWithError(compressing, err);
       }
     }
+    const fresh = this.freshPrefillBatch();
+    if (fresh.length >= 2) {
+      try {
+        await this.prefillFresh(fresh);
+      } catch (err) {
+        for (const s of fresh) this.finishWithError(s, err);
+      }
+    }
     const prefilling = this.running.find((s) => s.state === 'prefilling');
     if (prefilling) {
       try {
@@ -376,6 +384,44 @@ export class EngineCore {
       );
     }
     seq.state = 'prefilling';
+  }
+
+  /**
+   * Short prompts of newly admitted plain sequences, packed into one forward pass
+   * (padded tokens within the prefill chunk budget): under a burst of requests,
+   * time to first token no longer grows by one step per queued prompt.
+   */
+  private freshPrefillBatch(): Sequence[] {
+    const budget = this.options.prefillChunk;
+    const picked: Sequence[] = [];
+    let longest = 0;
+    for (const s of this.running) {
+      const plain = !s.eviction && !s.sinkWindow && !s.scoring;
+      if (s.state !== 'prefilling' || !plain || s.prefilled !== 0 || s.prompt.length > budget) continue;
+      const next = Math.max(longest, s.prompt.length);
+      if ((picked.length + 1) * next > budget) break;
+      picked.push(s);
+      longest = next;
+    }
+    return picked;
+  }
+
+  private async prefillFresh(batch: readonly Sequence[]): Promise<void> {
+    const inputs = this.inputs.prefillFresh(batch.map((s) => s.prompt));
+    const out = await this.forward(inputs, false);
+    const V = this.spec.vocabSize;
+    const now = performance.now();
+    batch.forEach((seq, b) => {
+      const kv = seq.kv;
+      if (!kv) throw new Error('unreachable: prefilling without KV');
+      const n = seq.prompt.length;
+      kv.append(out.presentKeys, out.presentValues, b, inputs.newTokens, Array.from({ length: n }, (_, i) => i));
+      seq.quest?.update(kv);
+      seq.prefilled = n;
+      seq.prefillDoneAt = now;
+      seq.state = 'decoding';
+      this.accept(seq, out.logits.subarray(b * V, (b + 1) * V));
+    });
   }
 
   private async prefillStep(seq: Sequence): Promise<void> {

@@ -78,6 +78,34 @@ export class StepInputBuilder {
     return { batch: 1, newTokens: T, logitCount: K, inputIds, positionIds, newBias, logitIndex, layers, attnWindow: options.attnWindow ?? null };
   }
 
+  /**
+   * Whole short prompts of several fresh sequences (empty caches) in one pass,
+   * padded to the longest; each row's logits come from its own last token.
+   */
+  prefillFresh(prompts: readonly (readonly number[])[]): DecoderStepInputs {
+    const B = prompts.length;
+    const T = Math.max(...prompts.map((p) => p.length));
+    const inputIds = new BigInt64Array(B * T);
+    const positionIds = new BigInt64Array(B * T);
+    const newBias = new Float32Array(B * T * T).fill(BLOCKED);
+    const logitIndex = new BigInt64Array(B);
+    prompts.forEach((p, b) => {
+      const n = p.length;
+      if (n === 0) throw new Error('prefillFresh: empty prompt');
+      for (let t = 0; t < T; t++) {
+        inputIds[b * T + t] = BigInt(p[Math.min(t, n - 1)] ?? 0);
+        positionIds[b * T + t] = BigInt(t);
+        // Padding queries (t >= n) see the real keys too, so no row is all blocked; their outputs are ignored.
+        for (let s = 0; s <= Math.min(t, n - 1); s++) {
+          if (allowed(s, t, this.rule.slidingWindow)) newBias[(b * T + t) * T + s] = 0;
+        }
+      }
+      logitIndex[b] = BigInt(n - 1);
+    });
+    const layers = Array.from({ length: this.numLayers }, () => this.emptyLayer(B));
+    return { batch: B, newTokens: T, logitCount: 1, inputIds, positionIds, newBias, logitIndex, layers, attnWindow: null };
+  }
+
   /** One new token per sequence. A single sequence is passed without copying its cache. */
   decode(kvs: readonly SequenceKv[], tokens: readonly number[], positions: readonly number[], attnWindow: number | null = null): DecoderStepInputs {
     const B = kvs.length;
