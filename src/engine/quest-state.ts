@@ -18,6 +18,9 @@ interface LayerBounds {
   pageCap: number;
   /** Entries folded in so far. */
   covered: number;
+  /** [KV, pageCap] page bias for the graph (0 own, +inf newest, -inf unused), valid for `biasPages` pages. */
+  bias: Float32Array;
+  biasPages: number;
 }
 
 export class QuestState {
@@ -35,7 +38,14 @@ export class QuestState {
     this.params = questParams(policy);
     this.KV = spec.numKvHeads;
     this.D = spec.headDim;
-    this.layers = Array.from({ length: spec.numLayers }, () => ({ min: new Float32Array(0), max: new Float32Array(0), pageCap: 0, covered: 0 }));
+    this.layers = Array.from({ length: spec.numLayers }, () => ({
+      min: new Float32Array(0),
+      max: new Float32Array(0),
+      pageCap: 0,
+      covered: 0,
+      bias: new Float32Array(0),
+      biasPages: -1,
+    }));
   }
 
   get pageSize(): number {
@@ -83,6 +93,32 @@ export class QuestState {
     b.min = min;
     b.max = max;
     b.pageCap = pageCap;
+    b.bias = new Float32Array(KV * pageCap);
+    b.biasPages = -1;
+  }
+
+  /**
+   * Layer l's inputs in place, for a batch of one: the bounds buffers are
+   * already [1, KV, pageCap, D]; unused pages are blocked by the bias, which is
+   * rewritten only when the page count changes. Nothing is copied per step.
+   */
+  layerInPlace(l: number, length: number): QuestLayerInputs {
+    const b = this.layers[l];
+    if (!b) throw new Error(`quest: no layer ${l}`);
+    const own = Math.ceil(length / this.params.pageSize);
+    if (b.biasPages !== own) {
+      for (let h = 0; h < this.KV; h++) {
+        const row = h * b.pageCap;
+        b.bias.fill(0, row, row + own);
+        b.bias.fill(-Infinity, row + own, row + b.pageCap);
+        if (own > 0) b.bias[row + own - 1] = Infinity;
+      }
+      b.biasPages = own;
+    }
+    const k = this.pagesToAttend(l, length);
+    this.selectedSum += Math.min(length, k * this.params.pageSize);
+    this.attendedSum += length;
+    return { min: b.min, max: b.max, bias: b.bias, pages: b.pageCap, k };
   }
 
   /** Pages layer l attends this step: all for the dense first layers, else the budget plus the newest page. */
@@ -133,6 +169,10 @@ export function questInputs(states: readonly QuestState[], kvs: readonly Sequenc
   const pageSize = first.pageSize;
   if (states.some((s) => s.pageSize !== pageSize)) throw new Error('quest: a batch must share one page size');
   const B = states.length;
+  const only = kvs[0];
+  if (B === 1 && only) {
+    return { pageSize, layers: Array.from({ length: numLayers }, (_, l) => first.layerInPlace(l, only.length(l))) };
+  }
   const layers: QuestLayerInputs[] = [];
   for (let l = 0; l < numLayers; l++) {
     let pages = 1;

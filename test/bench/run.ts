@@ -6,6 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -124,7 +125,7 @@ async function main(): Promise<void> {
   const fidelity = runJson<FidelityResult>('policy-fidelity-bench.js', quick ? ['--passages', '3', '--continuation', '24'] : ['--passages', '16', '--continuation', '96']);
   const latency = runJson<PolicyLatencyResult>('policy-latency-bench.js', ['--model', dense, '--contexts', quick ? '512,2048' : '1024,4096,16384,32768', '--steps', quick ? '6' : '12', '--threads', threads]);
   const compression = runJson<CompressionBenchResult>('compression-bench.js', quick ? ['--passages', '20', '--runs', '1', '--prompt-tokens', '1000'] : ['--passages', '100', '--runs', '5']);
-  const moe = runJson<MoeResult>('moe-bench.js', quick ? ['--preset', 'small', '--steps', '12', '--repeats', '1', '--out', join(out, 'moe')] : ['--preset', '135m', '--steps', '48', '--repeats', '3', '--out', join(out, 'moe')]);
+  const moe = runJson<MoeResult>('moe-bench.js', quick ? ['--preset', 'small', '--steps', '12', '--repeats', '1', '--out', join(tmpdir(), 'capserve-moe-bench')] : ['--preset', '135m', '--steps', '48', '--repeats', '3', '--out', join(tmpdir(), 'capserve-moe-bench')]);
 
   const results = { date: new Date().toISOString(), quick, model: dense, base, engine, load, fidelity, latency, compression, moe, seconds: (Date.now() - t0) / 1000 };
   writeFileSync(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
