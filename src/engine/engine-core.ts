@@ -6,7 +6,7 @@
  * advances by one chunk per step, so long prompts never stall running streams.
  */
 import { KvPool } from '../kv/kv-pool.js';
-import { kvBytesPerToken, SequenceKv, type KvShape } from '../kv/sequence-kv.js';
+import { kvBytesPerToken, roundToBlock, SequenceKv, type KvShape } from '../kv/sequence-kv.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
 import type { ModelRunner } from '../runtime/model-runner.js';
@@ -177,6 +177,10 @@ export class EngineCore {
    * about twice it) plus what arrives between evictions; otherwise by what it covers.
    */
   private reservationFor(seq: Sequence): number {
+    return roundToBlock(this.entriesNeeded(seq));
+  }
+
+  private entriesNeeded(seq: Sequence): number {
     const covered = seq.maxTokensCovered;
     const ev = seq.eviction;
     if (!ev) return covered;

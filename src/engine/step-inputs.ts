@@ -5,7 +5,7 @@
  * masked); a batch is gathered into scratch buffers padded to the longest row.
  * Masks are data: causality, padding, Mistral's sliding window, evicted holes.
  */
-import type { SequenceKv } from '../kv/sequence-kv.js';
+import { roundToBlock, type SequenceKv } from '../kv/sequence-kv.js';
 import type { DecoderStepInputs, LayerPast } from '../runtime/decoder-session.js';
 
 const BLOCKED = -Infinity;
@@ -236,6 +236,8 @@ export class StepInputBuilder {
     for (let l = 0; l < this.numLayers; l++) {
       let C = 0;
       for (const kv of kvs) C = Math.max(C, kv.length(l));
+      // Whole blocks, like a single sequence's capacity (Quest reads the past in pages).
+      C = roundToBlock(C);
       if (C === 0) {
         layers.push(this.emptyLayer(B));
         continue;

@@ -16,7 +16,13 @@ export interface KvShape {
   readonly headDim: number;
 }
 
-const MIN_BLOCK = 64;
+/** Capacities are multiples of this (Quest pages of 16, 32 or 64 entries tile them exactly). */
+export const KV_BLOCK = 64;
+
+/** Entries rounded up to whole blocks: what a reservation must cover. */
+export function roundToBlock(entries: number): number {
+  return Math.ceil(entries / KV_BLOCK) * KV_BLOCK;
+}
 
 export function kvBytesPerToken(shape: KvShape): number {
   return shape.numLayers * 2 * shape.numKvHeads * shape.headDim * Float32Array.BYTES_PER_ELEMENT;
@@ -43,9 +49,10 @@ export class SequenceKv {
   constructor(
     readonly shape: KvShape,
     private readonly pool: KvPool,
-    /** Entries per layer this sequence reserved in the pool; allocation never exceeds it. */
+    /** Entries per layer this sequence reserved in the pool (a whole number of blocks); allocation never exceeds it. */
     readonly reservedTokens: number,
   ) {
+    if (reservedTokens % KV_BLOCK !== 0) throw new Error(`SequenceKv: the reservation (${reservedTokens}) must be a multiple of ${KV_BLOCK} entries`);
     this.rowFloats = shape.headDim;
     this.layers = Array.from({ length: shape.numLayers }, () => ({
       keys: new Float32Array(0),
@@ -141,7 +148,7 @@ export class SequenceKv {
       throw new Error(`SequenceKv: ${needed} entries exceed the reservation of ${this.reservedTokens}`);
     }
     // Geometric growth keeps re-allocation copies linear overall; capped by the reservation.
-    const cap = Math.min(this.reservedTokens, Math.max(needed, MIN_BLOCK, Math.ceil(s.capacity * 1.25)));
+    const cap = Math.min(this.reservedTokens, roundToBlock(Math.max(needed, Math.ceil(s.capacity * 1.25))));
     const KV = this.shape.numKvHeads;
     const D = this.rowFloats;
     const moveRows = <A extends Float32Array | Int32Array>(old: A, fresh: A, width: number): A => {

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { StepInputBuilder } from '../../src/engine/step-inputs.js';
 import { KvPool } from '../../src/kv/kv-pool.js';
-import { kvBytesPerToken, SequenceKv } from '../../src/kv/sequence-kv.js';
+import { kvBytesPerToken, roundToBlock, SequenceKv } from '../../src/kv/sequence-kv.js';
 import { loadCheckpoint } from '../../src/model/checkpoint.js';
 import { compileModel } from '../../src/model/compile/compile-model.js';
 import { readMoeManifest } from '../../src/model/compile/moe-compile.js';
@@ -85,7 +85,7 @@ async function child(values: Record<string, string | boolean | undefined>): Prom
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
   const pool = new KvPool(1024 ** 3);
   const prompt = Array.from({ length: 16 }, (_, i) => 10 + ((i * 37) % (V - 20)));
-  const cap = prompt.length + steps + 1;
+  const cap = roundToBlock(prompt.length + steps + 1);
   if (!pool.tryReserve(cap * kvBytesPerToken(shape))) throw new Error('KV pool too small');
   const kv = new SequenceKv(shape, pool, cap);
   const out = await runner.run(inputs.prefill(kv, prompt, 0));

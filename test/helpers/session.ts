@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvPool } from '../../src/kv/kv-pool.js';
-import { kvBytesPerToken, SequenceKv } from '../../src/kv/sequence-kv.js';
+import { kvBytesPerToken, roundToBlock, SequenceKv } from '../../src/kv/sequence-kv.js';
 import { compileModel } from '../../src/model/compile/compile-model.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
@@ -46,8 +46,9 @@ export async function openTestModel(
   const pool = new KvPool(8 * 1024 ** 3);
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
   const newKv = (tokens: number): SequenceKv => {
-    if (!pool.tryReserve(tokens * kvBytesPerToken(shape))) throw new Error('test KV pool exhausted');
-    return new SequenceKv(shape, pool, tokens);
+    const entries = roundToBlock(tokens);
+    if (!pool.tryReserve(entries * kvBytesPerToken(shape))) throw new Error('test KV pool exhausted');
+    return new SequenceKv(shape, pool, entries);
   };
   return {
     checkpoint,

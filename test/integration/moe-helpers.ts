@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { StepInputBuilder } from '../../src/engine/step-inputs.js';
 import { KvPool } from '../../src/kv/kv-pool.js';
-import { kvBytesPerToken, SequenceKv } from '../../src/kv/sequence-kv.js';
+import { kvBytesPerToken, roundToBlock, SequenceKv } from '../../src/kv/sequence-kv.js';
 import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
 import { compileModel, type CompiledModel } from '../../src/model/compile/compile-model.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
@@ -37,7 +37,8 @@ export async function moeFixture(arch: Architecture, seed: number, options: { pr
     checkpoint,
     compiled,
     inputs: new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow }),
-    newKv: (tokens) => {
+    newKv: (wanted) => {
+      const tokens = roundToBlock(wanted);
       if (!pool.tryReserve(tokens * kvBytesPerToken(shape))) throw new Error('test KV pool exhausted');
       return new SequenceKv(shape, pool, tokens);
     },

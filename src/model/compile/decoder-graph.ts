@@ -192,9 +192,6 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
   const rowStart = attnWindow ? g.op('Neg', [attnWindow]) : null;
   const quest = options.questSelection === true;
   const pageSize = quest ? g.input(GRAPH_IO.pageSize, 'int64', [1]) : null;
-  const pageOffsets = pageSize
-    ? g.op('Range', [g.constant('int64', [], BigInt64Array.of(0n)), g.op('Squeeze', [pageSize, g.int64s([0])]), g.constant('int64', [], BigInt64Array.of(1n))])
-    : null;
 
   // RoPE tables for this call, computed in float32 exactly as transformers does.
   const invFreq = g.constant('float32', [D / 2], ropeInverseFrequencies(spec), 'inv_freq');
@@ -240,8 +237,8 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
     let pk = pastK;
     let pv = pastV;
     let pb = pastBias;
-    if (pageSize && pageOffsets) {
-      ({ pk, pv, pb } = questGather(g, l, qGrouped, pastK, pastV, pastBias, pageSize, pageOffsets, { KV, G, D }));
+    if (pageSize) {
+      ({ pk, pv, pb } = questGather(g, l, qGrouped, pastK, pastV, pastBias, pageSize, { KV, G, D }));
     }
     const sPastFlat = scoresT(qGrouped, pk); // [B, KV, G*T, C]
     const sPast = g.op('Add', [g.op('Reshape', [sPastFlat, shapeScores5]), g.op('Unsqueeze', [pb, g.int64s([2])])]);
@@ -311,7 +308,6 @@ function questGather(
   pastV: string,
   pastBias: string,
   pageSize: string,
-  pageOffsets: string,
   dims: { KV: number; G: number; D: number },
 ): { pk: string; pv: string; pb: string } {
   const { KV, G, D } = dims;
@@ -335,18 +331,17 @@ function questGather(
   });
   if (!ascending) throw new Error('unreachable');
   const ordered = g.op('Cast', [ascending], { to: attr.int(7) });
-  const tokens = g.op('Add', [g.op('Mul', [g.op('Unsqueeze', [ordered, g.int64s([-1])]), pageSize]), pageOffsets]); // [B, KV, k, ps]
-  const idx = g.op('Reshape', [tokens, g.int64s([0, 0, -1])]); // [B, KV, k*ps]
+  // Pages are whole blocks of the cache (capacity is a multiple of the page size), so one GatherND
+  // per tensor copies only the chosen pages, contiguous rows of pageSize x D floats.
+  const idx = g.op('Unsqueeze', [ordered, g.int64s([-1])]); // [B, KV, k, 1]
+  const paged = (x: string, width: number): string =>
+    g.op('Reshape', [x, g.op('Concat', [g.op('Shape', [x], { start: attr.int(0), end: attr.int(2) }), g.int64s([-1]), g.op('Mul', [pageSize, g.int64s([width])])], { axis: attr.int(0) })]);
+  const pick = (x: string, width: number): string => g.op('GatherND', [paged(x, width), idx], { batch_dims: attr.int(2) }); // [B, KV, k, ps*width]
+  const pk = g.op('Reshape', [pick(pastK, D), g.int64s([0, 0, -1, D])]);
+  const pv = g.op('Reshape', [pick(pastV, D), g.int64s([0, 0, -1, D])]);
   const cap = g.op('Shape', [pastK], { start: attr.int(2), end: attr.int(3) });
-  const inRange = g.op('Less', [idx, cap]);
-  const idxc = g.op('Min', [idx, g.op('Sub', [cap, g.int64s([1])])]);
-  const idx4 = g.op('Expand', [g.op('Unsqueeze', [idxc, g.int64s([-1])]), g.op('Concat', [g.op('Shape', [idxc]), g.int64s([D])], { axis: attr.int(0) })]);
-  const pk = g.op('GatherElements', [pastK, idx4], { axis: attr.int(2) });
-  const pv = g.op('GatherElements', [pastV, idx4], { axis: attr.int(2) });
   const biasFull = g.op('Expand', [pastBias, g.op('Concat', [g.op('Shape', [pastBias], { start: attr.int(0), end: attr.int(1) }), g.int64s([KV, 1]), cap], { axis: attr.int(0) })]);
-  const gathered = g.op('GatherElements', [biasFull, g.op('Unsqueeze', [idxc, g.int64s([2])])], { axis: attr.int(3) }); // [B, KV, 1, k*ps]
-  const blocked = g.op('Where', [inRange, g.scalarF32(0), g.scalarF32(-Infinity)]);
-  const pb = g.op('Add', [gathered, g.op('Unsqueeze', [blocked, g.int64s([2])])]);
+  const pb = g.op('Reshape', [pick(g.op('Squeeze', [biasFull, g.int64s([2])]), 1), g.int64s([0, 0, 1, -1])]); // [B, KV, 1, k*ps]
   void G;
   return { pk, pv, pb };
 }

@@ -9,7 +9,7 @@
  */
 import { StepInputBuilder } from '../../engine/step-inputs.js';
 import { KvPool } from '../../kv/kv-pool.js';
-import { kvBytesPerToken, SequenceKv, type KvShape } from '../../kv/sequence-kv.js';
+import { kvBytesPerToken, roundToBlock, SequenceKv, type KvShape } from '../../kv/sequence-kv.js';
 import { loadCheckpoint } from '../../model/checkpoint.js';
 import { compileModel } from '../../model/compile/compile-model.js';
 import type { WeightDtype } from '../../model/compile/decoder-graph.js';
@@ -233,7 +233,8 @@ export class ModelScorer implements TokenScorer {
     }
   }
 
-  private newKv(tokens: number): SequenceKv {
+  private newKv(wanted: number): SequenceKv {
+    const tokens = roundToBlock(wanted);
     const bytes = tokens * kvBytesPerToken(this.shape);
     if (!this.pool.tryReserve(bytes)) {
       // Cached sequences are the only thing this scorer holds; give them back and retry once.
