@@ -5,11 +5,20 @@
  * become metrics labelled by policy.
  *
  * Cost is kept small on purpose: the decision is made up front (only sampled
- * requests ask the engine to capture their log-softmax rows), only the first
- * `maxTokens` generated steps are compared (one teacher-forced prefill of
- * prompt + those steps, returning just their rows), one re-score runs at a
- * time, and at most `maxQueued` wait; the rest are dropped and counted.
- * Engine errors are counted, never thrown.
+ * requests ask the engine to capture their log-softmax rows, and only for the
+ * first `maxTokens` steps), only those steps are compared (one teacher-forced
+ * prefill of prompt + those steps, returning just their rows), one re-score
+ * runs at a time, and at most `maxQueued` wait; the rest are dropped and
+ * counted. Engine errors are counted, never thrown.
+ *
+ * The reference is the prompt the request handed to the engine. For context
+ * compression that is the original, uncompressed prompt (the engine compresses
+ * it), so a compressed request's KL measures what compression cost against the
+ * whole context. A reference that would not fit the model's window (a prompt an
+ * overflow mode compressed or served by eviction) is not sampled: the full
+ * model has no valid distribution there. Expert offload is not sampled either:
+ * the full-cache re-score runs on the same offloaded experts, so it is no
+ * reference for what offloading costs.
  */
 import { randomUUID } from 'node:crypto';
 import type { EngineClient } from '../engine/types.js';
@@ -80,13 +89,21 @@ export class ShadowFidelity {
     return this.queue.length + (this.running !== null ? 1 : 0);
   }
 
+  /** Generated steps a sampled request must capture (GenerateRequest.captureLogprobs). */
+  get captureSteps(): number {
+    return this.options.maxTokens;
+  }
+
   /**
    * Called when a request starts: should it capture its rows for a later
-   * re-score? Never for the full-cache baseline (kind 'none'). A ticket means
-   * yes: ask the engine for captureLogprobs and settle the ticket at the end.
+   * re-score? Never for the full-cache baseline (kind 'none') or expert
+   * offload, nor when the reference (prompt + compared steps) would not fit
+   * `contextWindow`. A ticket means yes: ask the engine for captureLogprobs
+   * (captureSteps) and settle the ticket at the end.
    */
-  sample(policy: Policy, maxTokens: number, promptTokens: readonly number[]): ShadowTicket | null {
-    if (this.closed || policy.kind === 'none' || this.options.sampleRate <= 0 || maxTokens > this.options.maxCaptureTokens) return null;
+  sample(policy: Policy, maxTokens: number, promptTokens: readonly number[], contextWindow = Infinity): ShadowTicket | null {
+    if (this.closed || policy.kind === 'none' || policy.kind === 'expert-offload' || this.options.sampleRate <= 0 || maxTokens > this.options.maxCaptureTokens) return null;
+    if (promptTokens.length + Math.min(maxTokens, this.options.maxTokens) > contextWindow) return null;
     const credit = (this.credit.get(policy.name) ?? 0) + this.options.sampleRate;
     if (credit < 1 - 1e-9) {
       this.credit.set(policy.name, credit);

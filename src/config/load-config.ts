@@ -9,7 +9,9 @@ export { ConfigError, parseOverride, type ConfigOverride } from './config-overri
 
 // Strict on purpose: no removeAdditional, no coerceTypes. A config file that
 // says `port: "8080"` or `maxConcurent: 4` is a mistake the operator must see.
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+// verbose: errors carry their schema, so a union's `x-expects` text can replace one line per branch.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, verbose: true });
+ajv.addKeyword({ keyword: 'x-expects', schemaType: 'string' });
 const validate = ajv.compile(ConfigSchema);
 
 export interface LoadConfigOptions {
@@ -43,11 +45,22 @@ function describe(error: ErrorObject): string {
   return `${jsonPath(error.instancePath)}: ${error.message ?? 'invalid'}`;
 }
 
+/** A union's own one-line description of what it accepts (the `x-expects` keyword), when the error is that union's. */
+function expectsOf(error: ErrorObject): string | null {
+  if (error.keyword !== 'anyOf') return null;
+  const parent: unknown = error.parentSchema;
+  const text = parent !== null && typeof parent === 'object' ? (parent as Record<string, unknown>)['x-expects'] : undefined;
+  return typeof text === 'string' ? text : null;
+}
+
 /**
  * anyOf failures repeat once per branch ("must be string", "must be null",
  * "must match a schema in anyOf"); keep one line per path so the message reads.
  */
-function summarize(errors: readonly ErrorObject[]): string[] {
+function summarize(all: readonly ErrorObject[]): string[] {
+  // A union that describes itself stands for every complaint of its branches, deeper paths included.
+  const described = all.filter((e) => expectsOf(e) !== null).map((e) => `${e.schemaPath}/`);
+  const errors = all.filter((e) => !described.some((prefix) => e.schemaPath.startsWith(prefix)));
   const byPath = new Map<string, ErrorObject[]>();
   for (const e of errors) {
     const key = e.keyword === 'additionalProperties' || e.keyword === 'required' ? describe(e) : e.instancePath;
@@ -58,7 +71,10 @@ function summarize(errors: readonly ErrorObject[]): string[] {
   const lines: string[] = [];
   for (const list of byPath.values()) {
     const anyOf = list.find((e) => e.keyword === 'anyOf');
-    if (anyOf !== undefined) {
+    const expects = list.map(expectsOf).find((x) => x !== null);
+    if (anyOf !== undefined && expects !== undefined) {
+      lines.push(`${jsonPath(anyOf.instancePath)}: must be ${expects}`);
+    } else if (anyOf !== undefined) {
       const branches = list.filter((e) => e !== anyOf);
       const consts = branches.filter((e) => e.keyword === 'const').map((e) => JSON.stringify((e.params as { allowedValue: unknown }).allowedValue));
       const types = branches.filter((e) => e.keyword === 'type').map((e) => String((e.params as { type: unknown }).type));

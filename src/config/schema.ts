@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { OverflowSchema } from '../policies/overflow/schema.js';
 
 /**
  * The config file's shape. Every object is closed (additionalProperties: false)
@@ -15,6 +16,7 @@ const ModelSection = Type.Object(
       description: "Chat template used when the model ships none: 'chatml' or an inline Jinja template. null: chat completions answer 400.",
     }),
     contextLength: Type.Optional(Type.Integer({ minimum: 1, description: "Caps the model's context length." })),
+    overflow: { ...OverflowSchema, default: 'error' },
   },
   { additionalProperties: false, default: {} },
 );
@@ -76,6 +78,8 @@ const RoutingRule = Type.Object(
     name: Type.Optional(Type.String({ minLength: 1 })),
     match: RuleMatch,
     policy: Type.String({ minLength: 1 }),
+    /** Overrides model.overflow for requests this rule routes. */
+    overflow: Type.Optional(OverflowSchema),
   },
   { additionalProperties: false },
 );
@@ -110,7 +114,18 @@ const ShadowSection = Type.Object(
     maxCaptureTokens: Type.Integer({
       minimum: 1,
       default: 256,
-      description: "Only requests with max_tokens up to this are sampled: the engine keeps a vocabulary-wide row per generated step while they run.",
+      description: 'Only requests with max_tokens up to this are sampled (the engine keeps a vocabulary-wide row for each of the first maxTokens steps while they run).',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const CompressionSection = Type.Object(
+  {
+    scorerModelDir: Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+      default: null,
+      description:
+        'A local model directory (same tokenizer as the served model) that scores prompts for context compression; null: the served model scores them. Relative paths resolve against the working directory.',
     }),
   },
   { additionalProperties: false, default: {} },
@@ -125,6 +140,7 @@ export const ConfigSchema = Type.Object(
     policies: PoliciesSection,
     routing: RoutingSection,
     shadow: ShadowSection,
+    compression: CompressionSection,
   },
   { additionalProperties: false },
 );

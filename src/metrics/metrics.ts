@@ -18,6 +18,8 @@ export const COMPRESSION_RATIO_BUCKETS = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 
 export const FRACTION_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.999, 1.0];
 /** A axis: KL divergence in nats, half-decades from 1e-4 to 10. */
 export const KL_BUCKETS = [1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1, 3, 10];
+/** P cost of C: seconds spent compressing one prompt (scorer forward passes), 1 ms to a minute. */
+export const COMPRESSION_SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 export const METRIC_NAMES = Object.freeze({
   timeToFirstToken: 'capserve_time_to_first_token_seconds',
@@ -40,7 +42,22 @@ export const METRIC_NAMES = Object.freeze({
   shadowKlDivergence: 'capserve_shadow_kl_divergence',
   shadowTop1Agreement: 'capserve_shadow_top1_agreement',
   shadowRequests: 'capserve_shadow_requests_total',
+  promptTokensDropped: 'capserve_prompt_tokens_dropped_total',
+  compressionSeconds: 'capserve_compression_seconds',
+  overflowRequests: 'capserve_overflow_requests_total',
+  expertCacheHits: 'capserve_expert_cache_hits_total',
+  expertPrefetchHits: 'capserve_expert_prefetch_hits_total',
+  expertCacheMisses: 'capserve_expert_cache_misses_total',
+  expertBytesLoaded: 'capserve_expert_bytes_loaded_total',
+  expertLoadStall: 'capserve_expert_load_stall_seconds_total',
+  expertPrefetchAccuracy: 'capserve_expert_prefetch_accuracy',
+  expertResidentBytes: 'capserve_expert_resident_bytes',
+  expertCacheBudgetBytes: 'capserve_expert_cache_budget_bytes',
+  residentWeightBytes: 'capserve_resident_weight_bytes',
 });
+
+/** Why prompt tokens were dropped before prefill. */
+export type DropReason = 'compression' | 'truncate' | 'shift';
 
 /** What happened to a request sampled for shadow fidelity. */
 export type ShadowOutcome = 'scored' | 'dropped' | 'failed' | 'skipped';
@@ -48,7 +65,16 @@ export type ShadowOutcome = 'scored' | 'dropped' | 'failed' | 'skipped';
 /** What the engine-wide gauges read at scrape time. */
 export interface EngineGaugeSource {
   readonly policy: string;
-  snapshot(): { running: number; waiting: number; kvBytesUsed: number; kvBytesCapacity: number } | null;
+  /** Label of the MoE expert metrics (the expert-offload policy the engine runs); default: `policy`. */
+  readonly expertPolicy?: string;
+  snapshot(): {
+    running: number;
+    waiting: number;
+    kvBytesUsed: number;
+    kvBytesCapacity: number;
+    /** The model runner's counters (MoE expert cache); absent or empty for dense models, which then export no expert series. */
+    runner?: Readonly<Record<string, number>>;
+  } | null;
 }
 
 export interface CapserveMetrics {
@@ -75,6 +101,18 @@ export interface CapserveMetrics {
   readonly shadowKlDivergence: Histogram<'policy'>;
   readonly shadowTop1Agreement: Histogram<'policy'>;
   readonly shadowRequests: Counter<'policy' | 'outcome'>;
+  readonly promptTokensDropped: Counter<'policy' | 'reason'>;
+  readonly compressionSeconds: Histogram<'policy'>;
+  readonly overflowRequests: Counter<'policy' | 'mode'>;
+  readonly expertCacheHits: Counter<'policy'>;
+  readonly expertPrefetchHits: Counter<'policy'>;
+  readonly expertCacheMisses: Counter<'policy'>;
+  readonly expertBytesLoaded: Counter<'policy'>;
+  readonly expertLoadStall: Counter<'policy'>;
+  readonly expertPrefetchAccuracy: Gauge<'policy'>;
+  readonly expertResidentBytes: Gauge<'policy'>;
+  readonly expertCacheBudgetBytes: Gauge<'policy'>;
+  readonly residentWeightBytes: Gauge<'policy'>;
 }
 
 /** A fresh registry (never prom-client's global one, so tests and apps do not collide). */
@@ -105,6 +143,42 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
   const kvCacheUsageRatio = engineGauge(METRIC_NAMES.kvCacheUsageRatio, 'KV cache bytes in use over the budget (0 to 1).', (s) =>
     s.kvBytesCapacity > 0 ? s.kvBytesUsed / s.kvBytesCapacity : 0,
   );
+
+  // MoE expert counters live in the engine's runner (worker thread) and reach us through health();
+  // they are read at scrape time like the gauges above. Counters follow the runner's running totals
+  // by increments, starting over when the runner's totals do (a reloaded model).
+  const expertLabels = { policy: source.expertPolicy ?? source.policy };
+  const runnerValue = (key: string): number | undefined => {
+    const v = source.snapshot()?.runner?.[key];
+    return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+  };
+  const runnerCounter = (name: string, help: string, key: string, scale = 1): Counter<'policy'> => {
+    let last = 0;
+    return new Counter({
+      name,
+      help,
+      labelNames: policy,
+      registers,
+      collect(this: Counter<'policy'>) {
+        const raw = runnerValue(key);
+        if (raw === undefined) return;
+        const v = raw * scale;
+        this.inc(expertLabels, v >= last ? v - last : v);
+        last = v;
+      },
+    });
+  };
+  const runnerGauge = (name: string, help: string, key: string): Gauge<'policy'> =>
+    new Gauge({
+      name,
+      help,
+      labelNames: policy,
+      registers,
+      collect(this: Gauge<'policy'>) {
+        const v = runnerValue(key);
+        if (v !== undefined) this.set(expertLabels, v);
+      },
+    });
 
   const liveContexts = new LiveContexts();
   const longestLiveContext = new Gauge({
@@ -140,5 +214,27 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
     shadowKlDivergence: new Histogram({ name: METRIC_NAMES.shadowKlDivergence, help: 'Mean per-step KL(full || policy) in nats over a shadowed request (A axis).', labelNames: policy, buckets: KL_BUCKETS, registers }),
     shadowTop1Agreement: new Histogram({ name: METRIC_NAMES.shadowTop1Agreement, help: 'Fraction of a shadowed request\'s steps whose most likely token matches the full-cache model (A axis).', labelNames: policy, buckets: FRACTION_BUCKETS, registers }),
     shadowRequests: new Counter({ name: METRIC_NAMES.shadowRequests, help: 'Requests sampled for shadow fidelity, by outcome (scored, dropped: queue full, failed, skipped: nothing to compare).', labelNames: ['policy', 'outcome'] as const, registers }),
+    promptTokensDropped: new Counter({
+      name: METRIC_NAMES.promptTokensDropped,
+      help: 'Prompt tokens dropped before prefill, by reason: compression (context compression), truncate or shift (overflow modes) (C axis).',
+      labelNames: ['policy', 'reason'] as const,
+      registers,
+    }),
+    compressionSeconds: new Histogram({ name: METRIC_NAMES.compressionSeconds, help: 'Time spent compressing one prompt before prefill, in seconds (the P cost of C).', labelNames: policy, buckets: COMPRESSION_SECONDS_BUCKETS, registers }),
+    overflowRequests: new Counter({
+      name: METRIC_NAMES.overflowRequests,
+      help: 'Requests whose prompt + max_tokens exceeded the window and were served by an overflow mode (truncate, shift, compress, evict), labelled by the serving policy.',
+      labelNames: ['policy', 'mode'] as const,
+      registers,
+    }),
+    expertCacheHits: runnerCounter(METRIC_NAMES.expertCacheHits, 'MoE experts found in the expert cache when routed to (P axis).', 'expertCacheHits'),
+    expertPrefetchHits: runnerCounter(METRIC_NAMES.expertPrefetchHits, 'MoE experts routed to that a prefetch had loaded or was loading (P axis).', 'expertPrefetchHits'),
+    expertCacheMisses: runnerCounter(METRIC_NAMES.expertCacheMisses, 'MoE experts read from disk on demand when routed to (P axis).', 'expertCacheMisses'),
+    expertBytesLoaded: runnerCounter(METRIC_NAMES.expertBytesLoaded, 'Bytes of MoE expert weights read from disk, demand and prefetch (P axis).', 'expertBytesLoaded'),
+    expertLoadStall: runnerCounter(METRIC_NAMES.expertLoadStall, 'Seconds inference waited for MoE expert reads (P axis).', 'expertLoadStallMs', 1 / 1000),
+    expertPrefetchAccuracy: runnerGauge(METRIC_NAMES.expertPrefetchAccuracy, "Fraction of routed MoE experts the previous layer's prediction had named, since the model loaded (0 to 1).", 'expertPredictionAccuracy'),
+    expertResidentBytes: runnerGauge(METRIC_NAMES.expertResidentBytes, 'Bytes of MoE expert weights held in the expert cache now (C axis).', 'expertResidentBytes'),
+    expertCacheBudgetBytes: runnerGauge(METRIC_NAMES.expertCacheBudgetBytes, 'The expert cache budget in bytes.', 'expertBudgetBytes'),
+    residentWeightBytes: runnerGauge(METRIC_NAMES.residentWeightBytes, 'Bytes of non-expert weights kept resident (MoE models).', 'residentWeightBytes'),
   };
 }

@@ -1,8 +1,11 @@
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { DENSE_MODEL, unservableReason, type ServedModel } from '../cap/expert-offload.js';
+import { checkOverflowConfig } from '../cap/overflow-settings.js';
 import { createRouter } from '../cap/router.js';
 import { loadServingPolicies } from '../cap/serving-policies.js';
 import { ShadowFidelity } from '../cap/shadow.js';
+import { ConfigError } from '../config/config-overrides.js';
 import type { Config } from '../config/schema.js';
 import type { EngineClient } from '../engine/types.js';
 import { createMetrics, type CapserveMetrics } from '../metrics/metrics.js';
@@ -24,6 +27,8 @@ export interface BuildAppOptions {
   readonly config: Config;
   /** The configured policies; absent: loaded from config.policies.dir (with the config's param overrides). */
   readonly policies?: ReadonlyMap<string, Policy>;
+  /** Dense or MoE and the expert-offload policy the engine runs (see cap/expert-offload.ts); default: dense. */
+  readonly servedModel?: ServedModel;
   /** fastify's logger option; default off (tests). Prompts and completions are never logged. */
   readonly logger?: FastifyServerOptions['logger'];
 }
@@ -51,16 +56,24 @@ declare module 'fastify' {
 export function buildApp(options: BuildAppOptions): FastifyInstance {
   const { engine, config } = options;
   const policies = options.policies ?? loadServingPolicies(config);
-  const router = createRouter(config.routing, policies);
+  const servedModel = options.servedModel ?? DENSE_MODEL;
+  const router = createRouter(config.routing, policies, { unservable: (p) => unservableReason(p, servedModel) });
+  const overflowErrors = checkOverflowConfig(config, policies);
+  if (overflowErrors.length > 0) throw new ConfigError(`invalid overflow settings:\n  ${overflowErrors.join('\n  ')}`);
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: config.server.bodyLimitBytes,
     // Our own hook answers 503 in the OpenAI error shape while draining.
     return503OnClosing: false,
   });
-  const metrics = createMetrics({ policy: config.routing.defaultPolicy, snapshot: () => engine.health() });
+  const metrics = createMetrics({
+    policy: config.routing.defaultPolicy,
+    // Expert counters are engine-wide; they belong to the expert-offload policy the engine runs.
+    expertPolicy: servedModel.expertOffloadPolicy ?? config.routing.defaultPolicy,
+    snapshot: () => engine.health(),
+  });
   const shadow = new ShadowFidelity(engine, metrics, config.shadow, app.log);
-  const ctx: ServerContext = { engine, config, policies, router, shadow, metrics, inflight: new Inflight(), log: app.log, shutdown: { closing: false } };
+  const ctx: ServerContext = { engine, config, policies, servedModel, router, shadow, metrics, inflight: new Inflight(), log: app.log, shutdown: { closing: false } };
   app.addHook('onClose', async () => shadow.close());
   app.decorate('capserve', {
     metrics,

@@ -3,6 +3,7 @@ import type { ShadowTicket } from '../cap/shadow.js';
 import type { GenerateRequest, ModelCard, SamplingParams, Usage } from '../engine/types.js';
 import type { Policy } from '../policies/registry.js';
 import type { ServerContext } from './context.js';
+import type { GenerationPlan } from './generation-plan.js';
 import { recordError } from './context.js';
 import { ApiError, toApiError } from './errors.js';
 import { runChoices, type ChoiceDone, type ChoiceEvent, type TokenOut } from './generation.js';
@@ -14,6 +15,7 @@ export interface PreparedGeneration {
   readonly id: string;
   readonly card: ModelCard;
   readonly policy: Policy;
+  readonly plan: GenerationPlan;
   readonly promptTokens: readonly number[];
   readonly requests: readonly GenerateRequest[];
   readonly arrivedAt: number;
@@ -24,18 +26,19 @@ export interface PreparedGeneration {
 export interface GenerationSpec {
   readonly id: string;
   readonly card: ModelCard;
-  readonly policy: Policy;
-  readonly promptTokens: readonly number[];
+  readonly plan: GenerationPlan;
   readonly n: number;
-  readonly maxTokens: number;
   samplingFor(index: number): SamplingParams;
   readonly arrivedAt: number;
 }
 
 /** Builds the engine requests; decides up front whether shadow fidelity samples this request. */
 export function prepareGeneration(ctx: ServerContext, spec: GenerationSpec): PreparedGeneration {
-  const { id, policy, promptTokens, n } = spec;
-  const shadow = ctx.shadow.sample(policy, spec.maxTokens, promptTokens);
+  const { id, plan, n } = spec;
+  const { policy, promptTokens } = plan;
+  // The reference is the prompt the engine gets: for compression that is the original, uncompressed one.
+  const shadow = ctx.shadow.sample(policy, plan.maxTokens, promptTokens, plan.contextWindow);
+  const compresses = policy.kind === 'context-compression';
   const requests = Array.from(
     { length: n },
     (_, index): GenerateRequest => ({
@@ -44,11 +47,14 @@ export function prepareGeneration(ctx: ServerContext, spec: GenerationSpec): Pre
       sampling: spec.samplingFor(index),
       policy: policy.name,
       ...(policy.kind !== 'none' ? { servingPolicy: policy } : {}),
+      ...(compresses && plan.segments !== null ? { segments: plan.segments } : {}),
+      ...(compresses && plan.compressionRate !== null ? { compressionRate: plan.compressionRate } : {}),
+      ...(compresses && plan.returnDropped ? { returnDropped: true } : {}),
       // One choice is enough to measure the policy; capturing all n would multiply the memory.
-      ...(shadow !== null && index === 0 ? { captureLogprobs: true } : {}),
+      ...(shadow !== null && index === 0 ? { captureLogprobs: ctx.shadow.captureSteps } : {}),
     }),
   );
-  return { id, card: spec.card, policy, promptTokens, requests, arrivedAt: spec.arrivedAt, shadow };
+  return { id, card: spec.card, policy, plan, promptTokens, requests, arrivedAt: spec.arrivedAt, shadow };
 }
 
 /** Hands a finished request to shadow fidelity (call once the response is sent); anything else gives the ticket up. */

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { ServedModel } from '../cap/expert-offload.js';
 import type { Router } from '../cap/router.js';
 import type { ShadowFidelity } from '../cap/shadow.js';
 import type { Config } from '../config/schema.js';
@@ -14,6 +15,8 @@ export interface ServerContext {
   readonly config: Config;
   /** Every configured policy, in configuration order ('full' first). */
   readonly policies: ReadonlyMap<string, Policy>;
+  /** Dense or MoE, and the expert-offload policy the engine runs. */
+  readonly servedModel: ServedModel;
   readonly router: Router;
   readonly shadow: ShadowFidelity;
   readonly metrics: CapserveMetrics;

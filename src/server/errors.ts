@@ -1,5 +1,6 @@
 import { RoutingError } from '../cap/router.js';
 import { EngineError, type EngineErrorCode } from '../engine/errors.js';
+import { ContextLengthExceededError } from '../policies/overflow/errors.js';
 
 /**
  * Every error the API answers with, in one table: code -> HTTP status and
@@ -147,6 +148,7 @@ export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof EngineError) return fromEngineError(err);
   if (err instanceof RoutingError) return new ApiError(err.code, err.message, { param: err.param });
+  if (err instanceof ContextLengthExceededError) return new ApiError('context_length_exceeded', err.message, { param: err.param });
   if (err !== null && typeof err === 'object') {
     const mapped = fromFastifyError(err as FastifyLikeError);
     if (mapped !== null) return mapped;

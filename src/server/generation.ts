@@ -2,6 +2,7 @@ import type { EngineClient, FinishReason, GenerateRequest, TokenEvent, Usage } f
 import type { CapserveMetrics } from '../metrics/metrics.js';
 import { observePolicyReport } from '../metrics/policy-report.js';
 import { SequenceTimer } from '../metrics/sequence-timer.js';
+import type { DroppedSpan } from '../policies/compression/types.js';
 import type { PolicyReport } from '../policies/types.js';
 
 export type TokenOut = Extract<TokenEvent, { type: 'token' }>;
@@ -22,6 +23,8 @@ export interface ChoiceDone {
   /** What the serving policy did; null when the choice was cut off before the engine reported. */
   readonly report: PolicyReport | null;
   readonly capture: CapturedSteps | null;
+  /** What context compression dropped, when the request asked (returnDropped). */
+  readonly dropped: readonly DroppedSpan[] | null;
 }
 
 export interface ChoiceEvent {
@@ -60,7 +63,9 @@ export async function* runChoices(
   const finished = requests.map(() => false);
   const timers = requests.map((r) => new SequenceTimer(metrics, r.policy, arrivedAt));
   const live = requests.map((r) => metrics.liveContexts.start(r.policy, r.promptTokens.length));
-  const captured = requests.map((r) => (r.captureLogprobs === true ? ([] as number[]) : null));
+  const captured = requests.map((r) => (r.captureLogprobs === true || (typeof r.captureLogprobs === 'number' && r.captureLogprobs > 0) ? ([] as number[]) : null));
+  // The engine captures rows for the first N steps only: keep as many ids, so ids and rows line up.
+  const captureLimit = requests.map((r) => (typeof r.captureLogprobs === 'number' ? r.captureLogprobs : Infinity));
   const pull = (index: number, it: AsyncIterator<TokenEvent>): void => {
     pending.set(index, it.next().then((result) => ({ index, result })));
   };
@@ -91,7 +96,8 @@ export async function* runChoices(
         timers[index]?.token();
         const context = live[index];
         if (context !== undefined) context.tokens++;
-        captured[index]?.push(event.tokenId);
+        const ids = captured[index];
+        if (ids !== null && ids !== undefined && ids.length < (captureLimit[index] ?? 0)) ids.push(event.tokenId);
       } else {
         finished[index] = true;
         live[index]?.end();
@@ -116,6 +122,7 @@ export async function* runChoices(
                 stopReason: event.stopReason,
                 report: event.policy,
                 capture: capturedSteps(captured[index] ?? null, event.capturedLogprobs),
+                dropped: event.dropped ?? null,
               },
       };
       // Pull on even after 'done' so the engine's generator runs to its end (and its cleanup).
@@ -129,7 +136,7 @@ export async function* runChoices(
         const usage = { promptTokens: requests[index]?.promptTokens.length ?? 0, completionTokens: completion[index] ?? 0 };
         const reason: FinishReason = 'abort';
         timers[index]?.done(reason, { promptTokens: index === 0 ? usage.promptTokens : 0, completionTokens: usage.completionTokens }, null);
-        yield { index, event: { type: 'done', finishReason: reason, text: '', usage, stopReason: null, report: null, capture: null } };
+        yield { index, event: { type: 'done', finishReason: reason, text: '', usage, stopReason: null, report: null, capture: null, dropped: null } };
       }
     }
   } finally {

@@ -1,8 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { POLICY_HEADER, type RequestCap } from '../cap/router.js';
-import type { Policy } from '../policies/registry.js';
+import { POLICY_HEADER } from '../cap/router.js';
+import type { DroppedSpan } from '../policies/compression/types.js';
 import type { PolicyReport } from '../policies/types.js';
-import type { ServerContext } from './context.js';
+import type { DroppedText, GenerationPlan } from './generation-plan.js';
 
 export { POLICY_HEADER };
 
@@ -12,9 +12,18 @@ export function bearerKey(headers: IncomingHttpHeaders): string | null {
   return match?.[1] ?? null;
 }
 
-/** The serving policy for a request (cap/router's precedence); throws RoutingError for a policy it may not name. */
-export function routeRequest(ctx: ServerContext, headers: IncomingHttpHeaders, cap: RequestCap | null | undefined, promptTokens: number): Policy {
-  return ctx.router.route({ promptTokens, headers, apiKey: bearerKey(headers), cap }).policy;
+/** The `cap.overflow` report: what overflow handling did (snake_case; the mode's details flattened in). */
+export interface OverflowCap {
+  readonly mode: string;
+  /** False when the request fit and nothing was done. */
+  readonly applied: boolean;
+  readonly tokens_before: number;
+  /** Mode compress: what the engine's compression reached (null when it did not report, e.g. aborted). */
+  readonly tokens_after: number | null;
+  readonly dropped: number | null;
+  readonly context_window: number;
+  readonly max_tokens: number;
+  readonly [detail: string]: string | number | boolean | null;
 }
 
 /** The `cap` object of responses: which policy served and what it did (snake_case, like the rest of the API). */
@@ -26,27 +35,70 @@ export interface CapObject {
   readonly context_tokens: number | null;
   readonly compression_ratio: number | null;
   readonly attention_mass_retained: number | null;
+  /** Context compression: prompt tokens before and after, and the time it took (null for other kinds). */
+  readonly original_tokens: number | null;
+  readonly compressed_tokens: number | null;
+  readonly compress_ms: number | null;
+  readonly overflow: OverflowCap;
+  /** Only when the request set `cap.return_dropped`: what truncation, shift or compression dropped, in prompt order. */
+  readonly dropped?: readonly DroppedText[];
 }
+
+/** What the cap object needs from the plan. */
+export type CapPlan = Pick<GenerationPlan, 'policy' | 'promptTokens' | 'overflow' | 'overflowCompresses' | 'returnDropped' | 'overflowDropped'>;
 
 function mean(values: readonly number[]): number | null {
   return values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length;
 }
 
+function detailNumber(report: PolicyReport | undefined, key: string): number | null {
+  const v = report?.details[key];
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+const snake = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+function overflowCap(plan: CapPlan, compression: PolicyReport | undefined): OverflowCap {
+  const o = plan.overflow;
+  const after = plan.overflowCompresses ? detailNumber(compression, 'compressedTokens') : o.tokensAfter;
+  const detail: Record<string, string | number> = {};
+  for (const [key, value] of Object.entries(o.detail)) detail[snake(key)] = value;
+  return {
+    ...detail,
+    mode: o.mode,
+    applied: o.applied,
+    tokens_before: o.tokensBefore,
+    tokens_after: after,
+    dropped: after === null ? null : o.tokensBefore - after,
+    context_window: o.contextWindow,
+    max_tokens: o.maxTokens,
+  };
+}
+
 /**
  * One choice's report, or for n > 1 the mean over the choices that reported.
  * Choices cut off before the engine reported (aborted) leave the numbers
- * null, and prompt_tokens falls back to the request's.
+ * null, and prompt_tokens falls back to the request's. `dropped`: what the
+ * engine's compression dropped (the first choice's; every choice compresses
+ * the same prompt).
  */
-export function capObject(policy: Policy, promptTokens: number, reports: readonly (PolicyReport | null)[]): CapObject {
+export function capObject(plan: CapPlan, reports: readonly (PolicyReport | null)[], dropped: readonly DroppedSpan[] | null = null): CapObject {
   const got = reports.filter((r): r is PolicyReport => r !== null);
   const masses = got.map((r) => r.attentionMassRetained).filter((m): m is number => m !== null);
+  const compression = got.find((r) => r.kind === 'context-compression');
+  const { policy } = plan;
   return {
     policy: policy.name,
     kind: policy.kind,
-    prompt_tokens: got[0]?.promptTokens ?? promptTokens,
+    prompt_tokens: got[0]?.promptTokens ?? plan.promptTokens.length,
     kv_tokens_retained: mean(got.map((r) => r.kvTokensRetained)),
     context_tokens: mean(got.map((r) => r.contextTokens)),
     compression_ratio: mean(got.map((r) => r.compressionRatio)),
     attention_mass_retained: mean(masses),
+    original_tokens: detailNumber(compression, 'originalTokens'),
+    compressed_tokens: detailNumber(compression, 'compressedTokens'),
+    compress_ms: detailNumber(compression, 'compressMs'),
+    overflow: overflowCap(plan, compression),
+    ...(plan.returnDropped ? { dropped: [...plan.overflowDropped, ...(dropped ?? []).map((d) => ({ text: d.text, tokens: d.tokens }))] } : {}),
   };
 }

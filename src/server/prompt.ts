@@ -1,7 +1,9 @@
 import type { Config } from '../config/schema.js';
 import type { EngineClient, ModelCard } from '../engine/types.js';
 import type { ChatMessage } from '../model/tokenizer-types.js';
+import type { PromptSegment } from '../policies/compression/types.js';
 import { ApiError } from './errors.js';
+import { chatSegments, completionSegments } from './prompt-segments.js';
 
 type WireMessage = {
   readonly role: 'system' | 'developer' | 'user' | 'assistant';
@@ -49,39 +51,35 @@ export function renderChat(engine: EngineClient, card: ModelCard, messages: read
   return engine.renderChat(messages);
 }
 
-export function chatPromptTokens(engine: EngineClient, card: ModelCard, messages: readonly WireMessage[]): number[] {
-  const rendered = renderChat(engine, card, toChatMessages(messages));
-  return engine.tokenize(rendered.text, { addSpecialTokens: rendered.addSpecialTokens });
+/** The prompt as the request gave it, tokenized whole, with its segments on demand. */
+export interface PromptInput {
+  /** The whole prompt tokenized as one text: what the engine gets unless segments are needed. */
+  readonly tokens: readonly number[];
+  /** The request parameter that carries the prompt (named by errors). */
+  readonly param: 'messages' | 'prompt';
+  /** Role-tagged segments (one more tokenization pass, so only when a policy or overflow mode needs them); their concatenation replaces `tokens`. */
+  segments(): PromptSegment[];
 }
 
-export function completionPromptTokens(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): number[] {
+export function chatPrompt(engine: EngineClient, card: ModelCard, wire: readonly WireMessage[]): PromptInput {
+  const messages = toChatMessages(wire);
+  const rendered = renderChat(engine, card, messages);
+  return {
+    tokens: engine.tokenize(rendered.text, { addSpecialTokens: rendered.addSpecialTokens }),
+    param: 'messages',
+    segments: () => chatSegments(engine, (m) => engine.renderChat(m).text, messages, rendered),
+  };
+}
+
+export function completionPrompt(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): PromptInput {
+  const tokens = completionPromptTokens(engine, prompt);
+  return { tokens, param: 'prompt', segments: () => completionSegments(engine, tokens) };
+}
+
+function completionPromptTokens(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): number[] {
   if (typeof prompt === 'string') return engine.tokenize(prompt, { addSpecialTokens: true });
   const first = prompt[0];
   if (typeof first === 'string') return engine.tokenize(first, { addSpecialTokens: true });
   if (Array.isArray(first)) return [...(first as readonly number[])];
   return [...(prompt as readonly number[])];
-}
-
-/**
- * The completion budget: the request's max_tokens, or whatever context remains.
- * A prompt that leaves no room, or a budget that overflows, is a 400 stating
- * the limit and the counts (no overflow policy applies yet).
- */
-export function resolveMaxTokens(promptTokens: number, requested: number | null | undefined, limit: number, promptParam: string, maxParam: string): number {
-  if (promptTokens >= limit) {
-    throw new ApiError(
-      'context_length_exceeded',
-      `This model's maximum context length is ${limit} tokens. However, your request has ${promptTokens} input tokens, which leaves no room for a completion. Please reduce the length of the input.`,
-      { param: promptParam },
-    );
-  }
-  if (requested === null || requested === undefined) return limit - promptTokens;
-  if (promptTokens + requested > limit) {
-    throw new ApiError(
-      'context_length_exceeded',
-      `This model's maximum context length is ${limit} tokens. However, you requested ${promptTokens + requested} tokens (${promptTokens} in the input, ${requested} in the completion). Please reduce the length of the input or of the completion.`,
-      { param: maxParam },
-    );
-  }
-  return requested;
 }

@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { FavorSchema } from '../config/schema.js';
+import { OverflowSchema } from '../policies/overflow/schema.js';
 
 /**
  * Request bodies as JSON Schema. Every object is closed: an unknown parameter
@@ -23,10 +24,20 @@ const StopSchema = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.St
 const LogitBiasSchema = Type.Object({}, { propertyNames: { pattern: '^\\d+$' }, additionalProperties: Type.Number({ minimum: -100, maximum: 100 }) });
 /**
  * capserve's own request field: `policy` names a serving policy, `favor` states
- * which (at most two) of C, A, P matter most. Closed like the rest; new keys
- * (e.g. an overflow choice) are added here.
+ * which (at most two) of C, A, P matter most, `overflow` overrides what happens
+ * when prompt + max_tokens exceed the window, and `return_dropped` asks for what
+ * compression or truncation dropped (debugging). Closed like the rest.
  */
-export const CapSchema = Type.Object({ policy: opt(Type.String({ minLength: 1 })), favor: opt(FavorSchema) }, { additionalProperties: false });
+export const CapSchema = Type.Object(
+  {
+    policy: opt(Type.String({ minLength: 1 })),
+    favor: opt(FavorSchema),
+    overflow: opt(OverflowSchema),
+    return_dropped: opt(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+export type RequestCapBody = Static<typeof CapSchema>;
 const StreamOptionsSchema = Type.Object({ include_usage: opt(Type.Boolean()) }, { additionalProperties: false });
 
 /** Sampling fields shared by chat and completions, OpenAI's plus vLLM's extras. */

@@ -1,12 +1,15 @@
 import type { FastifyInstance } from 'fastify';
 import { loadServingPolicies } from '../cap/serving-policies.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
+import type { ServedModel } from '../cap/expert-offload.js';
 import type { Config } from '../config/schema.js';
 import { startLocalEngine } from '../engine/local-engine.js';
 import { ensureDefaultModel } from '../model/default-model.js';
+import type { Policy } from '../policies/registry.js';
 import { buildApp } from './app.js';
 import { resolveChatTemplateFallback } from './chat-template-fallback.js';
 import { DeferredEngine } from './deferred-engine.js';
+import { localEngineOptions, readModelFacts, servedModel } from './engine-options.js';
 import { parseServeArgs } from './serve-args.js';
 
 /**
@@ -20,15 +23,17 @@ export async function runServe(argv: string[]): Promise<void> {
   const chatTemplateFallback = resolveChatTemplateFallback(config.model.chatTemplateFallback);
   // Bad policy files, overrides or routing stop the server here, before it listens.
   const policies = loadServingPolicies(config);
+  // Dense or MoE decides which policies can serve (an expert-offload default on a dense model stops here).
+  const model = servedModel(config, policies, readModelFacts(config.model.dir));
   const engine = new DeferredEngine();
   let app: FastifyInstance;
   try {
-    app = buildApp({ engine, config, policies, logger: { level: process.env['CAPSERVE_LOG_LEVEL'] ?? 'info' } });
+    app = buildApp({ engine, config, policies, servedModel: model, logger: { level: process.env['CAPSERVE_LOG_LEVEL'] ?? 'info' } });
   } catch (err) {
     if (err instanceof ConfigError && args.configFile !== undefined) throw new ConfigError(`${args.configFile}: ${err.message}`);
     throw err;
   }
-  app.log.info({ policies: [...policies.keys()], defaultPolicy: config.routing.defaultPolicy }, 'policies loaded');
+  app.log.info({ policies: [...policies.keys()], defaultPolicy: config.routing.defaultPolicy, moe: model.moe, expertOffload: model.expertOffloadPolicy }, 'policies loaded');
   await app.listen({ host: config.server.host, port: config.server.port });
 
   let finished: () => void = () => undefined;
@@ -45,7 +50,7 @@ export async function runServe(argv: string[]): Promise<void> {
   process.once('SIGTERM', () => stop('SIGTERM', 0));
   process.once('SIGINT', () => stop('SIGINT', 0));
 
-  void loadModel(app, engine, config, chatTemplateFallback).catch((err: unknown) => {
+  void loadModel(app, engine, config, policies, model, chatTemplateFallback).catch((err: unknown) => {
     app.log.error({ err }, 'the model failed to load');
     stop('model load failure', 1);
   });
@@ -55,21 +60,21 @@ export async function runServe(argv: string[]): Promise<void> {
   setTimeout(() => process.exit(), 2_000).unref();
 }
 
-async function loadModel(app: FastifyInstance, engine: DeferredEngine, config: Config, chatTemplateFallback: string | null): Promise<void> {
+async function loadModel(
+  app: FastifyInstance,
+  engine: DeferredEngine,
+  config: Config,
+  policies: ReadonlyMap<string, Policy>,
+  model: ServedModel,
+  chatTemplateFallback: string | null,
+): Promise<void> {
   const onProgress = (message: string): void => app.log.info(message);
   await ensureDefaultModel(config.model.dir, onProgress);
-  const local = startLocalEngine({
-    modelDir: config.model.dir,
-    ...(config.model.servedModelName !== null ? { servedModelName: config.model.servedModelName } : {}),
-    ...(config.model.contextLength !== undefined ? { contextLength: config.model.contextLength } : {}),
-    ...(chatTemplateFallback !== null ? { chatTemplateFallback } : {}),
-    ...(config.engine.threads > 0 ? { threads: config.engine.threads } : {}),
-    weightDtype: config.model.weightDtype,
-    maxConcurrent: config.server.maxConcurrent,
-    maxQueue: config.server.maxQueue,
-    kvBudgetBytes: config.memory.kvBudgetBytes,
-    onProgress,
-  });
+  // Routing was checked against a dense model when the directory had no config.json yet.
+  if (readModelFacts(config.model.dir)?.moe === true && !model.moe) {
+    throw new Error(`${config.model.dir} holds a mixture-of-experts model that appeared after start; restart the server`);
+  }
+  const local = startLocalEngine(localEngineOptions(config, policies, model, { chatTemplateFallback, onProgress }));
   engine.attach(local);
   await local.ready;
   app.log.info({ model: local.models()[0]?.id }, 'model ready');

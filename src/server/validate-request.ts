@@ -4,7 +4,9 @@ import { ApiError } from './errors.js';
 
 // No coerceTypes and no removeAdditional: OpenAI rejects "temperature": "0.5"
 // and unknown arguments, and so do we, with the parameter named.
-const ajv = new Ajv({ allErrors: false, strict: true });
+// verbose: errors carry their schema, so a union's `x-expects` text can say what it accepts in one line.
+const ajv = new Ajv({ allErrors: false, strict: true, verbose: true });
+ajv.addKeyword({ keyword: 'x-expects', schemaType: 'string' });
 
 function paramOf(instancePath: string, extra?: string): string {
   const segments = instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
@@ -23,9 +25,24 @@ function describeOne(error: ErrorObject, relativeTo: string): string {
   return `${prefix}${error.message ?? 'is invalid'}`;
 }
 
+/** A union that describes itself (`x-expects`, e.g. cap.overflow): its failure reads as one line. */
+function expectsError(errors: readonly ErrorObject[]): ApiError | null {
+  for (const e of errors) {
+    if (e.keyword !== 'anyOf') continue;
+    const parent: unknown = e.parentSchema;
+    const text = parent !== null && typeof parent === 'object' ? (parent as Record<string, unknown>)['x-expects'] : undefined;
+    if (typeof text !== 'string') continue;
+    const param = paramOf(e.instancePath);
+    return new ApiError('invalid_request', `Invalid value for '${param}': expected ${text}.`, { param });
+  }
+  return null;
+}
+
 function toApiError(errors: readonly ErrorObject[]): ApiError {
   const first = errors[0];
   if (first === undefined) return new ApiError('invalid_request', 'Invalid request.');
+  const described = expectsError(errors);
+  if (described !== null) return described;
   const anyOf = errors.find((e) => e.keyword === 'anyOf');
   // A failed anyOf lists each branch's complaint before the anyOf itself; only
   // the shallowest anyOf is the parameter the client got wrong.

@@ -2,11 +2,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { loadServingPolicies } from '../../src/cap/serving-policies.js';
 import { loadConfig, parseOverride } from '../../src/config/load-config.js';
 import type { Config } from '../../src/config/schema.js';
 import { startLocalEngine, type LocalEngine } from '../../src/engine/local-engine.js';
 import { buildApp } from '../../src/server/app.js';
 import { resolveChatTemplateFallback } from '../../src/server/chat-template-fallback.js';
+import { localEngineOptions, readModelFacts, servedModel } from '../../src/server/engine-options.js';
 
 /** The real tiny Llama (stories260K) in /work/shared, or null when the shared data is absent. */
 export function storiesModelDir(): string | null {
@@ -37,24 +39,22 @@ export interface RunningServer {
 }
 
 /**
- * Starts the real engine on stories260K and the real server on a free port
- * (ChatML fallback so chat works on this template-less model). `sets` are
- * `--set` style config overrides.
+ * Starts the real engine on a model (stories260K unless told) and the real
+ * server on a free port, wired as `capserve serve` wires them (engine options
+ * from the config: compression scorer, expert offload for MoE models). ChatML
+ * fallback so chat works on template-less models. `sets` are `--set` style
+ * config overrides.
  */
-export async function startServer(modelDir: string, sets: readonly string[] = []): Promise<RunningServer> {
+export async function startServer(modelDir: string, sets: readonly string[] = [], options: { cacheDir?: string } = {}): Promise<RunningServer> {
   const config = loadConfig({ overrides: [`model.dir=${modelDir}`, 'model.chatTemplateFallback=chatml', ...sets].map(parseOverride) });
   const fallback = resolveChatTemplateFallback(config.model.chatTemplateFallback);
-  const engine = startLocalEngine({
-    modelDir: config.model.dir,
-    ...(fallback !== null ? { chatTemplateFallback: fallback } : {}),
-    ...(config.model.contextLength !== undefined ? { contextLength: config.model.contextLength } : {}),
-    maxConcurrent: config.server.maxConcurrent,
-    maxQueue: config.server.maxQueue,
-    kvBudgetBytes: config.memory.kvBudgetBytes,
-    threads: 1,
-  });
+  const policies = loadServingPolicies(config);
+  const model = servedModel(config, policies, readModelFacts(modelDir));
+  const engine = startLocalEngine(
+    localEngineOptions(config, policies, model, { chatTemplateFallback: fallback, threads: 1, ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}) }),
+  );
   await engine.ready;
-  const app = buildApp({ engine, config });
+  const app = buildApp({ engine, config, policies, servedModel: model });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
   return {

@@ -78,6 +78,10 @@ test('chat completion without streaming: OpenAI shape, usage matches /tokenize',
     context_tokens: tok.count + 11,
     compression_ratio: 1,
     attention_mass_retained: null,
+    original_tokens: null,
+    compressed_tokens: null,
+    compress_ms: null,
+    overflow: { mode: 'error', applied: false, tokens_before: tok.count, tokens_after: tok.count, dropped: 0, context_window: 512, max_tokens: 12 },
   });
 });
 

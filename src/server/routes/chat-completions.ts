@@ -5,8 +5,9 @@ import { afterResponse, collectChoices, httpClose, prepareGeneration, settleShad
 import { ApiError } from '../errors.js';
 import { newId, unixNow } from '../ids.js';
 import { chatLogprob, TokenStrings } from '../logprobs.js';
-import { capObject, POLICY_HEADER, routeRequest } from '../policy.js';
-import { chatPromptTokens, contextLimit, resolveMaxTokens, resolveModel } from '../prompt.js';
+import { planGeneration } from '../generation-plan.js';
+import { capObject, POLICY_HEADER } from '../policy.js';
+import { chatPrompt, resolveModel } from '../prompt.js';
 import { ChatCompletionRequestSchema, type ChatCompletionRequest } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
 import { SseStream } from '../sse.js';
@@ -34,20 +35,24 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const body = parseChatBody(request.body);
     ensureReady(ctx);
     const card = resolveModel(ctx.engine, body.model);
-    const promptTokens = chatPromptTokens(ctx.engine, card, body.messages);
-    const policy = routeRequest(ctx, request.headers, body.cap, promptTokens.length);
     const maxParam = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
-    const maxTokens = resolveMaxTokens(promptTokens.length, body.max_completion_tokens ?? body.max_tokens, contextLimit(card, ctx.config), 'messages', maxParam);
+    const plan = planGeneration(ctx, {
+      headers: request.headers,
+      cap: body.cap,
+      prompt: chatPrompt(ctx.engine, card, body.messages),
+      card,
+      requestedMaxTokens: body.max_completion_tokens ?? body.max_tokens,
+      maxParam,
+    });
+    const { policy, maxTokens } = plan;
     const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : null;
     const id = newId('chatcmpl-');
     const created = unixNow();
     const prep = prepareGeneration(ctx, {
       id,
       card,
-      policy,
-      promptTokens,
+      plan,
       n: body.n ?? 1,
-      maxTokens,
       samplingFor: (index) => toSamplingParams(body, { maxTokens, logprobs, index }),
       arrivedAt,
     });
@@ -74,7 +79,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
               : chunk([{ index, delta: { content: event.text }, logprobs: logprobs === null ? null : { content: [chatLogprob(event, strings)], refusal: null }, finish_reason: null }]),
           trailingText: (index, text) => chunk([{ index, delta: { content: text }, logprobs: null, finish_reason: null }]),
           finish: (index, done) =>
-            chunk([{ index, delta: {}, logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(policy, promptTokens.length, [done.report]) }),
+            chunk([{ index, delta: {}, logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(plan, [done.report], done.dropped) }),
           usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens) }),
         };
         const sse = new SseStream(reply.raw, () => reply.hijack());
@@ -103,7 +108,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
           stop_reason: c.done?.stopReason ?? null,
         })),
         usage: totalUsage(prep, completionTokens),
-        cap: capObject(policy, promptTokens.length, choices.map((c) => c.done?.report ?? null)),
+        cap: capObject(plan, choices.map((c) => c.done?.report ?? null), choices[0]?.done?.dropped ?? null),
       };
     } finally {
       lifecycle.finish();

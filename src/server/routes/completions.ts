@@ -5,8 +5,9 @@ import { afterResponse, collectChoices, httpClose, prepareGeneration, settleShad
 import { ApiError } from '../errors.js';
 import { newId, unixNow } from '../ids.js';
 import { appendLegacyLogprob, emptyLegacyLogprobs, TokenStrings, type LegacyLogprobs } from '../logprobs.js';
-import { capObject, POLICY_HEADER, routeRequest } from '../policy.js';
-import { completionPromptTokens, contextLimit, resolveMaxTokens, resolveModel } from '../prompt.js';
+import { planGeneration } from '../generation-plan.js';
+import { capObject, POLICY_HEADER } from '../policy.js';
+import { completionPrompt, resolveModel } from '../prompt.js';
 import { CompletionRequestSchema, type CompletionRequest } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
 import { SseStream } from '../sse.js';
@@ -30,20 +31,18 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const body = parseCompletionBody(request.body);
     ensureReady(ctx);
     const card = resolveModel(ctx.engine, body.model);
-    const promptTokens = completionPromptTokens(ctx.engine, body.prompt);
-    if (promptTokens.length === 0) throw new ApiError('invalid_request', 'The prompt is empty after tokenization.', { param: 'prompt' });
-    const policy = routeRequest(ctx, request.headers, body.cap, promptTokens.length);
-    const maxTokens = resolveMaxTokens(promptTokens.length, body.max_tokens, contextLimit(card, ctx.config), 'prompt', 'max_tokens');
+    const prompt = completionPrompt(ctx.engine, body.prompt);
+    if (prompt.tokens.length === 0) throw new ApiError('invalid_request', 'The prompt is empty after tokenization.', { param: 'prompt' });
+    const plan = planGeneration(ctx, { headers: request.headers, cap: body.cap, prompt, card, requestedMaxTokens: body.max_tokens, maxParam: 'max_tokens' });
+    const { policy, maxTokens } = plan;
     const logprobs = body.logprobs ?? null;
     const id = newId('cmpl-');
     const created = unixNow();
     const prep = prepareGeneration(ctx, {
       id,
       card,
-      policy,
-      promptTokens,
+      plan,
       n: body.n ?? 1,
-      maxTokens,
       samplingFor: (index) => toSamplingParams(body, { maxTokens, logprobs, index }),
       arrivedAt,
     });
@@ -75,7 +74,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
               : chunk([{ index, text: event.text, logprobs: logprobs === null ? null : tokenLogprobs(event, offset), finish_reason: null }]),
           trailingText: (index, text) => chunk([{ index, text, logprobs: null, finish_reason: null }]),
           finish: (index, done) =>
-            chunk([{ index, text: '', logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(policy, promptTokens.length, [done.report]) }),
+            chunk([{ index, text: '', logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(plan, [done.report], done.dropped) }),
           usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens) }),
         };
         const sse = new SseStream(reply.raw, () => reply.hijack());
@@ -105,7 +104,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
           return { index, text: c.text, logprobs: lp, finish_reason: c.done?.finishReason ?? 'abort', stop_reason: c.done?.stopReason ?? null };
         }),
         usage: totalUsage(prep, completionTokens),
-        cap: capObject(policy, promptTokens.length, choices.map((c) => c.done?.report ?? null)),
+        cap: capObject(plan, choices.map((c) => c.done?.report ?? null), choices[0]?.done?.dropped ?? null),
       };
     } finally {
       lifecycle.finish();

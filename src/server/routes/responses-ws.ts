@@ -9,8 +9,9 @@ import { ApiError, toApiError } from '../errors.js';
 import { runChoices, type ChoiceDone } from '../generation.js';
 import { newId, unixNow } from '../ids.js';
 import { abortKind } from '../inflight.js';
-import { capObject, routeRequest } from '../policy.js';
-import { chatPromptTokens, contextLimit, resolveMaxTokens, resolveModel } from '../prompt.js';
+import { planGeneration } from '../generation-plan.js';
+import { capObject } from '../policy.js';
+import { chatPrompt, resolveModel } from '../prompt.js';
 import { ResponseCreateEventSchema } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
 import { rejectUnsupported } from '../unsupported-params.js';
@@ -97,20 +98,23 @@ class ResponsesSession {
     const body = validateCreate(event);
     ensureReady(this.ctx);
     const card = resolveModel(this.ctx.engine, body.model);
-    const promptTokens = chatPromptTokens(this.ctx.engine, card, body.messages);
-    const policy = routeRequest(this.ctx, this.headers, body.cap, promptTokens.length);
     const requested = body.max_output_tokens ?? body.max_completion_tokens ?? body.max_tokens;
     const maxParam =
       body.max_output_tokens != null ? 'max_output_tokens' : body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
-    const maxTokens = resolveMaxTokens(promptTokens.length, requested, contextLimit(card, this.ctx.config), 'messages', maxParam);
+    const plan = planGeneration(this.ctx, {
+      headers: this.headers,
+      cap: body.cap,
+      prompt: chatPrompt(this.ctx.engine, card, body.messages),
+      card,
+      requestedMaxTokens: requested,
+      maxParam,
+    });
     return prepareGeneration(this.ctx, {
       id: newId('resp_'),
       card,
-      policy,
-      promptTokens,
+      plan,
       n: 1,
-      maxTokens,
-      samplingFor: (index) => toSamplingParams(body, { maxTokens, logprobs: null, index }),
+      samplingFor: (index) => toSamplingParams(body, { maxTokens: plan.maxTokens, logprobs: null, index }),
       arrivedAt,
     });
   }
@@ -138,7 +142,7 @@ class ResponsesSession {
     const createdAt = unixNow();
     const itemId = newId('msg_');
     const base = { id: prep.id, object: 'response', created_at: createdAt, model: prep.card.id };
-    this.send({ type: 'response.created', response: { ...base, status: 'in_progress', output: [], usage: null, cap: capObject(prep.policy, prep.promptTokens.length, []) } });
+    this.send({ type: 'response.created', response: { ...base, status: 'in_progress', output: [], usage: null, cap: capObject(prep.plan, []) } });
     const where = { response_id: prep.id, item_id: itemId, output_index: 0, content_index: 0 };
     let text = '';
     let done: ChoiceDone | null = null;
@@ -184,7 +188,7 @@ class ResponsesSession {
         ],
         usage: { input_tokens: inputTokens, output_tokens: outputTokens, total_tokens: inputTokens + outputTokens },
         finish_reason: done?.finishReason ?? 'abort',
-        cap: capObject(prep.policy, inputTokens, [done?.report ?? null]),
+        cap: capObject(prep.plan, [done?.report ?? null], done?.dropped ?? null),
       },
     });
     settleShadow(prep, done);

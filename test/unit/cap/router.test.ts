@@ -27,7 +27,7 @@ const input = (over: Partial<RouteInput> = {}): RouteInput => ({ promptTokens: 1
 
 test('no request preference, no rules: the default policy', () => {
   const router = createRouter(routing('routing.defaultPolicy=snapkv-25'), POLICIES);
-  assert.deepEqual(router.route(input()), { policy: POLICIES.get('snapkv-25'), by: 'default', rule: null });
+  assert.deepEqual(router.route(input()), { policy: POLICIES.get('snapkv-25'), by: 'default', rule: null, overflow: null });
   assert.equal(createRouter(routing(), POLICIES).route(input()).policy.name, 'full');
 });
 
@@ -35,10 +35,10 @@ test('precedence: body cap.policy > x-capserve-policy header > first matching ru
   const router = createRouter(routingYaml('[{name: any, match: {}, policy: quest}]'), POLICIES);
   const headers = { 'x-capserve-policy': 'streaming-llm' };
   assert.equal(router.route(input({ headers, cap: { policy: 'snapkv-25' } })).policy.name, 'snapkv-25');
-  assert.deepEqual(router.route(input({ headers })), { policy: POLICIES.get('streaming-llm'), by: 'request', rule: null });
-  assert.deepEqual(router.route(input({ cap: { favor: ['C', 'P'] } })), { policy: POLICIES.get('quest'), by: 'rule', rule: 'any' });
+  assert.deepEqual(router.route(input({ headers })), { policy: POLICIES.get('streaming-llm'), by: 'request', rule: null, overflow: null });
+  assert.deepEqual(router.route(input({ cap: { favor: ['C', 'P'] } })), { policy: POLICIES.get('quest'), by: 'rule', rule: 'any', overflow: null });
   const noRules = createRouter(routing(), POLICIES);
-  assert.deepEqual(noRules.route(input({ cap: { favor: ['C', 'P'] } })), { policy: POLICIES.get('snapkv-25'), by: 'favor', rule: null });
+  assert.deepEqual(noRules.route(input({ cap: { favor: ['C', 'P'] } })), { policy: POLICIES.get('snapkv-25'), by: 'favor', rule: null, overflow: null });
   // null and blank mean "not given".
   assert.equal(noRules.route(input({ cap: { policy: null, favor: null }, headers: { 'x-capserve-policy': '  ' } })).by, 'default');
 });

@@ -165,3 +165,30 @@ test('close drops the queue and aborts the running re-score without counting it'
   assert.deepEqual(await outcomes(metrics), {});
   assert.equal(shadow.sample(SNAPKV, 8, [5]), null);
 });
+
+test('sampling: a reference that would not fit the window is not sampled; expert offload never is; captures the compared steps only', () => {
+  const shadow = new ShadowFidelity(new ScoringEngine(() => [0, 0, 0, 0]), idleMetrics(), { ...OPTIONS, maxTokens: 8 });
+  assert.equal(shadow.captureSteps, 8);
+  const prompt = Array.from({ length: 100 }, (_, i) => i);
+  // The full model scores prompt + min(max_tokens, maxTokens) tokens: 100 + 8 fits 108, not 107.
+  assert.notEqual(shadow.sample(SNAPKV, 50, prompt, 108), null);
+  assert.equal(shadow.sample(SNAPKV, 50, prompt, 107), null);
+  assert.notEqual(shadow.sample(SNAPKV, 4, prompt, 104), null, 'only the steps compared count');
+  const edgemoe = parsePolicyFile('name: edgemoe\nkind: expert-offload\nmethod: edgemoe\nparams: {budgetBytes: 65536}\n', '<test>');
+  assert.equal(shadow.sample(edgemoe, 8, [1]), null);
+});
+
+test('a compressed request is re-scored against its original, uncompressed prompt', async () => {
+  const engine = new ScoringEngine(() => [1, 0, 0, 0]);
+  const metrics = idleMetrics();
+  const shadow = new ShadowFidelity(engine, metrics, { ...OPTIONS, maxTokens: 2 });
+  const sc = parsePolicyFile('name: sc\nkind: context-compression\nmethod: selective-context\nparams: {rate: 0.5}\n', '<test>');
+  const original = [5, 6, 7, 8, 9, 10];
+  const ticket = shadow.sample(sc, 2, original, 512);
+  assert.ok(ticket);
+  ticket.submit([1, 2], Float32Array.from([...logSoftmax([1, 0, 0, 0]), ...logSoftmax([0, 1, 0, 0])]));
+  await shadow.idle();
+  assert.deepEqual(engine.requests[0]?.tokens, [...original, 1, 2]);
+  assert.equal(engine.requests[0]?.from, original.length - 1);
+  assert.deepEqual(await outcomes(metrics), { 'sc/scored': 1 });
+});

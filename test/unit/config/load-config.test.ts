@@ -192,3 +192,26 @@ test('--set policies.NAME.params.KEY lands in the policies section; other keys u
   assert.throws(() => loadConfig({ overrides: [parseOverride('policies.edgemoe.budgetBytes=1')] }), /\$\.policies\.edgemoe\.budgetBytes: unknown key/);
   assert.throws(() => loadConfig({ overrides: [parseOverride('shadow.sampleRate=1.5')] }), /\$\.shadow\.sampleRate: must be <= 1/);
 });
+
+test('overflow settings (model and rules) and the compression scorer: defaults, and bad values read as one line each', () => {
+  const config = loadConfig();
+  assert.equal(config.model.overflow, 'error');
+  assert.deepEqual(config.compression, { scorerModelDir: null });
+  const set = loadConfig({
+    overrides: ['model.overflow={mode: shift, keep: 8}', 'compression.scorerModelDir=models/scorer', 'routing.rules=[{match: {minPromptTokens: 9}, policy: full, overflow: truncate}]'].map(parseOverride),
+  });
+  assert.deepEqual(set.model.overflow, { mode: 'shift', keep: 8 });
+  assert.equal(set.compression.scorerModelDir, 'models/scorer');
+  assert.equal(set.routing.rules[0]?.overflow, 'truncate');
+  assert.throws(
+    () => loadConfig({ overrides: ['model.overflow=squeeze', 'routing.rules=[{match: {}, policy: full, overflow: {mode: evict}}]', 'compression.scorer=x'].map(parseOverride) }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /\$\.model\.overflow: must be one of "error", "truncate", "shift", or an object \{mode: error\}/);
+      assert.match(err.message, /\$\.routing\.rules\[0\]\.overflow: must be one of "error", "truncate", "shift", or an object/);
+      assert.match(err.message, /\$\.compression\.scorer: unknown key/);
+      assert.equal(err.message.split('\n').filter((l) => l.includes('overflow')).length, 2, 'one line per bad setting');
+      return true;
+    },
+  );
+});

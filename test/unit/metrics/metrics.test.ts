@@ -16,8 +16,21 @@ import { SequenceTimer } from '../../../src/metrics/sequence-timer.js';
 
 const idle = { policy: 'full', snapshot: () => ({ running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0 }) };
 
+/** What an MoE runner reports through EngineHealth.runner (names from src/runtime/moe-runner.ts stats()). */
+const RUNNER = {
+  expertCacheHits: 10,
+  expertCacheMisses: 4,
+  expertPrefetchHits: 3,
+  expertBytesLoaded: 4096,
+  expertLoadStallMs: 250,
+  expertPredictionAccuracy: 0.75,
+  expertResidentBytes: 65536,
+  expertBudgetBytes: 65536,
+  residentWeightBytes: 1234,
+};
+
 test('every metric is prefixed capserve_, carries a policy label, and lives in its own registry', async () => {
-  const metrics = createMetrics(idle);
+  const metrics = createMetrics({ policy: 'full', snapshot: () => ({ running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0, runner: RUNNER }) });
   const json = await metrics.registry.getMetricsAsJSON();
   const names = json.map((m) => m.name).sort();
   assert.deepEqual(names, Object.values(METRIC_NAMES).sort());
@@ -36,6 +49,17 @@ test('every metric is prefixed capserve_, carries a policy label, and lives in i
   metrics.shadowKlDivergence.observe({ policy: 'full' }, 0.01);
   metrics.shadowTop1Agreement.observe({ policy: 'full' }, 1);
   metrics.shadowRequests.inc({ policy: 'full', outcome: 'scored' });
+  observePolicyReport(metrics, {
+    policy: 'full',
+    kind: 'context-compression',
+    promptTokens: 50,
+    kvTokensRetained: 20,
+    contextTokens: 20,
+    compressionRatio: 0.4,
+    attentionMassRetained: null,
+    details: { originalTokens: 50, compressedTokens: 20, compressMs: 12 },
+  });
+  metrics.overflowRequests.inc({ policy: 'full', mode: 'truncate' });
   for (const metric of await metrics.registry.getMetricsAsJSON()) {
     assert.ok(metric.values.length > 0, `${metric.name} has a sample`);
     for (const v of metric.values) assert.equal(v.labels['policy'], 'full', `${metric.name} sample has policy`);
@@ -139,4 +163,62 @@ test('longest live context: the longest running sequence per policy, 0 once idle
   text = await metrics.registry.metrics();
   assert.match(text, /capserve_longest_live_context_tokens\{policy="h2o"\} 0/);
   assert.equal(metrics.liveContexts.size, 0);
+});
+
+test('compression reports feed tokens dropped and time spent compressing, by policy; other kinds do not', async () => {
+  const metrics = createMetrics(idle);
+  const report = {
+    policy: 'selective-context',
+    kind: 'context-compression' as const,
+    promptTokens: 700,
+    kvTokensRetained: 410,
+    contextTokens: 410,
+    compressionRatio: 400 / 700,
+    attentionMassRetained: null,
+    details: { originalTokens: 700, compressedTokens: 400, compressMs: 30 },
+  };
+  observePolicyReport(metrics, report);
+  observePolicyReport(metrics, { ...report, details: { originalTokens: 100, compressedTokens: 90, compressMs: 2000 } });
+  observePolicyReport(metrics, { ...report, policy: 'snapkv-25', kind: 'kv-eviction', details: { evictions: 3 } });
+  metrics.promptTokensDropped.inc({ policy: 'full', reason: 'truncate' }, 17);
+  const text = await metrics.registry.metrics();
+  assert.match(text, /capserve_prompt_tokens_dropped_total\{policy="selective-context",reason="compression"\} 310/);
+  assert.match(text, /capserve_prompt_tokens_dropped_total\{policy="full",reason="truncate"\} 17/);
+  assert.doesNotMatch(text, /capserve_prompt_tokens_dropped_total\{policy="snapkv-25"/);
+  assert.match(text, /capserve_compression_seconds_bucket\{le="0\.025",policy="selective-context"\} 0/);
+  assert.match(text, /capserve_compression_seconds_bucket\{le="0\.05",policy="selective-context"\} 1/);
+  assert.match(text, /capserve_compression_seconds_bucket\{le="2\.5",policy="selective-context"\} 2/);
+  assert.match(text, /capserve_compression_seconds_sum\{policy="selective-context"\} 2\.03/);
+  assert.doesNotMatch(text, /capserve_compression_seconds_count\{policy="snapkv-25"/);
+});
+
+test('MoE expert metrics are read from the runner at scrape time, labelled by the expert-offload policy; dense models export none', async () => {
+  let runner: Record<string, number> = { ...RUNNER };
+  const metrics = createMetrics({ policy: 'full', expertPolicy: 'edgemoe', snapshot: () => ({ running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0, runner }) });
+  let text = await metrics.registry.metrics();
+  assert.match(text, /capserve_expert_cache_hits_total\{policy="edgemoe"\} 10/);
+  assert.match(text, /capserve_expert_prefetch_hits_total\{policy="edgemoe"\} 3/);
+  assert.match(text, /capserve_expert_cache_misses_total\{policy="edgemoe"\} 4/);
+  assert.match(text, /capserve_expert_bytes_loaded_total\{policy="edgemoe"\} 4096/);
+  assert.match(text, /capserve_expert_load_stall_seconds_total\{policy="edgemoe"\} 0\.25/);
+  assert.match(text, /capserve_expert_prefetch_accuracy\{policy="edgemoe"\} 0\.75/);
+  assert.match(text, /capserve_expert_resident_bytes\{policy="edgemoe"\} 65536/);
+  assert.match(text, /capserve_expert_cache_budget_bytes\{policy="edgemoe"\} 65536/);
+  assert.match(text, /capserve_resident_weight_bytes\{policy="edgemoe"\} 1234/);
+  assert.match(text, /# TYPE capserve_expert_cache_hits_total counter/);
+  // Counters follow the runner's totals; a scrape in between changes nothing.
+  runner = { ...runner, expertCacheHits: 25, expertResidentBytes: 49152 };
+  await metrics.registry.metrics();
+  text = await metrics.registry.metrics();
+  assert.match(text, /capserve_expert_cache_hits_total\{policy="edgemoe"\} 25/);
+  assert.match(text, /capserve_expert_resident_bytes\{policy="edgemoe"\} 49152/);
+  // A runner that starts over (a reloaded model) keeps the counter monotonic.
+  runner = { ...runner, expertCacheHits: 2 };
+  text = await metrics.registry.metrics();
+  assert.match(text, /capserve_expert_cache_hits_total\{policy="edgemoe"\} 27/);
+
+  const dense = createMetrics({ policy: 'full', snapshot: () => ({ running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0, runner: {} }) });
+  const denseText = await dense.registry.metrics();
+  assert.doesNotMatch(denseText, /^capserve_expert_[a-z_]+\{/m);
+  assert.doesNotMatch(denseText, /^capserve_resident_weight_bytes\{/m);
 });

@@ -1,7 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { EngineError } from '../../../src/engine/errors.js';
-import { CHAT, makeApp, parseSse } from './helpers.js';
+import { CHAT, makeApp, parseSse, plainCap } from './helpers.js';
 
 test('chat completion: OpenAI shape, usage, policy header and cap field', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'Hello world' });
@@ -20,7 +20,16 @@ test('chat completion: OpenAI shape, usage, policy header and cap field', async 
   assert.equal(promptTokens, engine.tokenize('<user>hi<assistant>').length);
   assert.deepEqual(body.usage, { prompt_tokens: promptTokens, completion_tokens: 5, total_tokens: promptTokens + 5 });
   // The scripted engine reports full attention over everything it covered.
-  assert.deepEqual(body.cap, { policy: 'full', kind: 'none', prompt_tokens: promptTokens, kv_tokens_retained: promptTokens + 5, context_tokens: promptTokens + 5, compression_ratio: 1, attention_mass_retained: null });
+  assert.deepEqual(body.cap, {
+    policy: 'full',
+    kind: 'none',
+    prompt_tokens: promptTokens,
+    kv_tokens_retained: promptTokens + 5,
+    context_tokens: promptTokens + 5,
+    compression_ratio: 1,
+    attention_mass_retained: null,
+    ...plainCap(promptTokens, 5),
+  });
   assert.equal(engine.requests[0]?.policy, 'full');
   assert.equal(engine.requests[0]?.servingPolicy, undefined, 'full attention needs no policy in the engine');
   assert.equal(engine.requests[0]?.captureLogprobs, undefined, 'full is never shadowed');
@@ -176,7 +185,7 @@ test('SSE without include_usage: no usage keys, each finish chunk carries its ch
   const finishes = events.filter((e) => (e['choices'] as { finish_reason: unknown }[])[0]?.finish_reason === 'length');
   assert.equal(finishes.length, 2);
   assert.deepEqual(events.filter((e) => 'cap' in e), finishes);
-  for (const f of finishes) assert.deepEqual(Object.keys(f['cap'] as object).sort(), ['attention_mass_retained', 'compression_ratio', 'context_tokens', 'kind', 'kv_tokens_retained', 'policy', 'prompt_tokens']);
+  for (const f of finishes) assert.deepEqual(Object.keys(f['cap'] as object).sort(), ['attention_mass_retained', 'compress_ms', 'compressed_tokens', 'compression_ratio', 'context_tokens', 'kind', 'kv_tokens_retained', 'original_tokens', 'overflow', 'policy', 'prompt_tokens']);
   assert.equal((events.at(-1)?.['cap'] as { context_tokens: number }).context_tokens, (events.at(-1)?.['cap'] as { prompt_tokens: number }).prompt_tokens + 2);
   const roles = events.filter((e) => 'role' in ((e['choices'] as { delta: object }[])[0]?.delta ?? {}));
   assert.deepEqual(roles.map((e) => (e['choices'] as { index: number }[])[0]?.index), [0, 1]);

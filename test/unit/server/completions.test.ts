@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { makeApp, parseSse } from './helpers.js';
+import { makeApp, parseSse, plainCap } from './helpers.js';
 
 test('completion: text_completion shape with usage and cap', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'Hello' });
@@ -12,7 +12,7 @@ test('completion: text_completion shape with usage and cap', async (t) => {
   assert.equal(body.object, 'text_completion');
   assert.deepEqual(body.choices, [{ index: 0, text: 'Hel', logprobs: null, finish_reason: 'length', stop_reason: null }]);
   assert.deepEqual(body.usage, { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 });
-  assert.deepEqual(body.cap, { policy: 'full', kind: 'none', prompt_tokens: 5, kv_tokens_retained: 8, context_tokens: 8, compression_ratio: 1, attention_mass_retained: null });
+  assert.deepEqual(body.cap, { policy: 'full', kind: 'none', prompt_tokens: 5, kv_tokens_retained: 8, context_tokens: 8, compression_ratio: 1, attention_mass_retained: null, ...plainCap(5, 3) });
   assert.deepEqual(engine.requests[0]?.promptTokens, engine.tokenize('Once'));
 });
 
@@ -68,7 +68,7 @@ test('streaming completions: text chunks, finish chunk, usage chunk, [DONE]', as
   );
   assert.deepEqual(choices[1]?.['logprobs'], { tokens: ['e'], token_logprobs: [-0.5], top_logprobs: [{ e: -0.5 }], text_offset: [1] });
   assert.equal(choices[3]?.['finish_reason'], 'length');
-  assert.deepEqual(events[3]?.['cap'], { policy: 'full', kind: 'none', prompt_tokens: 2, kv_tokens_retained: 5, context_tokens: 5, compression_ratio: 1, attention_mass_retained: null });
+  assert.deepEqual(events[3]?.['cap'], { policy: 'full', kind: 'none', prompt_tokens: 2, kv_tokens_retained: 5, context_tokens: 5, compression_ratio: 1, attention_mass_retained: null, ...plainCap(2, 3) });
   assert.deepEqual(events[4]?.['choices'], []);
   assert.deepEqual(events[4]?.['usage'], { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 });
 });

@@ -56,3 +56,13 @@ export const CHAT = (extra: Record<string, unknown> = {}): Record<string, unknow
   messages: [{ role: 'user', content: 'hi' }],
   ...extra,
 });
+
+/** The cap fields of a request that fit the window under overflow mode `error` and was not compressed. */
+export function plainCap(promptTokens: number, maxTokens: number, contextWindow = 256): Record<string, unknown> {
+  return {
+    original_tokens: null,
+    compressed_tokens: null,
+    compress_ms: null,
+    overflow: { mode: 'error', applied: false, tokens_before: promptTokens, tokens_after: promptTokens, dropped: 0, context_window: contextWindow, max_tokens: maxTokens },
+  };
+}

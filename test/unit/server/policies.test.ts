@@ -64,7 +64,7 @@ test('shadow sampling: eviction requests capture rows, full ones never; a failin
   const evicted = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', max_tokens: 3, n: 2, cap: { policy: 'h2o' } } });
   assert.equal(evicted.statusCode, 200);
   assert.equal(evicted.json().choices[0].text, 'abc');
-  assert.equal(engine.requests[1]?.captureLogprobs, true, 'choice 0 captures');
+  assert.equal(engine.requests[1]?.captureLogprobs, 64, 'choice 0 captures the steps shadow.maxTokens compares');
   assert.equal(engine.requests[2]?.captureLogprobs, undefined, 'one choice is enough');
   const tooLong = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', max_tokens: 257, cap: { policy: 'h2o' } } });
   assert.equal(tooLong.statusCode, 200);

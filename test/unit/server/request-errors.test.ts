@@ -37,7 +37,11 @@ test('bad parameter values: 400 naming the parameter', async (t) => {
     [{ cap: { policy: 'snapkv' } }, 'cap.policy', /Unknown serving policy 'snapkv'. Allowed: full, snapkv-25, h2o, quest\./],
     [{ cap: { favor: ['C', 'A', 'P'] } }, 'cap.favor', /must NOT have more than 2 items/],
     [{ cap: { favor: ['X'] } }, 'cap.favor[0]', /must be "C"/],
-    [{ cap: { overflow: 'truncate' } }, 'cap.overflow', /Unrecognized request argument/],
+    [{ cap: { overflow: 'squeeze' } }, 'cap.overflow', /Invalid value for 'cap.overflow': expected one of "error", "truncate", "shift", or an object/],
+    [{ cap: { overflow: { mode: 'shift', kep: 4 } } }, 'cap.overflow', /expected one of .*\{mode: shift, keep\?: integer >= 0 \| "system"\}/],
+    [{ cap: { overflow: { mode: 'compress' } } }, 'cap.overflow', /\{mode: compress, policy: NAME\}/],
+    [{ cap: { return_dropped: 'yes' } }, 'cap.return_dropped', /must be boolean/],
+    [{ cap: { squeeze: true } }, 'cap.squeeze', /Unrecognized request argument/],
   ];
   for (const [extra, param, message] of cases) {
     const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT(extra) });

@@ -1,6 +1,7 @@
 import { EngineError } from '../../../src/engine/errors.js';
 import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, ScoreRequest, ScoreResult, TokenEvent } from '../../../src/engine/types.js';
 import type { ChatMessage } from '../../../src/model/tokenizer-types.js';
+import type { DroppedSpan } from '../../../src/policies/compression/types.js';
 
 /**
  * A scripted EngineClient for wire-format tests: one character is one token
@@ -18,6 +19,51 @@ export interface ScriptedEngineOptions {
   readonly rejectWith?: EngineError;
   /** Thrown after this many tokens. */
   readonly failAfterTokens?: number;
+}
+
+interface ScriptedCompression {
+  readonly original: number;
+  readonly kept: number;
+  readonly dropped: DroppedSpan[];
+}
+
+/**
+ * A stand-in for the engine's context compression (the real one is tested in
+ * the engine and end to end): keeps the protected segments and the first
+ * tokens of the context segments up to the target (compressionRate as a token
+ * target, else the policy's ratio), and reports like the engine does.
+ */
+function scriptedCompression(request: GenerateRequest): ScriptedCompression | null {
+  if (request.servingPolicy?.kind !== 'context-compression') return null;
+  const segments = request.segments ?? [{ role: 'context' as const, tokens: request.promptTokens }];
+  const original = request.promptTokens.length;
+  const protectedTokens = segments.filter((s) => s.role !== 'context').reduce((n, s) => n + s.tokens.length, 0);
+  const rate = request.compressionRate ?? Number(request.servingPolicy.params['rate'] ?? 1);
+  const target = rate > 1 ? rate : protectedTokens + Math.floor(rate * (original - protectedTokens));
+  let room = Math.max(0, target - protectedTokens);
+  const dropped: DroppedSpan[] = [];
+  let kept = protectedTokens;
+  segments.forEach((s, i) => {
+    if (s.role !== 'context') return;
+    const keep = Math.min(room, s.tokens.length);
+    room -= keep;
+    kept += keep;
+    const ids = s.tokens.slice(keep);
+    if (ids.length > 0) dropped.push({ segment: i, start: keep, end: s.tokens.length, tokens: ids, text: ids.map((id) => String.fromCharCode(id)).join('') });
+  });
+  return { original, kept, dropped };
+}
+
+function compressionReport(c: ScriptedCompression): { compressionRatio: number; details: Record<string, number> } {
+  return { compressionRatio: c.kept / c.original, details: { originalTokens: c.original, compressedTokens: c.kept, compressMs: 3 } };
+}
+
+/** Rows the engine captures: every step (true), the first N steps (N), or none. */
+function captureRows(request: GenerateRequest, emitted: number): number | null {
+  const c = request.captureLogprobs;
+  if (c === true) return emitted;
+  if (typeof c === 'number' && c > 0) return Math.min(c, emitted);
+  return null;
 }
 
 export class ScriptedEngine implements EngineClient {
@@ -41,6 +87,7 @@ export class ScriptedEngine implements EngineClient {
       async *[Symbol.asyncIterator]() {
         self.running++;
         self.kvBytesUsed += 1000;
+        const compression = scriptedCompression(request);
         let text = '';
         let emitted = 0;
         let pending = '';
@@ -115,9 +162,11 @@ export class ScriptedEngine implements EngineClient {
               compressionRatio: 1,
               attentionMassRetained: null,
               details: {},
+              ...(compression ? compressionReport(compression) : {}),
             },
+            ...(compression && request.returnDropped === true ? { dropped: compression.dropped } : {}),
             // Uniform rows over a 128-id vocabulary (ids are char codes): the shape the engine captures.
-            ...(request.captureLogprobs === true ? { capturedLogprobs: new Float32Array(emitted * 128).fill(-Math.log(128)) } : {}),
+            ...(captureRows(request, emitted) !== null ? { capturedLogprobs: new Float32Array((captureRows(request, emitted) ?? 0) * 128).fill(-Math.log(128)) } : {}),
           };
         }
       },
