@@ -176,6 +176,8 @@ export class EvictionState {
     for (let l = 0; l < this.spec.numLayers; l++) {
       const view = this.view(kv, l);
       if (phase === 'prefill-end' && this.usesWindow && view.windowAttention === null) continue;
+      // SnapKV's reference code leaves a prompt no longer than the observation window uncompressed.
+      if (this.usesWindow && view.length <= this.policy.needs.observationWindow) continue;
       const plan = planLayerEviction(this.policy, view, contextTokens);
       if (!plan) continue;
       const mass = attentionMassRetained(view, plan);
