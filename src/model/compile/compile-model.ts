@@ -13,7 +13,7 @@ import { buildDecoderGraph, storeDecoderWeights, type WeightDtype } from './deco
 import { compileMoeModel } from './moe-compile.js';
 
 /** Bump when the graph layout changes so stale cache entries are not reused. */
-export const COMPILER_VERSION = 8;
+export const COMPILER_VERSION = 9;
 
 export interface CompileSource {
   readonly spec: ModelSpec;

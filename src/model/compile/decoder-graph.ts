@@ -315,11 +315,13 @@ function questGather(
   const pageMax = g.input(GRAPH_IO.pageMax(l), 'float32', ['B', KV, `NP${l}`, D]);
   const pageBias = g.input(GRAPH_IO.pageBias(l), 'float32', ['B', KV, `NP${l}`]);
   const k = g.input(GRAPH_IO.questK(l), 'int64', [1]);
-  // q: [B, KV, G*T, D] with T = 1 -> [B, KV, G, 1, D]; bounds -> [B, KV, 1, NP, D].
-  const q5 = g.op('Unsqueeze', [qGrouped, g.int64s([3])]);
-  const lo = g.op('Mul', [q5, g.op('Unsqueeze', [pageMin, g.int64s([2])])]);
-  const hi = g.op('Mul', [q5, g.op('Unsqueeze', [pageMax, g.int64s([2])])]);
-  const bound = g.op('ReduceSum', [g.op('Max', [lo, hi]), g.int64s([-1])], { keepdims: attr.int(0) }); // [B, KV, G, NP]
+  // sum_c max(q_c min_c, q_c max_c) = relu(q) . max + min(q, 0) . min: two matrix products over
+  // the page bounds ([B, KV, G*T, D] x [B, KV, NP, D]^T, T = 1), nothing of size pages x channels built.
+  const qPos = g.op('Relu', [qGrouped]);
+  const qNeg = g.op('Min', [qGrouped, g.scalarF32(0)]);
+  const product = (a: string, b: string): string =>
+    g.op('FusedMatMul', [a, b], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(1) }, 'com.microsoft');
+  const bound = g.op('Add', [product(qPos, pageMax), product(qNeg, pageMin)]); // [B, KV, G, NP]
   const pageScore = g.op('Add', [g.op('ReduceMax', [bound], { axes: attr.ints([2]), keepdims: attr.int(0) }), pageBias]); // [B, KV, NP]
   const [, pages] = g.node('TopK', [pageScore, k], { axis: attr.int(-1), largest: attr.int(1), sorted: attr.int(0) }, {
     outputs: [`qv_${l}`, `qi_${l}`],
