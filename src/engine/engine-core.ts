@@ -16,9 +16,10 @@ import type { PolicyReport } from '../policies/types.js';
 import { EvictionState, type EvictionPhase } from './eviction-state.js';
 import { QuestState, questInputs } from './quest-state.js';
 import { sinkWindowParams } from '../policies/sparse-attention/sink-window.js';
-import { getCompressionMethod } from '../policies/compression/index.js';
 import { ModelScorer } from '../policies/compression/model-scorer.js';
-import type { PromptSegment } from '../policies/compression/types.js';
+import { compressPrompt } from './compress-prompt.js';
+import { policyReport } from './policy-report.js';
+import { collectScores, scoreResult } from './scoring.js';
 
 /** Which compiled graph a forward pass runs on. */
 export type GraphVariant = 'plain' | 'stats' | 'quest';
@@ -350,43 +351,14 @@ export class EngineCore {
   }
 
   /**
-   * Context compression before prefill, with the served model as the scorer:
-   * its forward passes run here on the inference thread (the P cost of C, timed
-   * and reported).
+   * Context compression before prefill, with the served model (or the configured
+   * scorer model) as the scorer: its forward passes run here on the inference
+   * thread, the P cost of C, timed and reported.
    */
   private async compressStep(seq: Sequence): Promise<void> {
-    const policy = seq.request.servingPolicy;
-    const method = policy ? getCompressionMethod(policy.method) : undefined;
-    if (!policy || !method) throw new EngineError('invalid_request', `policy ${seq.request.policy} is not a context-compression policy`);
-    const t0 = performance.now();
-    const prompt = seq.request.promptTokens;
-    const bos = this.spec.bosTokenId;
-    const segments: readonly PromptSegment[] =
-      seq.request.segments ??
-      (bos !== null && prompt[0] === bos
-        ? [
-            { role: 'other', tokens: [bos] },
-            { role: 'context', tokens: prompt.slice(1) },
-          ]
-        : [{ role: 'context', tokens: prompt }]);
-    const params = seq.request.compressionRate !== undefined ? { ...policy.params, rate: seq.request.compressionRate } : policy.params;
     this.scorer ??= this.options.openScorer ? await this.options.openScorer() : new ModelScorer(this.session, this.spec);
-    try {
-      seq.compression = await method.compress({ segments }, this.scorer, this.tokenizer, params);
-    } finally {
-      this.scorer.clearCache();
-    }
-    seq.compressMs = performance.now() - t0;
+    await compressPrompt(seq, this.scorer, this.tokenizer, this.spec, this.options.contextLength);
     this.forwardMs += seq.compressMs;
-    seq.prompt = seq.compression.tokens;
-    if (seq.prompt.length === 0) throw new EngineError('invalid_request', 'context compression left an empty prompt', { param: 'cap.policy' });
-    if (seq.prompt.length >= this.options.contextLength) {
-      throw new EngineError(
-        'context_length_exceeded',
-        `This model's maximum context length is ${this.options.contextLength} tokens. Your prompt of ${prompt.length} tokens was compressed to ${seq.prompt.length} tokens by ${policy.name}, which still leaves no room to generate.`,
-        { param: 'messages' },
-      );
-    }
     seq.state = 'prefilling';
   }
 
@@ -452,12 +424,17 @@ export class EngineCore {
     const positions = Array.from({ length: chunk.length }, (_, i) => start + i);
     kv.append(out.presentKeys, out.presentValues, 0, chunk.length, positions);
     seq.quest?.update(kv);
-    if (seq.scoring) this.collectScores(seq, out.logits, seq.prefilled, chunk.length);
+    if (seq.scoring) collectScores(seq, out.logits, seq.prefilled, chunk.length, this.spec.vocabSize);
     seq.prefilled += chunk.length;
     this.afterPass(seq, out, inputs, 0, lengthBefore, last ? 'prefill-end' : 'prefill-chunk');
     if (!last) return;
     if (seq.scoring) {
-      this.finishScoring(seq, seq.scoring);
+      const scored = scoreResult(seq, this.spec.vocabSize, policyReport(seq, this.spec.numLayers));
+      seq.state = 'finished';
+      seq.kv?.release();
+      seq.kv = null;
+      this.remove(seq);
+      this.out.push({ id: seq.id, scored });
       return;
     }
     seq.prefillDoneAt = performance.now();
@@ -511,34 +488,6 @@ export class EngineCore {
     this.decodeTokens += batch.length;
   }
 
-  private collectScores(seq: Sequence, logits: Float32Array, offset: number, count: number): void {
-    const req = seq.scoring;
-    if (!req) return;
-    const V = this.spec.vocabSize;
-    for (let t = 0; t < count; t++) {
-      const g = offset + t;
-      if (g < req.from || g + 1 >= req.tokens.length) continue;
-      const row = logSoftmaxRow(logits.subarray(t * V, (t + 1) * V));
-      seq.scoredTargets.push(row[req.tokens[g + 1] ?? 0] ?? NaN);
-      if (req.mode === 'rows') seq.scoredRows.push(row);
-    }
-  }
-
-  private finishScoring(seq: Sequence, req: ScoreRequest): void {
-    const V = this.spec.vocabSize;
-    let rows: Float32Array | null = null;
-    if (req.mode === 'rows') {
-      rows = new Float32Array(seq.scoredRows.length * V);
-      seq.scoredRows.forEach((r, i) => rows?.set(r, i * V));
-    }
-    const policy = this.report(seq);
-    seq.state = 'finished';
-    seq.kv?.release();
-    seq.kv = null;
-    this.remove(seq);
-    this.out.push({ id: seq.id, scored: { targetLogprobs: Float32Array.from(seq.scoredTargets), rows, vocabSize: V, policy } });
-  }
-
   /** Samples the next token from `logits`, streams its text, and decides whether the sequence ends. */
   private accept(seq: Sequence, logits: Float32Array): void {
     const capture = seq.request.captureLogprobs;
@@ -576,50 +525,9 @@ export class EngineCore {
     return tail.stopped ? tail.emit : tail.emit + seq.stopMatcher.flush();
   }
 
-  private report(seq: Sequence): PolicyReport {
-    const policy = seq.request.servingPolicy;
-    const covered = seq.prefilled + Math.max(0, seq.generated - 1);
-    const kv = seq.kv;
-    let retained = covered;
-    if (kv) {
-      let sum = 0;
-      for (let l = 0; l < this.spec.numLayers; l++) sum += kv.length(l);
-      retained = sum / this.spec.numLayers;
-    }
-    const c = seq.compression;
-    if (c) {
-      return {
-        policy: seq.request.policy,
-        kind: 'context-compression',
-        promptTokens: c.originalTokens,
-        kvTokensRetained: retained,
-        contextTokens: covered,
-        compressionRatio: c.originalTokens > 0 ? c.compressedTokens / c.originalTokens : 1,
-        attentionMassRetained: null,
-        details: { ...c.details, originalTokens: c.originalTokens, compressedTokens: c.compressedTokens, compressMs: seq.compressMs },
-      };
-    }
-    return {
-      policy: seq.request.policy,
-      kind: policy?.kind ?? 'none',
-      promptTokens: seq.promptLength,
-      kvTokensRetained: retained,
-      contextTokens: covered,
-      compressionRatio: covered > 0 ? retained / covered : 1,
-      attentionMassRetained: seq.eviction ? seq.eviction.attentionMassRetained : null,
-      details: seq.eviction
-        ? { evictions: seq.eviction.evictionCount }
-        : seq.quest
-          ? { attendedRatio: seq.quest.attendedRatio }
-          : seq.sinkWindow
-            ? { sinkTokens: seq.sinkWindow.sinkTokens, windowTokens: seq.sinkWindow.windowTokens }
-            : {},
-    };
-  }
-
   private finish(seq: Sequence, trailingText: string): void {
     seq.state = 'finished';
-    const report = this.report(seq);
+    const report = policyReport(seq, this.spec.numLayers);
     seq.kv?.release();
     seq.kv = null;
     this.remove(seq);
