@@ -45,10 +45,14 @@ export interface ShadowSubmission {
   readonly generated: readonly number[];
   /** The engine's captured log-softmax rows, [generated.length, vocab]. */
   readonly rows: Float32Array;
+  /** 'resident': compare against every expert resident at fp32 (expert offload). */
+  readonly reference?: 'resident';
 }
 
 interface Job {
   readonly policy: string;
+  /** Expert offload is re-scored against the all-resident fp32 model, everything else against the full cache. */
+  readonly reference?: 'resident';
   readonly tokens: readonly number[];
   readonly from: number;
   readonly steps: number;
@@ -102,7 +106,7 @@ export class ShadowFidelity {
    * (captureSteps) and settle the ticket at the end.
    */
   sample(policy: Policy, maxTokens: number, promptTokens: readonly number[], contextWindow = Infinity): ShadowTicket | null {
-    if (this.closed || policy.kind === 'none' || policy.kind === 'expert-offload' || this.options.sampleRate <= 0 || maxTokens > this.options.maxCaptureTokens) return null;
+    if (this.closed || policy.kind === 'none' || this.options.sampleRate <= 0 || maxTokens > this.options.maxCaptureTokens) return null;
     if (promptTokens.length + Math.min(maxTokens, this.options.maxTokens) > contextWindow) return null;
     const credit = (this.credit.get(policy.name) ?? 0) + this.options.sampleRate;
     if (credit < 1 - 1e-9) {
@@ -120,7 +124,7 @@ export class ShadowFidelity {
       submit: (generated, rows) => {
         if (settled) return;
         settled = true;
-        this.submit({ policy: policy.name, promptTokens, generated, rows });
+        this.submit({ policy: policy.name, promptTokens, generated, rows, ...(policy.kind === 'expert-offload' ? { reference: 'resident' as const } : {}) });
       },
       skip: () => {
         if (settled) return;
@@ -152,6 +156,7 @@ export class ShadowFidelity {
     // Rows for positions P-1 .. P+steps-2 predict generated[0 .. steps-1]; the last one is only a target.
     this.queue.push({
       policy: s.policy,
+      ...(s.reference ? { reference: s.reference } : {}),
       tokens: [...s.promptTokens, ...s.generated.slice(0, steps)],
       from: s.promptTokens.length - 1,
       steps,
@@ -201,7 +206,15 @@ export class ShadowFidelity {
   private async run(job: Job): Promise<void> {
     try {
       const result = await this.engine.score(
-        { id: `${this.idPrefix}-${++this.sequence}`, tokens: job.tokens, policy: FULL_POLICY_NAME, from: job.from, mode: 'rows' },
+        {
+          id: `${this.idPrefix}-${++this.sequence}`,
+          tokens: job.tokens,
+          policy: FULL_POLICY_NAME,
+          from: job.from,
+          mode: 'rows',
+          // Expert offload is measured against every expert resident at fp32.
+          ...(job.reference ? { reference: job.reference } : {}),
+        },
         this.controller.signal,
       );
       if (result.rows === null || result.vocabSize !== job.vocab || result.rows.length !== job.steps * job.vocab) {

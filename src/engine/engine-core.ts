@@ -22,7 +22,7 @@ import { policyReport } from './policy-report.js';
 import { collectScores, scoreResult } from './scoring.js';
 
 /** Which compiled graph a forward pass runs on. */
-export type GraphVariant = 'plain' | 'stats' | 'quest';
+export type GraphVariant = 'plain' | 'stats' | 'quest' | 'reference';
 import { EngineError, type EngineErrorCode } from './errors.js';
 import { Sequence } from './sequence.js';
 import { StepInputBuilder } from './step-inputs.js';
@@ -420,7 +420,8 @@ export class EngineCore {
       ...(seq.sinkWindow ? { sinkWindow: seq.sinkWindow } : {}),
     });
     const lengthBefore = this.layerLengths(kv);
-    const out = await this.forward(inputs, withStats);
+    const reference = seq.scoring?.reference === 'resident' && this.options.variants.includes('reference');
+    const out = await this.forward(inputs, reference ? 'reference' : withStats);
     const positions = Array.from({ length: chunk.length }, (_, i) => start + i);
     kv.append(out.presentKeys, out.presentValues, 0, chunk.length, positions);
     seq.quest?.update(kv);

@@ -91,6 +91,12 @@ export interface ScoreRequest {
   readonly mode: 'target' | 'rows';
   /** Prefill chunk length for this request (eviction granularity); engine default when absent. */
   readonly chunk?: number;
+  /**
+   * 'resident': score with the all-experts-resident fp32 model (the reference an
+   * expert-offload policy is measured against); ignored by dense models, whose
+   * plain model is already the reference.
+   */
+  readonly reference?: 'resident';
 }
 
 export interface ScoreResult {

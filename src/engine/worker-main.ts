@@ -9,6 +9,9 @@ import { loadCheckpoint } from '../model/checkpoint.js';
 import { DecoderSession, runtimeVersion } from '../runtime/decoder-session.js';
 import { openMoeRunnerForWorker } from '../runtime/moe-runner-factory.js';
 import { EngineCore } from './engine-core.js';
+import type { ModelRunner } from '../runtime/model-runner.js';
+import { openMoeRunner, parseEdgeMoeParams } from '../runtime/moe-runner-factory.js';
+import { resolveEdgeMoe } from '../policies/expert-offload/edgemoe.js';
 import { ModelScorer, tokenizerMismatch } from '../policies/compression/scorer.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
@@ -30,7 +33,12 @@ async function main(): Promise<void> {
     ? await openMoeRunnerForWorker(compiled, spec, checkpoint.tokenizer, init.threads, init.expertOffload)
     : await DecoderSession.create(compiled.decoderPath, spec, { threads: init.threads });
   const contextLength = init.contextLength ?? spec.maxPositionEmbeddings;
-  const loadVariant = (variant: 'stats' | 'quest'): Promise<DecoderSession> => {
+  const loadVariant = (variant: 'stats' | 'quest' | 'reference'): Promise<ModelRunner> => {
+    if (variant === 'reference') {
+      // Every expert resident at fp32: what an expert-offload policy's shadow fidelity compares against.
+      const config = resolveEdgeMoe(parseEdgeMoeParams({ budgetBytes: Number.MAX_SAFE_INTEGER, bits: 32, prefetch: false }));
+      return openMoeRunner(compiled, spec, { threads: init.threads, tokenizer: checkpoint.tokenizer, config, preload: true });
+    }
     const path = variant === 'stats' ? compiled.attentionDecoderPath : compiled.questDecoderPath;
     if (!path) return Promise.reject(new Error(`this model has no ${variant} graph variant`));
     return DecoderSession.create(path, spec, { threads: init.threads });
@@ -41,7 +49,7 @@ async function main(): Promise<void> {
     kvBudgetBytes: init.kvBudgetBytes,
     contextLength,
     prefillChunk: init.prefillChunk,
-    variants: spec.moe !== undefined ? [] : ['stats', 'quest'],
+    variants: spec.moe !== undefined ? ['reference'] : ['stats', 'quest'],
     ...(init.scorerModelDir
       ? {
           openScorer: async (): Promise<ModelScorer> => {

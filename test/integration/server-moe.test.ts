@@ -60,7 +60,7 @@ before(async () => {
   const modelDir = path.join(root, 'mixtral');
   const created = spawnSync(process.execPath, [cli, 'model', 'create', '--arch', 'mixtral', '--preset', 'tiny', '--seed', '1', '--out', modelDir], { encoding: 'utf8' });
   assert.equal(created.status, 0, created.stderr);
-  baseUrl = await serve(['--model', modelDir, '--policy', 'edgemoe', '--set', `policies.edgemoe.params.budgetBytes=${BUDGET}`], root);
+  baseUrl = await serve(['--model', modelDir, '--policy', 'edgemoe', '--set', `policies.edgemoe.params.budgetBytes=${BUDGET}`, '--set', 'shadow.sampleRate=1'], root);
   await waitHealthy(baseUrl, 60_000);
 });
 
@@ -115,6 +115,22 @@ test('the expert cache metrics are on /metrics, labelled edgemoe, and the cache 
   assert.equal(get('capserve_expert_cache_budget_bytes'), BUDGET);
   assert.ok(get('capserve_resident_weight_bytes') > 0);
   t.diagnostic(`hits ${hits}, prefetch hits ${prefetchHits}, misses ${misses}, prefetch accuracy ${accuracy.toFixed(3)}, resident ${resident} of ${BUDGET} bytes`);
+});
+
+test('the accuracy cost of edgemoe is measured: shadow fidelity against every expert resident at fp32', async (t) => {
+  const deadline = Date.now() + 20_000;
+  let kl: number | null = null;
+  let scored: number | null = null;
+  while (Date.now() < deadline) {
+    const text = await (await fetch(`${baseUrl}/metrics`)).text();
+    kl = sample(text, 'capserve_shadow_kl_divergence_sum{policy="edgemoe"}');
+    scored = sample(text, 'capserve_shadow_requests_total{policy="edgemoe",outcome="scored"}');
+    if (scored !== null && scored > 0) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok(scored !== null && scored > 0, 'edgemoe requests were re-scored');
+  assert.ok(kl !== null && kl >= 0, `KL sum ${kl}`);
+  t.diagnostic(`edgemoe shadow: ${scored} requests scored against the resident fp32 model, KL sum ${kl}`);
 });
 
 test('policies needing graph variants an MoE model lacks get a 400 naming cap.policy; eviction without statistics serves', async () => {

@@ -174,8 +174,19 @@ test('sampling: a reference that would not fit the window is not sampled; expert
   assert.notEqual(shadow.sample(SNAPKV, 50, prompt, 108), null);
   assert.equal(shadow.sample(SNAPKV, 50, prompt, 107), null);
   assert.notEqual(shadow.sample(SNAPKV, 4, prompt, 104), null, 'only the steps compared count');
+});
+
+test('an expert-offload request is re-scored against the all-resident fp32 reference', async () => {
+  const engine = new ScoringEngine(() => [1, 0, 0, 0]);
+  const metrics = idleMetrics();
+  const shadow = new ShadowFidelity(engine, metrics, { ...OPTIONS, maxTokens: 2 });
   const edgemoe = parsePolicyFile('name: edgemoe\nkind: expert-offload\nmethod: edgemoe\nparams: {budgetBytes: 65536}\n', '<test>');
-  assert.equal(shadow.sample(edgemoe, 8, [1]), null);
+  const ticket = shadow.sample(edgemoe, 2, [5, 6, 7], 512);
+  assert.ok(ticket);
+  ticket.submit([1, 2], Float32Array.from([...logSoftmax([1, 0, 0, 0]), ...logSoftmax([0, 1, 0, 0])]));
+  await shadow.idle();
+  assert.equal(engine.requests[0]?.reference, 'resident');
+  assert.deepEqual(await outcomes(metrics), { 'edgemoe/scored': 1 });
 });
 
 test('a compressed request is re-scored against its original, uncompressed prompt', async () => {
