@@ -35,6 +35,8 @@ export interface ShadowOptions {
   readonly maxTokens: number;
   /** Requests allowed to generate more than this are not sampled (capture memory grows with max_tokens x vocabulary). */
   readonly maxCaptureTokens: number;
+  /** Shadow expert-offload requests too (their reference keeps every expert resident at fp32). */
+  readonly expertOffload?: boolean;
 }
 
 /** What a finished sampled request hands over. */
@@ -107,6 +109,7 @@ export class ShadowFidelity {
    */
   sample(policy: Policy, maxTokens: number, promptTokens: readonly number[], contextWindow = Infinity): ShadowTicket | null {
     if (this.closed || policy.kind === 'none' || this.options.sampleRate <= 0 || maxTokens > this.options.maxCaptureTokens) return null;
+    if (policy.kind === 'expert-offload' && this.options.expertOffload !== true) return null;
     if (promptTokens.length + Math.min(maxTokens, this.options.maxTokens) > contextWindow) return null;
     const credit = (this.credit.get(policy.name) ?? 0) + this.options.sampleRate;
     if (credit < 1 - 1e-9) {

@@ -116,6 +116,11 @@ const ShadowSection = Type.Object(
       default: 256,
       description: 'Only requests with max_tokens up to this are sampled (the engine keeps a vocabulary-wide row for each of the first maxTokens steps while they run).',
     }),
+    expertOffload: Type.Boolean({
+      default: false,
+      description:
+        'Also shadow expert-offload (edgemoe) requests, against every expert resident at fp32. Off by default: that reference holds all experts in memory, which an offloading deployment may not have.',
+    }),
   },
   { additionalProperties: false, default: {} },
 );

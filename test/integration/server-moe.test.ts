@@ -60,7 +60,7 @@ before(async () => {
   const modelDir = path.join(root, 'mixtral');
   const created = spawnSync(process.execPath, [cli, 'model', 'create', '--arch', 'mixtral', '--preset', 'tiny', '--seed', '1', '--out', modelDir], { encoding: 'utf8' });
   assert.equal(created.status, 0, created.stderr);
-  baseUrl = await serve(['--model', modelDir, '--policy', 'edgemoe', '--set', `policies.edgemoe.params.budgetBytes=${BUDGET}`, '--set', 'shadow.sampleRate=1'], root);
+  baseUrl = await serve(['--model', modelDir, '--policy', 'edgemoe', '--set', `policies.edgemoe.params.budgetBytes=${BUDGET}`, '--set', 'shadow.sampleRate=1', '--set', 'shadow.expertOffload=true'], root);
   await waitHealthy(baseUrl, 60_000);
 });
 

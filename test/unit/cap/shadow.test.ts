@@ -179,8 +179,9 @@ test('sampling: a reference that would not fit the window is not sampled; expert
 test('an expert-offload request is re-scored against the all-resident fp32 reference', async () => {
   const engine = new ScoringEngine(() => [1, 0, 0, 0]);
   const metrics = idleMetrics();
-  const shadow = new ShadowFidelity(engine, metrics, { ...OPTIONS, maxTokens: 2 });
   const edgemoe = parsePolicyFile('name: edgemoe\nkind: expert-offload\nmethod: edgemoe\nparams: {budgetBytes: 65536}\n', '<test>');
+  assert.equal(new ShadowFidelity(engine, metrics, { ...OPTIONS, maxTokens: 2 }).sample(edgemoe, 2, [5, 6, 7], 512), null, 'off by default');
+  const shadow = new ShadowFidelity(engine, metrics, { ...OPTIONS, maxTokens: 2, expertOffload: true });
   const ticket = shadow.sample(edgemoe, 2, [5, 6, 7], 512);
   assert.ok(ticket);
   ticket.submit([1, 2], Float32Array.from([...logSoftmax([1, 0, 0, 0]), ...logSoftmax([0, 1, 0, 0])]));

@@ -132,7 +132,7 @@ test('policies, routing and shadow sections: defaults', () => {
   const config = loadConfig();
   assert.equal(config.policies.dir, 'policies');
   assert.deepEqual(config.routing, { defaultPolicy: 'full', allowRequestOverride: true, rules: [] });
-  assert.deepEqual(config.shadow, { sampleRate: 0.05, maxQueued: 4, maxTokens: 64, maxCaptureTokens: 256 });
+  assert.deepEqual(config.shadow, { sampleRate: 0.05, maxQueued: 4, maxTokens: 64, maxCaptureTokens: 256, expertOffload: false });
 });
 
 test('routing rules are strict: unknown keys, bad axes and more than two favoured axes are errors with their path', (t) => {
