@@ -27,10 +27,9 @@
  *                                          summed over the group's query heads and the T queries
  *   attn_rows_l    float32 [B, KV, G, W, C_l+T]  (stats variant) the last W queries' attention rows
  */
-import { attr, type ExternalDataFile, GraphBuilder, storeTensor } from '../onnx/graph-builder.js';
+import { attr, type ExternalDataFile, GraphBuilder } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
-import { quantizeBlockwise, type QuantBits } from './quantize.js';
-import { graphWeights, type StoredLinear } from './graph-weights.js';
+import { graphWeights, WeightWriter, type StoredLinear } from './graph-weights.js';
 import { ropeInverseFrequencies } from './rope.js';
 
 export type WeightDtype = 'fp32' | 'int8' | 'int4';
@@ -100,24 +99,10 @@ export function storeDecoderWeights(
   options: Pick<DecoderGraphOptions, 'weightDtype' | 'quantBlockSize'>,
   onProgress?: (layer: number) => void,
 ): StoredWeights {
-  const tensors = new Map<string, import('../onnx/graph-builder.js').StoredTensor>();
-  const linears = new Map<string, StoredLinear>();
-  const putF32 = (key: string, dims: number[], data: Float32Array): void => {
-    tensors.set(key, storeTensor(file, 'float32', dims, data));
-  };
-  const putLinear = (key: string, data: Float32Array, n: number, k: number): void => {
-    if (options.weightDtype === 'fp32') {
-      putF32(key, [n, k], data);
-      linears.set(key, { kind: 'fp32', weight: key, n, k });
-      return;
-    }
-    const bits: QuantBits = options.weightDtype === 'int8' ? 8 : 4;
-    const q = quantizeBlockwise(data, n, k, bits, options.quantBlockSize);
-    const blob = (q.blockSize * bits) / 8;
-    tensors.set(`${key}.codes`, storeTensor(file, 'uint8', [n, q.blocksPerRow, blob], q.codes));
-    tensors.set(`${key}.scales`, storeTensor(file, 'float32', [n * q.blocksPerRow], q.scales));
-    linears.set(key, { kind: 'quant', codes: `${key}.codes`, scales: `${key}.scales`, n, k, bits, blockSize: q.blockSize });
-  };
+  const out = new WeightWriter(file, options.weightDtype, options.quantBlockSize);
+  const putF32 = (key: string, dims: number[], data: Float32Array): void => out.f32(key, dims, data);
+  const putLinear = (key: string, data: Float32Array, n: number, k: number): void => out.linear(key, data, n, k);
+  const { tensors, linears } = out;
 
   const h = spec.hiddenSize;
   const qDim = spec.numHeads * spec.headDim;

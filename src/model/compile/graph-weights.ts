@@ -3,7 +3,8 @@
  * the stored (external) tensors, and linear layers as Gemm (fp32) or
  * MatMulNBits (int8/int4/int2). Shared by the dense decoder and the MoE graphs.
  */
-import { attr, type GraphBuilder, type StoredTensor } from '../onnx/graph-builder.js';
+import { attr, type ExternalDataFile, type GraphBuilder, storeTensor, type StoredTensor } from '../onnx/graph-builder.js';
+import { quantizeBlockwise, type QuantBits } from './quantize.js';
 
 export type StoredLinear =
   | { readonly kind: 'fp32'; readonly weight: string; readonly n: number; readonly k: number }
@@ -52,4 +53,37 @@ export function graphWeights(
     );
   };
   return { w, linear };
+}
+
+/**
+ * Writes tensors into an external data file and records them: float32 tensors
+ * as they are, linear layers as fp32 or block-quantized MatMulNBits weights.
+ */
+export class WeightWriter {
+  readonly tensors = new Map<string, StoredTensor>();
+  readonly linears = new Map<string, StoredLinear>();
+
+  constructor(
+    private readonly file: ExternalDataFile,
+    private readonly weightDtype: 'fp32' | 'int8' | 'int4',
+    private readonly quantBlockSize: number,
+  ) {}
+
+  f32(key: string, dims: readonly number[], data: Float32Array): void {
+    this.tensors.set(key, storeTensor(this.file, 'float32', dims, data));
+  }
+
+  /** W [n, k] (Hugging Face's [out, in]) under `key`. */
+  linear(key: string, data: Float32Array, n: number, k: number): void {
+    if (this.weightDtype === 'fp32') {
+      this.f32(key, [n, k], data);
+      this.linears.set(key, { kind: 'fp32', weight: key, n, k });
+      return;
+    }
+    const bits: QuantBits = this.weightDtype === 'int8' ? 8 : 4;
+    const q = quantizeBlockwise(data, n, k, bits, this.quantBlockSize);
+    this.tensors.set(`${key}.codes`, storeTensor(this.file, 'uint8', [n, q.blocksPerRow, (q.blockSize * bits) / 8], q.codes));
+    this.tensors.set(`${key}.scales`, storeTensor(this.file, 'float32', [n * q.blocksPerRow], q.scales));
+    this.linears.set(key, { kind: 'quant', codes: `${key}.codes`, scales: `${key}.scales`, n, k, bits, blockSize: q.blockSize });
+  }
 }

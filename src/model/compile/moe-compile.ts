@@ -12,14 +12,14 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { ExternalDataFile, storeTensor, type StoredTensor } from '../onnx/graph-builder.js';
+import { ExternalDataFile } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
 import { expertTensorNames, routerTensorName, sharedExpertTensorNames } from '../tensor-layout.js';
 import type { CompileOptions, CompileSource, CompiledModel } from './compile-model.js';
-import type { StoredLinear, WeightDtype } from './decoder-graph.js';
+import type { WeightDtype } from './decoder-graph.js';
 import { buildFp32ExpertGraph, buildMoeHeadGraph, buildMoeLayerGraph, buildQuantExpertGraph, type MoeStoredWeights } from './moe-graphs.js';
 import { EXPERT_BITS, packBlockwise, type ExpertBits } from './moe-quantize.js';
-import { quantizeBlockwise, type QuantBits } from './quantize.js';
+import { WeightWriter } from './graph-weights.js';
 
 /** Bump when the MoE graph or expert file layout changes. */
 export const MOE_COMPILER_VERSION = 1;
@@ -78,23 +78,10 @@ export function expertMatrices(spec: ModelSpec, weights: WeightSource, layer: nu
 function storeMoeWeights(spec: ModelSpec, weights: WeightSource, file: ExternalDataFile, weightDtype: WeightDtype): MoeStoredWeights {
   const moe = spec.moe;
   if (moe === undefined) throw new Error('internal: not an MoE spec');
-  const tensors = new Map<string, StoredTensor>();
-  const linears = new Map<string, StoredLinear>();
-  const putF32 = (key: string, dims: number[], data: Float32Array): void => {
-    tensors.set(key, storeTensor(file, 'float32', dims, data));
-  };
-  const putLinear = (key: string, data: Float32Array, n: number, k: number): void => {
-    if (weightDtype === 'fp32') {
-      putF32(key, [n, k], data);
-      linears.set(key, { kind: 'fp32', weight: key, n, k });
-      return;
-    }
-    const bits: QuantBits = weightDtype === 'int8' ? 8 : 4;
-    const q = quantizeBlockwise(data, n, k, bits, QUANT_BLOCK_SIZE);
-    tensors.set(`${key}.codes`, storeTensor(file, 'uint8', [n, q.blocksPerRow, (q.blockSize * bits) / 8], q.codes));
-    tensors.set(`${key}.scales`, storeTensor(file, 'float32', [n * q.blocksPerRow], q.scales));
-    linears.set(key, { kind: 'quant', codes: `${key}.codes`, scales: `${key}.scales`, n, k, bits, blockSize: q.blockSize });
-  };
+  const out = new WeightWriter(file, weightDtype, QUANT_BLOCK_SIZE);
+  const putF32 = (key: string, dims: number[], data: Float32Array): void => out.f32(key, dims, data);
+  const putLinear = (key: string, data: Float32Array, n: number, k: number): void => out.linear(key, data, n, k);
+  const { tensors, linears } = out;
   const h = spec.hiddenSize;
   const qDim = spec.numHeads * spec.headDim;
   const kvDim = spec.numKvHeads * spec.headDim;
