@@ -30,7 +30,7 @@
 import { attr, type ExternalDataFile, GraphBuilder } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
 import { graphWeights, WeightWriter, type StoredLinear } from './graph-weights.js';
-import { ropeInverseFrequencies } from './rope.js';
+import { ropeInGraph } from './rope.js';
 
 export type WeightDtype = 'fp32' | 'int8' | 'int4';
 
@@ -178,19 +178,7 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
   const quest = options.questSelection === true;
   const pageSize = quest ? g.input(GRAPH_IO.pageSize, 'int64', [1]) : null;
 
-  // RoPE tables for this call, computed in float32 exactly as transformers does.
-  const invFreq = g.constant('float32', [D / 2], ropeInverseFrequencies(spec), 'inv_freq');
-  const posF = g.op('Unsqueeze', [g.op('Cast', [positionIds], { to: attr.int(1) }), g.int64s([-1])]);
-  const freqs = g.op('Mul', [posF, invFreq]);
-  const cos = g.op('Unsqueeze', [g.op('Cos', [freqs]), g.int64s([2])]);
-  const sin = g.op('Unsqueeze', [g.op('Sin', [freqs]), g.int64s([2])]);
-  const rope = (x: string): string => {
-    const [x1, x2] = g.node('Split', [x, g.int64s([D / 2, D / 2])], { axis: attr.int(-1) }, { outputs: [`${x}_h1`, `${x}_h2`] });
-    if (!x1 || !x2) throw new Error('unreachable');
-    const r1 = g.op('Sub', [g.op('Mul', [x1, cos]), g.op('Mul', [x2, sin])]);
-    const r2 = g.op('Add', [g.op('Mul', [x2, cos]), g.op('Mul', [x1, sin])]);
-    return g.op('Concat', [r1, r2], { axis: attr.int(-1) });
-  };
+  const rope = ropeInGraph(g, spec, positionIds);
 
   const newBias5 = g.op('Unsqueeze', [newBias, g.int64s([1])]); // [B, 1, 1, T, T]
   const scale = 1 / Math.sqrt(D);

@@ -36,7 +36,7 @@ import { attr, GraphBuilder, type StoredTensor } from '../onnx/graph-builder.js'
 import type { ModelSpec } from '../spec.js';
 import type { StoredLinear } from './decoder-graph.js';
 import type { PackedMatrix } from './moe-quantize.js';
-import { ropeInverseFrequencies } from './rope.js';
+import { ropeInGraph } from './rope.js';
 
 export const MOE_IO = {
   inputIds: 'input_ids',
@@ -112,18 +112,7 @@ export function buildMoeLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, la
   const shapeScores5 = g.op('Concat', [g.int64s([0, 0, G]), tOnly, g.int64s([-1])], { axis: attr.int(0) });
   const shapeCtx5 = g.op('Concat', [g.int64s([0, KV, G]), tOnly, g.int64s([D])], { axis: attr.int(0) });
 
-  const invFreq = g.constant('float32', [D / 2], ropeInverseFrequencies(spec), 'inv_freq');
-  const posF = g.op('Unsqueeze', [g.op('Cast', [positionIds], { to: attr.int(1) }), g.int64s([-1])]);
-  const freqs = g.op('Mul', [posF, invFreq]);
-  const cos = g.op('Unsqueeze', [g.op('Cos', [freqs]), g.int64s([2])]);
-  const sin = g.op('Unsqueeze', [g.op('Sin', [freqs]), g.int64s([2])]);
-  const rope = (t: string): string => {
-    const [x1, x2] = g.node('Split', [t, g.int64s([D / 2, D / 2])], { axis: attr.int(-1) }, { outputs: [`${t}_h1`, `${t}_h2`] });
-    if (!x1 || !x2) throw new Error('unreachable');
-    const r1 = g.op('Sub', [g.op('Mul', [x1, cos]), g.op('Mul', [x2, sin])]);
-    const r2 = g.op('Add', [g.op('Mul', [x2, cos]), g.op('Mul', [x1, sin])]);
-    return g.op('Concat', [r1, r2], { axis: attr.int(-1) });
-  };
+  const rope = ropeInGraph(g, spec, positionIds);
   const scoresT = (q: string, k: string): string =>
     g.op('FusedMatMul', [q, k], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(1 / Math.sqrt(D)) }, 'com.microsoft');
 
