@@ -12,7 +12,6 @@ import type { TextTokenizer } from '../model/tokenizer-types.js';
 import type { ModelRunner } from '../runtime/model-runner.js';
 import type { DecoderStepInputs, DecoderStepOutputs } from '../runtime/decoder-session.js';
 import { ropeInverseFrequencies } from '../model/compile/rope.js';
-import type { PolicyReport } from '../policies/types.js';
 import { EvictionState, type EvictionPhase } from './eviction-state.js';
 import { QuestState, questInputs } from './quest-state.js';
 import { sinkWindowParams } from '../policies/sparse-attention/sink-window.js';

@@ -59,7 +59,7 @@ export class LocalEngine implements EngineClient {
   private closed = false;
   private readonly workerExited: Promise<void>;
 
-  constructor(private readonly options: LocalEngineOptions) {
+  constructor(options: LocalEngineOptions) {
     const modelDir = resolve(options.modelDir);
     this.modelId = options.servedModelName ?? basename(modelDir);
     this.tokenizer = loadTokenizer(modelDir);
