@@ -59,6 +59,8 @@ export interface CoreStats {
   readonly decodeTokens: number;
   /** The model runner's own counters (MoE expert cache and loads). */
   readonly runner: Readonly<Record<string, number>>;
+  /** Forward passes run on each graph variant since start. */
+  readonly passes: Readonly<Record<GraphVariant, number>>;
 }
 
 export class EngineCore {
@@ -73,6 +75,7 @@ export class EngineCore {
   private forwardMs = 0;
   private stepMs = 0;
   private decodeTokens = 0;
+  private readonly passes: Record<GraphVariant, number> = { plain: 0, stats: 0, quest: 0, reference: 0 };
 
   private readonly variants = new Map<GraphVariant, ModelRunner>();
   private scorer: ModelScorer | null = null;
@@ -108,6 +111,7 @@ export class EngineCore {
       stepMs: this.stepMs,
       decodeTokens: this.decodeTokens,
       runner: this.session.stats(),
+      passes: { ...this.passes },
     };
   }
 
@@ -252,6 +256,7 @@ export class EngineCore {
       runner = loaded;
     }
     const f0 = performance.now();
+    this.passes[variant] += 1;
     const out = await runner.run(inputs);
     this.forwardMs += performance.now() - f0;
     return out;
@@ -446,7 +451,7 @@ export class EngineCore {
   private async decodeStep(all: readonly Sequence[]): Promise<void> {
     const groups = new Map<GraphVariant, Sequence[]>();
     for (const s of all) {
-      const v: GraphVariant = s.quest ? 'quest' : s.eviction?.needsStats ? 'stats' : 'plain';
+      const v: GraphVariant = s.quest ? 'quest' : s.eviction?.needsDecodeStats ? 'stats' : 'plain';
       const list = groups.get(v) ?? [];
       list.push(s);
       groups.set(v, list);

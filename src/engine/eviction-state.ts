@@ -60,6 +60,16 @@ export class EvictionState {
     return n.accumulatedAttention || n.observationWindow > 0 || n.lastQueryAttention;
   }
 
+  /**
+   * Whether decode passes need the statistics graph: only while a later decode-time
+   * eviction can still use them. A method that evicts at prefill end only (SnapKV,
+   * PyramidKV with compressEvery 0) decodes on the plain graph, batched with plain
+   * sequences, after its one eviction.
+   */
+  get needsDecodeStats(): boolean {
+    return this.needsStats && this.compressEvery > 0;
+  }
+
   /** Query rows the runtime should report for a pass; `lastPrefillChunk` gets the observation window. */
   rowsWanted(lastPrefillChunk: boolean): number {
     return lastPrefillChunk && this.usesWindow ? this.policy.needs.observationWindow : 1;

@@ -196,3 +196,26 @@ test('context compression runs in the engine before prefill: a prompt longer tha
     await c.close();
   }
 });
+
+test('a policy that evicts only at prefill end decodes on the plain graph; one that evicts while decoding keeps statistics', { skip: skip ?? false }, async () => {
+  const c = await openTestCore(STORIES_DIR, { prefillChunk: 32 });
+  try {
+    const prompt = storyTokens(96);
+    const snap = policy('name: snapkv-50\nkind: kv-eviction\nmethod: snapkv\nparams: {budget: 0.5, observationWindow: 16, compressEvery: 0}\n');
+    const before = c.core.stats().passes;
+    const done = (await c.generate(request('snap', prompt, snap, 12))).at(-1);
+    assert.ok(done?.type === 'done' && done.policy.compressionRatio < 1, 'snapkv evicted');
+    const after = c.core.stats().passes;
+    // 96 prompt tokens in chunks of 32: three prefill passes with statistics, then 11 decode passes without.
+    assert.equal(after.stats - before.stats, 3);
+    assert.equal(after.plain - before.plain, 11);
+    const h2o = policy('name: h2o-50\nkind: kv-eviction\nmethod: h2o\nparams: {budget: 0.5, compressEvery: 1}\n');
+    const b2 = c.core.stats().passes;
+    await c.generate(request('h2o', prompt, h2o, 12));
+    const a2 = c.core.stats().passes;
+    assert.equal(a2.stats - b2.stats, 3 + 11);
+    assert.equal(a2.plain - b2.plain, 0);
+  } finally {
+    await c.close();
+  }
+});
