@@ -225,6 +225,29 @@ export class SequenceKv {
       }
     }
     s.length = n;
+    this.shrink(s);
+  }
+
+  /**
+   * After an eviction, gives back whole blocks beyond the live entries plus one
+   * block of headroom, so the memory an eviction policy saves is really freed (and
+   * the pool's allocation, which the C metrics read, says so).
+   */
+  private shrink(s: LayerStore): void {
+    const cap = roundToBlock(s.length) + KV_BLOCK;
+    if (cap >= s.capacity) return;
+    const KV = this.shape.numKvHeads;
+    const D = this.rowFloats;
+    const moveRows = <A extends Float32Array | Int32Array>(old: A, fresh: A, width: number): A => {
+      for (let h = 0; h < KV; h++) fresh.set(old.subarray(h * s.capacity * width, (h * s.capacity + s.length) * width), h * cap * width);
+      return fresh;
+    };
+    s.keys = moveRows(s.keys, new Float32Array(KV * cap * D), D);
+    s.values = moveRows(s.values, new Float32Array(KV * cap * D), D);
+    s.positions = moveRows(s.positions, new Int32Array(KV * cap), 1);
+    if (s.accum) s.accum = moveRows(s.accum, new Float32Array(KV * cap), 1);
+    this.pool.noteAllocated((cap - s.capacity) * 2 * KV * D * Float32Array.BYTES_PER_ELEMENT);
+    s.capacity = cap;
   }
 
   release(): void {

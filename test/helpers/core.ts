@@ -17,18 +17,18 @@ export interface TestCore {
   close(): Promise<void>;
 }
 
-export async function openTestCore(dir: string, options: { prefillChunk?: number; kvBudgetBytes?: number } = {}): Promise<TestCore> {
+export async function openTestCore(dir: string, options: { prefillChunk?: number; kvBudgetBytes?: number; threads?: number } = {}): Promise<TestCore> {
   const checkpoint = loadCheckpoint(dir);
   const compiled = compileModel(checkpoint, { cacheDir: TEST_CACHE_DIR, weightDtype: 'fp32' });
   const spec = checkpoint.spec;
-  const session = await DecoderSession.create(compiled.decoderPath, spec, { threads: 1 });
+  const session = await DecoderSession.create(compiled.decoderPath, spec, { threads: options.threads ?? 1 });
   const variants: DecoderSession[] = [];
   const core = new EngineCore(
     session,
     async (variant) => {
       const path = variant === 'stats' ? compiled.attentionDecoderPath : compiled.questDecoderPath;
       if (!path) throw new Error(`no ${variant} variant`);
-      const s = await DecoderSession.create(path, spec, { threads: 1 });
+      const s = await DecoderSession.create(path, spec, { threads: options.threads ?? 1 });
       variants.push(s);
       return s;
     },

@@ -198,6 +198,7 @@ def main():
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--init', help='resume from a train checkpoint (.pt)')
     p.add_argument('--save-every', type=int, default=100)
+    p.add_argument('--warmup', type=int, default=100)
     a = p.parse_args()
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
@@ -220,7 +221,7 @@ def main():
         batch = max(1, tokens_per_step // length)
         print(f'phase {length}: {ids.shape[0]} rows, batch {batch}, {steps} steps', flush=True)
         for _ in range(steps):
-            warm = min(1.0, (step + 1) / 100)
+            warm = min(1.0, (step + 1) / a.warmup)
             lr = a.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total)))
             for g in opt.param_groups:
                 g['lr'] = lr

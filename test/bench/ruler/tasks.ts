@@ -29,6 +29,9 @@ export interface TaskOptions {
 export interface TaskItem {
   readonly task: RulerTask;
   readonly prompt: string;
+  /** The prompt is `${context} ${question}`: the haystack part and the query with its answer prefix. */
+  readonly context: string;
+  readonly question: string;
   /** Every string here must appear in the completion (RULER's string_match_all). */
   readonly answers: readonly string[];
   /** The text a perfect model continues with (for training: the completion). */
@@ -215,8 +218,9 @@ export function generateTask(task: RulerTask, options: TaskOptions, haystack: Ha
   placed.sort((a, b) => b.at - a.at || b.order - a.order);
   const body = [...sentences];
   for (const p of placed) body.splice(p.at, 0, p.needle);
-  const prompt = `${spec.intro} ${body.join(' ')} ${spec.query}`;
-  return { task, prompt, answers: spec.answers, completion: spec.completion, depth, seed: options.seed };
+  const context = `${spec.intro} ${body.join(' ')}`;
+  const prompt = `${context} ${spec.query}`;
+  return { task, prompt, context, question: spec.query, answers: spec.answers, completion: spec.completion, depth, seed: options.seed };
 }
 
 /** RULER's string_match_all: the share of answers that appear in the completion. */
