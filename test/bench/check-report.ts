@@ -18,6 +18,11 @@ for (const key of ['base', 'engine', 'load', 'fidelity', 'latency', 'compression
   const v = results[key];
   if (v === undefined || (typeof v === 'object' && v !== null && 'error' in v)) problems.push(`results.json: ${key} missing or failed`);
 }
+const ruler = results['ruler'];
+if (!Array.isArray(ruler) || ruler.length === 0) {
+  if (typeof results['rulerSkipped'] !== 'string') problems.push('results.json: the long-context CAP table (ruler) is missing');
+  else process.stderr.write(`bench report check: long-context table skipped: ${String(results['rulerSkipped'])}\n`);
+}
 const svgs = readdirSync(dir).filter((f) => f.endsWith('.svg'));
 if (svgs.length < 4) problems.push(`expected 4 charts, found ${svgs.length}`);
 for (const s of svgs) {

@@ -16,6 +16,9 @@ import type { LoadResult } from './load-bench.js';
 import type { MachineInfo } from './machine.js';
 import type { FidelityResult } from './policy-fidelity-bench.js';
 import type { PolicyLatencyResult } from './policy-latency-bench.js';
+import { ALL_METHODS } from './ruler/items.js';
+import type { RulerBenchResult } from './ruler-bench.js';
+import { capTable, frontierCharts } from './ruler-report.js';
 import { lineChart, type Series } from './svg-chart.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -85,7 +88,13 @@ async function ensureModel(arch: 'llama' | 'mixtral', preset: 'small' | '135m'):
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean', default: false }, out: { type: 'string', default: 'bench-out' }, threads: { type: 'string', default: '2' } },
+    options: {
+      quick: { type: 'boolean', default: false },
+      out: { type: 'string', default: 'bench-out' },
+      threads: { type: 'string', default: '2' },
+      contexts: { type: 'string' },
+      'per-task': { type: 'string', default: '3' },
+    },
   });
   const quick = values.quick;
   const out = resolve(values.out);
@@ -127,7 +136,29 @@ async function main(): Promise<void> {
   const compression = runJson<CompressionBenchResult>('compression-bench.js', quick ? ['--passages', '20', '--runs', '1', '--prompt-tokens', '1000'] : ['--passages', '100', '--runs', '5']);
   const moe = runJson<MoeResult>('moe-bench.js', quick ? ['--preset', 'small', '--steps', '12', '--repeats', '1', '--out', join(tmpdir(), 'capserve-moe-bench')] : ['--preset', '135m', '--steps', '48', '--repeats', '3', '--out', join(tmpdir(), 'capserve-moe-bench')]);
 
-  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, load, fidelity, latency, compression, moe, seconds: (Date.now() - t0) / 1000 };
+  // The long-context CAP table: the project's long-context model, RULER-style items, each policy measured on its own.
+  const longModel = resolve('test/fixtures/models/longctx');
+  const sharedText = resolve(process.env['CAPSERVE_SHARED'] ?? '../shared', 'data', 'text');
+  const ruler: RulerBenchResult[] = [];
+  let rulerSkipped: string | null = null;
+  if (!existsSync(join(longModel, 'model.safetensors')) || !existsSync(sharedText)) {
+    rulerSkipped = `long-context model (${longModel}) or text (${sharedText}) absent`;
+  } else {
+    const contexts = quick ? ['1024'] : (values.contexts ?? '1024,4096,8192').split(',');
+    for (const context of contexts) {
+      const r = runJson<RulerBenchResult>('ruler-bench.js', [
+        '--model', longModel, '--text', sharedText, '--context', context, '--threads', threads,
+        '--per-task', quick ? '1' : values['per-task'],
+        '--tasks', quick ? 'passkey,niah-single' : 'passkey,niah-single,niah-multikey,niah-multivalue,niah-multiquery,vt',
+        '--methods', quick ? 'snapkv,streaming-llm,quest,longllmlingua' : ALL_METHODS.join(','),
+        '--budgets', quick ? '0.25' : '0.5,0.25,0.125',
+      ]);
+      if (ok(r)) ruler.push(r);
+      else rulerSkipped = r.error;
+    }
+  }
+
+  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, load, fidelity, latency, compression, moe, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
   writeFileSync(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
   const charts: string[] = [];
@@ -155,28 +186,8 @@ async function main(): Promise<void> {
     charts.push('moe-tokens-vs-budget.svg');
   }
 
-  // The CAP table: one row per policy and budget; C from what it kept, A from teacher-forced fidelity, P from decode latency.
-  const capRows: string[] = [];
-  if (ok(fidelity) && ok(latency)) {
-    const contexts = (latency.series['full'] ?? []).map((p) => p.context);
-    const latencyFor = (method: string, budget: number): readonly { stepMsP50: number; kvBytes: number }[] => {
-      const key = method === 'quest' ? `quest ${budget * 100}%` : method === 'sink-window' || method === 'full' ? 'full' : `evict ${budget * 100}%`;
-      return latency.series[key] ?? latency.series['full'] ?? [];
-    };
-    const full = latency.series['full'] ?? [];
-    capRows.push(
-      `| policy | budget | C: kept / served | A: KL | A: top-1 | A: ppl (full) | ${contexts.map((c) => `P: ms/tok @${c}`).join(' | ')} | KV MB @${contexts.at(-1) ?? '?'} |`,
-      `|---|---|---|---|---|---|${contexts.map(() => '---').join('|')}|---|`,
-      `| full | 1 | 1.000 | 0 | 1.000 | ${f(fidelity.points[0]?.fullPerplexity, 3)} | ${full.map((p) => f(p.stepMsP50, 2)).join(' | ')} | ${mb(full.at(-1)?.kvBytes ?? NaN)} |`,
-    );
-    for (const p of fidelity.points) {
-      const lat = latencyFor(p.method, p.budget);
-      const quest = p.method === 'quest' && p.budget !== 0.25;
-      capRows.push(
-        `| ${p.method} | ${p.budget} | ${f(p.kvRetained, 3)} | ${f(p.kl, 4)} | ${f(p.top1, 3)} | ${f(p.perplexity, 3)} | ${quest ? contexts.map(() => 'n/m').join(' | ') : lat.map((l) => f(l.stepMsP50, 2)).join(' | ')} | ${mb(lat.at(-1)?.kvBytes ?? NaN)} |`,
-      );
-    }
-  }
+  charts.push(...frontierCharts(ruler, out));
+  const capRows = capTable(ruler);
 
   const fp32 = engine.find((e) => e.dtype === 'fp32');
   const int8 = engine.find((e) => e.dtype === 'int8');
@@ -190,9 +201,20 @@ async function main(): Promise<void> {
     ``,
     `## CAP table`,
     ``,
-    `C = KV entries kept / context served (Quest and sink-window keep the whole cache); A = teacher-forced KL(full || policy), top-1 agreement and perplexity of the real continuation; P = decode step latency (p50) at each context length and the KV memory at the longest (eviction at budget b keeps b x context entries; Quest reads its budget of a whole cache; sink-window decodes densely).`,
+    rulerSkipped ? `Long-context table incomplete: ${rulerSkipped}.` : '',
+    `Measured per policy on the long-context model the project trains (test/fixtures/models/longctx, trained context 8,192) with RULER-style tasks hidden in real text (test/bench/ruler), one request at a time. ` +
+      `A: task accuracy (RULER string_match_all) with its 95% Wilson interval and item count; KL(full || policy) and top-1 agreement of the next-token distributions while the policy's greedy answer equals full attention's. ` +
+      `P: time to first token (compression, prefill, scoring, eviction) and decode ms/token, medians, wall clock around the engine steps. C: peak and decode-time KV MiB from the KV pool's allocation (medians). ` +
+      `Budget: share of the prompt kept in the KV cache (eviction), attended per decode step (quest), in each prefill query's window (sink-window), or kept by compression.`,
     ``,
     ...capRows,
+    ``,
+    `## Short-context fidelity (stories260K)`,
+    ``,
+    ok(fidelity) && fidelity.points.length > 0
+      ? `Teacher-forced over ${fidelity.passages} TinyStories passages (${fidelity.promptTokens}-token prompt, ${fidelity.continuationTokens}-token continuation) on the real stories260K model.\n\n| policy | budget | kept | KL | top-1 | ppl (full) |\n|---|---|---|---|---|---|\n` +
+        fidelity.points.map((p) => `| ${p.method} | ${p.budget} | ${f(p.kvRetained, 3)} | ${f(p.kl, 4)} | ${f(p.top1, 3)} | ${f(p.perplexity, 3)} (${f(p.fullPerplexity, 3)}) |`).join('\n')
+      : `fidelity bench: ${ok(fidelity) ? (fidelity.skipped ?? 'no points') : fidelity.error}`,
     ``,
     `## Engine (P axis baseline)`,
     ``,

@@ -169,6 +169,38 @@ def save(model, a, out, log):
         json.dump(log, f, indent=1)
 
 
+def make_text_copy_row(row, weight, rng):
+    """In place: a span of the row's own tokens repeated later in it, the repeat weighted 2 (answer)."""
+    n = int((weight > 0).sum()) + 1
+    span = int(rng.integers(8, 33))
+    if n < 4 * span:
+        return
+    src = int(rng.integers(1, n // 2 - span))
+    dst = int(rng.integers(src + span + 8, n - span))
+    row[dst:dst + span] = row[src:src + span].copy()
+    weight[1:n] = 1
+    weight[dst + 1:dst + span] = 2
+    weight[n:] = 0
+
+
+def make_copy_row(row, weight, rng):
+    """In place: spans of random tokens written into the row, each repeated later in it
+    (induction: the repeat is predictable only by copying), the repeats weighted 2 (answer)."""
+    n = int((weight > 0).sum()) + 1
+    weight[1:n] = 1
+    weight[n:] = 0
+    for _ in range(2):
+        span = int(rng.integers(6, 25))
+        if n < 4 * span + 16:
+            return
+        src = int(rng.integers(1, n // 2 - span))
+        dst = int(rng.integers(src + span + 4, n - span))
+        row[src:src + span] = rng.integers(3, 512, size=span)
+        row[dst:dst + span] = row[src:src + span]
+        weight[src:src + span] = 1
+        weight[dst + 1:dst + span] = 2
+
+
 def load_rows(path, length):
     raw = np.fromfile(path, dtype=np.uint8)
     n = raw.size // (3 * length)
@@ -199,6 +231,10 @@ def main():
     p.add_argument('--init', help='resume from a train checkpoint (.pt)')
     p.add_argument('--save-every', type=int, default=100)
     p.add_argument('--warmup', type=int, default=100)
+    p.add_argument('--copy-mode', choices=('random', 'text'), default='random')
+    p.add_argument('--stop-after', type=int, default=0, help='stop (and save) after this many steps of the schedule')
+    p.add_argument('--copy-share', type=float, default=0.0,
+                   help='share of rows turned into induction (copy) rows: a span of the row repeated later, the repeat weighted as an answer')
     a = p.parse_args()
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
@@ -215,6 +251,8 @@ def main():
     step, t_start = 0, time.time()
     rng = np.random.default_rng(a.seed)
     for length, steps, tokens_per_step in phases:
+        if a.stop_after and step >= a.stop_after:
+            break
         files = sorted(f for f in os.listdir(a.data) if f.startswith(f'rows-{length}-'))
         ids, w = zip(*(load_rows(os.path.join(a.data, f), length) for f in files))
         ids, w = np.concatenate(ids), np.concatenate(w)
@@ -226,8 +264,13 @@ def main():
             for g in opt.param_groups:
                 g['lr'] = lr
             pick = rng.integers(0, ids.shape[0], size=batch)
-            x = torch.from_numpy(ids[pick].astype(np.int64))
-            wt = torch.from_numpy(w[pick].astype(np.float32))
+            xb = ids[pick].astype(np.int64)
+            wb = w[pick].astype(np.float32)
+            for r in range(batch):
+                if rng.random() < a.copy_share:
+                    (make_copy_row if a.copy_mode == 'random' else make_text_copy_row)(xb[r], wb[r], rng)
+            x = torch.from_numpy(xb)
+            wt = torch.from_numpy(wb)
             tw = wt[:, 1:]
             weight = torch.where(tw == 2, torch.full_like(tw, a.answer_weight), tw)
             logits = model(x[:, :-1])
@@ -249,6 +292,8 @@ def main():
             log['steps'].append(rec)
             if step % 10 == 0:
                 print(json.dumps(rec), flush=True)
+            if a.stop_after and step >= a.stop_after:
+                break
             if step % a.save_every == 0:
                 torch.save(model.state_dict(), os.path.join(a.out, 'checkpoint.pt'))
                 save(model, a, a.out, log)

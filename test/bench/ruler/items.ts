@@ -36,15 +36,23 @@ const TASK_SEED: Readonly<Record<RulerTask, number>> = { passkey: 1, 'niah-singl
 
 /**
  * `perTask` items of `task` at `contextTokens`, the needle at evenly spaced depths
- * (0 to 1), haystacks in turn. Deterministic in (task, contextTokens, i).
+ * (`depths.from` to `depths.to`, default 0 to 1), haystacks in turn. Deterministic in (task, contextTokens, i).
  */
-export function buildItems(task: RulerTask, contextTokens: number, perTask: number, haystacks: readonly Haystack[], tokenizer: TextTokenizer, bosId: number | null): EvalItem[] {
+export function buildItems(
+  task: RulerTask,
+  contextTokens: number,
+  perTask: number,
+  haystacks: readonly Haystack[],
+  tokenizer: TextTokenizer,
+  bosId: number | null,
+  depths: { readonly from: number; readonly to: number } = { from: 0, to: 1 },
+): EvalItem[] {
   const count = (s: string): number => tokenizer.encode(s, { addSpecialTokens: false }).length;
   const out: EvalItem[] = [];
   for (let i = 0; i < perTask; i++) {
     const hay = haystacks[i % haystacks.length];
     if (!hay) throw new Error('no haystack');
-    const depth = perTask === 1 ? 0.5 : i / (perTask - 1);
+    const depth = depths.from + (depths.to - depths.from) * (perTask === 1 ? 0.5 : i / (perTask - 1));
     const seed = 1_000_000_000 + contextTokens * 100 + TASK_SEED[task] * 10_000_000 + i;
     // Leave room for BOS and the answer.
     let target = contextTokens - 48;
