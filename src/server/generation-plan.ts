@@ -78,7 +78,7 @@ function droppedRange(before: readonly number[], after: readonly number[]): numb
   return before.slice(head, before.length - tail);
 }
 
-export function planGeneration(ctx: ServerContext, input: PlanInput): GenerationPlan {
+export async function planGeneration(ctx: ServerContext, input: PlanInput): Promise<GenerationPlan> {
   const { prompt } = input;
   const window = contextLimit(input.card, ctx.config);
   const decision = ctx.router.route({ promptTokens: prompt.tokens.length, headers: input.headers, apiKey: bearerKey(input.headers), cap: input.cap });
@@ -89,7 +89,7 @@ export function planGeneration(ctx: ServerContext, input: PlanInput): Generation
 
   // Segments cost a tokenization pass: only compression and the overflow modes that cut along them need them.
   const compresses = decision.policy.kind === 'context-compression';
-  const segments = compresses || (spec.mode !== 'error' && !fitsAsIs(prompt.tokens.length)) ? prompt.segments() : null;
+  const segments = compresses || (spec.mode !== 'error' && !fitsAsIs(prompt.tokens.length)) ? await prompt.segments() : null;
   const tokens = segments === null ? prompt.tokens : concatSegments(segments);
   const total = tokens.length;
 

@@ -36,10 +36,10 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     ensureReady(ctx);
     const card = resolveModel(ctx.engine, body.model);
     const maxParam = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
-    const plan = planGeneration(ctx, {
+    const plan = await planGeneration(ctx, {
       headers: request.headers,
       cap: body.cap,
-      prompt: chatPrompt(ctx.engine, card, body.messages),
+      prompt: await chatPrompt(ctx.engine, card, body.messages),
       card,
       requestedMaxTokens: body.max_completion_tokens ?? body.max_tokens,
       maxParam,

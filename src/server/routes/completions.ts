@@ -31,9 +31,9 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const body = parseCompletionBody(request.body);
     ensureReady(ctx);
     const card = resolveModel(ctx.engine, body.model);
-    const prompt = completionPrompt(ctx.engine, body.prompt);
+    const prompt = await completionPrompt(ctx.engine, body.prompt);
     if (prompt.tokens.length === 0) throw new ApiError('invalid_request', 'The prompt is empty after tokenization.', { param: 'prompt' });
-    const plan = planGeneration(ctx, { headers: request.headers, cap: body.cap, prompt, card, requestedMaxTokens: body.max_tokens, maxParam: 'max_tokens' });
+    const plan = await planGeneration(ctx, { headers: request.headers, cap: body.cap, prompt, card, requestedMaxTokens: body.max_tokens, maxParam: 'max_tokens' });
     const { policy, maxTokens } = plan;
     const logprobs = body.logprobs ?? null;
     const id = newId('cmpl-');

@@ -190,7 +190,7 @@ export class ScriptedEngine implements EngineClient {
     return [this.card];
   }
 
-  tokenize(text: string, options?: { addSpecialTokens?: boolean }): number[] {
+  async tokenize(text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]> {
     const ids = [...text].map((c) => c.charCodeAt(0));
     return options?.addSpecialTokens === false ? ids : [1, ...ids];
   }
@@ -199,7 +199,7 @@ export class ScriptedEngine implements EngineClient {
     return ids.filter((id) => id !== 1).map((id) => String.fromCharCode(id)).join('');
   }
 
-  renderChat(messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
+  async renderChat(messages: readonly ChatMessage[]): Promise<{ text: string; addSpecialTokens: boolean }> {
     if (!this.card.hasChatTemplate) throw new EngineError('no_chat_template', 'no template');
     return { text: messages.map((m) => `<${m.role}>${m.content}`).join('') + '<assistant>', addSpecialTokens: true };
   }
