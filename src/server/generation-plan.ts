@@ -83,6 +83,8 @@ export async function planGeneration(ctx: ServerContext, input: PlanInput): Prom
   const window = contextLimit(input.card, ctx.config);
   const decision = ctx.router.route({ promptTokens: prompt.tokens.length, headers: input.headers, apiKey: bearerKey(input.headers), cap: input.cap });
   const { spec, source } = resolveOverflow(input.cap?.overflow, decision.overflow, ctx.config.model.overflow);
+  // A request's own overflow policy is checked whether or not this prompt overflows: a bad one is a 400 every time.
+  if (source === 'request' && (spec.mode === 'compress' || spec.mode === 'evict')) overflowPolicy(ctx, spec, source);
   const requested = input.requestedMaxTokens ?? null;
   const returnDropped = input.cap?.return_dropped === true;
   const fitsAsIs = (n: number): boolean => (requested === null ? n < window : n + requested <= window);
