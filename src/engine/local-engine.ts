@@ -250,6 +250,7 @@ export class LocalEngine implements EngineClient {
         contextLength: this.info?.contextLength ?? 0,
         hasChatTemplate: this.text.inline.hasChatTemplate,
         createdAt: this.createdAt,
+        maxBytesPerToken: this.text.inline.tokenizer.maxBytesPerToken ?? null,
       },
     ];
   }

@@ -171,6 +171,8 @@ export interface ModelCard {
   readonly contextLength: number;
   readonly hasChatTemplate: boolean;
   readonly createdAt: number;
+  /** The most input bytes one token can stand for, when provable: lets the server refuse a prompt that cannot fit before tokenizing it. */
+  readonly maxBytesPerToken?: number | null;
 }
 
 export interface EngineClient {

@@ -11,7 +11,8 @@ import { newId, unixNow } from '../ids.js';
 import { abortKind } from '../inflight.js';
 import { planGeneration } from '../generation-plan.js';
 import { capObject } from '../policy.js';
-import { chatPrompt, resolveModel } from '../prompt.js';
+import { chatPrompt, resolveModel, toChatMessages } from '../prompt.js';
+import { refuseIfCannotFit } from '../early-length-check.js';
 import { ResponseCreateEventSchema } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
 import { rejectUnsupported } from '../unsupported-params.js';
@@ -107,6 +108,15 @@ class ResponsesSession {
     const requested = body.max_output_tokens ?? body.max_completion_tokens ?? body.max_tokens;
     const maxParam =
       body.max_output_tokens != null ? 'max_output_tokens' : body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+    refuseIfCannotFit(this.ctx, {
+      headers: this.headers,
+      cap: body.cap,
+      card,
+      requestedMaxTokens: requested,
+      texts: toChatMessages(body.messages).map((m) => m.content),
+      param: 'messages',
+      maxParam,
+    });
     const plan = await planGeneration(this.ctx, {
       headers: this.headers,
       cap: body.cap,

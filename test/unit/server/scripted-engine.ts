@@ -12,6 +12,8 @@ export interface ScriptedEngineOptions {
   readonly reply?: string;
   readonly contextLength?: number;
   readonly hasChatTemplate?: boolean;
+  /** Declares the token bound (one code point per token: at most 4 bytes); absent: no bound. */
+  readonly maxBytesPerToken?: number;
   readonly ready?: boolean;
   /** Milliseconds between tokens (0: next microtask). */
   readonly tokenDelayMs?: number;
@@ -74,7 +76,13 @@ export class ScriptedEngine implements EngineClient {
   private readonly card: ModelCard;
 
   constructor(private readonly options: ScriptedEngineOptions = {}) {
-    this.card = { id: 'scripted', contextLength: options.contextLength ?? 256, hasChatTemplate: options.hasChatTemplate ?? true, createdAt: 1700000000 };
+    this.card = {
+      id: 'scripted',
+      contextLength: options.contextLength ?? 256,
+      hasChatTemplate: options.hasChatTemplate ?? true,
+      createdAt: 1700000000,
+      ...(options.maxBytesPerToken !== undefined ? { maxBytesPerToken: options.maxBytesPerToken } : {}),
+    };
   }
 
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<TokenEvent> {
