@@ -11,7 +11,9 @@
  *
  * Two processes compiling one key race harmlessly: each builds its own temporary
  * directory; the first rename wins, and a loser whose target is already a sound
- * entry uses that one and drops its own work. A sound entry is never removed.
+ * entry uses that one and drops its own work. A broken entry is not deleted where
+ * it lies (another process may be replacing it at that moment): publishing moves
+ * it aside, and puts back an entry it finds sound after all.
  */
 import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -97,18 +99,17 @@ export function readEntry<T>(dir: string, manifestName: string, accept: (manifes
   return problem === null ? { ok: true, manifest: accepted.manifest } : { ok: false, problem };
 }
 
-/** Removes an unusable entry, telling `log` which and why in one line. */
+/** Reports an unusable entry in one line; the recompiled entry replaces it when published. */
 export function discardEntry(dir: string, problem: string, log: ((line: string) => void) | undefined): void {
   log?.(`compile cache entry ${dir} is unusable (${problem}); discarding it and recompiling`);
-  rmSync(dir, { recursive: true, force: true });
 }
 
 /**
  * Moves the finished temporary directory into place. If another process got
- * there first with a sound entry (`isSound`), that one is kept and ours dropped;
- * a stale or broken entry in the way is moved aside, then removed.
+ * there first with a sound entry (`isSound(dir)`), that one is kept and ours
+ * dropped; a stale or broken entry in the way is moved aside, then removed.
  */
-export function publishEntry(tmp: string, dir: string, isSound: () => boolean): 'published' | 'existing' {
+export function publishEntry(tmp: string, dir: string, isSound: (path: string) => boolean): 'published' | 'existing' {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       renameSync(tmp, dir);
@@ -117,7 +118,7 @@ export function publishEntry(tmp: string, dir: string, isSound: () => boolean): 
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
     }
-    if (isSound()) {
+    if (isSound(dir)) {
       rmSync(tmp, { recursive: true, force: true });
       return 'existing';
     }
@@ -126,6 +127,16 @@ export function publishEntry(tmp: string, dir: string, isSound: () => boolean): 
       renameSync(dir, aside);
     } catch {
       continue; // someone else moved it meanwhile: try again
+    }
+    // Another process may have published a sound entry between our check and the move: put it back.
+    if (isSound(aside)) {
+      try {
+        renameSync(aside, dir);
+        rmSync(tmp, { recursive: true, force: true });
+        return 'existing';
+      } catch {
+        // the place was taken again; that entry is checked on the next attempt
+      }
     }
     rmSync(aside, { recursive: true, force: true });
   }

@@ -123,7 +123,7 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
     const files = digestFiles(tmp, ['weights.bin', 'decoder.onnx', 'decoder-attn.onnx', 'decoder-quest.onnx']);
     const manifest: Manifest = { compilerVersion: COMPILER_VERSION, key, weightDtype: options.weightDtype, weightBytes, files };
     writeFileSync(join(tmp, MANIFEST), JSON.stringify(manifest, null, 2));
-    if (publishEntry(tmp, dir, () => readEntry(dir, MANIFEST, (m) => acceptManifest(m, key))?.ok === true) === 'existing') {
+    if (publishEntry(tmp, dir, (at) => readEntry(at, MANIFEST, (m) => acceptManifest(m, key))?.ok === true) === 'existing') {
       options.onProgress?.(`another process compiled ${dir} first; using it`);
     }
     return result(weightBytes);

@@ -231,7 +231,7 @@ export function compileMoeModel(source: CompileSource, options: CompileOptions):
       files: digestFiles(tmp, ['weights.bin', ...layerGraphs, 'head.onnx', 'expert-fp32.onnx']),
     };
     writeFileSync(join(tmp, MOE_MANIFEST), JSON.stringify(manifest));
-    if (publishEntry(tmp, dir, () => readEntry(dir, MOE_MANIFEST, (m) => acceptMoeManifest(m, key))?.ok === true) === 'existing') {
+    if (publishEntry(tmp, dir, (at) => readEntry(at, MOE_MANIFEST, (m) => acceptMoeManifest(m, key))?.ok === true) === 'existing') {
       options.onProgress?.(`another process compiled ${dir} first; using it`);
     }
     return result(weightBytes);

@@ -5,8 +5,9 @@
  * rename that never replaces a sound entry another process put there first.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync, closeSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync, closeSync, existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { spawn } from 'node:child_process';
 import test from 'node:test';
 import { compileModel, type CompiledModel } from '../../../src/model/compile/compile-model.js';
 import { digestFile, publishEntry } from '../../../src/model/compile/cache-entry.js';
@@ -81,6 +82,33 @@ for (const [what, damage, problem] of DAMAGE) {
   });
 }
 
+test('two processes compiling the same model into one cache both succeed and leave one sound entry', { skip: skip ?? false }, async () => {
+  const cache = tempDir('compile-race');
+  const compiler = new URL('../../../src/model/compile/compile-model.js', import.meta.url).href;
+  const checkpoint = new URL('../../../src/model/checkpoint.js', import.meta.url).href;
+  const script = [
+    `import { compileModel } from ${JSON.stringify(compiler)};`,
+    `import { loadCheckpoint } from ${JSON.stringify(checkpoint)};`,
+    `const c = compileModel(loadCheckpoint(${JSON.stringify(STORIES_DIR)}), { cacheDir: ${JSON.stringify(cache)}, weightDtype: 'fp32' });`,
+    'process.stdout.write(c.dir);',
+  ].join('\n');
+  const run = (): Promise<{ code: number | null; out: string; err: string }> =>
+    new Promise((resolve) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('close', (code) => resolve({ code, out, err }));
+    });
+  const [a, b] = await Promise.all([run(), run()]);
+  assert.equal(a.code, 0, a.err);
+  assert.equal(b.code, 0, b.err);
+  assert.equal(a.out, b.out);
+  assertSound(a.out);
+  assert.deepEqual(readdirSync(cache), [basename(a.out)], 'no temporary or stale directories left');
+});
+
 test('publishing keeps a sound entry another process renamed into place first, and replaces a broken one', () => {
   const root = tempDir('publish');
   const dir = join(root, 'entry');
@@ -97,4 +125,10 @@ test('publishing keeps a sound entry another process renamed into place first, a
   assert.equal(existsSync(loser), false, 'the loser drops its own work');
   assert.equal(publishEntry(build('c', 'third'), dir, () => false), 'published');
   assert.equal(readFileSync(join(dir, 'file'), 'utf8'), 'third');
+  // The entry was broken when checked but sound once moved aside (another process just published it): it is put back and used.
+  const late = build('d', 'fourth');
+  assert.equal(publishEntry(late, dir, (at) => at !== dir), 'existing');
+  assert.equal(readFileSync(join(dir, 'file'), 'utf8'), 'third');
+  assert.equal(existsSync(late), false);
+  assert.deepEqual(readdirSync(root).sort(), ['entry'], 'nothing left aside');
 });
