@@ -40,10 +40,10 @@ export async function runGenerate(argv: string[]): Promise<void> {
   try {
     let promptTokens: number[];
     if (values.chat) {
-      const r = engine.renderChat([{ role: 'user', content: values.prompt }]);
-      promptTokens = engine.tokenize(r.text, { addSpecialTokens: r.addSpecialTokens });
+      const r = await engine.renderChat([{ role: 'user', content: values.prompt }]);
+      promptTokens = await engine.tokenize(r.text, { addSpecialTokens: r.addSpecialTokens });
     } else {
-      promptTokens = engine.tokenize(values.prompt);
+      promptTokens = await engine.tokenize(values.prompt);
     }
     const context = engine.models()[0]?.contextLength ?? 0;
     const sampling = {

@@ -28,6 +28,7 @@ import { StepInputBuilder } from './step-inputs.js';
 import type { GenerateRequest, ScoreRequest, ScoreResult, TokenEvent } from './types.js';
 import { DEFAULT_SAMPLING } from './types.js';
 import { logSoftmaxRow } from './log-softmax.js';
+import { LOGIT_BIAS_BAN } from './sampling/logits-processors.js';
 
 export interface EngineCoreOptions {
   readonly maxConcurrent: number;
@@ -229,6 +230,11 @@ export class EngineCore {
         throw new EngineError('invalid_request', `token id ${id} is outside the vocabulary [0, ${this.spec.vocabSize})`, { param: 'prompt' });
       }
     }
+    let banned = 0;
+    for (const [id, bias] of request.sampling.logitBias) if (id >= 0 && id < this.spec.vocabSize && bias <= LOGIT_BIAS_BAN) banned += 1;
+    if (banned >= this.spec.vocabSize) {
+      throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { param: 'logit_bias' });
+    }
     if (this.waiting.length >= this.options.maxQueue && this.running.length >= this.options.maxConcurrent) {
       throw new EngineError('queue_full', `the server is at capacity (${this.options.maxConcurrent} running, ${this.waiting.length} waiting)`, {
         retryAfterSeconds: 1,
@@ -391,17 +397,32 @@ export class EngineCore {
     const out = await this.forward(inputs, false);
     const V = this.spec.vocabSize;
     const now = performance.now();
-    batch.forEach((seq, b) => {
-      const kv = seq.kv;
-      if (!kv) throw new Error('unreachable: prefilling without KV');
-      const n = seq.prompt.length;
-      kv.append(out.presentKeys, out.presentValues, b, inputs.newTokens, Array.from({ length: n }, (_, i) => i));
-      seq.quest?.update(kv);
-      seq.prefilled = n;
-      seq.prefillDoneAt = now;
-      seq.state = 'decoding';
-      this.accept(seq, out.logits.subarray(b * V, (b + 1) * V));
-    });
+    batch.forEach((seq, b) =>
+      this.isolated(seq, () => {
+        const kv = seq.kv;
+        if (!kv) throw new Error('unreachable: prefilling without KV');
+        const n = seq.prompt.length;
+        kv.append(out.presentKeys, out.presentValues, b, inputs.newTokens, Array.from({ length: n }, (_, i) => i));
+        seq.quest?.update(kv);
+        seq.prefilled = n;
+        seq.prefillDoneAt = now;
+        seq.state = 'decoding';
+        this.accept(seq, out.logits.subarray(b * V, (b + 1) * V));
+      }),
+    );
+  }
+
+  /**
+   * Runs one sequence's share of a batched pass. What goes wrong there (its
+   * sampling, its detokenizer, its policy state) ends that sequence alone; the
+   * rest of the batch goes on. Only a failed forward pass fails every sequence in it.
+   */
+  private isolated(seq: Sequence, work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      this.finishWithError(seq, err);
+    }
   }
 
   private async prefillStep(seq: Sequence): Promise<void> {
@@ -483,13 +504,15 @@ export class EngineCore {
     const before = kvs.map((kv) => this.layerLengths(kv));
     const out = await this.forward(inputs, variant);
     const V = this.spec.vocabSize;
-    batch.forEach((s, b) => {
-      if (!s.kv) return;
-      s.kv.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]);
-      s.quest?.update(s.kv);
-      this.afterPass(s, out, inputs, b, before[b] ?? [], 'decode');
-      this.accept(s, out.logits.subarray(b * V, (b + 1) * V));
-    });
+    batch.forEach((s, b) =>
+      this.isolated(s, () => {
+        if (!s.kv) return;
+        s.kv.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]);
+        s.quest?.update(s.kv);
+        this.afterPass(s, out, inputs, b, before[b] ?? [], 'decode');
+        this.accept(s, out.logits.subarray(b * V, (b + 1) * V));
+      }),
+    );
     this.decodeTokens += batch.length;
   }
 

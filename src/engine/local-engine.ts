@@ -1,16 +1,17 @@
 /**
  * The EngineClient the server talks to: a thin bridge to the inference worker.
- * Tokenization and chat templates run here (cheap, and the API layer needs
- * token counts before a request is admitted); everything that touches tensors
- * runs in the worker.
+ * Tokenization and chat templates are answered here, before a request is
+ * admitted (the API layer needs token counts): small inputs inline, large ones
+ * on the tokenizer pool's threads (tokenizer-pool.ts), so the HTTP thread never
+ * blocks on them; everything that touches tensors runs in the inference worker.
  */
 import { availableParallelism, totalmem } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { loadChatTemplate } from '../model/chat-template.js';
 import type { WeightDtype } from '../model/compile/decoder-graph.js';
-import { loadTokenizer } from '../model/tokenizer.js';
-import type { ChatMessage, ChatTemplate, TextTokenizer } from '../model/tokenizer-types.js';
+import type { ChatMessage } from '../model/tokenizer-types.js';
+import type { RenderedChat } from './text-processor.js';
+import { TokenizerPool } from './tokenizer-pool.js';
 import type { CoreOutput, CoreStats } from './engine-core.js';
 import { EngineError } from './errors.js';
 import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, ScoreRequest, ScoreResult, TokenEvent } from './types.js';
@@ -33,6 +34,8 @@ export interface LocalEngineOptions {
   /** A local model directory scoring prompts for context compression; default: the served model. */
   readonly scorerModelDir?: string;
   readonly onProgress?: (message: string) => void;
+  /** Threads tokenizing large inputs off the HTTP thread (default 1). */
+  readonly tokenizerThreads?: number;
 }
 
 interface Stream {
@@ -47,8 +50,7 @@ const DEFAULT_KV_BUDGET = Math.min(4 * 1024 ** 3, Math.floor(totalmem() / 4));
 export class LocalEngine implements EngineClient {
   readonly ready: Promise<void>;
   private readonly worker: Worker;
-  private readonly tokenizer: TextTokenizer;
-  private readonly chatTemplate: ChatTemplate | null;
+  private readonly text: TokenizerPool;
   private readonly streams = new Map<string, Stream>();
   private readonly scores = new Map<string, { resolve: (r: ScoreResult) => void; reject: (e: EngineError) => void }>();
   private info: ReadyInfo | null = null;
@@ -62,8 +64,12 @@ export class LocalEngine implements EngineClient {
   constructor(options: LocalEngineOptions) {
     const modelDir = resolve(options.modelDir);
     this.modelId = options.servedModelName ?? basename(modelDir);
-    this.tokenizer = loadTokenizer(modelDir);
-    this.chatTemplate = loadChatTemplate(modelDir, options.chatTemplateFallback);
+    this.text = new TokenizerPool({
+      modelDir,
+      modelId: this.modelId,
+      ...(options.chatTemplateFallback !== undefined ? { chatTemplateFallback: options.chatTemplateFallback } : {}),
+      ...(options.tokenizerThreads !== undefined ? { size: options.tokenizerThreads } : {}),
+    });
     const init: WorkerInit = {
       modelDir,
       cacheDir: resolve(options.cacheDir ?? '.cache/compiled'),
@@ -242,30 +248,23 @@ export class LocalEngine implements EngineClient {
       {
         id: this.modelId,
         contextLength: this.info?.contextLength ?? 0,
-        hasChatTemplate: this.chatTemplate !== null,
+        hasChatTemplate: this.text.inline.hasChatTemplate,
         createdAt: this.createdAt,
+        maxBytesPerToken: this.text.inline.tokenizer.maxBytesPerToken ?? null,
       },
     ];
   }
 
-  tokenize(text: string, options?: { addSpecialTokens?: boolean }): number[] {
-    return this.tokenizer.encode(text, { addSpecialTokens: options?.addSpecialTokens ?? true });
+  tokenize(text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]> {
+    return this.text.encode(text, options?.addSpecialTokens ?? true);
   }
 
   detokenize(ids: readonly number[]): string {
-    return this.tokenizer.decode(ids, { skipSpecialTokens: true });
+    return this.text.inline.tokenizer.decode(ids, { skipSpecialTokens: true });
   }
 
-  renderChat(messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
-    if (!this.chatTemplate) {
-      throw new EngineError(
-        'no_chat_template',
-        `model ${this.modelId} has no chat template (tokenizer_config.json has no chat_template) and the config names no fallback; use /v1/completions`,
-        { param: 'messages' },
-      );
-    }
-    const text = this.chatTemplate.render(messages, { addGenerationPrompt: true });
-    return { text, addSpecialTokens: !this.chatTemplate.rendersBos };
+  renderChat(messages: readonly ChatMessage[]): Promise<RenderedChat> {
+    return this.text.render(messages);
   }
 
   /** Stops accepting, lets in-flight requests finish, then ends the worker. */
@@ -276,6 +275,7 @@ export class LocalEngine implements EngineClient {
     const timeout = new Promise<void>((res) => setTimeout(res, 30_000).unref());
     await Promise.race([this.workerExited, timeout]);
     await this.worker.terminate();
+    await this.text.close();
   }
 }
 

@@ -171,6 +171,8 @@ export interface ModelCard {
   readonly contextLength: number;
   readonly hasChatTemplate: boolean;
   readonly createdAt: number;
+  /** The most input bytes one token can stand for, when provable: lets the server refuse a prompt that cannot fit before tokenizing it. */
+  readonly maxBytesPerToken?: number | null;
 }
 
 export interface EngineClient {
@@ -179,11 +181,13 @@ export interface EngineClient {
   abort(id: string): void;
   health(): EngineHealth;
   models(): readonly ModelCard[];
-  tokenize(text: string, options?: { addSpecialTokens?: boolean }): number[];
+  /** Resolves off the HTTP thread for large inputs: callers await it, never block on it. */
+  tokenize(text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]>;
+  /** Decoding is a table lookup per id (fast), so it stays synchronous. */
   detokenize(ids: readonly number[]): string;
   /** Teacher-forced scoring (shadow fidelity, perplexity); queued like generation. */
   score(request: ScoreRequest, signal?: AbortSignal): Promise<ScoreResult>;
   /** Chat template rendering; throws EngineError('no_chat_template') when the model has none. */
-  renderChat(messages: readonly import('../model/tokenizer-types.js').ChatMessage[]): { text: string; addSpecialTokens: boolean };
+  renderChat(messages: readonly import('../model/tokenizer-types.js').ChatMessage[]): Promise<{ text: string; addSpecialTokens: boolean }>;
   close(): Promise<void>;
 }

@@ -3,7 +3,9 @@
  * then runs the engine loop. onnxruntime's session.run blocks the thread it runs
  * on, so it lives here and the HTTP thread only exchanges messages.
  */
+import { totalmem } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
+import { boundContextLength } from './context-bound.js';
 import { compileModel } from '../model/compile/compile-model.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { DecoderSession, runtimeVersion } from '../runtime/decoder-session.js';
@@ -32,7 +34,15 @@ async function main(): Promise<void> {
   const session = spec.moe !== undefined
     ? await openMoeRunnerForWorker(compiled, spec, checkpoint.tokenizer, init.threads, init.expertOffload)
     : await DecoderSession.create(compiled.decoderPath, spec, { threads: init.threads });
-  const contextLength = init.contextLength ?? spec.maxPositionEmbeddings;
+  const bound = boundContextLength(
+    { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim },
+    init.kvBudgetBytes,
+    spec.maxPositionEmbeddings,
+    init.contextLength,
+    totalmem(),
+  );
+  if (bound.note !== null) send({ type: 'progress', message: bound.note });
+  const contextLength = bound.contextLength;
   const loadVariant = (variant: 'stats' | 'quest' | 'reference'): Promise<ModelRunner> => {
     if (variant === 'reference') {
       // Every expert resident at fp32: what an expert-offload policy's shadow fidelity compares against.

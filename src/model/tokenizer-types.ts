@@ -1,6 +1,8 @@
 /** What the engine needs from a tokenizer; implemented over @huggingface/tokenizers. */
 export interface TextTokenizer {
   readonly vocabSize: number;
+  /** The most input bytes one token can stand for, when provable (token-bound.ts); null or absent: no bound. */
+  readonly maxBytesPerToken?: number | null;
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
   /** The vocabulary piece for an id (e.g. "▁the", "<0x0A>"), for logprobs' `token` fields. */

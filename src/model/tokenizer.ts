@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { CheckpointError } from './errors.js';
 import type { DecodeStream, TextTokenizer } from './tokenizer-types.js';
+import { maxBytesPerToken } from './token-bound.js';
 
 const REPLACEMENT_CHAR = '\uFFFD';
 
@@ -88,6 +89,7 @@ class HfTextTokenizer implements TextTokenizer {
   constructor(
     private readonly tokenizer: Tokenizer,
     private readonly file: string,
+    readonly maxBytesPerToken: number | null,
   ) {
     let maxId = -1;
     for (const id of tokenizer.get_vocab(true).values()) if (id > maxId) maxId = id;
@@ -131,5 +133,5 @@ export function loadTokenizer(dir: string): TextTokenizer {
   } catch (err) {
     throw new CheckpointError('bad_tokenizer', file, `cannot be loaded: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
-  return new HfTextTokenizer(tokenizer, file);
+  return new HfTextTokenizer(tokenizer, file, maxBytesPerToken(tokenizerJson));
 }

@@ -21,6 +21,7 @@ import { registerModels } from './routes/models.js';
 import { registerPolicies } from './routes/policies.js';
 import { registerResponsesWebsocket } from './routes/responses-ws.js';
 import { registerTokenize } from './routes/tokenize.js';
+import { withRequestSerializer } from './request-log.js';
 
 export interface BuildAppOptions {
   readonly engine: EngineClient;
@@ -61,7 +62,7 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
   const overflowErrors = checkOverflowConfig(config, policies);
   if (overflowErrors.length > 0) throw new ConfigError(`invalid overflow settings:\n  ${overflowErrors.join('\n  ')}`);
   const app = Fastify({
-    logger: options.logger ?? false,
+    logger: withRequestSerializer(options.logger),
     bodyLimit: config.server.bodyLimitBytes,
     // Our own hook answers 503 in the OpenAI error shape while draining.
     return503OnClosing: false,

@@ -42,7 +42,7 @@ export class DeferredEngine implements EngineClient {
     return this.require().models();
   }
 
-  tokenize(text: string, options?: { addSpecialTokens?: boolean }): number[] {
+  async tokenize(text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]> {
     return this.require().tokenize(text, options);
   }
 
@@ -50,7 +50,7 @@ export class DeferredEngine implements EngineClient {
     return this.require().detokenize(ids);
   }
 
-  renderChat(messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
+  async renderChat(messages: readonly ChatMessage[]): Promise<{ text: string; addSpecialTokens: boolean }> {
     return this.require().renderChat(messages);
   }
 

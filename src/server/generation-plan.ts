@@ -78,18 +78,20 @@ function droppedRange(before: readonly number[], after: readonly number[]): numb
   return before.slice(head, before.length - tail);
 }
 
-export function planGeneration(ctx: ServerContext, input: PlanInput): GenerationPlan {
+export async function planGeneration(ctx: ServerContext, input: PlanInput): Promise<GenerationPlan> {
   const { prompt } = input;
   const window = contextLimit(input.card, ctx.config);
   const decision = ctx.router.route({ promptTokens: prompt.tokens.length, headers: input.headers, apiKey: bearerKey(input.headers), cap: input.cap });
   const { spec, source } = resolveOverflow(input.cap?.overflow, decision.overflow, ctx.config.model.overflow);
+  // A request's own overflow policy is checked whether or not this prompt overflows: a bad one is a 400 every time.
+  if (source === 'request' && (spec.mode === 'compress' || spec.mode === 'evict')) overflowPolicy(ctx, spec, source);
   const requested = input.requestedMaxTokens ?? null;
   const returnDropped = input.cap?.return_dropped === true;
   const fitsAsIs = (n: number): boolean => (requested === null ? n < window : n + requested <= window);
 
   // Segments cost a tokenization pass: only compression and the overflow modes that cut along them need them.
   const compresses = decision.policy.kind === 'context-compression';
-  const segments = compresses || (spec.mode !== 'error' && !fitsAsIs(prompt.tokens.length)) ? prompt.segments() : null;
+  const segments = compresses || (spec.mode !== 'error' && !fitsAsIs(prompt.tokens.length)) ? await prompt.segments() : null;
   const tokens = segments === null ? prompt.tokens : concatSegments(segments);
   const total = tokens.length;
 

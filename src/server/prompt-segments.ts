@@ -20,6 +20,8 @@ import type { PromptSegment, SegmentRole } from '../policies/compression/types.j
 import type { ChatMessage } from '../model/tokenizer-types.js';
 
 type Tokenizer = Pick<EngineClient, 'tokenize'>;
+/** Renders messages with the model's chat template (to the text only). */
+type Render = (messages: readonly ChatMessage[]) => Promise<string>;
 
 const ANCHOR = '\n';
 
@@ -30,9 +32,9 @@ function startsWith(ids: readonly number[], prefix: readonly number[]): boolean 
 }
 
 /** Special tokens `tokenize(..., {addSpecialTokens: true})` puts before and after a text. */
-export function specialAffixes(engine: Tokenizer): { prefix: number[]; suffix: number[] } {
-  const plain = engine.tokenize('a', { addSpecialTokens: false });
-  const withSpecial = engine.tokenize('a', { addSpecialTokens: true });
+export async function specialAffixes(engine: Tokenizer): Promise<{ prefix: number[]; suffix: number[] }> {
+  const plain = await engine.tokenize('a', { addSpecialTokens: false });
+  const withSpecial = await engine.tokenize('a', { addSpecialTokens: true });
   for (let i = 0; i + plain.length <= withSpecial.length; i++) {
     if (startsWith(withSpecial.slice(i), plain)) return { prefix: withSpecial.slice(0, i), suffix: withSpecial.slice(i + plain.length) };
   }
@@ -40,11 +42,11 @@ export function specialAffixes(engine: Tokenizer): { prefix: number[]; suffix: n
 }
 
 /** Token ids of a piece of a larger text; `first`: the piece starts that text. */
-export function encodePiece(engine: Tokenizer, text: string, first: boolean): number[] {
+export async function encodePiece(engine: Tokenizer, text: string, first: boolean): Promise<number[]> {
   if (text === '') return [];
   if (!first) {
-    const anchor = engine.tokenize(ANCHOR, { addSpecialTokens: false });
-    const anchored = engine.tokenize(ANCHOR + text, { addSpecialTokens: false });
+    const anchor = await engine.tokenize(ANCHOR, { addSpecialTokens: false });
+    const anchored = await engine.tokenize(ANCHOR + text, { addSpecialTokens: false });
     // The anchor merged with the piece's start (e.g. "\n\n"): no clean seam, encode the piece alone.
     if (anchor.length > 0 && startsWith(anchored, anchor)) return anchored.slice(anchor.length);
   }
@@ -67,10 +69,10 @@ const MARK_CLOSE = '\u{F0001}';
  * gives the rendered text (a template that trims or rewrites contents fails
  * the check). Null when it does not apply.
  */
-function spansByMarkers(render: (messages: readonly ChatMessage[]) => string, messages: readonly ChatMessage[], rendered: string): ContentSpan[] | null {
+async function spansByMarkers(render: Render, messages: readonly ChatMessage[], rendered: string): Promise<ContentSpan[] | null> {
   let marked: string;
   try {
-    marked = render(messages.map((m, i) => ({ ...m, content: `${MARK_OPEN}${i}${MARK_CLOSE}` })));
+    marked = await render(messages.map((m, i) => ({ ...m, content: `${MARK_OPEN}${i}${MARK_CLOSE}` })));
   } catch {
     return null;
   }
@@ -108,8 +110,8 @@ function spansBySearch(messages: readonly ChatMessage[], rendered: string): Cont
   return spans;
 }
 
-export function locateContents(render: (messages: readonly ChatMessage[]) => string, messages: readonly ChatMessage[], rendered: string): ContentSpan[] {
-  return spansByMarkers(render, messages, rendered) ?? spansBySearch(messages, rendered);
+export async function locateContents(render: Render, messages: readonly ChatMessage[], rendered: string): Promise<ContentSpan[]> {
+  return (await spansByMarkers(render, messages, rendered)) ?? spansBySearch(messages, rendered);
 }
 
 /** system -> 'system', the last user message -> 'question', other messages -> 'context'. */
@@ -130,32 +132,32 @@ function push(out: PromptSegment[], role: SegmentRole, tokens: readonly number[]
 }
 
 /** A rendered chat prompt as segments (see the file comment). */
-export function chatSegments(
+export async function chatSegments(
   engine: Tokenizer,
-  render: (messages: readonly ChatMessage[]) => string,
+  render: Render,
   messages: readonly ChatMessage[],
   rendered: { readonly text: string; readonly addSpecialTokens: boolean },
-): PromptSegment[] {
+): Promise<PromptSegment[]> {
   const roles = messageRoles(messages);
-  const spans = locateContents(render, messages, rendered.text);
-  const affixes = rendered.addSpecialTokens ? specialAffixes(engine) : { prefix: [], suffix: [] };
+  const spans = await locateContents(render, messages, rendered.text);
+  const affixes = rendered.addSpecialTokens ? await specialAffixes(engine) : { prefix: [], suffix: [] };
   const out: PromptSegment[] = [];
   push(out, 'other', affixes.prefix);
   let cursor = 0;
   for (const span of spans) {
     if (span.start === span.end) continue;
-    push(out, 'other', encodePiece(engine, rendered.text.slice(cursor, span.start), cursor === 0));
-    push(out, roles[span.message] ?? 'context', encodePiece(engine, rendered.text.slice(span.start, span.end), span.start === 0));
+    push(out, 'other', await encodePiece(engine, rendered.text.slice(cursor, span.start), cursor === 0));
+    push(out, roles[span.message] ?? 'context', await encodePiece(engine, rendered.text.slice(span.start, span.end), span.start === 0));
     cursor = span.end;
   }
-  push(out, 'other', encodePiece(engine, rendered.text.slice(cursor), cursor === 0));
+  push(out, 'other', await encodePiece(engine, rendered.text.slice(cursor), cursor === 0));
   push(out, 'other', affixes.suffix);
   return out;
 }
 
 /** A completion prompt (already tokenized): the tokenizer's special prefix and suffix as 'other', the rest one 'context' segment. */
-export function completionSegments(engine: Tokenizer, tokens: readonly number[]): PromptSegment[] {
-  const { prefix, suffix } = specialAffixes(engine);
+export async function completionSegments(engine: Tokenizer, tokens: readonly number[]): Promise<PromptSegment[]> {
+  const { prefix, suffix } = await specialAffixes(engine);
   const head = prefix.length > 0 && startsWith(tokens, prefix) ? prefix.length : 0;
   const tail = suffix.length > 0 && tokens.length - head >= suffix.length && startsWith(tokens.slice(tokens.length - suffix.length), suffix) ? suffix.length : 0;
   const out: PromptSegment[] = [];

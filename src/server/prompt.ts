@@ -40,7 +40,7 @@ export function toChatMessages(messages: readonly WireMessage[]): ChatMessage[] 
 }
 
 /** Renders with the model's chat template (the engine applies `model.chatTemplateFallback` when the checkpoint has none). */
-export function renderChat(engine: EngineClient, card: ModelCard, messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
+export async function renderChat(engine: EngineClient, card: ModelCard, messages: readonly ChatMessage[]): Promise<{ text: string; addSpecialTokens: boolean }> {
   if (!card.hasChatTemplate) {
     throw new ApiError(
       'no_chat_template',
@@ -58,25 +58,25 @@ export interface PromptInput {
   /** The request parameter that carries the prompt (named by errors). */
   readonly param: 'messages' | 'prompt';
   /** Role-tagged segments (one more tokenization pass, so only when a policy or overflow mode needs them); their concatenation replaces `tokens`. */
-  segments(): PromptSegment[];
+  segments(): Promise<PromptSegment[]>;
 }
 
-export function chatPrompt(engine: EngineClient, card: ModelCard, wire: readonly WireMessage[]): PromptInput {
+export async function chatPrompt(engine: EngineClient, card: ModelCard, wire: readonly WireMessage[]): Promise<PromptInput> {
   const messages = toChatMessages(wire);
-  const rendered = renderChat(engine, card, messages);
+  const rendered = await renderChat(engine, card, messages);
   return {
-    tokens: engine.tokenize(rendered.text, { addSpecialTokens: rendered.addSpecialTokens }),
+    tokens: await engine.tokenize(rendered.text, { addSpecialTokens: rendered.addSpecialTokens }),
     param: 'messages',
-    segments: () => chatSegments(engine, (m) => engine.renderChat(m).text, messages, rendered),
+    segments: () => chatSegments(engine, async (m) => (await engine.renderChat(m)).text, messages, rendered),
   };
 }
 
-export function completionPrompt(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): PromptInput {
-  const tokens = completionPromptTokens(engine, prompt);
+export async function completionPrompt(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): Promise<PromptInput> {
+  const tokens = await completionPromptTokens(engine, prompt);
   return { tokens, param: 'prompt', segments: () => completionSegments(engine, tokens) };
 }
 
-function completionPromptTokens(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): number[] {
+async function completionPromptTokens(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): Promise<number[]> {
   if (typeof prompt === 'string') return engine.tokenize(prompt, { addSpecialTokens: true });
   const first = prompt[0];
   if (typeof first === 'string') return engine.tokenize(first, { addSpecialTokens: true });

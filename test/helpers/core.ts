@@ -4,6 +4,7 @@ import type { GenerateRequest, ScoreRequest, ScoreResult, TokenEvent } from '../
 import { compileModel } from '../../src/model/compile/compile-model.js';
 import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
 import { DecoderSession } from '../../src/runtime/decoder-session.js';
+import type { TextTokenizer } from '../../src/model/tokenizer-types.js';
 import { TEST_CACHE_DIR } from './session.js';
 
 export interface TestCore {
@@ -17,7 +18,16 @@ export interface TestCore {
   close(): Promise<void>;
 }
 
-export async function openTestCore(dir: string, options: { prefillChunk?: number; kvBudgetBytes?: number; threads?: number } = {}): Promise<TestCore> {
+export interface TestCoreOptions {
+  prefillChunk?: number;
+  kvBudgetBytes?: number;
+  /** onnxruntime intra-op threads (default 1). */
+  threads?: number;
+  /** Wraps the model's tokenizer (fault injection). */
+  tokenizer?: (inner: TextTokenizer) => TextTokenizer;
+}
+
+export async function openTestCore(dir: string, options: TestCoreOptions = {}): Promise<TestCore> {
   const checkpoint = loadCheckpoint(dir);
   const compiled = compileModel(checkpoint, { cacheDir: TEST_CACHE_DIR, weightDtype: 'fp32' });
   const spec = checkpoint.spec;
@@ -33,7 +43,7 @@ export async function openTestCore(dir: string, options: { prefillChunk?: number
       return s;
     },
     spec,
-    checkpoint.tokenizer,
+    options.tokenizer ? options.tokenizer(checkpoint.tokenizer) : checkpoint.tokenizer,
     {
       maxConcurrent: 8,
       maxQueue: 64,

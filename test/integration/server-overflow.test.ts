@@ -24,9 +24,9 @@ after(async () => {
 });
 
 /** The first paragraphs of TinyStories holding at least `tokens` tokens (with BOS). */
-function passage(tokens: number): string {
+async function passage(tokens: number): Promise<string> {
   let end = 0;
-  while (server.engine.tokenize(stories.slice(0, end)).length < tokens) end = stories.indexOf('\n', end + 1) + 1;
+  while ((await server.engine.tokenize(stories.slice(0, end))).length < tokens) end = stories.indexOf('\n', end + 1) + 1;
   return stories.slice(0, end).trim();
 }
 
@@ -62,8 +62,8 @@ function sample(text: string, series: string): number | null {
 }
 
 test('error (the default): 400 context_length_exceeded stating the window and both numbers', { skip }, async () => {
-  const long = passage(600);
-  const n = server.engine.tokenize(long).length;
+  const long = await passage(600);
+  const n = (await server.engine.tokenize(long)).length;
   const res = await post('/v1/completions', { prompt: long, max_tokens: 8 });
   assert.equal(res.status, 400);
   assert.equal(res.body.error?.code, 'context_length_exceeded');
@@ -72,8 +72,8 @@ test('error (the default): 400 context_length_exceeded stating the window and bo
     res.body.error?.message,
     `This model's maximum context length is 512 tokens. However, you requested ${n + 8} tokens (${n} in the input, 8 in the completion). Please reduce the length of the input or of the completion.`,
   );
-  const mid = passage(400);
-  const m = server.engine.tokenize(mid).length;
+  const mid = await passage(400);
+  const m = (await server.engine.tokenize(mid)).length;
   const budget = await post('/v1/completions', { prompt: mid, max_tokens: 600 - m });
   assert.equal(budget.status, 400);
   assert.equal(budget.body.error?.param, 'max_tokens');
@@ -81,8 +81,8 @@ test('error (the default): 400 context_length_exceeded stating the window and bo
 });
 
 test('truncate: left on a completion, middle on a chat whose system message and question survive', { skip }, async () => {
-  const long = passage(700);
-  const n = server.engine.tokenize(long).length;
+  const long = await passage(700);
+  const n = (await server.engine.tokenize(long)).length;
   const left = await post('/v1/completions', { prompt: long, max_tokens: 8, cap: { overflow: 'truncate', return_dropped: true } });
   assert.equal(left.status, 200, JSON.stringify(left.body));
   assert.equal(left.body.usage.prompt_tokens, 504);
@@ -97,7 +97,7 @@ test('truncate: left on a completion, middle on a chat whose system message and 
   const question = 'What did Lily find in her room?';
   const messages = [
     { role: 'system', content: system },
-    { role: 'user', content: passage(500) },
+    { role: 'user', content: await passage(500) },
     { role: 'assistant', content: 'I like that story.' },
     { role: 'user', content: question },
   ];
@@ -111,8 +111,8 @@ test('truncate: left on a completion, middle on a chat whose system message and 
 });
 
 test('shift: keeps BOS (n_keep), drops the oldest in blocks of half the room; without max_tokens the completion gets what was freed', { skip }, async () => {
-  const long = passage(700);
-  const n = server.engine.tokenize(long).length;
+  const long = await passage(700);
+  const n = (await server.engine.tokenize(long)).length;
   const res = await post('/v1/completions', { prompt: long, cap: { overflow: 'shift' } });
   assert.equal(res.status, 200, JSON.stringify(res.body));
   const o = res.body.cap.overflow;
@@ -125,8 +125,8 @@ test('shift: keeps BOS (n_keep), drops the oldest in blocks of half the room; wi
 });
 
 test('compress: the engine compresses with selective-context down to window - max_tokens; the report and the metrics say what it did', { skip }, async () => {
-  const long = passage(700);
-  const n = server.engine.tokenize(long).length;
+  const long = await passage(700);
+  const n = (await server.engine.tokenize(long)).length;
   const before = await metricsText();
   const res = await post('/v1/completions', { prompt: long, max_tokens: 8, cap: { overflow: { mode: 'compress', policy: 'selective-context' }, return_dropped: true } });
   assert.equal(res.status, 200, JSON.stringify(res.body));
@@ -148,8 +148,8 @@ test('compress: the engine compresses with selective-context down to window - ma
 });
 
 test('evict: the whole prompt is served by streaming-llm, whose cache stays within its budget', { skip }, async () => {
-  const long = passage(700);
-  const n = server.engine.tokenize(long).length;
+  const long = await passage(700);
+  const n = (await server.engine.tokenize(long)).length;
   const res = await post('/v1/completions', { prompt: long, max_tokens: 8, cap: { overflow: { mode: 'evict', policy: 'streaming-llm' } } });
   assert.equal(res.status, 200, JSON.stringify(res.body));
   const cap = res.body.cap;
@@ -167,7 +167,7 @@ test('compression through the API: a chat routed to selective-context compresses
   const before = await metricsText();
   const system = 'You are a kind storyteller for small children.';
   const question = 'What did Lily find in her room?';
-  const context = passage(260);
+  const context = await passage(260);
   const messages = [
     { role: 'system', content: system },
     { role: 'user', content: context },

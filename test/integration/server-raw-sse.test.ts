@@ -99,3 +99,17 @@ for (const stream of [true, false]) {
     assert.match(metrics, /capserve_request_success_total\{policy="full",finished_reason="abort"\} [1-9]/);
   });
 }
+
+test('a request whose logit_bias bans every token is a 400 naming logit_bias; the requests beside it are served', { skip }, async () => {
+  const banAll = Object.fromEntries(Array.from({ length: 512 }, (_, i) => [String(i), -100]));
+  const post = (body: Record<string, unknown>): Promise<Response> =>
+    fetch(`${server.baseUrl}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const [bad, ...good] = await Promise.all([
+    post({ prompt: 'Once upon a time', max_tokens: 4, logit_bias: banAll }),
+    ...Array.from({ length: 7 }, (_, i) => post({ prompt: `Once upon a time ${i}`, max_tokens: 4, temperature: 0 })),
+  ]);
+  assert.equal(bad?.status, 400);
+  const err = ((await bad?.json()) as { error: { code: string; param: string | null } }).error;
+  assert.deepEqual([err.code, err.param], ['invalid_request', 'logit_bias']);
+  for (const res of good) assert.equal(res.status, 200, await res.text());
+});

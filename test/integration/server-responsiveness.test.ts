@@ -70,3 +70,47 @@ test('GET /health p99 stays under 50 ms while 2,048-token prefills run', { skip 
   t.diagnostic(`/health during prefill: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, n=${latencies.length}, 2,048-token prefills completed: ${prefillsDone}`);
   assert.ok(p99 < 50, `/health p99 ${p99.toFixed(1)} ms (p50 ${p50.toFixed(1)} ms, n=${latencies.length}, prefills ${prefillsDone})`);
 });
+
+test('GET /health p99 stays under 50 ms while 3 large /tokenize requests run (tokenization is off the HTTP thread)', { skip }, async (t) => {
+  // ~130 KB of story-like text each: seconds of tokenizer work that used to hold the event loop.
+  const text = 'Once upon a time, a little girl named Lily found a shiny red ball in the park. '.repeat(1650);
+  let inFlight = 0;
+  const started = performance.now();
+  const big = Array.from({ length: 3 }, async () => {
+    inFlight++;
+    try {
+      const res = await fetch(`${server.baseUrl}/tokenize`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'stories260K', prompt: text }),
+      });
+      const body = (await res.json()) as { count?: number; tokens?: number[] };
+      assert.equal(res.status, 200, JSON.stringify(body).slice(0, 200));
+      assert.ok((body.count ?? 0) > text.length / 8, `count ${body.count}`);
+      assert.equal(body.tokens?.length, body.count);
+      return body.count ?? 0;
+    } finally {
+      inFlight--;
+    }
+  });
+  const all = Promise.all(big);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const latencies: number[] = [];
+  await new Promise((r) => setTimeout(r, 20));
+  while (inFlight > 0) {
+    const ms = await healthOnce(agent);
+    if (inFlight > 0) latencies.push(ms);
+  }
+  const counts = await all;
+  agent.destroy();
+  // The same text always gives the same ids, inline or on a pool thread.
+  assert.equal(new Set(counts).size, 1);
+  assert.ok(latencies.length >= 20, `samples taken while tokenizing: ${latencies.length}`);
+  latencies.sort((a, b) => a - b);
+  const p99 = latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))] ?? Infinity;
+  const p50 = latencies[Math.floor(latencies.length / 2)] ?? Infinity;
+  t.diagnostic(
+    `/health while 3 x ${text.length} chars tokenize: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, n=${latencies.length}, ${counts[0]} tokens each, ${(performance.now() - started).toFixed(0)} ms total`,
+  );
+  assert.ok(p99 < 50, `/health p99 ${p99.toFixed(1)} ms (p50 ${p50.toFixed(1)} ms, n=${latencies.length})`);
+});

@@ -1,3 +1,4 @@
+import { EngineError } from '../errors.js';
 import type { SamplingParams, TokenLogprob } from '../types.js';
 import { checkSamplingParams, GREEDY_TEMPERATURE } from './check-params.js';
 import {
@@ -81,6 +82,7 @@ export class SequenceSampler {
     work.set(logits);
     checkLogits(work);
     for (let i = 0; i < this.#processors.length; i++) this.#processors[i]?.apply(work);
+    if (this.#processors.length > 0) checkSampleable(work);
 
     let tokenId: number;
     if (this.#truncation === null) {
@@ -104,14 +106,30 @@ export class SequenceSampler {
   }
 }
 
-/** NaN or +Infinity means the forward pass broke; sampling from it would be silent garbage. */
+/**
+ * NaN or +Infinity (or nothing above -Infinity) means the forward pass broke;
+ * sampling from it would be silent garbage. That is the server's fault.
+ */
 function checkLogits(logits: Float32Array): void {
+  let anyFinite = false;
   for (let i = 0; i < logits.length; i++) {
     const l = logits[i] ?? 0;
     if (!(l < Infinity)) {
       throw new Error(`logits[${i}] is ${String(l)}: the model produced invalid logits (NaN or +Infinity)`);
     }
+    if (l > -Infinity) anyFinite = true;
   }
+  if (!anyFinite) throw new Error('the model produced invalid logits (every logit is -Infinity)');
+}
+
+/**
+ * The model's logits were sound (checkLogits), so if nothing is left after the
+ * request's own processors, the request made sampling impossible: the client's
+ * error (400 naming logit_bias), not the engine's.
+ */
+function checkSampleable(work: Float32Array): void {
+  for (let i = 0; i < work.length; i++) if ((work[i] ?? -Infinity) > -Infinity) return;
+  throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { param: 'logit_bias' });
 }
 
 /** Plain argmax; strict > keeps the lowest id on ties. */

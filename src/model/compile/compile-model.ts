@@ -1,16 +1,18 @@
 /**
  * Turns a checkpoint into ONNX graphs on disk, cached by a hash of the weights,
  * the config and the compile options. A cache entry is a directory holding one
- * shared weights.bin and the graph variants; it is built in a temporary
- * directory and renamed into place, so a crash never leaves a half entry.
+ * shared weights.bin and the graph variants; its manifest records each file's
+ * length and checksum, checked on every load (cache-entry.ts: built in a
+ * temporary directory and renamed into place; a broken entry is rebuilt).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExternalDataFile } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
 import { buildDecoderGraph, storeDecoderWeights, type WeightDtype } from './decoder-graph.js';
 import { compileMoeModel } from './moe-compile.js';
+import { digestFiles, discardEntry, publishEntry, readEntry, temporaryEntryDir, type FileDigests } from './cache-entry.js';
 
 /** Bump when the graph layout changes so stale cache entries are not reused. */
 export const COMPILER_VERSION = 9;
@@ -51,6 +53,20 @@ interface Manifest {
   readonly key: string;
   readonly weightDtype: WeightDtype;
   readonly weightBytes: number;
+  /** Every file of the entry with its length and checksum, verified on load. */
+  readonly files: FileDigests;
+}
+
+const MANIFEST = 'manifest.json';
+
+/** The manifest when it is this compiler's, for this key, and well-formed; otherwise why not. */
+function acceptManifest(m: unknown, key: string): { manifest: Manifest; files: FileDigests } | string {
+  if (typeof m !== 'object' || m === null) return 'the manifest is not an object';
+  const r = m as Partial<Manifest>;
+  if (r.compilerVersion !== COMPILER_VERSION) return `compiler version ${String(r.compilerVersion)}, this is ${COMPILER_VERSION}`;
+  if (r.key !== key) return 'the manifest is for another key';
+  if (typeof r.weightBytes !== 'number' || typeof r.files !== 'object' || r.files === null) return 'the manifest lacks weightBytes or files';
+  return { manifest: r as Manifest, files: r.files };
 }
 
 const QUANT_BLOCK_SIZE = 32;
@@ -77,16 +93,14 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
     questDecoderPath: join(dir, 'decoder-quest.onnx'),
     weightBytes,
   });
-  const manifestPath = join(dir, 'manifest.json');
-  if (existsSync(manifestPath)) {
-    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
-    if (manifest.compilerVersion === COMPILER_VERSION && manifest.key === key) {
-      options.onProgress?.(`using compiled graphs from ${dir}`);
-      return result(manifest.weightBytes);
-    }
+  const found = readEntry(dir, MANIFEST, (m) => acceptManifest(m, key));
+  if (found?.ok) {
+    options.onProgress?.(`using compiled graphs from ${dir}`);
+    return result(found.manifest.weightBytes);
   }
+  if (found) discardEntry(dir, found.problem, options.onProgress);
   mkdirSync(options.cacheDir, { recursive: true });
-  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = temporaryEntryDir(dir);
   mkdirSync(tmp, { recursive: true });
   try {
     const file = new ExternalDataFile(join(tmp, 'weights.bin'), 'weights.bin');
@@ -106,10 +120,12 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
     writeFileSync(join(tmp, 'decoder-quest.onnx'), buildDecoderGraph(source.spec, stored, { ...common, emitAttention: false, questSelection: true }));
     let weightBytes = 0;
     for (const t of stored.tensors.values()) weightBytes += t.length;
-    const manifest: Manifest = { compilerVersion: COMPILER_VERSION, key, weightDtype: options.weightDtype, weightBytes };
-    writeFileSync(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2));
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
+    const files = digestFiles(tmp, ['weights.bin', 'decoder.onnx', 'decoder-attn.onnx', 'decoder-quest.onnx']);
+    const manifest: Manifest = { compilerVersion: COMPILER_VERSION, key, weightDtype: options.weightDtype, weightBytes, files };
+    writeFileSync(join(tmp, MANIFEST), JSON.stringify(manifest, null, 2));
+    if (publishEntry(tmp, dir, (at) => readEntry(at, MANIFEST, (m) => acceptManifest(m, key))?.ok === true) === 'existing') {
+      options.onProgress?.(`another process compiled ${dir} first; using it`);
+    }
     return result(weightBytes);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });

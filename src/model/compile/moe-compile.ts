@@ -5,11 +5,11 @@
  * (fp32 raw, int8 / int4 / int2 as self-contained ONNX graphs), so an expert can be
  * read, checked and dropped on its own. moe-manifest.json lists every expert file
  * with its byte length and CRC-32, so a truncated or corrupted file is caught when
- * it is loaded, naming the file. Same cache discipline as compile-model.ts: built in
- * a temporary directory, renamed into place.
+ * it is loaded, naming the file. The resident files are listed the same way and
+ * checked on every load (cache-entry.ts, shared with compile-model.ts).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ExternalDataFile } from '../onnx/graph-builder.js';
@@ -20,6 +20,7 @@ import type { WeightDtype } from './decoder-graph.js';
 import { buildFp32ExpertGraph, buildMoeHeadGraph, buildMoeLayerGraph, buildQuantExpertGraph, type MoeStoredWeights } from './moe-graphs.js';
 import { EXPERT_BITS, packBlockwise, type ExpertBits } from './moe-quantize.js';
 import { WeightWriter } from './graph-weights.js';
+import { digestFiles, discardEntry, publishEntry, readEntry, temporaryEntryDir, type FileDigests } from './cache-entry.js';
 
 /** Bump when the MoE graph or expert file layout changes. */
 export const MOE_COMPILER_VERSION = 1;
@@ -53,6 +54,18 @@ export interface MoeManifest {
   readonly headGraph: string;
   readonly fp32ExpertGraph: string;
   readonly experts: readonly ExpertFile[];
+  /** The resident files (weights, layer and head graphs) with length and checksum, verified on load; experts carry their own. */
+  readonly files: FileDigests;
+}
+
+/** The manifest when it is this compiler's, for this key, and well-formed; otherwise why not. */
+function acceptMoeManifest(m: unknown, key: string): { manifest: MoeManifest; files: FileDigests } | string {
+  if (typeof m !== 'object' || m === null) return 'the manifest is not an object';
+  const r = m as Partial<MoeManifest>;
+  if (r.compilerVersion !== MOE_COMPILER_VERSION) return `MoE compiler version ${String(r.compilerVersion)}, this is ${MOE_COMPILER_VERSION}`;
+  if (r.key !== key) return 'the manifest is for another key';
+  if (typeof r.weightBytes !== 'number' || !Array.isArray(r.experts) || typeof r.files !== 'object' || r.files === null) return 'the manifest lacks weightBytes, experts or files';
+  return { manifest: r as MoeManifest, files: r.files };
 }
 
 export function expertFileName(layer: number, expert: number, bits: ExpertBits): string {
@@ -171,15 +184,14 @@ export function compileMoeModel(source: CompileSource, options: CompileOptions):
     attentionDecoderPath: join(dir, MOE_MANIFEST),
     weightBytes,
   });
-  if (existsSync(join(dir, MOE_MANIFEST))) {
-    const m = readMoeManifest(dir);
-    if (m.compilerVersion === MOE_COMPILER_VERSION && m.key === key) {
-      options.onProgress?.(`using compiled MoE graphs from ${dir}`);
-      return result(m.weightBytes);
-    }
+  const found = readEntry(dir, MOE_MANIFEST, (m) => acceptMoeManifest(m, key));
+  if (found?.ok) {
+    options.onProgress?.(`using compiled MoE graphs from ${dir}`);
+    return result(found.manifest.weightBytes);
   }
+  if (found) discardEntry(dir, found.problem, options.onProgress);
   mkdirSync(options.cacheDir, { recursive: true });
-  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = temporaryEntryDir(dir);
   mkdirSync(tmp, { recursive: true });
   try {
     options.onProgress?.(`compiling ${spec.architecture} (${spec.numLayers} layers x ${spec.moe.numExperts} experts, ${options.weightDtype}) into ${dir}`);
@@ -216,10 +228,12 @@ export function compileMoeModel(source: CompileSource, options: CompileOptions):
       headGraph: 'head.onnx',
       fp32ExpertGraph: 'expert-fp32.onnx',
       experts,
+      files: digestFiles(tmp, ['weights.bin', ...layerGraphs, 'head.onnx', 'expert-fp32.onnx']),
     };
     writeFileSync(join(tmp, MOE_MANIFEST), JSON.stringify(manifest));
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
+    if (publishEntry(tmp, dir, (at) => readEntry(at, MOE_MANIFEST, (m) => acceptMoeManifest(m, key))?.ok === true) === 'existing') {
+      options.onProgress?.(`another process compiled ${dir} first; using it`);
+    }
     return result(weightBytes);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });

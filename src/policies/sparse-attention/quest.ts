@@ -2,6 +2,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { BudgetSchema, resolveBudget } from '../budget.js';
 import { PolicyError } from '../errors.js';
+import { KV_BLOCK } from '../../kv/sequence-kv.js';
 import { markTopK } from '../kv-eviction/select.js';
 import { typedParams, type ParamIssue } from '../method-types.js';
 import type { Policy } from '../policy.js';
@@ -26,10 +27,19 @@ export function questParams(policy: Policy): QuestParams {
 }
 
 function checkQuest(params: QuestParams): ParamIssue[] {
+  const issues: ParamIssue[] = [];
   if ((params.budget === undefined) === (params.topPages === undefined)) {
-    return [{ path: params.budget === undefined ? '' : '/topPages', message: 'set exactly one of budget or topPages' }];
+    issues.push({ path: params.budget === undefined ? '' : '/topPages', message: 'set exactly one of budget or topPages' });
   }
-  return [];
+  // The graph splits each layer's cache (a whole number of KV blocks) into pages with one Reshape.
+  if (KV_BLOCK % params.pageSize !== 0) {
+    const divisors = Array.from({ length: KV_BLOCK }, (_, i) => i + 1).filter((d) => KV_BLOCK % d === 0);
+    issues.push({
+      path: '/pageSize',
+      message: `must divide the KV block size (${KV_BLOCK} entries), so every cache splits into whole pages; got ${params.pageSize}, use one of ${divisors.join(', ')}`,
+    });
+  }
+  return issues;
 }
 
 /**

@@ -7,7 +7,8 @@ import { newId, unixNow } from '../ids.js';
 import { chatLogprob, TokenStrings } from '../logprobs.js';
 import { planGeneration } from '../generation-plan.js';
 import { capObject, POLICY_HEADER } from '../policy.js';
-import { chatPrompt, resolveModel } from '../prompt.js';
+import { chatPrompt, resolveModel, toChatMessages } from '../prompt.js';
+import { refuseIfCannotFit } from '../early-length-check.js';
 import { ChatCompletionRequestSchema, type ChatCompletionRequest } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
 import { SseStream } from '../sse.js';
@@ -36,10 +37,19 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     ensureReady(ctx);
     const card = resolveModel(ctx.engine, body.model);
     const maxParam = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
-    const plan = planGeneration(ctx, {
+    refuseIfCannotFit(ctx, {
       headers: request.headers,
       cap: body.cap,
-      prompt: chatPrompt(ctx.engine, card, body.messages),
+      card,
+      requestedMaxTokens: body.max_completion_tokens ?? body.max_tokens,
+      texts: toChatMessages(body.messages).map((m) => m.content),
+      param: 'messages',
+      maxParam,
+    });
+    const plan = await planGeneration(ctx, {
+      headers: request.headers,
+      cap: body.cap,
+      prompt: await chatPrompt(ctx.engine, card, body.messages),
       card,
       requestedMaxTokens: body.max_completion_tokens ?? body.max_tokens,
       maxParam,

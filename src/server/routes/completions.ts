@@ -8,6 +8,7 @@ import { appendLegacyLogprob, emptyLegacyLogprobs, TokenStrings, type LegacyLogp
 import { planGeneration } from '../generation-plan.js';
 import { capObject, POLICY_HEADER } from '../policy.js';
 import { completionPrompt, resolveModel } from '../prompt.js';
+import { refuseIfCannotFit } from '../early-length-check.js';
 import { CompletionRequestSchema, type CompletionRequest } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
 import { SseStream } from '../sse.js';
@@ -31,9 +32,12 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const body = parseCompletionBody(request.body);
     ensureReady(ctx);
     const card = resolveModel(ctx.engine, body.model);
-    const prompt = completionPrompt(ctx.engine, body.prompt);
+    const first = typeof body.prompt === 'string' ? body.prompt : body.prompt[0];
+    const texts = typeof first === 'string' ? [first] : [];
+    refuseIfCannotFit(ctx, { headers: request.headers, cap: body.cap, card, requestedMaxTokens: body.max_tokens, texts, param: 'prompt', maxParam: 'max_tokens' });
+    const prompt = await completionPrompt(ctx.engine, body.prompt);
     if (prompt.tokens.length === 0) throw new ApiError('invalid_request', 'The prompt is empty after tokenization.', { param: 'prompt' });
-    const plan = planGeneration(ctx, { headers: request.headers, cap: body.cap, prompt, card, requestedMaxTokens: body.max_tokens, maxParam: 'max_tokens' });
+    const plan = await planGeneration(ctx, { headers: request.headers, cap: body.cap, prompt, card, requestedMaxTokens: body.max_tokens, maxParam: 'max_tokens' });
     const { policy, maxTokens } = plan;
     const logprobs = body.logprobs ?? null;
     const id = newId('cmpl-');

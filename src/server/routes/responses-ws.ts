@@ -11,7 +11,8 @@ import { newId, unixNow } from '../ids.js';
 import { abortKind } from '../inflight.js';
 import { planGeneration } from '../generation-plan.js';
 import { capObject } from '../policy.js';
-import { chatPrompt, resolveModel } from '../prompt.js';
+import { chatPrompt, resolveModel, toChatMessages } from '../prompt.js';
+import { refuseIfCannotFit } from '../early-length-check.js';
 import { ResponseCreateEventSchema } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
 import { rejectUnsupported } from '../unsupported-params.js';
@@ -35,6 +36,9 @@ interface Running {
  */
 class ResponsesSession {
   private running: Running | null = null;
+  /** A response.create whose prompt is being tokenized (off the HTTP thread); it counts as in progress. */
+  private preparing = false;
+  private closed = false;
   private sequence = 0;
 
   constructor(
@@ -44,7 +48,10 @@ class ResponsesSession {
     private readonly headers: IncomingHttpHeaders,
   ) {
     socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
-    socket.on('close', () => this.running?.lifecycle.abort('client_closed'));
+    socket.on('close', () => {
+      this.closed = true;
+      this.running?.lifecycle.abort('client_closed');
+    });
   }
 
   private send(event: Record<string, unknown>): void {
@@ -72,11 +79,11 @@ class ResponsesSession {
     const type = event !== null && typeof event === 'object' && !Array.isArray(event) ? (event as Record<string, unknown>)['type'] : undefined;
     switch (type) {
       case 'response.create':
-        if (this.running !== null) {
+        if (this.running !== null || this.preparing) {
           this.sendError(new ApiError('response_in_progress', 'A response is already in progress on this connection; wait for it or send response.cancel.'));
           return;
         }
-        this.start(event);
+        void this.start(event);
         return;
       case 'response.cancel':
         if (this.running === null) {
@@ -92,7 +99,7 @@ class ResponsesSession {
     }
   }
 
-  private prepare(event: unknown): PreparedGeneration {
+  private async prepare(event: unknown): Promise<PreparedGeneration> {
     const arrivedAt = performance.now();
     rejectUnsupported(event as Record<string, unknown>, 'chat');
     const body = validateCreate(event);
@@ -101,10 +108,19 @@ class ResponsesSession {
     const requested = body.max_output_tokens ?? body.max_completion_tokens ?? body.max_tokens;
     const maxParam =
       body.max_output_tokens != null ? 'max_output_tokens' : body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
-    const plan = planGeneration(this.ctx, {
+    refuseIfCannotFit(this.ctx, {
       headers: this.headers,
       cap: body.cap,
-      prompt: chatPrompt(this.ctx.engine, card, body.messages),
+      card,
+      requestedMaxTokens: requested,
+      texts: toChatMessages(body.messages).map((m) => m.content),
+      param: 'messages',
+      maxParam,
+    });
+    const plan = await planGeneration(this.ctx, {
+      headers: this.headers,
+      cap: body.cap,
+      prompt: await chatPrompt(this.ctx.engine, card, body.messages),
       card,
       requestedMaxTokens: requested,
       maxParam,
@@ -119,12 +135,19 @@ class ResponsesSession {
     });
   }
 
-  private start(event: unknown): void {
+  private async start(event: unknown): Promise<void> {
     let prep: PreparedGeneration;
+    this.preparing = true;
     try {
-      prep = this.prepare(event);
+      prep = await this.prepare(event);
     } catch (err) {
       this.sendError(toApiError(err));
+      return;
+    } finally {
+      this.preparing = false;
+    }
+    if (this.closed) {
+      prep.shadow?.skip();
       return;
     }
     // The socket's own close handler aborts; the lifecycle needs no transport hook.

@@ -27,12 +27,12 @@ export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void
       if (body.add_generation_prompt === false) {
         throw new ApiError('unsupported_parameter', 'add_generation_prompt=false is not supported.', { param: 'add_generation_prompt' });
       }
-      const rendered = renderChat(ctx.engine, card, toChatMessages(body.messages));
-      tokens = ctx.engine.tokenize(rendered.text, { addSpecialTokens: body.add_special_tokens ?? rendered.addSpecialTokens });
+      const rendered = await renderChat(ctx.engine, card, toChatMessages(body.messages));
+      tokens = await ctx.engine.tokenize(rendered.text, { addSpecialTokens: body.add_special_tokens ?? rendered.addSpecialTokens });
     } else {
       const body = validatePrompt(raw);
       card = resolveModel(ctx.engine, body.model);
-      tokens = ctx.engine.tokenize(body.prompt, { addSpecialTokens: body.add_special_tokens ?? true });
+      tokens = await ctx.engine.tokenize(body.prompt, { addSpecialTokens: body.add_special_tokens ?? true });
     }
     return { count: tokens.length, max_model_len: contextLimit(card, ctx.config), tokens };
   });

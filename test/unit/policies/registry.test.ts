@@ -128,6 +128,12 @@ test('strict: unknown keys, out-of-range values, wrong types name the file and t
   assert.match(parseError('name: x\nkind: kv-eviction\nmethod: streaming-llm\nparams:\n  budget: 8\n  sinkTokens: 8\n'), /\/params\/sinkTokens: must be less than budget/);
   assert.match(parseError('name: x\nkind: sparse-attention\nmethod: quest\nparams:\n  budget: 0.25\n  topPages: 4\n'), /\/params\/topPages: set exactly one of budget or topPages/);
   assert.match(parseError('name: x\nkind: sparse-attention\nmethod: quest\nparams: {}\n'), /\/params: set exactly one of budget or topPages/);
+  // The graph cuts each cache (whole KV blocks of 64) into pages: a page size that does not divide 64 fails at start, not at the first decode.
+  assert.match(
+    parseError('name: x\nkind: sparse-attention\nmethod: quest\nparams:\n  pageSize: 12\n  budget: 0.25\n'),
+    /\/params\/pageSize: must divide the KV block size \(64 entries\).*got 12, use one of 1, 2, 4, 8, 16, 32, 64/,
+  );
+  assert.doesNotThrow(() => parsePolicyFile('name: x\nkind: sparse-attention\nmethod: quest\nparams:\n  pageSize: 32\n  budget: 0.25\n', 'policies/x.yaml'));
   assert.match(parseError('name: x\nkind: kv-eviction\nmethod: h2o\nparams:\n  recentFraction: 2\n'), /\/params\/recentFraction: must be <= 1, got 2/);
   assert.match(parseError(''), /policies\/x\.yaml: \(root\): must be a mapping/);
   assert.match(parseError('name: x\nname: y\n'), /policies\/x\.yaml: invalid YAML/);

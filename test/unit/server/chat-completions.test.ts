@@ -17,7 +17,7 @@ test('chat completion: OpenAI shape, usage, policy header and cap field', async 
     { index: 0, message: { role: 'assistant', content: 'Hello', refusal: null }, logprobs: null, finish_reason: 'length', stop_reason: null },
   ]);
   const promptTokens = engine.requests[0]?.promptTokens.length ?? -1;
-  assert.equal(promptTokens, engine.tokenize('<user>hi<assistant>').length);
+  assert.equal(promptTokens, (await engine.tokenize('<user>hi<assistant>')).length);
   assert.deepEqual(body.usage, { prompt_tokens: promptTokens, completion_tokens: 5, total_tokens: promptTokens + 5 });
   // The scripted engine reports full attention over everything it covered.
   assert.deepEqual(body.cap, {

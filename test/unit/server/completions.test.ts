@@ -13,7 +13,7 @@ test('completion: text_completion shape with usage and cap', async (t) => {
   assert.deepEqual(body.choices, [{ index: 0, text: 'Hel', logprobs: null, finish_reason: 'length', stop_reason: null }]);
   assert.deepEqual(body.usage, { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 });
   assert.deepEqual(body.cap, { policy: 'full', kind: 'none', prompt_tokens: 5, kv_tokens_retained: 8, context_tokens: 8, compression_ratio: 1, attention_mass_retained: null, ...plainCap(5, 3) });
-  assert.deepEqual(engine.requests[0]?.promptTokens, engine.tokenize('Once'));
+  assert.deepEqual(engine.requests[0]?.promptTokens, await engine.tokenize('Once'));
 });
 
 test('prompt forms: string, token ids, list of one string, list of one id list', async (t) => {

@@ -12,6 +12,8 @@ export interface ScriptedEngineOptions {
   readonly reply?: string;
   readonly contextLength?: number;
   readonly hasChatTemplate?: boolean;
+  /** Declares the token bound (one code point per token: at most 4 bytes); absent: no bound. */
+  readonly maxBytesPerToken?: number;
   readonly ready?: boolean;
   /** Milliseconds between tokens (0: next microtask). */
   readonly tokenDelayMs?: number;
@@ -74,7 +76,13 @@ export class ScriptedEngine implements EngineClient {
   private readonly card: ModelCard;
 
   constructor(private readonly options: ScriptedEngineOptions = {}) {
-    this.card = { id: 'scripted', contextLength: options.contextLength ?? 256, hasChatTemplate: options.hasChatTemplate ?? true, createdAt: 1700000000 };
+    this.card = {
+      id: 'scripted',
+      contextLength: options.contextLength ?? 256,
+      hasChatTemplate: options.hasChatTemplate ?? true,
+      createdAt: 1700000000,
+      ...(options.maxBytesPerToken !== undefined ? { maxBytesPerToken: options.maxBytesPerToken } : {}),
+    };
   }
 
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<TokenEvent> {
@@ -190,7 +198,7 @@ export class ScriptedEngine implements EngineClient {
     return [this.card];
   }
 
-  tokenize(text: string, options?: { addSpecialTokens?: boolean }): number[] {
+  async tokenize(text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]> {
     const ids = [...text].map((c) => c.charCodeAt(0));
     return options?.addSpecialTokens === false ? ids : [1, ...ids];
   }
@@ -199,7 +207,7 @@ export class ScriptedEngine implements EngineClient {
     return ids.filter((id) => id !== 1).map((id) => String.fromCharCode(id)).join('');
   }
 
-  renderChat(messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
+  async renderChat(messages: readonly ChatMessage[]): Promise<{ text: string; addSpecialTokens: boolean }> {
     if (!this.card.hasChatTemplate) throw new EngineError('no_chat_template', 'no template');
     return { text: messages.map((m) => `<${m.role}>${m.content}`).join('') + '<assistant>', addSpecialTokens: true };
   }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { SequenceSampler } from '../../../../src/engine/sampling/sequence-sampler.js';
 import { Xoshiro128 } from '../../../../src/engine/sampling/rng.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../../../../src/engine/types.js';
+import { EngineError } from '../../../../src/engine/errors.js';
 
 const params = (p: Partial<SamplingParams>): SamplingParams => ({ ...DEFAULT_SAMPLING, ...p });
 
@@ -87,7 +88,7 @@ test('logit_bias -100 bans a token and +100 forces it', () => {
   const force = new SequenceSampler(params({ temperature: 1, seed: 1, logitBias: new Map([[0, 100]]) }), 4, []);
   assert.ok(draws(force, logits, 500).every((t) => t === 0));
   const all = new SequenceSampler(params({ logitBias: new Map([[0, -100], [1, -100], [2, -100], [3, -100]]) }), 4, []);
-  assert.throws(() => all.sample(logits), /every token has logit -Infinity/);
+  assert.throws(() => all.sample(logits), /logit_bias bans every token/);
 });
 
 test('penalties use the prompt (repetition) and the generated tokens (presence/frequency)', () => {
@@ -169,4 +170,13 @@ test('samplers sharing scratch buffers do not interfere', () => {
     b.sample(randomLogits(1000, i));
   }
   assert.deepEqual(interleaved, solo);
+});
+
+test('a logit_bias that bans every token is the request\'s error (invalid_request, param logit_bias)', () => {
+  const bias = new Map<number, number>([[0, -100], [1, -100], [2, -100]]);
+  const sampler = new SequenceSampler({ ...DEFAULT_SAMPLING, temperature: 0, logitBias: bias }, 3, []);
+  assert.throws(
+    () => sampler.sample(new Float32Array([1, 2, 3])),
+    (err: unknown) => err instanceof EngineError && err.code === 'invalid_request' && err.param === 'logit_bias',
+  );
 });

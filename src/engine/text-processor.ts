@@ -1,0 +1,50 @@
+/**
+ * A model's text side, the one place tokenization and chat-template rendering are
+ * defined: used inline on the HTTP thread for small inputs and by the tokenizer
+ * pool's workers for everything else (tokenizer-pool.ts), so both give the same ids.
+ */
+import { loadChatTemplate } from '../model/chat-template.js';
+import { loadTokenizer } from '../model/tokenizer.js';
+import type { ChatMessage, ChatTemplate, TextTokenizer } from '../model/tokenizer-types.js';
+import { EngineError } from './errors.js';
+
+export interface RenderedChat {
+  readonly text: string;
+  /** False when the template already renders BOS, so encoding must not add another. */
+  readonly addSpecialTokens: boolean;
+}
+
+export class TextProcessor {
+  readonly tokenizer: TextTokenizer;
+  private readonly chatTemplate: ChatTemplate | null;
+
+  constructor(
+    modelDir: string,
+    chatTemplateFallback: string | undefined,
+    /** Named in the no-template error. */
+    private readonly modelId: string,
+  ) {
+    this.tokenizer = loadTokenizer(modelDir);
+    this.chatTemplate = loadChatTemplate(modelDir, chatTemplateFallback);
+  }
+
+  get hasChatTemplate(): boolean {
+    return this.chatTemplate !== null;
+  }
+
+  encode(text: string, addSpecialTokens: boolean): number[] {
+    return this.tokenizer.encode(text, { addSpecialTokens });
+  }
+
+  render(messages: readonly ChatMessage[]): RenderedChat {
+    if (!this.chatTemplate) {
+      throw new EngineError(
+        'no_chat_template',
+        `model ${this.modelId} has no chat template (tokenizer_config.json has no chat_template) and the config names no fallback; use /v1/completions`,
+        { param: 'messages' },
+      );
+    }
+    const text = this.chatTemplate.render(messages, { addGenerationPrompt: true });
+    return { text, addSpecialTokens: !this.chatTemplate.rendersBos };
+  }
+}
