@@ -113,6 +113,11 @@ export interface TokenLogprob {
   readonly logprob: number;
 }
 
+/** A top-logprobs alternative with its string, decoded in the sampled token's context (model/token-text.ts). */
+export interface TopLogprob extends TokenLogprob {
+  readonly text: string;
+}
+
 export type FinishReason = 'stop' | 'length' | 'abort';
 
 export interface Usage {
@@ -126,8 +131,10 @@ export type TokenEvent =
       readonly tokenId: number;
       /** Text made visible by this token (stop strings held back and cut). */
       readonly text: string;
+      /** This token's own string in context (model/token-text.ts); '' when logprobs were not asked for. */
+      readonly tokenText: string;
       readonly logprob: number | null;
-      readonly topLogprobs: readonly TokenLogprob[] | null;
+      readonly topLogprobs: readonly TopLogprob[] | null;
     }
   | {
       readonly type: 'done';

@@ -5,8 +5,14 @@ export interface TextTokenizer {
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
   /** The vocabulary piece for an id (e.g. "▁the", "<0x0A>"), for logprobs' `token` fields. */
   idToPiece(id: number): string;
-  /** Text deltas for a growing id sequence; never splits a UTF-8 character across deltas. */
-  createDecodeStream(options?: { skipSpecialTokens?: boolean }): DecodeStream;
+  /**
+   * Text deltas for a growing id sequence; never splits a UTF-8 character across deltas.
+   * `context` (the prompt) is decoded with the ids but never emitted: the deltas join to
+   * decode(context + ids) minus decode(context).
+   */
+  createDecodeStream(options?: { skipSpecialTokens?: boolean; context?: readonly number[] }): DecodeStream;
+  /** The string of `id` after `context` (model/token-text.ts): logprob and echoed-prompt token strings. */
+  tokenText(context: readonly number[], id: number, options?: { skipSpecialTokens?: boolean }): string;
 }
 
 export interface DecodeStream {
@@ -14,6 +20,8 @@ export interface DecodeStream {
   push(id: number): string;
   /** Whatever is still held back at the end of generation. */
   flush(): string;
+  /** The string `id` would add after the ids so far (not pushed): a logprob alternative's text. */
+  peek(id: number): string;
 }
 
 export interface ChatMessage {

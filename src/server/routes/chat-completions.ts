@@ -4,7 +4,7 @@ import { ensureReady } from '../context.js';
 import { afterResponse, collectChoices, httpClose, prepareGeneration, settleShadow, startLifecycle, streamChoices, totalUsage, type StreamFormat } from '../choice-runner.js';
 import { ApiError } from '../errors.js';
 import { newId, unixNow } from '../ids.js';
-import { chatLogprob, TokenStrings } from '../logprobs.js';
+import { chatLogprob } from '../logprobs.js';
 import { planGeneration } from '../generation-plan.js';
 import { capObject, POLICY_HEADER } from '../policy.js';
 import { chatPrompt, resolveModel } from '../prompt.js';
@@ -56,7 +56,6 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       samplingFor: (index) => toSamplingParams(body, { maxTokens, logprobs, index }),
       arrivedAt,
     });
-    const strings = new TokenStrings(ctx.engine);
     const lifecycle = startLifecycle(ctx, httpClose(reply.raw));
     let handedToShadow = false;
     try {
@@ -76,7 +75,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
           token: (index, event) =>
             event.text === '' && logprobs === null
               ? null
-              : chunk([{ index, delta: { content: event.text }, logprobs: logprobs === null ? null : { content: [chatLogprob(event, strings)], refusal: null }, finish_reason: null }]),
+              : chunk([{ index, delta: { content: event.text }, logprobs: logprobs === null ? null : { content: [chatLogprob(event)], refusal: null }, finish_reason: null }]),
           trailingText: (index, text) => chunk([{ index, delta: { content: text }, logprobs: null, finish_reason: null }]),
           finish: (index, done) =>
             chunk([{ index, delta: {}, logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(plan, [done.report], done.dropped) }),
@@ -103,7 +102,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
         choices: choices.map((c, index) => ({
           index,
           message: { role: 'assistant', content: c.text, refusal: null },
-          logprobs: logprobs === null ? null : { content: c.tokens.map((t) => chatLogprob(t.event, strings)), refusal: null },
+          logprobs: logprobs === null ? null : { content: c.tokens.map((t) => chatLogprob(t.event)), refusal: null },
           finish_reason: c.done?.finishReason ?? 'abort',
           stop_reason: c.done?.stopReason ?? null,
         })),

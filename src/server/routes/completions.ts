@@ -4,7 +4,7 @@ import { ensureReady } from '../context.js';
 import { afterResponse, collectChoices, httpClose, prepareGeneration, settleShadow, startLifecycle, streamChoices, totalUsage, type StreamFormat } from '../choice-runner.js';
 import { ApiError } from '../errors.js';
 import { newId, unixNow } from '../ids.js';
-import { appendLegacyLogprob, emptyLegacyLogprobs, TokenStrings, type LegacyLogprobs } from '../logprobs.js';
+import { appendLegacyLogprob, emptyLegacyLogprobs, legacyToken, type LegacyLogprobs } from '../logprobs.js';
 import { planGeneration } from '../generation-plan.js';
 import { capObject, POLICY_HEADER } from '../policy.js';
 import { completionPrompt, resolveModel } from '../prompt.js';
@@ -46,7 +46,6 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       samplingFor: (index) => toSamplingParams(body, { maxTokens, logprobs, index }),
       arrivedAt,
     });
-    const strings = new TokenStrings(ctx.engine);
     const lifecycle = startLifecycle(ctx, httpClose(reply.raw));
     let handedToShadow = false;
     try {
@@ -63,7 +62,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
         });
         const tokenLogprobs = (event: Parameters<StreamFormat['token']>[1], offset: number): LegacyLogprobs => {
           const lp = emptyLegacyLogprobs();
-          appendLegacyLogprob(lp, event, offset, strings);
+          appendLegacyLogprob(lp, legacyToken(event), offset);
           return lp;
         };
         const format: StreamFormat = {
@@ -99,7 +98,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
           let lp: LegacyLogprobs | null = null;
           if (logprobs !== null) {
             lp = emptyLegacyLogprobs();
-            for (const t of c.tokens) appendLegacyLogprob(lp, t.event, t.offset, strings);
+            for (const t of c.tokens) appendLegacyLogprob(lp, legacyToken(t.event), t.offset);
           }
           return { index, text: c.text, logprobs: lp, finish_reason: c.done?.finishReason ?? 'abort', stop_reason: c.done?.stopReason ?? null };
         }),

@@ -141,8 +141,9 @@ export class ScriptedEngine implements EngineClient {
             type: 'token',
             tokenId: id,
             text: visible,
+            tokenText: k === null ? '' : ch,
             logprob: k === null ? null : -0.5,
-            topLogprobs: k === null ? null : [{ tokenId: id, logprob: -0.5 }, { tokenId: 63, logprob: -1.5 }].slice(0, k),
+            topLogprobs: k === null ? null : [{ tokenId: id, logprob: -0.5, text: ch }, { tokenId: 63, logprob: -1.5, text: '?' }].slice(0, k),
           };
         }
         function done(finishReason: 'stop' | 'length' | 'abort', trailing: string, stopReason: string | null): TokenEvent {

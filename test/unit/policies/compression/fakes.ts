@@ -46,7 +46,11 @@ export class WordTokenizer implements TextTokenizer {
   }
 
   createDecodeStream(): DecodeStream {
-    return { push: (id: number) => this.idToPiece(id), flush: () => '' };
+    return { push: (id: number) => this.idToPiece(id), flush: () => '', peek: (id: number) => this.idToPiece(id) };
+  }
+
+  tokenText(_context: readonly number[], id: number): string {
+    return this.idToPiece(id);
   }
 }
 

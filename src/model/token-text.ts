@@ -1,0 +1,49 @@
+/**
+ * The text one token adds after the tokens before it: decode(context + [id]) minus
+ * decode(context). Decoders are not concatenative at the start of a sequence
+ * (SentencePiece strips the first leading space, byte-fallback pieces need their
+ * neighbours), so a token's string is only right in context: `▁there` after
+ * "time," is " there", alone it is "there". One function for every such string:
+ * streamed deltas' logprob alternatives, the sampled token's fallback, and echoed
+ * prompt tokens, so a `top_logprobs` key equals the `tokens` entry it stands for.
+ */
+
+/** Ids of context kept before a token; enough for any decoder's look-behind (vLLM keeps 5). */
+export const TOKEN_CONTEXT = 6;
+
+const REPLACEMENT_CHAR = '\uFFFD';
+const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
+
+export function commonPrefixLength(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  return i;
+}
+
+export interface TokenTextDecoder {
+  /** decode() with the caller's skip-special-tokens choice. */
+  decode(ids: readonly number[]): string;
+  /** decode() keeping special tokens (what a special token's string falls back to). */
+  decodeKeepingSpecial(ids: readonly number[]): string;
+  piece(id: number): string;
+}
+
+/**
+ * The string for `id` after `context` (only its last TOKEN_CONTEXT ids matter).
+ * A special token that decodes to nothing in context is its own text ("</s>");
+ * a byte-fallback piece that is only part of a character is OpenAI's
+ * "bytes:\xNN", so two alternatives never share the string U+FFFD.
+ */
+export function tokenTextAfter(decoder: TokenTextDecoder, context: readonly number[], id: number): string {
+  const tail = context.length > TOKEN_CONTEXT ? context.slice(context.length - TOKEN_CONTEXT) : context;
+  const before = decoder.decode(tail);
+  const after = decoder.decode([...tail, id]);
+  const text = after.slice(commonPrefixLength(before, after));
+  if (text === '') return decoder.decodeKeepingSpecial([id]);
+  if (text.includes(REPLACEMENT_CHAR)) {
+    const byte = BYTE_PIECE.exec(decoder.piece(id));
+    if (byte !== null) return `bytes:\\x${(byte[1] ?? '').toLowerCase()}`;
+  }
+  return text;
+}
