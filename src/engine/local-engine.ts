@@ -243,6 +243,7 @@ export class LocalEngine implements EngineClient {
         id: this.modelId,
         contextLength: this.info?.contextLength ?? 0,
         hasChatTemplate: this.chatTemplate !== null,
+        vocabSize: this.info?.spec.vocabSize ?? 0,
         createdAt: this.createdAt,
       },
     ];
@@ -254,6 +255,10 @@ export class LocalEngine implements EngineClient {
 
   detokenize(ids: readonly number[]): string {
     return this.tokenizer.decode(ids, { skipSpecialTokens: true });
+  }
+
+  tokenText(context: readonly number[], id: number): string {
+    return this.tokenizer.tokenText(context, id, { skipSpecialTokens: true });
   }
 
   renderChat(messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {

@@ -177,6 +177,8 @@ export interface ModelCard {
   readonly id: string;
   readonly contextLength: number;
   readonly hasChatTemplate: boolean;
+  /** Token ids run from 0 to vocabSize - 1 (the model's, which may exceed the tokenizer's); 0 until loaded. */
+  readonly vocabSize: number;
   readonly createdAt: number;
 }
 
@@ -188,6 +190,8 @@ export interface EngineClient {
   models(): readonly ModelCard[];
   tokenize(text: string, options?: { addSpecialTokens?: boolean }): number[];
   detokenize(ids: readonly number[]): string;
+  /** The string of `id` after `context`, as logprobs show it (model/token-text.ts). */
+  tokenText(context: readonly number[], id: number): string;
   /** Teacher-forced scoring (shadow fidelity, perplexity); queued like generation. */
   score(request: ScoreRequest, signal?: AbortSignal): Promise<ScoreResult>;
   /** Chat template rendering; throws EngineError('no_chat_template') when the model has none. */

@@ -29,6 +29,14 @@ export interface TokenTextDecoder {
   piece(id: number): string;
 }
 
+/** decode(context + [id]) minus decode(context), over the last TOKEN_CONTEXT ids of context: the text `id` makes visible. */
+export function visibleTextAfter(decode: (ids: readonly number[]) => string, context: readonly number[], id: number): string {
+  const tail = context.length > TOKEN_CONTEXT ? context.slice(context.length - TOKEN_CONTEXT) : context;
+  const before = decode(tail);
+  const after = decode([...tail, id]);
+  return after.slice(commonPrefixLength(before, after));
+}
+
 /**
  * The string for `id` after `context` (only its last TOKEN_CONTEXT ids matter).
  * A special token that decodes to nothing in context is its own text ("</s>");
@@ -36,10 +44,7 @@ export interface TokenTextDecoder {
  * "bytes:\xNN", so two alternatives never share the string U+FFFD.
  */
 export function tokenTextAfter(decoder: TokenTextDecoder, context: readonly number[], id: number): string {
-  const tail = context.length > TOKEN_CONTEXT ? context.slice(context.length - TOKEN_CONTEXT) : context;
-  const before = decoder.decode(tail);
-  const after = decoder.decode([...tail, id]);
-  const text = after.slice(commonPrefixLength(before, after));
+  const text = visibleTextAfter((ids) => decoder.decode(ids), context, id);
   if (text === '') return decoder.decodeKeepingSpecial([id]);
   if (text.includes(REPLACEMENT_CHAR)) {
     const byte = BYTE_PIECE.exec(decoder.piece(id));

@@ -50,6 +50,10 @@ export class DeferredEngine implements EngineClient {
     return this.require().detokenize(ids);
   }
 
+  tokenText(context: readonly number[], id: number): string {
+    return this.require().tokenText(context, id);
+  }
+
   renderChat(messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
     return this.require().renderChat(messages);
   }

@@ -87,9 +87,11 @@ export const CompletionRequestSchema = Type.Object(
     ...samplingFields,
     ...deliveryFields,
     prompt: Type.Union([Type.String(), TokenIds, Type.Array(Type.String(), { minItems: 1, maxItems: 1 }), Type.Array(TokenIds, { minItems: 1, maxItems: 1 })]),
+    // 0 only with echo (scoring the prompt, nothing generated): checked by the route.
+    max_tokens: opt(Type.Integer({ minimum: 0 })),
     logprobs: opt(Type.Integer({ minimum: 0, maximum: 20 })),
-    // echo, best_of and suffix are pre-checked (unsupported-params.ts) so the 400 names them clearly.
     echo: opt(Type.Boolean()),
+    // best_of and suffix are pre-checked (unsupported-params.ts) so the 400 names them clearly.
     best_of: opt(Type.Integer({ minimum: 1 })),
     suffix: opt(Type.String()),
   },

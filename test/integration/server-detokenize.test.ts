@@ -101,3 +101,25 @@ test('top_logprobs keys are the in-context decode of each alternative, never col
   zlp?.tokens?.forEach((token, i) => assert.deepEqual(zlp.top_logprobs?.[i], { [token]: zlp.token_logprobs?.[i] }));
   assert.equal(zlp?.tokens?.length, 3);
 });
+
+test('out-of-vocabulary logit_bias keys and stop_token_ids: 400 naming the parameter and every bad id', { skip }, async () => {
+  const post = async (path: string, body: unknown): Promise<{ status: number; error: { type: string; param: string; message: string } }> => {
+    const res = await fetch(`${server.baseUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: res.status, error: ((await res.json()) as { error: { type: string; param: string; message: string } }).error };
+  };
+  const bias = await post('/v1/completions', { prompt: 'Once', max_tokens: 2, logit_bias: { '5': 1, '512': 2, '99999': -3 } });
+  assert.equal(bias.status, 400);
+  assert.equal(bias.error.type, 'invalid_request_error');
+  assert.equal(bias.error.param, 'logit_bias');
+  assert.match(bias.error.message, /512, 99999/);
+  const chat = await post('/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, logit_bias: { '600': 1 } });
+  assert.equal(chat.status, 400);
+  assert.equal(chat.error.param, 'logit_bias');
+  const stops = await post('/v1/completions', { prompt: 'Once', max_tokens: 2, stop_token_ids: [2, 512, 1000] });
+  assert.equal(stops.status, 400);
+  assert.equal(stops.error.param, 'stop_token_ids');
+  assert.match(stops.error.message, /512, 1000/);
+  // In-vocabulary ids still work.
+  const ok = await client.completions.create({ model: MODEL, prompt: 'Once', max_tokens: 2, logit_bias: { '511': 1 }, stop_token_ids: [511] } as OpenAI.CompletionCreateParamsNonStreaming);
+  assert.equal(ok.choices.length, 1);
+});

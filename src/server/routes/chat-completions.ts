@@ -10,6 +10,7 @@ import { capObject, POLICY_HEADER } from '../policy.js';
 import { chatPrompt, resolveModel } from '../prompt.js';
 import { ChatCompletionRequestSchema, type ChatCompletionRequest } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
+import { checkVocabulary } from '../vocabulary-check.js';
 import { SseStream } from '../sse.js';
 import { rejectUnsupported } from '../unsupported-params.js';
 import { compileValidator } from '../validate-request.js';
@@ -35,6 +36,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const body = parseChatBody(request.body);
     ensureReady(ctx);
     const card = resolveModel(ctx.engine, body.model);
+    checkVocabulary(body, card);
     const maxParam = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
     const plan = planGeneration(ctx, {
       headers: request.headers,

@@ -14,6 +14,7 @@ import { capObject } from '../policy.js';
 import { chatPrompt, resolveModel } from '../prompt.js';
 import { ResponseCreateEventSchema } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
+import { checkVocabulary } from '../vocabulary-check.js';
 import { rejectUnsupported } from '../unsupported-params.js';
 import { compileValidator } from '../validate-request.js';
 
@@ -98,6 +99,7 @@ class ResponsesSession {
     const body = validateCreate(event);
     ensureReady(this.ctx);
     const card = resolveModel(this.ctx.engine, body.model);
+    checkVocabulary(body, card);
     const requested = body.max_output_tokens ?? body.max_completion_tokens ?? body.max_tokens;
     const maxParam =
       body.max_output_tokens != null ? 'max_output_tokens' : body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';

@@ -76,7 +76,6 @@ test('streaming completions: text chunks, finish chunk, usage chunk, [DONE]', as
 test('completion-only unsupported parameters', async (t) => {
   const { app } = makeApp(t);
   for (const [extra, param] of [
-    [{ echo: true }, 'echo'],
     [{ suffix: 'end' }, 'suffix'],
     [{ best_of: 3 }, 'best_of'],
   ] as const) {
@@ -87,6 +86,13 @@ test('completion-only unsupported parameters', async (t) => {
   }
   const fine = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', echo: false, suffix: '', best_of: 2, n: 2, max_tokens: 1 } });
   assert.equal(fine.statusCode, 200, fine.body);
+  // echo is supported (server-echo.test.ts); max_tokens 0 only with it.
+  const echoed = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'xy', echo: true, max_tokens: 0 } });
+  assert.equal(echoed.statusCode, 200, echoed.body);
+  assert.equal(echoed.json().choices[0].text, 'xy');
+  const zero = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', max_tokens: 0 } });
+  assert.equal(zero.statusCode, 400);
+  assert.equal(zero.json().error.param, 'max_tokens');
   const logprobs = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', logprobs: true } });
   assert.equal(logprobs.statusCode, 400);
   assert.equal(logprobs.json().error.param, 'logprobs');

@@ -74,7 +74,7 @@ export class ScriptedEngine implements EngineClient {
   private readonly card: ModelCard;
 
   constructor(private readonly options: ScriptedEngineOptions = {}) {
-    this.card = { id: 'scripted', contextLength: options.contextLength ?? 256, hasChatTemplate: options.hasChatTemplate ?? true, createdAt: 1700000000 };
+    this.card = { id: 'scripted', contextLength: options.contextLength ?? 256, hasChatTemplate: options.hasChatTemplate ?? true, vocabSize: 65536, createdAt: 1700000000 };
   }
 
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<TokenEvent> {
@@ -194,6 +194,10 @@ export class ScriptedEngine implements EngineClient {
   tokenize(text: string, options?: { addSpecialTokens?: boolean }): number[] {
     const ids = [...text].map((c) => c.charCodeAt(0));
     return options?.addSpecialTokens === false ? ids : [1, ...ids];
+  }
+
+  tokenText(_context: readonly number[], id: number): string {
+    return String.fromCharCode(id);
   }
 
   detokenize(ids: readonly number[]): string {
