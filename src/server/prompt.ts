@@ -71,6 +71,12 @@ export function chatPrompt(engine: EngineClient, card: ModelCard, wire: readonly
   };
 }
 
+/** A completions `prompt`, one PromptInput per prompt of a list (a string or an id list is one). */
+export function completionPrompts(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): PromptInput[] {
+  if (typeof prompt === 'string' || typeof prompt[0] === 'number') return [completionPrompt(engine, prompt)];
+  return (prompt as readonly (string | readonly number[])[]).map((p) => completionPrompt(engine, typeof p === 'string' ? p : [p]));
+}
+
 export function completionPrompt(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): PromptInput {
   const tokens = completionPromptTokens(engine, prompt);
   return { tokens, param: 'prompt', segments: () => completionSegments(engine, tokens) };

@@ -86,7 +86,8 @@ export const CompletionRequestSchema = Type.Object(
   {
     ...samplingFields,
     ...deliveryFields,
-    prompt: Type.Union([Type.String(), TokenIds, Type.Array(Type.String(), { minItems: 1, maxItems: 1 }), Type.Array(TokenIds, { minItems: 1, maxItems: 1 })]),
+    // A list is a batch: one set of n choices per prompt (index = prompt_i * n + j).
+    prompt: Type.Union([Type.String(), TokenIds, Type.Array(Type.String(), { minItems: 1 }), Type.Array(TokenIds, { minItems: 1 })]),
     // 0 only with echo (scoring the prompt, nothing generated): checked by the route.
     max_tokens: opt(Type.Integer({ minimum: 0 })),
     logprobs: opt(Type.Integer({ minimum: 0, maximum: 20 })),

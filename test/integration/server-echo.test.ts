@@ -123,3 +123,30 @@ test('perplexity through echo equals golden.json within 1e-4 relative', { skip }
   const ppl = Math.exp(nll / scored);
   assert.ok(Math.abs(ppl - g.perplexity) / g.perplexity < 1e-4, `perplexity ${ppl} vs golden ${g.perplexity}`);
 });
+
+test('a prompt list: 3 prompts (strings and id lists) with n=2 give six choices, index = prompt_i * n + j; streaming too', { skip }, async () => {
+  const texts = ['Once upon a time,', 'Lily and Ben went to the park.', 'The sun'];
+  const singles = await Promise.all(texts.map((prompt) => client.completions.create({ model: MODEL, prompt, max_tokens: 5, temperature: 0 })));
+  const expected = singles.map((r) => r.choices[0]?.text ?? 'x');
+  const promptTokens = texts.reduce((sum, t) => sum + tok.encode(t).length, 0);
+  for (const prompt of [texts, texts.map((t) => tok.encode(t))]) {
+    const res = await client.completions.create({ model: MODEL, prompt, n: 2, max_tokens: 5, temperature: 0 });
+    assert.deepEqual(res.choices.map((c) => c.index), [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(res.choices.map((c) => c.text), expected.flatMap((e) => [e, e]));
+    assert.equal(res.usage?.prompt_tokens, promptTokens);
+    assert.equal(res.usage?.completion_tokens, 30);
+  }
+  const stream = await client.completions.create({ model: MODEL, prompt: texts, n: 2, max_tokens: 5, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const streamed = new Array<string>(6).fill('');
+  let usage: OpenAI.CompletionUsage | null | undefined = null;
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) streamed[c.index] += c.text;
+    if (chunk.usage) usage = chunk.usage;
+  }
+  assert.deepEqual(streamed, expected.flatMap((e) => [e, e]));
+  assert.equal(usage?.prompt_tokens, promptTokens);
+  // echo with a list: each choice echoes its own prompt.
+  const echoed = await client.completions.create({ model: MODEL, prompt: texts, max_tokens: 0, echo: true, logprobs: 0 });
+  assert.deepEqual(echoed.choices.map((c) => c.text), texts);
+  assert.deepEqual(echoed.choices.map((c) => c.logprobs?.tokens?.length), texts.map((t) => tok.encode(t).length));
+});

@@ -26,7 +26,13 @@ test('prompt forms: string, token ids, list of one string, list of one id list',
     engine.requests.map((r) => r.promptTokens),
     [[1, 65, 66], [65, 66], [1, 65, 66], [65, 66]],
   );
-  for (const prompt of [['a', 'b'], [[1], [2]], [], [-1], 5]) {
+  // Lists of several prompts are batches (server-echo.test.ts runs them on the real model).
+  for (const prompt of [['a', 'b'], [[1], [2]]]) {
+    const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt, n: 2, max_tokens: 1 } });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.deepEqual(res.json().choices.map((c: { index: number }) => c.index), [0, 1, 2, 3]);
+  }
+  for (const prompt of [[], [-1], 5, ['a', 5], [[1], []]]) {
     const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt } });
     assert.equal(res.statusCode, 400, JSON.stringify(prompt));
     assert.equal(res.json().error.param?.startsWith('prompt'), true, res.body);
