@@ -124,6 +124,39 @@ export const DetokenizeRequestSchema = Type.Object(
 );
 export type DetokenizeRequest = Static<typeof DetokenizeRequestSchema>;
 
+const ResponseInputPart = Type.Object(
+  { type: Type.Union([Type.Literal('input_text'), Type.Literal('output_text')]), text: Type.String(), annotations: Type.Optional(Type.Array(Type.Unknown())) },
+  { additionalProperties: false },
+);
+const ResponseInputMessage = Type.Object(
+  {
+    type: Type.Optional(Type.Literal('message')),
+    id: Type.Optional(Type.String()),
+    status: Type.Optional(Type.String()),
+    role: Type.Union([Type.Literal('system'), Type.Literal('developer'), Type.Literal('user'), Type.Literal('assistant')]),
+    content: Type.Union([Type.String(), Type.Array(ResponseInputPart)]),
+  },
+  { additionalProperties: false },
+);
+
+/** HTTP POST /v1/responses: OpenAI's Responses request (text in, text out) plus `cap`. */
+export const ResponsesRequestSchema = Type.Object(
+  {
+    model: samplingFields.model,
+    input: Type.Union([Type.String(), Type.Array(ResponseInputMessage, { minItems: 1 })]),
+    instructions: opt(Type.String()),
+    max_output_tokens: opt(Type.Integer({ minimum: 1 })),
+    temperature: samplingFields.temperature,
+    top_p: samplingFields.top_p,
+    stream: opt(Type.Boolean()),
+    previous_response_id: opt(Type.String({ minLength: 1 })),
+    user: samplingFields.user,
+    cap: samplingFields.cap,
+  },
+  { additionalProperties: false },
+);
+export type ResponsesRequest = Static<typeof ResponsesRequestSchema>;
+
 /** The websocket `response.create` event: a chat request's fields at the top level. */
 export const ResponseCreateEventSchema = Type.Object(
   {
