@@ -261,7 +261,7 @@ export class LocalEngine implements EngineClient {
     return this.tokenizer.tokenText(context, id, { skipSpecialTokens: true });
   }
 
-  renderChat(messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
+  renderChat(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): { text: string; addSpecialTokens: boolean } {
     if (!this.chatTemplate) {
       throw new EngineError(
         'no_chat_template',
@@ -269,7 +269,7 @@ export class LocalEngine implements EngineClient {
         { param: 'messages' },
       );
     }
-    const text = this.chatTemplate.render(messages, { addGenerationPrompt: true });
+    const text = this.chatTemplate.render(messages, { addGenerationPrompt: options?.addGenerationPrompt ?? true });
     return { text, addSpecialTokens: !this.chatTemplate.rendersBos };
   }
 

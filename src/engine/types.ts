@@ -195,6 +195,9 @@ export interface EngineClient {
   /** Teacher-forced scoring (shadow fidelity, perplexity); queued like generation. */
   score(request: ScoreRequest, signal?: AbortSignal): Promise<ScoreResult>;
   /** Chat template rendering; throws EngineError('no_chat_template') when the model has none. */
-  renderChat(messages: readonly import('../model/tokenizer-types.js').ChatMessage[]): { text: string; addSpecialTokens: boolean };
+  renderChat(
+    messages: readonly import('../model/tokenizer-types.js').ChatMessage[],
+    options?: { addGenerationPrompt?: boolean },
+  ): { text: string; addSpecialTokens: boolean };
   close(): Promise<void>;
 }

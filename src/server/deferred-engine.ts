@@ -54,8 +54,8 @@ export class DeferredEngine implements EngineClient {
     return this.require().tokenText(context, id);
   }
 
-  renderChat(messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
-    return this.require().renderChat(messages);
+  renderChat(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): { text: string; addSpecialTokens: boolean } {
+    return this.require().renderChat(messages, options);
   }
 
   async close(): Promise<void> {

@@ -40,7 +40,12 @@ export function toChatMessages(messages: readonly WireMessage[]): ChatMessage[] 
 }
 
 /** Renders with the model's chat template (the engine applies `model.chatTemplateFallback` when the checkpoint has none). */
-export function renderChat(engine: EngineClient, card: ModelCard, messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
+export function renderChat(
+  engine: EngineClient,
+  card: ModelCard,
+  messages: readonly ChatMessage[],
+  options: { addGenerationPrompt?: boolean; continueFinalMessage?: boolean } = {},
+): { text: string; addSpecialTokens: boolean } {
   if (!card.hasChatTemplate) {
     throw new ApiError(
       'no_chat_template',
@@ -48,7 +53,18 @@ export function renderChat(engine: EngineClient, card: ModelCard, messages: read
       { param: 'messages' },
     );
   }
-  return engine.renderChat(messages);
+  if (options.continueFinalMessage !== true) return engine.renderChat(messages, { addGenerationPrompt: options.addGenerationPrompt ?? true });
+  // vLLM's continue_final_message: the final message stays open (its end-of-turn text is cut) for the model to continue.
+  if (options.addGenerationPrompt === true) {
+    throw new ApiError('invalid_request', "'continue_final_message' and 'add_generation_prompt' cannot both be true.", { param: 'continue_final_message' });
+  }
+  const rendered = engine.renderChat(messages, { addGenerationPrompt: false });
+  const final = messages[messages.length - 1]?.content ?? '';
+  const at = rendered.text.lastIndexOf(final);
+  if (final === '' || at < 0) {
+    throw new ApiError('invalid_request', "'continue_final_message' needs the final message's text in the rendered chat, and it is not there.", { param: 'continue_final_message' });
+  }
+  return { ...rendered, text: rendered.text.slice(0, at + final.length) };
 }
 
 /** The prompt as the request gave it, tokenized whole, with its segments on demand. */

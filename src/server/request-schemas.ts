@@ -112,6 +112,7 @@ export const TokenizeChatRequestSchema = Type.Object(
     model: opt(Type.String({ minLength: 1 })),
     messages: Type.Array(ChatMessageSchema, { minItems: 1 }),
     add_generation_prompt: opt(Type.Boolean()),
+    continue_final_message: opt(Type.Boolean()),
     add_special_tokens: opt(Type.Boolean()),
   },
   { additionalProperties: false },

@@ -123,3 +123,26 @@ test('out-of-vocabulary logit_bias keys and stop_token_ids: 400 naming the param
   const ok = await client.completions.create({ model: MODEL, prompt: 'Once', max_tokens: 2, logit_bias: { '511': 1 }, stop_token_ids: [511] } as OpenAI.CompletionCreateParamsNonStreaming);
   assert.equal(ok.choices.length, 1);
 });
+
+test('/tokenize: add_generation_prompt false and continue_final_message (vLLM), ChatML template', { skip }, async () => {
+  const tokenize = async (body: unknown): Promise<{ status: number; json: { tokens: number[]; error?: { param: string } } }> => {
+    const res = await fetch(`${server.baseUrl}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: res.status, json: (await res.json()) as { tokens: number[]; error?: { param: string } } };
+  };
+  const messages = [
+    { role: 'user', content: 'Tell me a story.' },
+    { role: 'assistant', content: 'Once upon a time' },
+  ];
+  const open = await tokenize({ messages: messages.slice(0, 1) });
+  const closed = await tokenize({ messages: messages.slice(0, 1), add_generation_prompt: false });
+  assert.equal(open.status, 200);
+  assert.equal(closed.status, 200);
+  assert.ok(decode(open.json.tokens).endsWith('assistant\n'), decode(open.json.tokens));
+  assert.ok(!decode(closed.json.tokens).endsWith('assistant\n'));
+  const continued = await tokenize({ messages, continue_final_message: true });
+  assert.equal(continued.status, 200);
+  assert.ok(decode(continued.json.tokens).endsWith('Once upon a time'), decode(continued.json.tokens));
+  const both = await tokenize({ messages, continue_final_message: true, add_generation_prompt: true });
+  assert.equal(both.status, 400);
+  assert.equal(both.json.error?.param, 'continue_final_message');
+});

@@ -204,9 +204,9 @@ export class ScriptedEngine implements EngineClient {
     return ids.filter((id) => id !== 1).map((id) => String.fromCharCode(id)).join('');
   }
 
-  renderChat(messages: readonly ChatMessage[]): { text: string; addSpecialTokens: boolean } {
+  renderChat(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): { text: string; addSpecialTokens: boolean } {
     if (!this.card.hasChatTemplate) throw new EngineError('no_chat_template', 'no template');
-    return { text: messages.map((m) => `<${m.role}>${m.content}`).join('') + '<assistant>', addSpecialTokens: true };
+    return { text: messages.map((m) => `<${m.role}>${m.content}`).join('') + (options?.addGenerationPrompt === false ? '' : '<assistant>'), addSpecialTokens: true };
   }
 
   async close(): Promise<void> {}
