@@ -497,8 +497,9 @@ export class EngineCore {
     seq.generated += 1;
     seq.pendingToken = r.tokenId;
     // Logprob strings are decoded in the context the token follows, before it joins that context.
-    const tokenText = r.logprob === null ? '' : seq.decodeStream.peek(r.tokenId);
-    const topLogprobs = r.topLogprobs === null ? null : r.topLogprobs.map((t) => ({ ...t, text: t.tokenId === r.tokenId ? tokenText : seq.decodeStream.peek(t.tokenId) }));
+    const strings = r.logprob === null ? [] : seq.decodeStream.peek([r.tokenId, ...(r.topLogprobs ?? []).map((t) => t.tokenId)]);
+    const tokenText = strings[0] ?? '';
+    const topLogprobs = r.topLogprobs === null ? null : r.topLogprobs.map((t, i) => ({ ...t, text: strings[i + 1] ?? '' }));
     const token = { type: 'token', tokenId: r.tokenId, tokenText, logprob: r.logprob, topLogprobs } as const;
     if (seq.stopIds.has(r.tokenId)) {
       seq.finishReason = 'stop';

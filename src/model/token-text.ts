@@ -31,10 +31,17 @@ export interface TokenTextDecoder {
 
 /** decode(context + [id]) minus decode(context), over the last TOKEN_CONTEXT ids of context: the text `id` makes visible. */
 export function visibleTextAfter(decode: (ids: readonly number[]) => string, context: readonly number[], id: number): string {
+  return visibleTextsAfter(decode, context, [id])[0] ?? '';
+}
+
+/** visibleTextAfter for several candidate ids after one context (decodes the context once). */
+function visibleTextsAfter(decode: (ids: readonly number[]) => string, context: readonly number[], ids: readonly number[]): string[] {
   const tail = context.length > TOKEN_CONTEXT ? context.slice(context.length - TOKEN_CONTEXT) : context;
   const before = decode(tail);
-  const after = decode([...tail, id]);
-  return after.slice(commonPrefixLength(before, after));
+  return ids.map((id) => {
+    const after = decode([...tail, id]);
+    return after.slice(commonPrefixLength(before, after));
+  });
 }
 
 /**
@@ -44,7 +51,16 @@ export function visibleTextAfter(decode: (ids: readonly number[]) => string, con
  * "bytes:\xNN", so two alternatives never share the string U+FFFD.
  */
 export function tokenTextAfter(decoder: TokenTextDecoder, context: readonly number[], id: number): string {
-  const text = visibleTextAfter((ids) => decoder.decode(ids), context, id);
+  return tokenTextsAfter(decoder, context, [id])[0] ?? '';
+}
+
+/** tokenTextAfter for several alternatives at one position (the context is decoded once). */
+export function tokenTextsAfter(decoder: TokenTextDecoder, context: readonly number[], ids: readonly number[]): string[] {
+  const texts = visibleTextsAfter((list) => decoder.decode(list), context, ids);
+  return ids.map((id, i) => tokenString(decoder, id, texts[i] ?? ''));
+}
+
+function tokenString(decoder: TokenTextDecoder, id: number, text: string): string {
   if (text === '') return decoder.decodeKeepingSpecial([id]);
   if (text.includes(REPLACEMENT_CHAR)) {
     const byte = BYTE_PIECE.exec(decoder.piece(id));

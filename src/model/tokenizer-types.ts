@@ -20,8 +20,8 @@ export interface DecodeStream {
   push(id: number): string;
   /** Whatever is still held back at the end of generation. */
   flush(): string;
-  /** The string `id` would add after the ids so far (not pushed): a logprob alternative's text. */
-  peek(id: number): string;
+  /** The strings these ids would each add after the ids so far (none is pushed): logprob strings at one position. */
+  peek(ids: readonly number[]): string[];
 }
 
 export interface ChatMessage {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { CheckpointError } from './errors.js';
-import { commonPrefixLength, TOKEN_CONTEXT, tokenTextAfter, type TokenTextDecoder } from './token-text.js';
+import { commonPrefixLength, TOKEN_CONTEXT, tokenTextAfter, tokenTextsAfter, type TokenTextDecoder } from './token-text.js';
 import type { DecodeStream, TextTokenizer } from './tokenizer-types.js';
 
 const REPLACEMENT_CHAR = '\uFFFD';
@@ -55,8 +55,8 @@ class WindowDecodeStream implements DecodeStream {
     return this.decoder.decode(ids);
   }
 
-  peek(id: number): string {
-    return tokenTextAfter(this.decoder, this.ids, id);
+  peek(ids: readonly number[]): string[] {
+    return tokenTextsAfter(this.decoder, this.ids, ids);
   }
 
   push(id: number): string {

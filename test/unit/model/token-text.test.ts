@@ -66,7 +66,7 @@ test('tokenText and peek: strings in context, specials and partial bytes stay di
   // A special token that decodes to nothing in context is its own text.
   assert.equal(tok.tokenText(prompt, 2, { skipSpecialTokens: true }), '</s>');
   const stream = tok.createDecodeStream({ skipSpecialTokens: true, context: prompt });
-  assert.equal(stream.peek(there), ' there');
+  assert.deepEqual(stream.peek([there, space, e2, 2]), [' there', ' ', 'bytes:\\xe2', '</s>']);
   assert.equal(stream.push(there), ' there');
-  assert.equal(stream.peek(there), ' there');
+  assert.deepEqual(stream.peek([there]), [' there']);
 });

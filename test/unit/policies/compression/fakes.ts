@@ -46,7 +46,7 @@ export class WordTokenizer implements TextTokenizer {
   }
 
   createDecodeStream(): DecodeStream {
-    return { push: (id: number) => this.idToPiece(id), flush: () => '', peek: (id: number) => this.idToPiece(id) };
+    return { push: (id: number) => this.idToPiece(id), flush: () => '', peek: (ids: readonly number[]) => ids.map((id) => this.idToPiece(id)) };
   }
 
   tokenText(_context: readonly number[], id: number): string {
