@@ -257,8 +257,8 @@ export class LocalEngine implements EngineClient {
     return this.tokenizer.decode(ids, { skipSpecialTokens: true });
   }
 
-  tokenText(context: readonly number[], id: number): string {
-    return this.tokenizer.tokenText(context, id, { skipSpecialTokens: true });
+  tokenTexts(context: readonly number[], ids: readonly number[]): string[] {
+    return this.tokenizer.tokenTexts(context, ids, { skipSpecialTokens: true });
   }
 
   renderChat(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): { text: string; addSpecialTokens: boolean } {

@@ -190,8 +190,8 @@ export interface EngineClient {
   models(): readonly ModelCard[];
   tokenize(text: string, options?: { addSpecialTokens?: boolean }): number[];
   detokenize(ids: readonly number[]): string;
-  /** The string of `id` after `context`, as logprobs show it (model/token-text.ts). */
-  tokenText(context: readonly number[], id: number): string;
+  /** The strings of `ids` (alternatives at one position) after `context`, as logprobs show them (model/token-text.ts). */
+  tokenTexts(context: readonly number[], ids: readonly number[]): string[];
   /** Teacher-forced scoring (shadow fidelity, perplexity); queued like generation. */
   score(request: ScoreRequest, signal?: AbortSignal): Promise<ScoreResult>;
   /** Chat template rendering; throws EngineError('no_chat_template') when the model has none. */

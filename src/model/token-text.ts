@@ -54,10 +54,21 @@ export function tokenTextAfter(decoder: TokenTextDecoder, context: readonly numb
   return tokenTextsAfter(decoder, context, [id])[0] ?? '';
 }
 
-/** tokenTextAfter for several alternatives at one position (the context is decoded once). */
+/**
+ * tokenTextAfter for several alternatives at one position (the context is decoded
+ * once). Strings stay distinct: where a byte-fallback piece reads the same as
+ * another token (`<0x22>` and `"`), the byte piece is its "bytes:\xNN" form.
+ */
 export function tokenTextsAfter(decoder: TokenTextDecoder, context: readonly number[], ids: readonly number[]): string[] {
   const texts = visibleTextsAfter((list) => decoder.decode(list), context, ids);
-  return ids.map((id, i) => tokenString(decoder, id, texts[i] ?? ''));
+  const strings = ids.map((id, i) => tokenString(decoder, id, texts[i] ?? ''));
+  const seen = new Map<string, number>();
+  for (const s of strings) seen.set(s, (seen.get(s) ?? 0) + 1);
+  return strings.map((s, i) => {
+    if ((seen.get(s) ?? 0) < 2) return s;
+    const byte = BYTE_PIECE.exec(decoder.piece(ids[i] ?? 0));
+    return byte === null ? s : `bytes:\\x${(byte[1] ?? '').toLowerCase()}`;
+  });
 }
 
 function tokenString(decoder: TokenTextDecoder, id: number, text: string): string {

@@ -13,6 +13,8 @@ export interface TextTokenizer {
   createDecodeStream(options?: { skipSpecialTokens?: boolean; context?: readonly number[] }): DecodeStream;
   /** The string of `id` after `context` (model/token-text.ts): logprob and echoed-prompt token strings. */
   tokenText(context: readonly number[], id: number, options?: { skipSpecialTokens?: boolean }): string;
+  /** tokenText for the alternatives at one position, kept distinct (model/token-text.ts). */
+  tokenTexts(context: readonly number[], ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string[];
 }
 
 export interface DecodeStream {

@@ -135,6 +135,10 @@ class HfTextTokenizer implements TextTokenizer {
     return tokenTextAfter(this.textDecoder(options?.skipSpecialTokens ?? false), context, id);
   }
 
+  tokenTexts(context: readonly number[], ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string[] {
+    return tokenTextsAfter(this.textDecoder(options?.skipSpecialTokens ?? false), context, ids);
+  }
+
   private textDecoder(skipSpecialTokens: boolean): TokenTextDecoder {
     return {
       decode: (ids) => this.decode(ids, { skipSpecialTokens }),

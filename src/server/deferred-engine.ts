@@ -50,8 +50,8 @@ export class DeferredEngine implements EngineClient {
     return this.require().detokenize(ids);
   }
 
-  tokenText(context: readonly number[], id: number): string {
-    return this.require().tokenText(context, id);
+  tokenTexts(context: readonly number[], ids: readonly number[]): string[] {
+    return this.require().tokenTexts(context, ids);
   }
 
   renderChat(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): { text: string; addSpecialTokens: boolean } {

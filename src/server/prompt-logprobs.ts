@@ -57,14 +57,15 @@ export async function promptLogprobs(engine: EngineClient, input: PromptLogprobs
   for (let i = 0; i < tokens.length; i++) {
     const id = tokens[i] ?? 0;
     const context = tokens.slice(Math.max(0, i - TOKEN_CONTEXT), i);
-    const text = engine.tokenText(context, id);
     if (i === 0 || targets === null) {
-      appendLegacyLogprob(out, { text, logprob: null, top: null }, offset);
+      appendLegacyLogprob(out, { text: engine.tokenTexts(context, [id])[0] ?? '', logprob: null, top: null }, offset);
     } else {
       const logprob = targets[i - 1] ?? 0;
       const row = rows === null ? null : rows.subarray((i - 1) * V, i * V);
-      const top = row === null ? [] : topOf(row, topN).map((t) => ({ text: engine.tokenText(context, t.id), logprob: t.logprob }));
-      appendLegacyLogprob(out, { text, logprob, top }, offset);
+      const alternatives = row === null ? [] : topOf(row, topN);
+      // One call for the token and its alternatives, so their strings are kept distinct together.
+      const [text = '', ...altTexts] = engine.tokenTexts(context, [id, ...alternatives.map((t) => t.id)]);
+      appendLegacyLogprob(out, { text, logprob, top: alternatives.map((t, j) => ({ text: altTexts[j] ?? '', logprob: t.logprob })) }, offset);
     }
     offset += visibleTextAfter((ids) => engine.detokenize(ids), context, id).length;
   }

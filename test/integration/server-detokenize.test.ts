@@ -30,11 +30,11 @@ after(async () => {
 
 const decode = (ids: readonly number[]): string => tok.decode(ids, { skipSpecialTokens: true });
 
-/** Every vocabulary id whose in-context string is `text`. */
+/** Every vocabulary id whose in-context string (among all ids at that position, kept distinct) is `text`. */
 function idsWithText(context: readonly number[], text: string): number[] {
-  const out: number[] = [];
-  for (let id = 0; id < tok.vocabSize; id++) if (tok.tokenText(context, id, { skipSpecialTokens: true }) === text) out.push(id);
-  return out;
+  const all = Array.from({ length: tok.vocabSize }, (_, id) => id);
+  const texts = tok.tokenTexts(context, all, { skipSpecialTokens: true });
+  return all.filter((id) => texts[id] === text);
 }
 
 test('completions: the first token keeps its leading space; prompt + text = decode(prompt ids + completion ids)', { skip }, async () => {
@@ -60,6 +60,16 @@ test('chat: content and streamed deltas keep the first token in context', { skip
   const content = res.choices[0]?.message.content ?? '';
   const entries = res.choices[0]?.logprobs?.content ?? [];
   assert.equal(entries.map((e) => e.token).join(''), content);
+  // Recover the completion ids from their in-context strings, then: content = decode(prompt + ids) - decode(prompt).
+  const tokenized = await fetch(`${server.baseUrl}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages }) });
+  const prompt = ((await tokenized.json()) as { tokens: number[] }).tokens;
+  const ids = [...prompt];
+  for (const e of entries) {
+    const found = idsWithText(ids, e.token);
+    assert.equal(found.length, 1, `${JSON.stringify(e.token)} after ${JSON.stringify(decode(ids.slice(-6)))} -> ${found.join(',')}`);
+    ids.push(found[0] ?? -1);
+  }
+  assert.equal(content, decode(ids).slice(decode(prompt).length));
   const stream = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 10, temperature: 0, stream: true });
   let streamed = '';
   for await (const chunk of stream) streamed += chunk.choices[0]?.delta.content ?? '';

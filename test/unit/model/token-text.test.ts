@@ -70,3 +70,16 @@ test('tokenText and peek: strings in context, specials and partial bytes stay di
   assert.equal(stream.push(there), ' there');
   assert.deepEqual(stream.peek([there]), [' there']);
 });
+
+test('tokenTexts keeps alternatives distinct: a byte piece reading like a character token is "bytes:\\xNN"', (t) => {
+  const dir = sharedPath('models', 'stories260K');
+  if (dir === null) return t.skip(MISSING_SHARED);
+  const tok = loadTokenizer(dir);
+  const quoteByte = 3 + 0x22;
+  assert.equal(tok.idToPiece(quoteByte), '<0x22>');
+  const quote = Array.from({ length: tok.vocabSize }, (_, id) => id).find((id) => tok.idToPiece(id) === '"') ?? -1;
+  assert.ok(quote >= 0);
+  const context = tok.encode('He said');
+  assert.equal(tok.tokenText(context, quoteByte, { skipSpecialTokens: true }), '"');
+  assert.deepEqual(tok.tokenTexts(context, [quote, quoteByte], { skipSpecialTokens: true }), ['"', 'bytes:\\x22']);
+});

@@ -196,8 +196,8 @@ export class ScriptedEngine implements EngineClient {
     return options?.addSpecialTokens === false ? ids : [1, ...ids];
   }
 
-  tokenText(_context: readonly number[], id: number): string {
-    return String.fromCharCode(id);
+  tokenTexts(_context: readonly number[], ids: readonly number[]): string[] {
+    return ids.map((id) => String.fromCharCode(id));
   }
 
   detokenize(ids: readonly number[]): string {

@@ -52,6 +52,10 @@ export class WordTokenizer implements TextTokenizer {
   tokenText(_context: readonly number[], id: number): string {
     return this.idToPiece(id);
   }
+
+  tokenTexts(_context: readonly number[], ids: readonly number[]): string[] {
+    return ids.map((id) => this.idToPiece(id));
+  }
 }
 
 /** Toy LM: repeated tokens cost `repeat` nats, new ones `surprisal(token)`. Records every call. */
