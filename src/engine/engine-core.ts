@@ -146,7 +146,7 @@ export class EngineCore {
   private enqueue(request: GenerateRequest, scoring: ScoreRequest | null): void {
     try {
       this.validate(request, scoring !== null);
-      const seq = new Sequence(request, this.spec.vocabSize, this.tokenizer.createDecodeStream({ skipSpecialTokens: true }), this.spec.eosTokenIds, this.options.contextLength);
+      const seq = new Sequence(request, this.spec.vocabSize, this.tokenizer.createDecodeStream({ skipSpecialTokens: true, context: request.promptTokens }), this.spec.eosTokenIds, this.options.contextLength);
       seq.scoring = scoring;
       const policy = request.servingPolicy;
       if (policy && policy.kind === 'kv-eviction') seq.eviction = new EvictionState(policy, this.spec, this.invFreq);
@@ -524,16 +524,21 @@ export class EngineCore {
     const r = forced === undefined ? seq.sampler.sample(logits) : { tokenId: forced, logprob: null, topLogprobs: null };
     seq.generated += 1;
     seq.pendingToken = r.tokenId;
+    // Logprob strings are decoded in the context the token follows, before it joins that context.
+    const strings = r.logprob === null ? [] : seq.decodeStream.peek([r.tokenId, ...(r.topLogprobs ?? []).map((t) => t.tokenId)]);
+    const tokenText = strings[0] ?? '';
+    const topLogprobs = r.topLogprobs === null ? null : r.topLogprobs.map((t, i) => ({ ...t, text: strings[i + 1] ?? '' }));
+    const token = { type: 'token', tokenId: r.tokenId, tokenText, logprob: r.logprob, topLogprobs } as const;
     if (seq.stopIds.has(r.tokenId)) {
       seq.finishReason = 'stop';
       seq.stopReason = r.tokenId;
-      this.out.push({ id: seq.id, event: { type: 'token', tokenId: r.tokenId, text: '', logprob: r.logprob, topLogprobs: r.topLogprobs } });
+      this.out.push({ id: seq.id, event: { ...token, text: '' } });
       this.finish(seq, this.trailingText(seq));
       return;
     }
     const delta = seq.decodeStream.push(r.tokenId);
     const pushed = seq.stopMatcher.push(delta);
-    this.out.push({ id: seq.id, event: { type: 'token', tokenId: r.tokenId, text: pushed.emit, logprob: r.logprob, topLogprobs: r.topLogprobs } });
+    this.out.push({ id: seq.id, event: { ...token, text: pushed.emit } });
     if (pushed.stopped) {
       seq.finishReason = 'stop';
       seq.stopReason = pushed.matched;

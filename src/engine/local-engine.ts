@@ -249,6 +249,7 @@ export class LocalEngine implements EngineClient {
         id: this.modelId,
         contextLength: this.info?.contextLength ?? 0,
         hasChatTemplate: this.text.inline.hasChatTemplate,
+        vocabSize: this.info?.spec.vocabSize ?? 0,
         createdAt: this.createdAt,
         maxBytesPerToken: this.text.inline.tokenizer.maxBytesPerToken ?? null,
       },
@@ -263,8 +264,12 @@ export class LocalEngine implements EngineClient {
     return this.text.inline.tokenizer.decode(ids, { skipSpecialTokens: true });
   }
 
-  renderChat(messages: readonly ChatMessage[]): Promise<RenderedChat> {
-    return this.text.render(messages);
+  tokenTexts(context: readonly number[], ids: readonly number[]): string[] {
+    return this.text.inline.tokenizer.tokenTexts(context, ids, { skipSpecialTokens: true });
+  }
+
+  renderChat(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<RenderedChat> {
+    return this.text.render(messages, options);
   }
 
   /** Stops accepting, lets in-flight requests finish, then ends the worker. */

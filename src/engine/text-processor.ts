@@ -36,7 +36,7 @@ export class TextProcessor {
     return this.tokenizer.encode(text, { addSpecialTokens });
   }
 
-  render(messages: readonly ChatMessage[]): RenderedChat {
+  render(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): RenderedChat {
     if (!this.chatTemplate) {
       throw new EngineError(
         'no_chat_template',
@@ -44,7 +44,7 @@ export class TextProcessor {
         { param: 'messages' },
       );
     }
-    const text = this.chatTemplate.render(messages, { addGenerationPrompt: true });
+    const text = this.chatTemplate.render(messages, { addGenerationPrompt: options.addGenerationPrompt ?? true });
     return { text, addSpecialTokens: !this.chatTemplate.rendersBos };
   }
 }

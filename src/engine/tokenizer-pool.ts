@@ -56,11 +56,11 @@ export class TokenizerPool {
     return Array.from(m.tokens);
   }
 
-  async render(messages: readonly ChatMessage[]): Promise<RenderedChat> {
+  async render(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): Promise<RenderedChat> {
     let chars = 0;
     for (const msg of messages) chars += msg.content.length;
-    if (chars <= INLINE_CHARS) return this.inline.render(messages);
-    const m = await this.call({ id: 0, op: 'render', messages });
+    if (chars <= INLINE_CHARS) return this.inline.render(messages, options);
+    const m = await this.call({ id: 0, op: 'render', messages, addGenerationPrompt: options.addGenerationPrompt ?? true });
     if (!('text' in m)) throw new Error('internal: the tokenizer worker answered a render with no text');
     return { text: m.text, addSpecialTokens: m.addSpecialTokens };
   }

@@ -113,6 +113,11 @@ export interface TokenLogprob {
   readonly logprob: number;
 }
 
+/** A top-logprobs alternative with its string, decoded in the sampled token's context (model/token-text.ts). */
+export interface TopLogprob extends TokenLogprob {
+  readonly text: string;
+}
+
 export type FinishReason = 'stop' | 'length' | 'abort';
 
 export interface Usage {
@@ -126,8 +131,10 @@ export type TokenEvent =
       readonly tokenId: number;
       /** Text made visible by this token (stop strings held back and cut). */
       readonly text: string;
+      /** This token's own string in context (model/token-text.ts); '' when logprobs were not asked for. */
+      readonly tokenText: string;
       readonly logprob: number | null;
-      readonly topLogprobs: readonly TokenLogprob[] | null;
+      readonly topLogprobs: readonly TopLogprob[] | null;
     }
   | {
       readonly type: 'done';
@@ -170,6 +177,8 @@ export interface ModelCard {
   readonly id: string;
   readonly contextLength: number;
   readonly hasChatTemplate: boolean;
+  /** Token ids run from 0 to vocabSize - 1 (the model's, which may exceed the tokenizer's); 0 until loaded. */
+  readonly vocabSize: number;
   readonly createdAt: number;
   /** The most input bytes one token can stand for, when provable: lets the server refuse a prompt that cannot fit before tokenizing it. */
   readonly maxBytesPerToken?: number | null;
@@ -185,9 +194,14 @@ export interface EngineClient {
   tokenize(text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]>;
   /** Decoding is a table lookup per id (fast), so it stays synchronous. */
   detokenize(ids: readonly number[]): string;
+  /** The strings of `ids` (alternatives at one position) after `context`, as logprobs show them (model/token-text.ts). */
+  tokenTexts(context: readonly number[], ids: readonly number[]): string[];
   /** Teacher-forced scoring (shadow fidelity, perplexity); queued like generation. */
   score(request: ScoreRequest, signal?: AbortSignal): Promise<ScoreResult>;
   /** Chat template rendering; throws EngineError('no_chat_template') when the model has none. */
-  renderChat(messages: readonly import('../model/tokenizer-types.js').ChatMessage[]): Promise<{ text: string; addSpecialTokens: boolean }>;
+  renderChat(
+    messages: readonly import('../model/tokenizer-types.js').ChatMessage[],
+    options?: { addGenerationPrompt?: boolean },
+  ): Promise<{ text: string; addSpecialTokens: boolean }>;
   close(): Promise<void>;
 }

@@ -7,8 +7,16 @@ export interface TextTokenizer {
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
   /** The vocabulary piece for an id (e.g. "▁the", "<0x0A>"), for logprobs' `token` fields. */
   idToPiece(id: number): string;
-  /** Text deltas for a growing id sequence; never splits a UTF-8 character across deltas. */
-  createDecodeStream(options?: { skipSpecialTokens?: boolean }): DecodeStream;
+  /**
+   * Text deltas for a growing id sequence; never splits a UTF-8 character across deltas.
+   * `context` (the prompt) is decoded with the ids but never emitted: the deltas join to
+   * decode(context + ids) minus decode(context).
+   */
+  createDecodeStream(options?: { skipSpecialTokens?: boolean; context?: readonly number[] }): DecodeStream;
+  /** The string of `id` after `context` (model/token-text.ts): logprob and echoed-prompt token strings. */
+  tokenText(context: readonly number[], id: number, options?: { skipSpecialTokens?: boolean }): string;
+  /** tokenText for the alternatives at one position, kept distinct (model/token-text.ts). */
+  tokenTexts(context: readonly number[], ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string[];
 }
 
 export interface DecodeStream {
@@ -16,6 +24,8 @@ export interface DecodeStream {
   push(id: number): string;
   /** Whatever is still held back at the end of generation. */
   flush(): string;
+  /** The strings these ids would each add after the ids so far (none is pushed): logprob strings at one position. */
+  peek(ids: readonly number[]): string[];
 }
 
 export interface ChatMessage {

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { CheckpointError } from './errors.js';
+import { commonPrefixLength, TOKEN_CONTEXT, tokenTextAfter, tokenTextsAfter, type TokenTextDecoder } from './token-text.js';
 import type { DecodeStream, TextTokenizer } from './tokenizer-types.js';
 import { maxBytesPerToken } from './token-bound.js';
 
@@ -25,24 +26,39 @@ function readJson(file: string, required: boolean): unknown {
 }
 
 /**
- * Emits decode(ids) piece by piece. Each step decodes a window of recent ids and
+ * Emits decode(context + ids) minus decode(context), piece by piece (as vLLM's and
+ * transformers' streamers do). Each step decodes a window of recent ids and
  * emits the part after the window's already-emitted prefix, holding back text that
  * ends in U+FFFD (an incomplete UTF-8 sequence from byte tokens). The window keeps
  * context before the new ids because decoders are not concatenative at the start
- * (SentencePiece strips the first leading space; byte tokens need their neighbours).
+ * (SentencePiece strips the first leading space; byte tokens need their neighbours);
+ * the first window is the prompt's tail, so the first token keeps its leading space.
  */
 class WindowDecodeStream implements DecodeStream {
-  private readonly ids: number[] = [];
+  private readonly ids: number[];
   /** First id of the decode window. */
   private windowStart = 0;
-  /** Ids before this index are fully emitted. */
-  private readIndex = 0;
+  /** Ids before this index are fully emitted (or context). */
+  private readIndex: number;
   /** decode(ids[windowStart, readIndex)). */
-  private prefixText = '';
+  private prefixText: string;
 
   constructor(
-    private readonly decode: (ids: readonly number[]) => string,
-  ) {}
+    private readonly decoder: TokenTextDecoder,
+    context: readonly number[],
+  ) {
+    this.ids = context.slice(Math.max(0, context.length - TOKEN_CONTEXT));
+    this.readIndex = this.ids.length;
+    this.prefixText = this.decode(this.ids);
+  }
+
+  private decode(ids: readonly number[]): string {
+    return this.decoder.decode(ids);
+  }
+
+  peek(ids: readonly number[]): string[] {
+    return tokenTextsAfter(this.decoder, this.ids, ids);
+  }
 
   push(id: number): string {
     this.ids.push(id);
@@ -62,10 +78,11 @@ class WindowDecodeStream implements DecodeStream {
     if (windowText.startsWith(this.prefixText)) {
       delta = windowText.slice(this.prefixText.length);
     } else {
-      // A decoder rewrote text across the window boundary (e.g. cleanup of " ."); fall back to the full sequence.
+      // A decoder rewrote text across the window boundary (e.g. cleanup of " .", or a context
+      // ending mid-character that this token completes): emit from where the texts part.
       const emitted = this.decode(this.ids.slice(0, this.readIndex));
       const full = this.decode(this.ids);
-      delta = full.startsWith(emitted) ? full.slice(emitted.length) : '';
+      delta = full.slice(commonPrefixLength(emitted, full));
     }
     const previousRead = this.readIndex;
     this.readIndex = this.ids.length;
@@ -102,6 +119,7 @@ class HfTextTokenizer implements TextTokenizer {
 
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string {
     for (const id of ids) this.checkId(id);
+    if (ids.length === 0) return '';
     return this.tokenizer.decode([...ids], { skip_special_tokens: options?.skipSpecialTokens ?? false });
   }
 
@@ -111,9 +129,24 @@ class HfTextTokenizer implements TextTokenizer {
     return this.tokenizer.id_to_token(id) ?? '';
   }
 
-  createDecodeStream(options?: { skipSpecialTokens?: boolean }): DecodeStream {
-    const skip = options?.skipSpecialTokens ?? false;
-    return new WindowDecodeStream((ids) => this.decode(ids, { skipSpecialTokens: skip }));
+  createDecodeStream(options?: { skipSpecialTokens?: boolean; context?: readonly number[] }): DecodeStream {
+    return new WindowDecodeStream(this.textDecoder(options?.skipSpecialTokens ?? false), options?.context ?? []);
+  }
+
+  tokenText(context: readonly number[], id: number, options?: { skipSpecialTokens?: boolean }): string {
+    return tokenTextAfter(this.textDecoder(options?.skipSpecialTokens ?? false), context, id);
+  }
+
+  tokenTexts(context: readonly number[], ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string[] {
+    return tokenTextsAfter(this.textDecoder(options?.skipSpecialTokens ?? false), context, ids);
+  }
+
+  private textDecoder(skipSpecialTokens: boolean): TokenTextDecoder {
+    return {
+      decode: (ids) => this.decode(ids, { skipSpecialTokens }),
+      decodeKeepingSpecial: (ids) => this.decode(ids, { skipSpecialTokens: false }),
+      piece: (id) => this.idToPiece(id),
+    };
   }
 
   private checkId(id: number): void {

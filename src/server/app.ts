@@ -19,6 +19,7 @@ import { registerCompletions } from './routes/completions.js';
 import { registerHealthAndMetrics } from './routes/health.js';
 import { registerModels } from './routes/models.js';
 import { registerPolicies } from './routes/policies.js';
+import { registerResponsesHttp } from './routes/responses-http.js';
 import { registerResponsesWebsocket } from './routes/responses-ws.js';
 import { registerTokenize } from './routes/tokenize.js';
 import { withRequestSerializer } from './request-log.js';
@@ -132,6 +133,7 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     registerTokenize(scope, ctx);
     registerHealthAndMetrics(scope, ctx);
     registerResponsesWebsocket(scope, ctx);
+    registerResponsesHttp(scope, ctx);
   });
   return app;
 }

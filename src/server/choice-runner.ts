@@ -17,6 +17,8 @@ export interface PreparedGeneration {
   readonly policy: Policy;
   readonly plan: GenerationPlan;
   readonly promptTokens: readonly number[];
+  /** Prompt tokens the usage counts: promptTokens' length, or every prompt's of a merged batch. */
+  readonly promptTokenCount: number;
   readonly requests: readonly GenerateRequest[];
   readonly arrivedAt: number;
   /** Set when shadow fidelity sampled this request: choice 0 captures its rows; settle it when the response is out. */
@@ -54,7 +56,25 @@ export function prepareGeneration(ctx: ServerContext, spec: GenerationSpec): Pre
       ...(shadow !== null && index === 0 ? { captureLogprobs: ctx.shadow.captureSteps } : {}),
     }),
   );
-  return { id, card: spec.card, policy, plan, promptTokens, requests, arrivedAt: spec.arrivedAt, shadow };
+  return { id, card: spec.card, policy, plan, promptTokens, promptTokenCount: promptTokens.length, requests, arrivedAt: spec.arrivedAt, shadow };
+}
+
+/**
+ * Several prompts' generations as one (a completions `prompt` list): their
+ * requests in order, so choice index = prompt_i * n + j as OpenAI numbers them,
+ * and usage counts every prompt. The first prompt stands for the batch where one
+ * is needed (errors' policy label, shadow fidelity); the others' shadow tickets are given up.
+ */
+export function mergePrepared(preps: readonly PreparedGeneration[]): PreparedGeneration {
+  const first = preps[0];
+  if (first === undefined) throw new Error('mergePrepared needs at least one generation');
+  if (preps.length === 1) return first;
+  for (const p of preps.slice(1)) p.shadow?.skip();
+  return {
+    ...first,
+    promptTokenCount: preps.reduce((sum, p) => sum + p.promptTokenCount, 0),
+    requests: preps.flatMap((p) => p.requests),
+  };
 }
 
 /** Hands a finished request to shadow fidelity (call once the response is sent); anything else gives the ticket up. */
@@ -141,7 +161,7 @@ export interface CollectedChoice {
 }
 
 export function totalUsage(prep: PreparedGeneration, completionTokens: number): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
-  const prompt = prep.promptTokens.length;
+  const prompt = prep.promptTokenCount;
   return { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: prompt + completionTokens };
 }
 
@@ -242,7 +262,7 @@ export async function streamChoices(
       recordError(ctx, err, prep.policy.name);
       await sse.send(err.toBody());
     } else if (!lifecycle.signal.aborted && includeUsage) {
-      await sse.send(format.usage({ promptTokens: prep.promptTokens.length, completionTokens }));
+      await sse.send(format.usage({ promptTokens: prep.promptTokenCount, completionTokens }));
     }
   } catch (thrown) {
     const err = toApiError(thrown);

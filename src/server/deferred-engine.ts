@@ -50,8 +50,12 @@ export class DeferredEngine implements EngineClient {
     return this.require().detokenize(ids);
   }
 
-  async renderChat(messages: readonly ChatMessage[]): Promise<{ text: string; addSpecialTokens: boolean }> {
-    return this.require().renderChat(messages);
+  tokenTexts(context: readonly number[], ids: readonly number[]): string[] {
+    return this.require().tokenTexts(context, ids);
+  }
+
+  async renderChat(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<{ text: string; addSpecialTokens: boolean }> {
+    return this.require().renderChat(messages, options);
   }
 
   async close(): Promise<void> {

@@ -27,7 +27,7 @@ export interface EarlyCheckInput {
   readonly requestedMaxTokens: number | null | undefined;
   /** The texts the prompt is made of (for a chat, each message's content: the template only adds). */
   readonly texts: readonly string[];
-  readonly param: 'prompt' | 'messages';
+  readonly param: 'prompt' | 'messages' | 'input';
   readonly maxParam: string;
 }
 

@@ -66,6 +66,8 @@ export async function* runChoices(
   const captured = requests.map((r) => (r.captureLogprobs === true || (typeof r.captureLogprobs === 'number' && r.captureLogprobs > 0) ? ([] as number[]) : null));
   // The engine captures rows for the first N steps only: keep as many ids, so ids and rows line up.
   const captureLimit = requests.map((r) => (typeof r.captureLogprobs === 'number' ? r.captureLogprobs : Infinity));
+  // Prompt tokens count once per prompt, however many choices share it: choices of one prompt share its token array.
+  const countsPrompt = requests.map((r, i) => i === 0 || requests[i - 1]?.promptTokens !== r.promptTokens);
   const pull = (index: number, it: AsyncIterator<TokenEvent>): void => {
     pending.set(index, it.next().then((result) => ({ index, result })));
   };
@@ -102,10 +104,9 @@ export async function* runChoices(
         finished[index] = true;
         live[index]?.end();
         observePolicyReport(metrics, event.policy);
-        // Prompt tokens count once per request, however many choices share them.
         timers[index]?.done(
           event.finishReason,
-          { promptTokens: index === 0 ? event.usage.promptTokens : 0, completionTokens: event.usage.completionTokens },
+          { promptTokens: countsPrompt[index] === true ? event.usage.promptTokens : 0, completionTokens: event.usage.completionTokens },
           event.timings.queueMs,
         );
       }
@@ -135,7 +136,7 @@ export async function* runChoices(
         finished[index] = true;
         const usage = { promptTokens: requests[index]?.promptTokens.length ?? 0, completionTokens: completion[index] ?? 0 };
         const reason: FinishReason = 'abort';
-        timers[index]?.done(reason, { promptTokens: index === 0 ? usage.promptTokens : 0, completionTokens: usage.completionTokens }, null);
+        timers[index]?.done(reason, { promptTokens: countsPrompt[index] === true ? usage.promptTokens : 0, completionTokens: usage.completionTokens }, null);
         yield { index, event: { type: 'done', finishReason: reason, text: '', usage, stopReason: null, report: null, capture: null, dropped: null } };
       }
     }

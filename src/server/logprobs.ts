@@ -1,30 +1,10 @@
-import type { EngineClient } from '../engine/types.js';
+/**
+ * Logprobs in OpenAI's two shapes (chat's `logprobs.content[]`, completions'
+ * legacy object). Every string is the engine's in-context decode of its token
+ * (model/token-text.ts): the sampled token's and its alternatives' alike, so a
+ * `top_logprobs` key equals the `tokens` entry it stands for.
+ */
 import type { TokenOut } from './generation.js';
-
-/** Token strings for logprobs, decoded once per id per request. */
-export class TokenStrings {
-  private readonly cache = new Map<number, string>();
-
-  constructor(private readonly engine: EngineClient) {}
-
-  of(id: number): string {
-    let s = this.cache.get(id);
-    if (s === undefined) {
-      s = this.engine.detokenize([id]);
-      this.cache.set(id, s);
-    }
-    return s;
-  }
-
-  /**
-   * The sampled token's string: the text it made visible when there is any (so
-   * the strings concatenate to the completion, as OpenAI's do, and keep the
-   * leading space a lone-id decode strips), else its lone decode.
-   */
-  sampled(event: TokenOut): string {
-    return event.text !== '' ? event.text : this.of(event.tokenId);
-  }
-}
 
 const bytesOf = (s: string): number[] => Array.from(Buffer.from(s, 'utf8'));
 
@@ -39,20 +19,17 @@ export interface ChatTokenLogprob extends ChatTopLogprob {
 }
 
 /** One entry of chat's `logprobs.content[]`. */
-export function chatLogprob(event: TokenOut, strings: TokenStrings): ChatTokenLogprob {
-  const token = strings.sampled(event);
-  const top = (event.topLogprobs ?? []).map((t) => {
-    const s = t.tokenId === event.tokenId ? token : strings.of(t.tokenId);
-    return { token: s, logprob: t.logprob, bytes: bytesOf(s) };
-  });
+export function chatLogprob(event: TokenOut): ChatTokenLogprob {
+  const token = event.tokenText;
+  const top = (event.topLogprobs ?? []).map((t) => ({ token: t.text, logprob: t.logprob, bytes: bytesOf(t.text) }));
   return { token, logprob: event.logprob ?? 0, bytes: bytesOf(token), top_logprobs: top };
 }
 
-/** The legacy completions `logprobs` object. */
+/** The legacy completions `logprobs` object; echoed prompt tokens have null where nothing predicts them. */
 export interface LegacyLogprobs {
   readonly tokens: string[];
-  readonly token_logprobs: number[];
-  readonly top_logprobs: Record<string, number>[];
+  readonly token_logprobs: (number | null)[];
+  readonly top_logprobs: (Record<string, number> | null)[];
   readonly text_offset: number[];
 }
 
@@ -60,13 +37,29 @@ export function emptyLegacyLogprobs(): LegacyLogprobs {
   return { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
 }
 
-/** Appends one token; `offset` is where its text starts in the completion. */
-export function appendLegacyLogprob(into: LegacyLogprobs, event: TokenOut, offset: number, strings: TokenStrings): void {
-  const token = strings.sampled(event);
-  const top: Record<string, number> = {};
-  for (const t of event.topLogprobs ?? []) top[t.tokenId === event.tokenId ? token : strings.of(t.tokenId)] = t.logprob;
-  into.tokens.push(token);
-  into.token_logprobs.push(event.logprob ?? 0);
+/**
+ * Appends one token; `offset` is where its text starts in the choice's text. As
+ * OpenAI and vLLM do, the sampled token is always among its top_logprobs (so
+ * `logprobs: 0` lists it alone, and `logprobs: k` may list k + 1).
+ */
+export function appendLegacyLogprob(
+  into: LegacyLogprobs,
+  token: { readonly text: string; readonly logprob: number | null; readonly top: readonly { readonly text: string; readonly logprob: number }[] | null },
+  offset: number,
+): void {
+  let top: Record<string, number> | null = null;
+  if (token.top !== null) {
+    top = {};
+    for (const t of token.top) if (!(t.text in top)) top[t.text] = t.logprob;
+    if (token.logprob !== null && !(token.text in top)) top[token.text] = token.logprob;
+  }
+  into.tokens.push(token.text);
+  into.token_logprobs.push(token.logprob);
   into.top_logprobs.push(top);
   into.text_offset.push(offset);
+}
+
+/** A generated token in appendLegacyLogprob's terms. */
+export function legacyToken(event: TokenOut): { text: string; logprob: number; top: readonly { text: string; logprob: number }[] } {
+  return { text: event.tokenText, logprob: event.logprob ?? 0, top: event.topLogprobs ?? [] };
 }

@@ -40,7 +40,12 @@ export function toChatMessages(messages: readonly WireMessage[]): ChatMessage[] 
 }
 
 /** Renders with the model's chat template (the engine applies `model.chatTemplateFallback` when the checkpoint has none). */
-export async function renderChat(engine: EngineClient, card: ModelCard, messages: readonly ChatMessage[]): Promise<{ text: string; addSpecialTokens: boolean }> {
+export async function renderChat(
+  engine: EngineClient,
+  card: ModelCard,
+  messages: readonly ChatMessage[],
+  options: { addGenerationPrompt?: boolean; continueFinalMessage?: boolean } = {},
+): Promise<{ text: string; addSpecialTokens: boolean }> {
   if (!card.hasChatTemplate) {
     throw new ApiError(
       'no_chat_template',
@@ -48,7 +53,18 @@ export async function renderChat(engine: EngineClient, card: ModelCard, messages
       { param: 'messages' },
     );
   }
-  return engine.renderChat(messages);
+  if (options.continueFinalMessage !== true) return engine.renderChat(messages, { addGenerationPrompt: options.addGenerationPrompt ?? true });
+  // vLLM's continue_final_message: the final message stays open (its end-of-turn text is cut) for the model to continue.
+  if (options.addGenerationPrompt === true) {
+    throw new ApiError('invalid_request', "'continue_final_message' and 'add_generation_prompt' cannot both be true.", { param: 'continue_final_message' });
+  }
+  const rendered = await engine.renderChat(messages, { addGenerationPrompt: false });
+  const final = messages[messages.length - 1]?.content ?? '';
+  const at = rendered.text.lastIndexOf(final);
+  if (final === '' || at < 0) {
+    throw new ApiError('invalid_request', "'continue_final_message' needs the final message's text in the rendered chat, and it is not there.", { param: 'continue_final_message' });
+  }
+  return { ...rendered, text: rendered.text.slice(0, at + final.length) };
 }
 
 /** The prompt as the request gave it, tokenized whole, with its segments on demand. */
@@ -69,6 +85,12 @@ export async function chatPrompt(engine: EngineClient, card: ModelCard, wire: re
     param: 'messages',
     segments: () => chatSegments(engine, async (m) => (await engine.renderChat(m)).text, messages, rendered),
   };
+}
+
+/** A completions `prompt`, one PromptInput per prompt of a list (a string or an id list is one). */
+export async function completionPrompts(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): Promise<PromptInput[]> {
+  if (typeof prompt === 'string' || typeof prompt[0] === 'number') return [await completionPrompt(engine, prompt)];
+  return Promise.all((prompt as readonly (string | readonly number[])[]).map((p) => completionPrompt(engine, typeof p === 'string' ? p : [p])));
 }
 
 export async function completionPrompt(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): Promise<PromptInput> {

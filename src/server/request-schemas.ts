@@ -86,10 +86,13 @@ export const CompletionRequestSchema = Type.Object(
   {
     ...samplingFields,
     ...deliveryFields,
-    prompt: Type.Union([Type.String(), TokenIds, Type.Array(Type.String(), { minItems: 1, maxItems: 1 }), Type.Array(TokenIds, { minItems: 1, maxItems: 1 })]),
+    // A list is a batch: one set of n choices per prompt (index = prompt_i * n + j).
+    prompt: Type.Union([Type.String(), TokenIds, Type.Array(Type.String(), { minItems: 1 }), Type.Array(TokenIds, { minItems: 1 })]),
+    // 0 only with echo (scoring the prompt, nothing generated): checked by the route.
+    max_tokens: opt(Type.Integer({ minimum: 0 })),
     logprobs: opt(Type.Integer({ minimum: 0, maximum: 20 })),
-    // echo, best_of and suffix are pre-checked (unsupported-params.ts) so the 400 names them clearly.
     echo: opt(Type.Boolean()),
+    // best_of and suffix are pre-checked (unsupported-params.ts) so the 400 names them clearly.
     best_of: opt(Type.Integer({ minimum: 1 })),
     suffix: opt(Type.String()),
   },
@@ -109,6 +112,7 @@ export const TokenizeChatRequestSchema = Type.Object(
     model: opt(Type.String({ minLength: 1 })),
     messages: Type.Array(ChatMessageSchema, { minItems: 1 }),
     add_generation_prompt: opt(Type.Boolean()),
+    continue_final_message: opt(Type.Boolean()),
     add_special_tokens: opt(Type.Boolean()),
   },
   { additionalProperties: false },
@@ -120,6 +124,39 @@ export const DetokenizeRequestSchema = Type.Object(
   { additionalProperties: false },
 );
 export type DetokenizeRequest = Static<typeof DetokenizeRequestSchema>;
+
+const ResponseInputPart = Type.Object(
+  { type: Type.Union([Type.Literal('input_text'), Type.Literal('output_text')]), text: Type.String(), annotations: Type.Optional(Type.Array(Type.Unknown())) },
+  { additionalProperties: false },
+);
+const ResponseInputMessage = Type.Object(
+  {
+    type: Type.Optional(Type.Literal('message')),
+    id: Type.Optional(Type.String()),
+    status: Type.Optional(Type.String()),
+    role: Type.Union([Type.Literal('system'), Type.Literal('developer'), Type.Literal('user'), Type.Literal('assistant')]),
+    content: Type.Union([Type.String(), Type.Array(ResponseInputPart)]),
+  },
+  { additionalProperties: false },
+);
+
+/** HTTP POST /v1/responses: OpenAI's Responses request (text in, text out) plus `cap`. */
+export const ResponsesRequestSchema = Type.Object(
+  {
+    model: samplingFields.model,
+    input: Type.Union([Type.String(), Type.Array(ResponseInputMessage, { minItems: 1 })]),
+    instructions: opt(Type.String()),
+    max_output_tokens: opt(Type.Integer({ minimum: 1 })),
+    temperature: samplingFields.temperature,
+    top_p: samplingFields.top_p,
+    stream: opt(Type.Boolean()),
+    previous_response_id: opt(Type.String({ minLength: 1 })),
+    user: samplingFields.user,
+    cap: samplingFields.cap,
+  },
+  { additionalProperties: false },
+);
+export type ResponsesRequest = Static<typeof ResponsesRequestSchema>;
 
 /** The websocket `response.create` event: a chat request's fields at the top level. */
 export const ResponseCreateEventSchema = Type.Object(

@@ -34,6 +34,19 @@ export class SseStream {
     }
   }
 
+  /** A named event (`event: type` then `data:`), as the Responses API streams them. */
+  async sendEvent(type: string, payload: unknown): Promise<void> {
+    if (this.closed) return;
+    if (!this.raw.write(`event: ${type}\ndata: ${JSON.stringify(payload)}\n\n`)) {
+      await Promise.race([once(this.raw, 'drain'), once(this.raw, 'close')]);
+    }
+  }
+
+  /** Ends without [DONE] (the Responses API's streams end after their last event). */
+  close(): void {
+    if (!this.closed) this.raw.end();
+  }
+
   end(): void {
     if (this.closed) return;
     this.raw.end('data: [DONE]\n\n');

@@ -76,7 +76,6 @@ export function rejectUnsupported(body: Record<string, unknown>, kind: 'chat' | 
     checkMessages(body['messages']);
     return;
   }
-  if (body['echo'] === true) throw unsupported('echo', 'echo=true');
   if (typeof body['suffix'] === 'string' && body['suffix'] !== '') throw unsupported('suffix');
   const bestOf = body['best_of'];
   if (typeof bestOf === 'number' && bestOf !== (typeof body['n'] === 'number' ? body['n'] : 1)) {

@@ -25,6 +25,8 @@ function poisoned(inner: TextTokenizer): TextTokenizer {
     encode: (text, options) => inner.encode(text, options),
     decode: (ids, options) => inner.decode(ids, options),
     idToPiece: (id) => inner.idToPiece(id),
+    tokenText: (context, id, options) => inner.tokenText(context, id, options),
+    tokenTexts: (context, ids, options) => inner.tokenTexts(context, ids, options),
     createDecodeStream(options) {
       const stream = inner.createDecodeStream(options);
       return {
@@ -33,6 +35,7 @@ function poisoned(inner: TextTokenizer): TextTokenizer {
           return stream.push(id);
         },
         flush: () => stream.flush(),
+        peek: (ids) => stream.peek(ids),
       };
     },
   };

@@ -23,6 +23,8 @@ export interface GoldenPrompt {
   readonly input_ids: number[];
   readonly greedy_ids: number[];
   readonly greedy_text: string;
+  /** decode(input_ids + greedy_ids): what prompt text + completion text must read. */
+  readonly full_text: string;
 }
 
 export function goldenPrompts(modelDir: string): GoldenPrompt[] {

@@ -35,8 +35,9 @@ test('websocket: event sequence, deltas add up to the text, usage, then the next
   const completed = await log.next('response.completed');
   const types = log.types();
   assert.equal(types[0], 'response.created');
-  assert.deepEqual(types.slice(-2), ['response.output_text.done', 'response.completed']);
-  assert.ok(types.slice(1, -2).every((ty) => ty === 'response.output_text.delta'));
+  assert.deepEqual(types.slice(1, 3), ['response.output_item.added', 'response.content_part.added']);
+  assert.deepEqual(types.slice(-4), ['response.output_text.done', 'response.content_part.done', 'response.output_item.done', 'response.completed']);
+  assert.ok(types.slice(3, -4).every((ty) => ty === 'response.output_text.delta'));
   const deltas = log.events.filter((e) => e['type'] === 'response.output_text.delta').map((e) => String(e['delta'])).join('');
   const done = log.events.find((e) => e['type'] === 'response.output_text.done');
   assert.equal(done?.['text'], deltas);

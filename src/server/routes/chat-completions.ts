@@ -4,13 +4,14 @@ import { ensureReady } from '../context.js';
 import { afterResponse, collectChoices, httpClose, prepareGeneration, settleShadow, startLifecycle, streamChoices, totalUsage, type StreamFormat } from '../choice-runner.js';
 import { ApiError } from '../errors.js';
 import { newId, unixNow } from '../ids.js';
-import { chatLogprob, TokenStrings } from '../logprobs.js';
+import { chatLogprob } from '../logprobs.js';
 import { planGeneration } from '../generation-plan.js';
 import { capObject, POLICY_HEADER } from '../policy.js';
 import { chatPrompt, resolveModel, toChatMessages } from '../prompt.js';
 import { refuseIfCannotFit } from '../early-length-check.js';
 import { ChatCompletionRequestSchema, type ChatCompletionRequest } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
+import { checkVocabulary } from '../vocabulary-check.js';
 import { SseStream } from '../sse.js';
 import { rejectUnsupported } from '../unsupported-params.js';
 import { compileValidator } from '../validate-request.js';
@@ -36,6 +37,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const body = parseChatBody(request.body);
     ensureReady(ctx);
     const card = resolveModel(ctx.engine, body.model);
+    checkVocabulary(body, card);
     const maxParam = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
     refuseIfCannotFit(ctx, {
       headers: request.headers,
@@ -66,7 +68,6 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       samplingFor: (index) => toSamplingParams(body, { maxTokens, logprobs, index }),
       arrivedAt,
     });
-    const strings = new TokenStrings(ctx.engine);
     const lifecycle = startLifecycle(ctx, httpClose(reply.raw));
     let handedToShadow = false;
     try {
@@ -86,7 +87,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
           token: (index, event) =>
             event.text === '' && logprobs === null
               ? null
-              : chunk([{ index, delta: { content: event.text }, logprobs: logprobs === null ? null : { content: [chatLogprob(event, strings)], refusal: null }, finish_reason: null }]),
+              : chunk([{ index, delta: { content: event.text }, logprobs: logprobs === null ? null : { content: [chatLogprob(event)], refusal: null }, finish_reason: null }]),
           trailingText: (index, text) => chunk([{ index, delta: { content: text }, logprobs: null, finish_reason: null }]),
           finish: (index, done) =>
             chunk([{ index, delta: {}, logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(plan, [done.report], done.dropped) }),
@@ -113,7 +114,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
         choices: choices.map((c, index) => ({
           index,
           message: { role: 'assistant', content: c.text, refusal: null },
-          logprobs: logprobs === null ? null : { content: c.tokens.map((t) => chatLogprob(t.event, strings)), refusal: null },
+          logprobs: logprobs === null ? null : { content: c.tokens.map((t) => chatLogprob(t.event)), refusal: null },
           finish_reason: c.done?.finishReason ?? 'abort',
           stop_reason: c.done?.stopReason ?? null,
         })),

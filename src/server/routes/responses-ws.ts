@@ -7,20 +7,19 @@ import { ensureReady, recordError } from '../context.js';
 import { abortError, prepareGeneration, settleShadow, startLifecycle, type Lifecycle, type PreparedGeneration } from '../choice-runner.js';
 import { ApiError, toApiError } from '../errors.js';
 import { runChoices, type ChoiceDone } from '../generation.js';
-import { newId, unixNow } from '../ids.js';
+import { newId } from '../ids.js';
 import { abortKind } from '../inflight.js';
 import { planGeneration } from '../generation-plan.js';
-import { capObject } from '../policy.js';
+import { ResponseEvents, responseStatus } from '../responses-events.js';
 import { chatPrompt, resolveModel, toChatMessages } from '../prompt.js';
 import { refuseIfCannotFit } from '../early-length-check.js';
 import { ResponseCreateEventSchema } from '../request-schemas.js';
 import { toSamplingParams } from '../sampling.js';
+import { checkVocabulary } from '../vocabulary-check.js';
 import { rejectUnsupported } from '../unsupported-params.js';
 import { compileValidator } from '../validate-request.js';
 
 const validateCreate = compileValidator(ResponseCreateEventSchema);
-
-type Status = 'completed' | 'incomplete' | 'cancelled';
 
 interface Running {
   readonly prep: PreparedGeneration;
@@ -105,6 +104,7 @@ class ResponsesSession {
     const body = validateCreate(event);
     ensureReady(this.ctx);
     const card = resolveModel(this.ctx.engine, body.model);
+    checkVocabulary(body, card);
     const requested = body.max_output_tokens ?? body.max_completion_tokens ?? body.max_tokens;
     const maxParam =
       body.max_output_tokens != null ? 'max_output_tokens' : body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
@@ -162,18 +162,15 @@ class ResponsesSession {
   }
 
   private async run(prep: PreparedGeneration, lifecycle: Lifecycle): Promise<void> {
-    const createdAt = unixNow();
-    const itemId = newId('msg_');
-    const base = { id: prep.id, object: 'response', created_at: createdAt, model: prep.card.id };
-    this.send({ type: 'response.created', response: { ...base, status: 'in_progress', output: [], usage: null, cap: capObject(prep.plan, []) } });
-    const where = { response_id: prep.id, item_id: itemId, output_index: 0, content_index: 0 };
+    const events = new ResponseEvents(prep);
+    for (const e of events.opening()) this.send(e);
     let text = '';
     let done: ChoiceDone | null = null;
     try {
       for await (const { event } of runChoices(this.ctx.engine, prep.requests, lifecycle.signal, this.ctx.metrics, prep.arrivedAt)) {
         if (event.text !== '') {
           text += event.text;
-          this.send({ type: 'response.output_text.delta', ...where, delta: event.text });
+          this.send(events.delta(event.text));
         }
         if (event.type === 'done') done = event;
       }
@@ -190,30 +187,7 @@ class ResponsesSession {
       this.sendError(failure, prep.id, prep.policy.name);
       return;
     }
-    const status: Status = kind === 'cancelled' ? 'cancelled' : done?.finishReason === 'length' ? 'incomplete' : 'completed';
-    this.send({ type: 'response.output_text.done', ...where, text });
-    const outputTokens = done?.usage.completionTokens ?? 0;
-    const inputTokens = prep.promptTokens.length;
-    this.send({
-      type: 'response.completed',
-      response: {
-        ...base,
-        status,
-        incomplete_details: status === 'incomplete' ? { reason: 'max_output_tokens' } : null,
-        output: [
-          {
-            type: 'message',
-            id: itemId,
-            status: status === 'completed' ? 'completed' : 'incomplete',
-            role: 'assistant',
-            content: [{ type: 'output_text', text, annotations: [] }],
-          },
-        ],
-        usage: { input_tokens: inputTokens, output_tokens: outputTokens, total_tokens: inputTokens + outputTokens },
-        finish_reason: done?.finishReason ?? 'abort',
-        cap: capObject(prep.plan, [done?.report ?? null], done?.dropped ?? null),
-      },
-    });
+    for (const e of events.closing(responseStatus(kind === 'cancelled', done), text, done)) this.send(e);
     settleShadow(prep, done);
   }
 }

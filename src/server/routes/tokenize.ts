@@ -24,10 +24,10 @@ export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void
     if (isChat) {
       const body = validateChat(raw);
       card = resolveModel(ctx.engine, body.model);
-      if (body.add_generation_prompt === false) {
-        throw new ApiError('unsupported_parameter', 'add_generation_prompt=false is not supported.', { param: 'add_generation_prompt' });
-      }
-      const rendered = await renderChat(ctx.engine, card, toChatMessages(body.messages));
+      const continueFinal = body.continue_final_message === true;
+      // vLLM's default: the generation prompt is added unless the final message is continued.
+      const addGenerationPrompt = body.add_generation_prompt ?? !continueFinal;
+      const rendered = await renderChat(ctx.engine, card, toChatMessages(body.messages), { addGenerationPrompt, continueFinalMessage: continueFinal });
       tokens = await ctx.engine.tokenize(rendered.text, { addSpecialTokens: body.add_special_tokens ?? rendered.addSpecialTokens });
     } else {
       const body = validatePrompt(raw);

@@ -26,7 +26,13 @@ test('prompt forms: string, token ids, list of one string, list of one id list',
     engine.requests.map((r) => r.promptTokens),
     [[1, 65, 66], [65, 66], [1, 65, 66], [65, 66]],
   );
-  for (const prompt of [['a', 'b'], [[1], [2]], [], [-1], 5]) {
+  // Lists of several prompts are batches (server-echo.test.ts runs them on the real model).
+  for (const prompt of [['a', 'b'], [[1], [2]]]) {
+    const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt, n: 2, max_tokens: 1 } });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.deepEqual(res.json().choices.map((c: { index: number }) => c.index), [0, 1, 2, 3]);
+  }
+  for (const prompt of [[], [-1], 5, ['a', 5], [[1], []]]) {
     const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt } });
     assert.equal(res.statusCode, 400, JSON.stringify(prompt));
     assert.equal(res.json().error.param?.startsWith('prompt'), true, res.body);
@@ -76,7 +82,6 @@ test('streaming completions: text chunks, finish chunk, usage chunk, [DONE]', as
 test('completion-only unsupported parameters', async (t) => {
   const { app } = makeApp(t);
   for (const [extra, param] of [
-    [{ echo: true }, 'echo'],
     [{ suffix: 'end' }, 'suffix'],
     [{ best_of: 3 }, 'best_of'],
   ] as const) {
@@ -87,6 +92,13 @@ test('completion-only unsupported parameters', async (t) => {
   }
   const fine = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', echo: false, suffix: '', best_of: 2, n: 2, max_tokens: 1 } });
   assert.equal(fine.statusCode, 200, fine.body);
+  // echo is supported (server-echo.test.ts); max_tokens 0 only with it.
+  const echoed = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'xy', echo: true, max_tokens: 0 } });
+  assert.equal(echoed.statusCode, 200, echoed.body);
+  assert.equal(echoed.json().choices[0].text, 'xy');
+  const zero = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', max_tokens: 0 } });
+  assert.equal(zero.statusCode, 400);
+  assert.equal(zero.json().error.param, 'max_tokens');
   const logprobs = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', logprobs: true } });
   assert.equal(logprobs.statusCode, 400);
   assert.equal(logprobs.json().error.param, 'logprobs');

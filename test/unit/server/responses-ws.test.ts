@@ -16,25 +16,35 @@ test('websocket: created, deltas, text done, completed with status and usage', a
   const completed = await log.next('response.completed');
   assert.deepEqual(log.types(), [
     'response.created',
+    'response.output_item.added',
+    'response.content_part.added',
     'response.output_text.delta',
     'response.output_text.delta',
     'response.output_text.delta',
     'response.output_text.done',
+    'response.content_part.done',
+    'response.output_item.done',
     'response.completed',
   ]);
-  assert.deepEqual(log.events.map((e) => e['sequence_number']), [0, 1, 2, 3, 4, 5]);
+  assert.deepEqual(log.events.map((e) => e['sequence_number']), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   const created = log.events[0]?.['response'] as Record<string, unknown>;
   assert.match(String(created['id']), /^resp_/);
   assert.equal(created['status'], 'in_progress');
   assert.equal(created['object'], 'response');
-  assert.deepEqual(log.events.slice(1, 4).map((e) => e['delta']), ['H', 'e', 'y']);
-  assert.equal(log.events[4]?.['text'], 'Hey');
+  assert.deepEqual(log.events.slice(3, 6).map((e) => e['delta']), ['H', 'e', 'y']);
+  assert.equal(log.events[6]?.['text'], 'Hey');
   const response = completed['response'] as Record<string, unknown>;
   assert.equal(response['id'], created['id']);
   assert.equal(response['status'], 'incomplete');
   assert.deepEqual(response['incomplete_details'], { reason: 'max_output_tokens' });
   const prompt = engine.requests[0]?.promptTokens.length ?? 0;
-  assert.deepEqual(response['usage'], { input_tokens: prompt, output_tokens: 3, total_tokens: prompt + 3 });
+  assert.deepEqual(response['usage'], {
+    input_tokens: prompt,
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens: 3,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: prompt + 3,
+  });
   assert.deepEqual(response['cap'], { policy: 'full', kind: 'none', prompt_tokens: prompt, kv_tokens_retained: prompt + 3, context_tokens: prompt + 3, compression_ratio: 1, attention_mass_retained: null, ...plainCap(prompt, 3) });
   assert.deepEqual(created['cap'], { policy: 'full', kind: 'none', prompt_tokens: prompt, kv_tokens_retained: null, context_tokens: null, compression_ratio: null, attention_mass_retained: null, ...plainCap(prompt, 3) });
   const output = response['output'] as { content: { type: string; text: string }[] }[];

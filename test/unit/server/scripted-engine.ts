@@ -80,6 +80,7 @@ export class ScriptedEngine implements EngineClient {
       id: 'scripted',
       contextLength: options.contextLength ?? 256,
       hasChatTemplate: options.hasChatTemplate ?? true,
+      vocabSize: 65536,
       createdAt: 1700000000,
       ...(options.maxBytesPerToken !== undefined ? { maxBytesPerToken: options.maxBytesPerToken } : {}),
     };
@@ -149,8 +150,9 @@ export class ScriptedEngine implements EngineClient {
             type: 'token',
             tokenId: id,
             text: visible,
+            tokenText: k === null ? '' : ch,
             logprob: k === null ? null : -0.5,
-            topLogprobs: k === null ? null : [{ tokenId: id, logprob: -0.5 }, { tokenId: 63, logprob: -1.5 }].slice(0, k),
+            topLogprobs: k === null ? null : [{ tokenId: id, logprob: -0.5, text: ch }, { tokenId: 63, logprob: -1.5, text: '?' }].slice(0, k),
           };
         }
         function done(finishReason: 'stop' | 'length' | 'abort', trailing: string, stopReason: string | null): TokenEvent {
@@ -203,13 +205,17 @@ export class ScriptedEngine implements EngineClient {
     return options?.addSpecialTokens === false ? ids : [1, ...ids];
   }
 
+  tokenTexts(_context: readonly number[], ids: readonly number[]): string[] {
+    return ids.map((id) => String.fromCharCode(id));
+  }
+
   detokenize(ids: readonly number[]): string {
     return ids.filter((id) => id !== 1).map((id) => String.fromCharCode(id)).join('');
   }
 
-  async renderChat(messages: readonly ChatMessage[]): Promise<{ text: string; addSpecialTokens: boolean }> {
+  async renderChat(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<{ text: string; addSpecialTokens: boolean }> {
     if (!this.card.hasChatTemplate) throw new EngineError('no_chat_template', 'no template');
-    return { text: messages.map((m) => `<${m.role}>${m.content}`).join('') + '<assistant>', addSpecialTokens: true };
+    return { text: messages.map((m) => `<${m.role}>${m.content}`).join('') + (options?.addGenerationPrompt === false ? '' : '<assistant>'), addSpecialTokens: true };
   }
 
   async close(): Promise<void> {}

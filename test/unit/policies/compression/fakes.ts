@@ -46,7 +46,15 @@ export class WordTokenizer implements TextTokenizer {
   }
 
   createDecodeStream(): DecodeStream {
-    return { push: (id: number) => this.idToPiece(id), flush: () => '' };
+    return { push: (id: number) => this.idToPiece(id), flush: () => '', peek: (ids: readonly number[]) => ids.map((id) => this.idToPiece(id)) };
+  }
+
+  tokenText(_context: readonly number[], id: number): string {
+    return this.idToPiece(id);
+  }
+
+  tokenTexts(_context: readonly number[], ids: readonly number[]): string[] {
+    return ids.map((id) => this.idToPiece(id));
   }
 }
 
