@@ -201,6 +201,21 @@ def make_copy_row(row, weight, rng):
         weight[dst + 1:dst + span] = 2
 
 
+def pure_copy_rows(rng, n, length):
+    """Rows of BOS + a random span (8 to 40 tokens) repeated to the end; every repeat weighted 2."""
+    ids = np.zeros((n, length), dtype=np.int16)
+    w = np.zeros((n, length), dtype=np.uint8)
+    for r in range(n):
+        span = int(rng.integers(8, 41))
+        seq = rng.integers(3, 512, size=span)
+        reps = np.tile(seq, length // span + 1)[: length - 1]
+        ids[r, 0] = 1
+        ids[r, 1:] = reps
+        w[r, 1:] = 1
+        w[r, 1 + span:] = 2
+    return ids, w
+
+
 def load_rows(path, length):
     raw = np.fromfile(path, dtype=np.uint8)
     n = raw.size // (3 * length)
@@ -232,6 +247,7 @@ def main():
     p.add_argument('--save-every', type=int, default=100)
     p.add_argument('--warmup', type=int, default=100)
     p.add_argument('--copy-mode', choices=('random', 'text'), default='random')
+    p.add_argument('--pure-copy', type=int, default=0, help='LEN: rows of LEN tokens that are only a random span repeated (induction warm-up); no data files')
     p.add_argument('--stop-after', type=int, default=0, help='stop (and save) after this many steps of the schedule')
     p.add_argument('--copy-share', type=float, default=0.0,
                    help='share of rows turned into induction (copy) rows: a span of the row repeated later, the repeat weighted as an answer')
@@ -253,9 +269,12 @@ def main():
     for length, steps, tokens_per_step in phases:
         if a.stop_after and step >= a.stop_after:
             break
-        files = sorted(f for f in os.listdir(a.data) if f.startswith(f'rows-{length}-'))
-        ids, w = zip(*(load_rows(os.path.join(a.data, f), length) for f in files))
-        ids, w = np.concatenate(ids), np.concatenate(w)
+        if a.pure_copy:
+            ids, w = pure_copy_rows(rng, 20000, length)
+        else:
+            files = sorted(f for f in os.listdir(a.data) if f.startswith(f'rows-{length}-'))
+            ids, w = zip(*(load_rows(os.path.join(a.data, f), length) for f in files))
+            ids, w = np.concatenate(ids), np.concatenate(w)
         batch = max(1, tokens_per_step // length)
         print(f'phase {length}: {ids.shape[0]} rows, batch {batch}, {steps} steps', flush=True)
         for _ in range(steps):
