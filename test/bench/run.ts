@@ -86,6 +86,39 @@ async function ensureModel(arch: 'llama' | 'mixtral', preset: 'small' | '135m'):
   return dir;
 }
 
+
+interface RulerRun {
+  readonly ruler: RulerBenchResult[];
+  readonly rulerSkipped: string | null;
+}
+
+/** The long-context CAP table: the project's long-context model, RULER-style items, each policy measured on its own. */
+function runRuler(values: { readonly quick: boolean; readonly threads: string; readonly contexts?: string | undefined; readonly 'per-task': string; readonly 'ruler-model'?: string | undefined; readonly tasks?: string | undefined }): RulerRun {
+  const quick = values.quick;
+  const threads = values.threads;
+  const longModel = resolve(values['ruler-model'] ?? 'test/fixtures/models/longctx');
+  const sharedText = resolve(process.env['CAPSERVE_SHARED'] ?? '../shared', 'data', 'text');
+  const ruler: RulerBenchResult[] = [];
+  let rulerSkipped: string | null = null;
+  if (!existsSync(join(longModel, 'model.safetensors')) || !existsSync(sharedText)) {
+    rulerSkipped = `long-context model (${longModel}) or text (${sharedText}) absent`;
+  } else {
+    const contexts = quick ? ['1024'] : (values.contexts ?? '1024,4096,8192').split(',');
+    for (const context of contexts) {
+      const r = runJson<RulerBenchResult>('ruler-bench.js', [
+        '--model', longModel, '--text', sharedText, '--context', context, '--threads', threads,
+        '--per-task', quick ? '1' : values['per-task'],
+        '--tasks', values.tasks ?? (quick ? 'passkey,niah-single' : 'passkey,niah-single,niah-multikey,niah-multivalue,niah-multiquery,vt'),
+        '--methods', quick ? 'snapkv,streaming-llm,quest,longllmlingua' : ALL_METHODS.join(','),
+        '--budgets', quick ? '0.25' : '0.5,0.25,0.125',
+      ]);
+      if (ok(r)) ruler.push(r);
+      else rulerSkipped = r.error;
+    }
+  }
+  return { ruler, rulerSkipped };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -94,6 +127,9 @@ async function main(): Promise<void> {
       threads: { type: 'string', default: '2' },
       contexts: { type: 'string' },
       'per-task': { type: 'string', default: '3' },
+      'ruler-only': { type: 'boolean', default: false },
+      'ruler-model': { type: 'string' },
+      tasks: { type: 'string' },
     },
   });
   const quick = values.quick;
@@ -101,8 +137,18 @@ async function main(): Promise<void> {
   mkdirSync(out, { recursive: true });
   const threads = values.threads;
   const preset = quick ? 'small' : '135m';
-  const dense = await ensureModel('llama', preset);
   const t0 = Date.now();
+  if (values['ruler-only']) {
+    // Only the long-context table (e.g. for a model not committed yet): DIR/long-context.md, results and charts.
+    const { ruler, rulerSkipped } = runRuler(values);
+    writeFileSync(join(out, 'long-context.json'), `${JSON.stringify({ date: new Date().toISOString(), ruler, rulerSkipped }, null, 2)}\n`);
+    const charts = frontierCharts(ruler, out);
+    const lines = [`# capserve long-context CAP table`, ``, `Command: \`npm run bench -- ${process.argv.slice(2).join(' ')}\`. Date: ${new Date().toISOString()}.`, rulerSkipped ? `Incomplete: ${rulerSkipped}` : '', ``, ...capTable(ruler), ``, ...charts.map((c) => `![${c}](${c})`), ``];
+    writeFileSync(join(out, 'long-context.md'), lines.join('\n'));
+    log(`wrote ${join(out, 'long-context.md')} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    return;
+  }
+  const dense = await ensureModel('llama', preset);
 
   const base = runJson<CeilingsResult>('ceilings-bench.js', [threads]);
   if (!ok(base)) throw new Error(base.error);
@@ -136,27 +182,7 @@ async function main(): Promise<void> {
   const compression = runJson<CompressionBenchResult>('compression-bench.js', quick ? ['--passages', '20', '--runs', '1', '--prompt-tokens', '1000'] : ['--passages', '100', '--runs', '5']);
   const moe = runJson<MoeResult>('moe-bench.js', quick ? ['--preset', 'small', '--steps', '12', '--repeats', '1', '--out', join(tmpdir(), 'capserve-moe-bench')] : ['--preset', '135m', '--steps', '48', '--repeats', '3', '--out', join(tmpdir(), 'capserve-moe-bench')]);
 
-  // The long-context CAP table: the project's long-context model, RULER-style items, each policy measured on its own.
-  const longModel = resolve('test/fixtures/models/longctx');
-  const sharedText = resolve(process.env['CAPSERVE_SHARED'] ?? '../shared', 'data', 'text');
-  const ruler: RulerBenchResult[] = [];
-  let rulerSkipped: string | null = null;
-  if (!existsSync(join(longModel, 'model.safetensors')) || !existsSync(sharedText)) {
-    rulerSkipped = `long-context model (${longModel}) or text (${sharedText}) absent`;
-  } else {
-    const contexts = quick ? ['1024'] : (values.contexts ?? '1024,4096,8192').split(',');
-    for (const context of contexts) {
-      const r = runJson<RulerBenchResult>('ruler-bench.js', [
-        '--model', longModel, '--text', sharedText, '--context', context, '--threads', threads,
-        '--per-task', quick ? '1' : values['per-task'],
-        '--tasks', quick ? 'passkey,niah-single' : 'passkey,niah-single,niah-multikey,niah-multivalue,niah-multiquery,vt',
-        '--methods', quick ? 'snapkv,streaming-llm,quest,longllmlingua' : ALL_METHODS.join(','),
-        '--budgets', quick ? '0.25' : '0.5,0.25,0.125',
-      ]);
-      if (ok(r)) ruler.push(r);
-      else rulerSkipped = r.error;
-    }
-  }
+  const { ruler, rulerSkipped } = runRuler(values);
 
   const results = { date: new Date().toISOString(), quick, model: dense, base, engine, load, fidelity, latency, compression, moe, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
   writeFileSync(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
