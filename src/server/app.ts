@@ -99,7 +99,7 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     },
   });
 
-  const checkAuth = createAuthCheck(config.server.apiKeys);
+  const checkAuth = createAuthCheck(config.server.apiKeys, config.server.publicPaths);
   app.addHook('onRequest', async (request, reply) => {
     if (ctx.shutdown.closing && request.url !== '/metrics') {
       reply.header('connection', 'close');

@@ -7,6 +7,7 @@ import { startLocalEngine } from '../engine/local-engine.js';
 import { ensureDefaultModel } from '../model/default-model.js';
 import type { Policy } from '../policies/registry.js';
 import { buildApp } from './app.js';
+import { exposureWarning } from './auth.js';
 import { resolveChatTemplateFallback } from './chat-template-fallback.js';
 import { DeferredEngine } from './deferred-engine.js';
 import { localEngineOptions, readModelFacts, servedModel } from './engine-options.js';
@@ -35,6 +36,8 @@ export async function runServe(argv: string[]): Promise<void> {
   }
   app.log.info({ policies: [...policies.keys()], defaultPolicy: config.routing.defaultPolicy, moe: model.moe, expertOffload: model.expertOffloadPolicy }, 'policies loaded');
   await app.listen({ host: config.server.host, port: config.server.port });
+  const exposed = exposureWarning(config.server);
+  if (exposed !== null) app.log.warn(exposed);
 
   let finished: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => {
