@@ -45,6 +45,17 @@ interface Stream {
   notify: (() => void) | null;
 }
 
+/** Why the inference worker stopped: `message` is one line naming the file at fault; the worker's stack is kept for debug logs. */
+export class WorkerFailure extends Error {
+  override readonly name = 'WorkerFailure';
+  readonly workerStack: string | null;
+
+  constructor(message: string, workerStack: string | null) {
+    super(message);
+    this.workerStack = workerStack;
+  }
+}
+
 const DEFAULT_KV_BUDGET = Math.min(4 * 1024 ** 3, Math.floor(totalmem() / 4));
 
 export class LocalEngine implements EngineClient {
@@ -108,7 +119,7 @@ export class LocalEngine implements EngineClient {
           break;
         case 'fatal':
           this.failAll(new EngineError('engine_failed', `the inference worker failed: ${m.message}`));
-          markFailed(new Error(m.message));
+          markFailed(new WorkerFailure(m.message, m.stack));
           break;
       }
     });

@@ -39,4 +39,5 @@ export type FromWorker =
   | { readonly type: 'progress'; readonly message: string }
   | { readonly type: 'ready'; readonly info: ReadyInfo; readonly stats: CoreStats }
   | { readonly type: 'outputs'; readonly outputs: CoreOutput[]; readonly stats: CoreStats }
-  | { readonly type: 'fatal'; readonly message: string; readonly code: string | null };
+  /** The worker stopped: `message` names the file at fault first when there is one; `stack` is for debug logs only. */
+  | { readonly type: 'fatal'; readonly message: string; readonly code: string | null; readonly stack: string | null };

@@ -3,7 +3,8 @@ import { loadServingPolicies } from '../cap/serving-policies.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import type { ServedModel } from '../cap/expert-offload.js';
 import type { Config } from '../config/schema.js';
-import { startLocalEngine } from '../engine/local-engine.js';
+import { startLocalEngine, WorkerFailure } from '../engine/local-engine.js';
+import { errorLine } from '../error-line.js';
 import { ensureDefaultModel } from '../model/default-model.js';
 import type { Policy } from '../policies/registry.js';
 import { buildApp } from './app.js';
@@ -54,7 +55,9 @@ export async function runServe(argv: string[]): Promise<void> {
   process.once('SIGINT', () => stop('SIGINT', 0));
 
   void loadModel(app, engine, config, policies, model, chatTemplateFallback).catch((err: unknown) => {
-    app.log.error({ err }, 'the model failed to load');
+    // The same one line as an error before listening; the stack only at debug level.
+    process.stderr.write(errorLine(err));
+    app.log.debug({ stack: err instanceof WorkerFailure ? err.workerStack : err instanceof Error ? err.stack : null }, 'the model failed to load');
     stop('model load failure', 1);
   });
 
