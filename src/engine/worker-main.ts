@@ -80,6 +80,11 @@ async function main(): Promise<void> {
     else if (m.type === 'score') core.submitScore(m.request);
     else if (m.type === 'abort') core.abort(m.id);
     else if (m.type === 'shutdown') shuttingDown = true;
+    else if (m.type === 'crash' && init.faultInjection === true) {
+      setImmediate(() => {
+        throw new Error('injected crash');
+      });
+    }
     const w = wake;
     wake = null;
     w?.();

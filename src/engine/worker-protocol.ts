@@ -19,13 +19,17 @@ export interface WorkerInit {
   readonly expertOffload?: Readonly<Record<string, unknown>>;
   /** A separate local model that scores prompts for context compression (same tokenizer). */
   readonly scorerModelDir?: string;
+  /** Tests only: the worker honours `crash` messages. */
+  readonly faultInjection?: true;
 }
 
 export type ToWorker =
   | { readonly type: 'generate'; readonly request: GenerateRequest }
   | { readonly type: 'score'; readonly request: ScoreRequest }
   | { readonly type: 'abort'; readonly id: string }
-  | { readonly type: 'shutdown' };
+  | { readonly type: 'shutdown' }
+  /** Fault injection (WorkerInit.faultInjection): throw an uncaught error, as a crash in native code would end the thread. */
+  | { readonly type: 'crash' };
 
 export interface ReadyInfo {
   readonly spec: ModelSpec;

@@ -110,7 +110,8 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
 
   app.setErrorHandler((err, request, reply) => {
     const apiError = toApiError(err);
-    if (apiError.statusCode >= 500 && apiError.code !== 'not_ready' && apiError.code !== 'shutting_down') {
+    // 503s are states the server logs once (loading, draining, a worker restart), not per request.
+    if (apiError.statusCode >= 500 && apiError.statusCode !== 503) {
       request.log.error({ err }, 'request failed');
     }
     recordError(ctx, apiError);

@@ -75,12 +75,13 @@ async function loadModel(
   chatTemplateFallback: string | null,
 ): Promise<void> {
   const onProgress = (message: string): void => app.log.info(message);
+  const onWarning = (message: string): void => app.log.warn(message);
   await ensureDefaultModel(config.model.dir, onProgress);
   // Routing was checked against a dense model when the directory had no config.json yet.
   if (readModelFacts(config.model.dir)?.moe === true && !model.moe) {
     throw new Error(`${config.model.dir} holds a mixture-of-experts model that appeared after start; restart the server`);
   }
-  const local = startLocalEngine(localEngineOptions(config, policies, model, { chatTemplateFallback, onProgress }));
+  const local = startLocalEngine(localEngineOptions(config, policies, model, { chatTemplateFallback, onProgress, onWarning }));
   engine.attach(local);
   await local.ready;
   app.log.info({ model: local.models()[0]?.id }, 'model ready');

@@ -1,0 +1,62 @@
+/**
+ * The inference worker dies mid-generation (an injected uncaught error): the
+ * requests it was serving end with a 503 worker_restarting (OpenAI-shaped,
+ * Retry-After), /health answers 503 while a new worker reloads the model, and
+ * then the same process serves again, without a restart.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, storiesModelDir, waitFor } from './server-harness.js';
+
+const modelDir = storiesModelDir();
+const skip = modelDir === null ? 'stories260K not found (set CAPSERVE_SHARED to the shared folder)' : false;
+
+const long = { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 400, ignore_eos: true, temperature: 0 };
+
+test('a crashed inference worker: in-flight 503, /health 503, restarted with the model reloaded', { skip }, async (t) => {
+  const warnings: string[] = [];
+  const progress: string[] = [];
+  const server = await startServer(modelDir as string, [], {
+    engine: { faultInjection: true, restartDelayMs: 300, onWarning: (m) => warnings.push(m), onProgress: (m) => progress.push(m) },
+  });
+  t.after(() => server.close());
+  const post = (body: Record<string, unknown>): Promise<Response> =>
+    fetch(`${server.baseUrl}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+  const before = await post({ ...long, max_tokens: 4 });
+  assert.equal(before.status, 200);
+
+  const inflight = [post(long), post({ ...long, stream: true })];
+  await waitFor(() => server.engine.health().running >= 2, 10_000, 'two requests running');
+  server.engine.injectCrash();
+  const [plain, streamed] = await Promise.all(inflight);
+
+  assert.ok(plain !== undefined && streamed !== undefined);
+  assert.equal(plain.status, 503);
+  assert.equal(plain.headers.get('retry-after'), '5');
+  const body = (await plain.json()) as { error: Record<string, unknown> };
+  assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message', 'param', 'type']);
+  assert.equal(body.error['code'], 'worker_restarting');
+  assert.equal(body.error['type'], 'service_unavailable');
+  assert.match(String(body.error['message']), /restarting; retry shortly/);
+  // The stream had started (200): it ends with the error event instead of [DONE].
+  const text = await streamed.text();
+  assert.match(text, /"code":"worker_restarting"/);
+
+  const health = await fetch(`${server.baseUrl}/health`);
+  assert.equal(health.status, 503);
+  assert.match(((await health.json()) as { error: { message: string } }).error.message, /restarting after a crash/);
+  const during = await post({ ...long, max_tokens: 2 });
+  assert.equal(during.status, 503);
+
+  await waitFor(() => server.engine.health().ready, 60_000, 'the restarted worker ready');
+  assert.equal((await fetch(`${server.baseUrl}/health`)).status, 200);
+  const after = await post({ ...long, max_tokens: 4 });
+  assert.equal(after.status, 200);
+  const choice = ((await after.json()) as { choices: { text: string }[] }).choices[0];
+  assert.ok(choice !== undefined && choice.text.length > 0);
+
+  assert.equal(warnings.length, 1, warnings.join('\n'));
+  assert.match(warnings[0] ?? '', /^the inference worker crashed: injected crash; ending its requests with 503 and restarting it in 300 ms$/);
+  assert.ok(progress.includes('inference worker restarted: model reloaded (restart 1)'), progress.join('\n'));
+});
