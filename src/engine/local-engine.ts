@@ -141,7 +141,8 @@ export class LocalEngine implements EngineClient {
       if (dead || this.worker !== worker) return;
       dead = true;
       if (this.closed) {
-        this.failAll(new EngineError('engine_failed', `the inference worker ${how}`));
+        // Closing: generate() already answers shutting_down; only what is still pending needs an end.
+        this.failInflight(new EngineError('shutting_down', 'the server is shutting down', { retryAfterSeconds: 5 }));
         return;
       }
       if (loaded) {
