@@ -2,10 +2,17 @@
  * The inference worker dies mid-generation (an injected uncaught error): the
  * requests it was serving end with a 503 worker_restarting (OpenAI-shaped,
  * Retry-After), /health answers 503 while a new worker reloads the model, and
- * then the same process serves again, without a restart.
+ * then the same process serves again, without a restart. A worker that cannot
+ * reload the model is not retried (loading is deterministic).
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createLocalEngine } from '../../src/engine/local-engine.js';
+import { DEFAULT_SAMPLING } from '../../src/engine/types.js';
+import { TEST_CACHE_DIR } from '../helpers/session.js';
 import { startServer, storiesModelDir, waitFor } from './server-harness.js';
 
 const modelDir = storiesModelDir();
@@ -59,4 +66,26 @@ test('a crashed inference worker: in-flight 503, /health 503, restarted with the
   assert.equal(warnings.length, 1, warnings.join('\n'));
   assert.match(warnings[0] ?? '', /^the inference worker crashed: injected crash; ending its requests with 503 and restarting it in 300 ms$/);
   assert.ok(progress.includes('inference worker restarted: model reloaded (restart 1)'), progress.join('\n'));
+});
+
+test('a restarted worker that cannot reload the model is not retried: the engine stays not ready and says why', { skip }, async (t) => {
+  const root = mkdtempSync(path.join(tmpdir(), 'capserve-crash-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const dir = path.join(root, 'model');
+  cpSync(modelDir as string, dir, { recursive: true });
+  const warnings: string[] = [];
+  const engine = await createLocalEngine({ modelDir: dir, cacheDir: TEST_CACHE_DIR, threads: 1, faultInjection: true, restartDelayMs: 10, onWarning: (m) => warnings.push(m) });
+  t.after(() => engine.close());
+  assert.equal(engine.health().ready, true);
+  // The checkpoint goes bad on disk while the first worker serves.
+  const weights = path.join(dir, 'model.safetensors');
+  truncateSync(weights, Math.floor(statSync(weights).size / 2));
+  engine.injectCrash();
+  await waitFor(() => warnings.length === 2, 30_000, 'the failed reload reported');
+  assert.match(warnings[0] ?? '', /^the inference worker crashed: injected crash; .* restarting it in 10 ms$/);
+  assert.match(warnings[1] ?? '', new RegExp(`^the restarted inference worker could not reload the model; not retrying: ${weights.replace(/[.]/g, '\\.')}: .*truncated`));
+  const health = engine.health();
+  assert.equal(health.ready, false);
+  assert.equal(health.notReady, 'The inference worker failed and was not restarted.');
+  assert.throws(() => engine.generate({ id: 'x', promptTokens: [1], sampling: { ...DEFAULT_SAMPLING, maxTokens: 1 }, policy: 'full' }), { code: 'engine_failed' });
 });
