@@ -71,6 +71,9 @@ const STABLE_AFTER_MS = 60_000;
 export class LocalEngine implements EngineClient {
   /** Settles once, with the first model load; restarts after a crash do not touch it. */
   readonly ready: Promise<void>;
+  /** Resolves if a worker restarted after a crash cannot reload the model (the engine then stays failed); never otherwise. */
+  readonly reloadFailed: Promise<WorkerFailure>;
+  private markReloadFailed: (e: WorkerFailure) => void = () => undefined;
   private worker: Worker;
   private readonly init: WorkerInit;
   private readonly options: LocalEngineOptions;
@@ -123,6 +126,9 @@ export class LocalEngine implements EngineClient {
     });
     // A failed start is reported through health() and generate(); callers that await `ready` see it too.
     this.ready.catch(() => undefined);
+    this.reloadFailed = new Promise<WorkerFailure>((res) => {
+      this.markReloadFailed = res;
+    });
     this.worker = this.startWorker();
   }
 
@@ -151,8 +157,12 @@ export class LocalEngine implements EngineClient {
       }
       this.restarting = false;
       this.failAll(new EngineError('engine_failed', `the inference worker ${how}`));
-      this.markFailed(new WorkerFailure(detail, stack));
-      if (this.restarts > 0) this.options.onWarning?.(`the restarted inference worker could not reload the model; not retrying: ${detail}`);
+      const failure = new WorkerFailure(detail, stack);
+      this.markFailed(failure);
+      if (this.restarts > 0) {
+        this.options.onWarning?.(`the restarted inference worker could not reload the model; not retrying: ${detail}`);
+        this.markReloadFailed(failure);
+      }
       void worker.terminate();
     };
     worker.on('message', (m: FromWorker) => {

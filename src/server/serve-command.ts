@@ -54,12 +54,15 @@ export async function runServe(argv: string[]): Promise<void> {
   process.once('SIGTERM', () => stop('SIGTERM', 0));
   process.once('SIGINT', () => stop('SIGINT', 0));
 
-  void loadModel(app, engine, config, policies, model, chatTemplateFallback).catch((err: unknown) => {
-    // The same one line as an error before listening; the stack only at debug level.
+  // The same one line as an error before listening; the stack only at debug level.
+  const failed = (err: unknown, reason: string): void => {
     process.stderr.write(errorLine(err));
-    app.log.debug({ stack: err instanceof WorkerFailure ? err.workerStack : err instanceof Error ? err.stack : null }, 'the model failed to load');
-    stop('model load failure', 1);
-  });
+    app.log.debug({ stack: err instanceof WorkerFailure ? err.workerStack : err instanceof Error ? err.stack : null }, reason);
+    stop(reason, 1);
+  };
+  // A worker restarted after a crash that cannot reload the model leaves nothing to serve: exit, so a supervisor restarts us.
+  const onReloadFailed = (err: WorkerFailure): void => failed(err, 'model reload failure');
+  void loadModel(app, engine, config, policies, model, chatTemplateFallback, onReloadFailed).catch((err: unknown) => failed(err, 'model load failure'));
 
   await stopped;
   // Anything still holding the loop open (a stuck worker) must not keep a stopped server alive.
@@ -73,6 +76,7 @@ async function loadModel(
   policies: ReadonlyMap<string, Policy>,
   model: ServedModel,
   chatTemplateFallback: string | null,
+  onReloadFailed: (err: WorkerFailure) => void,
 ): Promise<void> {
   const onProgress = (message: string): void => app.log.info(message);
   const onWarning = (message: string): void => app.log.warn(message);
@@ -84,6 +88,7 @@ async function loadModel(
   const local = startLocalEngine(localEngineOptions(config, policies, model, { chatTemplateFallback, onProgress, onWarning }));
   engine.attach(local);
   await local.ready;
+  void local.reloadFailed.then(onReloadFailed);
   app.log.info({ model: local.models()[0]?.id }, 'model ready');
 }
 

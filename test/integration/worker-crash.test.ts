@@ -84,6 +84,9 @@ test('a restarted worker that cannot reload the model is not retried: the engine
   await waitFor(() => warnings.length === 2, 30_000, 'the failed reload reported');
   assert.match(warnings[0] ?? '', /^the inference worker crashed: injected crash; .* restarting it in 10 ms$/);
   assert.match(warnings[1] ?? '', new RegExp(`^the restarted inference worker could not reload the model; not retrying: ${weights.replace(/[.]/g, '\\.')}: .*truncated`));
+  // What `serve` exits on (one line, exit 1), so a supervisor restarts the process.
+  const failure = await engine.reloadFailed;
+  assert.ok(failure.message.startsWith(`${weights}: `), failure.message);
   const health = engine.health();
   assert.equal(health.ready, false);
   assert.equal(health.notReady, 'The inference worker failed and was not restarted.');
