@@ -6,6 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { errorLine } from './error-line.js';
 
 const USAGE = `usage:
   capserve serve [--config FILE] [--model DIR] [--host H] [--port N] [--policy NAME] [--served-model-name NAME] [--set PATH=VALUE ...]
@@ -57,6 +58,6 @@ async function main(argv: string[]): Promise<void> {
 
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  process.stderr.write(`capserve: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(errorLine(err));
   process.exit(1);
 });

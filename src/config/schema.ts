@@ -26,6 +26,11 @@ const ServerSection = Type.Object(
     host: Type.String({ minLength: 1, default: '127.0.0.1' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
     apiKeys: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Bearer keys; empty: no auth.' }),
+    publicPaths: Type.Array(Type.String({ pattern: '^/[^?#]*$' }), {
+      default: ['/health', '/metrics'],
+      uniqueItems: true,
+      description: 'Paths answered without a key when apiKeys is set (exact match, no query string); []: every path needs a key.',
+    }),
     maxConcurrent: Type.Integer({ minimum: 1, default: 8, description: 'Sequences decoded together.' }),
     maxQueue: Type.Integer({ minimum: 0, default: 64, description: 'Requests waiting beyond maxConcurrent before 429.' }),
     bodyLimitBytes: Type.Integer({ minimum: 1024, default: 4 * 1024 * 1024 }),

@@ -9,6 +9,8 @@ export type EngineErrorCode =
   | 'invalid_request'
   | 'not_ready'
   | 'shutting_down'
+  /** The inference worker died; a new one is reloading the model (503, retryable). */
+  | 'worker_restarting'
   | 'engine_failed';
 
 export class EngineError extends Error {

@@ -34,6 +34,12 @@ export interface LocalEngineOptions {
   /** A local model directory scoring prompts for context compression; default: the served model. */
   readonly scorerModelDir?: string;
   readonly onProgress?: (message: string) => void;
+  /** The inference worker crashed and is being restarted, or could not be. */
+  readonly onWarning?: (message: string) => void;
+  /** First restart delay after a crash (default 1000 ms); doubles per crash in a row, up to 30 s. */
+  readonly restartDelayMs?: number;
+  /** Tests only: allows injectCrash(). */
+  readonly faultInjection?: boolean;
   /** Threads tokenizing large inputs off the HTTP thread (default 1). */
   readonly tokenizerThreads?: number;
 }
@@ -45,23 +51,53 @@ interface Stream {
   notify: (() => void) | null;
 }
 
+/** Why the inference worker stopped: `message` is one line naming the file at fault; the worker's stack is kept for debug logs. */
+export class WorkerFailure extends Error {
+  override readonly name = 'WorkerFailure';
+  readonly workerStack: string | null;
+
+  constructor(message: string, workerStack: string | null) {
+    super(message);
+    this.workerStack = workerStack;
+  }
+}
+
 const DEFAULT_KV_BUDGET = Math.min(4 * 1024 ** 3, Math.floor(totalmem() / 4));
 
+/** Restart backoff after a crash: doubles per crash in a row, capped; a worker up this long resets it. */
+const MAX_RESTART_DELAY_MS = 30_000;
+const STABLE_AFTER_MS = 60_000;
+
 export class LocalEngine implements EngineClient {
+  /** Settles once, with the first model load; restarts after a crash do not touch it. */
   readonly ready: Promise<void>;
-  private readonly worker: Worker;
+  /** Resolves if a worker restarted after a crash cannot reload the model (the engine then stays failed); never otherwise. */
+  readonly reloadFailed: Promise<WorkerFailure>;
+  private markReloadFailed: (e: WorkerFailure) => void = () => undefined;
+  private worker: Worker;
+  private readonly init: WorkerInit;
+  private readonly options: LocalEngineOptions;
   private readonly text: TokenizerPool;
   private readonly streams = new Map<string, Stream>();
   private readonly scores = new Map<string, { resolve: (r: ScoreResult) => void; reject: (e: EngineError) => void }>();
   private info: ReadyInfo | null = null;
   private stats: CoreStats | null = null;
   private fatal: EngineError | null = null;
+  /** Set from a crash until the new worker has reloaded the model. */
+  private restarting = false;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private crashesInARow = 0;
+  private readySince = 0;
+  private restarts = 0;
   private readonly modelId: string;
   private readonly createdAt = Math.floor(Date.now() / 1000);
   private closed = false;
-  private readonly workerExited: Promise<void>;
+  private workerExited: Promise<void> = Promise.resolve();
+  private markReady: () => void = () => undefined;
+  private markFailed: (e: Error) => void = () => undefined;
 
   constructor(options: LocalEngineOptions) {
+    this.options = options;
     const modelDir = resolve(options.modelDir);
     this.modelId = options.servedModelName ?? basename(modelDir);
     this.text = new TokenizerPool({
@@ -70,7 +106,7 @@ export class LocalEngine implements EngineClient {
       ...(options.chatTemplateFallback !== undefined ? { chatTemplateFallback: options.chatTemplateFallback } : {}),
       ...(options.tokenizerThreads !== undefined ? { size: options.tokenizerThreads } : {}),
     });
-    const init: WorkerInit = {
+    this.init = {
       modelDir,
       cacheDir: resolve(options.cacheDir ?? '.cache/compiled'),
       weightDtype: options.weightDtype ?? 'fp32',
@@ -82,45 +118,112 @@ export class LocalEngine implements EngineClient {
       prefillChunk: options.prefillChunk ?? 512,
       ...(options.expertOffload ? { expertOffload: options.expertOffload } : {}),
       ...(options.scorerModelDir ? { scorerModelDir: resolve(options.scorerModelDir) } : {}),
+      ...(options.faultInjection === true ? { faultInjection: true } : {}),
     };
-    this.worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: init });
-    let markReady: () => void = () => undefined;
-    let markFailed: (e: Error) => void = () => undefined;
     this.ready = new Promise<void>((res, rej) => {
-      markReady = res;
-      markFailed = rej;
+      this.markReady = res;
+      this.markFailed = rej;
     });
     // A failed start is reported through health() and generate(); callers that await `ready` see it too.
     this.ready.catch(() => undefined);
-    this.worker.on('message', (m: FromWorker) => {
+    this.reloadFailed = new Promise<WorkerFailure>((res) => {
+      this.markReloadFailed = res;
+    });
+    this.worker = this.startWorker();
+  }
+
+  /**
+   * Starts an inference worker. A worker that dies before its model is loaded
+   * failed to load (deterministic: no restart); one that dies after it served
+   * crashed: its requests end with 503 worker_restarting and a new worker
+   * reloads the model.
+   */
+  private startWorker(): Worker {
+    const worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: this.init });
+    let loaded = false;
+    let dead = false;
+    // `how`: what happened, for logs ("crashed: ..."); `detail`: the one-line reason a failed load reports.
+    const died = (how: string, detail: string, stack: string | null): void => {
+      if (dead || this.worker !== worker) return;
+      dead = true;
+      if (this.closed) {
+        // Closing: generate() already answers shutting_down; only what is still pending needs an end.
+        this.failInflight(new EngineError('shutting_down', 'the server is shutting down', { retryAfterSeconds: 5 }));
+        return;
+      }
+      if (loaded) {
+        this.crashed(worker, how);
+        return;
+      }
+      this.restarting = false;
+      this.failAll(new EngineError('engine_failed', `the inference worker ${how}`));
+      const failure = new WorkerFailure(detail, stack);
+      this.markFailed(failure);
+      if (this.restarts > 0) {
+        this.options.onWarning?.(`the restarted inference worker could not reload the model; not retrying: ${detail}`);
+        this.markReloadFailed(failure);
+      }
+      void worker.terminate();
+    };
+    worker.on('message', (m: FromWorker) => {
+      if (this.worker !== worker) return;
       switch (m.type) {
         case 'progress':
-          options.onProgress?.(m.message);
+          this.options.onProgress?.(m.message);
           break;
         case 'ready':
+          loaded = true;
           this.info = m.info;
           this.stats = m.stats;
-          markReady();
+          this.readySince = Date.now();
+          if (this.restarting) {
+            this.restarting = false;
+            this.options.onProgress?.(`inference worker restarted: model reloaded (restart ${this.restarts})`);
+          }
+          this.markReady();
           break;
         case 'outputs':
           this.stats = m.stats;
           this.deliver(m.outputs);
           break;
         case 'fatal':
-          this.failAll(new EngineError('engine_failed', `the inference worker failed: ${m.message}`));
-          markFailed(new Error(m.message));
+          died(`failed: ${m.message}`, m.message, m.stack);
           break;
       }
     });
-    this.worker.on('error', (err) => {
-      this.failAll(new EngineError('engine_failed', `the inference worker crashed: ${err.message}`));
-      markFailed(err);
-    });
-    this.workerExited = new Promise<void>((res) => this.worker.once('exit', () => res()));
-    this.worker.once('exit', () => {
-      if (!this.closed) this.failAll(new EngineError('engine_failed', 'the inference worker exited'));
-      markFailed(new Error('the inference worker exited before the model was ready'));
-    });
+    worker.on('error', (err) => died(`crashed: ${err.message}`, err.message, err.stack ?? null));
+    this.workerExited = new Promise<void>((res) => worker.once('exit', () => res()));
+    worker.once('exit', (code) => died(`exited (code ${code})`, 'the inference worker exited before the model was ready', null));
+    return worker;
+  }
+
+  /** The serving worker died: end its requests with a retryable 503 and start a new one. */
+  private crashed(worker: Worker, message: string): void {
+    this.info = null;
+    this.stats = null;
+    this.restarting = true;
+    if (Date.now() - this.readySince > STABLE_AFTER_MS) this.crashesInARow = 0;
+    this.crashesInARow += 1;
+    const base = this.options.restartDelayMs ?? 1_000;
+    const delay = Math.min(MAX_RESTART_DELAY_MS, base * 2 ** (this.crashesInARow - 1));
+    this.options.onWarning?.(`the inference worker ${message}; ending its requests with 503 and restarting it in ${delay} ms`);
+    this.failInflight(
+      new EngineError('worker_restarting', 'The inference worker stopped while serving this request and is restarting; retry shortly.', { retryAfterSeconds: 5 }),
+    );
+    void worker.terminate();
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (this.closed) return;
+      this.restarts += 1;
+      this.worker = this.startWorker();
+    }, delay);
+    this.restartTimer.unref();
+  }
+
+  /** Test hook (LocalEngineOptions.faultInjection): the worker throws an uncaught error on its next turn. */
+  injectCrash(): void {
+    if (this.init.faultInjection !== true) throw new Error('injectCrash needs LocalEngineOptions.faultInjection');
+    this.post({ type: 'crash' });
   }
 
   get readyInfo(): ReadyInfo | null {
@@ -137,6 +240,11 @@ export class LocalEngine implements EngineClient {
 
   private failAll(err: EngineError): void {
     this.fatal = err;
+    this.failInflight(err);
+  }
+
+  /** Ends every pending request with `err`; the engine itself may live on. */
+  private failInflight(err: EngineError): void {
     for (const p of this.scores.values()) p.reject(err);
     this.scores.clear();
     for (const s of this.streams.values()) {
@@ -169,7 +277,7 @@ export class LocalEngine implements EngineClient {
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<TokenEvent> {
     if (this.fatal) throw this.fatal;
     if (this.closed) throw new EngineError('shutting_down', 'the server is shutting down', { retryAfterSeconds: 5 });
-    if (!this.info) throw new EngineError('not_ready', 'the model is still loading', { retryAfterSeconds: 5 });
+    if (!this.info) throw this.notReadyError();
     if (this.streams.has(request.id)) throw new EngineError('invalid_request', `request id ${request.id} is already in use`);
     const stream: Stream = { events: [], error: null, done: false, notify: null };
     this.streams.set(request.id, stream);
@@ -216,7 +324,7 @@ export class LocalEngine implements EngineClient {
   score(request: ScoreRequest, signal?: AbortSignal): Promise<ScoreResult> {
     if (this.fatal) return Promise.reject(this.fatal);
     if (this.closed) return Promise.reject(new EngineError('shutting_down', 'the server is shutting down', { retryAfterSeconds: 5 }));
-    if (!this.info) return Promise.reject(new EngineError('not_ready', 'the model is still loading', { retryAfterSeconds: 5 }));
+    if (!this.info) return Promise.reject(this.notReadyError());
     if (this.scores.has(request.id) || this.streams.has(request.id)) {
       return Promise.reject(new EngineError('invalid_request', `request id ${request.id} is already in use`));
     }
@@ -231,10 +339,19 @@ export class LocalEngine implements EngineClient {
     if (!this.closed || this.streams.has(id)) this.post({ type: 'abort', id });
   }
 
+  private notReadyError(): EngineError {
+    if (this.restarting) {
+      return new EngineError('worker_restarting', 'The inference worker is restarting after a crash; the model is reloading.', { retryAfterSeconds: 5 });
+    }
+    return new EngineError('not_ready', 'the model is still loading', { retryAfterSeconds: 5 });
+  }
+
   health(): EngineHealth {
     const s = this.stats;
     return {
       ready: this.info !== null && this.fatal === null,
+      ...(this.restarting ? { notReady: 'The inference worker is restarting after a crash; the model is reloading.' } : {}),
+      ...(this.fatal !== null ? { notReady: 'The inference worker failed and was not restarted.' } : {}),
       running: s?.running ?? 0,
       waiting: s?.waiting ?? 0,
       kvBytesUsed: s?.kvBytesUsed ?? 0,
@@ -276,6 +393,7 @@ export class LocalEngine implements EngineClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.restartTimer !== null) clearTimeout(this.restartTimer);
     this.post({ type: 'shutdown' });
     const timeout = new Promise<void>((res) => setTimeout(res, 30_000).unref());
     await Promise.race([this.workerExited, timeout]);

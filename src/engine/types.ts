@@ -165,6 +165,8 @@ export interface RequestTimings {
 
 export interface EngineHealth {
   readonly ready: boolean;
+  /** Why not ready, when it is not only the first load (a worker restart, a failed worker). */
+  readonly notReady?: string;
   readonly running: number;
   readonly waiting: number;
   readonly kvBytesUsed: number;

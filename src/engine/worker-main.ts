@@ -80,6 +80,11 @@ async function main(): Promise<void> {
     else if (m.type === 'score') core.submitScore(m.request);
     else if (m.type === 'abort') core.abort(m.id);
     else if (m.type === 'shutdown') shuttingDown = true;
+    else if (m.type === 'crash' && init.faultInjection === true) {
+      setImmediate(() => {
+        throw new Error('injected crash');
+      });
+    }
     const w = wake;
     wake = null;
     w?.();
@@ -114,5 +119,15 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   const code = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : null;
-  send({ type: 'fatal', message: err instanceof Error ? err.message : String(err), code });
+  send({ type: 'fatal', message: fatalMessage(err), code, stack: err instanceof Error ? (err.stack ?? null) : null });
 });
+
+/**
+ * One line naming the file at fault first: checkpoint errors already start with
+ * their file; anything else is placed under the model directory it came from.
+ */
+function fatalMessage(err: unknown): string {
+  const message = (err instanceof Error ? err.message : String(err)).trim();
+  if (message.startsWith('/') || message.startsWith(init.modelDir)) return message;
+  return `${init.modelDir}: ${message}`;
+}

@@ -19,13 +19,17 @@ export interface WorkerInit {
   readonly expertOffload?: Readonly<Record<string, unknown>>;
   /** A separate local model that scores prompts for context compression (same tokenizer). */
   readonly scorerModelDir?: string;
+  /** Tests only: the worker honours `crash` messages. */
+  readonly faultInjection?: true;
 }
 
 export type ToWorker =
   | { readonly type: 'generate'; readonly request: GenerateRequest }
   | { readonly type: 'score'; readonly request: ScoreRequest }
   | { readonly type: 'abort'; readonly id: string }
-  | { readonly type: 'shutdown' };
+  | { readonly type: 'shutdown' }
+  /** Fault injection (WorkerInit.faultInjection): throw an uncaught error, as a crash in native code would end the thread. */
+  | { readonly type: 'crash' };
 
 export interface ReadyInfo {
   readonly spec: ModelSpec;
@@ -39,4 +43,5 @@ export type FromWorker =
   | { readonly type: 'progress'; readonly message: string }
   | { readonly type: 'ready'; readonly info: ReadyInfo; readonly stats: CoreStats }
   | { readonly type: 'outputs'; readonly outputs: CoreOutput[]; readonly stats: CoreStats }
-  | { readonly type: 'fatal'; readonly message: string; readonly code: string | null };
+  /** The worker stopped: `message` names the file at fault first when there is one; `stack` is for debug logs only. */
+  | { readonly type: 'fatal'; readonly message: string; readonly code: string | null; readonly stack: string | null };

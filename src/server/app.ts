@@ -99,7 +99,7 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     },
   });
 
-  const checkAuth = createAuthCheck(config.server.apiKeys);
+  const checkAuth = createAuthCheck(config.server.apiKeys, config.server.publicPaths);
   app.addHook('onRequest', async (request, reply) => {
     if (ctx.shutdown.closing && request.url !== '/metrics') {
       reply.header('connection', 'close');
@@ -110,7 +110,8 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
 
   app.setErrorHandler((err, request, reply) => {
     const apiError = toApiError(err);
-    if (apiError.statusCode >= 500 && apiError.code !== 'not_ready' && apiError.code !== 'shutting_down') {
+    // 503s are states the server logs once (loading, draining, a worker restart), not per request.
+    if (apiError.statusCode >= 500 && apiError.statusCode !== 503) {
       request.log.error({ err }, 'request failed');
     }
     recordError(ctx, apiError);

@@ -2,19 +2,19 @@ import { timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { ApiError } from './errors.js';
 
-/** Routes left open so probes and Prometheus need no key. */
-const OPEN_PATHS = new Set(['/health', '/metrics']);
-
 /**
  * Builds the Bearer-key check; with no keys configured every request passes.
- * Keys are compared in constant time so response timing leaks nothing.
+ * With keys, only `publicPaths` (server.publicPaths: exact paths, the query
+ * string ignored) are answered without one. Keys are compared in constant time
+ * so response timing leaks nothing.
  */
-export function createAuthCheck(apiKeys: readonly string[]): (request: FastifyRequest) => void {
+export function createAuthCheck(apiKeys: readonly string[], publicPaths: readonly string[]): (request: FastifyRequest) => void {
   const keys = apiKeys.map((k) => Buffer.from(k, 'utf8'));
+  const open = new Set(publicPaths);
   return (request) => {
     if (keys.length === 0) return;
     const path = request.url.split('?', 1)[0] ?? '';
-    if (OPEN_PATHS.has(path)) return;
+    if (open.has(path)) return;
     const header = request.headers.authorization;
     const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (match === null) {
@@ -28,4 +28,22 @@ export function createAuthCheck(apiKeys: readonly string[]): (request: FastifyRe
     }
     if (!ok) throw new ApiError('invalid_api_key', 'Incorrect API key provided.');
   };
+}
+
+/** True for hosts only this machine can reach. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  return h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/**
+ * The start-up warning for a server anyone on the network can use: bound beyond
+ * loopback with no API keys. null when there is nothing to warn about.
+ */
+export function exposureWarning(server: { readonly host: string; readonly port: number; readonly apiKeys: readonly string[] }): string | null {
+  if (server.apiKeys.length > 0 || isLoopbackHost(server.host)) return null;
+  return (
+    `listening on ${server.host}:${server.port} with no API keys: anyone who can reach this address can run inference. ` +
+    'Set server.apiKeys, or bind to 127.0.0.1 (in a container: publish the port on 127.0.0.1 only).'
+  );
 }

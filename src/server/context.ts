@@ -28,8 +28,9 @@ export interface ServerContext {
 
 /** Inference routes answer 503 with Retry-After until the model is loaded. */
 export function ensureReady(ctx: ServerContext): void {
-  if (!ctx.engine.health().ready) {
-    throw new ApiError('not_ready', 'The model is still loading; retry shortly.', { retryAfterSeconds: 5 });
+  const health = ctx.engine.health();
+  if (!health.ready) {
+    throw new ApiError('not_ready', health.notReady ?? 'The model is still loading; retry shortly.', { retryAfterSeconds: 5 });
   }
 }
 

@@ -45,6 +45,7 @@ export interface EngineExtras {
   readonly threads?: number;
   readonly cacheDir?: string;
   readonly onProgress?: (message: string) => void;
+  readonly onWarning?: (message: string) => void;
 }
 
 export function localEngineOptions(config: Config, policies: ReadonlyMap<string, Policy>, model: ServedModel, extras: EngineExtras): LocalEngineOptions {
@@ -65,5 +66,6 @@ export function localEngineOptions(config: Config, policies: ReadonlyMap<string,
     // An MoE model with no expert-offload policy configured gets the engine's defaults (edgemoe's).
     ...(model.moe && offload !== undefined ? { expertOffload: offload.params } : {}),
     ...(extras.onProgress !== undefined ? { onProgress: extras.onProgress } : {}),
+    ...(extras.onWarning !== undefined ? { onWarning: extras.onWarning } : {}),
   };
 }

@@ -28,6 +28,7 @@ import { ContextLengthExceededError } from '../policies/overflow/errors.js';
  * | engine_failed             | 500    | server_error          |
  * | not_ready                 | 503    | service_unavailable   |
  * | shutting_down             | 503    | service_unavailable   |
+ * | worker_restarting         | 503    | service_unavailable   |
  * | request_timeout           | 504    | timeout_error         |
  * | response_in_progress      | (ws)   | invalid_request_error |
  * | unknown_event             | (ws)   | invalid_request_error |
@@ -53,6 +54,7 @@ const TABLE = {
   engine_failed: { status: 500, type: 'server_error' },
   not_ready: { status: 503, type: 'service_unavailable' },
   shutting_down: { status: 503, type: 'service_unavailable' },
+  worker_restarting: { status: 503, type: 'service_unavailable' },
   request_timeout: { status: 504, type: 'timeout_error' },
   response_in_progress: { status: 400, type: 'invalid_request_error' },
   unknown_event: { status: 400, type: 'invalid_request_error' },
@@ -98,11 +100,12 @@ const ENGINE_CODES: Record<EngineErrorCode, ApiErrorCode> = {
   invalid_request: 'invalid_request',
   not_ready: 'not_ready',
   shutting_down: 'shutting_down',
+  worker_restarting: 'worker_restarting',
   engine_failed: 'engine_failed',
 };
 
 /** Seconds a client is told to wait when the engine did not say. */
-const DEFAULT_RETRY_AFTER: Partial<Record<ApiErrorCode, number>> = { queue_full: 1, not_ready: 5, shutting_down: 5 };
+const DEFAULT_RETRY_AFTER: Partial<Record<ApiErrorCode, number>> = { queue_full: 1, not_ready: 5, shutting_down: 5, worker_restarting: 5 };
 
 function fromEngineError(err: EngineError): ApiError {
   const code = ENGINE_CODES[err.code];

@@ -3,10 +3,12 @@ import { loadServingPolicies } from '../cap/serving-policies.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import type { ServedModel } from '../cap/expert-offload.js';
 import type { Config } from '../config/schema.js';
-import { startLocalEngine } from '../engine/local-engine.js';
+import { startLocalEngine, WorkerFailure } from '../engine/local-engine.js';
+import { errorLine } from '../error-line.js';
 import { ensureDefaultModel } from '../model/default-model.js';
 import type { Policy } from '../policies/registry.js';
 import { buildApp } from './app.js';
+import { exposureWarning } from './auth.js';
 import { resolveChatTemplateFallback } from './chat-template-fallback.js';
 import { DeferredEngine } from './deferred-engine.js';
 import { localEngineOptions, readModelFacts, servedModel } from './engine-options.js';
@@ -35,6 +37,8 @@ export async function runServe(argv: string[]): Promise<void> {
   }
   app.log.info({ policies: [...policies.keys()], defaultPolicy: config.routing.defaultPolicy, moe: model.moe, expertOffload: model.expertOffloadPolicy }, 'policies loaded');
   await app.listen({ host: config.server.host, port: config.server.port });
+  const exposed = exposureWarning(config.server);
+  if (exposed !== null) app.log.warn(exposed);
 
   let finished: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => {
@@ -50,10 +54,15 @@ export async function runServe(argv: string[]): Promise<void> {
   process.once('SIGTERM', () => stop('SIGTERM', 0));
   process.once('SIGINT', () => stop('SIGINT', 0));
 
-  void loadModel(app, engine, config, policies, model, chatTemplateFallback).catch((err: unknown) => {
-    app.log.error({ err }, 'the model failed to load');
-    stop('model load failure', 1);
-  });
+  // The same one line as an error before listening; the stack only at debug level.
+  const failed = (err: unknown, reason: string): void => {
+    process.stderr.write(errorLine(err));
+    app.log.debug({ stack: err instanceof WorkerFailure ? err.workerStack : err instanceof Error ? err.stack : null }, reason);
+    stop(reason, 1);
+  };
+  // A worker restarted after a crash that cannot reload the model leaves nothing to serve: exit, so a supervisor restarts us.
+  const onReloadFailed = (err: WorkerFailure): void => failed(err, 'model reload failure');
+  void loadModel(app, engine, config, policies, model, chatTemplateFallback, onReloadFailed).catch((err: unknown) => failed(err, 'model load failure'));
 
   await stopped;
   // Anything still holding the loop open (a stuck worker) must not keep a stopped server alive.
@@ -67,16 +76,19 @@ async function loadModel(
   policies: ReadonlyMap<string, Policy>,
   model: ServedModel,
   chatTemplateFallback: string | null,
+  onReloadFailed: (err: WorkerFailure) => void,
 ): Promise<void> {
   const onProgress = (message: string): void => app.log.info(message);
+  const onWarning = (message: string): void => app.log.warn(message);
   await ensureDefaultModel(config.model.dir, onProgress);
   // Routing was checked against a dense model when the directory had no config.json yet.
   if (readModelFacts(config.model.dir)?.moe === true && !model.moe) {
     throw new Error(`${config.model.dir} holds a mixture-of-experts model that appeared after start; restart the server`);
   }
-  const local = startLocalEngine(localEngineOptions(config, policies, model, { chatTemplateFallback, onProgress }));
+  const local = startLocalEngine(localEngineOptions(config, policies, model, { chatTemplateFallback, onProgress, onWarning }));
   engine.attach(local);
   await local.ready;
+  void local.reloadFailed.then(onReloadFailed);
   app.log.info({ model: local.models()[0]?.id }, 'model ready');
 }
 

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { loadServingPolicies } from '../../src/cap/serving-policies.js';
 import { loadConfig, parseOverride } from '../../src/config/load-config.js';
 import type { Config } from '../../src/config/schema.js';
-import { startLocalEngine, type LocalEngine } from '../../src/engine/local-engine.js';
+import { startLocalEngine, type LocalEngine, type LocalEngineOptions } from '../../src/engine/local-engine.js';
 import { buildApp } from '../../src/server/app.js';
 import { resolveChatTemplateFallback } from '../../src/server/chat-template-fallback.js';
 import { localEngineOptions, readModelFacts, servedModel } from '../../src/server/engine-options.js';
@@ -47,14 +47,19 @@ export interface RunningServer {
  * fallback so chat works on template-less models. `sets` are `--set` style
  * config overrides.
  */
-export async function startServer(modelDir: string, sets: readonly string[] = [], options: { cacheDir?: string } = {}): Promise<RunningServer> {
+export async function startServer(
+  modelDir: string,
+  sets: readonly string[] = [],
+  options: { cacheDir?: string; engine?: Pick<LocalEngineOptions, 'faultInjection' | 'restartDelayMs' | 'onWarning' | 'onProgress'> } = {},
+): Promise<RunningServer> {
   const config = loadConfig({ overrides: [`model.dir=${modelDir}`, 'model.chatTemplateFallback=chatml', ...sets].map(parseOverride) });
   const fallback = resolveChatTemplateFallback(config.model.chatTemplateFallback);
   const policies = loadServingPolicies(config);
   const model = servedModel(config, policies, readModelFacts(modelDir));
-  const engine = startLocalEngine(
-    localEngineOptions(config, policies, model, { chatTemplateFallback: fallback, threads: 1, ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}) }),
-  );
+  const engine = startLocalEngine({
+    ...localEngineOptions(config, policies, model, { chatTemplateFallback: fallback, threads: 1, ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}) }),
+    ...options.engine,
+  });
   await engine.ready;
   const app = buildApp({ engine, config, policies, servedModel: model });
   await app.listen({ host: '127.0.0.1', port: 0 });

@@ -9,7 +9,8 @@ import { ApiError } from '../errors.js';
 export function registerHealthAndMetrics(app: FastifyInstance, ctx: ServerContext): void {
   app.get('/health', async () => {
     if (ctx.shutdown.closing) throw new ApiError('shutting_down', 'The server is shutting down.', { retryAfterSeconds: 5 });
-    if (!ctx.engine.health().ready) throw new ApiError('not_ready', 'The model is still loading.', { retryAfterSeconds: 5 });
+    const health = ctx.engine.health();
+    if (!health.ready) throw new ApiError('not_ready', health.notReady ?? 'The model is still loading.', { retryAfterSeconds: 5 });
     return { status: 'ok' };
   });
 
