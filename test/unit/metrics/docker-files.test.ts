@@ -57,7 +57,8 @@ test('compose.yaml: capserve from docker/Dockerfile, Prometheus with its config 
   const capserve = compose.services['capserve'];
   assert.ok(capserve?.build);
   assert.equal(path.resolve(dockerDir, capserve.build.context, capserve.build.dockerfile), path.join(dockerDir, 'Dockerfile'));
-  assert.ok(capserve.ports?.includes('8000:8000'));
+  // Published on loopback only by default (issue 12: no key, so never on every interface).
+  assert.ok(capserve.ports?.includes('127.0.0.1:8000:8000'));
   const prometheus = compose.services['prometheus'];
   assert.match(prometheus?.image ?? '', /^prom\/prometheus:/);
   assert.ok(prometheus?.volumes?.includes('./prometheus:/etc/prometheus:ro'));
