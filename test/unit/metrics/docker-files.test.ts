@@ -64,7 +64,7 @@ test('compose.yaml: capserve from docker/Dockerfile, Prometheus with its config 
   assert.ok(prometheus?.volumes?.includes('./prometheus:/etc/prometheus:ro'));
   const grafana = compose.services['grafana'];
   assert.match(grafana?.image ?? '', /^grafana\/grafana:/);
-  assert.ok(grafana?.ports?.includes('3000:3000'));
+  assert.ok(grafana?.ports?.includes('127.0.0.1:3000:3000'));
   assert.ok(grafana?.depends_on?.includes('prometheus'));
   // Every bind mount points at something that exists in docker/.
   const mounts = new Map((grafana?.volumes ?? []).filter((v) => v.startsWith('./')).map((v) => [v.split(':')[1] as string, v.split(':')[0] as string]));
