@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_SAMPLING, type GenerateRequest } from '../../src/engine/types.js';
 import { parsePolicyFile, type Policy } from '../../src/policies/registry.js';
 import { openTestCore } from '../helpers/core.js';
+import { compareRows } from './compare-rows.js';
 import { missingShared, sharedPath, STORIES_DIR } from '../helpers/shared.js';
 
 export interface FidelityPoint {
@@ -99,18 +100,9 @@ async function main(): Promise<void> {
         const r = await run(`${method}-${budget}-${i}`, f.prompt, f.cont, policy);
         kept += r.kept / fullRuns.length;
         for (let s = 0; s < f.cont.length; s++) {
-          let klStep = 0;
-          let am = 0;
-          let bm = 0;
-          for (let v = 0; v < V; v++) {
-            const lf = f.rows[s * V + v] ?? -Infinity;
-            const lp = r.rows[s * V + v] ?? -Infinity;
-            if (lf > -Infinity) klStep += Math.exp(lf) * (lf - lp);
-            if (lf > (f.rows[s * V + am] ?? -Infinity)) am = v;
-            if (lp > (r.rows[s * V + bm] ?? -Infinity)) bm = v;
-          }
-          kl += klStep;
-          if (am === bm) agree += 1;
+          const c = compareRows(f.rows, r.rows, s, V);
+          kl += c.kl;
+          if (c.fullTop === c.policyTop) agree += 1;
           // Row s is the distribution the forced token cont[s] was drawn from.
           const tok = f.cont[s] ?? 0;
           nll -= r.rows[s * V + tok] ?? 0;

@@ -18,6 +18,7 @@ import type { Policy } from '../../src/policies/policy.js';
 import { openTestCore, type TestCore } from '../helpers/core.js';
 import { buildItems, loadHaystacks, policyAtBudget, type EvalItem } from './ruler/items.js';
 import { RULER_TASKS, scoreCompletion, type RulerTask } from './ruler/tasks.js';
+import { compareRows } from './compare-rows.js';
 import { median } from './stats.js';
 
 export interface RunMeasure {
@@ -126,18 +127,9 @@ function compare(full: Run, run: Run, V: number): { kl: number | null; top1: num
   let steps = 0;
   const n = Math.min(full.tokens.length, run.tokens.length, full.rows.length / V, run.rows.length / V);
   for (let s = 0; s < n; s++) {
-    let k = 0;
-    let af = 0;
-    let ap = 0;
-    for (let v = 0; v < V; v++) {
-      const lf = full.rows[s * V + v] ?? -Infinity;
-      const lp = run.rows[s * V + v] ?? -Infinity;
-      if (lf > -Infinity) k += Math.exp(lf) * (lf - lp);
-      if (lf > (full.rows[s * V + af] ?? -Infinity)) af = v;
-      if (lp > (run.rows[s * V + ap] ?? -Infinity)) ap = v;
-    }
-    kl += k;
-    if (af === ap) agree += 1;
+    const c = compareRows(full.rows, run.rows, s, V);
+    kl += c.kl;
+    if (c.fullTop === c.policyTop) agree += 1;
     steps += 1;
     if (full.tokens[s] !== run.tokens[s]) break;
   }
