@@ -181,7 +181,9 @@ export class ModelScorer implements TokenScorer {
     // Logits at position common-1 predict token `common`, so the run restarts there.
     const reuse = Math.max(0, common - 1);
     let slot: CacheSlot;
-    if (best !== null && reuse > 0 && best.kv.reservedTokens >= n) {
+    // A slot whose cache holds fewer entries than the shared prefix (seen with LongLLMLingua at rate 0.5,
+    // root cause not found) is not reused: recomputing is correct, retaining past its length is not.
+    if (best !== null && reuse > 0 && best.kv.reservedTokens >= n && best.kv.minLength >= reuse) {
       slot = best;
       const prefix = Int32Array.from({ length: reuse }, (_, i) => i);
       const perHead = Array.from({ length: this.shape.numKvHeads }, () => prefix);

@@ -94,6 +94,7 @@ export function policyAtBudget(method: string, budget: number, contextTokens: nu
   else if (method === 'sink-window') params['windowTokens'] = Math.max(1, Math.round(budget * contextTokens));
   else params['budget'] = budget;
   if ('topPages' in params) delete params['topPages'];
-  const body = JSON.stringify({ name: `${method}-${Math.round(budget * 1000) / 10}`, kind: base.kind, method, params });
+  // Named by per mille (snapkv-250): policy names are kebab-case.
+  const body = JSON.stringify({ name: `${method}-${Math.round(budget * 1000)}`, kind: base.kind, method, params });
   return parsePolicyFile(body, `<${method} at ${budget}>`);
 }
