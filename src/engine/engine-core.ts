@@ -19,16 +19,16 @@ import { ModelScorer } from '../policies/compression/model-scorer.js';
 import { compressPrompt } from './compress-prompt.js';
 import { policyReport } from './policy-report.js';
 import { collectScores, scoreResult } from './scoring.js';
-
-/** Which compiled graph a forward pass runs on. */
-export type GraphVariant = 'plain' | 'stats' | 'quest' | 'reference';
 import { EngineError, type EngineErrorCode } from './errors.js';
 import { Sequence } from './sequence.js';
 import { StepInputBuilder } from './step-inputs.js';
 import type { GenerateRequest, ScoreRequest, ScoreResult, TokenEvent } from './types.js';
 import { DEFAULT_SAMPLING } from './types.js';
 import { logSoftmaxRow } from './log-softmax.js';
-import { LOGIT_BIAS_BAN } from './sampling/logits-processors.js';
+import { validateRequest } from './request-validation.js';
+
+/** Which compiled graph a forward pass runs on. */
+export type GraphVariant = 'plain' | 'stats' | 'quest' | 'reference';
 
 export interface EngineCoreOptions {
   readonly maxConcurrent: number;
@@ -207,34 +207,7 @@ export class EngineCore {
 
   private validate(request: GenerateRequest, scoring: boolean): void {
     if (this.byId.has(request.id)) throw new EngineError('invalid_request', `request id ${request.id} is already in use`);
-    const n = request.promptTokens.length;
-    if (n === 0) throw new EngineError('invalid_request', 'the prompt is empty (0 tokens)', { param: 'prompt' });
-    const evicts = request.servingPolicy?.kind === 'kv-eviction';
-    const compresses = request.servingPolicy?.kind === 'context-compression';
-    // An eviction policy keeps the cache within its budget, so the window limits the cache, not the
-    // prompt; a compressed prompt is checked against the window once compressed.
-    if (!evicts && !compresses && !scoring && n >= this.options.contextLength) {
-      throw new EngineError(
-        'context_length_exceeded',
-        `This model's maximum context length is ${this.options.contextLength} tokens. However, your request has ${n} prompt tokens, leaving no room to generate.`,
-        { param: 'messages' },
-      );
-    }
-    for (const id of request.forcedTokens ?? []) {
-      if (!Number.isInteger(id) || id < 0 || id >= this.spec.vocabSize) {
-        throw new EngineError('invalid_request', `forced token id ${id} is outside the vocabulary [0, ${this.spec.vocabSize})`);
-      }
-    }
-    for (const id of request.promptTokens) {
-      if (!Number.isInteger(id) || id < 0 || id >= this.spec.vocabSize) {
-        throw new EngineError('invalid_request', `token id ${id} is outside the vocabulary [0, ${this.spec.vocabSize})`, { param: 'prompt' });
-      }
-    }
-    let banned = 0;
-    for (const [id, bias] of request.sampling.logitBias) if (id >= 0 && id < this.spec.vocabSize && bias <= LOGIT_BIAS_BAN) banned += 1;
-    if (banned >= this.spec.vocabSize) {
-      throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { param: 'logit_bias' });
-    }
+    validateRequest(request, { vocabSize: this.spec.vocabSize, contextLength: this.options.contextLength }, scoring);
     if (this.waiting.length >= this.options.maxQueue && this.running.length >= this.options.maxConcurrent) {
       throw new EngineError('queue_full', `the server is at capacity (${this.options.maxConcurrent} running, ${this.waiting.length} waiting)`, {
         retryAfterSeconds: 1,

@@ -4,50 +4,36 @@
  * equals decode(prompt ids + completion ids); streamed deltas join to the same text;
  * every top_logprobs key is the in-context decode of a token.
  */
-import test, { after, before } from 'node:test';
+import test from 'node:test';
 import assert from 'node:assert/strict';
+import { storiesSkip, useStoriesServer } from './stories-server.js';
 import OpenAI from 'openai';
-import { loadTokenizer } from '../../src/model/tokenizer.js';
-import type { TextTokenizer } from '../../src/model/tokenizer-types.js';
-import { goldenPrompts, startServer, storiesModelDir, type RunningServer } from './server-harness.js';
+import { goldenPrompts } from './server-harness.js';
 
-const modelDir = storiesModelDir();
-const skip = modelDir === null ? 'stories260K not found (set CAPSERVE_SHARED to the shared folder)' : false;
+const skip = storiesSkip;
 const MODEL = 'stories260K';
-let server: RunningServer;
-let client: OpenAI;
-let tok: TextTokenizer;
+const fx = useStoriesServer({ timeoutMs: 20000 });
 
-before(async () => {
-  if (modelDir === null) return;
-  server = await startServer(modelDir);
-  client = new OpenAI({ baseURL: `${server.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
-  tok = loadTokenizer(modelDir);
-});
-after(async () => {
-  await server?.close();
-});
-
-const decode = (ids: readonly number[]): string => tok.decode(ids, { skipSpecialTokens: true });
+const decode = (ids: readonly number[]): string => fx().tok.decode(ids, { skipSpecialTokens: true });
 
 /** Every vocabulary id whose in-context string (among all ids at that position, kept distinct) is `text`. */
 function idsWithText(context: readonly number[], text: string): number[] {
-  const all = Array.from({ length: tok.vocabSize }, (_, id) => id);
-  const texts = tok.tokenTexts(context, all, { skipSpecialTokens: true });
+  const all = Array.from({ length: fx().tok.vocabSize }, (_, id) => id);
+  const texts = fx().tok.tokenTexts(context, all, { skipSpecialTokens: true });
   return all.filter((id) => texts[id] === text);
 }
 
 test('completions: the first token keeps its leading space; prompt + text = decode(prompt ids + completion ids)', { skip }, async () => {
-  const res = await client.completions.create({ model: MODEL, prompt: 'Once upon a time,', max_tokens: 2, temperature: 0 });
+  const res = await fx().client.completions.create({ model: MODEL, prompt: 'Once upon a time,', max_tokens: 2, temperature: 0 });
   assert.equal(res.choices[0]?.text, ' there was');
-  for (const p of goldenPrompts(modelDir as string)) {
+  for (const p of goldenPrompts(fx().modelDir)) {
     const n = 24;
-    const r = await client.completions.create({ model: MODEL, prompt: p.input_ids, max_tokens: n, temperature: 0 });
+    const r = await fx().client.completions.create({ model: MODEL, prompt: p.input_ids, max_tokens: n, temperature: 0 });
     const expected = decode([...p.input_ids, ...p.greedy_ids.slice(0, n)]).slice(decode(p.input_ids).length);
     assert.equal(r.choices[0]?.text, expected, p.name);
     assert.equal(decode(p.input_ids) + (r.choices[0]?.text ?? ''), decode([...p.input_ids, ...p.greedy_ids.slice(0, n)]), p.name);
     // Streamed deltas join to the same text.
-    const stream = await client.completions.create({ model: MODEL, prompt: p.input_ids, max_tokens: n, temperature: 0, stream: true });
+    const stream = await fx().client.completions.create({ model: MODEL, prompt: p.input_ids, max_tokens: n, temperature: 0, stream: true });
     let streamed = '';
     for await (const chunk of stream) streamed += chunk.choices[0]?.text ?? '';
     assert.equal(streamed, expected, `${p.name} streamed`);
@@ -56,12 +42,12 @@ test('completions: the first token keeps its leading space; prompt + text = deco
 
 test('chat: content and streamed deltas keep the first token in context', { skip }, async () => {
   const messages = [{ role: 'user' as const, content: 'Once upon a time,' }];
-  const res = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 10, temperature: 0, logprobs: true });
+  const res = await fx().client.chat.completions.create({ model: MODEL, messages, max_tokens: 10, temperature: 0, logprobs: true });
   const content = res.choices[0]?.message.content ?? '';
   const entries = res.choices[0]?.logprobs?.content ?? [];
   assert.equal(entries.map((e) => e.token).join(''), content);
   // Recover the completion ids from their in-context strings, then: content = decode(prompt + ids) - decode(prompt).
-  const tokenized = await fetch(`${server.baseUrl}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages }) });
+  const tokenized = await fetch(`${fx().server.baseUrl}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages }) });
   const prompt = ((await tokenized.json()) as { tokens: number[] }).tokens;
   const ids = [...prompt];
   for (const e of entries) {
@@ -70,15 +56,15 @@ test('chat: content and streamed deltas keep the first token in context', { skip
     ids.push(found[0] ?? -1);
   }
   assert.equal(content, decode(ids).slice(decode(prompt).length));
-  const stream = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 10, temperature: 0, stream: true });
+  const stream = await fx().client.chat.completions.create({ model: MODEL, messages, max_tokens: 10, temperature: 0, stream: true });
   let streamed = '';
   for await (const chunk of stream) streamed += chunk.choices[0]?.delta.content ?? '';
   assert.equal(streamed, content);
 });
 
 test('top_logprobs keys are the in-context decode of each alternative, never colliding; logprobs: 0 lists the sampled token', { skip }, async () => {
-  const prompt = tok.encode('Once upon a time,');
-  const res = await client.completions.create({ model: MODEL, prompt, max_tokens: 6, temperature: 0, logprobs: 5 });
+  const prompt = fx().tok.encode('Once upon a time,');
+  const res = await fx().client.completions.create({ model: MODEL, prompt, max_tokens: 6, temperature: 0, logprobs: 5 });
   const lp = res.choices[0]?.logprobs;
   assert.ok(lp);
   assert.equal(lp.tokens?.[0], ' there');
@@ -93,7 +79,7 @@ test('top_logprobs keys are the in-context decode of each alternative, never col
     assert.equal(chosen.length, 1, `position ${i}: ${JSON.stringify(token)} -> ${chosen.join(',')}`);
     context.push(chosen[0] ?? -1);
   });
-  const chat = await client.chat.completions.create({
+  const chat = await fx().client.chat.completions.create({
     model: MODEL,
     messages: [{ role: 'user', content: 'Once upon a time,' }],
     max_tokens: 4,
@@ -106,7 +92,7 @@ test('top_logprobs keys are the in-context decode of each alternative, never col
     assert.equal(new Set(keys).size, keys.length, JSON.stringify(keys));
     assert.ok(keys.includes(entry.token), `greedy ${JSON.stringify(entry.token)} among ${JSON.stringify(keys)}`);
   }
-  const zero = await client.completions.create({ model: MODEL, prompt, max_tokens: 3, temperature: 0, logprobs: 0 });
+  const zero = await fx().client.completions.create({ model: MODEL, prompt, max_tokens: 3, temperature: 0, logprobs: 0 });
   const zlp = zero.choices[0]?.logprobs;
   zlp?.tokens?.forEach((token, i) => assert.deepEqual(zlp.top_logprobs?.[i], { [token]: zlp.token_logprobs?.[i] }));
   assert.equal(zlp?.tokens?.length, 3);
@@ -114,7 +100,7 @@ test('top_logprobs keys are the in-context decode of each alternative, never col
 
 test('out-of-vocabulary logit_bias keys and stop_token_ids: 400 naming the parameter and every bad id', { skip }, async () => {
   const post = async (path: string, body: unknown): Promise<{ status: number; error: { type: string; param: string; message: string } }> => {
-    const res = await fetch(`${server.baseUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const res = await fetch(`${fx().server.baseUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     return { status: res.status, error: ((await res.json()) as { error: { type: string; param: string; message: string } }).error };
   };
   const bias = await post('/v1/completions', { prompt: 'Once', max_tokens: 2, logit_bias: { '5': 1, '512': 2, '99999': -3 } });
@@ -130,13 +116,13 @@ test('out-of-vocabulary logit_bias keys and stop_token_ids: 400 naming the param
   assert.equal(stops.error.param, 'stop_token_ids');
   assert.match(stops.error.message, /512, 1000/);
   // In-vocabulary ids still work.
-  const ok = await client.completions.create({ model: MODEL, prompt: 'Once', max_tokens: 2, logit_bias: { '511': 1 }, stop_token_ids: [511] } as OpenAI.CompletionCreateParamsNonStreaming);
+  const ok = await fx().client.completions.create({ model: MODEL, prompt: 'Once', max_tokens: 2, logit_bias: { '511': 1 }, stop_token_ids: [511] } as OpenAI.CompletionCreateParamsNonStreaming);
   assert.equal(ok.choices.length, 1);
 });
 
 test('/tokenize: add_generation_prompt false and continue_final_message (vLLM), ChatML template', { skip }, async () => {
   const tokenize = async (body: unknown): Promise<{ status: number; json: { tokens: number[]; error?: { param: string } } }> => {
-    const res = await fetch(`${server.baseUrl}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const res = await fetch(`${fx().server.baseUrl}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     return { status: res.status, json: (await res.json()) as { tokens: number[]; error?: { param: string } } };
   };
   const messages = [

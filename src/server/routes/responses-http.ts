@@ -9,19 +9,16 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from '../context.js';
 import { ensureReady, recordError } from '../context.js';
-import { abortError, afterResponse, collectChoices, httpClose, prepareGeneration, settleShadow, startLifecycle } from '../choice-runner.js';
+import { abortError, afterResponse, collectChoices, httpClose, settleShadow, startLifecycle } from '../choice-runner.js';
 import { ApiError, toApiError } from '../errors.js';
 import { runChoices, type ChoiceDone, type ChoiceEvent } from '../generation.js';
-import { newId } from '../ids.js';
-import { planGeneration } from '../generation-plan.js';
 import type { ChatMessage } from '../../model/tokenizer-types.js';
 import { POLICY_HEADER } from '../policy.js';
-import { refuseIfCannotFit } from '../early-length-check.js';
-import { chatPrompt, resolveModel, toChatMessages } from '../prompt.js';
+import { prepareResponse } from '../prepare-response.js';
+import { resolveModel, toChatMessages } from '../prompt.js';
 import { ResponsesRequestSchema, type ResponsesRequest } from '../request-schemas.js';
 import { ResponseEvents, responseStatus, type ResponseEvent } from '../responses-events.js';
 import { ResponseStore } from '../response-store.js';
-import { toSamplingParams } from '../sampling.js';
 import { SseStream } from '../sse.js';
 import { compileValidator } from '../validate-request.js';
 import { checkVocabulary } from '../vocabulary-check.js';
@@ -58,29 +55,16 @@ export function registerResponsesHttp(app: FastifyInstance, ctx: ServerContext, 
     const messages = conversation(body, store);
     const instructions = body.instructions ?? null;
     const withInstructions: ChatMessage[] = instructions === null ? messages : [{ role: 'system', content: instructions }, ...messages];
-    refuseIfCannotFit(ctx, {
+    const prep = await prepareResponse(ctx, {
       headers: request.headers,
       cap: body.cap,
       card,
-      requestedMaxTokens: body.max_output_tokens,
+      messages: withInstructions,
       texts: withInstructions.map((m) => m.content),
       param: 'input',
-      maxParam: 'max_output_tokens',
-    });
-    const plan = await planGeneration(ctx, {
-      headers: request.headers,
-      cap: body.cap,
-      prompt: await chatPrompt(ctx.engine, card, withInstructions),
-      card,
       requestedMaxTokens: body.max_output_tokens,
       maxParam: 'max_output_tokens',
-    });
-    const prep = prepareGeneration(ctx, {
-      id: newId('resp_'),
-      card,
-      plan,
-      n: 1,
-      samplingFor: (index) => toSamplingParams(body, { maxTokens: plan.maxTokens, logprobs: null, index }),
+      sampling: body,
       arrivedAt,
     });
     const events = new ResponseEvents(prep, { previous_response_id: body.previous_response_id ?? null, instructions });

@@ -4,17 +4,14 @@ import '@fastify/websocket';
 import type { RawData, WebSocket } from 'ws';
 import type { ServerContext } from '../context.js';
 import { ensureReady, recordError } from '../context.js';
-import { abortError, prepareGeneration, settleShadow, startLifecycle, type Lifecycle, type PreparedGeneration } from '../choice-runner.js';
+import { abortError, settleShadow, startLifecycle, type Lifecycle, type PreparedGeneration } from '../choice-runner.js';
 import { ApiError, toApiError } from '../errors.js';
 import { runChoices, type ChoiceDone } from '../generation.js';
-import { newId } from '../ids.js';
 import { abortKind } from '../inflight.js';
-import { planGeneration } from '../generation-plan.js';
+import { prepareResponse } from '../prepare-response.js';
 import { ResponseEvents, responseStatus } from '../responses-events.js';
-import { chatPrompt, resolveModel, toChatMessages } from '../prompt.js';
-import { refuseIfCannotFit } from '../early-length-check.js';
+import { resolveModel, toChatMessages } from '../prompt.js';
 import { ResponseCreateEventSchema } from '../request-schemas.js';
-import { toSamplingParams } from '../sampling.js';
 import { checkVocabulary } from '../vocabulary-check.js';
 import { rejectUnsupported } from '../unsupported-params.js';
 import { compileValidator } from '../validate-request.js';
@@ -108,29 +105,16 @@ class ResponsesSession {
     const requested = body.max_output_tokens ?? body.max_completion_tokens ?? body.max_tokens;
     const maxParam =
       body.max_output_tokens != null ? 'max_output_tokens' : body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
-    refuseIfCannotFit(this.ctx, {
+    return prepareResponse(this.ctx, {
       headers: this.headers,
       cap: body.cap,
       card,
-      requestedMaxTokens: requested,
+      messages: body.messages,
       texts: toChatMessages(body.messages).map((m) => m.content),
       param: 'messages',
-      maxParam,
-    });
-    const plan = await planGeneration(this.ctx, {
-      headers: this.headers,
-      cap: body.cap,
-      prompt: await chatPrompt(this.ctx.engine, card, body.messages),
-      card,
       requestedMaxTokens: requested,
       maxParam,
-    });
-    return prepareGeneration(this.ctx, {
-      id: newId('resp_'),
-      card,
-      plan,
-      n: 1,
-      samplingFor: (index) => toSamplingParams(body, { maxTokens: plan.maxTokens, logprobs: null, index }),
+      sampling: body,
       arrivedAt,
     });
   }
