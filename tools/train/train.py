@@ -249,6 +249,8 @@ def main():
     p.add_argument('--copy-mode', choices=('random', 'text'), default='random')
     p.add_argument('--pure-copy', type=int, default=0, help='LEN: rows of LEN tokens that are only a random span repeated (induction warm-up); no data files')
     p.add_argument('--stop-after', type=int, default=0, help='stop (and save) after this many steps of the schedule')
+    p.add_argument('--text-weight', type=float, default=1.0, help='loss weight of plain text tokens (answers get --answer-weight)')
+    p.add_argument('--mix-pure-copy', type=float, default=0.0, help='share of each batch replaced by pure-copy rows of the phase length')
     p.add_argument('--copy-share', type=float, default=0.0,
                    help='share of rows turned into induction (copy) rows: a span of the row repeated later, the repeat weighted as an answer')
     a = p.parse_args()
@@ -282,16 +284,22 @@ def main():
             lr = a.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total)))
             for g in opt.param_groups:
                 g['lr'] = lr
+            n_copy = 0
             pick = rng.integers(0, ids.shape[0], size=batch)
             xb = ids[pick].astype(np.int64)
             wb = w[pick].astype(np.float32)
+            if a.mix_pure_copy > 0 and not a.pure_copy:
+                n_copy = int(round(batch * a.mix_pure_copy))
+                if 0 < n_copy:
+                    cx, cw = pure_copy_rows(rng, n_copy, length)
+                    xb[:n_copy], wb[:n_copy] = cx, cw
             for r in range(batch):
                 if rng.random() < a.copy_share:
                     (make_copy_row if a.copy_mode == 'random' else make_text_copy_row)(xb[r], wb[r], rng)
             x = torch.from_numpy(xb)
             wt = torch.from_numpy(wb)
             tw = wt[:, 1:]
-            weight = torch.where(tw == 2, torch.full_like(tw, a.answer_weight), tw)
+            weight = torch.where(tw == 2, torch.full_like(tw, a.answer_weight), tw * a.text_weight)
             logits = model(x[:, :-1])
             nll = F.cross_entropy(logits.reshape(-1, a.vocab), x[:, 1:].reshape(-1), reduction='none').view_as(weight)
             loss = (nll * weight).sum() / weight.sum()
@@ -303,11 +311,13 @@ def main():
                 ans = (tw == 2)
                 ans_nll = float((nll * ans).sum() / ans.sum().clamp(min=1))
                 ans_acc = float(((logits.argmax(-1) == x[:, 1:]) & ans).sum() / ans.sum().clamp(min=1))
+                task_ans = ans[n_copy:]
+                task_acc = float(((logits[n_copy:].argmax(-1) == x[n_copy:, 1:]) & task_ans).sum() / task_ans.sum().clamp(min=1))
                 txt = (tw == 1)
                 txt_nll = float((nll * txt).sum() / txt.sum().clamp(min=1))
             step += 1
             rec = {'step': step, 'len': length, 'lr': lr, 'loss': float(loss), 'text_nll': txt_nll, 'answer_nll': ans_nll,
-                   'answer_acc': ans_acc, 'elapsed_s': round(time.time() - t_start, 1)}
+                   'answer_acc': ans_acc, 'task_answer_acc': task_acc, 'elapsed_s': round(time.time() - t_start, 1)}
             log['steps'].append(rec)
             if step % 10 == 0:
                 print(json.dumps(rec), flush=True)
