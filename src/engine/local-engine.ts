@@ -377,8 +377,8 @@ export class LocalEngine implements EngineClient {
     return this.text.encode(text, options?.addSpecialTokens ?? true);
   }
 
-  detokenize(ids: readonly number[]): string {
-    return this.text.inline.tokenizer.decode(ids, { skipSpecialTokens: true });
+  detokenize(ids: readonly number[]): Promise<string> {
+    return this.text.decode(ids);
   }
 
   tokenTexts(context: readonly number[], ids: readonly number[]): string[] {

@@ -194,8 +194,8 @@ export interface EngineClient {
   models(): readonly ModelCard[];
   /** Resolves off the HTTP thread for large inputs: callers await it, never block on it. */
   tokenize(text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]>;
-  /** Decoding is a table lookup per id (fast), so it stays synchronous. */
-  detokenize(ids: readonly number[]): string;
+  /** Like tokenize: a long id list (a million ids decode in seconds) resolves off the HTTP thread. */
+  detokenize(ids: readonly number[]): Promise<string>;
   /** The strings of `ids` (alternatives at one position) after `context`, as logprobs show them (model/token-text.ts). */
   tokenTexts(context: readonly number[], ids: readonly number[]): string[];
   /** Teacher-forced scoring (shadow fidelity, perplexity); queued like generation. */
