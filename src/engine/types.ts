@@ -163,10 +163,17 @@ export interface RequestTimings {
   readonly totalMs: number;
 }
 
+/** The inference worker: first load, serving, being replaced after a crash (until the model is reloaded), or failed for good. */
+export type WorkerState = 'loading' | 'ready' | 'restarting' | 'failed';
+
 export interface EngineHealth {
   readonly ready: boolean;
   /** Why not ready, when it is not only the first load (a worker restart, a failed worker). */
   readonly notReady?: string;
+  /** Absent for engines without a worker thread (test doubles). */
+  readonly worker?: WorkerState;
+  /** Inference workers started to replace a crashed one since the engine started. */
+  readonly workerRestarts?: number;
   readonly running: number;
   readonly waiting: number;
   readonly kvBytesUsed: number;
