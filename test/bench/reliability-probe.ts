@@ -334,12 +334,15 @@ async function disconnects(port: number): Promise<Record<string, unknown>> {
     }
   })();
   await Promise.all([...Array.from({ length: CONCURRENCY }, client), sampler]);
-  // From the last client close until the engine reports the baseline again.
+  // From the last client close until a /metrics answer shows the baseline again: the
+  // release happened between that scrape's request and its answer (both reported).
   let polls = 0;
+  let sentAt = performance.now();
   let kv = await metric(port, 'capserve_kv_cache_bytes');
   while (kv !== baseline && performance.now() - lastClose < 30_000) {
     polls++;
     await sleep(5);
+    sentAt = performance.now();
     kv = await metric(port, 'capserve_kv_cache_bytes');
   }
   const backMs = performance.now() - lastClose;
@@ -352,6 +355,7 @@ async function disconnects(port: number): Promise<Record<string, unknown>> {
     kvPeakBytes: peak,
     kvAfterBytes: kv,
     backToBaselineMs: kv === baseline ? Math.round(backMs * 10) / 10 : null,
+    baselineScrapeSentMs: Math.round((sentAt - lastClose) * 10) / 10,
     polls,
     runningAfter: running,
   };
@@ -485,6 +489,7 @@ async function drain(server: Server): Promise<Record<string, unknown>> {
   const until = Date.now() + 60_000;
   while (firsts < admitted && Date.now() < until) await sleep(5);
   const signalled = performance.now();
+  const producingAtSignal = firsts;
   server.child.kill('SIGTERM');
   const results = await Promise.all(streams);
   const lastStreamEnd = performance.now();
@@ -495,7 +500,7 @@ async function drain(server: Server): Promise<Record<string, unknown>> {
   );
   return {
     streams: DRAIN_STREAMS,
-    producingAtSignal: firsts,
+    producingAtSignal,
     outcomes: tally(results.map((r) => `${r.status}:${r.end}${r.errorCode !== null ? `:${r.errorCode}` : ''}`)),
     lostOrHung: results.filter((r) => r.end === 'reset' || r.end === 'hung' || r.end === 'no_done').length,
     exitCode: exit.code,
