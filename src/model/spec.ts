@@ -3,9 +3,9 @@
  * Hugging Face config.json spelling. Everything downstream (graph compiler,
  * reference forward pass, KV accounting) reads this, never config.json.
  */
-export type Architecture = 'llama' | 'qwen2' | 'mistral' | 'mixtral' | 'qwen2_moe';
+export type Architecture = 'llama' | 'qwen2' | 'mistral' | 'mixtral' | 'qwen2_moe' | 'qwen3' | 'smollm3' | 'phi3';
 
-export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['llama', 'qwen2', 'mistral', 'mixtral', 'qwen2_moe'];
+export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['llama', 'qwen2', 'mistral', 'mixtral', 'qwen2_moe', 'qwen3', 'smollm3', 'phi3'];
 
 /**
  * Sparse mixture-of-experts MLP (every layer): a router picks topK of numExperts
@@ -31,6 +31,18 @@ export type RopeScaling =
       readonly lowFreqFactor: number;
       readonly highFreqFactor: number;
       readonly originalMaxPositionEmbeddings: number;
+    }
+  | {
+      /**
+       * Phi-3's LongRoPE: inv_freq divided by short_factor while the highest position
+       * of the pass is below originalMaxPositionEmbeddings, by long_factor from then on
+       * (transformers' dynamic update, per sequence), cos and sin scaled by attentionFactor.
+       */
+      readonly type: 'longrope';
+      readonly shortFactor: readonly number[];
+      readonly longFactor: readonly number[];
+      readonly originalMaxPositionEmbeddings: number;
+      readonly attentionFactor: number;
     };
 
 export interface ModelSpec {
@@ -45,6 +57,14 @@ export interface ModelSpec {
   readonly rmsNormEps: number;
   readonly ropeTheta: number;
   readonly ropeScaling: RopeScaling | null;
+  /** Channels of each head RoPE rotates (the first rotaryDim; headDim * partial_rotary_factor). */
+  readonly rotaryDim: number;
+  /** Per layer: whether RoPE is applied (false on SmolLM3's NoPE layers). */
+  readonly ropeLayers: readonly boolean[];
+  /** Per-head RMSNorm of q and k (self_attn.q_norm / k_norm, [headDim]) before RoPE (Qwen3). */
+  readonly qkNorm: boolean;
+  /** Phi-3's fused checkpoint layout: self_attn.qkv_proj and mlp.gate_up_proj instead of separate projections. */
+  readonly packedProjections: boolean;
   readonly maxPositionEmbeddings: number;
   readonly tieWordEmbeddings: boolean;
   /** q/k/v projections carry a bias (qwen2, or llama with attention_bias). */

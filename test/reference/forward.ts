@@ -1,21 +1,30 @@
 /**
- * An independent float64 forward pass of Hugging Face's Llama / Qwen2 / Mistral
- * decoders and the Mixtral / Qwen2-MoE sparse MLPs, written from the transformers
+ * An independent float64 forward pass of Hugging Face's Llama / Qwen2 / Mistral /
+ * Qwen3 / SmolLM3 / Phi-3 decoders and the Mixtral / Qwen2-MoE sparse MLPs, written from the transformers
  * modelling code and sharing nothing with the engine but the ModelSpec /
  * WeightSource types (tensor names are spelled out here, not imported). It is
  * slow and simple on purpose: it is the yardstick the ONNX engine is measured against.
  */
 import type { ModelSpec, WeightSource } from '../../src/model/spec.js';
 
-/** transformers' inv_freq for the default, linear and llama3 rope types, in float64. */
-export function ropeInvFreq(spec: ModelSpec): Float64Array {
-  const dim = spec.headDim;
+/**
+ * transformers' inv_freq over the rotary dimensions (head_dim x partial_rotary_factor)
+ * for the default, linear, llama3 and longrope (short or long factors) rope types, in float64.
+ */
+export function ropeInvFreq(spec: ModelSpec, which: 'short' | 'long' = 'short'): Float64Array {
+  const dim = spec.rotaryDim;
   const inv = new Float64Array(dim / 2);
   for (let i = 0; i < dim / 2; i++) inv[i] = 1 / spec.ropeTheta ** ((2 * i) / dim);
   const scaling = spec.ropeScaling;
   if (scaling === null) return inv;
   if (scaling.type === 'linear') {
     for (let i = 0; i < inv.length; i++) inv[i] = inv[i]! / scaling.factor;
+    return inv;
+  }
+  if (scaling.type === 'longrope') {
+    // inv_freq = 1 / (ext_factors * base ** (arange(0, dim, 2) / dim))
+    const ext = which === 'long' ? scaling.longFactor : scaling.shortFactor;
+    for (let i = 0; i < inv.length; i++) inv[i] = 1 / (ext[i]! * spec.ropeTheta ** ((2 * i) / dim));
     return inv;
   }
   const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: oldLen } = scaling;
@@ -62,6 +71,11 @@ interface Layer {
   readonly k: Linear;
   readonly v: Linear;
   readonly o: Linear;
+  /** Qwen3's per-head RMSNorm weights [headDim] on q and k, or null. */
+  readonly qNorm: Float64Array | null;
+  readonly kNorm: Float64Array | null;
+  /** Whether this layer rotates q and k (false on SmolLM3's NoPE layers). */
+  readonly rope: boolean;
   /** The dense MLP, or null for an MoE layer. */
   readonly mlp: Mlp | null;
   readonly moe: SparseMoe | null;
@@ -87,6 +101,11 @@ function linear(weights: WeightSource, prefix: string, out: number, inp: number,
   };
 }
 
+/** Rows [from, from + out) of a [rows, inp] weight (Phi-3's fused qkv_proj / gate_up_proj). */
+function rows(w: Float64Array, inp: number, from: number, out: number): Linear {
+  return { w: w.slice(from * inp, (from + out) * inp), b: null, out, inp };
+}
+
 function matvec(l: Linear, x: Float64Array): Float64Array {
   const y = new Float64Array(l.out);
   for (let r = 0; r < l.out; r++) {
@@ -104,6 +123,13 @@ function rmsNorm(x: Float64Array, weight: Float64Array, eps: number): Float64Arr
   const inv = 1 / Math.sqrt(ss / x.length + eps);
   const y = new Float64Array(x.length);
   for (let i = 0; i < x.length; i++) y[i] = x[i]! * inv * weight[i]!;
+  return y;
+}
+
+/** RMSNorm over each head's headDim channels (Qwen3's q_norm / k_norm). */
+function headRmsNorm(x: Float64Array, heads: number, headDim: number, weight: Float64Array, eps: number): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let h = 0; h < heads; h++) y.set(rmsNorm(x.subarray(h * headDim, (h + 1) * headDim), weight, eps), h * headDim);
   return y;
 }
 
@@ -140,9 +166,9 @@ export function routeTopK(logits: Float64Array, topK: number, normalize: boolean
   return { experts: order.map((o) => o.i), weights: order.map((o) => (normalize ? o.p / total : o.p)) };
 }
 
-/** rotate-half RoPE on each head of vec, in place. */
+/** rotate-half RoPE on the first 2 * cos.length channels of each head of vec, in place (the rest pass through). */
 function applyRope(vec: Float64Array, heads: number, headDim: number, cos: Float64Array, sin: Float64Array): void {
-  const half = headDim / 2;
+  const half = cos.length;
   for (let h = 0; h < heads; h++) {
     const o = h * headDim;
     for (let i = 0; i < half; i++) {
@@ -186,7 +212,10 @@ export class ReferenceModel {
   private readonly finalNorm: Float64Array;
   private readonly layers: Layer[] = [];
   private readonly invFreq: Float64Array;
+  private readonly invFreqLong: Float64Array;
   private position = 0;
+  /** Longrope: whether the current pass uses the long factors. */
+  private longPass = false;
   /** Per fed position, per layer: where the router sent the token (empty for dense models). */
   readonly routing: Routing[][] = [];
 
@@ -200,20 +229,47 @@ export class ReferenceModel {
     this.finalNorm = load(weights, 'model.norm.weight', [h]);
     for (let i = 0; i < spec.numLayers; i++) {
       const p = `model.layers.${i}`;
+      const qDim = numHeads * headDim;
+      const kvDim = numKvHeads * headDim;
+      let q: Linear;
+      let k: Linear;
+      let v: Linear;
+      if (spec.packedProjections) {
+        const qkv = load(weights, `${p}.self_attn.qkv_proj.weight`, [qDim + 2 * kvDim, h]);
+        q = rows(qkv, h, 0, qDim);
+        k = rows(qkv, h, qDim, kvDim);
+        v = rows(qkv, h, qDim + kvDim, kvDim);
+      } else {
+        q = linear(weights, `${p}.self_attn.q_proj`, qDim, h, spec.attentionBias);
+        k = linear(weights, `${p}.self_attn.k_proj`, kvDim, h, spec.attentionBias);
+        v = linear(weights, `${p}.self_attn.v_proj`, kvDim, h, spec.attentionBias);
+      }
+      let mlp: Mlp | null = null;
+      if (spec.moe === undefined && spec.packedProjections) {
+        // Phi3MLP: gate, up = gate_up_proj(x).chunk(2)
+        const gu = load(weights, `${p}.mlp.gate_up_proj.weight`, [2 * inter, h]);
+        mlp = { gate: rows(gu, h, 0, inter), up: rows(gu, h, inter, inter), down: linear(weights, `${p}.mlp.down_proj`, h, inter, false) };
+      } else if (spec.moe === undefined) {
+        mlp = mlpLoad(weights, { gate: `${p}.mlp.gate_proj.weight`, up: `${p}.mlp.up_proj.weight`, down: `${p}.mlp.down_proj.weight` }, inter, h);
+      }
       this.layers.push({
         inputNorm: load(weights, `${p}.input_layernorm.weight`, [h]),
         postNorm: load(weights, `${p}.post_attention_layernorm.weight`, [h]),
-        q: linear(weights, `${p}.self_attn.q_proj`, numHeads * headDim, h, spec.attentionBias),
-        k: linear(weights, `${p}.self_attn.k_proj`, numKvHeads * headDim, h, spec.attentionBias),
-        v: linear(weights, `${p}.self_attn.v_proj`, numKvHeads * headDim, h, spec.attentionBias),
-        o: linear(weights, `${p}.self_attn.o_proj`, h, numHeads * headDim, spec.outputBias),
-        mlp: spec.moe === undefined ? mlpLoad(weights, { gate: `${p}.mlp.gate_proj.weight`, up: `${p}.mlp.up_proj.weight`, down: `${p}.mlp.down_proj.weight` }, inter, h) : null,
+        q,
+        k,
+        v,
+        o: linear(weights, `${p}.self_attn.o_proj`, h, qDim, spec.outputBias),
+        qNorm: spec.qkNorm ? load(weights, `${p}.self_attn.q_norm.weight`, [headDim]) : null,
+        kNorm: spec.qkNorm ? load(weights, `${p}.self_attn.k_norm.weight`, [headDim]) : null,
+        rope: spec.ropeLayers[i] !== false,
+        mlp,
         moe: spec.moe === undefined ? null : loadMoe(spec, weights, i),
         keys: [],
         values: [],
       });
     }
     this.invFreq = ropeInvFreq(spec);
+    this.invFreqLong = spec.ropeScaling?.type === 'longrope' ? ropeInvFreq(spec, 'long') : this.invFreq;
   }
 
   /** Number of positions fed so far. */
@@ -221,8 +277,14 @@ export class ReferenceModel {
     return this.position;
   }
 
-  /** Feeds ids at the next positions; returns logits (vocabSize) for each of them. */
+  /**
+   * Feeds ids at the next positions as one forward pass; returns logits (vocabSize)
+   * for each of them. Longrope picks its factors per pass, as transformers' dynamic
+   * update does: long once the pass's highest position + 1 exceeds original_max_position_embeddings.
+   */
   append(ids: readonly number[]): Float64Array[] {
+    const sc = this.spec.ropeScaling;
+    this.longPass = sc?.type === 'longrope' && this.position + ids.length > sc.originalMaxPositionEmbeddings;
     return ids.map((id) => this.step(id));
   }
 
@@ -231,13 +293,16 @@ export class ReferenceModel {
     const { hiddenSize: h, numHeads, numKvHeads, headDim } = s;
     if (!Number.isInteger(id) || id < 0 || id >= s.vocabSize) throw new RangeError(`reference: token id ${id} out of range`);
     const pos = this.position++;
-    const half = headDim / 2;
+    const invFreq = this.longPass ? this.invFreqLong : this.invFreq;
+    const half = invFreq.length;
+    // Longrope scales cos and sin by its attention factor; the other types by 1.
+    const mscale = s.ropeScaling?.type === 'longrope' ? s.ropeScaling.attentionFactor : 1;
     const cos = new Float64Array(half);
     const sin = new Float64Array(half);
     for (let i = 0; i < half; i++) {
-      const angle = pos * this.invFreq[i]!;
-      cos[i] = Math.cos(angle);
-      sin[i] = Math.sin(angle);
+      const angle = pos * invFreq[i]!;
+      cos[i] = Math.cos(angle) * mscale;
+      sin[i] = Math.sin(angle) * mscale;
     }
     const x = this.embed.slice(id * h, (id + 1) * h);
     const group = numHeads / numKvHeads;
@@ -248,11 +313,17 @@ export class ReferenceModel {
 
     for (const layer of this.layers) {
       const xn = rmsNorm(x, layer.inputNorm, s.rmsNormEps);
-      const q = matvec(layer.q, xn);
-      const k = matvec(layer.k, xn);
+      let q = matvec(layer.q, xn);
+      let k = matvec(layer.k, xn);
       const v = matvec(layer.v, xn);
-      applyRope(q, numHeads, headDim, cos, sin);
-      applyRope(k, numKvHeads, headDim, cos, sin);
+      if (layer.qNorm !== null && layer.kNorm !== null) {
+        q = headRmsNorm(q, numHeads, headDim, layer.qNorm, s.rmsNormEps);
+        k = headRmsNorm(k, numKvHeads, headDim, layer.kNorm, s.rmsNormEps);
+      }
+      if (layer.rope) {
+        applyRope(q, numHeads, headDim, cos, sin);
+        applyRope(k, numKvHeads, headDim, cos, sin);
+      }
       layer.keys.push(k);
       layer.values.push(v);
 

@@ -8,6 +8,7 @@
  * it is loaded, naming the file. The resident files are listed the same way and
  * checked on every load (cache-entry.ts, shared with compile-model.ts).
  */
+import { storeAttentionWeights } from './attention-block.js';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -96,19 +97,13 @@ function storeMoeWeights(spec: ModelSpec, weights: WeightSource, file: ExternalD
   const putLinear = (key: string, data: Float32Array, n: number, k: number): void => out.linear(key, data, n, k);
   const { tensors, linears } = out;
   const h = spec.hiddenSize;
-  const qDim = spec.numHeads * spec.headDim;
-  const kvDim = spec.numKvHeads * spec.headDim;
   const embed = weights.get('model.embed_tokens.weight');
   putF32('embed', [spec.vocabSize, h], embed.data);
   for (let l = 0; l < spec.numLayers; l++) {
     const p = `model.layers.${l}`;
     putF32(`l${l}.in_norm`, [h], weights.get(`${p}.input_layernorm.weight`).data);
     putF32(`l${l}.post_norm`, [h], weights.get(`${p}.post_attention_layernorm.weight`).data);
-    const qkv = concatRows(['q', 'k', 'v'].map((x) => weights.get(`${p}.self_attn.${x}_proj.weight`).data));
-    putLinear(`l${l}.qkv`, qkv, qDim + 2 * kvDim, h);
-    if (spec.attentionBias) putF32(`l${l}.qkv_bias`, [qDim + 2 * kvDim], concatRows(['q', 'k', 'v'].map((x) => weights.get(`${p}.self_attn.${x}_proj.bias`).data)));
-    putLinear(`l${l}.o`, weights.get(`${p}.self_attn.o_proj.weight`).data, h, qDim);
-    if (spec.outputBias) putF32(`l${l}.o_bias`, [h], weights.get(`${p}.self_attn.o_proj.bias`).data);
+    storeAttentionWeights(spec, weights, l, out);
     // The router stays fp32 whatever the weight dtype: a flipped top-k choice costs far more than its bytes.
     putF32(`l${l}.router`, [moe.numExperts, h], weights.get(routerTensorName(spec, l)).data);
     if (moe.sharedExpertIntermediateSize !== null) {

@@ -56,6 +56,9 @@ const ARCH_CLASS: Readonly<Record<Architecture, string>> = {
   mistral: 'MistralForCausalLM',
   mixtral: 'MixtralForCausalLM',
   qwen2_moe: 'Qwen2MoeForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
+  smollm3: 'SmolLM3ForCausalLM',
+  phi3: 'Phi3ForCausalLM',
 };
 
 function isMoe(arch: Architecture): boolean {
@@ -72,7 +75,8 @@ export function presetVocabSize(preset: Preset): number {
  */
 function tied(arch: Architecture, preset: Preset): boolean {
   if (isMoe(arch)) return arch === 'qwen2_moe';
-  return preset === '135m' || arch === 'qwen2';
+  // SmolLM3 always ties; Qwen3 and Phi-3 keep an lm_head at tiny/small.
+  return preset === '135m' || arch === 'qwen2' || arch === 'smollm3';
 }
 
 export function presetConfig(arch: Architecture, preset: Preset): Record<string, unknown> {
@@ -109,6 +113,37 @@ export function presetConfig(arch: Architecture, preset: Preset): Record<string,
     config.max_window_layers = s.layers;
   } else if (arch === 'mistral') {
     config.sliding_window = s.mistralWindow;
+  } else if (arch === 'qwen3') {
+    // head_dim independent of hidden / heads, as in Qwen3 (e.g. 0.6B: hidden 1024, 16 heads of 128).
+    config.head_dim = (3 * s.hidden) / (2 * s.heads);
+    config.attention_bias = false;
+    config.use_sliding_window = false;
+    config.sliding_window = null;
+    config.max_window_layers = s.layers;
+    config.rope_theta = 1000000.0;
+  } else if (arch === 'smollm3') {
+    // SmolLM3-3B skips RoPE on every 4th layer; the small presets every 2nd so 2 layers have one of each.
+    config.no_rope_layer_interval = preset === '135m' ? 4 : 2;
+    config.use_sliding_window = false;
+    config.sliding_window = null;
+    config.attention_bias = false;
+    config.mlp_bias = false;
+    config.rope_theta = 2000000.0;
+  } else if (arch === 'phi3') {
+    // Phi-4-mini's shape of RoPE: 3/4 of each head rotated, LongRoPE with a short original
+    // context so short prompts cross it (long factors from then on).
+    const rotaryHalf = (0.75 * (s.hidden / s.heads)) / 2;
+    const original = preset === '135m' ? 4096 : 32;
+    config.partial_rotary_factor = 0.75;
+    config.original_max_position_embeddings = original;
+    config.rope_scaling = {
+      type: 'longrope',
+      short_factor: Array.from({ length: rotaryHalf }, (_, i) => 1 + (0.25 * i) / rotaryHalf),
+      long_factor: Array.from({ length: rotaryHalf }, (_, i) => 1 + (7 * i) / rotaryHalf),
+    };
+    config.sliding_window = null;
+    config.resid_pdrop = 0.0;
+    config.embd_pdrop = 0.0;
   } else if (arch === 'mixtral') {
     const m = MOE_SHAPES[preset].moe;
     config.sliding_window = null;
