@@ -12,6 +12,7 @@ import { shouldCompress } from '../policies/kv-eviction/decoding.js';
 import { planLayerEviction } from '../policies/kv-eviction/plan.js';
 import { attentionMassRetained } from '../policies/kv-eviction/retained-mass.js';
 import type { Policy } from '../policies/policy.js';
+import { EngineError } from './errors.js';
 import { rerotateKeys } from '../policies/positions.js';
 import type { LayerKvView } from '../policies/types.js';
 
@@ -49,6 +50,10 @@ export class EvictionState {
     private readonly spec: ModelSpec,
     private readonly invFreq: Float32Array,
   ) {
+    if (policy.positions === 'rolling' && spec.ropeScaling?.type === 'longrope') {
+      // Cached keys carry short or long LongRoPE factors depending on the pass that wrote them, so no single re-rotation is exact.
+      throw new EngineError('invalid_request', `policy ${policy.name} renumbers positions (rolling), which this model's longrope RoPE scaling does not allow`, { param: 'cap.policy' });
+    }
     this.rows = new Array<Float32Array | null>(spec.numLayers).fill(null);
     const every = policy.params['compressEvery'];
     this.compressEvery = typeof every === 'number' ? every : 0;
@@ -205,8 +210,9 @@ export class EvictionState {
     if (rolling && evicted) kv.nextPosition = kv.maxLength;
   }
 
-  /** StreamingLLM: kept entries take positions 0..n-1; keys are re-rotated to match. */
+  /** StreamingLLM: kept entries take positions 0..n-1; keys are re-rotated to match (not on NoPE layers). */
   private renumber(kv: SequenceKv, l: number): void {
+    const rotated = this.spec.ropeLayers[l] !== false;
     const D = this.spec.headDim;
     const len = kv.length(l);
     const cap = kv.capacity(l);
@@ -216,7 +222,7 @@ export class EvictionState {
     for (let h = 0; h < this.spec.numKvHeads; h++) {
       const slice = keys.subarray(h * cap * D, (h * cap + len) * D);
       const from = pos.slice(h * cap, h * cap + len);
-      rerotateKeys(slice, 1, D, from, to, this.invFreq, slice);
+      if (rotated) rerotateKeys(slice, 1, D, from, to, this.invFreq, slice);
       pos.set(to, h * cap);
     }
   }

@@ -128,3 +128,85 @@ test('missing or invalid fields are bad_config naming field and file', () => {
   assert.throws(() => parseModelSpec({ ...LLAMA, mlp_bias: true }, null, FILE), fails('unsupported_config', 'mlp_bias'));
   assert.throws(() => parseModelSpec({ ...LLAMA, hidden_size: 60 }, null, FILE), fails('bad_config', 'divisible'));
 });
+
+const QWEN3 = {
+  architectures: ['Qwen3ForCausalLM'],
+  model_type: 'qwen3',
+  hidden_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  intermediate_size: 128,
+  vocab_size: 512,
+};
+
+test('qwen3: q/k norms, head_dim defaults to 128 (not hidden/heads), no bias unless attention_bias (then o too), sliding only with use_sliding_window', () => {
+  const s = parseModelSpec(QWEN3, null, FILE);
+  assert.equal(s.architecture, 'qwen3');
+  assert.equal(s.headDim, 128);
+  assert.equal(s.rotaryDim, 128);
+  assert.equal(s.qkNorm, true);
+  assert.equal(s.attentionBias, false);
+  assert.equal(s.outputBias, false);
+  assert.equal(s.packedProjections, false);
+  assert.deepEqual(s.ropeLayers, [true, true]);
+  assert.equal(s.maxPositionEmbeddings, 32768);
+  assert.equal(parseModelSpec({ ...QWEN3, head_dim: 24 }, null, FILE).headDim, 24);
+  const biased = parseModelSpec({ ...QWEN3, attention_bias: true }, null, FILE);
+  assert.equal(biased.attentionBias, true);
+  assert.equal(biased.outputBias, true);
+  assert.equal(parseModelSpec({ ...QWEN3, sliding_window: 8, max_window_layers: 0 }, null, FILE).slidingWindow, null);
+  assert.equal(parseModelSpec({ ...QWEN3, use_sliding_window: true, sliding_window: 8, max_window_layers: 0 }, null, FILE).slidingWindow, 8);
+  assert.throws(
+    () => parseModelSpec({ ...QWEN3, use_sliding_window: true, sliding_window: 8, max_window_layers: 1 }, null, FILE),
+    fails('unsupported_config', 'sliding-window'),
+  );
+});
+
+test('smollm3: NoPE every no_rope_layer_interval-th layer ((i + 1) % interval == 0), or no_rope_layers (1 = RoPE, 0 = NoPE)', () => {
+  const base = { ...QWEN3, architectures: ['SmolLM3ForCausalLM'], model_type: 'smollm3', num_hidden_layers: 8 };
+  const s = parseModelSpec(base, null, FILE);
+  assert.equal(s.headDim, 16);
+  assert.equal(s.ropeTheta, 2000000);
+  assert.equal(s.qkNorm, false);
+  assert.deepEqual(s.ropeLayers, [true, true, true, false, true, true, true, false]);
+  assert.deepEqual(parseModelSpec({ ...base, no_rope_layer_interval: 3 }, null, FILE).ropeLayers, [true, true, false, true, true, false, true, true]);
+  assert.deepEqual(parseModelSpec({ ...base, no_rope_layers: [0, 1, 1, 1, 0, 1, 1, 1, 1] }, null, FILE).ropeLayers, [false, true, true, true, false, true, true, true]);
+  const biased = parseModelSpec({ ...base, attention_bias: true }, null, FILE);
+  assert.equal(biased.attentionBias, false, 'q/k/v never carry a bias in SmolLM3');
+  assert.equal(biased.outputBias, true);
+  assert.throws(() => parseModelSpec({ ...base, no_rope_layers: [1, 0] }, null, FILE), fails('bad_config', 'no_rope_layers', '8 layers'));
+  assert.throws(() => parseModelSpec({ ...base, no_rope_layers: [2, 1, 1, 1, 1, 1, 1, 1] }, null, FILE), fails('bad_config', 'no_rope_layers'));
+  // Sliding windows apply to the NoPE layers only: a mix with full RoPE layers is refused by name.
+  assert.equal(parseModelSpec({ ...base, sliding_window: 16 }, null, FILE).slidingWindow, null);
+  assert.throws(() => parseModelSpec({ ...base, use_sliding_window: true, sliding_window: 16 }, null, FILE), fails('unsupported_config', 'NoPE'));
+});
+
+test('phi3: fused projections, partial_rotary_factor, longrope (factor lengths, attention factor as transformers), su/yarn spellings', () => {
+  const base = {
+    ...QWEN3,
+    architectures: ['Phi3ForCausalLM'],
+    model_type: 'phi3',
+    max_position_embeddings: 131072,
+    original_max_position_embeddings: 4096,
+    partial_rotary_factor: 0.75,
+    rope_scaling: { type: 'longrope', short_factor: [1, 1, 1, 1, 1, 1], long_factor: [1, 2, 3, 4, 5, 6] },
+  };
+  const s = parseModelSpec(base, null, FILE);
+  assert.equal(s.packedProjections, true);
+  assert.equal(s.headDim, 16);
+  assert.equal(s.rotaryDim, 12);
+  assert.equal(s.rmsNormEps, 1e-5);
+  const rs = s.ropeScaling;
+  assert.ok(rs?.type === 'longrope');
+  assert.equal(rs.originalMaxPositionEmbeddings, 4096);
+  assert.ok(Math.abs(rs.attentionFactor - Math.sqrt(1 + Math.log(32) / Math.log(4096))) < 1e-12);
+  assert.deepEqual(rs.longFactor, [1, 2, 3, 4, 5, 6]);
+  const su = parseModelSpec({ ...base, rope_scaling: { ...base.rope_scaling, type: 'su', attention_factor: 1.5 } }, null, FILE).ropeScaling;
+  assert.ok(su?.type === 'longrope' && su.attentionFactor === 1.5);
+  assert.equal(parseModelSpec({ ...base, rope_scaling: null, partial_rotary_factor: undefined }, null, FILE).rotaryDim, 16);
+  assert.equal(parseModelSpec({ ...base, sliding_window: 2047 }, null, FILE).slidingWindow, 2047);
+  assert.throws(() => parseModelSpec({ ...base, rope_scaling: { ...base.rope_scaling, short_factor: [1, 1] } }, null, FILE), fails('bad_config', 'short_factor', '6 values'));
+  assert.throws(() => parseModelSpec({ ...base, partial_rotary_factor: 0.1 }, null, FILE), fails('bad_config', 'partial_rotary_factor'));
+  assert.throws(() => parseModelSpec({ ...LLAMA, rope_scaling: base.rope_scaling }, null, FILE), fails('unsupported_config', 'longrope'));
+});
