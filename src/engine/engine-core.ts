@@ -93,7 +93,7 @@ export class EngineCore {
     this.pool = new KvPool(options.kvBudgetBytes);
     this.kvShape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
     this.invFreq = ropeInverseFrequencies(spec);
-    this.inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow });
+    this.inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows });
   }
 
   hasWork(): boolean {

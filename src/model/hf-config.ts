@@ -4,7 +4,7 @@
  * means the same thing here; anything we cannot run faithfully is refused by name.
  */
 import { CheckpointError } from './errors.js';
-import { SUPPORTED_ARCHITECTURES, type Architecture, type ModelSpec, type MoeSpec, type RopeScaling } from './spec.js';
+import { SUPPORTED_ARCHITECTURES, type Architecture, type ModelSpec, type MoeSpec, type RopeParameters, type RopeScaling } from './spec.js';
 
 const CAUSAL_LM_CLASS: Readonly<Record<Architecture, string>> = {
   llama: 'LlamaForCausalLM',
@@ -15,6 +15,8 @@ const CAUSAL_LM_CLASS: Readonly<Record<Architecture, string>> = {
   qwen3: 'Qwen3ForCausalLM',
   smollm3: 'SmolLM3ForCausalLM',
   phi3: 'Phi3ForCausalLM',
+  gemma2: 'Gemma2ForCausalLM',
+  gemma3_text: 'Gemma3ForCausalLM',
 };
 
 /** transformers' per-architecture defaults for fields a config may omit. */
@@ -27,6 +29,8 @@ const DEFAULTS: Readonly<Record<Architecture, { rmsNormEps: number; ropeTheta: n
   qwen3: { rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 32768 },
   smollm3: { rmsNormEps: 1e-6, ropeTheta: 2000000, maxPositionEmbeddings: 32768 },
   phi3: { rmsNormEps: 1e-5, ropeTheta: 10000, maxPositionEmbeddings: 4096 },
+  gemma2: { rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 8192 },
+  gemma3_text: { rmsNormEps: 1e-6, ropeTheta: 1000000, maxPositionEmbeddings: 131072 },
 };
 
 type Json = Record<string, unknown>;
@@ -249,6 +253,77 @@ function smollm3SlidingWindow(f: Fields, ropeLayers: readonly boolean[], file: s
   throw new CheckpointError('unsupported_config', file, 'use_sliding_window with both RoPE and NoPE layers (sliding NoPE layers beside full RoPE layers) is not supported');
 }
 
+interface GemmaParts {
+  readonly layerWindows: (number | null)[];
+  readonly fullRope: RopeParameters;
+  readonly slidingRope: RopeParameters | null;
+  readonly attnLogitSoftcap: number | null;
+  readonly finalLogitSoftcap: number | null;
+}
+
+/**
+ * Gemma 2 and 3: layer_types (or, in older configs, every sliding_window_pattern-th
+ * layer full, 2 for Gemma 2 and 6 for Gemma 3) with sliding_window on the sliding
+ * ones; Gemma 3's RoPE per layer type (rope_parameters.{full,sliding}_attention, or
+ * rope_theta + rope_scaling for full layers and rope_local_base_freq for sliding
+ * ones); Gemma 2's soft-capping (50 and 30 unless set, null turns it off).
+ */
+function parseGemma(architecture: Architecture, config: Json, f: Fields, numLayers: number, ropeContext: RopeContext, file: string): GemmaParts {
+  const gemma3 = architecture === 'gemma3_text';
+  let kinds: unknown[];
+  if (Array.isArray(config.layer_types)) {
+    kinds = config.layer_types;
+    if (kinds.length !== numLayers || kinds.some((k) => k !== 'sliding_attention' && k !== 'full_attention')) {
+      throw f.error('layer_types', `must list "sliding_attention" or "full_attention" for each of the ${numLayers} layers, got ${JSON.stringify(kinds)}`);
+    }
+  } else {
+    const pattern = f.positiveInt('sliding_window_pattern', gemma3 ? 6 : 2);
+    kinds = Array.from({ length: numLayers }, (_, i) => ((i + 1) % pattern !== 0 ? 'sliding_attention' : 'full_attention'));
+  }
+  const window = config.sliding_window === null ? null : f.positiveInt('sliding_window', 4096);
+  const layerWindows = kinds.map((k) => (k === 'sliding_attention' ? window : null));
+
+  const softcap = (field: string, fallback: number | null): number | null => (config[field] === null ? null : f.has(field) ? f.positiveNumber(field) : fallback);
+  const attnLogitSoftcap = softcap('attn_logit_softcapping', gemma3 ? null : 50);
+  const finalLogitSoftcap = softcap('final_logit_softcapping', gemma3 ? null : 30);
+
+  const freeze = (theta: number, scaling: RopeScaling | null): RopeParameters => Object.freeze({ theta, scaling: scaling === null ? null : Object.freeze(scaling) });
+  const perType = isRecord(config.rope_parameters) && (isRecord(config.rope_parameters.full_attention) || isRecord(config.rope_parameters.sliding_attention))
+    ? config.rope_parameters
+    : null;
+  if (!gemma3) {
+    if (perType !== null) throw new CheckpointError('unsupported_config', file, 'rope_parameters per layer type is not supported for gemma2 (one RoPE for every layer)');
+    const ropeParams = isRecord(config.rope_parameters) ? config.rope_parameters : null;
+    const theta = f.has('rope_theta') ? f.positiveNumber('rope_theta') : ropeParams !== null ? new Fields(ropeParams, file, 'rope_parameters.').positiveNumber('rope_theta', 10000) : 10000;
+    const scaling = config.rope_scaling !== undefined || ropeParams === null
+      ? parseRopeScaling(config.rope_scaling, file, 'rope_scaling', ropeContext)
+      : parseRopeScaling(ropeParams, file, 'rope_parameters', ropeContext);
+    return { layerWindows, fullRope: freeze(theta, scaling), slidingRope: null, attnLogitSoftcap, finalLogitSoftcap };
+  }
+  let fullRope: RopeParameters;
+  let slidingRope: RopeParameters;
+  if (perType !== null) {
+    const one = (key: 'full_attention' | 'sliding_attention', fallbackTheta: number): RopeParameters => {
+      const raw = perType[key];
+      if (raw === undefined || raw === null) return freeze(fallbackTheta, null);
+      if (!isRecord(raw)) throw new CheckpointError('bad_config', file, `rope_parameters.${key} must be an object`);
+      const theta = new Fields(raw, file, `rope_parameters.${key}.`).positiveNumber('rope_theta', fallbackTheta);
+      return freeze(theta, parseRopeScaling(raw, file, `rope_parameters.${key}`, ropeContext));
+    };
+    fullRope = one('full_attention', f.positiveNumber('rope_theta', 1000000));
+    slidingRope = one('sliding_attention', f.positiveNumber('rope_local_base_freq', 10000));
+  } else {
+    const ropeParams = isRecord(config.rope_parameters) ? config.rope_parameters : null;
+    const theta = f.has('rope_theta') ? f.positiveNumber('rope_theta') : ropeParams !== null ? new Fields(ropeParams, file, 'rope_parameters.').positiveNumber('rope_theta', 1000000) : 1000000;
+    const scaling = config.rope_scaling !== undefined || ropeParams === null
+      ? parseRopeScaling(config.rope_scaling, file, 'rope_scaling', ropeContext)
+      : parseRopeScaling(ropeParams, file, 'rope_parameters', ropeContext);
+    fullRope = freeze(theta, scaling);
+    slidingRope = freeze(f.positiveNumber('rope_local_base_freq', 10000), null);
+  }
+  return { layerWindows, fullRope, slidingRope, attnLogitSoftcap, finalLogitSoftcap };
+}
+
 /**
  * Mixtral: every layer sparse, top-k of softmax renormalised, experts of
  * intermediate_size. Qwen2-MoE: experts of moe_intermediate_size, renormalised only
@@ -302,16 +377,26 @@ export function parseModelSpec(configJson: unknown, generationConfig: unknown | 
   if (numHeads % numKvHeads !== 0) {
     throw new CheckpointError('bad_config', file, `num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
   }
-  // Qwen3Config's head_dim defaults to 128 whatever hidden_size / num_attention_heads is.
-  const headDimDefault = architecture === 'qwen3' ? 128 : hiddenSize / numHeads;
+  const gemma = architecture === 'gemma2' || architecture === 'gemma3_text';
+  // Qwen3Config's head_dim defaults to 128, Gemma's to 256, whatever hidden_size / num_attention_heads is.
+  const headDimDefault = architecture === 'qwen3' ? 128 : gemma ? 256 : hiddenSize / numHeads;
   if (!f.has('head_dim') && !Number.isInteger(headDimDefault)) {
     throw new CheckpointError('bad_config', file, `hidden_size (${hiddenSize}) is not divisible by num_attention_heads (${numHeads}) and head_dim is not given`);
   }
   const headDim = f.positiveInt('head_dim', headDimDefault);
   if (headDim % 2 !== 0) throw new CheckpointError('bad_config', file, `head_dim (${headDim}) must be even for rotary embeddings`);
 
-  const act = config.hidden_act ?? 'silu';
-  if (act !== 'silu') throw new CheckpointError('unsupported_config', file, `hidden_act ${JSON.stringify(act)} is not supported (only silu)`);
+  let hiddenAct: 'silu' | 'gelu_tanh' = 'silu';
+  if (gemma) {
+    // Gemma's modelling code reads hidden_activation; hidden_act is a leftover some configs still carry.
+    const act = config.hidden_activation ?? config.hidden_act ?? 'gelu_pytorch_tanh';
+    if (act !== 'gelu_pytorch_tanh') throw new CheckpointError('unsupported_config', file, `hidden_activation ${JSON.stringify(act)} is not supported (only gelu_pytorch_tanh)`);
+    hiddenAct = 'gelu_tanh';
+    if (f.bool('use_bidirectional_attention', false)) throw new CheckpointError('unsupported_config', file, 'use_bidirectional_attention true (an embedding model) is not supported');
+  } else {
+    const act = config.hidden_act ?? 'silu';
+    if (act !== 'silu') throw new CheckpointError('unsupported_config', file, `hidden_act ${JSON.stringify(act)} is not supported (only silu)`);
+  }
   if (f.bool('mlp_bias', false)) throw new CheckpointError('unsupported_config', file, 'mlp_bias true is not supported');
   const maxPositionEmbeddings = f.positiveInt('max_position_embeddings', defaults.maxPositionEmbeddings);
 
@@ -362,6 +447,11 @@ export function parseModelSpec(configJson: unknown, generationConfig: unknown | 
       // Qwen3Config drops sliding_window unless use_sliding_window, whatever layer_types says.
       slidingWindow = f.bool('use_sliding_window', false) ? qwen2SlidingWindow(config, f, numLayers, file) : null;
       break;
+    case 'gemma2':
+    case 'gemma3_text':
+      attentionBias = f.bool('attention_bias', false);
+      outputBias = attentionBias;
+      break;
     case 'smollm3':
       // q/k/v never carry a bias in SmolLM3; o_proj follows attention_bias (Llama's attention).
       outputBias = f.bool('attention_bias', false);
@@ -369,6 +459,12 @@ export function parseModelSpec(configJson: unknown, generationConfig: unknown | 
       break;
   }
   const moe = parseMoe(architecture, f, numLayers, file);
+  const g = gemma ? parseGemma(architecture, config, f, numLayers, ropeContext, file) : null;
+  const layerWindows = g?.layerWindows ?? Array.from({ length: numLayers }, () => slidingWindow);
+  if (g !== null) {
+    const first = layerWindows[0] ?? null;
+    slidingWindow = layerWindows.every((w) => w === first) ? first : null;
+  }
 
   let bosTokenId: number | null = f.tokenIds('bos_token_id')?.[0] ?? null;
   let eosTokenIds: number[] = f.tokenIds('eos_token_id') ?? [];
@@ -391,14 +487,23 @@ export function parseModelSpec(configJson: unknown, generationConfig: unknown | 
     intermediateSize: f.positiveInt('intermediate_size', moe?.expertIntermediateSize),
     vocabSize: f.positiveInt('vocab_size'),
     rmsNormEps: f.positiveNumber('rms_norm_eps', defaults.rmsNormEps),
-    ropeTheta,
-    ropeScaling: ropeScaling === null ? null : Object.freeze(ropeScaling),
+    ropeTheta: g?.fullRope.theta ?? ropeTheta,
+    ropeScaling: g !== null ? g.fullRope.scaling : ropeScaling === null ? null : Object.freeze(ropeScaling),
     rotaryDim,
     ropeLayers: Object.freeze(ropeLayers),
-    qkNorm: architecture === 'qwen3',
+    qkNorm: architecture === 'qwen3' || architecture === 'gemma3_text',
     packedProjections: architecture === 'phi3',
+    layerWindows: Object.freeze(layerWindows),
+    slidingRope: g?.slidingRope ?? null,
+    normUnitOffset: gemma,
+    embedScale: gemma ? Math.fround(Math.sqrt(hiddenSize)) : 1,
+    hiddenAct,
+    sandwichNorms: gemma,
+    attentionScale: gemma ? f.positiveNumber('query_pre_attn_scalar', 256) ** -0.5 : 1 / Math.sqrt(headDim),
+    attnLogitSoftcap: g?.attnLogitSoftcap ?? null,
+    finalLogitSoftcap: g?.finalLogitSoftcap ?? null,
     maxPositionEmbeddings,
-    tieWordEmbeddings: f.bool('tie_word_embeddings', false),
+    tieWordEmbeddings: f.bool('tie_word_embeddings', gemma),
     attentionBias,
     outputBias,
     slidingWindow,

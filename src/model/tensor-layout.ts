@@ -89,6 +89,9 @@ export function expectedTensors(spec: ModelSpec): ExpectedTensor[] {
     out.push({ name: `${p}.self_attn.o_proj.weight`, shape: [h, q] });
     if (spec.outputBias) out.push({ name: `${p}.self_attn.o_proj.bias`, shape: [h] });
     out.push({ name: `${p}.post_attention_layernorm.weight`, shape: [h] });
+    if (spec.sandwichNorms) {
+      out.push({ name: `${p}.pre_feedforward_layernorm.weight`, shape: [h] }, { name: `${p}.post_feedforward_layernorm.weight`, shape: [h] });
+    }
     if (spec.moe === undefined && spec.packedProjections) {
       out.push({ name: `${p}.mlp.gate_up_proj.weight`, shape: [2 * inter, h] }, { name: `${p}.mlp.down_proj.weight`, shape: [h, inter] });
     } else if (spec.moe === undefined) {

@@ -3,7 +3,8 @@
  * (test/reference/forward.ts) on generated checkpoints, for what has no real
  * checkpoint here: qwen2 biases, mistral's sliding window, rope scaling, untied
  * heads, qwen3's q/k norms, smollm3's NoPE layers, phi3's fused projections,
- * partial rotary and longrope, and int8/int4 weights (where the measured error is reported).
+ * partial rotary and longrope, gemma2/gemma3's per-layer windows and RoPE, norms,
+ * GELU and soft-capping (prompts longer than the window), and int8/int4 weights (where the measured error is reported).
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -46,6 +47,20 @@ const VARIANTS: readonly Variant[] = [
     arch: 'phi3',
     overrides: { original_max_position_embeddings: 42 },
   },
+  { name: 'gemma3_text (sliding 16 / full layers, own RoPE each, q/k norms, (1+w) norms, GELU-tanh)', arch: 'gemma3_text' },
+  {
+    name: 'gemma3_text, rope_parameters per layer type (transformers v5 spelling), bias',
+    arch: 'gemma3_text',
+    overrides: {
+      rope_theta: undefined,
+      rope_local_base_freq: undefined,
+      rope_scaling: undefined,
+      attention_bias: true,
+      rope_parameters: { full_attention: { rope_type: 'linear', factor: 4, rope_theta: 500000 }, sliding_attention: { rope_type: 'default', rope_theta: 20000 } },
+    },
+  },
+  { name: 'gemma2 (alternating sliding 16, attention and final soft-capping)', arch: 'gemma2' },
+  { name: 'gemma2, soft-capping off (null), every layer sliding', arch: 'gemma2', overrides: { attn_logit_softcapping: null, final_logit_softcapping: null, layer_types: ['sliding_attention', 'sliding_attention'] } },
   { name: 'phi3, sliding window 16, full rotary, no rope scaling', arch: 'phi3', overrides: { sliding_window: 16, partial_rotary_factor: 1.0, rope_scaling: null } },
 ];
 

@@ -1,9 +1,10 @@
 /**
- * The 2026 families (qwen3, smollm3, phi3) served by the engine core on generated
+ * The 2026 families (qwen3, smollm3, phi3, gemma3_text, gemma2) served by the engine core on generated
  * checkpoints: greedy generation under full attention follows the float64
  * reference step by step (log-softmax rows within 1e-5), every KV policy with
  * keep-everything parameters reproduces full attention, and snapkv-25, quest and
- * streaming-llm-25 run with real budgets. Phi-3's longrope cannot renumber
+ * streaming-llm-25 run with real budgets; prompts are longer than Gemma's
+ * sliding window (16 at tiny). Phi-3's longrope cannot renumber
  * positions, so StreamingLLM is refused on it by name.
  */
 import assert from 'node:assert/strict';
@@ -76,6 +77,8 @@ const FAMILIES: readonly Family[] = [
   { name: 'smollm3', arch: 'smollm3', rolling: true },
   { name: 'phi3 (longrope)', arch: 'phi3', rolling: false },
   { name: 'phi3 (partial rotary, no scaling)', arch: 'phi3', overrides: { rope_scaling: null }, rolling: true },
+  { name: 'gemma3_text (sliding 16 and full layers)', arch: 'gemma3_text', rolling: true },
+  { name: 'gemma2 (soft-capping, sliding 16 and full layers)', arch: 'gemma2', rolling: true },
 ];
 
 for (const [i, f] of FAMILIES.entries()) {

@@ -1,21 +1,22 @@
 /**
  * An independent float64 forward pass of Hugging Face's Llama / Qwen2 / Mistral /
- * Qwen3 / SmolLM3 / Phi-3 decoders and the Mixtral / Qwen2-MoE sparse MLPs, written from the transformers
+ * Qwen3 / SmolLM3 / Phi-3 / Gemma 2 / Gemma 3 decoders and the Mixtral / Qwen2-MoE sparse MLPs, written from the transformers
  * modelling code and sharing nothing with the engine but the ModelSpec /
  * WeightSource types (tensor names are spelled out here, not imported). It is
  * slow and simple on purpose: it is the yardstick the ONNX engine is measured against.
  */
-import type { ModelSpec, WeightSource } from '../../src/model/spec.js';
+import type { ModelSpec, RopeParameters, WeightSource } from '../../src/model/spec.js';
 
 /**
  * transformers' inv_freq over the rotary dimensions (head_dim x partial_rotary_factor)
  * for the default, linear, llama3 and longrope (short or long factors) rope types, in float64.
  */
-export function ropeInvFreq(spec: ModelSpec, which: 'short' | 'long' = 'short'): Float64Array {
+export function ropeInvFreq(spec: ModelSpec, which: 'short' | 'long' = 'short', rope: RopeParameters = { theta: spec.ropeTheta, scaling: spec.ropeScaling }): Float64Array {
   const dim = spec.rotaryDim;
+  const theta = rope.theta;
   const inv = new Float64Array(dim / 2);
-  for (let i = 0; i < dim / 2; i++) inv[i] = 1 / spec.ropeTheta ** ((2 * i) / dim);
-  const scaling = spec.ropeScaling;
+  for (let i = 0; i < dim / 2; i++) inv[i] = 1 / theta ** ((2 * i) / dim);
+  const scaling = rope.scaling;
   if (scaling === null) return inv;
   if (scaling.type === 'linear') {
     for (let i = 0; i < inv.length; i++) inv[i] = inv[i]! / scaling.factor;
@@ -24,7 +25,7 @@ export function ropeInvFreq(spec: ModelSpec, which: 'short' | 'long' = 'short'):
   if (scaling.type === 'longrope') {
     // inv_freq = 1 / (ext_factors * base ** (arange(0, dim, 2) / dim))
     const ext = which === 'long' ? scaling.longFactor : scaling.shortFactor;
-    for (let i = 0; i < inv.length; i++) inv[i] = 1 / (ext[i]! * spec.ropeTheta ** ((2 * i) / dim));
+    for (let i = 0; i < inv.length; i++) inv[i] = 1 / (ext[i]! * theta ** ((2 * i) / dim));
     return inv;
   }
   const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: oldLen } = scaling;
@@ -74,8 +75,13 @@ interface Layer {
   /** Qwen3's per-head RMSNorm weights [headDim] on q and k, or null. */
   readonly qNorm: Float64Array | null;
   readonly kNorm: Float64Array | null;
-  /** Whether this layer rotates q and k (false on SmolLM3's NoPE layers). */
-  readonly rope: boolean;
+  /** This layer's RoPE (Gemma 3's sliding layers have their own), null on SmolLM3's NoPE layers. */
+  readonly rope: { readonly short: Float64Array; readonly long: Float64Array; readonly mscale: number } | null;
+  /** This layer's sliding window, null for full attention. */
+  readonly window: number | null;
+  /** Gemma's post_attention_layernorm (on the attention output) and post_feedforward_layernorm; null elsewhere. */
+  readonly attnOutNorm: Float64Array | null;
+  readonly mlpOutNorm: Float64Array | null;
   /** The dense MLP, or null for an MoE layer. */
   readonly mlp: Mlp | null;
   readonly moe: SparseMoe | null;
@@ -141,11 +147,15 @@ function mlpLoad(weights: WeightSource, names: { gate: string; up: string; down:
   };
 }
 
-/** SwiGLU: down(silu(gate(x)) * up(x)). */
-function mlpForward(m: Mlp, x: Float64Array): Float64Array {
+/** SwiGLU down(silu(gate(x)) * up(x)), or GeGLU with PyTorch's tanh-approximated GELU (Gemma). */
+function mlpForward(m: Mlp, x: Float64Array, act: 'silu' | 'gelu_tanh' = 'silu'): Float64Array {
   const g = matvec(m.gate, x);
   const u = matvec(m.up, x);
-  for (let i = 0; i < g.length; i++) g[i] = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
+  for (let i = 0; i < g.length; i++) {
+    const v = g[i]!;
+    const a = act === 'silu' ? v / (1 + Math.exp(-v)) : 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+    g[i] = a * u[i]!;
+  }
   return matvec(m.down, g);
 }
 
@@ -211,10 +221,8 @@ export class ReferenceModel {
   private readonly lmHead: Float64Array;
   private readonly finalNorm: Float64Array;
   private readonly layers: Layer[] = [];
-  private readonly invFreq: Float64Array;
-  private readonly invFreqLong: Float64Array;
   private position = 0;
-  /** Longrope: whether the current pass uses the long factors. */
+  /** Longrope: whether the current pass uses the long factors (the model's RoPE decides, per pass). */
   private longPass = false;
   /** Per fed position, per layer: where the router sent the token (empty for dense models). */
   readonly routing: Routing[][] = [];
@@ -226,7 +234,7 @@ export class ReferenceModel {
     const { hiddenSize: h, numHeads, numKvHeads, headDim, intermediateSize: inter, vocabSize } = spec;
     this.embed = load(weights, 'model.embed_tokens.weight', [vocabSize, h]);
     this.lmHead = spec.tieWordEmbeddings ? this.embed : load(weights, 'lm_head.weight', [vocabSize, h]);
-    this.finalNorm = load(weights, 'model.norm.weight', [h]);
+    this.finalNorm = load(weights, 'model.norm.weight', [h]).map((w) => (spec.normUnitOffset ? 1 + w : w));
     for (let i = 0; i < spec.numLayers; i++) {
       const p = `model.layers.${i}`;
       const qDim = numHeads * headDim;
@@ -252,24 +260,39 @@ export class ReferenceModel {
       } else if (spec.moe === undefined) {
         mlp = mlpLoad(weights, { gate: `${p}.mlp.gate_proj.weight`, up: `${p}.mlp.up_proj.weight`, down: `${p}.mlp.down_proj.weight` }, inter, h);
       }
+      // Gemma's RMSNorm multiplies by (1 + weight).
+      const norm = (name: string, size: number): Float64Array => load(weights, `${p}.${name}.weight`, [size]).map((w) => (spec.normUnitOffset ? 1 + w : w));
+      const window = spec.layerWindows[i] ?? null;
+      const ropeParams = spec.ropeLayers[i] === false ? null : window !== null && spec.slidingRope !== null ? spec.slidingRope : { theta: spec.ropeTheta, scaling: spec.ropeScaling };
+      const short = ropeParams === null ? null : ropeInvFreq(spec, 'short', ropeParams);
       this.layers.push({
-        inputNorm: load(weights, `${p}.input_layernorm.weight`, [h]),
-        postNorm: load(weights, `${p}.post_attention_layernorm.weight`, [h]),
+        inputNorm: norm('input_layernorm', h),
+        // Gemma: post_attention_layernorm is on the attention output and pre_feedforward_layernorm feeds the MLP.
+        postNorm: spec.sandwichNorms ? norm('pre_feedforward_layernorm', h) : norm('post_attention_layernorm', h),
+        attnOutNorm: spec.sandwichNorms ? norm('post_attention_layernorm', h) : null,
+        mlpOutNorm: spec.sandwichNorms ? norm('post_feedforward_layernorm', h) : null,
+        window,
         q,
         k,
         v,
         o: linear(weights, `${p}.self_attn.o_proj`, h, qDim, spec.outputBias),
-        qNorm: spec.qkNorm ? load(weights, `${p}.self_attn.q_norm.weight`, [headDim]) : null,
-        kNorm: spec.qkNorm ? load(weights, `${p}.self_attn.k_norm.weight`, [headDim]) : null,
-        rope: spec.ropeLayers[i] !== false,
+        qNorm: spec.qkNorm ? norm('self_attn.q_norm', headDim) : null,
+        kNorm: spec.qkNorm ? norm('self_attn.k_norm', headDim) : null,
+        rope:
+          ropeParams === null || short === null
+            ? null
+            : {
+                short,
+                long: ropeParams.scaling?.type === 'longrope' ? ropeInvFreq(spec, 'long', ropeParams) : short,
+                // Longrope scales cos and sin by its attention factor; the other types by 1.
+                mscale: ropeParams.scaling?.type === 'longrope' ? ropeParams.scaling.attentionFactor : 1,
+              },
         mlp,
         moe: spec.moe === undefined ? null : loadMoe(spec, weights, i),
         keys: [],
         values: [],
       });
     }
-    this.invFreq = ropeInvFreq(spec);
-    this.invFreqLong = spec.ropeScaling?.type === 'longrope' ? ropeInvFreq(spec, 'long') : this.invFreq;
   }
 
   /** Number of positions fed so far. */
@@ -293,25 +316,16 @@ export class ReferenceModel {
     const { hiddenSize: h, numHeads, numKvHeads, headDim } = s;
     if (!Number.isInteger(id) || id < 0 || id >= s.vocabSize) throw new RangeError(`reference: token id ${id} out of range`);
     const pos = this.position++;
-    const invFreq = this.longPass ? this.invFreqLong : this.invFreq;
-    const half = invFreq.length;
-    // Longrope scales cos and sin by its attention factor; the other types by 1.
-    const mscale = s.ropeScaling?.type === 'longrope' ? s.ropeScaling.attentionFactor : 1;
-    const cos = new Float64Array(half);
-    const sin = new Float64Array(half);
-    for (let i = 0; i < half; i++) {
-      const angle = pos * invFreq[i]!;
-      cos[i] = Math.cos(angle) * mscale;
-      sin[i] = Math.sin(angle) * mscale;
-    }
-    const x = this.embed.slice(id * h, (id + 1) * h);
+    // Gemma scales the embeddings (by float32(sqrt(hidden_size))).
+    const x = this.embed.slice(id * h, (id + 1) * h).map((v) => v * s.embedScale);
     const group = numHeads / numKvHeads;
-    const scale = 1 / Math.sqrt(headDim);
-    // HF sliding window: the query at i sees keys j with i - window < j <= i.
-    const first = s.slidingWindow === null ? 0 : Math.max(0, pos - s.slidingWindow + 1);
+    const scale = s.attentionScale;
+    const cap = s.attnLogitSoftcap;
     const routing: Routing[] = [];
 
     for (const layer of this.layers) {
+      // HF sliding window: the query at i sees keys j with i - window < j <= i.
+      const first = layer.window === null ? 0 : Math.max(0, pos - layer.window + 1);
       const xn = rmsNorm(x, layer.inputNorm, s.rmsNormEps);
       let q = matvec(layer.q, xn);
       let k = matvec(layer.k, xn);
@@ -320,7 +334,10 @@ export class ReferenceModel {
         q = headRmsNorm(q, numHeads, headDim, layer.qNorm, s.rmsNormEps);
         k = headRmsNorm(k, numKvHeads, headDim, layer.kNorm, s.rmsNormEps);
       }
-      if (layer.rope) {
+      if (layer.rope !== null) {
+        const invFreq = this.longPass ? layer.rope.long : layer.rope.short;
+        const cos = invFreq.map((f) => Math.cos(pos * f) * (layer.rope?.mscale ?? 1));
+        const sin = invFreq.map((f) => Math.sin(pos * f) * (layer.rope?.mscale ?? 1));
         applyRope(q, numHeads, headDim, cos, sin);
         applyRope(k, numKvHeads, headDim, cos, sin);
       }
@@ -337,7 +354,8 @@ export class ReferenceModel {
           const kj = layer.keys[j]!;
           let dot = 0;
           for (let d = 0; d < headDim; d++) dot += q[qOff + d]! * kj[kvOff + d]!;
-          const sc = dot * scale;
+          // Gemma 2 soft-caps scores before the mask: cap * tanh(score / cap).
+          const sc = cap === null ? dot * scale : cap * Math.tanh((dot * scale) / cap);
           scores[j - first] = sc;
           if (sc > max) max = sc;
         }
@@ -353,12 +371,14 @@ export class ReferenceModel {
           for (let d = 0; d < headDim; d++) attn[qOff + d] = attn[qOff + d]! + p * vj[kvOff + d]!;
         }
       }
-      const o = matvec(layer.o, attn);
+      let o = matvec(layer.o, attn);
+      if (layer.attnOutNorm !== null) o = rmsNorm(o, layer.attnOutNorm, s.rmsNormEps);
       for (let i = 0; i < h; i++) x[i] = x[i]! + o[i]!;
 
       const xn2 = rmsNorm(x, layer.postNorm, s.rmsNormEps);
       if (layer.mlp !== null) {
-        const m = mlpForward(layer.mlp, xn2);
+        let m = mlpForward(layer.mlp, xn2, s.hiddenAct);
+        if (layer.mlpOutNorm !== null) m = rmsNorm(m, layer.mlpOutNorm, s.rmsNormEps);
         for (let i = 0; i < h; i++) x[i] = x[i]! + m[i]!;
       } else if (layer.moe !== null && s.moe !== undefined) {
         const r = routeTopK(matvec(layer.moe.router, xn2), s.moe.topK, s.moe.normTopKProb);
@@ -385,7 +405,8 @@ export class ReferenceModel {
       let dot = 0;
       const base = t * h;
       for (let i = 0; i < h; i++) dot += this.lmHead[base + i]! * final[i]!;
-      logits[t] = dot;
+      // Gemma 2's final soft-capping.
+      logits[t] = s.finalLogitSoftcap === null ? dot : s.finalLogitSoftcap * Math.tanh(dot / s.finalLogitSoftcap);
     }
     return logits;
   }

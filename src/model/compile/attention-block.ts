@@ -15,14 +15,20 @@
 import { attr, type GraphBuilder } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
 import type { GraphWeights, WeightWriter } from './graph-weights.js';
-import { ropeInGraph } from './rope.js';
+import { layerRope, ropeInGraph } from './rope.js';
 
 /** Per-graph state shared by every layer's block: shapes, RoPE tables, masks, variant inputs. */
 export interface AttentionContext {
   readonly g: GraphBuilder;
   readonly spec: ModelSpec;
   readonly weights: GraphWeights;
-  readonly rope: (x: string) => string;
+  /** RoPE applied on layer l (identity on NoPE layers); built once per distinct RoPE. */
+  ropeFor(layer: number): (x: string) => string;
+  /**
+   * [B, 1, 1, T, T] bias blocking new keys older than `window` for each new query
+   * (by position_ids), for layers whose window differs from new_bias's; built once per window.
+   */
+  windowBias(window: number): string;
   readonly bt: string;
   readonly tOnly: string;
   readonly newBias5: string;
@@ -67,11 +73,36 @@ export function attentionContext(
   const G = H / KV;
   const bt = g.op('Shape', [inputs.positionIds]);
   const tOnly = g.op('Slice', [bt, g.int64s([1]), g.int64s([2])]);
+  const ropes = new Map<'model' | 'sliding', (x: string) => string>();
+  const identity = (x: string): string => x;
+  const windows = new Map<number, string>();
   return {
     g,
     spec,
     weights,
-    rope: ropeInGraph(g, spec, inputs.positionIds),
+    ropeFor(layer: number): (x: string) => string {
+      const params = layerRope(spec, layer);
+      if (params === null) return identity;
+      const key = params === spec.slidingRope ? 'sliding' : 'model';
+      let rope = ropes.get(key);
+      if (rope === undefined) {
+        rope = ropeInGraph(g, spec, inputs.positionIds, params);
+        ropes.set(key, rope);
+      }
+      return rope;
+    },
+    windowBias(window: number): string {
+      let bias = windows.get(window);
+      if (bias === undefined) {
+        const pos = g.op('Cast', [inputs.positionIds], { to: attr.int(1) }); // [B, T]
+        const age = g.op('Sub', [g.op('Unsqueeze', [pos, g.int64s([2])]), g.op('Unsqueeze', [pos, g.int64s([1])])]); // [B, Tq, Tk]
+        // A large finite value, not -inf: a padding query whose every key is out of window must not produce NaN.
+        const blocked = g.op('Where', [g.op('GreaterOrEqual', [age, g.scalarF32(window)]), g.scalarF32(-1e30), g.scalarF32(0)]);
+        bias = g.op('Unsqueeze', [blocked, g.int64s([1, 2])]);
+        windows.set(window, bias);
+      }
+      return bias;
+    },
     bt,
     tOnly,
     newBias5: g.op('Unsqueeze', [inputs.newBias, g.int64s([1])]), // [B, 1, 1, T, T]
@@ -100,9 +131,14 @@ export function attentionBlock(ctx: AttentionContext, layer: number, h: string, 
   const D = spec.headDim;
   const headNorm = (x: string, key: string): string =>
     g.op('SimplifiedLayerNormalization', [x, w(key)], { axis: attr.int(-1), epsilon: attr.float(spec.rmsNormEps) });
-  const rope = spec.ropeLayers[l] === false ? (x: string): string => x : ctx.rope;
-  const scoresT = (q: string, k: string): string =>
-    g.op('FusedMatMul', [q, k], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(1 / Math.sqrt(D)) }, 'com.microsoft');
+  const rope = ctx.ropeFor(l);
+  const cap = spec.attnLogitSoftcap;
+  const scoresT = (q: string, k: string): string => {
+    const scores = g.op('FusedMatMul', [q, k], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(spec.attentionScale) }, 'com.microsoft');
+    return cap === null ? scores : g.op('Mul', [g.op('Tanh', [g.op('Mul', [scores, g.scalarF32(1 / cap)])]), g.scalarF32(cap)]);
+  };
+  // The engine's masks carry a window shared by every layer; a layer's own window is applied here to the new tokens.
+  const ownWindow = spec.slidingWindow === null ? (spec.layerWindows[l] ?? null) : null;
 
   let qkv = linear(h, `l${l}.qkv`);
   if (spec.attentionBias) qkv = g.op('Add', [qkv, w(`l${l}.qkv_bias`)]);
@@ -139,7 +175,8 @@ export function attentionBlock(ctx: AttentionContext, layer: number, h: string, 
   const sPastFlat = scoresT(qGrouped, pk); // [B, KV, G*T, C]
   const sPast = g.op('Add', [g.op('Reshape', [sPastFlat, shapes.scores5]), g.op('Unsqueeze', [pb, g.int64s([2])])]);
   const sNewFlat = scoresT(qGrouped, kNew); // [B, KV, G*T, T]
-  const sNew = g.op('Add', [g.op('Reshape', [sNewFlat, shapes.scores5]), ctx.newBias5]);
+  let sNew = g.op('Add', [g.op('Reshape', [sNewFlat, shapes.scores5]), ctx.newBias5]);
+  if (ownWindow !== null) sNew = g.op('Add', [sNew, ctx.windowBias(ownWindow)]);
   const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: attr.int(-1) })], { axis: attr.int(-1) }); // [B, KV, G, T, C+T]
   if (ctx.rowStart !== null) {
     if (io.attnSum === undefined || io.attnRows === undefined) throw new Error('internal: the stats variant needs attn_sum and attn_rows names');
@@ -182,6 +219,11 @@ function concatRows(parts: readonly Float32Array[]): Float32Array {
   return out;
 }
 
+/** An RMSNorm weight as the graph multiplies by it: Gemma's float32(1 + w), w elsewhere. */
+export function normWeight(spec: ModelSpec, w: Float32Array): Float32Array {
+  return spec.normUnitOffset ? w.map((v) => v + 1) : w;
+}
+
 /** Stores one layer's attention weights under the keys attentionBlock reads, from either checkpoint layout. */
 export function storeAttentionWeights(spec: ModelSpec, weights: WeightSource, layer: number, out: WeightWriter): void {
   const l = layer;
@@ -197,8 +239,8 @@ export function storeAttentionWeights(spec: ModelSpec, weights: WeightSource, la
     out.f32(`l${l}.qkv_bias`, [qDim + 2 * kvDim], concatRows(['q', 'k', 'v'].map((x) => weights.get(`${p}.self_attn.${x}_proj.bias`).data)));
   }
   if (spec.qkNorm) {
-    out.f32(`l${l}.q_norm`, [spec.headDim], weights.get(`${p}.self_attn.q_norm.weight`).data);
-    out.f32(`l${l}.k_norm`, [spec.headDim], weights.get(`${p}.self_attn.k_norm.weight`).data);
+    out.f32(`l${l}.q_norm`, [spec.headDim], normWeight(spec, weights.get(`${p}.self_attn.q_norm.weight`).data));
+    out.f32(`l${l}.k_norm`, [spec.headDim], normWeight(spec, weights.get(`${p}.self_attn.k_norm.weight`).data));
   }
   out.linear(`l${l}.o`, weights.get(`${p}.self_attn.o_proj.weight`).data, h, qDim);
   if (spec.outputBias) out.f32(`l${l}.o_bias`, [h], weights.get(`${p}.self_attn.o_proj.bias`).data);

@@ -27,7 +27,7 @@
  */
 import { attr, type ExternalDataFile, GraphBuilder } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
-import { attentionBlock, attentionContext, declareAttentionOutputs, storeAttentionWeights, type AttentionLayerIo } from './attention-block.js';
+import { attentionBlock, attentionContext, declareAttentionOutputs, normWeight, storeAttentionWeights, type AttentionLayerIo } from './attention-block.js';
 import { graphWeights, WeightWriter, type StoredLinear } from './graph-weights.js';
 
 export type WeightDtype = 'fp32' | 'int8' | 'int4';
@@ -107,8 +107,16 @@ export function storeDecoderWeights(
   putF32('embed', [spec.vocabSize, h], embed.data);
   for (let l = 0; l < spec.numLayers; l++) {
     const p = `model.layers.${l}`;
-    putF32(`l${l}.in_norm`, [h], weights.get(`${p}.input_layernorm.weight`).data);
-    putF32(`l${l}.post_norm`, [h], weights.get(`${p}.post_attention_layernorm.weight`).data);
+    const norm = (name: string): Float32Array => normWeight(spec, weights.get(`${p}.${name}.weight`).data);
+    putF32(`l${l}.in_norm`, [h], norm('input_layernorm'));
+    if (spec.sandwichNorms) {
+      // Gemma: post_attention_layernorm is on the attention output; pre_feedforward_layernorm is the MLP's input norm.
+      putF32(`l${l}.attn_out_norm`, [h], norm('post_attention_layernorm'));
+      putF32(`l${l}.post_norm`, [h], norm('pre_feedforward_layernorm'));
+      putF32(`l${l}.mlp_out_norm`, [h], norm('post_feedforward_layernorm'));
+    } else {
+      putF32(`l${l}.post_norm`, [h], norm('post_attention_layernorm'));
+    }
     storeAttentionWeights(spec, weights, l, out);
     const gateUp = spec.packedProjections
       ? weights.get(`${p}.mlp.gate_up_proj.weight`).data
@@ -117,7 +125,7 @@ export function storeDecoderWeights(
     putLinear(`l${l}.down`, weights.get(`${p}.mlp.down_proj.weight`).data, h, spec.intermediateSize);
     onProgress?.(l);
   }
-  putF32('final_norm', [h], weights.get('model.norm.weight').data);
+  putF32('final_norm', [h], normWeight(spec, weights.get('model.norm.weight').data));
   const head = spec.tieWordEmbeddings ? embed.data : weights.get('lm_head.weight').data;
   if (options.weightDtype === 'fp32' && spec.tieWordEmbeddings) {
     linears.set('lm_head', { kind: 'fp32', weight: 'embed', n: spec.vocabSize, k: h });
@@ -125,6 +133,15 @@ export function storeDecoderWeights(
     putLinear('lm_head', head, spec.vocabSize, h);
   }
   return { tensors, linears, weightDtype: options.weightDtype };
+}
+
+/** act(gate): SiLU, or the tanh approximation of GELU (PyTorch's gelu(approximate='tanh')). */
+export function gatedActivation(g: GraphBuilder, spec: ModelSpec, gate: string): string {
+  if (spec.hiddenAct === 'silu') return g.op('Mul', [gate, g.op('Sigmoid', [gate])]);
+  // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+  const cube = g.op('Mul', [g.op('Mul', [gate, gate]), gate]);
+  const inner = g.op('Mul', [g.op('Add', [gate, g.op('Mul', [cube, g.scalarF32(0.044715)])]), g.scalarF32(Math.sqrt(2 / Math.PI))]);
+  return g.op('Mul', [g.op('Mul', [gate, g.scalarF32(0.5)]), g.op('Add', [g.op('Tanh', [inner]), g.scalarF32(1)])]);
 }
 
 /** Builds the decoder graph over stored weights; returns the serialized ModelProto. */
@@ -159,8 +176,10 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
   });
 
   let x = g.op('Reshape', [g.op('Gather', [w('embed'), inputIds], { axis: attr.int(0) }), shape2dHidden]);
+  if (spec.embedScale !== 1) x = g.op('Mul', [x, g.scalarF32(spec.embedScale)]);
   for (let l = 0; l < spec.numLayers; l++) {
-    const o = attentionBlock(actx, l, rmsNorm(x, `l${l}.in_norm`), layerIo(l));
+    let o = attentionBlock(actx, l, rmsNorm(x, `l${l}.in_norm`), layerIo(l));
+    if (spec.sandwichNorms) o = rmsNorm(o, `l${l}.attn_out_norm`);
     x = g.op('Add', [x, o]);
 
     const h2 = rmsNorm(x, `l${l}.post_norm`);
@@ -169,8 +188,10 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
       outputs: [`gate_${l}`, `up_${l}`],
     });
     if (!gate || !up) throw new Error('unreachable');
-    const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-    x = g.op('Add', [x, linear(act, `l${l}.down`)]);
+    const act = g.op('Mul', [gatedActivation(g, spec, gate), up]);
+    let m = linear(act, `l${l}.down`);
+    if (spec.sandwichNorms) m = rmsNorm(m, `l${l}.mlp_out_norm`);
+    x = g.op('Add', [x, m]);
   }
 
   // Only the requested positions go through the final norm and the vocabulary projection.
@@ -179,7 +200,9 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
   const idx = g.op('Expand', [g.op('Unsqueeze', [logitIndex, g.int64s([-1])]), idxShape]);
   const picked = g.op('Reshape', [g.op('GatherElements', [x3, idx], { axis: attr.int(1) }), shape2dHidden]);
   const normed = rmsNorm(picked, 'final_norm');
-  const logits2d = linear(normed, 'lm_head');
+  let logits2d = linear(normed, 'lm_head');
+  const cap = spec.finalLogitSoftcap;
+  if (cap !== null) logits2d = g.op('Mul', [g.op('Tanh', [g.op('Mul', [logits2d, g.scalarF32(1 / cap)])]), g.scalarF32(cap)]);
   const logitShape = g.op('Concat', [g.op('Shape', [logitIndex]), g.int64s([spec.vocabSize])], { axis: attr.int(0) });
   g.node('Reshape', [logits2d, logitShape], {}, { outputs: [GRAPH_IO.logits] });
 

@@ -4,19 +4,30 @@
  * rotaryDim channels of a head), so positions line up with checkpoints trained there.
  */
 import { attr, type GraphBuilder } from '../onnx/graph-builder.js';
-import type { ModelSpec } from '../spec.js';
+import type { ModelSpec, RopeParameters } from '../spec.js';
+
+/** The RoPE layer l uses: its sliding-layer RoPE on Gemma 3's sliding layers, the model's otherwise; null on a NoPE layer. */
+export function layerRope(spec: ModelSpec, layer: number): RopeParameters | null {
+  if (spec.ropeLayers[layer] === false) return null;
+  if (spec.slidingRope !== null && spec.layerWindows[layer] !== null) return spec.slidingRope;
+  return { theta: spec.ropeTheta, scaling: spec.ropeScaling };
+}
 
 /**
  * inv_freq [rotaryDim / 2]. For longrope, `which` picks the short factors (the
  * frequencies of every pass whose positions stay below original_max_position_embeddings)
  * or the long ones.
  */
-export function ropeInverseFrequencies(spec: ModelSpec, which: 'short' | 'long' = 'short'): Float32Array {
+export function ropeInverseFrequencies(
+  spec: ModelSpec,
+  which: 'short' | 'long' = 'short',
+  rope: RopeParameters = { theta: spec.ropeTheta, scaling: spec.ropeScaling },
+): Float32Array {
   const dim = spec.rotaryDim;
   const half = dim / 2;
   const inv = new Float64Array(half);
-  for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(spec.ropeTheta, (2 * i) / dim);
-  const scaling = spec.ropeScaling;
+  for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(rope.theta, (2 * i) / dim);
+  const scaling = rope.scaling;
   if (scaling?.type === 'linear') {
     for (let i = 0; i < half; i++) inv[i] = (inv[i] ?? 0) / scaling.factor;
   } else if (scaling?.type === 'longrope') {
@@ -49,14 +60,19 @@ export function ropeInverseFrequencies(spec: ModelSpec, which: 'short' | 'long' 
  * to the long factors once its highest position in this pass reaches
  * original_max_position_embeddings (transformers' dynamic update with batch 1).
  */
-export function ropeInGraph(g: GraphBuilder, spec: ModelSpec, positionIds: string): (x: string) => string {
+export function ropeInGraph(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  positionIds: string,
+  rope: RopeParameters = { theta: spec.ropeTheta, scaling: spec.ropeScaling },
+): (x: string) => string {
   const D = spec.headDim;
   const R = spec.rotaryDim;
-  const scaling = spec.ropeScaling;
+  const scaling = rope.scaling;
   const posF = g.op('Unsqueeze', [g.op('Cast', [positionIds], { to: attr.int(1) }), g.int64s([-1])]); // [B, T, 1]
-  let invFreq = g.constant('float32', [R / 2], ropeInverseFrequencies(spec), 'inv_freq');
+  let invFreq = g.constant('float32', [R / 2], ropeInverseFrequencies(spec, 'short', rope), 'inv_freq');
   if (scaling?.type === 'longrope') {
-    const long = g.constant('float32', [R / 2], ropeInverseFrequencies(spec, 'long'), 'inv_freq_long');
+    const long = g.constant('float32', [R / 2], ropeInverseFrequencies(spec, 'long', rope), 'inv_freq_long');
     const maxPos = g.op('ReduceMax', [posF], { axes: attr.ints([1]), keepdims: attr.int(1) }); // [B, 1, 1]
     const isLong = g.op('GreaterOrEqual', [maxPos, g.scalarF32(scaling.originalMaxPositionEmbeddings)]);
     invFreq = g.op('Where', [isLong, long, invFreq]); // [B, 1, R/2]

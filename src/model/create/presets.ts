@@ -59,6 +59,8 @@ const ARCH_CLASS: Readonly<Record<Architecture, string>> = {
   qwen3: 'Qwen3ForCausalLM',
   smollm3: 'SmolLM3ForCausalLM',
   phi3: 'Phi3ForCausalLM',
+  gemma2: 'Gemma2ForCausalLM',
+  gemma3_text: 'Gemma3ForCausalLM',
 };
 
 function isMoe(arch: Architecture): boolean {
@@ -76,7 +78,7 @@ export function presetVocabSize(preset: Preset): number {
 function tied(arch: Architecture, preset: Preset): boolean {
   if (isMoe(arch)) return arch === 'qwen2_moe';
   // SmolLM3 always ties; Qwen3 and Phi-3 keep an lm_head at tiny/small.
-  return preset === '135m' || arch === 'qwen2' || arch === 'smollm3';
+  return preset === '135m' || arch === 'qwen2' || arch === 'smollm3' || arch === 'gemma2' || arch === 'gemma3_text';
 }
 
 export function presetConfig(arch: Architecture, preset: Preset): Record<string, unknown> {
@@ -144,6 +146,28 @@ export function presetConfig(arch: Architecture, preset: Preset): Record<string,
     config.sliding_window = null;
     config.resid_pdrop = 0.0;
     config.embd_pdrop = 0.0;
+  } else if (arch === 'gemma2' || arch === 'gemma3_text') {
+    // Gemma's shape of attention: head_dim and query_pre_attn_scalar independent of hidden / heads,
+    // sliding and full layers (Gemma 2 alternates; Gemma 3 has 5 sliding per full, 1 in 2 at tiny/small).
+    delete config.hidden_act;
+    config.hidden_activation = 'gelu_pytorch_tanh';
+    config.head_dim = (2 * s.hidden) / s.heads;
+    config.query_pre_attn_scalar = (3 * s.hidden) / (2 * s.heads);
+    config.sliding_window = s.mistralWindow;
+    config.attention_bias = false;
+    config.rms_norm_eps = 1e-6;
+    const fullEvery = arch === 'gemma2' || preset !== '135m' ? 2 : 6;
+    config.layer_types = Array.from({ length: s.layers }, (_, i) => ((i + 1) % fullEvery !== 0 ? 'sliding_attention' : 'full_attention'));
+    if (arch === 'gemma2') {
+      config.attn_logit_softcapping = 50.0;
+      config.final_logit_softcapping = 30.0;
+    } else {
+      config.rope_theta = 1000000.0;
+      config.rope_local_base_freq = 10000.0;
+      config.rope_scaling = { rope_type: 'linear', factor: 8.0 };
+      config.final_logit_softcapping = null;
+      config.attn_logit_softcapping = null;
+    }
   } else if (arch === 'mixtral') {
     const m = MOE_SHAPES[preset].moe;
     config.sliding_window = null;

@@ -210,3 +210,69 @@ test('phi3: fused projections, partial_rotary_factor, longrope (factor lengths, 
   assert.throws(() => parseModelSpec({ ...base, partial_rotary_factor: 0.1 }, null, FILE), fails('bad_config', 'partial_rotary_factor'));
   assert.throws(() => parseModelSpec({ ...LLAMA, rope_scaling: base.rope_scaling }, null, FILE), fails('unsupported_config', 'longrope'));
 });
+
+const GEMMA3 = {
+  architectures: ['Gemma3ForCausalLM'],
+  model_type: 'gemma3_text',
+  hidden_size: 64,
+  num_hidden_layers: 7,
+  num_attention_heads: 4,
+  num_key_value_heads: 1,
+  intermediate_size: 128,
+  vocab_size: 512,
+};
+
+test('gemma3_text: 5 sliding per full layer, RoPE per layer type (both spellings), (1+w) norms, scaled embeddings, GELU-tanh, query_pre_attn_scalar', () => {
+  const s = parseModelSpec(GEMMA3, null, FILE);
+  assert.equal(s.headDim, 256);
+  assert.deepEqual(s.layerWindows, [4096, 4096, 4096, 4096, 4096, null, 4096]);
+  assert.equal(s.slidingWindow, null);
+  assert.equal(s.ropeTheta, 1000000);
+  assert.deepEqual(s.slidingRope, { theta: 10000, scaling: null });
+  assert.equal(s.qkNorm, true);
+  assert.equal(s.normUnitOffset, true);
+  assert.equal(s.sandwichNorms, true);
+  assert.equal(s.hiddenAct, 'gelu_tanh');
+  assert.equal(s.embedScale, Math.fround(8));
+  assert.equal(s.attentionScale, 1 / 16);
+  assert.equal(s.tieWordEmbeddings, true);
+  assert.equal(s.attnLogitSoftcap, null);
+  assert.equal(s.finalLogitSoftcap, null);
+  const old = parseModelSpec({ ...GEMMA3, query_pre_attn_scalar: 144, rope_scaling: { rope_type: 'linear', factor: 8 }, rope_local_base_freq: 20000, sliding_window: 512 }, null, FILE);
+  assert.deepEqual(old.ropeScaling, { type: 'linear', factor: 8 });
+  assert.deepEqual(old.slidingRope, { theta: 20000, scaling: null });
+  assert.equal(old.attentionScale, 1 / 12);
+  assert.equal(old.layerWindows[0], 512);
+  const v5 = parseModelSpec(
+    { ...GEMMA3, rope_parameters: { full_attention: { rope_type: 'linear', factor: 4, rope_theta: 500000 }, sliding_attention: { rope_type: 'default', rope_theta: 30000 } } },
+    null,
+    FILE,
+  );
+  assert.equal(v5.ropeTheta, 500000);
+  assert.deepEqual(v5.ropeScaling, { type: 'linear', factor: 4 });
+  assert.deepEqual(v5.slidingRope, { theta: 30000, scaling: null });
+  assert.deepEqual(parseModelSpec({ ...GEMMA3, num_hidden_layers: 2, layer_types: ['full_attention', 'sliding_attention'] }, null, FILE).layerWindows, [null, 4096]);
+  assert.throws(() => parseModelSpec({ ...GEMMA3, layer_types: ['full_attention'] }, null, FILE), fails('bad_config', 'layer_types', '7 layers'));
+  assert.throws(() => parseModelSpec({ ...GEMMA3, hidden_activation: 'gelu' }, null, FILE), fails('unsupported_config', 'hidden_activation'));
+  assert.throws(() => parseModelSpec({ ...GEMMA3, use_bidirectional_attention: true }, null, FILE), fails('unsupported_config', 'use_bidirectional_attention'));
+  assert.throws(
+    () => parseModelSpec({ ...GEMMA3, architectures: ['Gemma3ForConditionalGeneration'], model_type: 'gemma3' }, null, FILE),
+    fails('unsupported_architecture', 'gemma3'),
+  );
+});
+
+test('gemma2: alternating sliding layers, one RoPE, soft-capping 50 / 30 unless set or null', () => {
+  const g2 = { ...GEMMA3, architectures: ['Gemma2ForCausalLM'], model_type: 'gemma2', num_hidden_layers: 4, hidden_act: 'gelu_pytorch_tanh' };
+  const s = parseModelSpec(g2, null, FILE);
+  assert.deepEqual(s.layerWindows, [4096, null, 4096, null]);
+  assert.equal(s.slidingRope, null);
+  assert.equal(s.ropeTheta, 10000);
+  assert.equal(s.qkNorm, false);
+  assert.equal(s.attnLogitSoftcap, 50);
+  assert.equal(s.finalLogitSoftcap, 30);
+  const off = parseModelSpec({ ...g2, attn_logit_softcapping: null, final_logit_softcapping: 20 }, null, FILE);
+  assert.equal(off.attnLogitSoftcap, null);
+  assert.equal(off.finalLogitSoftcap, 20);
+  // The same window on every layer is Mistral-style.
+  assert.equal(parseModelSpec({ ...g2, layer_types: Array(4).fill('sliding_attention'), sliding_window: 64 }, null, FILE).slidingWindow, 64);
+});
