@@ -17,6 +17,7 @@ const CAUSAL_LM_CLASS: Readonly<Record<Architecture, string>> = {
   phi3: 'Phi3ForCausalLM',
   gemma2: 'Gemma2ForCausalLM',
   gemma3_text: 'Gemma3ForCausalLM',
+  qwen3_moe: 'Qwen3MoeForCausalLM',
 };
 
 /** transformers' per-architecture defaults for fields a config may omit. */
@@ -31,6 +32,7 @@ const DEFAULTS: Readonly<Record<Architecture, { rmsNormEps: number; ropeTheta: n
   phi3: { rmsNormEps: 1e-5, ropeTheta: 10000, maxPositionEmbeddings: 4096 },
   gemma2: { rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 8192 },
   gemma3_text: { rmsNormEps: 1e-6, ropeTheta: 1000000, maxPositionEmbeddings: 131072 },
+  qwen3_moe: { rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 32768 },
 };
 
 type Json = Record<string, unknown>;
@@ -328,7 +330,7 @@ function parseGemma(architecture: Architecture, config: Json, f: Fields, numLaye
  * Mixtral: every layer sparse, top-k of softmax renormalised, experts of
  * intermediate_size. Qwen2-MoE: experts of moe_intermediate_size, renormalised only
  * with norm_topk_prob, plus a sigmoid-gated shared expert; layers turned dense by
- * decoder_sparse_step / mlp_only_layers are refused (all our graphs assume every
+ * decoder_sparse_step / mlp_only_layers are refused (Qwen3-MoE: the same without the shared expert) (all our graphs assume every
  * layer is sparse).
  */
 function parseMoe(architecture: Architecture, f: Fields, numLayers: number, file: string): MoeSpec | undefined {
@@ -338,9 +340,10 @@ function parseMoe(architecture: Architecture, f: Fields, numLayers: number, file
     if (topK > numExperts) throw new CheckpointError('bad_config', file, `num_experts_per_tok (${topK}) exceeds num_local_experts (${numExperts})`);
     return Object.freeze({ numExperts, topK, expertIntermediateSize: f.positiveInt('intermediate_size'), normTopKProb: true, sharedExpertIntermediateSize: null });
   }
-  if (architecture === 'qwen2_moe') {
-    const numExperts = f.positiveInt('num_experts', 60);
-    const topK = f.positiveInt('num_experts_per_tok', 4);
+  if (architecture === 'qwen2_moe' || architecture === 'qwen3_moe') {
+    const qwen3 = architecture === 'qwen3_moe';
+    const numExperts = f.positiveInt('num_experts', qwen3 ? 128 : 60);
+    const topK = f.positiveInt('num_experts_per_tok', qwen3 ? 8 : 4);
     if (topK > numExperts) throw new CheckpointError('bad_config', file, `num_experts_per_tok (${topK}) exceeds num_experts (${numExperts})`);
     const step = f.positiveInt('decoder_sparse_step', 1);
     const dense = f.intList('mlp_only_layers').filter((l) => l < numLayers);
@@ -348,14 +351,15 @@ function parseMoe(architecture: Architecture, f: Fields, numLayers: number, file
       throw new CheckpointError(
         'unsupported_config',
         file,
-        `decoder_sparse_step ${step} / mlp_only_layers ${JSON.stringify(dense)} make some layers dense; only all-sparse Qwen2-MoE models are supported (decoder_sparse_step 1, mlp_only_layers [])`,
+        `decoder_sparse_step ${step} / mlp_only_layers ${JSON.stringify(dense)} make some layers dense; only all-sparse ${qwen3 ? 'Qwen3' : 'Qwen2'}-MoE models are supported (decoder_sparse_step 1, mlp_only_layers [])`,
       );
     }
-    const shared = f.nonNegativeInt('shared_expert_intermediate_size', 0);
+    // Qwen3-MoE has no shared expert.
+    const shared = qwen3 ? 0 : f.nonNegativeInt('shared_expert_intermediate_size', 0);
     return Object.freeze({
       numExperts,
       topK,
-      expertIntermediateSize: f.positiveInt('moe_intermediate_size'),
+      expertIntermediateSize: f.positiveInt('moe_intermediate_size', qwen3 ? 768 : undefined),
       normTopKProb: f.bool('norm_topk_prob', false),
       sharedExpertIntermediateSize: shared === 0 ? null : shared,
     });
@@ -441,6 +445,11 @@ export function parseModelSpec(configJson: unknown, generationConfig: unknown | 
       attentionBias = f.bool('qkv_bias', true);
       slidingWindow = qwen2SlidingWindow(config, f, numLayers, file);
       break;
+    case 'qwen3_moe':
+      if (f.bool('use_sliding_window', false)) throw new CheckpointError('unsupported_config', file, 'use_sliding_window true is not supported for qwen3_moe');
+      attentionBias = f.bool('attention_bias', false);
+      outputBias = attentionBias;
+      break;
     case 'qwen3':
       attentionBias = f.bool('attention_bias', false);
       outputBias = attentionBias;
@@ -491,7 +500,7 @@ export function parseModelSpec(configJson: unknown, generationConfig: unknown | 
     ropeScaling: g !== null ? g.fullRope.scaling : ropeScaling === null ? null : Object.freeze(ropeScaling),
     rotaryDim,
     ropeLayers: Object.freeze(ropeLayers),
-    qkNorm: architecture === 'qwen3' || architecture === 'gemma3_text',
+    qkNorm: architecture === 'qwen3' || architecture === 'qwen3_moe' || architecture === 'gemma3_text',
     packedProjections: architecture === 'phi3',
     layerWindows: Object.freeze(layerWindows),
     slidingRope: g?.slidingRope ?? null,

@@ -3,7 +3,7 @@
  * Hugging Face config.json spelling. Everything downstream (graph compiler,
  * reference forward pass, KV accounting) reads this, never config.json.
  */
-export type Architecture = 'llama' | 'qwen2' | 'mistral' | 'mixtral' | 'qwen2_moe' | 'qwen3' | 'smollm3' | 'phi3' | 'gemma2' | 'gemma3_text';
+export type Architecture = 'llama' | 'qwen2' | 'mistral' | 'mixtral' | 'qwen2_moe' | 'qwen3' | 'smollm3' | 'phi3' | 'gemma2' | 'gemma3_text' | 'qwen3_moe';
 
 export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = [
   'llama',
@@ -16,6 +16,7 @@ export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = [
   'phi3',
   'gemma2',
   'gemma3_text',
+  'qwen3_moe',
 ];
 
 /** A RoPE of its own (Gemma 3's sliding layers: rope_local_base_freq, no scaling). */
@@ -114,7 +115,7 @@ export interface ModelSpec {
   readonly slidingWindow: number | null;
   readonly bosTokenId: number | null;
   readonly eosTokenIds: readonly number[];
-  /** Present for MoE architectures (mixtral, qwen2_moe); the dense MLP (intermediateSize) is then unused. */
+  /** Present for MoE architectures (mixtral, qwen2_moe, qwen3_moe); the dense MLP (intermediateSize) is then unused. */
   readonly moe?: MoeSpec;
 }
 

@@ -2,7 +2,7 @@
  * The engine (EngineCore: scheduler, continuous batching, chunked prefill,
  * sampling) serving MoE models through the MoE runner, resident and offloaded,
  * against the float64 reference's greedy continuations; and the real worker
- * path (LocalEngine) serving a generated mixtral with the default edgemoe params.
+ * path (LocalEngine) serving a generated mixtral and qwen3_moe with the default edgemoe params.
  */
 import assert from 'node:assert/strict';
 import test from 'node:test';
@@ -44,7 +44,7 @@ async function greedyThroughEngine(f: MoeFixture, runner: ModelRunner, prompts: 
   return tokens;
 }
 
-for (const [i, arch] of (['mixtral', 'qwen2_moe'] as Architecture[]).entries()) {
+for (const [i, arch] of (['mixtral', 'qwen2_moe', 'qwen3_moe'] as Architecture[]).entries()) {
   test(`${arch}: the engine's greedy continuations (batched, chunked prefill) equal the reference, resident and offloaded`, async (t) => {
     const f = await moeFixture(arch, 70 + i);
     const V = f.checkpoint.spec.vocabSize;
@@ -70,22 +70,24 @@ for (const [i, arch] of (['mixtral', 'qwen2_moe'] as Architecture[]).entries()) 
   });
 }
 
-test('the worker serves a generated mixtral with the default edgemoe params (adaptive bitwidths)', async (t) => {
-  const f = await moeFixture('mixtral', 90);
-  const engine = await createLocalEngine({ modelDir: f.checkpoint.dir, cacheDir: f.compiled.dir.replace(/\/[^/]+$/, ''), threads: 1, maxConcurrent: 2 });
-  try {
-    const ids: number[] = [];
-    for await (const ev of engine.generate({
-      id: 'w1',
-      promptTokens: promptIds(12, f.checkpoint.spec.vocabSize),
-      policy: 'full',
-      sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 6, ignoreEos: true },
-    })) {
-      if (ev.type === 'token') ids.push(ev.tokenId);
+for (const [i, arch] of (['mixtral', 'qwen3_moe'] as Architecture[]).entries()) {
+  test(`the worker serves a generated ${arch} with the default edgemoe params (adaptive bitwidths)`, async (t) => {
+    const f = await moeFixture(arch, 90 + i);
+    const engine = await createLocalEngine({ modelDir: f.checkpoint.dir, cacheDir: f.compiled.dir.replace(/\/[^/]+$/, ''), threads: 1, maxConcurrent: 2 });
+    try {
+      const ids: number[] = [];
+      for await (const ev of engine.generate({
+        id: 'w1',
+        promptTokens: promptIds(12, f.checkpoint.spec.vocabSize),
+        policy: 'full',
+        sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 6, ignoreEos: true },
+      })) {
+        if (ev.type === 'token') ids.push(ev.tokenId);
+      }
+      t.diagnostic(`worker generated ${ids.join(' ')}`);
+      assert.equal(ids.length, 6);
+    } finally {
+      await engine.close();
     }
-    t.diagnostic(`worker generated ${ids.join(' ')}`);
-    assert.equal(ids.length, 6);
-  } finally {
-    await engine.close();
-  }
-});
+  });
+}

@@ -1,5 +1,5 @@
 /**
- * Compiles an MoE checkpoint (mixtral, qwen2_moe): non-expert weights into one
+ * Compiles an MoE checkpoint (mixtral, qwen2_moe, qwen3_moe): non-expert weights into one
  * weights.bin shared by the per-layer graphs and the head graph (kept resident by
  * the runner), and every routed expert into its own files, one per bitwidth
  * (fp32 raw, int8 / int4 / int2 as self-contained ONNX graphs), so an expert can be
@@ -8,7 +8,6 @@
  * it is loaded, naming the file. The resident files are listed the same way and
  * checked on every load (cache-entry.ts, shared with compile-model.ts).
  */
-import { storeAttentionWeights } from './attention-block.js';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,10 +20,11 @@ import type { WeightDtype } from './decoder-graph.js';
 import { buildFp32ExpertGraph, buildMoeHeadGraph, buildMoeLayerGraph, buildQuantExpertGraph, type MoeStoredWeights } from './moe-graphs.js';
 import { EXPERT_BITS, packBlockwise, type ExpertBits } from './moe-quantize.js';
 import { WeightWriter } from './graph-weights.js';
+import { storeAttentionWeights } from './attention-block.js';
 import { digestFiles, discardEntry, publishEntry, readEntry, temporaryEntryDir, type FileDigests } from './cache-entry.js';
 
 /** Bump when the MoE graph or expert file layout changes. */
-export const MOE_COMPILER_VERSION = 1;
+export const MOE_COMPILER_VERSION = 2;
 export const MOE_MANIFEST = 'moe-manifest.json';
 const QUANT_BLOCK_SIZE = 32;
 const DEFAULT_QUANT_ACCURACY_LEVEL = 4;

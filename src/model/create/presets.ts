@@ -61,10 +61,11 @@ const ARCH_CLASS: Readonly<Record<Architecture, string>> = {
   phi3: 'Phi3ForCausalLM',
   gemma2: 'Gemma2ForCausalLM',
   gemma3_text: 'Gemma3ForCausalLM',
+  qwen3_moe: 'Qwen3MoeForCausalLM',
 };
 
 function isMoe(arch: Architecture): boolean {
-  return arch === 'mixtral' || arch === 'qwen2_moe';
+  return arch === 'mixtral' || arch === 'qwen2_moe' || arch === 'qwen3_moe';
 }
 
 export function presetVocabSize(preset: Preset): number {
@@ -176,6 +177,22 @@ export function presetConfig(arch: Architecture, preset: Preset): Record<string,
     config.intermediate_size = m.expertIntermediate;
     config.router_jitter_noise = 0.0;
     config.output_router_logits = false;
+  } else if (arch === 'qwen3_moe') {
+    // Qwen3-30B-A3B's shape of MoE: q/k norms, head_dim of its own, top-k renormalised, no shared expert.
+    const m = MOE_SHAPES[preset].moe;
+    config.head_dim = (3 * s.hidden) / (2 * s.heads);
+    config.attention_bias = false;
+    config.use_sliding_window = false;
+    config.sliding_window = null;
+    config.max_window_layers = s.layers;
+    config.num_experts = m.experts;
+    config.num_experts_per_tok = m.topK;
+    config.moe_intermediate_size = m.expertIntermediate;
+    config.norm_topk_prob = true;
+    config.decoder_sparse_step = 1;
+    config.mlp_only_layers = [];
+    config.output_router_logits = false;
+    config.rope_theta = 1000000.0;
   } else {
     const m = MOE_SHAPES[preset].moe;
     config.use_sliding_window = false;
