@@ -36,7 +36,7 @@ export interface EngineCoreOptions {
   readonly kvBudgetBytes: number;
   readonly contextLength: number;
   readonly prefillChunk: number;
-  /** Graph variants this model has (MoE models have neither). */
+  /** Graph variants this model has (MoE models: the same, run layer by layer, plus the all-resident reference). */
   readonly variants: readonly Exclude<GraphVariant, 'plain'>[];
   /** Opens the compression scorer when it is not the served model (another local model directory). */
   readonly openScorer?: () => Promise<ModelScorer>;

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import test from 'node:test';
 import { EngineCore, type CoreOutput } from '../../src/engine/engine-core.js';
 import { createLocalEngine } from '../../src/engine/local-engine.js';
-import { DEFAULT_SAMPLING } from '../../src/engine/types.js';
+import { DEFAULT_SAMPLING, type TokenEvent } from '../../src/engine/types.js';
+import { parsePolicyFile, type Policy } from '../../src/policies/registry.js';
 import type { Architecture } from '../../src/model/spec.js';
 import type { ModelRunner } from '../../src/runtime/model-runner.js';
 import { referenceGreedy } from '../reference/forward.js';
@@ -91,3 +92,70 @@ for (const [i, arch] of (['mixtral', 'qwen3_moe'] as Architecture[]).entries()) 
     }
   });
 }
+
+/**
+ * The attention block is shared with the dense graph, so MoE layers have the stats
+ * and Quest variants too: every KV policy serves a Qwen3-MoE (keep-everything
+ * parameters reproduce full attention exactly; real budgets evict), with the
+ * variants' layer graphs sharing the served runner's expert store.
+ */
+test('qwen3_moe under the KV policies: snapkv, h2o, streaming-llm and quest run on the stats / quest layer graphs', async (t) => {
+  const f = await moeFixture('qwen3_moe', 95);
+  const runner = await f.open({ preload: true });
+  const spec = f.checkpoint.spec;
+  const core = new EngineCore(runner, (variant) => (variant === 'reference' ? Promise.reject(new Error('no reference')) : runner.variant(variant)), spec, f.checkpoint.tokenizer, {
+    maxConcurrent: 4,
+    maxQueue: 8,
+    kvBudgetBytes: 64 * 1024 * 1024,
+    contextLength: 512,
+    variants: ['stats', 'quest'],
+    prefillChunk: 64,
+  });
+  const policy = (yaml: string): Policy => parsePolicyFile(yaml, '<test>');
+  const run = async (id: string, servingPolicy?: Policy): Promise<Extract<TokenEvent, { type: 'done' }>> => {
+    core.submit({
+      id,
+      promptTokens: promptIds(48, spec.vocabSize, 5),
+      policy: servingPolicy?.name ?? 'full',
+      ...(servingPolicy ? { servingPolicy } : {}),
+      sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: STEPS, ignoreEos: true },
+      captureLogprobs: true,
+    });
+    let done: Extract<TokenEvent, { type: 'done' }> | null = null;
+    while (core.hasWork()) {
+      await core.step();
+      for (const o of core.drain()) {
+        if ('error' in o) throw new Error(`${o.error.code}: ${o.error.message}`);
+        if ('event' in o && o.event.type === 'done') done = o.event;
+      }
+    }
+    if (done === null || done.capturedLogprobs === undefined) throw new Error(`${id} did not finish`);
+    return done;
+  };
+  try {
+    const full = await run('full');
+    for (const p of [
+      policy('name: snapkv-all\nkind: kv-eviction\nmethod: snapkv\nparams: {budget: 1, observationWindow: 16, compressEvery: 0}\n'),
+      policy('name: h2o-all\nkind: kv-eviction\nmethod: h2o\nparams: {budget: 1, compressEvery: 1}\n'),
+      policy('name: quest-all\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, budget: 1, denseLayers: 0}\n'),
+    ]) {
+      const d = await run(p.name, p);
+      let diff = 0;
+      d.capturedLogprobs?.forEach((v, j) => (diff = Math.max(diff, Math.abs(v - full.capturedLogprobs![j]!))));
+      t.diagnostic(`qwen3_moe ${p.name}: max |log p - log p_full| = ${diff.toExponential(2)}`);
+      assert.ok(diff <= 1e-5, `${p.name}: ${diff}`);
+    }
+    const snap = await run('snapkv-25', policy('name: snapkv-25\nkind: kv-eviction\nmethod: snapkv\nparams: {budget: 0.25}\n'));
+    t.diagnostic(`qwen3_moe snapkv-25: kept ${snap.policy.kvTokensRetained.toFixed(1)} of ${snap.policy.contextTokens}`);
+    assert.ok(snap.policy.compressionRatio < 0.5);
+    const streaming = await run('streaming-llm-25', policy('name: streaming-llm-25\nkind: kv-eviction\nmethod: streaming-llm\nparams: {budget: 0.25, sinkTokens: 4, compressEvery: 1}\n'));
+    assert.ok(streaming.policy.compressionRatio < 0.5);
+    const quest = await run('quest-25', policy('name: quest-25\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, budget: 0.25, denseLayers: 0}\n'));
+    assert.equal(quest.usage.completionTokens, STEPS);
+    const passes = core.stats().passes;
+    t.diagnostic(`passes: ${JSON.stringify(passes)}`);
+    assert.ok(passes.stats > 0 && passes.quest > 0);
+  } finally {
+    await runner.release();
+  }
+});

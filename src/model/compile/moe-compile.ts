@@ -52,6 +52,9 @@ export interface MoeManifest {
   readonly quantBlockSize: number;
   readonly quantAccuracyLevel: number;
   readonly layerGraphs: readonly string[];
+  /** The same layers with attention statistics out / Quest page selection in (attention policies). */
+  readonly statsLayerGraphs: readonly string[];
+  readonly questLayerGraphs: readonly string[];
   readonly headGraph: string;
   readonly fp32ExpertGraph: string;
   readonly experts: readonly ExpertFile[];
@@ -198,10 +201,17 @@ export function compileMoeModel(source: CompileSource, options: CompileOptions):
       file.close();
     }
     const layerGraphs: string[] = [];
+    const statsLayerGraphs: string[] = [];
+    const questLayerGraphs: string[] = [];
     for (let l = 0; l < spec.numLayers; l++) {
-      const name = `layer-${l}.onnx`;
-      writeFileSync(join(tmp, name), buildMoeLayerGraph(spec, stored, l, accuracyLevel));
-      layerGraphs.push(name);
+      for (const [variant, list, name] of [
+        ['plain', layerGraphs, `layer-${l}.onnx`],
+        ['stats', statsLayerGraphs, `layer-${l}.stats.onnx`],
+        ['quest', questLayerGraphs, `layer-${l}.quest.onnx`],
+      ] as const) {
+        writeFileSync(join(tmp, name), buildMoeLayerGraph(spec, stored, l, accuracyLevel, variant));
+        list.push(name);
+      }
     }
     writeFileSync(join(tmp, 'head.onnx'), buildMoeHeadGraph(spec, stored, accuracyLevel));
     writeFileSync(join(tmp, 'expert-fp32.onnx'), buildFp32ExpertGraph(spec.hiddenSize, spec.moe.expertIntermediateSize));
@@ -220,10 +230,12 @@ export function compileMoeModel(source: CompileSource, options: CompileOptions):
       quantBlockSize: QUANT_BLOCK_SIZE,
       quantAccuracyLevel: accuracyLevel,
       layerGraphs,
+      statsLayerGraphs,
+      questLayerGraphs,
       headGraph: 'head.onnx',
       fp32ExpertGraph: 'expert-fp32.onnx',
       experts,
-      files: digestFiles(tmp, ['weights.bin', ...layerGraphs, 'head.onnx', 'expert-fp32.onnx']),
+      files: digestFiles(tmp, ['weights.bin', ...layerGraphs, ...statsLayerGraphs, ...questLayerGraphs, 'head.onnx', 'expert-fp32.onnx']),
     };
     writeFileSync(join(tmp, MOE_MANIFEST), JSON.stringify(manifest));
     if (publishEntry(tmp, dir, (at) => readEntry(at, MOE_MANIFEST, (m) => acceptMoeManifest(m, key))?.ok === true) === 'existing') {

@@ -21,6 +21,9 @@
  *                 layer L+1's post-attention norm of `resid`: EdgeMoE's prediction of the
  *                 next layer's experts, available before this layer's experts run.
  *
+ * Each layer also has a stats and a quest variant (attention-block.ts's options): the
+ * same attention statistics outputs and Quest inputs as the dense graph, one layer's worth.
+ *
  * head graph: hidden [B*T, h], logit_index [B, K] -> logits [B, K, V].
  *
  * Expert graphs compute y = down(silu(gate(x)) * up(x)) for x [M, h]:
@@ -54,6 +57,16 @@ export const MOE_IO = {
   nextRouterLogits: 'next_router_logits',
   logitIndex: 'logit_index',
   logits: 'logits',
+  /** Stats variant: query rows to report; outputs attn_sum [B, KV, C+T], attn_rows [B, KV, G, W, C+T]. */
+  attnWindow: 'attn_window',
+  attnSum: 'attn_sum',
+  attnRows: 'attn_rows',
+  /** Quest variant inputs (decoder-graph.ts's, one layer). */
+  pageSize: 'page_size',
+  pageMin: 'page_min',
+  pageMax: 'page_max',
+  pageBias: 'page_bias',
+  questK: 'quest_k',
   expertX: 'x',
   expertGateUp: 'gate_up',
   expertDown: 'down',
@@ -82,7 +95,10 @@ function swiglu(g: GraphBuilder, gateUp: string, inter: number, tag: string): st
   return g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
 }
 
-export function buildMoeLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, layer: number, accuracyLevel: number): Uint8Array {
+/** Which layer graph: plain, with attention statistics out, or with Quest page selection in (the dense graph's variants). */
+export type MoeLayerVariant = 'plain' | 'stats' | 'quest';
+
+export function buildMoeLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, layer: number, accuracyLevel: number, variant: MoeLayerVariant = 'plain'): Uint8Array {
   const moe = spec.moe;
   if (moe === undefined) throw new Error('buildMoeLayerGraph: not an MoE spec');
   const { g, w, linear } = context(`capserve-${spec.architecture}-layer${layer}`, stored, accuracyLevel);
@@ -100,7 +116,9 @@ export function buildMoeLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, la
   } else {
     x = g.input(MOE_IO.hidden, 'float32', ['N', hidden]);
   }
-  const actx = attentionContext(g, spec, { w, linear }, { positionIds, newBias, attnWindow: null, pageSize: null });
+  const attnWindow = variant === 'stats' ? g.input(MOE_IO.attnWindow, 'int64', [1]) : null;
+  const pageSize = variant === 'quest' ? g.input(MOE_IO.pageSize, 'int64', [1]) : null;
+  const actx = attentionContext(g, spec, { w, linear }, { positionIds, newBias, attnWindow, pageSize });
   const io: AttentionLayerIo = {
     pastKey: MOE_IO.pastKey,
     pastValue: MOE_IO.pastValue,
@@ -108,6 +126,8 @@ export function buildMoeLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, la
     presentKey: MOE_IO.presentKey,
     presentValue: MOE_IO.presentValue,
     dims: { past: 'C', biasHeads: 'Hb', biasRows: 'Tb' },
+    ...(variant === 'stats' ? { attnSum: MOE_IO.attnSum, attnRows: MOE_IO.attnRows } : {}),
+    ...(variant === 'quest' ? { quest: { pageMin: MOE_IO.pageMin, pageMax: MOE_IO.pageMax, pageBias: MOE_IO.pageBias, k: MOE_IO.questK, pages: 'NP' } } : {}),
   };
   const afterAttn = g.op('Add', [x, attentionBlock(actx, l, rmsNorm(x, `l${l}.in_norm`), io)]);
 
