@@ -13,9 +13,9 @@ import { shouldCompress } from '../policies/kv-eviction/decoding.js';
 import { planLayerEviction } from '../policies/kv-eviction/plan.js';
 import { attentionMassRetained } from '../policies/kv-eviction/retained-mass.js';
 import type { Policy } from '../policies/policy.js';
-import { EngineError } from './errors.js';
 import { rerotateKeys } from '../policies/positions.js';
 import type { LayerKvView } from '../policies/types.js';
+import { EngineError } from './errors.js';
 
 /** Where one sequence's row sits in a forward pass's statistics outputs. */
 export interface StatsSlice {

@@ -129,15 +129,17 @@ export class StepInputBuilder {
     return { batch: B, newTokens: 1, logitCount: 1, inputIds, positionIds, newBias, logitIndex, layers, attnWindow };
   }
 
+  /** Layer l's sliding window: its own when the rule has per-layer windows, else the common one. */
+  private windowOf(l: number): number | null {
+    const own = this.rule.layerWindows;
+    return own !== undefined && l < own.length ? (own[l] ?? null) : this.rule.slidingWindow;
+  }
+
   /**
    * The past mask of one sequence's layer, [heads, rows, capacity]: entries past
    * the layer's length are blocked; with a sliding window, entries too old for
    * a query are blocked per head and per query row.
    */
-  private windowOf(l: number): number | null {
-    return this.rule.layerWindows?.[l] ?? this.rule.slidingWindow;
-  }
-
   private pastMask(kv: SequenceKv, l: number, queryPositions: readonly number[], capacity: number): { bias: Float32Array; heads: number; rows: number } {
     const len = kv.length(l);
     const window = this.windowOf(l);
