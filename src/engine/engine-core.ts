@@ -36,7 +36,7 @@ export interface EngineCoreOptions {
   readonly kvBudgetBytes: number;
   readonly contextLength: number;
   readonly prefillChunk: number;
-  /** Graph variants this model has (MoE models have neither). */
+  /** Graph variants this model has (MoE models: the same, run layer by layer, plus the all-resident reference). */
   readonly variants: readonly Exclude<GraphVariant, 'plain'>[];
   /** Opens the compression scorer when it is not the served model (another local model directory). */
   readonly openScorer?: () => Promise<ModelScorer>;
@@ -93,7 +93,7 @@ export class EngineCore {
     this.pool = new KvPool(options.kvBudgetBytes);
     this.kvShape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
     this.invFreq = ropeInverseFrequencies(spec);
-    this.inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow });
+    this.inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows });
   }
 
   hasWork(): boolean {

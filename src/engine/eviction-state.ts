@@ -7,6 +7,7 @@
  * handles positions (StreamingLLM re-rotates kept keys into cache positions).
  */
 import type { SequenceKv } from '../kv/sequence-kv.js';
+import { layerRope, ropeInverseFrequencies } from '../model/compile/rope.js';
 import type { ModelSpec } from '../model/spec.js';
 import { shouldCompress } from '../policies/kv-eviction/decoding.js';
 import { planLayerEviction } from '../policies/kv-eviction/plan.js';
@@ -14,6 +15,7 @@ import { attentionMassRetained } from '../policies/kv-eviction/retained-mass.js'
 import type { Policy } from '../policies/policy.js';
 import { rerotateKeys } from '../policies/positions.js';
 import type { LayerKvView } from '../policies/types.js';
+import { EngineError } from './errors.js';
 
 /** Where one sequence's row sits in a forward pass's statistics outputs. */
 export interface StatsSlice {
@@ -43,13 +45,20 @@ export class EvictionState {
   private rowsWindow = 0;
   private readonly compressEvery: number;
   private readonly usesWindow: boolean;
+  private readonly slidingInvFreq: Float32Array | null;
 
   constructor(
     readonly policy: Policy,
     private readonly spec: ModelSpec,
     private readonly invFreq: Float32Array,
   ) {
+    if (policy.positions === 'rolling' && spec.ropeScaling?.type === 'longrope') {
+      // Cached keys carry short or long LongRoPE factors depending on the pass that wrote them, so no single re-rotation is exact.
+      throw new EngineError('invalid_request', `policy ${policy.name} renumbers positions (rolling), which this model's longrope RoPE scaling does not allow`, { param: 'cap.policy' });
+    }
     this.rows = new Array<Float32Array | null>(spec.numLayers).fill(null);
+    // Gemma 3's sliding layers rotate with a RoPE of their own.
+    this.slidingInvFreq = spec.slidingRope === null ? null : ropeInverseFrequencies(spec, 'short', spec.slidingRope);
     const every = policy.params['compressEvery'];
     this.compressEvery = typeof every === 'number' ? every : 0;
     this.usesWindow = policy.needs.observationWindow > 0;
@@ -205,8 +214,10 @@ export class EvictionState {
     if (rolling && evicted) kv.nextPosition = kv.maxLength;
   }
 
-  /** StreamingLLM: kept entries take positions 0..n-1; keys are re-rotated to match. */
+  /** StreamingLLM: kept entries take positions 0..n-1; keys are re-rotated to match (not on NoPE layers). */
   private renumber(kv: SequenceKv, l: number): void {
+    const rope = layerRope(this.spec, l);
+    const invFreq = rope !== null && rope === this.spec.slidingRope && this.slidingInvFreq !== null ? this.slidingInvFreq : this.invFreq;
     const D = this.spec.headDim;
     const len = kv.length(l);
     const cap = kv.capacity(l);
@@ -216,7 +227,7 @@ export class EvictionState {
     for (let h = 0; h < this.spec.numKvHeads; h++) {
       const slice = keys.subarray(h * cap * D, (h * cap + len) * D);
       const from = pos.slice(h * cap, h * cap + len);
-      rerotateKeys(slice, 1, D, from, to, this.invFreq, slice);
+      if (rope !== null) rerotateKeys(slice, 1, D, from, to, invFreq, slice);
       pos.set(to, h * cap);
     }
   }
