@@ -17,6 +17,8 @@ export interface TextTokenizer {
   tokenText(context: readonly number[], id: number, options?: { skipSpecialTokens?: boolean }): string;
   /** tokenText for the alternatives at one position, kept distinct (model/token-text.ts). */
   tokenTexts(context: readonly number[], ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string[];
+  /** What each token id adds to the text as bytes (model/token-bytes.ts); null for special tokens. For constrained decoding. */
+  tokenBytes?(): readonly (Uint8Array | null)[];
 }
 
 export interface DecodeStream {
