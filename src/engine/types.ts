@@ -1,6 +1,8 @@
 import type { Policy } from '../policies/policy.js';
 import type { PolicyReport } from '../policies/types.js';
 import type { DroppedSpan, PromptSegment } from '../policies/compression/types.js';
+import type { Grammar } from './grammar/grammar.js';
+import type { ConstraintReport } from './grammar/matcher.js';
 
 /**
  * The contract between server/ and the engine. The server never sees tensors,
@@ -74,6 +76,12 @@ export interface GenerateRequest {
   readonly compressionRate?: number;
   /** Return what compression dropped in the 'done' event (debugging; opt-in). */
   readonly returnDropped?: boolean;
+  /**
+   * Constrained decoding: every generated token keeps the output a prefix of a
+   * document of this grammar (engine/grammar/), EOS only where the document is
+   * complete, and generation ends when nothing more can follow it.
+   */
+  readonly grammar?: Grammar;
 }
 
 /**
@@ -151,6 +159,8 @@ export type TokenEvent =
       readonly capturedLogprobs?: Float32Array;
       /** What context compression dropped, when the request asked for it. */
       readonly dropped?: readonly DroppedSpan[];
+      /** How the grammar went, for a constrained request. */
+      readonly constraint?: ConstraintReport;
     };
 
 /** Engine-side timings of one request, for the P-axis metrics. */

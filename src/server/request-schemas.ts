@@ -38,6 +38,21 @@ export const CapSchema = Type.Object(
   { additionalProperties: false },
 );
 export type RequestCapBody = Static<typeof CapSchema>;
+/** response_format: text, any JSON object, or a JSON Schema (compiled and checked by structured-output.ts). */
+export const JsonSchemaFormat = Type.Object(
+  {
+    name: Type.String(),
+    description: opt(Type.String()),
+    schema: opt(Type.Record(Type.String(), Type.Unknown())),
+    strict: opt(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+const ResponseFormatSchema = Type.Union([
+  Type.Object({ type: Type.Literal('text') }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('json_object') }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('json_schema'), json_schema: JsonSchemaFormat }, { additionalProperties: false }),
+]);
 const StreamOptionsSchema = Type.Object({ include_usage: opt(Type.Boolean()) }, { additionalProperties: false });
 
 /** Sampling fields shared by chat and completions, OpenAI's plus vLLM's extras. */
@@ -75,7 +90,7 @@ export const ChatCompletionRequestSchema = Type.Object(
     max_completion_tokens: opt(Type.Integer({ minimum: 1 })),
     logprobs: opt(Type.Boolean()),
     top_logprobs: opt(Type.Integer({ minimum: 0, maximum: 20 })),
-    response_format: opt(Type.Object({ type: Type.Literal('text') }, { additionalProperties: false })),
+    response_format: opt(ResponseFormatSchema),
   },
   { additionalProperties: false },
 );
@@ -95,6 +110,7 @@ export const CompletionRequestSchema = Type.Object(
     // best_of and suffix are pre-checked (unsupported-params.ts) so the 400 names them clearly.
     best_of: opt(Type.Integer({ minimum: 1 })),
     suffix: opt(Type.String()),
+    response_format: opt(ResponseFormatSchema),
   },
   { additionalProperties: false },
 );
@@ -151,6 +167,30 @@ export const ResponsesRequestSchema = Type.Object(
     top_p: samplingFields.top_p,
     stream: opt(Type.Boolean()),
     previous_response_id: opt(Type.String({ minLength: 1 })),
+    text: opt(
+      Type.Object(
+        {
+          format: opt(
+            Type.Union([
+              Type.Object({ type: Type.Literal('text') }, { additionalProperties: false }),
+              Type.Object({ type: Type.Literal('json_object') }, { additionalProperties: false }),
+              Type.Object(
+                {
+                  type: Type.Literal('json_schema'),
+                  name: Type.String(),
+                  description: opt(Type.String()),
+                  schema: opt(Type.Record(Type.String(), Type.Unknown())),
+                  strict: opt(Type.Boolean()),
+                },
+                { additionalProperties: false },
+              ),
+            ]),
+          ),
+          verbosity: opt(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     user: samplingFields.user,
     cap: samplingFields.cap,
   },

@@ -68,10 +68,6 @@ export function rejectUnsupported(body: Record<string, unknown>, kind: 'chat' | 
   for (const key of UNSUPPORTED_TOP_LEVEL) {
     if (key in body && body[key] !== null) throw unsupported(key);
   }
-  const format = body['response_format'];
-  if (isObject(format) && format['type'] !== 'text' && format['type'] !== undefined) {
-    throw unsupported('response_format.type', `response_format type '${String(format['type'])}'`);
-  }
   if (kind === 'chat') {
     checkMessages(body['messages']);
     return;

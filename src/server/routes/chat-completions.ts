@@ -15,6 +15,7 @@ import { checkVocabulary } from '../vocabulary-check.js';
 import { SseStream } from '../sse.js';
 import { rejectUnsupported } from '../unsupported-params.js';
 import { compileValidator } from '../validate-request.js';
+import { constraintCap, responseFormatConstraint } from '../structured-output.js';
 
 const validate = compileValidator(ChatCompletionRequestSchema);
 
@@ -60,6 +61,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : null;
     const id = newId('chatcmpl-');
     const created = unixNow();
+    const constraint = responseFormatConstraint(body.response_format);
     const prep = prepareGeneration(ctx, {
       id,
       card,
@@ -67,6 +69,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       n: body.n ?? 1,
       samplingFor: (index) => toSamplingParams(body, { maxTokens, logprobs, index }),
       arrivedAt,
+      constraint,
     });
     const lifecycle = startLifecycle(ctx, httpClose(reply.raw));
     let handedToShadow = false;
@@ -90,7 +93,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
               : chunk([{ index, delta: { content: event.text }, logprobs: logprobs === null ? null : { content: [chatLogprob(event)], refusal: null }, finish_reason: null }]),
           trailingText: (index, text) => chunk([{ index, delta: { content: text }, logprobs: null, finish_reason: null }]),
           finish: (index, done) =>
-            chunk([{ index, delta: {}, logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(plan, [done.report], done.dropped) }),
+            chunk([{ index, delta: {}, logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(plan, [done.report], done.dropped, constraintCap(constraint, [done.constraint])) }),
           usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens) }),
         };
         const sse = new SseStream(reply.raw, () => reply.hijack());
@@ -119,7 +122,12 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
           stop_reason: c.done?.stopReason ?? null,
         })),
         usage: totalUsage(prep, completionTokens),
-        cap: capObject(plan, choices.map((c) => c.done?.report ?? null), choices[0]?.done?.dropped ?? null),
+        cap: capObject(
+          plan,
+          choices.map((c) => c.done?.report ?? null),
+          choices[0]?.done?.dropped ?? null,
+          constraintCap(constraint, choices.map((c) => c.done?.constraint)),
+        ),
       };
     } finally {
       lifecycle.finish();
