@@ -189,6 +189,8 @@ export interface ModelCard {
   readonly id: string;
   readonly contextLength: number;
   readonly hasChatTemplate: boolean;
+  /** The tool-call format the chat template renders tools for; null or absent: tools go in a system message (Hermes format). */
+  readonly toolCallFormat?: import('../model/tokenizer-types.js').ToolCallFormat | null;
   /** Token ids run from 0 to vocabSize - 1 (the model's, which may exceed the tokenizer's); 0 until loaded. */
   readonly vocabSize: number;
   readonly createdAt: number;
@@ -213,7 +215,7 @@ export interface EngineClient {
   /** Chat template rendering; throws EngineError('no_chat_template') when the model has none. */
   renderChat(
     messages: readonly import('../model/tokenizer-types.js').ChatMessage[],
-    options?: { addGenerationPrompt?: boolean },
+    options?: import('../model/tokenizer-types.js').ChatRenderOptions,
   ): Promise<{ text: string; addSpecialTokens: boolean }>;
   close(): Promise<void>;
 }

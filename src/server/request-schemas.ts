@@ -11,13 +11,50 @@ const opt = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, 
 
 const TextPart = Type.Object({ type: Type.Literal('text'), text: Type.String() }, { additionalProperties: false });
 
-export const ChatMessageSchema = Type.Object(
+const ToolCallSchema = Type.Object(
   {
-    role: Type.Union([Type.Literal('system'), Type.Literal('developer'), Type.Literal('user'), Type.Literal('assistant')]),
-    content: Type.Union([Type.String(), Type.Array(TextPart)]),
+    id: Type.String(),
+    type: Type.Literal('function'),
+    function: Type.Object({ name: Type.String(), arguments: Type.String() }, { additionalProperties: false }),
   },
   { additionalProperties: false },
 );
+
+export const ChatMessageSchema = Type.Object(
+  {
+    role: Type.Union([Type.Literal('system'), Type.Literal('developer'), Type.Literal('user'), Type.Literal('assistant'), Type.Literal('tool')]),
+    // null: an assistant turn that only called tools.
+    content: Type.Union([Type.String(), Type.Array(TextPart), Type.Null()]),
+    tool_calls: opt(Type.Array(ToolCallSchema)),
+    tool_call_id: opt(Type.String()),
+    name: opt(Type.String()),
+    refusal: Type.Optional(Type.Null()),
+  },
+  { additionalProperties: false },
+);
+export type WireChatMessage = Static<typeof ChatMessageSchema>;
+
+const ToolSchema = Type.Object(
+  {
+    type: Type.Literal('function'),
+    function: Type.Object(
+      {
+        name: Type.String(),
+        description: opt(Type.String()),
+        parameters: opt(Type.Record(Type.String(), Type.Unknown())),
+        strict: opt(Type.Boolean()),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+const ToolChoiceSchema = Type.Union([
+  Type.Literal('none'),
+  Type.Literal('auto'),
+  Type.Literal('required'),
+  Type.Object({ type: Type.Literal('function'), function: Type.Object({ name: Type.String() }, { additionalProperties: false }) }, { additionalProperties: false }),
+]);
 
 const StopSchema = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 4 })]);
 /** Token id (as a JSON key) -> bias in [-100, 100]. */
@@ -91,6 +128,9 @@ export const ChatCompletionRequestSchema = Type.Object(
     logprobs: opt(Type.Boolean()),
     top_logprobs: opt(Type.Integer({ minimum: 0, maximum: 20 })),
     response_format: opt(ResponseFormatSchema),
+    tools: opt(Type.Array(ToolSchema)),
+    tool_choice: opt(ToolChoiceSchema),
+    parallel_tool_calls: opt(Type.Boolean()),
   },
   { additionalProperties: false },
 );
