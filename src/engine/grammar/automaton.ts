@@ -33,8 +33,13 @@ const SET = 1;
 const REF = 2;
 const UNKNOWN = -2;
 export const DEAD = -1;
-/** A cap on lazily built states per automaton: past it the grammar is refused as too complex for this text. */
-const MAX_STATES = 200_000;
+/**
+ * A cap on lazily built states per automaton (each holds a 1 KiB transition
+ * row): past it the request fails rather than the worker's memory.
+ */
+const MAX_STATES = 50_000;
+/** Masks cached per automaton (vocab/8 bytes each: 6 KiB at a 49k vocabulary); past it, masks are computed per step. */
+const MAX_CACHED_MASKS = 4096;
 
 export class GrammarAutomaton {
   private readonly kind: Uint8Array;
@@ -55,6 +60,7 @@ export class GrammarAutomaton {
   private readonly stateMin: number[] = [];
 
   private readonly masks: (Uint32Array | undefined)[] = [];
+  private cachedMasks = 0;
   /** The largest minBytes of any state an allowed token leads to, per state with a cached mask. */
   private readonly maskMaxDist: number[] = [];
   readonly initial: number;
@@ -152,9 +158,11 @@ export class GrammarAutomaton {
     let cached = this.masks[state];
     if (cached === undefined) {
       const r = this.walk(state, Infinity);
+      if (this.cachedMasks >= MAX_CACHED_MASKS) return budget >= r.maxDist ? r.mask : this.walk(state, budget).mask;
       cached = r.mask;
       this.masks[state] = cached;
       this.maskMaxDist[state] = r.maxDist;
+      this.cachedMasks++;
     }
     if (budget >= (this.maskMaxDist[state] ?? Infinity)) return cached;
     return this.walk(state, budget).mask;

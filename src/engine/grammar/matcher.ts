@@ -95,7 +95,7 @@ export class AutomatonCache {
 
   constructor(
     private readonly trie: () => TokenTrie,
-    private readonly capacity = 16,
+    private readonly capacity = 8,
   ) {}
 
   get(grammar: Grammar): GrammarAutomaton {
