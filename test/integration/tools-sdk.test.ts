@@ -164,6 +164,11 @@ test('AI SDK generateObject (chat provider, json_schema) and generateText with a
     const { object } = await generateObject({ model: provider.chat('stories260K'), schema: Character, prompt: 'A character:', temperature: 1, seed, maxOutputTokens: 160 });
     assert.ok(Character.safeParse(object).success, JSON.stringify(object));
   }
+  // The default provider speaks the Responses API: text.format json_schema.
+  for (let i = 0; i < 3; i++) {
+    const { object } = await generateObject({ model: provider('stories260K'), schema: Character, prompt: 'A character:', temperature: 1, maxOutputTokens: 160 });
+    assert.ok(Character.safeParse(object).success, JSON.stringify(object));
+  }
   const r = await generateText({
     model: provider.chat('stories260K'),
     prompt: 'Weather in Oslo?',
