@@ -26,6 +26,8 @@ import type { GenerateRequest, ScoreRequest, ScoreResult, TokenEvent } from './t
 import { DEFAULT_SAMPLING } from './types.js';
 import { logSoftmaxRow } from './log-softmax.js';
 import { validateRequest } from './request-validation.js';
+import { AutomatonCache } from './grammar/matcher.js';
+import { TokenTrie } from './grammar/token-trie.js';
 
 /** Which compiled graph a forward pass runs on. */
 export type GraphVariant = 'plain' | 'stats' | 'quest' | 'reference';
@@ -81,6 +83,13 @@ export class EngineCore {
   private readonly variants = new Map<GraphVariant, ModelRunner>();
   private scorer: ModelScorer | null = null;
   private readonly invFreq: Float32Array;
+  private tokenTrie: TokenTrie | null = null;
+  private readonly grammars = new AutomatonCache(() => {
+    const bytes = this.tokenizer.tokenBytes?.();
+    if (bytes === undefined) throw new EngineError('invalid_request', 'constrained decoding needs the tokenizer\'s token bytes, which this tokenizer does not provide', { param: 'response_format' });
+    this.tokenTrie ??= new TokenTrie(bytes, this.spec.vocabSize);
+    return this.tokenTrie;
+  });
 
   constructor(
     private readonly session: ModelRunner,
@@ -146,7 +155,8 @@ export class EngineCore {
   private enqueue(request: GenerateRequest, scoring: ScoreRequest | null): void {
     try {
       this.validate(request, scoring !== null);
-      const seq = new Sequence(request, this.spec.vocabSize, this.tokenizer.createDecodeStream({ skipSpecialTokens: true, context: request.promptTokens }), this.spec.eosTokenIds, this.options.contextLength);
+      const grammar = request.grammar === undefined ? null : this.grammars.get(request.grammar);
+      const seq = new Sequence(request, this.spec.vocabSize, this.tokenizer.createDecodeStream({ skipSpecialTokens: true, context: request.promptTokens }), this.spec.eosTokenIds, this.options.contextLength, grammar);
       seq.scoring = scoring;
       const policy = request.servingPolicy;
       if (policy && policy.kind === 'kv-eviction') seq.eviction = new EvictionState(policy, this.spec, this.invFreq);
@@ -518,6 +528,12 @@ export class EngineCore {
       this.finish(seq, '');
       return;
     }
+    if (seq.sampler.constraint?.finished === true) {
+      // The document is complete and nothing may follow it: done, as if EOS had come.
+      seq.finishReason = 'stop';
+      this.finish(seq, this.trailingText(seq));
+      return;
+    }
     const kvLength = seq.kv?.maxLength ?? 0;
     if (seq.generated >= seq.request.sampling.maxTokens || kvLength + 1 >= this.options.contextLength) {
       seq.finishReason = 'length';
@@ -555,6 +571,7 @@ export class EngineCore {
         policy: report,
         ...(seq.request.captureLogprobs ? { capturedLogprobs: concatRows(seq.captured, this.spec.vocabSize) } : {}),
         ...(seq.request.returnDropped && seq.compression ? { dropped: seq.compression.dropped } : {}),
+        ...(seq.sampler.constraint ? { constraint: seq.sampler.constraint.report() } : {}),
       },
     });
   }

@@ -9,7 +9,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { WeightDtype } from '../model/compile/decoder-graph.js';
-import type { ChatMessage } from '../model/tokenizer-types.js';
+import type { ChatMessage, ChatRenderOptions } from '../model/tokenizer-types.js';
 import type { RenderedChat } from './text-processor.js';
 import { TokenizerPool } from './tokenizer-pool.js';
 import type { CoreOutput, CoreStats } from './engine-core.js';
@@ -368,6 +368,7 @@ export class LocalEngine implements EngineClient {
         id: this.modelId,
         contextLength: this.info?.contextLength ?? 0,
         hasChatTemplate: this.text.inline.hasChatTemplate,
+        toolCallFormat: this.text.inline.toolFormat,
         vocabSize: this.info?.spec.vocabSize ?? 0,
         createdAt: this.createdAt,
         maxBytesPerToken: this.text.inline.tokenizer.maxBytesPerToken ?? null,
@@ -387,7 +388,7 @@ export class LocalEngine implements EngineClient {
     return this.text.inline.tokenizer.tokenTexts(context, ids, { skipSpecialTokens: true });
   }
 
-  renderChat(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<RenderedChat> {
+  renderChat(messages: readonly ChatMessage[], options?: ChatRenderOptions): Promise<RenderedChat> {
     return this.text.render(messages, options);
   }
 

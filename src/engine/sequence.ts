@@ -10,6 +10,8 @@ import type { CompressionResult } from '../policies/compression/types.js';
 import type { DecodeStream } from '../model/tokenizer-types.js';
 import { SequenceSampler, StopMatcher } from './sampling/index.js';
 import type { FinishReason, GenerateRequest, ScoreRequest } from './types.js';
+import type { GrammarAutomaton } from './grammar/automaton.js';
+import { GrammarMatcher } from './grammar/matcher.js';
 
 export type SequenceState = 'waiting' | 'compressing' | 'prefilling' | 'decoding' | 'finished';
 
@@ -57,13 +59,16 @@ export class Sequence {
     eosTokenIds: readonly number[],
     /** Total tokens (prompt + generated) the model's window allows. */
     readonly contextLength: number,
+    /** The request's grammar (response_format, tools), shared with requests of the same grammar. */
+    grammar: GrammarAutomaton | null = null,
   ) {
     this.prompt = request.promptTokens;
-    this.sampler = new SequenceSampler(request.sampling, vocabSize, request.promptTokens);
     this.stopMatcher = new StopMatcher(request.sampling.stop);
     const ids = new Set<number>(request.sampling.stopTokenIds);
     if (!request.sampling.ignoreEos) for (const id of eosTokenIds) ids.add(id);
     this.stopIds = ids;
+    const matcher = grammar === null ? null : new GrammarMatcher(grammar, ids);
+    this.sampler = new SequenceSampler(request.sampling, vocabSize, request.promptTokens, matcher);
   }
 
   get id(): string {

@@ -5,7 +5,7 @@
  */
 import { loadChatTemplate } from '../model/chat-template.js';
 import { loadTokenizer } from '../model/tokenizer.js';
-import type { ChatMessage, ChatTemplate, TextTokenizer } from '../model/tokenizer-types.js';
+import type { ChatMessage, ChatRenderOptions, ChatTemplate, TextTokenizer, ToolCallFormat } from '../model/tokenizer-types.js';
 import { EngineError } from './errors.js';
 
 export interface RenderedChat {
@@ -32,6 +32,10 @@ export class TextProcessor {
     return this.chatTemplate !== null;
   }
 
+  get toolFormat(): ToolCallFormat | null {
+    return this.chatTemplate?.toolFormat ?? null;
+  }
+
   encode(text: string, addSpecialTokens: boolean): number[] {
     return this.tokenizer.encode(text, { addSpecialTokens });
   }
@@ -41,7 +45,7 @@ export class TextProcessor {
     return this.tokenizer.decode(Array.from(ids), { skipSpecialTokens: true });
   }
 
-  render(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): RenderedChat {
+  render(messages: readonly ChatMessage[], options: ChatRenderOptions = {}): RenderedChat {
     if (!this.chatTemplate) {
       throw new EngineError(
         'no_chat_template',
@@ -49,7 +53,7 @@ export class TextProcessor {
         { param: 'messages' },
       );
     }
-    const text = this.chatTemplate.render(messages, { addGenerationPrompt: options.addGenerationPrompt ?? true });
+    const text = this.chatTemplate.render(messages, { addGenerationPrompt: options.addGenerationPrompt ?? true, ...(options.tools ? { tools: options.tools } : {}) });
     return { text, addSpecialTokens: !this.chatTemplate.rendersBos };
   }
 }

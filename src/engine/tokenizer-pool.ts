@@ -8,7 +8,7 @@
  * never tokenizes big inputs).
  */
 import { Worker } from 'node:worker_threads';
-import type { ChatMessage } from '../model/tokenizer-types.js';
+import type { ChatMessage, ChatRenderOptions } from '../model/tokenizer-types.js';
 import { EngineError } from './errors.js';
 import { TextProcessor, type RenderedChat } from './text-processor.js';
 import type { FromTokenizer, ToTokenizer, TokenizerWorkerInit } from './tokenizer-protocol.js';
@@ -68,11 +68,11 @@ export class TokenizerPool {
     return m.decoded;
   }
 
-  async render(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): Promise<RenderedChat> {
+  async render(messages: readonly ChatMessage[], options: ChatRenderOptions = {}): Promise<RenderedChat> {
     let chars = 0;
     for (const msg of messages) chars += msg.content.length;
     if (chars <= INLINE_CHARS) return this.inline.render(messages, options);
-    const m = await this.call({ id: 0, op: 'render', messages, addGenerationPrompt: options.addGenerationPrompt ?? true });
+    const m = await this.call({ id: 0, op: 'render', messages, addGenerationPrompt: options.addGenerationPrompt ?? true, ...(options.tools ? { tools: options.tools } : {}) });
     if (!('text' in m)) throw new Error('internal: the tokenizer worker answered a render with no text');
     return { text: m.text, addSpecialTokens: m.addSpecialTokens };
   }

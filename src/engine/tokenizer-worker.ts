@@ -26,7 +26,7 @@ port.on('message', (m: ToTokenizer) => {
       port.postMessage(reply);
       return;
     }
-    const r = text.render(m.messages, { addGenerationPrompt: m.addGenerationPrompt });
+    const r = text.render(m.messages, { addGenerationPrompt: m.addGenerationPrompt, ...(m.tools ? { tools: m.tools } : {}) });
     reply = { id: m.id, ok: true, text: r.text, addSpecialTokens: r.addSpecialTokens };
   } catch (err) {
     const e = err instanceof EngineError ? err : new EngineError('engine_failed', err instanceof Error ? err.message : String(err));

@@ -1,6 +1,8 @@
 import type { Policy } from '../policies/policy.js';
 import type { PolicyReport } from '../policies/types.js';
 import type { DroppedSpan, PromptSegment } from '../policies/compression/types.js';
+import type { Grammar } from './grammar/grammar.js';
+import type { ConstraintReport } from './grammar/matcher.js';
 
 /**
  * The contract between server/ and the engine. The server never sees tensors,
@@ -74,6 +76,12 @@ export interface GenerateRequest {
   readonly compressionRate?: number;
   /** Return what compression dropped in the 'done' event (debugging; opt-in). */
   readonly returnDropped?: boolean;
+  /**
+   * Constrained decoding: every generated token keeps the output a prefix of a
+   * document of this grammar (engine/grammar/), EOS only where the document is
+   * complete, and generation ends when nothing more can follow it.
+   */
+  readonly grammar?: Grammar;
 }
 
 /**
@@ -151,6 +159,8 @@ export type TokenEvent =
       readonly capturedLogprobs?: Float32Array;
       /** What context compression dropped, when the request asked for it. */
       readonly dropped?: readonly DroppedSpan[];
+      /** How the grammar went, for a constrained request. */
+      readonly constraint?: ConstraintReport;
     };
 
 /** Engine-side timings of one request, for the P-axis metrics. */
@@ -186,6 +196,8 @@ export interface ModelCard {
   readonly id: string;
   readonly contextLength: number;
   readonly hasChatTemplate: boolean;
+  /** The tool-call format the chat template renders tools for; null or absent: tools go in a system message (Hermes format). */
+  readonly toolCallFormat?: import('../model/tokenizer-types.js').ToolCallFormat | null;
   /** Token ids run from 0 to vocabSize - 1 (the model's, which may exceed the tokenizer's); 0 until loaded. */
   readonly vocabSize: number;
   readonly createdAt: number;
@@ -210,7 +222,7 @@ export interface EngineClient {
   /** Chat template rendering; throws EngineError('no_chat_template') when the model has none. */
   renderChat(
     messages: readonly import('../model/tokenizer-types.js').ChatMessage[],
-    options?: { addGenerationPrompt?: boolean },
+    options?: import('../model/tokenizer-types.js').ChatRenderOptions,
   ): Promise<{ text: string; addSpecialTokens: boolean }>;
   close(): Promise<void>;
 }

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { ChatTemplateRenderError, CheckpointError } from './errors.js';
-import type { ChatMessage, ChatTemplate } from './tokenizer-types.js';
+import type { ChatMessage, ChatRenderOptions, ChatTemplate, ToolCallFormat } from './tokenizer-types.js';
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -32,8 +32,18 @@ function pickTemplate(raw: unknown, file: string): string | null {
   throw new CheckpointError('bad_chat_template', file, 'chat_template must be a string or a list of {name, template}');
 }
 
+/** The tool-call format a template's source shows, or null when it never reads `tools`. */
+export function detectToolFormat(source: string): ToolCallFormat | null {
+  if (!/\btools\b/.test(source)) return null;
+  if (source.includes('[TOOL_CALLS]')) return 'mistral';
+  if (source.includes('<tool_call>')) return 'hermes';
+  if (source.includes('<|python_tag|>') || source.includes('ipython')) return 'llama3';
+  return 'hermes';
+}
+
 class JinjaChatTemplate implements ChatTemplate {
   readonly rendersBos: boolean;
+  readonly toolFormat: ToolCallFormat | null;
   private readonly template: Template;
 
   constructor(
@@ -47,14 +57,16 @@ class JinjaChatTemplate implements ChatTemplate {
       throw new CheckpointError('bad_chat_template', file, `chat template does not parse: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     this.rendersBos = this.probeBos(specialTokens.bos_token ?? null);
+    this.toolFormat = detectToolFormat(source);
   }
 
-  render(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string {
+  render(messages: readonly ChatMessage[], options?: ChatRenderOptions): string {
     try {
       return this.template.render({
         ...this.specialTokens,
-        messages: messages.map((m) => ({ role: m.role, content: m.content })),
+        messages: messages.map((m) => ({ ...m })),
         add_generation_prompt: options?.addGenerationPrompt ?? false,
+        ...(options?.tools !== undefined && options.tools.length > 0 ? { tools: options.tools } : {}),
       });
     } catch (err) {
       throw new ChatTemplateRenderError(`chat template refused the messages: ${err instanceof Error ? err.message : String(err)}`, { cause: err });

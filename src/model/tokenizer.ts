@@ -10,6 +10,7 @@ import { CheckpointError } from './errors.js';
 import { commonPrefixLength, TOKEN_CONTEXT, tokenTextAfter, tokenTextsAfter, type TokenTextDecoder } from './token-text.js';
 import type { DecodeStream, TextTokenizer } from './tokenizer-types.js';
 import { maxBytesPerToken } from './token-bound.js';
+import { tokenByteTable } from './token-bytes.js';
 
 const REPLACEMENT_CHAR = '\uFFFD';
 
@@ -107,6 +108,7 @@ class HfTextTokenizer implements TextTokenizer {
     private readonly tokenizer: Tokenizer,
     private readonly file: string,
     readonly maxBytesPerToken: number | null,
+    private readonly json: unknown,
   ) {
     let maxId = -1;
     for (const id of tokenizer.get_vocab(true).values()) if (id > maxId) maxId = id;
@@ -149,9 +151,24 @@ class HfTextTokenizer implements TextTokenizer {
     };
   }
 
+  #bytes: (Uint8Array | null)[] | null = null;
+
+  tokenBytes(): readonly (Uint8Array | null)[] {
+    this.#bytes ??= tokenByteTable(this.json, this.vocabSize);
+    return this.#bytes;
+  }
+
   private checkId(id: number): void {
     if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`token id ${id} is not a non-negative integer (tokenizer ${this.file})`);
   }
+}
+
+/** What token-bytes.ts reads (the vocabulary, decoder and added tokens), without the merges, kept for the first constrained request. */
+function bytesSource(json: object): unknown {
+  const j = json as Record<string, unknown>;
+  const model = j['model'];
+  const vocab = typeof model === 'object' && model !== null ? (model as Record<string, unknown>)['vocab'] : undefined;
+  return { model: { vocab }, decoder: j['decoder'], added_tokens: j['added_tokens'] };
 }
 
 export function loadTokenizer(dir: string): TextTokenizer {
@@ -166,5 +183,5 @@ export function loadTokenizer(dir: string): TextTokenizer {
   } catch (err) {
     throw new CheckpointError('bad_tokenizer', file, `cannot be loaded: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
-  return new HfTextTokenizer(tokenizer, file, maxBytesPerToken(tokenizerJson));
+  return new HfTextTokenizer(tokenizer, file, maxBytesPerToken(tokenizerJson), bytesSource(tokenizerJson));
 }

@@ -9,6 +9,7 @@ import { ApiError, toApiError } from './errors.js';
 import { runChoices, type ChoiceDone, type ChoiceEvent, type TokenOut } from './generation.js';
 import { abortKind, GenerationAbort } from './inflight.js';
 import type { SseStream } from './sse.js';
+import type { OutputConstraint } from './structured-output.js';
 
 /** A validated request, ready for the engine: one GenerateRequest per choice. */
 export interface PreparedGeneration {
@@ -23,6 +24,7 @@ export interface PreparedGeneration {
   readonly arrivedAt: number;
   /** Set when shadow fidelity sampled this request: choice 0 captures its rows; settle it when the response is out. */
   readonly shadow: ShadowTicket | null;
+  readonly constraint: OutputConstraint | null;
 }
 
 export interface GenerationSpec {
@@ -32,6 +34,8 @@ export interface GenerationSpec {
   readonly n: number;
   samplingFor(index: number): SamplingParams;
   readonly arrivedAt: number;
+  /** response_format / tools: the grammar every choice's output must follow. */
+  readonly constraint?: OutputConstraint | null;
 }
 
 /** Builds the engine requests; decides up front whether shadow fidelity samples this request. */
@@ -54,9 +58,11 @@ export function prepareGeneration(ctx: ServerContext, spec: GenerationSpec): Pre
       ...(compresses && plan.returnDropped ? { returnDropped: true } : {}),
       // One choice is enough to measure the policy; capturing all n would multiply the memory.
       ...(shadow !== null && index === 0 ? { captureLogprobs: ctx.shadow.captureSteps } : {}),
+      ...(spec.constraint ? { grammar: spec.constraint.grammar } : {}),
     }),
   );
-  return { id, card: spec.card, policy, plan, promptTokens, promptTokenCount: promptTokens.length, requests, arrivedAt: spec.arrivedAt, shadow };
+  const constraint = spec.constraint ?? null;
+  return { id, card: spec.card, policy, plan, promptTokens, promptTokenCount: promptTokens.length, requests, arrivedAt: spec.arrivedAt, shadow, constraint };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { EngineError } from '../engine/errors.js';
 import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, ScoreRequest, ScoreResult, TokenEvent } from '../engine/types.js';
-import type { ChatMessage } from '../model/tokenizer-types.js';
+import type { ChatMessage, ChatRenderOptions } from '../model/tokenizer-types.js';
 
 /**
  * Stands in for the engine while the model is generated, compiled and loaded,
@@ -54,7 +54,7 @@ export class DeferredEngine implements EngineClient {
     return this.require().tokenTexts(context, ids);
   }
 
-  async renderChat(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<{ text: string; addSpecialTokens: boolean }> {
+  async renderChat(messages: readonly ChatMessage[], options?: ChatRenderOptions): Promise<{ text: string; addSpecialTokens: boolean }> {
     return this.require().renderChat(messages, options);
   }
 

@@ -4,6 +4,7 @@ import { observePolicyReport } from '../metrics/policy-report.js';
 import { SequenceTimer } from '../metrics/sequence-timer.js';
 import type { DroppedSpan } from '../policies/compression/types.js';
 import type { PolicyReport } from '../policies/types.js';
+import type { ConstraintReport } from '../engine/grammar/matcher.js';
 
 export type TokenOut = Extract<TokenEvent, { type: 'token' }>;
 
@@ -25,6 +26,8 @@ export interface ChoiceDone {
   readonly capture: CapturedSteps | null;
   /** What context compression dropped, when the request asked (returnDropped). */
   readonly dropped: readonly DroppedSpan[] | null;
+  /** How the grammar went (constrained requests). */
+  readonly constraint: ConstraintReport | null;
 }
 
 export interface ChoiceEvent {
@@ -124,6 +127,7 @@ export async function* runChoices(
                 report: event.policy,
                 capture: capturedSteps(captured[index] ?? null, event.capturedLogprobs),
                 dropped: event.dropped ?? null,
+                constraint: event.constraint ?? null,
               },
       };
       // Pull on even after 'done' so the engine's generator runs to its end (and its cleanup).
@@ -137,7 +141,7 @@ export async function* runChoices(
         const usage = { promptTokens: requests[index]?.promptTokens.length ?? 0, completionTokens: completion[index] ?? 0 };
         const reason: FinishReason = 'abort';
         timers[index]?.done(reason, { promptTokens: countsPrompt[index] === true ? usage.promptTokens : 0, completionTokens: usage.completionTokens }, null);
-        yield { index, event: { type: 'done', finishReason: reason, text: '', usage, stopReason: null, report: null, capture: null, dropped: null } };
+        yield { index, event: { type: 'done', finishReason: reason, text: '', usage, stopReason: null, report: null, capture: null, dropped: null, constraint: null } };
       }
     }
   } finally {

@@ -3,6 +3,7 @@ import { POLICY_HEADER } from '../cap/router.js';
 import type { DroppedSpan } from '../policies/compression/types.js';
 import type { PolicyReport } from '../policies/types.js';
 import type { DroppedText, GenerationPlan } from './generation-plan.js';
+import type { ConstraintCap } from './structured-output.js';
 
 export { POLICY_HEADER };
 
@@ -42,6 +43,8 @@ export interface CapObject {
   readonly overflow: OverflowCap;
   /** Only when the request set `cap.return_dropped`: what truncation, shift or compression dropped, in prompt order. */
   readonly dropped?: readonly DroppedText[];
+  /** Only for structured outputs and forced tool calls: the grammar and what enforcing it cost. */
+  readonly constraint?: ConstraintCap;
 }
 
 /** What the cap object needs from the plan. */
@@ -82,7 +85,12 @@ function overflowCap(plan: CapPlan, compression: PolicyReport | undefined): Over
  * engine's compression dropped (the first choice's; every choice compresses
  * the same prompt).
  */
-export function capObject(plan: CapPlan, reports: readonly (PolicyReport | null)[], dropped: readonly DroppedSpan[] | null = null): CapObject {
+export function capObject(
+  plan: CapPlan,
+  reports: readonly (PolicyReport | null)[],
+  dropped: readonly DroppedSpan[] | null = null,
+  constraint: ConstraintCap | null = null,
+): CapObject {
   const got = reports.filter((r): r is PolicyReport => r !== null);
   const masses = got.map((r) => r.attentionMassRetained).filter((m): m is number => m !== null);
   const compression = got.find((r) => r.kind === 'context-compression');
@@ -100,5 +108,6 @@ export function capObject(plan: CapPlan, reports: readonly (PolicyReport | null)
     compress_ms: detailNumber(compression, 'compressMs'),
     overflow: overflowCap(plan, compression),
     ...(plan.returnDropped ? { dropped: [...plan.overflowDropped, ...(dropped ?? []).map((d) => ({ text: d.text, tokens: d.tokens }))] } : {}),
+    ...(constraint !== null ? { constraint } : {}),
   };
 }

@@ -14,6 +14,7 @@ import { newId } from './ids.js';
 import { chatPrompt } from './prompt.js';
 import type { RequestCapBody } from './request-schemas.js';
 import { toSamplingParams, type WireSampling } from './sampling.js';
+import type { OutputConstraint } from './structured-output.js';
 
 export interface ResponseInput {
   readonly headers: IncomingHttpHeaders;
@@ -28,6 +29,8 @@ export interface ResponseInput {
   readonly maxParam: string;
   readonly sampling: WireSampling;
   readonly arrivedAt: number;
+  /** text.format (HTTP) as a grammar; null for plain text. */
+  readonly constraint?: OutputConstraint | null;
 }
 
 export async function prepareResponse(ctx: ServerContext, input: ResponseInput): Promise<PreparedGeneration> {
@@ -41,5 +44,6 @@ export async function prepareResponse(ctx: ServerContext, input: ResponseInput):
     n: 1,
     samplingFor: (index) => toSamplingParams(input.sampling, { maxTokens: plan.maxTokens, logprobs: null, index }),
     arrivedAt: input.arrivedAt,
+    constraint: input.constraint ?? null,
   });
 }

@@ -4,10 +4,13 @@ import type { ChatMessage } from '../model/tokenizer-types.js';
 import type { PromptSegment } from '../policies/compression/types.js';
 import { ApiError } from './errors.js';
 import { chatSegments, completionSegments } from './prompt-segments.js';
+import { historyMessages, type ToolsSetup, type WireToolCall } from './tools.js';
 
 type WireMessage = {
-  readonly role: 'system' | 'developer' | 'user' | 'assistant';
-  readonly content: string | readonly { readonly type: 'text'; readonly text: string }[];
+  readonly role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  readonly content: string | readonly { readonly type: 'text'; readonly text: string }[] | null;
+  readonly tool_calls?: readonly WireToolCall[] | null;
+  readonly tool_call_id?: string | null;
 };
 
 /** Resolves the requested model id; no id means the (only) served model. */
@@ -31,12 +34,21 @@ export function contextLimit(card: ModelCard, config: Config): number {
   return cap === undefined ? card.contextLength : Math.min(card.contextLength, cap);
 }
 
-/** OpenAI's developer role is a system message to the models we serve; text parts join like vLLM's. */
-export function toChatMessages(messages: readonly WireMessage[]): ChatMessage[] {
-  return messages.map((m) => ({
-    role: m.role === 'developer' ? 'system' : m.role,
-    content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('\n'),
-  }));
+/**
+ * OpenAI's developer role is a system message to the models we serve; text parts join like vLLM's.
+ * Tool calls and tool turns, and the tools themselves when the template does not render them, go through tools.ts.
+ */
+export function toChatMessages(messages: readonly WireMessage[], tools: ToolsSetup | null = null): ChatMessage[] {
+  return historyMessages(
+    messages.map((m, index) => ({
+      role: m.role === 'developer' ? 'system' : m.role,
+      content: m.content === null ? '' : typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('\n'),
+      toolCalls: m.tool_calls ?? null,
+      toolCallId: m.tool_call_id ?? null,
+      index,
+    })),
+    tools,
+  );
 }
 
 /** Renders with the model's chat template (the engine applies `model.chatTemplateFallback` when the checkpoint has none). */
@@ -44,7 +56,7 @@ export async function renderChat(
   engine: EngineClient,
   card: ModelCard,
   messages: readonly ChatMessage[],
-  options: { addGenerationPrompt?: boolean; continueFinalMessage?: boolean } = {},
+  options: { addGenerationPrompt?: boolean; continueFinalMessage?: boolean; tools?: readonly unknown[] } = {},
 ): Promise<{ text: string; addSpecialTokens: boolean }> {
   if (!card.hasChatTemplate) {
     throw new ApiError(
@@ -53,7 +65,9 @@ export async function renderChat(
       { param: 'messages' },
     );
   }
-  if (options.continueFinalMessage !== true) return engine.renderChat(messages, { addGenerationPrompt: options.addGenerationPrompt ?? true });
+  if (options.continueFinalMessage !== true) {
+    return engine.renderChat(messages, { addGenerationPrompt: options.addGenerationPrompt ?? true, ...(options.tools !== undefined ? { tools: options.tools } : {}) });
+  }
   // vLLM's continue_final_message: the final message stays open (its end-of-turn text is cut) for the model to continue.
   if (options.addGenerationPrompt === true) {
     throw new ApiError('invalid_request', "'continue_final_message' and 'add_generation_prompt' cannot both be true.", { param: 'continue_final_message' });
@@ -77,9 +91,9 @@ export interface PromptInput {
   segments(): Promise<PromptSegment[]>;
 }
 
-export async function chatPrompt(engine: EngineClient, card: ModelCard, wire: readonly WireMessage[]): Promise<PromptInput> {
-  const messages = toChatMessages(wire);
-  const rendered = await renderChat(engine, card, messages);
+export async function chatPrompt(engine: EngineClient, card: ModelCard, wire: readonly WireMessage[], tools: ToolsSetup | null = null): Promise<PromptInput> {
+  const messages = toChatMessages(wire, tools);
+  const rendered = await renderChat(engine, card, messages, tools?.native === true ? { tools: tools.tools } : {});
   return {
     tokens: await engine.tokenize(rendered.text, { addSpecialTokens: rendered.addSpecialTokens }),
     param: 'messages',

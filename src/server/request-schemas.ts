@@ -11,13 +11,50 @@ const opt = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, 
 
 const TextPart = Type.Object({ type: Type.Literal('text'), text: Type.String() }, { additionalProperties: false });
 
-export const ChatMessageSchema = Type.Object(
+const ToolCallSchema = Type.Object(
   {
-    role: Type.Union([Type.Literal('system'), Type.Literal('developer'), Type.Literal('user'), Type.Literal('assistant')]),
-    content: Type.Union([Type.String(), Type.Array(TextPart)]),
+    id: Type.String(),
+    type: Type.Literal('function'),
+    function: Type.Object({ name: Type.String(), arguments: Type.String() }, { additionalProperties: false }),
   },
   { additionalProperties: false },
 );
+
+export const ChatMessageSchema = Type.Object(
+  {
+    role: Type.Union([Type.Literal('system'), Type.Literal('developer'), Type.Literal('user'), Type.Literal('assistant'), Type.Literal('tool')]),
+    // null: an assistant turn that only called tools.
+    content: Type.Union([Type.String(), Type.Array(TextPart), Type.Null()]),
+    tool_calls: opt(Type.Array(ToolCallSchema)),
+    tool_call_id: opt(Type.String()),
+    name: opt(Type.String()),
+    refusal: Type.Optional(Type.Null()),
+  },
+  { additionalProperties: false },
+);
+export type WireChatMessage = Static<typeof ChatMessageSchema>;
+
+const ToolSchema = Type.Object(
+  {
+    type: Type.Literal('function'),
+    function: Type.Object(
+      {
+        name: Type.String(),
+        description: opt(Type.String()),
+        parameters: opt(Type.Record(Type.String(), Type.Unknown())),
+        strict: opt(Type.Boolean()),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+const ToolChoiceSchema = Type.Union([
+  Type.Literal('none'),
+  Type.Literal('auto'),
+  Type.Literal('required'),
+  Type.Object({ type: Type.Literal('function'), function: Type.Object({ name: Type.String() }, { additionalProperties: false }) }, { additionalProperties: false }),
+]);
 
 const StopSchema = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 4 })]);
 /** Token id (as a JSON key) -> bias in [-100, 100]. */
@@ -38,6 +75,21 @@ export const CapSchema = Type.Object(
   { additionalProperties: false },
 );
 export type RequestCapBody = Static<typeof CapSchema>;
+/** response_format: text, any JSON object, or a JSON Schema (compiled and checked by structured-output.ts). */
+export const JsonSchemaFormat = Type.Object(
+  {
+    name: Type.String(),
+    description: opt(Type.String()),
+    schema: opt(Type.Record(Type.String(), Type.Unknown())),
+    strict: opt(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+const ResponseFormatSchema = Type.Union([
+  Type.Object({ type: Type.Literal('text') }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('json_object') }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('json_schema'), json_schema: JsonSchemaFormat }, { additionalProperties: false }),
+]);
 const StreamOptionsSchema = Type.Object({ include_usage: opt(Type.Boolean()) }, { additionalProperties: false });
 
 /** Sampling fields shared by chat and completions, OpenAI's plus vLLM's extras. */
@@ -75,7 +127,10 @@ export const ChatCompletionRequestSchema = Type.Object(
     max_completion_tokens: opt(Type.Integer({ minimum: 1 })),
     logprobs: opt(Type.Boolean()),
     top_logprobs: opt(Type.Integer({ minimum: 0, maximum: 20 })),
-    response_format: opt(Type.Object({ type: Type.Literal('text') }, { additionalProperties: false })),
+    response_format: opt(ResponseFormatSchema),
+    tools: opt(Type.Array(ToolSchema)),
+    tool_choice: opt(ToolChoiceSchema),
+    parallel_tool_calls: opt(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -95,6 +150,7 @@ export const CompletionRequestSchema = Type.Object(
     // best_of and suffix are pre-checked (unsupported-params.ts) so the 400 names them clearly.
     best_of: opt(Type.Integer({ minimum: 1 })),
     suffix: opt(Type.String()),
+    response_format: opt(ResponseFormatSchema),
   },
   { additionalProperties: false },
 );
@@ -151,6 +207,30 @@ export const ResponsesRequestSchema = Type.Object(
     top_p: samplingFields.top_p,
     stream: opt(Type.Boolean()),
     previous_response_id: opt(Type.String({ minLength: 1 })),
+    text: opt(
+      Type.Object(
+        {
+          format: opt(
+            Type.Union([
+              Type.Object({ type: Type.Literal('text') }, { additionalProperties: false }),
+              Type.Object({ type: Type.Literal('json_object') }, { additionalProperties: false }),
+              Type.Object(
+                {
+                  type: Type.Literal('json_schema'),
+                  name: Type.String(),
+                  description: opt(Type.String()),
+                  schema: opt(Type.Record(Type.String(), Type.Unknown())),
+                  strict: opt(Type.Boolean()),
+                },
+                { additionalProperties: false },
+              ),
+            ]),
+          ),
+          verbosity: opt(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     user: samplingFields.user,
     cap: samplingFields.cap,
   },

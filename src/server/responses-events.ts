@@ -10,6 +10,7 @@
 import type { ChoiceDone } from './generation.js';
 import { newId, unixNow } from './ids.js';
 import { capObject, type CapObject } from './policy.js';
+import { constraintCap } from './structured-output.js';
 import type { PreparedGeneration } from './choice-runner.js';
 
 export type ResponseStatus = 'completed' | 'incomplete' | 'cancelled';
@@ -69,7 +70,7 @@ export class ResponseEvents {
         total_tokens: inputTokens + outputTokens,
       },
       finish_reason: done?.finishReason ?? 'abort',
-      cap: capObject(this.prep.plan, [done?.report ?? null], done?.dropped ?? null),
+      cap: capObject(this.prep.plan, [done?.report ?? null], done?.dropped ?? null, constraintCap(this.prep.constraint, [done?.constraint])),
     };
   }
 

@@ -6,11 +6,8 @@ import { ApiError } from './errors.js';
  * learns that the feature is missing rather than misspelled.
  */
 const UNSUPPORTED_TOP_LEVEL = [
-  'tools',
-  'tool_choice',
   'functions',
   'function_call',
-  'parallel_tool_calls',
   'audio',
   'modalities',
   'prediction',
@@ -31,7 +28,7 @@ const UNSUPPORTED_TOP_LEVEL = [
   'use_beam_search',
 ] as const;
 
-const UNSUPPORTED_MESSAGE_KEYS = ['tool_calls', 'function_call', 'tool_call_id', 'name', 'audio', 'refusal'] as const;
+const UNSUPPORTED_MESSAGE_KEYS = ['function_call', 'audio', 'refusal'] as const;
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
@@ -45,7 +42,7 @@ function checkMessages(messages: unknown): void {
   if (!Array.isArray(messages)) return;
   messages.forEach((message: unknown, i) => {
     if (!isObject(message)) return;
-    if (message['role'] === 'tool' || message['role'] === 'function') {
+    if (message['role'] === 'function') {
       throw unsupported(`messages[${i}].role`, `Role '${String(message['role'])}' (tool calling)`);
     }
     for (const key of UNSUPPORTED_MESSAGE_KEYS) {
@@ -63,16 +60,19 @@ function checkMessages(messages: unknown): void {
   });
 }
 
-/** Throws a 400 naming the first unsupported parameter found in a chat or completions body. */
-export function rejectUnsupported(body: Record<string, unknown>, kind: 'chat' | 'completion'): void {
+/** Tool calling is implemented on chat completions only. */
+const TOOL_PARAMS = ['tools', 'tool_choice', 'parallel_tool_calls'] as const;
+
+/**
+ * Throws a 400 naming the first unsupported parameter found in a chat or
+ * completions body, or a websocket response.create event ('response').
+ */
+export function rejectUnsupported(body: Record<string, unknown>, kind: 'chat' | 'completion' | 'response'): void {
   for (const key of UNSUPPORTED_TOP_LEVEL) {
     if (key in body && body[key] !== null) throw unsupported(key);
   }
-  const format = body['response_format'];
-  if (isObject(format) && format['type'] !== 'text' && format['type'] !== undefined) {
-    throw unsupported('response_format.type', `response_format type '${String(format['type'])}'`);
-  }
-  if (kind === 'chat') {
+  if (kind !== 'chat') for (const key of TOOL_PARAMS) if (key in body && body[key] !== null) throw unsupported(key);
+  if (kind !== 'completion') {
     checkMessages(body['messages']);
     return;
   }

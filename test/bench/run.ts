@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createModel } from '../../src/model/create/create-model.js';
 import type { EngineBenchResult } from './engine-bench.js';
+import type { GrammarBenchResult } from './grammar-bench.js';
 import type { LoadResult } from './load-bench.js';
 import type { MachineInfo } from './machine.js';
 import type { FidelityResult } from './policy-fidelity-bench.js';
@@ -169,6 +170,17 @@ async function main(): Promise<void> {
     );
   }
 
+  // Constrained decoding: the grammar's time per token against the fp32 forward step (the issue's bar: 10% at batch 1).
+  const grammar = runJson<GrammarBenchResult>('grammar-bench.js', ['--model', dense, '--steps', quick ? '16' : '64', '--threads', threads]);
+  const fp32Step = engine.find((e) => e.dtype === 'fp32')?.decodeStepMs.p50 ?? null;
+  if (ok(grammar)) {
+    log(
+      `grammar: ${f(grammar.grammarMsPerTokenWarm, 3)} ms/token warm, ${f(grammar.grammarMsPerTokenCold, 3)} cold (${grammar.automatonStates} states)` +
+        (fp32Step !== null ? `, ${f((100 * grammar.grammarMsPerTokenWarm) / fp32Step, 1)}% / ${f((100 * grammar.grammarMsPerTokenCold) / fp32Step, 1)}% of the fp32 decode step` : '') +
+        `; served ITL p50 constrained/unconstrained ${f(grammar.itlRatioWarm, 2)}x`,
+    );
+  }
+
   const load = runJson<LoadResult>('load-bench.js', ['--model', dense, '--clients', quick ? '16' : '64', '--max-tokens', quick ? '16' : '64', '--threads', threads]);
   if (ok(load)) {
     log(
@@ -184,7 +196,7 @@ async function main(): Promise<void> {
 
   const { ruler, rulerSkipped } = runRuler(values);
 
-  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, load, fidelity, latency, compression, moe, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
+  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, grammar, load, fidelity, latency, compression, moe, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
   writeFileSync(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
   const charts: string[] = [];
@@ -253,6 +265,12 @@ async function main(): Promise<void> {
     ``,
     fp32 && int8 ? `int8 decode / fp32 decode: ${f(int8.decodeTokensPerSecond / fp32.decodeTokensPerSecond, 2)}x. ` : '',
     `Overhead per token = served inter-token p50 (worker, scheduler, sampling, detokenization, messaging) minus the in-process forward p50.`,
+    ``,
+    ok(grammar)
+      ? `Constrained decoding (a JSON array of free strings, the widest masks; batch 1, temperature 1): grammar time ${f(grammar.grammarMsPerTokenWarm, 3)} ms/token warm, ${f(grammar.grammarMsPerTokenCold, 3)} ms/token cold` +
+        (fp32Step !== null ? ` (${f((100 * grammar.grammarMsPerTokenWarm) / fp32Step, 1)}% / ${f((100 * grammar.grammarMsPerTokenCold) / fp32Step, 1)}% of the fp32 decode step)` : '') +
+        `; served ITL p50 constrained / unconstrained ${f(grammar.itlRatioWarm, 2)}x warm, ${f(grammar.itlRatioCold, 2)}x cold.`
+      : `grammar bench: ${grammar.error}`,
     ``,
     `## Serving load`,
     ``,

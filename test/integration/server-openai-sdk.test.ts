@@ -173,11 +173,11 @@ test('errors surface as the SDK APIError subclasses with status, code and param'
   await expectError(() => client.chat.completions.create({ model: 'gpt-4o', messages }), OpenAI.NotFoundError, 404, 'model_not_found', 'model');
   await expectError(() => client.chat.completions.create({ model: MODEL, messages, temperature: 5 }), OpenAI.BadRequestError, 400, 'invalid_request', 'temperature');
   await expectError(
-    () => client.chat.completions.create({ model: MODEL, messages, tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }),
+    () => client.chat.completions.create({ model: MODEL, messages, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', format: 'date' } } } }),
     OpenAI.BadRequestError,
     400,
-    'unsupported_parameter',
-    'tools',
+    'invalid_request',
+    'response_format.json_schema.schema.format',
   );
   await expectError(
     () => client.completions.create({ model: MODEL, prompt: 'word '.repeat(600) }),

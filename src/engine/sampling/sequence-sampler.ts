@@ -11,6 +11,7 @@ import { computeLogprobs } from './logprobs.js';
 import { createRng, type Rng } from './rng.js';
 import { type SamplingScratch, sharedScratch } from './scratch.js';
 import { TokenHistory } from './token-history.js';
+import type { GrammarMatcher } from '../grammar/matcher.js';
 import { drawCategorical, truncate, type TruncationParams } from './truncation.js';
 
 export interface SampleResult {
@@ -25,8 +26,11 @@ export interface SampleResult {
  * Turns one sequence's logits into its next token:
  *   logit_bias -> repetition, presence, frequency penalties
  *   -> temperature 0 (below 1e-5, as vLLM): argmax (ties: lowest id)
+ *   -> grammar mask (response_format, tools: tokens that cannot continue a valid
+ *      document are -Infinity, EOS only where the document is complete)
  *   -> otherwise temperature -> top-k -> top-p -> min-p -> seeded draw.
- * Records each chosen token in its own history, so penalties see it next step.
+ * Records each chosen token in its own history, so penalties see it next step,
+ * and advances the grammar past it.
  *
  * Logprobs are the model's raw distribution: log_softmax of the logits exactly
  * as passed in, before bias, penalties, temperature or truncation. This is
@@ -48,8 +52,11 @@ export class SequenceSampler {
   readonly #seed: number | null;
   #rng: Rng | null = null;
   readonly #scratch: SamplingScratch;
+  readonly #maxTokens: number;
+  /** The request's grammar, when its output is constrained. */
+  readonly constraint: GrammarMatcher | null;
 
-  constructor(params: SamplingParams, vocabSize: number, promptTokens: readonly number[]) {
+  constructor(params: SamplingParams, vocabSize: number, promptTokens: readonly number[], constraint: GrammarMatcher | null = null) {
     checkSamplingParams(params);
     this.vocabSize = vocabSize;
     this.history = new TokenHistory(vocabSize, promptTokens);
@@ -71,6 +78,8 @@ export class SequenceSampler {
     this.#topLogprobs = params.logprobs;
     this.#seed = params.seed;
     this.#scratch = sharedScratch(vocabSize);
+    this.#maxTokens = params.maxTokens;
+    this.constraint = constraint;
   }
 
   sample(logits: Float32Array): SampleResult {
@@ -82,7 +91,10 @@ export class SequenceSampler {
     work.set(logits);
     checkLogits(work);
     for (let i = 0; i < this.#processors.length; i++) this.#processors[i]?.apply(work);
-    if (this.#processors.length > 0) checkSampleable(work);
+    const constraint = this.constraint;
+    // Tokens left including this one: the grammar keeps a complete document within reach of them.
+    if (constraint !== null) constraint.apply(work, this.#maxTokens - this.history.generatedLength);
+    if (this.#processors.length > 0 || constraint !== null) checkSampleable(work, constraint !== null);
 
     let tokenId: number;
     if (this.#truncation === null) {
@@ -102,6 +114,7 @@ export class SequenceSampler {
       topLogprobs = lp.topLogprobs;
     }
     this.history.record(tokenId);
+    constraint?.accept(tokenId);
     return { tokenId, logprob, topLogprobs };
   }
 }
@@ -127,8 +140,9 @@ function checkLogits(logits: Float32Array): void {
  * request's own processors, the request made sampling impossible: the client's
  * error (400 naming logit_bias), not the engine's.
  */
-function checkSampleable(work: Float32Array): void {
+function checkSampleable(work: Float32Array, constrained: boolean): void {
   for (let i = 0; i < work.length; i++) if ((work[i] ?? -Infinity) > -Infinity) return;
+  if (constrained) throw new EngineError('invalid_request', 'logit_bias bans every token the response format allows here: nothing can be sampled', { param: 'logit_bias' });
   throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { param: 'logit_bias' });
 }
 

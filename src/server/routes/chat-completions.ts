@@ -15,6 +15,8 @@ import { checkVocabulary } from '../vocabulary-check.js';
 import { SseStream } from '../sse.js';
 import { rejectUnsupported } from '../unsupported-params.js';
 import { compileValidator } from '../validate-request.js';
+import { constraintCap, responseFormatConstraint } from '../structured-output.js';
+import { parseToolCalls, ToolCallStream, toolsConstraint, toolsSetup, wireToolCalls } from '../tools.js';
 
 const validate = compileValidator(ChatCompletionRequestSchema);
 
@@ -39,6 +41,9 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const card = resolveModel(ctx.engine, body.model);
     checkVocabulary(body, card);
     const maxParam = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
+    const tools = toolsSetup(body, card);
+    // A forced call (required, or a named function) is a grammar; otherwise response_format may be one.
+    const constraint = (tools === null ? null : toolsConstraint(tools)) ?? responseFormatConstraint(body.response_format);
     refuseIfCannotFit(ctx, {
       headers: request.headers,
       cap: body.cap,
@@ -51,7 +56,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const plan = await planGeneration(ctx, {
       headers: request.headers,
       cap: body.cap,
-      prompt: await chatPrompt(ctx.engine, card, body.messages),
+      prompt: await chatPrompt(ctx.engine, card, body.messages, tools),
       card,
       requestedMaxTokens: body.max_completion_tokens ?? body.max_tokens,
       maxParam,
@@ -67,6 +72,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       n: body.n ?? 1,
       samplingFor: (index) => toSamplingParams(body, { maxTokens, logprobs, index }),
       arrivedAt,
+      constraint,
     });
     const lifecycle = startLifecycle(ctx, httpClose(reply.raw));
     let handedToShadow = false;
@@ -82,15 +88,39 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
           ...(includeUsage ? { usage: null } : {}),
           ...extra,
         });
+        // Tool calls are cut out of the content as they complete and sent as tool_calls deltas.
+        const streams = prep.requests.map(() => (tools === null ? null : new ToolCallStream(tools.format)));
+        const callsSent = prep.requests.map(() => 0);
+        const delta = (index: number, text: string, final: boolean): Record<string, unknown> | null => {
+          const s = streams[index];
+          if (s === null || s === undefined) return text === '' ? null : { content: text };
+          const a = s.push(text);
+          const b = final ? s.flush() : { content: '', calls: [] };
+          const content = a.content + b.content;
+          const calls = [...a.calls, ...b.calls];
+          const first = callsSent[index] ?? 0;
+          callsSent[index] = first + calls.length;
+          if (content === '' && calls.length === 0) return null;
+          return {
+            ...(content !== '' ? { content } : {}),
+            ...(calls.length > 0 ? { tool_calls: wireToolCalls(calls).map((c, k) => ({ index: first + k, ...c })) } : {}),
+          };
+        };
         const format: StreamFormat = {
           start: (index) => chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
-          token: (index, event) =>
-            event.text === '' && logprobs === null
-              ? null
-              : chunk([{ index, delta: { content: event.text }, logprobs: logprobs === null ? null : { content: [chatLogprob(event)], refusal: null }, finish_reason: null }]),
-          trailingText: (index, text) => chunk([{ index, delta: { content: text }, logprobs: null, finish_reason: null }]),
-          finish: (index, done) =>
-            chunk([{ index, delta: {}, logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(plan, [done.report], done.dropped) }),
+          token: (index, event) => {
+            const d = delta(index, event.text, false);
+            if (d === null && logprobs === null) return null;
+            return chunk([{ index, delta: d ?? {}, logprobs: logprobs === null ? null : { content: [chatLogprob(event)], refusal: null }, finish_reason: null }]);
+          },
+          trailingText: (index, text) => chunk([{ index, delta: delta(index, text, false) ?? {}, logprobs: null, finish_reason: null }]),
+          finish: (index, done) => {
+            const d = delta(index, '', true);
+            const reason = (callsSent[index] ?? 0) > 0 && done.finishReason === 'stop' ? 'tool_calls' : done.finishReason;
+            return chunk([{ index, delta: d ?? {}, logprobs: null, finish_reason: reason, stop_reason: done.stopReason }], {
+              cap: capObject(plan, [done.report], done.dropped, constraintCap(constraint, [done.constraint])),
+            });
+          },
           usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens) }),
         };
         const sse = new SseStream(reply.raw, () => reply.hijack());
@@ -111,15 +141,25 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
         object: 'chat.completion',
         created,
         model: card.id,
-        choices: choices.map((c, index) => ({
-          index,
-          message: { role: 'assistant', content: c.text, refusal: null },
-          logprobs: logprobs === null ? null : { content: c.tokens.map((t) => chatLogprob(t.event)), refusal: null },
-          finish_reason: c.done?.finishReason ?? 'abort',
-          stop_reason: c.done?.stopReason ?? null,
-        })),
+        choices: choices.map((c, index) => {
+          const parsed = tools === null ? null : parseToolCalls(c.text, tools.format);
+          const called = parsed !== null && parsed.calls.length > 0;
+          const reason = c.done?.finishReason ?? 'abort';
+          return {
+            index,
+            message: called ? { role: 'assistant', content: parsed.content, tool_calls: wireToolCalls(parsed.calls), refusal: null } : { role: 'assistant', content: c.text, refusal: null },
+            logprobs: logprobs === null ? null : { content: c.tokens.map((t) => chatLogprob(t.event)), refusal: null },
+            finish_reason: called && reason === 'stop' ? 'tool_calls' : reason,
+            stop_reason: c.done?.stopReason ?? null,
+          };
+        }),
         usage: totalUsage(prep, completionTokens),
-        cap: capObject(plan, choices.map((c) => c.done?.report ?? null), choices[0]?.done?.dropped ?? null),
+        cap: capObject(
+          plan,
+          choices.map((c) => c.done?.report ?? null),
+          choices[0]?.done?.dropped ?? null,
+          constraintCap(constraint, choices.map((c) => c.done?.constraint)),
+        ),
       };
     } finally {
       lifecycle.finish();

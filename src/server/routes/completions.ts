@@ -16,6 +16,7 @@ import { checkVocabulary } from '../vocabulary-check.js';
 import { SseStream } from '../sse.js';
 import { rejectUnsupported } from '../unsupported-params.js';
 import { compileValidator } from '../validate-request.js';
+import { constraintCap, responseFormatConstraint } from '../structured-output.js';
 
 const validate = compileValidator(CompletionRequestSchema);
 
@@ -63,6 +64,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     if (first === undefined) throw new ApiError('invalid_request', 'The prompt list is empty.', { param: 'prompt' });
     const { policy } = first.plan;
     const partOf = (index: number): (typeof parts)[number] => parts[Math.floor(index / n)] ?? first;
+    const constraint = responseFormatConstraint(body.response_format);
     const preps = parts.map(({ plan }, p) =>
       prepareGeneration(ctx, {
         id: parts.length === 1 ? id : `${id}-p${p}`,
@@ -71,6 +73,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
         n,
         samplingFor: (index) => toSamplingParams(body, { maxTokens: plan.maxTokens, logprobs, index }),
         arrivedAt,
+        constraint,
       }),
     );
     const prep = mergePrepared(preps);
@@ -128,7 +131,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
               : chunk([{ index, text: event.text, logprobs: logprobs === null ? null : tokenLogprobs(index, event, offset), finish_reason: null }]),
           trailingText: (index, text) => chunk([{ index, text, logprobs: null, finish_reason: null }]),
           finish: (index, done) =>
-            chunk([{ index, text: '', logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(partOf(index).plan, [done.report], done.dropped) }),
+            chunk([{ index, text: '', logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(partOf(index).plan, [done.report], done.dropped, constraintCap(constraint, [done.constraint])) }),
           usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens) }),
         };
         const sse = new SseStream(reply.raw, () => reply.hijack());
@@ -158,7 +161,12 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
           return { index, text: partOf(index).echoText + c.text, logprobs: withEcho(index, lp), finish_reason: c.done?.finishReason ?? 'abort', stop_reason: c.done?.stopReason ?? null };
         }),
         usage: totalUsage(prep, completionTokens),
-        cap: capObject(first.plan, choices.map((c) => c.done?.report ?? null), choices[0]?.done?.dropped ?? null),
+        cap: capObject(
+          first.plan,
+          choices.map((c) => c.done?.report ?? null),
+          choices[0]?.done?.dropped ?? null,
+          constraintCap(constraint, choices.map((c) => c.done?.constraint)),
+        ),
       };
     } finally {
       lifecycle.finish();

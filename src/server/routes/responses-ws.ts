@@ -97,7 +97,7 @@ class ResponsesSession {
 
   private async prepare(event: unknown): Promise<PreparedGeneration> {
     const arrivedAt = performance.now();
-    rejectUnsupported(event as Record<string, unknown>, 'chat');
+    rejectUnsupported(event as Record<string, unknown>, 'response');
     const body = validateCreate(event);
     ensureReady(this.ctx);
     const card = resolveModel(this.ctx.engine, body.model);

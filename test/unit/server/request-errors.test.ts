@@ -79,19 +79,12 @@ test('null means "not given", as in OpenAI', async (t) => {
 test('unsupported OpenAI features: 400 unsupported_parameter naming them', async (t) => {
   const { app } = makeApp(t);
   const cases: [Record<string, unknown>, string][] = [
-    [{ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
-    [{ tool_choice: 'auto' }, 'tool_choice'],
     [{ functions: [] }, 'functions'],
     [{ function_call: 'none' }, 'function_call'],
-    [{ parallel_tool_calls: false }, 'parallel_tool_calls'],
-    [{ response_format: { type: 'json_schema', json_schema: {} } }, 'response_format.type'],
-    [{ response_format: { type: 'json_object' } }, 'response_format.type'],
     [{ audio: {} }, 'audio'],
     [{ modalities: ['text'] }, 'modalities'],
     [{ guided_json: {} }, 'guided_json'],
-    [{ messages: [{ role: 'tool', content: 'x', tool_call_id: 'a' }] }, 'messages[0].role'],
-    [{ messages: [{ role: 'assistant', content: 'x', tool_calls: [] }] }, 'messages[0].tool_calls'],
-    [{ messages: [{ role: 'user', content: 'x', name: 'bob' }] }, 'messages[0].name'],
+    [{ messages: [{ role: 'function', content: 'x', name: 'f' }] }, 'messages[0].role'],
     [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages[0].content[0].type'],
   ];
   for (const [extra, param] of cases) {
@@ -103,6 +96,31 @@ test('unsupported OpenAI features: 400 unsupported_parameter naming them', async
   }
   const text = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ response_format: { type: 'text' } }) });
   assert.equal(text.statusCode, 200);
+  // Tool calling is a chat feature: completions name it as unsupported.
+  for (const [key, value] of [['tools', []], ['tool_choice', 'auto'], ['parallel_tool_calls', false]] as const) {
+    const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', [key]: value } });
+    assert.equal(res.statusCode, 400);
+    assert.equal(res.json().error.code, 'unsupported_parameter');
+    assert.equal(res.json().error.param, key);
+  }
+});
+
+test('response_format and tools: malformed ones are 400s naming the parameter', async (t) => {
+  const { app } = makeApp(t);
+  const cases: [Record<string, unknown>, string][] = [
+    [{ response_format: { type: 'json_schema', json_schema: {} } }, 'response_format'],
+    [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a+' } } } }, 'response_format.json_schema.schema.pattern'],
+    [{ tool_choice: 'auto' }, 'tool_choice'],
+    [{ tools: [{ type: 'function', function: { name: 'f' } }, { type: 'function', function: { name: 'f' } }] }, 'tools[1].function.name'],
+    [{ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }, 'tool_choice.function.name'],
+    [{ messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{not json' } }] }] }, 'messages[0].tool_calls[0].function.arguments'],
+  ];
+  for (const [extra, param] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT(extra) });
+    assert.equal(res.statusCode, 400, JSON.stringify(extra));
+    assert.equal(res.json().error.type, 'invalid_request_error');
+    assert.ok(String(res.json().error.param).startsWith(param), `${JSON.stringify(extra)}: ${res.json().error.param} / ${res.json().error.message}`);
+  }
 });
 
 test('unknown parameters: 400 unknown_parameter, top-level and nested', async (t) => {
@@ -219,7 +237,7 @@ test('policy: allowRequestOverride limits what a request may name (400 policy_no
 
 test('errors are counted in capserve_request_errors_total by code', async (t) => {
   const { app } = makeApp(t);
-  await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ tools: [] }) });
+  await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ functions: [] }) });
   await app.inject({ method: 'GET', url: '/nope' });
   const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
   assert.match(text, /capserve_request_errors_total\{policy="full",code="unsupported_parameter"\} 1/);

@@ -180,3 +180,27 @@ test('a logit_bias that bans every token is the request\'s error (invalid_reques
     (err: unknown) => err instanceof EngineError && err.code === 'invalid_request' && err.param === 'logit_bias',
   );
 });
+
+test('a grammar constraint masks the logits: greedy and seeded draws only ever take allowed tokens, EOS only when complete', async () => {
+  const { GrammarAutomaton } = await import('../../../../src/engine/grammar/automaton.js');
+  const { GrammarMatcher } = await import('../../../../src/engine/grammar/matcher.js');
+  const { TokenTrie } = await import('../../../../src/engine/grammar/token-trie.js');
+  const { grammarFromJsonSchema } = await import('../../../../src/engine/grammar/json-schema.js');
+  // Tokens 0..255 are bytes, 256 is EOS.
+  const bytes = [...Array.from({ length: 256 }, (_, b) => Uint8Array.of(b)), null];
+  const trie = new TokenTrie(bytes, 257);
+  const automaton = new GrammarAutomaton(grammarFromJsonSchema({ enum: ['yes', 'no'] }), trie);
+  for (const temperature of [0, 1]) {
+    for (let seed = 0; seed < 20; seed++) {
+      const s = new SequenceSampler(params({ temperature, seed, maxTokens: 10 }), 257, [], new GrammarMatcher(automaton, new Set([256])));
+      let text = '';
+      for (let step = 0; step < 10; step++) {
+        const id = s.sample(randomLogits(257, seed * 31 + step)).tokenId;
+        if (id === 256) break;
+        text += String.fromCharCode(id);
+        if (s.constraint?.finished) break;
+      }
+      assert.ok(['"yes"', '"no"'].includes(text), text);
+    }
+  }
+});

@@ -1,0 +1,133 @@
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { Template } from '@huggingface/jinja';
+import { GrammarAutomaton, DEAD } from '../../../src/engine/grammar/automaton.js';
+import { TokenTrie } from '../../../src/engine/grammar/token-trie.js';
+import type { ModelCard } from '../../../src/engine/types.js';
+import { detectToolFormat } from '../../../src/model/chat-template.js';
+import { formatCall, historyMessages, parseToolCalls, ToolCallStream, toolsConstraint, toolsSetup, type WireTool } from '../../../src/server/tools.js';
+
+const card = (toolCallFormat: ModelCard['toolCallFormat']): ModelCard => ({ id: 'm', contextLength: 512, hasChatTemplate: true, vocabSize: 256, createdAt: 0, toolCallFormat });
+const TOOLS: WireTool[] = [
+  { type: 'function', function: { name: 'add', parameters: { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'integer' } }, required: ['a', 'b'], additionalProperties: false } } },
+  { type: 'function', function: { name: 'now' } },
+];
+const trie = new TokenTrie(Array.from({ length: 256 }, (_, b) => Uint8Array.of(b)), 256);
+
+function accepts(a: GrammarAutomaton, text: string): boolean {
+  let s = a.initial;
+  for (const b of Buffer.from(text)) {
+    s = a.step(s, b);
+    if (s === DEAD) return false;
+  }
+  return a.accepting(s);
+}
+
+test('parseToolCalls: Hermes blocks anywhere, content around them, unparseable blocks stay text', () => {
+  const r = parseToolCalls('Sure.\n<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>\n<tool_call>{"name":"now","arguments":{}}</tool_call>', 'hermes');
+  assert.equal(r.content, 'Sure.');
+  assert.deepEqual(r.calls.map((c) => [c.name, c.arguments]), [['add', '{"a":1,"b":2}'], ['now', '{}']]);
+  assert.notEqual(r.calls[0]?.id, r.calls[1]?.id);
+  assert.deepEqual(parseToolCalls('<tool_call>{oops}</tool_call>', 'hermes'), { content: '<tool_call>{oops}</tool_call>', calls: [] });
+  assert.deepEqual(parseToolCalls('plain text', 'hermes'), { content: 'plain text', calls: [] });
+  // Cut off by max_tokens after a complete JSON object: still a call.
+  assert.equal(parseToolCalls('<tool_call>\n{"name": "now", "arguments": {}}', 'hermes').calls.length, 1);
+});
+
+test('parseToolCalls: Llama 3 JSON and Mistral [TOOL_CALLS]', () => {
+  const l = parseToolCalls('<|python_tag|>{"name": "add", "parameters": {"a": 1, "b": 2}}', 'llama3');
+  assert.deepEqual(l.calls.map((c) => [c.name, c.arguments]), [['add', '{"a":1,"b":2}']]);
+  assert.equal(l.content, null);
+  assert.equal(parseToolCalls('{"name": "add", "parameters": {"a": 1, "b": 2}}; {"name": "now", "parameters": {}}', 'llama3').calls.length, 2);
+  assert.equal(parseToolCalls('The answer is {"x": 1}', 'llama3').calls.length, 0);
+  const m = parseToolCalls('[TOOL_CALLS] [{"name": "add", "arguments": {"a": 1, "b": 2}}, {"name": "now", "arguments": {}}]', 'mistral');
+  assert.deepEqual(m.calls.map((c) => c.name), ['add', 'now']);
+});
+
+test('ToolCallStream: content streams, a partial tag is held, calls come out whole', () => {
+  const s = new ToolCallStream('hermes');
+  const pieces = ['Hi ', 'there <tool', '_call>\n{"name": "now", ', '"arguments": {}}\n</tool_', 'call> bye'];
+  let content = '';
+  const names: string[] = [];
+  for (const p of pieces) {
+    const r = s.push(p);
+    content += r.content;
+    names.push(...r.calls.map((c) => c.name));
+  }
+  const end = s.flush();
+  content += end.content;
+  assert.equal(content, 'Hi there  bye');
+  assert.deepEqual(names, ['now']);
+  const l = new ToolCallStream('llama3');
+  assert.deepEqual(l.push('{"name": "now", '), { content: '', calls: [] });
+  assert.deepEqual(l.push('"parameters": {}}'), { content: '', calls: [] });
+  assert.deepEqual(l.flush().calls.map((c) => c.name), ['now']);
+  const plain = new ToolCallStream('llama3');
+  assert.equal(plain.push('Once upon').content, 'Once upon');
+});
+
+test('forced calls: the grammar accepts exactly well-formed calls to the allowed functions', () => {
+  const required = toolsSetup({ tools: TOOLS, tool_choice: 'required', parallel_tool_calls: false }, card(null));
+  assert.ok(required);
+  assert.equal(required.native, false);
+  const a = new GrammarAutomaton(toolsConstraint(required)?.grammar ?? { rules: [] }, trie);
+  assert.ok(accepts(a, '<tool_call>\n{"name": "add", "arguments": {"a":1,"b":-2}}\n</tool_call>'));
+  assert.ok(accepts(a, '<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>'));
+  assert.ok(!accepts(a, '<tool_call>\n{"name": "add", "arguments": {"a":1}}\n</tool_call>'));
+  assert.ok(!accepts(a, '<tool_call>\n{"name": "sub", "arguments": {}}\n</tool_call>'));
+  assert.ok(!accepts(a, '<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>\n<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>'));
+  const named = toolsSetup({ tools: TOOLS, tool_choice: { type: 'function', function: { name: 'now' } } }, card('hermes'));
+  assert.ok(named?.native);
+  const n = new GrammarAutomaton(toolsConstraint(named as NonNullable<typeof named>)?.grammar ?? { rules: [] }, trie);
+  assert.ok(!accepts(n, '<tool_call>\n{"name": "add", "arguments": {"a":1,"b":2}}\n</tool_call>'));
+  assert.ok(accepts(n, '<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>\n<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>'), 'parallel by default');
+  const llama = toolsSetup({ tools: TOOLS, tool_choice: 'required' }, card('llama3'));
+  const la = new GrammarAutomaton(toolsConstraint(llama as NonNullable<typeof llama>)?.grammar ?? { rules: [] }, trie);
+  assert.ok(accepts(la, '{"name": "now", "parameters": {}}'));
+  const mistral = toolsSetup({ tools: TOOLS, tool_choice: 'required' }, card('mistral'));
+  const ma = new GrammarAutomaton(toolsConstraint(mistral as NonNullable<typeof mistral>)?.grammar ?? { rules: [] }, trie);
+  assert.ok(accepts(ma, '[{"name": "now", "arguments": {}}, {"name": "add", "arguments": {"a":1,"b":2}}]'));
+  assert.equal(toolsSetup({ tools: TOOLS, tool_choice: 'none' }, card(null)), null);
+  assert.equal(toolsConstraint(toolsSetup({ tools: TOOLS }, card(null)) as NonNullable<ReturnType<typeof toolsSetup>>), null, 'auto is not forced');
+});
+
+test('history: without template support, tools become a system message and calls / results Hermes text', () => {
+  const setup = toolsSetup({ tools: TOOLS, tool_choice: 'auto' }, card(null));
+  const msgs = historyMessages(
+    [
+      { role: 'system', content: 'Be brief.', toolCalls: null, toolCallId: null, index: 0 },
+      { role: 'user', content: 'add 1 2', toolCalls: null, toolCallId: null, index: 1 },
+      { role: 'assistant', content: '', toolCalls: [{ id: 'c1', type: 'function', function: { name: 'add', arguments: '{"a":1,"b":2}' } }], toolCallId: null, index: 2 },
+      { role: 'tool', content: '3', toolCalls: null, toolCallId: 'c1', index: 3 },
+    ],
+    setup,
+  );
+  assert.equal(msgs[0]?.role, 'system');
+  assert.match(msgs[0]?.content ?? '', /^Be brief\.\n\nFunctions you can call:\n\{"name":"add"/);
+  assert.equal(msgs[2]?.content, formatCall('hermes', 'add', { a: 1, b: 2 }));
+  assert.deepEqual(msgs[3], { role: 'user', content: '<tool_response>\n3\n</tool_response>' });
+});
+
+test('history: a template with tool support gets tools, tool_calls (arguments as objects) and tool turns as transformers passes them', () => {
+  // A Qwen 2.5-style template, cut down.
+  const source =
+    "{%- if tools %}{{- '<tools>' }}{%- for tool in tools %}{{- tool.function.name }}{%- endfor %}{{- '</tools>\\n' }}{%- endif %}" +
+    "{%- for message in messages %}{%- if message.role == 'assistant' and message.tool_calls %}{%- for tc in message.tool_calls %}{{- '<tool_call>' + tc.function.name + ':' + (tc.function.arguments | tojson) + '</tool_call>\\n' }}{%- endfor %}" +
+    "{%- elif message.role == 'tool' %}{{- '<tool_response>' + message.content + '</tool_response>\\n' }}{%- else %}{{- message.role + ': ' + message.content + '\\n' }}{%- endif %}{%- endfor %}";
+  assert.equal(detectToolFormat(source), 'hermes');
+  assert.equal(detectToolFormat("{{ messages[0].content }}"), null);
+  assert.equal(detectToolFormat("{% if tools %}[AVAILABLE_TOOLS]{% endif %}[TOOL_CALLS]"), 'mistral');
+  assert.equal(detectToolFormat("{% if tools %}<|python_tag|>{% endif %}"), 'llama3');
+  const setup = toolsSetup({ tools: TOOLS }, card('hermes'));
+  assert.ok(setup?.native);
+  const msgs = historyMessages(
+    [
+      { role: 'user', content: 'add', toolCalls: null, toolCallId: null, index: 0 },
+      { role: 'assistant', content: '', toolCalls: [{ id: 'c1', type: 'function', function: { name: 'add', arguments: '{"a":1,"b":2}' } }], toolCallId: null, index: 1 },
+      { role: 'tool', content: '3', toolCalls: null, toolCallId: 'c1', index: 2 },
+    ],
+    setup,
+  );
+  const text = new Template(source).render({ messages: msgs, tools: TOOLS });
+  assert.equal(text, '<tools>addnow</tools>\nuser: add\n<tool_call>add:{"a": 1, "b": 2}</tool_call>\n<tool_response>3</tool_response>\n');
+});
