@@ -25,6 +25,8 @@ const { values } = parseArgs({
     text: { type: 'string', default: join(root, '../shared/data/text') },
     'text-share': { type: 'string', default: '0.15' },
     'min-length': { type: 'string' },
+    /** Task weights, e.g. "passkey:3,niah-single:3,niah-multikey:3"; default: the mix below. */
+    mix: { type: 'string' },
   },
 });
 const L = Number(values.length);
@@ -36,7 +38,9 @@ const count = (s) => tok.encode(s, { addSpecialTokens: false }).length;
 const texts = readdirSync(values.text).filter((f) => f.endsWith('.txt') && readFileSync(join(values.text, f)).length > 100_000).sort();
 const haystacks = texts.map((f) => Haystack.fromText(readFileSync(join(values.text, f), 'utf8'), count));
 // Task mix: retrieval tasks dominate; multi-value, multi-query and variable tracking are rarer.
-const mix = [['passkey', 3], ['niah-single', 3], ['niah-multikey', 3], ['niah-multivalue', 1], ['niah-multiquery', 1], ['vt', 1]];
+const mix = values.mix
+  ? values.mix.split(',').map((s) => { const [t, w] = s.split(':'); return [t, Number(w)]; })
+  : [['passkey', 3], ['niah-single', 3], ['niah-multikey', 3], ['niah-multivalue', 1], ['niah-multiquery', 1], ['vt', 1]];
 const mixTotal = mix.reduce((a, [, w]) => a + w, 0);
 const rng = new Rng(seed, 0x7a1);
 const ids = new Int16Array(N * L);

@@ -29,4 +29,12 @@ stage s2 s1 --data "$DATA" --threads 2 --lr 2e-3 --warmup 10 --answer-weight 5 -
   --phases 512:800:4096 --seed 8 --save-every 25 --stop-after 450
 # 3. Tasks at 1,000-2,048 tokens.
 stage s3 s2 --data "$DATA" --threads 2 --lr 1.5e-3 --warmup 10 --answer-weight 5 --text-weight 0.5 \
-  --phases 2048:300:4096 --seed 9 --save-every 20 --stop-after STOP3
+  --phases 2048:300:4096 --seed 9 --save-every 20 --stop-after 120
+# 4. Tasks at 4,000-8,192 tokens, one row per step (query blocks of 2,048 recomputed in backward).
+stage s4 s3 --data "$DATA" --threads 2 --lr 1e-3 --warmup 5 --answer-weight 5 --text-weight 0.5 --q-chunk 2048 \
+  --phases 8192:100:8192 --seed 10 --save-every 5
+# The fixture is s4's export: config.json, model.safetensors, generation_config.json and the tokenizer files.
+mkdir -p test/fixtures/models/longctx
+for f in config.json generation_config.json model.safetensors tokenizer.json tokenizer_config.json special_tokens_map.json; do
+  cp "$WORK/s4/$f" test/fixtures/models/longctx/
+done
