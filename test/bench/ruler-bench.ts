@@ -232,6 +232,7 @@ async function main(): Promise<void> {
         try {
           const r = await runOne(c, request(`${policy.name}-${i}`, e, policy));
           const cmp = compare(fullRuns[i] as Run, r, V);
+          if (values.show) process.stderr.write(`${policy.name} ${e.item.task} depth ${e.item.depth.toFixed(2)}: expected ${e.item.answers.join(',')} got ${JSON.stringify(r.text)}\n`);
           measures.push({ score: scoreCompletion(e.item, r.text), ttftMs: r.ttftMs, decodeMsPerToken: r.decodeMsPerToken, peakKvBytes: r.peakKvBytes, finalKvBytes: r.finalKvBytes, kl: cmp.kl, top1: cmp.top1, comparedSteps: cmp.steps, kept: r.kept });
         } catch (err) {
           process.stderr.write(`${policy.name} item ${i}: ${err instanceof Error ? err.message : String(err)}\n`);
