@@ -14,7 +14,8 @@ import { EngineCore } from './engine-core.js';
 import type { ModelRunner } from '../runtime/model-runner.js';
 import { openMoeRunner, parseEdgeMoeParams } from '../runtime/moe-runner-factory.js';
 import { resolveEdgeMoe } from '../policies/expert-offload/edgemoe.js';
-import { ModelScorer, tokenizerMismatch } from '../policies/compression/scorer.js';
+import { tokenizerMismatch } from '../policies/compression/scorer.js';
+import { ModelScorer } from './model-scorer.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
 if (!parentPort) throw new Error('worker-main.ts must run as a worker thread');

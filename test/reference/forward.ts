@@ -179,8 +179,24 @@ function loadMoe(spec: ModelSpec, weights: WeightSource, layer: number): SparseM
   };
 }
 
+/**
+ * A restriction of attention for one layer at one step, written by a test from
+ * a method's paper (A-shape, Quest's page selection): given the step's
+ * post-RoPE query [numHeads * headDim] and every cached post-RoPE key so far
+ * (one [numKvHeads * headDim] row per position, the current one last), which
+ * keys each KV head's queries may read; null: all of them (causal).
+ */
+export type AttentionRule = (step: {
+  readonly layer: number;
+  readonly pos: number;
+  readonly query: Float64Array;
+  readonly keys: readonly Float64Array[];
+}) => ((kvHead: number, keyPos: number) => boolean) | null;
+
 /** A float64 model with a KV cache: feed tokens, get the logits at each fed position. */
 export class ReferenceModel {
+  /** Applied to every position fed while set. */
+  attentionRule: AttentionRule | null = null;
   private readonly embed: Float64Array;
   private readonly lmHead: Float64Array;
   private readonly finalNorm: Float64Array;
@@ -246,7 +262,7 @@ export class ReferenceModel {
     const first = s.slidingWindow === null ? 0 : Math.max(0, pos - s.slidingWindow + 1);
     const routing: Routing[] = [];
 
-    for (const layer of this.layers) {
+    for (const [li, layer] of this.layers.entries()) {
       const xn = rmsNorm(x, layer.inputNorm, s.rmsNormEps);
       const q = matvec(layer.q, xn);
       const k = matvec(layer.k, xn);
@@ -255,6 +271,7 @@ export class ReferenceModel {
       applyRope(k, numKvHeads, headDim, cos, sin);
       layer.keys.push(k);
       layer.values.push(v);
+      const allow = this.attentionRule?.({ layer: li, pos, query: q, keys: layer.keys }) ?? null;
 
       const attn = new Float64Array(numHeads * headDim);
       const scores = new Float64Array(pos + 1 - first);
@@ -266,7 +283,7 @@ export class ReferenceModel {
           const kj = layer.keys[j]!;
           let dot = 0;
           for (let d = 0; d < headDim; d++) dot += q[qOff + d]! * kj[kvOff + d]!;
-          const sc = dot * scale;
+          const sc = allow === null || allow(Math.floor(hq / group), j) ? dot * scale : -Infinity;
           scores[j - first] = sc;
           if (sc > max) max = sc;
         }
