@@ -162,7 +162,7 @@ export class EngineCore {
         const variant = runtime.variant(phase);
         if (!this.runners.has(variant)) {
           throw new EngineError('invalid_request', `policy ${request.policy} needs the ${VARIANT_LABEL[variant]} graph, which this model (${this.spec.architecture}) does not have`, {
-            param: 'cap.policy',
+            field: 'policy',
           });
         }
       }
@@ -172,7 +172,7 @@ export class EngineCore {
         throw new EngineError(
           'invalid_request',
           `this request needs ${seq.reservation} tokens of KV cache (${bytes} bytes) but the KV budget is ${this.pool.budgetBytes} bytes; lower max_tokens or the prompt`,
-          { param: 'max_tokens' },
+          { field: 'maxTokens' },
         );
       }
       this.byId.set(request.id, seq);

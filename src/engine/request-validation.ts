@@ -24,12 +24,12 @@ export interface RequestMode {
 export function validateRequest(request: GenerateRequest, limits: RequestLimits, mode: RequestMode): void {
   const { vocabSize, contextLength } = limits;
   const n = request.promptTokens.length;
-  if (n === 0) throw new EngineError('invalid_request', 'the prompt is empty (0 tokens)', { param: 'prompt' });
+  if (n === 0) throw new EngineError('invalid_request', 'the prompt is empty (0 tokens)', { field: 'promptTokens' });
   if (!mode.promptMayExceedWindow && !mode.scoring && n >= contextLength) {
     throw new EngineError(
       'context_length_exceeded',
       `This model's maximum context length is ${contextLength} tokens. However, your request has ${n} prompt tokens, leaving no room to generate.`,
-      { param: 'messages' },
+      { field: 'promptLength' },
     );
   }
   for (const id of request.forcedTokens ?? []) {
@@ -39,12 +39,12 @@ export function validateRequest(request: GenerateRequest, limits: RequestLimits,
   }
   for (const id of request.promptTokens) {
     if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
-      throw new EngineError('invalid_request', `token id ${id} is outside the vocabulary [0, ${vocabSize})`, { param: 'prompt' });
+      throw new EngineError('invalid_request', `token id ${id} is outside the vocabulary [0, ${vocabSize})`, { field: 'promptTokens' });
     }
   }
   let banned = 0;
   for (const [id, bias] of request.sampling.logitBias) if (id >= 0 && id < vocabSize && bias <= LOGIT_BIAS_BAN) banned += 1;
   if (banned >= vocabSize) {
-    throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { param: 'logit_bias' });
+    throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { field: 'logitBias' });
   }
 }

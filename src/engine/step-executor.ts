@@ -144,12 +144,12 @@ export class StepExecutor {
 
   private checkShrunkPrompt(seq: Sequence): void {
     const n = seq.prompt.length;
-    if (n === 0) throw new EngineError('invalid_request', 'context compression left an empty prompt', { param: 'cap.policy' });
+    if (n === 0) throw new EngineError('invalid_request', 'context compression left an empty prompt', { field: 'policy' });
     if (n >= this.d.contextLength) {
       throw new EngineError(
         'context_length_exceeded',
         `This model's maximum context length is ${this.d.contextLength} tokens. Your prompt of ${seq.request.promptTokens.length} tokens was compressed to ${n} tokens by ${seq.request.policy}, which still leaves no room to generate.`,
-        { param: 'messages' },
+        { field: 'promptLength' },
       );
     }
   }

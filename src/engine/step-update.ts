@@ -6,7 +6,7 @@
  * no graph; the core drains what it emits.
  */
 import type { ModelSpec } from '../model/spec.js';
-import { EngineError, type EngineErrorCode } from './errors.js';
+import { EngineError, type EngineErrorCode, type RequestField } from './errors.js';
 import { logSoftmaxRow } from './log-softmax.js';
 import { policyReport } from './policy-report.js';
 import { scoreResult } from './scoring.js';
@@ -16,7 +16,7 @@ import type { ScoreResult, TokenEvent } from './types.js';
 export type CoreOutput =
   | { readonly id: string; readonly event: TokenEvent }
   | { readonly id: string; readonly scored: ScoreResult }
-  | { readonly id: string; readonly error: { readonly code: EngineErrorCode; readonly message: string; readonly param: string | null; readonly retryAfterSeconds: number | null } };
+  | { readonly id: string; readonly error: { readonly code: EngineErrorCode; readonly message: string; readonly field: RequestField | null; readonly retryAfterSeconds: number | null } };
 
 export class StepUpdate {
   private out: CoreOutput[] = [];
@@ -139,7 +139,7 @@ export class StepUpdate {
   /** An error for a request id (also for requests refused before they became sequences). */
   fail(id: string, err: unknown): void {
     const e = err instanceof EngineError ? err : new EngineError('engine_failed', err instanceof Error ? err.message : String(err));
-    this.out.push({ id, error: { code: e.code, message: e.message, param: e.param, retryAfterSeconds: e.retryAfterSeconds } });
+    this.out.push({ id, error: { code: e.code, message: e.message, field: e.field, retryAfterSeconds: e.retryAfterSeconds } });
   }
 
   private release(seq: Sequence): void {

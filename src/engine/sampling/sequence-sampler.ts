@@ -129,7 +129,7 @@ function checkLogits(logits: Float32Array): void {
  */
 function checkSampleable(work: Float32Array): void {
   for (let i = 0; i < work.length; i++) if ((work[i] ?? -Infinity) > -Infinity) return;
-  throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { param: 'logit_bias' });
+  throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { field: 'logitBias' });
 }
 
 /** Plain argmax; strict > keeps the lowest id on ties. */

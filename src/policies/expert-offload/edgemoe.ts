@@ -14,7 +14,7 @@ import type { ExpertBits } from '../../model/compile/moe-quantize.js';
 import { PLAIN_REQUEST, typedParams, type ParamIssue, type PolicyParams, type RuntimeNeeds } from '../method-types.js';
 import { PlainRuntime } from '../runtime.js';
 import type { CapProfile } from '../types.js';
-import type { CachePolicy } from './expert-cache.js';
+import type { CachePolicy } from '../../kv/expert-cache.js';
 
 const BitsLiteral = Type.Union([Type.Literal(32), Type.Literal(8), Type.Literal(4), Type.Literal(2)]);
 
