@@ -11,7 +11,7 @@ import { errorLine } from './error-line.js';
 const USAGE = `usage:
   capserve serve [--config FILE] [--model DIR] [--host H] [--port N] [--policy NAME] [--served-model-name NAME] [--set PATH=VALUE ...]
   capserve generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed N] [--dtype fp32|int8|int4] [--chat]
-  capserve model create --arch llama|qwen2|mistral|mixtral|qwen2_moe --preset tiny|small|135m --seed N --out DIR
+  capserve model create --arch llama|qwen2|mistral|mixtral|qwen2_moe|qwen3|qwen3_moe|smollm3|phi3|gemma2|gemma3_text --preset tiny|small|135m --seed N --out DIR
   capserve model inspect DIR
   capserve model compile DIR [--dtype fp32|int8|int4] [--cache-dir DIR]
   capserve bench [--quick] [--out DIR]`;

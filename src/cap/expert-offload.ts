@@ -9,7 +9,7 @@ import type { Policy } from '../policies/registry.js';
 
 /** What the server knows about the served model before it loads. */
 export interface ServedModel {
-  /** Mixture-of-experts (mixtral, qwen2_moe): experts can be offloaded. */
+  /** Mixture-of-experts (mixtral, qwen2_moe, qwen3_moe): experts can be offloaded. */
   readonly moe: boolean;
   /** The expert-offload policy the engine runs (MoE models only); null: dense, or the engine's defaults. */
   readonly expertOffloadPolicy: string | null;

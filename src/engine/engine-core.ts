@@ -12,6 +12,7 @@ import { KvPool } from '../kv/kv-pool.js';
 import { kvBytesPerToken, roundToBlock, SequenceKv, type KvShape } from '../kv/sequence-kv.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
+import { PolicyError } from '../policies/errors.js';
 import { instantiatePolicy } from '../policies/methods.js';
 import type { GraphVariant, PolicyRuntime } from '../policies/runtime.js';
 import type { ModelRunner } from '../runtime/model-runner.js';
@@ -36,7 +37,7 @@ export interface EngineCoreOptions {
   readonly kvBudgetBytes: number;
   readonly contextLength: number;
   readonly prefillChunk: number;
-  /** Graph variants this model has (MoE models have neither). */
+  /** Graph variants this model has (MoE models: the same, run layer by layer, plus the all-resident reference). */
   readonly variants: readonly Exclude<GraphVariant, 'plain'>[];
   /** Opens the compression scorer when it is not the served model (another local model directory). */
   readonly openScorer?: () => Promise<ModelScorer>;
@@ -95,7 +96,7 @@ export class EngineCore {
     this.update = new StepUpdate(spec, options.contextLength, (seq) => this.remove(seq));
     this.executor = new StepExecutor({
       runners: this.runners,
-      inputs: new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow }),
+      inputs: new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows }),
       spec,
       tokenizer,
       contextLength: options.contextLength,
@@ -154,7 +155,7 @@ export class EngineCore {
 
   private enqueue(request: GenerateRequest, scoring: ScoreRequest | null): void {
     try {
-      const runtime = instantiatePolicy(request.servingPolicy, this.spec);
+      const runtime = this.instantiate(request);
       this.validate(request, runtime, scoring !== null);
       const seq = new Sequence(request, runtime, this.spec.vocabSize, this.tokenizer.createDecodeStream({ skipSpecialTokens: true, context: request.promptTokens }), this.spec.eosTokenIds, this.options.contextLength);
       seq.scoring = scoring;
@@ -179,6 +180,16 @@ export class EngineCore {
       this.waiting.push(seq);
     } catch (err) {
       this.update.fail(request.id, err);
+    }
+  }
+
+  /** The request's policy runtime; a method refusing this model (PolicyError) is the request's invalid policy. */
+  private instantiate(request: GenerateRequest): PolicyRuntime {
+    try {
+      return instantiatePolicy(request.servingPolicy, this.spec);
+    } catch (err) {
+      if (err instanceof PolicyError) throw new EngineError('invalid_request', `policy ${request.policy}: ${err.message}`, { field: 'policy' });
+      throw err;
     }
   }
 

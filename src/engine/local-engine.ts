@@ -352,6 +352,8 @@ export class LocalEngine implements EngineClient {
       ready: this.info !== null && this.fatal === null,
       ...(this.restarting ? { notReady: 'The inference worker is restarting after a crash; the model is reloading.' } : {}),
       ...(this.fatal !== null ? { notReady: 'The inference worker failed and was not restarted.' } : {}),
+      worker: this.fatal !== null ? 'failed' : this.restarting ? 'restarting' : this.info === null ? 'loading' : 'ready',
+      workerRestarts: this.restarts,
       running: s?.running ?? 0,
       waiting: s?.waiting ?? 0,
       kvBytesUsed: s?.kvBytesUsed ?? 0,
@@ -377,8 +379,8 @@ export class LocalEngine implements EngineClient {
     return this.text.encode(text, options?.addSpecialTokens ?? true);
   }
 
-  detokenize(ids: readonly number[]): string {
-    return this.text.inline.tokenizer.decode(ids, { skipSpecialTokens: true });
+  detokenize(ids: readonly number[]): Promise<string> {
+    return this.text.decode(ids);
   }
 
   tokenTexts(context: readonly number[], ids: readonly number[]): string[] {

@@ -98,7 +98,7 @@ export class ModelScorer implements TokenScorer {
     if (!Number.isInteger(this.cacheSlots) || this.cacheSlots < 0) throw new RangeError(`ModelScorer: cacheSlots must be an integer >= 0, got ${String(options.cacheSlots)}`);
     this.shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
     this.pool = options.pool ?? new KvPool(Number.POSITIVE_INFINITY);
-    this.inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow });
+    this.inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows });
   }
 
   /** Loads and compiles a checkpoint directory into a scorer that owns its session. */

@@ -3,7 +3,8 @@
  * sequence, or one decode step for a batch of sequences. A single sequence's
  * cache is passed to onnxruntime in place (whole capacity, unused entries
  * masked); a batch is gathered into scratch buffers padded to the longest row.
- * Masks are data: causality, padding, Mistral's sliding window, evicted holes.
+ * Masks are data: causality, padding, sliding windows (Mistral's on every layer,
+ * Gemma's per layer), evicted holes.
  */
 import { roundToBlock, type SequenceKv } from '../kv/sequence-kv.js';
 import type { DecoderStepInputs, LayerPast } from '../model/step-io.js';
@@ -12,8 +13,14 @@ import type { AttentionRestriction } from '../policies/runtime.js';
 const BLOCKED = -Infinity;
 
 export interface MaskRule {
-  /** Mistral-style sliding window in positions; null: full causal attention. */
+  /** Mistral-style sliding window in positions, on every layer; null: none common to all layers. */
   readonly slidingWindow: number | null;
+  /**
+   * Per-layer windows (Gemma's sliding and full layers): layer l's past mask uses
+   * layerWindows[l]; new_bias carries only slidingWindow, and the graph applies a
+   * layer's own window among the new tokens.
+   */
+  readonly layerWindows?: readonly (number | null)[];
 }
 
 function allowed(keyPos: number, queryPos: number, window: number | null): boolean {
@@ -113,6 +120,12 @@ export class StepInputBuilder {
     return { batch: B, newTokens: 1, logitCount: 1, inputIds, positionIds, newBias, logitIndex, layers, attnWindow };
   }
 
+  /** Layer l's sliding window: its own when the rule has per-layer windows, else the common one. */
+  private windowOf(l: number): number | null {
+    const own = this.rule.layerWindows;
+    return own !== undefined && l < own.length ? (own[l] ?? null) : this.rule.slidingWindow;
+  }
+
   /**
    * The past mask of one sequence's layer, [heads, rows, capacity]: entries past
    * the layer's length are blocked; with a sliding window, entries too old for
@@ -120,7 +133,7 @@ export class StepInputBuilder {
    */
   private pastMask(kv: SequenceKv, l: number, queryPositions: readonly number[], capacity: number): { bias: Float32Array; heads: number; rows: number } {
     const len = kv.length(l);
-    const window = this.rule.slidingWindow;
+    const window = this.windowOf(l);
     const cap = kv.capacity(l);
     const pos = kv.positionBuffer(l);
     const lastQuery = queryPositions[queryPositions.length - 1] ?? 0;
@@ -165,10 +178,11 @@ export class StepInputBuilder {
       }
       // Layers with the same shape and no window effects share one mask buffer.
       const key = `${capacity}:${kv.length(l)}`;
-      let mask = this.rule.slidingWindow === null ? shared.get(key) : undefined;
+      const windowed = this.windowOf(l) !== null;
+      let mask = windowed ? undefined : shared.get(key);
       if (!mask) {
         mask = this.pastMask(kv, l, queryPositions, capacity);
-        if (this.rule.slidingWindow === null) shared.set(key, mask);
+        if (!windowed) shared.set(key, mask);
       }
       layers.push({ keys: kv.keyBuffer(l), values: kv.valueBuffer(l), capacity, bias: mask.bias, biasHeads: mask.heads, biasRows: mask.rows });
     }
@@ -211,7 +225,7 @@ export class StepInputBuilder {
         const q = queryPositions[t] ?? 0;
         picked.forEach((e, i) => {
           const p = pos[e] ?? 0;
-          bias[t * n + i] = p <= q && rs.allowed(q, p) && allowed(p, q, this.rule.slidingWindow) ? 0 : BLOCKED;
+          bias[t * n + i] = p <= q && rs.allowed(q, p) && allowed(p, q, this.windowOf(l)) ? 0 : BLOCKED;
         });
       }
       layers.push({ keys, values, capacity: n, bias, biasHeads: 1, biasRows: T });

@@ -1,6 +1,6 @@
 /**
- * A model's text side, the one place tokenization and chat-template rendering are
- * defined: used inline on the HTTP thread for small inputs and by the tokenizer
+ * A model's text side, the one place tokenization, detokenization and chat-template
+ * rendering are defined: used inline on the HTTP thread for small inputs and by the tokenizer
  * pool's workers for everything else (tokenizer-pool.ts), so both give the same ids.
  */
 import { loadChatTemplate } from '../model/chat-template.js';
@@ -34,6 +34,11 @@ export class TextProcessor {
 
   encode(text: string, addSpecialTokens: boolean): number[] {
     return this.tokenizer.encode(text, { addSpecialTokens });
+  }
+
+  /** The text of `ids`, special tokens skipped (what /detokenize and echo show). */
+  decode(ids: ArrayLike<number>): string {
+    return this.tokenizer.decode(Array.from(ids), { skipSpecialTokens: true });
   }
 
   render(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): RenderedChat {

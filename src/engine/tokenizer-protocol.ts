@@ -10,9 +10,11 @@ export interface TokenizerWorkerInit {
 
 export type ToTokenizer =
   | { readonly id: number; readonly op: 'encode'; readonly text: string; readonly addSpecialTokens: boolean }
-  | { readonly id: number; readonly op: 'render'; readonly messages: readonly ChatMessage[]; readonly addGenerationPrompt: boolean };
+  | { readonly id: number; readonly op: 'render'; readonly messages: readonly ChatMessage[]; readonly addGenerationPrompt: boolean }
+  | { readonly id: number; readonly op: 'decode'; readonly ids: Float64Array };
 
 export type FromTokenizer =
   | { readonly id: number; readonly ok: true; readonly tokens: Int32Array }
   | { readonly id: number; readonly ok: true; readonly text: string; readonly addSpecialTokens: boolean }
+  | { readonly id: number; readonly ok: true; readonly decoded: string }
   | { readonly id: number; readonly ok: false; readonly code: EngineErrorCode; readonly message: string; readonly field: RequestField | null };

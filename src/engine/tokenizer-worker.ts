@@ -1,6 +1,6 @@
 /**
- * A tokenizer pool worker: encodes text and renders chat templates for the HTTP
- * thread, so a multi-megabyte prompt never holds the event loop. One job at a
+ * A tokenizer pool worker: encodes text, decodes ids and renders chat templates
+ * for the HTTP thread, so a multi-megabyte prompt never holds the event loop. One job at a
  * time; the pool queues the rest.
  */
 import { parentPort, workerData } from 'node:worker_threads';
@@ -19,6 +19,11 @@ port.on('message', (m: ToTokenizer) => {
     if (m.op === 'encode') {
       const tokens = Int32Array.from(text.encode(m.text, m.addSpecialTokens));
       port.postMessage({ id: m.id, ok: true, tokens } satisfies FromTokenizer, [tokens.buffer]);
+      return;
+    }
+    if (m.op === 'decode') {
+      reply = { id: m.id, ok: true, decoded: text.decode(m.ids) };
+      port.postMessage(reply);
       return;
     }
     const r = text.render(m.messages, { addGenerationPrompt: m.addGenerationPrompt });

@@ -163,10 +163,17 @@ export interface RequestTimings {
   readonly totalMs: number;
 }
 
+/** The inference worker: first load, serving, being replaced after a crash (until the model is reloaded), or failed for good. */
+export type WorkerState = 'loading' | 'ready' | 'restarting' | 'failed';
+
 export interface EngineHealth {
   readonly ready: boolean;
   /** Why not ready, when it is not only the first load (a worker restart, a failed worker). */
   readonly notReady?: string;
+  /** Absent for engines without a worker thread (test doubles). */
+  readonly worker?: WorkerState;
+  /** Inference workers started to replace a crashed one since the engine started. */
+  readonly workerRestarts?: number;
   readonly running: number;
   readonly waiting: number;
   readonly kvBytesUsed: number;
@@ -194,8 +201,8 @@ export interface EngineClient {
   models(): readonly ModelCard[];
   /** Resolves off the HTTP thread for large inputs: callers await it, never block on it. */
   tokenize(text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]>;
-  /** Decoding is a table lookup per id (fast), so it stays synchronous. */
-  detokenize(ids: readonly number[]): string;
+  /** Like tokenize: a long id list (a million ids decode in seconds) resolves off the HTTP thread. */
+  detokenize(ids: readonly number[]): Promise<string>;
   /** The strings of `ids` (alternatives at one position) after `context`, as logprobs show them (model/token-text.ts). */
   tokenTexts(context: readonly number[], ids: readonly number[]): string[];
   /** Teacher-forced scoring (shadow fidelity, perplexity); queued like generation. */

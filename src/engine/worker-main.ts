@@ -13,6 +13,7 @@ import { openMoeRunnerForWorker } from './moe-runner-factory.js';
 import { EngineCore } from './engine-core.js';
 import type { ModelRunner } from '../runtime/model-runner.js';
 import { openMoeRunner, parseEdgeMoeParams } from './moe-runner-factory.js';
+import { MoeRunner } from '../runtime/moe-runner.js';
 import { resolveEdgeMoe } from '../policies/expert-offload/edgemoe.js';
 import { tokenizerMismatch } from '../policies/compression/scorer.js';
 import { ModelScorer } from './model-scorer.js';
@@ -50,6 +51,8 @@ async function main(): Promise<void> {
       const config = resolveEdgeMoe(parseEdgeMoeParams({ budgetBytes: Number.MAX_SAFE_INTEGER, bits: 32, prefetch: false }));
       return openMoeRunner(compiled, spec, { threads: init.threads, tokenizer: checkpoint.tokenizer, config, preload: true });
     }
+    // MoE models run the same attention variants layer by layer, sharing the served runner's experts.
+    if (session instanceof MoeRunner) return session.variant(variant);
     const path = variant === 'stats' ? compiled.attentionDecoderPath : compiled.questDecoderPath;
     if (!path) return Promise.reject(new Error(`this model has no ${variant} graph variant`));
     return DecoderSession.create(path, spec, { threads: init.threads });
@@ -60,7 +63,7 @@ async function main(): Promise<void> {
     kvBudgetBytes: init.kvBudgetBytes,
     contextLength,
     prefillChunk: init.prefillChunk,
-    variants: spec.moe !== undefined ? ['reference'] : ['stats', 'quest'],
+    variants: spec.moe !== undefined ? ['reference', 'stats', 'quest'] : ['stats', 'quest'],
     ...(init.scorerModelDir
       ? {
           openScorer: async (): Promise<ModelScorer> => {

@@ -54,6 +54,7 @@ export const METRIC_NAMES = Object.freeze({
   expertResidentBytes: 'capserve_expert_resident_bytes',
   expertCacheBudgetBytes: 'capserve_expert_cache_budget_bytes',
   residentWeightBytes: 'capserve_resident_weight_bytes',
+  workerRestarts: 'capserve_worker_restarts_total',
 });
 
 /** Why prompt tokens were dropped before prefill. */
@@ -74,6 +75,8 @@ export interface EngineGaugeSource {
     kvBytesCapacity: number;
     /** The model runner's counters (MoE expert cache); absent or empty for dense models, which then export no expert series. */
     runner?: Readonly<Record<string, number>>;
+    /** Inference workers started to replace a crashed one (a running total; absent: none). */
+    workerRestarts?: number;
   } | null;
 }
 
@@ -113,6 +116,7 @@ export interface CapserveMetrics {
   readonly expertResidentBytes: Gauge<'policy'>;
   readonly expertCacheBudgetBytes: Gauge<'policy'>;
   readonly residentWeightBytes: Gauge<'policy'>;
+  readonly workerRestarts: Counter<'policy'>;
 }
 
 /** A fresh registry (never prom-client's global one, so tests and apps do not collide). */
@@ -180,6 +184,20 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
       },
     });
 
+  // Follows the engine's running total by increments; exported at 0 from the start so rate() and alerts see it.
+  let restartsSeen = 0;
+  const workerRestarts = new Counter({
+    name: METRIC_NAMES.workerRestarts,
+    help: 'Inference worker threads started to replace a crashed one (the model reloaded, same process).',
+    labelNames: policy,
+    registers,
+    collect(this: Counter<'policy'>) {
+      const total = source.snapshot()?.workerRestarts ?? restartsSeen;
+      this.inc({ policy: source.policy }, Math.max(0, total - restartsSeen));
+      restartsSeen = Math.max(restartsSeen, total);
+    },
+  });
+
   const liveContexts = new LiveContexts();
   const longestLiveContext = new Gauge({
     name: METRIC_NAMES.longestLiveContext,
@@ -236,5 +254,6 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
     expertResidentBytes: runnerGauge(METRIC_NAMES.expertResidentBytes, 'Bytes of MoE expert weights held in the expert cache now (C axis).', 'expertResidentBytes'),
     expertCacheBudgetBytes: runnerGauge(METRIC_NAMES.expertCacheBudgetBytes, 'The expert cache budget in bytes.', 'expertBudgetBytes'),
     residentWeightBytes: runnerGauge(METRIC_NAMES.residentWeightBytes, 'Bytes of non-expert weights kept resident (MoE models).', 'residentWeightBytes'),
+    workerRestarts,
   };
 }

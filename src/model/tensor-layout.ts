@@ -66,12 +66,16 @@ export function expectedTensors(spec: ModelSpec): ExpectedTensor[] {
   const out: ExpectedTensor[] = [{ name: 'model.embed_tokens.weight', shape: [vocabSize, h] }];
   for (let i = 0; i < spec.numLayers; i++) {
     const p = layerPrefix(i);
-    out.push(
-      { name: `${p}.input_layernorm.weight`, shape: [h] },
-      { name: `${p}.self_attn.q_proj.weight`, shape: [q, h] },
-      { name: `${p}.self_attn.k_proj.weight`, shape: [kv, h] },
-      { name: `${p}.self_attn.v_proj.weight`, shape: [kv, h] },
-    );
+    out.push({ name: `${p}.input_layernorm.weight`, shape: [h] });
+    if (spec.packedProjections) {
+      out.push({ name: `${p}.self_attn.qkv_proj.weight`, shape: [q + 2 * kv, h] });
+    } else {
+      out.push(
+        { name: `${p}.self_attn.q_proj.weight`, shape: [q, h] },
+        { name: `${p}.self_attn.k_proj.weight`, shape: [kv, h] },
+        { name: `${p}.self_attn.v_proj.weight`, shape: [kv, h] },
+      );
+    }
     if (spec.attentionBias) {
       out.push(
         { name: `${p}.self_attn.q_proj.bias`, shape: [q] },
@@ -79,10 +83,18 @@ export function expectedTensors(spec: ModelSpec): ExpectedTensor[] {
         { name: `${p}.self_attn.v_proj.bias`, shape: [kv] },
       );
     }
+    if (spec.qkNorm) {
+      out.push({ name: `${p}.self_attn.q_norm.weight`, shape: [headDim] }, { name: `${p}.self_attn.k_norm.weight`, shape: [headDim] });
+    }
     out.push({ name: `${p}.self_attn.o_proj.weight`, shape: [h, q] });
     if (spec.outputBias) out.push({ name: `${p}.self_attn.o_proj.bias`, shape: [h] });
     out.push({ name: `${p}.post_attention_layernorm.weight`, shape: [h] });
-    if (spec.moe === undefined) {
+    if (spec.sandwichNorms) {
+      out.push({ name: `${p}.pre_feedforward_layernorm.weight`, shape: [h] }, { name: `${p}.post_feedforward_layernorm.weight`, shape: [h] });
+    }
+    if (spec.moe === undefined && spec.packedProjections) {
+      out.push({ name: `${p}.mlp.gate_up_proj.weight`, shape: [2 * inter, h] }, { name: `${p}.mlp.down_proj.weight`, shape: [h, inter] });
+    } else if (spec.moe === undefined) {
       out.push(
         { name: `${p}.mlp.gate_proj.weight`, shape: [inter, h] },
         { name: `${p}.mlp.up_proj.weight`, shape: [inter, h] },

@@ -29,14 +29,23 @@ export interface TokenTextDecoder {
   piece(id: number): string;
 }
 
-/** decode(context + [id]) minus decode(context), over the last TOKEN_CONTEXT ids of context: the text `id` makes visible. */
-export function visibleTextAfter(decode: (ids: readonly number[]) => string, context: readonly number[], id: number): string {
-  return visibleTextsAfter(decode, context, [id])[0] ?? '';
+/**
+ * decode(context + [id]) minus decode(context), over the last TOKEN_CONTEXT ids of context: the text `id` makes visible.
+ * Asynchronous: the server's decoder is EngineClient.detokenize.
+ */
+export async function visibleTextAfter(decode: (ids: readonly number[]) => Promise<string>, context: readonly number[], id: number): Promise<string> {
+  const tail = lastContext(context);
+  const [before, after] = await Promise.all([decode(tail), decode([...tail, id])]);
+  return after.slice(commonPrefixLength(before, after));
+}
+
+function lastContext(context: readonly number[]): readonly number[] {
+  return context.length > TOKEN_CONTEXT ? context.slice(context.length - TOKEN_CONTEXT) : context;
 }
 
 /** visibleTextAfter for several candidate ids after one context (decodes the context once). */
 function visibleTextsAfter(decode: (ids: readonly number[]) => string, context: readonly number[], ids: readonly number[]): string[] {
-  const tail = context.length > TOKEN_CONTEXT ? context.slice(context.length - TOKEN_CONTEXT) : context;
+  const tail = lastContext(context);
   const before = decode(tail);
   return ids.map((id) => {
     const after = decode([...tail, id]);

@@ -33,8 +33,10 @@ export function nextQueryPosition(mode: PositionMode, contextTokens: number, cac
 
 /**
  * Re-rotates post-RoPE keys [length, numKvHeads, headDim] (Hugging Face
- * rotate-half layout: channel i pairs with i + headDim/2) from their old
- * positions to new ones: a rotation by the difference of the two angles.
+ * rotate-half layout over the first rotaryDim = 2 * ropeInvFreq.length channels:
+ * channel i pairs with i + rotaryDim/2, channels past rotaryDim are not rotated,
+ * as with partial_rotary_factor) from their old positions to new ones: a
+ * rotation by the difference of the two angles.
  * Angles are taken as float32(position * invFreq), as the decoder graph computes
  * them, so the result equals RoPE applied at the new position directly.
  * Positions are [length] (shared by the heads) or [numKvHeads * length] (per head).
@@ -50,9 +52,9 @@ export function rerotateKeys(
 ): Float32Array {
   const stride = numKvHeads * headDim;
   const length = keys.length / stride;
-  const half = headDim >> 1;
+  const half = ropeInvFreq.length;
   if (headDim % 2 !== 0 || !Number.isInteger(length)) throw new PolicyError(`rerotateKeys: keys (${keys.length} values) are not [length, ${numKvHeads}, ${headDim}] with an even headDim`);
-  if (ropeInvFreq.length !== half) throw new PolicyError(`rerotateKeys: ropeInvFreq has ${ropeInvFreq.length} values, expected headDim / 2 = ${half}`);
+  if (half === 0 || 2 * half > headDim) throw new PolicyError(`rerotateKeys: ropeInvFreq has ${ropeInvFreq.length} values, expected 1 to headDim / 2 = ${headDim >> 1}`);
   const perHead = (a: Int32Array, name: string): boolean => {
     if (a.length === length) return false;
     if (a.length === numKvHeads * length) return true;
@@ -80,6 +82,7 @@ export function rerotateKeys(
         out[base + i] = x1 * c - x2 * s;
         out[base + i + half] = x2 * c + x1 * s;
       }
+      if (out !== keys && 2 * half < headDim) out.set(keys.subarray(base + 2 * half, base + headDim), base + 2 * half);
     }
   }
   return out;

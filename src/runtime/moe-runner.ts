@@ -55,8 +55,13 @@ const SESSION_OPTIONS = (threads: number): ort.InferenceSession.SessionOptions =
   extra: { 'session.intra_op.allow_spinning': '0' },
 });
 
+/** Which layer graphs a pass runs: plain, with attention statistics out, or with Quest page selection. */
+export type MoeVariant = 'plain' | 'stats' | 'quest';
+
 export class MoeRunner implements ModelRunner {
   private predicted: Array<Set<number> | null>;
+  /** The stats and quest layer sessions, opened on first use. */
+  private readonly variantLayers = new Map<Exclude<MoeVariant, 'plain'>, ort.InferenceSession[]>();
   private predictionHits = 0;
   private predictionTotal = 0;
   private steps = 0;
@@ -71,6 +76,8 @@ export class MoeRunner implements ModelRunner {
     private readonly head: ort.InferenceSession,
     readonly store: ExpertStore,
     private prefetchEnabled: boolean,
+    private readonly dir: string,
+    private readonly threads: number,
   ) {
     this.predicted = Array.from({ length: spec.numLayers }, () => null);
   }
@@ -88,7 +95,7 @@ export class MoeRunner implements ModelRunner {
     for (const g of manifest.layerGraphs) layers.push(await ort.InferenceSession.create(join(dir, g), opts));
     const head = await ort.InferenceSession.create(join(dir, manifest.headGraph), opts);
     const store = await ExpertStore.open(dir, manifest, { budgetBytes: options.budgetBytes, cachePolicy: options.cachePolicy, threads: options.threads });
-    const runner = new MoeRunner(spec, moe, manifest, layers, head, store, options.prefetch);
+    const runner = new MoeRunner(spec, moe, manifest, layers, head, store, options.prefetch, dir, options.threads);
     if (options.preload === true) await store.preload();
     return runner;
   }
@@ -115,7 +122,26 @@ export class MoeRunner implements ModelRunner {
     return this.forward(inputs, null);
   }
 
-  async forward(inputs: DecoderStepInputs, observer: LayerObserver | null): Promise<DecoderStepOutputs> {
+  /**
+   * This runner with the stats or quest layer graphs (what attention policies need),
+   * sharing its expert store and configuration; releasing the view releases nothing,
+   * the sessions go with the runner.
+   */
+  async variant(variant: Exclude<MoeVariant, 'plain'>): Promise<ModelRunner> {
+    if (!this.variantLayers.has(variant)) {
+      const names = variant === 'stats' ? this.manifest.statsLayerGraphs : this.manifest.questLayerGraphs;
+      const sessions: ort.InferenceSession[] = [];
+      for (const g of names) sessions.push(await ort.InferenceSession.create(join(this.dir, g), SESSION_OPTIONS(this.threads)));
+      this.variantLayers.set(variant, sessions);
+    }
+    return {
+      run: (inputs) => this.forward(inputs, null, variant),
+      stats: () => this.stats(),
+      release: () => Promise.resolve(),
+    };
+  }
+
+  async forward(inputs: DecoderStepInputs, observer: LayerObserver | null, variant: MoeVariant = 'plain'): Promise<DecoderStepOutputs> {
     const { batch: B, newTokens: T, logitCount: K } = inputs;
     const { numKvHeads: KV, headDim: D, hiddenSize: h } = this.spec;
     const { numExperts: E, topK } = this.moe;
@@ -134,6 +160,13 @@ export class MoeRunner implements ModelRunner {
     const presentValues: Float32Array[] = [];
     let hidden: Float32Array | null = null;
     this.steps += 1;
+    const sessions = variant === 'plain' ? this.layers : this.variantLayers.get(variant);
+    if (sessions === undefined) throw new Error(`MoE runner: the ${variant} layer graphs are not open (call variant() first)`);
+    const attnSum: Float32Array[] | null = variant === 'stats' ? [] : null;
+    const attnRows: Float32Array[] | null = variant === 'stats' ? [] : null;
+    const attnWindow = variant === 'stats' ? new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.max(1, inputs.attnWindow ?? 1))), [1]) : null;
+    const quest = inputs.quest;
+    if (variant === 'quest' && quest === undefined) throw new Error('the quest layer graphs select pages: inputs.quest is required');
 
     for (let l = 0; l < this.spec.numLayers; l++) {
       const past = inputs.layers[l];
@@ -151,7 +184,19 @@ export class MoeRunner implements ModelRunner {
       };
       if (l === 0) feeds[MOE_IO.inputIds] = new ort.Tensor('int64', inputs.inputIds, [B, T]);
       else if (hidden !== null) feeds[MOE_IO.hidden] = new ort.Tensor('float32', hidden, [N, h]);
-      const session = this.layers[l];
+      if (attnWindow !== null) feeds[MOE_IO.attnWindow] = attnWindow;
+      if (variant === 'quest' && quest !== undefined) {
+        const ql = quest.layers[l];
+        if (!ql) throw new Error(`quest inputs: layer ${l} missing`);
+        check(`page_min_${l}`, ql.min.length, B * KV * ql.pages * D);
+        check(`page_bias_${l}`, ql.bias.length, B * KV * ql.pages);
+        feeds[MOE_IO.pageSize] = new ort.Tensor('int64', BigInt64Array.of(BigInt(quest.pageSize)), [1]);
+        feeds[MOE_IO.pageMin] = new ort.Tensor('float32', ql.min, [B, KV, ql.pages, D]);
+        feeds[MOE_IO.pageMax] = new ort.Tensor('float32', ql.max, [B, KV, ql.pages, D]);
+        feeds[MOE_IO.pageBias] = new ort.Tensor('float32', ql.bias, [B, KV, ql.pages]);
+        feeds[MOE_IO.questK] = new ort.Tensor('int64', BigInt64Array.of(BigInt(ql.k)), [1]);
+      }
+      const session = sessions[l];
       if (!session) throw new Error('unreachable');
       const out = await session.run(feeds);
       const f32 = (name: string): Float32Array => {
@@ -161,6 +206,8 @@ export class MoeRunner implements ModelRunner {
       };
       presentKeys.push(f32(MOE_IO.presentKey));
       presentValues.push(f32(MOE_IO.presentValue));
+      attnSum?.push(f32(MOE_IO.attnSum));
+      attnRows?.push(f32(MOE_IO.attnRows));
       const resid = f32(MOE_IO.resid);
       const moeIn = f32(MOE_IO.moeIn);
       const groups = routeRows(f32(MOE_IO.routerLogits), N, E, topK, this.moe.normTopKProb);
@@ -209,7 +256,7 @@ export class MoeRunner implements ModelRunner {
     });
     const logits = out[MOE_IO.logits];
     if (!logits || !(logits.data instanceof Float32Array)) throw new Error('MoE head output logits missing or not float32');
-    return { logits: logits.data, presentKeys, presentValues, attnSum: null, attnRows: null };
+    return { logits: logits.data, presentKeys, presentValues, attnSum, attnRows };
   }
 
   stats(): Readonly<Record<string, number>> {
@@ -241,6 +288,7 @@ export class MoeRunner implements ModelRunner {
   async release(): Promise<void> {
     await this.store.close();
     for (const s of this.layers) await s.release();
+    for (const sessions of this.variantLayers.values()) for (const s of sessions) await s.release();
     await this.head.release();
   }
 }

@@ -46,7 +46,7 @@ export class DeferredEngine implements EngineClient {
     return this.require().tokenize(text, options);
   }
 
-  detokenize(ids: readonly number[]): string {
+  async detokenize(ids: readonly number[]): Promise<string> {
     return this.require().detokenize(ids);
   }
 

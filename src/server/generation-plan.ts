@@ -151,7 +151,7 @@ export async function planGeneration(ctx: ServerContext, input: PlanInput): Prom
         segments: wantsSegments ? result.segments : null,
         maxTokens,
         overflow: { ...result.report, maxTokens },
-        overflowDropped: returnDropped && cut.length > 0 ? [{ text: ctx.engine.detokenize(cut), tokens: cut }] : [],
+        overflowDropped: returnDropped && cut.length > 0 ? [{ text: await ctx.engine.detokenize(cut), tokens: cut }] : [],
       };
     }
     case 'evict': {

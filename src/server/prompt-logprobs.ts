@@ -67,7 +67,7 @@ export async function promptLogprobs(engine: EngineClient, input: PromptLogprobs
       const [text = '', ...altTexts] = engine.tokenTexts(context, [id, ...alternatives.map((t) => t.id)]);
       appendLegacyLogprob(out, { text, logprob, top: alternatives.map((t, j) => ({ text: altTexts[j] ?? '', logprob: t.logprob })) }, offset);
     }
-    offset += visibleTextAfter((ids) => engine.detokenize(ids), context, id).length;
+    offset += (await visibleTextAfter((ids) => engine.detokenize(ids), context, id)).length;
   }
   return out;
 }

@@ -81,7 +81,7 @@ async function child(values: Record<string, string | boolean | undefined>): Prom
   const runner = await openMoeRunner(compiled, spec, { threads, tokenizer: checkpoint.tokenizer, config: resolveEdgeMoe(parseEdgeMoeParams(params)), preload });
   const openMs = performance.now() - t0;
   const V = spec.vocabSize;
-  const inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow });
+  const inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows });
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
   const pool = new KvPool(1024 ** 3);
   const prompt = Array.from({ length: 16 }, (_, i) => 10 + ((i * 37) % (V - 20)));

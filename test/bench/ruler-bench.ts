@@ -103,7 +103,8 @@ async function runOne(c: TestCore, req: GenerateRequest): Promise<Run> {
         const tokens = events.flatMap((e) => (e.type === 'token' ? [e.tokenId] : []));
         const ttft = (first ?? now) - t0;
         return {
-          text: o.event.text,
+          // Token events carry the text as it streams; `done` carries only what was held back.
+          text: events.map((e) => (e.type === 'token' ? e.text : '')).join('') + o.event.text,
           tokens,
           rows: o.event.capturedLogprobs ?? null,
           ttftMs: ttft,
@@ -194,6 +195,8 @@ async function main(): Promise<void> {
       budgets: { type: 'string', default: '0.5,0.25,0.125' },
       threads: { type: 'string', default: '2' },
       'prefill-chunk': { type: 'string', default: '512' },
+      /** Print each full-attention completion beside its expected answers (stderr). */
+      show: { type: 'boolean', default: false },
     },
   });
   if (!values.model || !values.text) throw new Error('--model and --text are required');
@@ -212,6 +215,7 @@ async function main(): Promise<void> {
   for (const [i, e] of items.entries()) {
     const r = await runOne(c, request(`full-${i}`, e, undefined));
     fullRuns.push(r);
+    if (values.show) process.stderr.write(`${e.item.task} depth ${e.item.depth.toFixed(2)}: expected ${e.item.answers.join(',')} got ${JSON.stringify(r.text)} ${JSON.stringify(r.tokens)}\n`);
     fullMeasures.push({ score: scoreCompletion(e.item, r.text), ttftMs: r.ttftMs, decodeMsPerToken: r.decodeMsPerToken, peakKvBytes: r.peakKvBytes, finalKvBytes: r.finalKvBytes, kl: 0, top1: 1, comparedSteps: r.tokens.length, kept: 1 });
   }
   cells.push(cellOf('full', 'full', 1, context, items, fullMeasures));

@@ -2,7 +2,9 @@
  * The compiled ONNX engine against the independent float64 TypeScript reference
  * (test/reference/forward.ts) on generated checkpoints, for what has no real
  * checkpoint here: qwen2 biases, mistral's sliding window, rope scaling, untied
- * heads, and int8/int4 weights (where the measured error is reported).
+ * heads, qwen3's q/k norms, smollm3's NoPE layers, phi3's fused projections,
+ * partial rotary and longrope, gemma2/gemma3's per-layer windows and RoPE, norms,
+ * GELU and soft-capping (prompts longer than the window), and int8/int4 weights (where the measured error is reported).
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -35,6 +37,31 @@ const VARIANTS: readonly Variant[] = [
   },
   { name: 'qwen2 (q/k/v bias)', arch: 'qwen2' },
   { name: 'mistral (sliding window 16)', arch: 'mistral' },
+  { name: 'qwen3 (q/k norm, head_dim 24 != 64 / 4)', arch: 'qwen3' },
+  { name: 'qwen3, attention_bias, tied', arch: 'qwen3', overrides: { attention_bias: true, tie_word_embeddings: true } },
+  { name: 'smollm3 (NoPE on every 2nd layer)', arch: 'smollm3' },
+  { name: 'smollm3, no_rope_layers [0, 1], o_proj bias', arch: 'smollm3', overrides: { no_rope_layers: [0, 1], attention_bias: true } },
+  { name: 'phi3 (fused qkv/gate_up, 3/4 rotary, longrope past 32)', arch: 'phi3' },
+  {
+    name: 'phi3, longrope switching to the long factors mid-decode (original 42)',
+    arch: 'phi3',
+    overrides: { original_max_position_embeddings: 42 },
+  },
+  { name: 'gemma3_text (sliding 16 / full layers, own RoPE each, q/k norms, (1+w) norms, GELU-tanh)', arch: 'gemma3_text' },
+  {
+    name: 'gemma3_text, rope_parameters per layer type (transformers v5 spelling), bias',
+    arch: 'gemma3_text',
+    overrides: {
+      rope_theta: undefined,
+      rope_local_base_freq: undefined,
+      rope_scaling: undefined,
+      attention_bias: true,
+      rope_parameters: { full_attention: { rope_type: 'linear', factor: 4, rope_theta: 500000 }, sliding_attention: { rope_type: 'default', rope_theta: 20000 } },
+    },
+  },
+  { name: 'gemma2 (alternating sliding 16, attention and final soft-capping)', arch: 'gemma2' },
+  { name: 'gemma2, soft-capping off (null), every layer sliding', arch: 'gemma2', overrides: { attn_logit_softcapping: null, final_logit_softcapping: null, layer_types: ['sliding_attention', 'sliding_attention'] } },
+  { name: 'phi3, sliding window 16, full rotary, no rope scaling', arch: 'phi3', overrides: { sliding_window: 16, partial_rotary_factor: 1.0, rope_scaling: null } },
 ];
 
 const PROMPT_LEN = 40;

@@ -36,7 +36,7 @@ export async function moeFixture(arch: Architecture, seed: number, options: { pr
   return {
     checkpoint,
     compiled,
-    inputs: new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow }),
+    inputs: new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows }),
     newKv: (wanted) => {
       const tokens = roundToBlock(wanted);
       if (!pool.tryReserve(tokens * kvBytesPerToken(shape))) throw new Error('test KV pool exhausted');

@@ -1,6 +1,6 @@
 /**
  * The MoE runner against the float64 reference (test/reference/forward.ts) on
- * generated mixtral and qwen2_moe checkpoints, with every expert resident and
+ * generated mixtral, qwen2_moe and qwen3_moe (q/k norms, no shared expert) checkpoints, with every expert resident and
  * with every expert streamed from disk (budget 0), and the fp32 offload
  * guarantee: any budget, any cache policy, prefetch on or off, gives exactly the
  * resident model's logits.
@@ -38,7 +38,7 @@ function compareToReference(f: MoeFixture, rows: Float32Array[]): { relErr: numb
   return { relErr: maxDiff / maxRef, agree };
 }
 
-for (const [i, arch] of (['mixtral', 'qwen2_moe'] as Architecture[]).entries()) {
+for (const [i, arch] of (['mixtral', 'qwen2_moe', 'qwen3_moe'] as Architecture[]).entries()) {
   test(`${arch}: resident and offloaded runners match the float64 reference; fp32 offload is exact at every budget`, async (t) => {
     const f = await moeFixture(arch, 40 + i);
     const ids = promptIds(PROMPT, f.checkpoint.spec.vocabSize);

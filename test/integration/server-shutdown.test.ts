@@ -44,7 +44,8 @@ async function serve(t: { after: (fn: () => void) => void }, sets: string[]): Pr
       if (child.exitCode !== null) throw new Error(`capserve exited early: ${stderr}`);
       return port > 0;
     },
-    10_000,
+    // Starting node and importing onnxruntime takes 10-20 s on a loaded 2-core machine at nice 19.
+    30_000,
     'server listening',
   );
   const deadline = Date.now() + 20_000;

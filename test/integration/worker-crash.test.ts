@@ -30,8 +30,13 @@ test('a crashed inference worker: in-flight 503, /health 503, restarted with the
   const post = (body: Record<string, unknown>): Promise<Response> =>
     fetch(`${server.baseUrl}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
+  const restartsMetric = async (): Promise<string | undefined> =>
+    (await (await fetch(`${server.baseUrl}/metrics`)).text()).split('\n').find((l) => l.startsWith('capserve_worker_restarts_total{'));
+
   const before = await post({ ...long, max_tokens: 4 });
   assert.equal(before.status, 200);
+  assert.deepEqual(await (await fetch(`${server.baseUrl}/health`)).json(), { status: 'ok', worker: 'ready', worker_restarts: 0 });
+  assert.equal(await restartsMetric(), 'capserve_worker_restarts_total{policy="full"} 0');
 
   const inflight = [post(long), post({ ...long, stream: true })];
   await waitFor(() => server.engine.health().running >= 2, 10_000, 'two requests running');
@@ -53,11 +58,15 @@ test('a crashed inference worker: in-flight 503, /health 503, restarted with the
   const health = await fetch(`${server.baseUrl}/health`);
   assert.equal(health.status, 503);
   assert.match(((await health.json()) as { error: { message: string } }).error.message, /restarting after a crash/);
+  assert.equal(server.engine.health().worker, 'restarting');
   const during = await post({ ...long, max_tokens: 2 });
   assert.equal(during.status, 503);
 
   await waitFor(() => server.engine.health().ready, 60_000, 'the restarted worker ready');
-  assert.equal((await fetch(`${server.baseUrl}/health`)).status, 200);
+  const healthy = await fetch(`${server.baseUrl}/health`);
+  assert.equal(healthy.status, 200);
+  assert.deepEqual(await healthy.json(), { status: 'ok', worker: 'ready', worker_restarts: 1 });
+  assert.equal(await restartsMetric(), 'capserve_worker_restarts_total{policy="full"} 1');
   const after = await post({ ...long, max_tokens: 4 });
   assert.equal(after.status, 200);
   const choice = ((await after.json()) as { choices: { text: string }[] }).choices[0];
@@ -90,5 +99,7 @@ test('a restarted worker that cannot reload the model is not retried: the engine
   const health = engine.health();
   assert.equal(health.ready, false);
   assert.equal(health.notReady, 'The inference worker failed and was not restarted.');
+  assert.equal(health.worker, 'failed');
+  assert.equal(health.workerRestarts, 1);
   assert.throws(() => engine.generate({ id: 'x', promptTokens: [1], sampling: { ...DEFAULT_SAMPLING, maxTokens: 1 }, policy: 'full' }), { code: 'engine_failed' });
 });

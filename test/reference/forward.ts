@@ -1,21 +1,31 @@
 /**
- * An independent float64 forward pass of Hugging Face's Llama / Qwen2 / Mistral
- * decoders and the Mixtral / Qwen2-MoE sparse MLPs, written from the transformers
+ * An independent float64 forward pass of Hugging Face's Llama / Qwen2 / Mistral /
+ * Qwen3 / SmolLM3 / Phi-3 / Gemma 2 / Gemma 3 decoders and the Mixtral / Qwen2-MoE sparse MLPs, written from the transformers
  * modelling code and sharing nothing with the engine but the ModelSpec /
  * WeightSource types (tensor names are spelled out here, not imported). It is
  * slow and simple on purpose: it is the yardstick the ONNX engine is measured against.
  */
-import type { ModelSpec, WeightSource } from '../../src/model/spec.js';
+import type { ModelSpec, RopeParameters, WeightSource } from '../../src/model/spec.js';
 
-/** transformers' inv_freq for the default, linear and llama3 rope types, in float64. */
-export function ropeInvFreq(spec: ModelSpec): Float64Array {
-  const dim = spec.headDim;
+/**
+ * transformers' inv_freq over the rotary dimensions (head_dim x partial_rotary_factor)
+ * for the default, linear, llama3 and longrope (short or long factors) rope types, in float64.
+ */
+export function ropeInvFreq(spec: ModelSpec, which: 'short' | 'long' = 'short', rope: RopeParameters = { theta: spec.ropeTheta, scaling: spec.ropeScaling }): Float64Array {
+  const dim = spec.rotaryDim;
+  const theta = rope.theta;
   const inv = new Float64Array(dim / 2);
-  for (let i = 0; i < dim / 2; i++) inv[i] = 1 / spec.ropeTheta ** ((2 * i) / dim);
-  const scaling = spec.ropeScaling;
+  for (let i = 0; i < dim / 2; i++) inv[i] = 1 / theta ** ((2 * i) / dim);
+  const scaling = rope.scaling;
   if (scaling === null) return inv;
   if (scaling.type === 'linear') {
     for (let i = 0; i < inv.length; i++) inv[i] = inv[i]! / scaling.factor;
+    return inv;
+  }
+  if (scaling.type === 'longrope') {
+    // inv_freq = 1 / (ext_factors * base ** (arange(0, dim, 2) / dim))
+    const ext = which === 'long' ? scaling.longFactor : scaling.shortFactor;
+    for (let i = 0; i < inv.length; i++) inv[i] = 1 / (ext[i]! * theta ** ((2 * i) / dim));
     return inv;
   }
   const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: oldLen } = scaling;
@@ -62,6 +72,16 @@ interface Layer {
   readonly k: Linear;
   readonly v: Linear;
   readonly o: Linear;
+  /** Qwen3's per-head RMSNorm weights [headDim] on q and k, or null. */
+  readonly qNorm: Float64Array | null;
+  readonly kNorm: Float64Array | null;
+  /** This layer's RoPE (Gemma 3's sliding layers have their own), null on SmolLM3's NoPE layers. */
+  readonly rope: { readonly short: Float64Array; readonly long: Float64Array; readonly mscale: number } | null;
+  /** This layer's sliding window, null for full attention. */
+  readonly window: number | null;
+  /** Gemma's post_attention_layernorm (on the attention output) and post_feedforward_layernorm; null elsewhere. */
+  readonly attnOutNorm: Float64Array | null;
+  readonly mlpOutNorm: Float64Array | null;
   /** The dense MLP, or null for an MoE layer. */
   readonly mlp: Mlp | null;
   readonly moe: SparseMoe | null;
@@ -87,6 +107,11 @@ function linear(weights: WeightSource, prefix: string, out: number, inp: number,
   };
 }
 
+/** Rows [from, from + out) of a [rows, inp] weight (Phi-3's fused qkv_proj / gate_up_proj). */
+function rows(w: Float64Array, inp: number, from: number, out: number): Linear {
+  return { w: w.slice(from * inp, (from + out) * inp), b: null, out, inp };
+}
+
 function matvec(l: Linear, x: Float64Array): Float64Array {
   const y = new Float64Array(l.out);
   for (let r = 0; r < l.out; r++) {
@@ -107,6 +132,13 @@ function rmsNorm(x: Float64Array, weight: Float64Array, eps: number): Float64Arr
   return y;
 }
 
+/** RMSNorm over each head's headDim channels (Qwen3's q_norm / k_norm). */
+function headRmsNorm(x: Float64Array, heads: number, headDim: number, weight: Float64Array, eps: number): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let h = 0; h < heads; h++) y.set(rmsNorm(x.subarray(h * headDim, (h + 1) * headDim), weight, eps), h * headDim);
+  return y;
+}
+
 function mlpLoad(weights: WeightSource, names: { gate: string; up: string; down: string }, inter: number, h: number): Mlp {
   return {
     gate: linear(weights, names.gate.replace(/\.weight$/, ''), inter, h, false),
@@ -115,11 +147,15 @@ function mlpLoad(weights: WeightSource, names: { gate: string; up: string; down:
   };
 }
 
-/** SwiGLU: down(silu(gate(x)) * up(x)). */
-function mlpForward(m: Mlp, x: Float64Array): Float64Array {
+/** SwiGLU down(silu(gate(x)) * up(x)), or GeGLU with PyTorch's tanh-approximated GELU (Gemma). */
+function mlpForward(m: Mlp, x: Float64Array, act: 'silu' | 'gelu_tanh' = 'silu'): Float64Array {
   const g = matvec(m.gate, x);
   const u = matvec(m.up, x);
-  for (let i = 0; i < g.length; i++) g[i] = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
+  for (let i = 0; i < g.length; i++) {
+    const v = g[i]!;
+    const a = act === 'silu' ? v / (1 + Math.exp(-v)) : 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+    g[i] = a * u[i]!;
+  }
   return matvec(m.down, g);
 }
 
@@ -140,9 +176,9 @@ export function routeTopK(logits: Float64Array, topK: number, normalize: boolean
   return { experts: order.map((o) => o.i), weights: order.map((o) => (normalize ? o.p / total : o.p)) };
 }
 
-/** rotate-half RoPE on each head of vec, in place. */
+/** rotate-half RoPE on the first 2 * cos.length channels of each head of vec, in place (the rest pass through). */
 function applyRope(vec: Float64Array, heads: number, headDim: number, cos: Float64Array, sin: Float64Array): void {
-  const half = headDim / 2;
+  const half = cos.length;
   for (let h = 0; h < heads; h++) {
     const o = h * headDim;
     for (let i = 0; i < half; i++) {
@@ -201,8 +237,9 @@ export class ReferenceModel {
   private readonly lmHead: Float64Array;
   private readonly finalNorm: Float64Array;
   private readonly layers: Layer[] = [];
-  private readonly invFreq: Float64Array;
   private position = 0;
+  /** Longrope: whether the current pass uses the long factors (the model's RoPE decides, per pass). */
+  private longPass = false;
   /** Per fed position, per layer: where the router sent the token (empty for dense models). */
   readonly routing: Routing[][] = [];
 
@@ -213,23 +250,65 @@ export class ReferenceModel {
     const { hiddenSize: h, numHeads, numKvHeads, headDim, intermediateSize: inter, vocabSize } = spec;
     this.embed = load(weights, 'model.embed_tokens.weight', [vocabSize, h]);
     this.lmHead = spec.tieWordEmbeddings ? this.embed : load(weights, 'lm_head.weight', [vocabSize, h]);
-    this.finalNorm = load(weights, 'model.norm.weight', [h]);
+    this.finalNorm = load(weights, 'model.norm.weight', [h]).map((w) => (spec.normUnitOffset ? 1 + w : w));
     for (let i = 0; i < spec.numLayers; i++) {
       const p = `model.layers.${i}`;
+      const qDim = numHeads * headDim;
+      const kvDim = numKvHeads * headDim;
+      let q: Linear;
+      let k: Linear;
+      let v: Linear;
+      if (spec.packedProjections) {
+        const qkv = load(weights, `${p}.self_attn.qkv_proj.weight`, [qDim + 2 * kvDim, h]);
+        q = rows(qkv, h, 0, qDim);
+        k = rows(qkv, h, qDim, kvDim);
+        v = rows(qkv, h, qDim + kvDim, kvDim);
+      } else {
+        q = linear(weights, `${p}.self_attn.q_proj`, qDim, h, spec.attentionBias);
+        k = linear(weights, `${p}.self_attn.k_proj`, kvDim, h, spec.attentionBias);
+        v = linear(weights, `${p}.self_attn.v_proj`, kvDim, h, spec.attentionBias);
+      }
+      let mlp: Mlp | null = null;
+      if (spec.moe === undefined && spec.packedProjections) {
+        // Phi3MLP: gate, up = gate_up_proj(x).chunk(2)
+        const gu = load(weights, `${p}.mlp.gate_up_proj.weight`, [2 * inter, h]);
+        mlp = { gate: rows(gu, h, 0, inter), up: rows(gu, h, inter, inter), down: linear(weights, `${p}.mlp.down_proj`, h, inter, false) };
+      } else if (spec.moe === undefined) {
+        mlp = mlpLoad(weights, { gate: `${p}.mlp.gate_proj.weight`, up: `${p}.mlp.up_proj.weight`, down: `${p}.mlp.down_proj.weight` }, inter, h);
+      }
+      // Gemma's RMSNorm multiplies by (1 + weight).
+      const norm = (name: string, size: number): Float64Array => load(weights, `${p}.${name}.weight`, [size]).map((w) => (spec.normUnitOffset ? 1 + w : w));
+      const window = spec.layerWindows[i] ?? null;
+      const ropeParams = spec.ropeLayers[i] === false ? null : window !== null && spec.slidingRope !== null ? spec.slidingRope : { theta: spec.ropeTheta, scaling: spec.ropeScaling };
+      const short = ropeParams === null ? null : ropeInvFreq(spec, 'short', ropeParams);
       this.layers.push({
-        inputNorm: load(weights, `${p}.input_layernorm.weight`, [h]),
-        postNorm: load(weights, `${p}.post_attention_layernorm.weight`, [h]),
-        q: linear(weights, `${p}.self_attn.q_proj`, numHeads * headDim, h, spec.attentionBias),
-        k: linear(weights, `${p}.self_attn.k_proj`, numKvHeads * headDim, h, spec.attentionBias),
-        v: linear(weights, `${p}.self_attn.v_proj`, numKvHeads * headDim, h, spec.attentionBias),
-        o: linear(weights, `${p}.self_attn.o_proj`, h, numHeads * headDim, spec.outputBias),
-        mlp: spec.moe === undefined ? mlpLoad(weights, { gate: `${p}.mlp.gate_proj.weight`, up: `${p}.mlp.up_proj.weight`, down: `${p}.mlp.down_proj.weight` }, inter, h) : null,
+        inputNorm: norm('input_layernorm', h),
+        // Gemma: post_attention_layernorm is on the attention output and pre_feedforward_layernorm feeds the MLP.
+        postNorm: spec.sandwichNorms ? norm('pre_feedforward_layernorm', h) : norm('post_attention_layernorm', h),
+        attnOutNorm: spec.sandwichNorms ? norm('post_attention_layernorm', h) : null,
+        mlpOutNorm: spec.sandwichNorms ? norm('post_feedforward_layernorm', h) : null,
+        window,
+        q,
+        k,
+        v,
+        o: linear(weights, `${p}.self_attn.o_proj`, h, qDim, spec.outputBias),
+        qNorm: spec.qkNorm ? norm('self_attn.q_norm', headDim) : null,
+        kNorm: spec.qkNorm ? norm('self_attn.k_norm', headDim) : null,
+        rope:
+          ropeParams === null || short === null
+            ? null
+            : {
+                short,
+                long: ropeParams.scaling?.type === 'longrope' ? ropeInvFreq(spec, 'long', ropeParams) : short,
+                // Longrope scales cos and sin by its attention factor; the other types by 1.
+                mscale: ropeParams.scaling?.type === 'longrope' ? ropeParams.scaling.attentionFactor : 1,
+              },
+        mlp,
         moe: spec.moe === undefined ? null : loadMoe(spec, weights, i),
         keys: [],
         values: [],
       });
     }
-    this.invFreq = ropeInvFreq(spec);
   }
 
   /** Number of positions fed so far. */
@@ -237,8 +316,14 @@ export class ReferenceModel {
     return this.position;
   }
 
-  /** Feeds ids at the next positions; returns logits (vocabSize) for each of them. */
+  /**
+   * Feeds ids at the next positions as one forward pass; returns logits (vocabSize)
+   * for each of them. Longrope picks its factors per pass, as transformers' dynamic
+   * update does: long once the pass's highest position + 1 exceeds original_max_position_embeddings.
+   */
   append(ids: readonly number[]): Float64Array[] {
+    const sc = this.spec.ropeScaling;
+    this.longPass = sc?.type === 'longrope' && this.position + ids.length > sc.originalMaxPositionEmbeddings;
     return ids.map((id) => this.step(id));
   }
 
@@ -247,28 +332,31 @@ export class ReferenceModel {
     const { hiddenSize: h, numHeads, numKvHeads, headDim } = s;
     if (!Number.isInteger(id) || id < 0 || id >= s.vocabSize) throw new RangeError(`reference: token id ${id} out of range`);
     const pos = this.position++;
-    const half = headDim / 2;
-    const cos = new Float64Array(half);
-    const sin = new Float64Array(half);
-    for (let i = 0; i < half; i++) {
-      const angle = pos * this.invFreq[i]!;
-      cos[i] = Math.cos(angle);
-      sin[i] = Math.sin(angle);
-    }
-    const x = this.embed.slice(id * h, (id + 1) * h);
+    // Gemma scales the embeddings (by float32(sqrt(hidden_size))).
+    const x = this.embed.slice(id * h, (id + 1) * h).map((v) => v * s.embedScale);
     const group = numHeads / numKvHeads;
-    const scale = 1 / Math.sqrt(headDim);
-    // HF sliding window: the query at i sees keys j with i - window < j <= i.
-    const first = s.slidingWindow === null ? 0 : Math.max(0, pos - s.slidingWindow + 1);
+    const scale = s.attentionScale;
+    const cap = s.attnLogitSoftcap;
     const routing: Routing[] = [];
 
     for (const [li, layer] of this.layers.entries()) {
+      // HF sliding window: the query at i sees keys j with i - window < j <= i.
+      const first = layer.window === null ? 0 : Math.max(0, pos - layer.window + 1);
       const xn = rmsNorm(x, layer.inputNorm, s.rmsNormEps);
-      const q = matvec(layer.q, xn);
-      const k = matvec(layer.k, xn);
+      let q = matvec(layer.q, xn);
+      let k = matvec(layer.k, xn);
       const v = matvec(layer.v, xn);
-      applyRope(q, numHeads, headDim, cos, sin);
-      applyRope(k, numKvHeads, headDim, cos, sin);
+      if (layer.qNorm !== null && layer.kNorm !== null) {
+        q = headRmsNorm(q, numHeads, headDim, layer.qNorm, s.rmsNormEps);
+        k = headRmsNorm(k, numKvHeads, headDim, layer.kNorm, s.rmsNormEps);
+      }
+      if (layer.rope !== null) {
+        const invFreq = this.longPass ? layer.rope.long : layer.rope.short;
+        const cos = invFreq.map((f) => Math.cos(pos * f) * (layer.rope?.mscale ?? 1));
+        const sin = invFreq.map((f) => Math.sin(pos * f) * (layer.rope?.mscale ?? 1));
+        applyRope(q, numHeads, headDim, cos, sin);
+        applyRope(k, numKvHeads, headDim, cos, sin);
+      }
       layer.keys.push(k);
       layer.values.push(v);
       const allow = this.attentionRule?.({ layer: li, pos, query: q, keys: layer.keys }) ?? null;
@@ -283,7 +371,8 @@ export class ReferenceModel {
           const kj = layer.keys[j]!;
           let dot = 0;
           for (let d = 0; d < headDim; d++) dot += q[qOff + d]! * kj[kvOff + d]!;
-          const sc = allow === null || allow(Math.floor(hq / group), j) ? dot * scale : -Infinity;
+          // Gemma 2 soft-caps scores before the mask: cap * tanh(score / cap); a policy's rule masks after.
+          const sc = allow !== null && !allow(Math.floor(hq / group), j) ? -Infinity : cap === null ? dot * scale : cap * Math.tanh((dot * scale) / cap);
           scores[j - first] = sc;
           if (sc > max) max = sc;
         }
@@ -299,12 +388,14 @@ export class ReferenceModel {
           for (let d = 0; d < headDim; d++) attn[qOff + d] = attn[qOff + d]! + p * vj[kvOff + d]!;
         }
       }
-      const o = matvec(layer.o, attn);
+      let o = matvec(layer.o, attn);
+      if (layer.attnOutNorm !== null) o = rmsNorm(o, layer.attnOutNorm, s.rmsNormEps);
       for (let i = 0; i < h; i++) x[i] = x[i]! + o[i]!;
 
       const xn2 = rmsNorm(x, layer.postNorm, s.rmsNormEps);
       if (layer.mlp !== null) {
-        const m = mlpForward(layer.mlp, xn2);
+        let m = mlpForward(layer.mlp, xn2, s.hiddenAct);
+        if (layer.mlpOutNorm !== null) m = rmsNorm(m, layer.mlpOutNorm, s.rmsNormEps);
         for (let i = 0; i < h; i++) x[i] = x[i]! + m[i]!;
       } else if (layer.moe !== null && s.moe !== undefined) {
         const r = routeTopK(matvec(layer.moe.router, xn2), s.moe.topK, s.moe.normTopKProb);
@@ -331,7 +422,8 @@ export class ReferenceModel {
       let dot = 0;
       const base = t * h;
       for (let i = 0; i < h; i++) dot += this.lmHead[base + i]! * final[i]!;
-      logits[t] = dot;
+      // Gemma 2's final soft-capping.
+      logits[t] = s.finalLogitSoftcap === null ? dot : s.finalLogitSoftcap * Math.tanh(dot / s.finalLogitSoftcap);
     }
     return logits;
   }

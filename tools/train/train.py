@@ -110,9 +110,57 @@ class Model(nn.Module):
         cos, sin = emb.cos()[None, None], emb.sin()[None, None]
         x = self.embed_tokens(ids)
         for blk in self.layers:
-            x = checkpoint(blk, x, cos, sin, use_reentrant=False) if t > self.a.q_chunk else blk(x, cos, sin)
+            # Only the attention query blocks are recomputed in backward (Block.forward); a block's other
+            # activations are small at this width (about 20 x T x hidden floats).
+            x = blk(x, cos, sin)
         x = rms_norm(x, self.norm, 1e-5)
         return x @ self.embed_tokens.weight.t()
+
+
+PREV_TOKEN_PAIR_WEIGHTS = [0.134, 0.154, 0.093, 0.093, 0.093, 0.093, 0.073, 0.052, 0.073, 0.073, 0.011, 0.011, 0.011, 0.011, 0.011, 0.011]
+
+
+def init_previous_token_heads(model, a, groups, rng_seed):
+    """Structured initialisation (then trained like every other weight): in layer 0, the first
+    `groups` KV groups become previous-token heads. Every token embedding gets a constant last
+    coordinate, so after RMSNorm the hidden state carries a constant direction; the group's keys and
+    its first query head read only that direction, and their RoPE pairs are phased so that
+    q_t . k_s peaks at s = t - 1 (a sharp peak from the fast pairs, a distance penalty from the slow
+    ones). The value projection reads the token coordinates and the output projection writes them to
+    a random subspace: every position then carries its predecessor's identity, the half of an
+    induction circuit that otherwise takes a long plateau to appear (Olsson et al. 2022)."""
+    g = torch.Generator().manual_seed(rng_seed)
+    hd, h = a.hidden // a.heads, a.hidden
+    c = h - 1
+    rep = a.heads // a.kv_heads
+    inv = model.inv_freq
+    half = hd // 2
+    with torch.no_grad():
+        emb = model.embed_tokens.weight
+        # Equal-norm rows: the RMSNorm scale (and so the positional score) is then the same at every token.
+        emb[:, :c] = emb[:, :c] / emb[:, :c].norm(dim=1, keepdim=True) * emb[:, :c].norm(dim=1).mean()
+        emb[:, c] = emb[:, :c].norm(dim=1).mean()
+        blk = model.layers[0]
+        # After RMSNorm the constant coordinate is sqrt(h / 2).
+        kappa = math.sqrt(h / 2)
+        # Per-pair weights maximising the worst margin of the peak at offset 1 over offsets 0..8192
+        # (found numerically for theta 5e5, head_dim 32: 0.078 of the total weight); a total of 110
+        # gives the peak a margin of about 8.6 logits over any other position.
+        pair_w = torch.tensor(PREV_TOKEN_PAIR_WEIGHTS) if half == 16 else torch.ones(half) / half
+        amp = torch.sqrt(110.0 * pair_w * math.sqrt(hd)) / kappa
+        for grp in range(groups):
+            kr = slice(grp * hd, (grp + 1) * hd)
+            blk.k_proj.weight[kr] = 0
+            blk.k_proj.weight[kr, c] = torch.cat([amp, torch.zeros(half)])
+            qh = grp * rep
+            qr = slice(qh * hd, (qh + 1) * hd)
+            blk.q_proj.weight[qr] = 0
+            # Pair j of q is rotated by t*f_j, of k by s*f_j; with k = (amp, 0) and
+            # q = amp*(cos f_j, -sin f_j) the score is sum_j amp^2 kappa^2 cos(f_j (t - s - 1)).
+            blk.q_proj.weight[qr, c] = torch.cat([amp * torch.cos(inv), -amp * torch.sin(inv)])
+            blk.v_proj.weight[kr] = torch.randn(hd, h, generator=g) / math.sqrt(h)
+            blk.v_proj.weight[kr, c] = 0
+            blk.o_proj.weight[:, qh * hd:(qh + 1) * hd] = torch.randn(h, hd, generator=g) / math.sqrt(hd)
 
 
 def hf_state(model):
@@ -216,6 +264,25 @@ def pure_copy_rows(rng, n, length):
     return ids, w
 
 
+def skip_bigram_rows(rng, n, length):
+    """Rows of BOS + pairs of random tokens each repeated 3 times ("a b a b a b c d c d c d ..."): the
+    token after "a b" is the one two back, so a head attending to the previous token pays off at once
+    (the first half of an induction circuit); repeats weighted 2."""
+    ids = np.zeros((n, length), dtype=np.int16)
+    w = np.zeros((n, length), dtype=np.uint8)
+    for r in range(n):
+        ids[r, 0] = 1
+        pos = 1
+        while pos < length:
+            pair = rng.integers(3, 512, size=2)
+            block = np.tile(pair, 3)[: length - pos]
+            ids[r, pos:pos + block.size] = block
+            w[r, pos:pos + block.size] = 1
+            w[r, pos + 2:pos + block.size] = 2
+            pos += block.size
+    return ids, w
+
+
 def load_rows(path, length):
     raw = np.fromfile(path, dtype=np.uint8)
     n = raw.size // (3 * length)
@@ -250,6 +317,8 @@ def main():
     p.add_argument('--pure-copy', type=int, default=0, help='LEN: rows of LEN tokens that are only a random span repeated (induction warm-up); no data files')
     p.add_argument('--stop-after', type=int, default=0, help='stop (and save) after this many steps of the schedule')
     p.add_argument('--text-weight', type=float, default=1.0, help='loss weight of plain text tokens (answers get --answer-weight)')
+    p.add_argument('--skip-bigram-share', type=float, default=0.0, help='with --pure-copy: share of rows that are repeated random pairs (previous-token warm-up)')
+    p.add_argument('--prev-token-groups', type=int, default=0, help='from scratch: initialise this many layer-0 KV groups as previous-token heads')
     p.add_argument('--mix-pure-copy', type=float, default=0.0, help='share of each batch replaced by pure-copy rows of the phase length')
     p.add_argument('--copy-share', type=float, default=0.0,
                    help='share of rows turned into induction (copy) rows: a span of the row repeated later, the repeat weighted as an answer')
@@ -260,6 +329,8 @@ def main():
     model = Model(a)
     if a.init:
         model.load_state_dict(torch.load(a.init))
+    elif a.prev_token_groups:
+        init_previous_token_heads(model, a, a.prev_token_groups, a.seed)
     nparams = sum(x.numel() for x in model.parameters())
     phases = [tuple(int(v) for v in s.split(':')) for s in a.phases.split(',')]
     total = sum(s for _, s, _ in phases)
@@ -288,6 +359,10 @@ def main():
             pick = rng.integers(0, ids.shape[0], size=batch)
             xb = ids[pick].astype(np.int64)
             wb = w[pick].astype(np.float32)
+            n_skip = int(round(batch * a.skip_bigram_share)) if a.pure_copy else 0
+            if n_skip:
+                sx, sw = skip_bigram_rows(rng, n_skip, length)
+                xb[batch - n_skip:], wb[batch - n_skip:] = sx, sw
             if a.mix_pure_copy > 0 and not a.pure_copy:
                 n_copy = int(round(batch * a.mix_pure_copy))
                 if 0 < n_copy:

@@ -1,13 +1,11 @@
 /**
- * Compiles a Llama-family checkpoint (llama, qwen2, mistral) into one ONNX graph
+ * Compiles a dense checkpoint (llama, qwen2, mistral, qwen3, smollm3, phi3) into one ONNX graph
  * that runs every layer in a single session.run: per-layer calls would cost a
  * JS round trip per layer per token, and no policy needs to interpose between
  * layers (eviction acts through the KV inputs and their masks, attention
  * statistics come out as extra outputs of the stats variant).
  *
- * The past KV is read in the KV store's own head-major layout and never copied
- * inside the graph: scores against the past and against the new tokens are
- * computed separately and only the (small) score rows are concatenated.
+ * The attention block is attention-block.ts, shared with the MoE layer graphs.
  *
  * Graph contract (names in GRAPH_IO); every layer has its own past length C_l:
  *   input_ids      int64   [B, T]
@@ -29,8 +27,8 @@
  */
 import { attr, type ExternalDataFile, GraphBuilder } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
+import { attentionBlock, attentionContext, declareAttentionOutputs, normWeight, storeAttentionWeights, type AttentionLayerIo } from './attention-block.js';
 import { graphWeights, WeightWriter, type StoredLinear } from './graph-weights.js';
-import { ropeInGraph } from './rope.js';
 
 export type WeightDtype = 'fp32' | 'int8' | 'int4';
 
@@ -105,36 +103,29 @@ export function storeDecoderWeights(
   const { tensors, linears } = out;
 
   const h = spec.hiddenSize;
-  const qDim = spec.numHeads * spec.headDim;
-  const kvDim = spec.numKvHeads * spec.headDim;
   const embed = weights.get('model.embed_tokens.weight');
   putF32('embed', [spec.vocabSize, h], embed.data);
   for (let l = 0; l < spec.numLayers; l++) {
     const p = `model.layers.${l}`;
-    putF32(`l${l}.in_norm`, [h], weights.get(`${p}.input_layernorm.weight`).data);
-    putF32(`l${l}.post_norm`, [h], weights.get(`${p}.post_attention_layernorm.weight`).data);
-    const qkv = concatRows([
-      weights.get(`${p}.self_attn.q_proj.weight`).data,
-      weights.get(`${p}.self_attn.k_proj.weight`).data,
-      weights.get(`${p}.self_attn.v_proj.weight`).data,
-    ]);
-    putLinear(`l${l}.qkv`, qkv, qDim + 2 * kvDim, h);
-    if (spec.attentionBias) {
-      const bias = concatRows([
-        weights.get(`${p}.self_attn.q_proj.bias`).data,
-        weights.get(`${p}.self_attn.k_proj.bias`).data,
-        weights.get(`${p}.self_attn.v_proj.bias`).data,
-      ]);
-      putF32(`l${l}.qkv_bias`, [qDim + 2 * kvDim], bias);
+    const norm = (name: string): Float32Array => normWeight(spec, weights.get(`${p}.${name}.weight`).data);
+    putF32(`l${l}.in_norm`, [h], norm('input_layernorm'));
+    if (spec.sandwichNorms) {
+      // Gemma: post_attention_layernorm is on the attention output; pre_feedforward_layernorm is the MLP's input norm.
+      putF32(`l${l}.attn_out_norm`, [h], norm('post_attention_layernorm'));
+      putF32(`l${l}.post_norm`, [h], norm('pre_feedforward_layernorm'));
+      putF32(`l${l}.mlp_out_norm`, [h], norm('post_feedforward_layernorm'));
+    } else {
+      putF32(`l${l}.post_norm`, [h], norm('post_attention_layernorm'));
     }
-    putLinear(`l${l}.o`, weights.get(`${p}.self_attn.o_proj.weight`).data, h, qDim);
-    if (spec.outputBias) putF32(`l${l}.o_bias`, [h], weights.get(`${p}.self_attn.o_proj.bias`).data);
-    const gateUp = concatRows([weights.get(`${p}.mlp.gate_proj.weight`).data, weights.get(`${p}.mlp.up_proj.weight`).data]);
+    storeAttentionWeights(spec, weights, l, out);
+    const gateUp = spec.packedProjections
+      ? weights.get(`${p}.mlp.gate_up_proj.weight`).data
+      : concatRows([weights.get(`${p}.mlp.gate_proj.weight`).data, weights.get(`${p}.mlp.up_proj.weight`).data]);
     putLinear(`l${l}.gate_up`, gateUp, 2 * spec.intermediateSize, h);
     putLinear(`l${l}.down`, weights.get(`${p}.mlp.down_proj.weight`).data, h, spec.intermediateSize);
     onProgress?.(l);
   }
-  putF32('final_norm', [h], weights.get('model.norm.weight').data);
+  putF32('final_norm', [h], normWeight(spec, weights.get('model.norm.weight').data));
   const head = spec.tieWordEmbeddings ? embed.data : weights.get('lm_head.weight').data;
   if (options.weightDtype === 'fp32' && spec.tieWordEmbeddings) {
     linears.set('lm_head', { kind: 'fp32', weight: 'embed', n: spec.vocabSize, k: h });
@@ -144,6 +135,15 @@ export function storeDecoderWeights(
   return { tensors, linears, weightDtype: options.weightDtype };
 }
 
+/** act(gate): SiLU, or the tanh approximation of GELU (PyTorch's gelu(approximate='tanh')). */
+export function gatedActivation(g: GraphBuilder, spec: ModelSpec, gate: string): string {
+  if (spec.hiddenAct === 'silu') return g.op('Mul', [gate, g.op('Sigmoid', [gate])]);
+  // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+  const cube = g.op('Mul', [g.op('Mul', [gate, gate]), gate]);
+  const inner = g.op('Mul', [g.op('Add', [gate, g.op('Mul', [cube, g.scalarF32(0.044715)])]), g.scalarF32(Math.sqrt(2 / Math.PI))]);
+  return g.op('Mul', [g.op('Mul', [gate, g.scalarF32(0.5)]), g.op('Add', [g.op('Tanh', [inner]), g.scalarF32(1)])]);
+}
+
 /** Builds the decoder graph over stored weights; returns the serialized ModelProto. */
 export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, options: DecoderGraphOptions): Uint8Array {
   const g = new GraphBuilder(`capserve-${spec.architecture}`);
@@ -151,10 +151,6 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
   const rmsNorm = (x: string, key: string): string =>
     g.op('SimplifiedLayerNormalization', [x, w(key)], { axis: attr.int(-1), epsilon: attr.float(spec.rmsNormEps) });
 
-  const H = spec.numHeads;
-  const KV = spec.numKvHeads;
-  const D = spec.headDim;
-  const G = H / KV;
   const hidden = spec.hiddenSize;
 
   const inputIds = g.input(GRAPH_IO.inputIds, 'int64', ['B', 'T']);
@@ -162,76 +158,28 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
   const newBias = g.input(GRAPH_IO.newBias, 'float32', ['B', 1, 'T', 'T']);
   const logitIndex = g.input(GRAPH_IO.logitIndex, 'int64', ['B', 'K']);
   const attnWindow = options.emitAttention ? g.input(GRAPH_IO.attnWindow, 'int64', [1]) : null;
-
-  // Shape tensors computed once: [B, T] from the ids.
-  const bt = g.op('Shape', [inputIds]);
-  const shapeBTkvGD = g.op('Concat', [bt, g.int64s([KV, G, D])], { axis: attr.int(0) });
-  const shapeBTkvD = g.op('Concat', [bt, g.int64s([KV, D])], { axis: attr.int(0) });
-  const shapeBTHD = g.op('Concat', [bt, g.int64s([H, D])], { axis: attr.int(0) });
-  const tOnly = g.op('Slice', [bt, g.int64s([1]), g.int64s([2])]);
-  const shapeScores5 = g.op('Concat', [g.int64s([0, 0, G]), tOnly, g.int64s([-1])], { axis: attr.int(0) });
-  const shapeQ4 = g.int64s([0, 0, -1, D]);
+  const pageSize = options.questSelection === true ? g.input(GRAPH_IO.pageSize, 'int64', [1]) : null;
+  const actx = attentionContext(g, spec, { w, linear }, { positionIds, newBias, attnWindow, pageSize });
+  const bt = actx.bt;
   const shape2dHidden = g.int64s([-1, hidden]);
-  const shape2dHeads = g.int64s([-1, H * D]);
-  const shapeCtx5 = g.op('Concat', [g.int64s([0, KV, G]), tOnly, g.int64s([D])], { axis: attr.int(0) });
-  const rowStart = attnWindow ? g.op('Neg', [attnWindow]) : null;
-  const quest = options.questSelection === true;
-  const pageSize = quest ? g.input(GRAPH_IO.pageSize, 'int64', [1]) : null;
-
-  const rope = ropeInGraph(g, spec, positionIds);
-
-  const newBias5 = g.op('Unsqueeze', [newBias, g.int64s([1])]); // [B, 1, 1, T, T]
-  const scale = 1 / Math.sqrt(D);
-  const scoresT = (q: string, k: string): string =>
-    g.op('FusedMatMul', [q, k], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(scale) }, 'com.microsoft');
+  const layerIo = (l: number): AttentionLayerIo => ({
+    pastKey: GRAPH_IO.pastKey(l),
+    pastValue: GRAPH_IO.pastValue(l),
+    pastBias: GRAPH_IO.pastBias(l),
+    presentKey: GRAPH_IO.presentKey(l),
+    presentValue: GRAPH_IO.presentValue(l),
+    dims: { past: `C${l}`, biasHeads: `Hb${l}`, biasRows: `Tb${l}` },
+    ...(options.emitAttention ? { attnSum: GRAPH_IO.attnSum(l), attnRows: GRAPH_IO.attnRows(l) } : {}),
+    ...(pageSize !== null
+      ? { quest: { pageMin: GRAPH_IO.pageMin(l), pageMax: GRAPH_IO.pageMax(l), pageBias: GRAPH_IO.pageBias(l), k: GRAPH_IO.questK(l), pages: `NP${l}` } }
+      : {}),
+  });
 
   let x = g.op('Reshape', [g.op('Gather', [w('embed'), inputIds], { axis: attr.int(0) }), shape2dHidden]);
+  if (spec.embedScale !== 1) x = g.op('Mul', [x, g.scalarF32(spec.embedScale)]);
   for (let l = 0; l < spec.numLayers; l++) {
-    const h = rmsNorm(x, `l${l}.in_norm`);
-    let qkv = linear(h, `l${l}.qkv`);
-    if (spec.attentionBias) qkv = g.op('Add', [qkv, w(`l${l}.qkv_bias`)]);
-    const [q, k, v] = g.node('Split', [qkv, g.int64s([H * D, KV * D, KV * D])], { axis: attr.int(1) }, {
-      outputs: [`q_${l}`, `k_${l}`, `v_${l}`],
-    });
-    if (!q || !k || !v) throw new Error('unreachable');
-    const qRot = rope(g.op('Reshape', [q, shapeBTHD]));
-    const kNew = GRAPH_IO.presentKey(l);
-    const vNew = GRAPH_IO.presentValue(l);
-    g.node('Transpose', [rope(g.op('Reshape', [k, shapeBTkvD]))], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [kNew] }); // [B, KV, T, D]
-    g.node('Transpose', [g.op('Reshape', [v, shapeBTkvD])], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [vNew] });
-    const pastK = g.input(GRAPH_IO.pastKey(l), 'float32', ['B', KV, `C${l}`, D]);
-    const pastV = g.input(GRAPH_IO.pastValue(l), 'float32', ['B', KV, `C${l}`, D]);
-    const pastBias = g.input(GRAPH_IO.pastBias(l), 'float32', ['B', `Hb${l}`, `Tb${l}`, `C${l}`]);
-    // Query heads grouped under their KV head: [B, KV, G*T, D] so one MatMul serves a whole group.
-    const qGrouped = g.op('Reshape', [
-      g.op('Transpose', [g.op('Reshape', [qRot, shapeBTkvGD])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
-      shapeQ4,
-    ]);
-    let pk = pastK;
-    let pv = pastV;
-    let pb = pastBias;
-    if (pageSize) {
-      ({ pk, pv, pb } = questGather(g, l, qGrouped, pastK, pastV, pastBias, pageSize, { KV, G, D }));
-    }
-    const sPastFlat = scoresT(qGrouped, pk); // [B, KV, G*T, C]
-    const sPast = g.op('Add', [g.op('Reshape', [sPastFlat, shapeScores5]), g.op('Unsqueeze', [pb, g.int64s([2])])]);
-    const sNewFlat = scoresT(qGrouped, kNew); // [B, KV, G*T, T]
-    const sNew = g.op('Add', [g.op('Reshape', [sNewFlat, shapeScores5]), newBias5]);
-    const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: attr.int(-1) })], { axis: attr.int(-1) }); // [B, KV, G, T, C+T]
-    if (rowStart) {
-      g.node('ReduceSum', [probs, g.int64s([2, 3])], { keepdims: attr.int(0) }, { outputs: [GRAPH_IO.attnSum(l)] });
-      g.node('Slice', [probs, rowStart, g.int64s([2 ** 31 - 1]), g.int64s([3])], {}, { outputs: [GRAPH_IO.attnRows(l)] });
-    }
-    const splitSizes = g.op('Concat', [g.op('Shape', [pk], { start: attr.int(2), end: attr.int(3) }), tOnly], { axis: attr.int(0) });
-    const [pPast, pNew] = g.node('Split', [probs, splitSizes], { axis: attr.int(-1) }, { outputs: [`pp_${l}`, `pn_${l}`] });
-    if (!pPast || !pNew) throw new Error('unreachable');
-    const ctx = g.op('Add', [
-      g.op('MatMul', [g.op('Reshape', [pPast, g.op('Shape', [sPastFlat])]), pv]),
-      g.op('MatMul', [g.op('Reshape', [pNew, g.op('Shape', [sNewFlat])]), vNew]),
-    ]); // [B, KV, G*T, D]
-    const merged = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [ctx, shapeCtx5])], { perm: attr.ints([0, 3, 1, 2, 4]) }), shape2dHeads]);
-    let o = linear(merged, `l${l}.o`);
-    if (spec.outputBias) o = g.op('Add', [o, w(`l${l}.o_bias`)]);
+    let o = attentionBlock(actx, l, rmsNorm(x, `l${l}.in_norm`), layerIo(l));
+    if (spec.sandwichNorms) o = rmsNorm(o, `l${l}.attn_out_norm`);
     x = g.op('Add', [x, o]);
 
     const h2 = rmsNorm(x, `l${l}.post_norm`);
@@ -240,8 +188,10 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
       outputs: [`gate_${l}`, `up_${l}`],
     });
     if (!gate || !up) throw new Error('unreachable');
-    const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-    x = g.op('Add', [x, linear(act, `l${l}.down`)]);
+    const act = g.op('Mul', [gatedActivation(g, spec, gate), up]);
+    let m = linear(act, `l${l}.down`);
+    if (spec.sandwichNorms) m = rmsNorm(m, `l${l}.mlp_out_norm`);
+    x = g.op('Add', [x, m]);
   }
 
   // Only the requested positions go through the final norm and the vocabulary projection.
@@ -250,73 +200,13 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
   const idx = g.op('Expand', [g.op('Unsqueeze', [logitIndex, g.int64s([-1])]), idxShape]);
   const picked = g.op('Reshape', [g.op('GatherElements', [x3, idx], { axis: attr.int(1) }), shape2dHidden]);
   const normed = rmsNorm(picked, 'final_norm');
-  const logits2d = linear(normed, 'lm_head');
+  let logits2d = linear(normed, 'lm_head');
+  const cap = spec.finalLogitSoftcap;
+  if (cap !== null) logits2d = g.op('Mul', [g.op('Tanh', [g.op('Mul', [logits2d, g.scalarF32(1 / cap)])]), g.scalarF32(cap)]);
   const logitShape = g.op('Concat', [g.op('Shape', [logitIndex]), g.int64s([spec.vocabSize])], { axis: attr.int(0) });
   g.node('Reshape', [logits2d, logitShape], {}, { outputs: [GRAPH_IO.logits] });
 
   g.output(GRAPH_IO.logits, 'float32', ['B', 'K', spec.vocabSize]);
-  for (let l = 0; l < spec.numLayers; l++) {
-    g.output(GRAPH_IO.presentKey(l), 'float32', ['B', KV, 'T', D]);
-    g.output(GRAPH_IO.presentValue(l), 'float32', ['B', KV, 'T', D]);
-    if (options.emitAttention) {
-      g.output(GRAPH_IO.attnSum(l), 'float32', ['B', KV, `S${l}`]);
-      g.output(GRAPH_IO.attnRows(l), 'float32', ['B', KV, G, 'W', `S${l}`]);
-    }
-  }
+  for (let l = 0; l < spec.numLayers; l++) declareAttentionOutputs(g, spec, layerIo(l), `S${l}`);
   return g.toModelBytes(17);
-}
-
-/**
- * Quest's selection for one layer (decode, T = 1): page bounds come in from the
- * KV store ([B, KV, NP, D] per-channel min and max of the page's keys); a KV
- * head scores a page by the largest bound over its group's query heads, plus
- * page_bias (the engine pins the newest page, blocks padding pages); the top
- * quest_k pages' entries are gathered, so attention reads only them.
- */
-function questGather(
-  g: GraphBuilder,
-  l: number,
-  qGrouped: string,
-  pastK: string,
-  pastV: string,
-  pastBias: string,
-  pageSize: string,
-  dims: { KV: number; G: number; D: number },
-): { pk: string; pv: string; pb: string } {
-  const { KV, G, D } = dims;
-  const pageMin = g.input(GRAPH_IO.pageMin(l), 'float32', ['B', KV, `NP${l}`, D]);
-  const pageMax = g.input(GRAPH_IO.pageMax(l), 'float32', ['B', KV, `NP${l}`, D]);
-  const pageBias = g.input(GRAPH_IO.pageBias(l), 'float32', ['B', KV, `NP${l}`]);
-  const k = g.input(GRAPH_IO.questK(l), 'int64', [1]);
-  // sum_c max(q_c min_c, q_c max_c) = relu(q) . max + min(q, 0) . min: two matrix products over
-  // the page bounds ([B, KV, G*T, D] x [B, KV, NP, D]^T, T = 1), nothing of size pages x channels built.
-  const qPos = g.op('Relu', [qGrouped]);
-  const qNeg = g.op('Min', [qGrouped, g.scalarF32(0)]);
-  const product = (a: string, b: string): string =>
-    g.op('FusedMatMul', [a, b], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(1) }, 'com.microsoft');
-  const bound = g.op('Add', [product(qPos, pageMax), product(qNeg, pageMin)]); // [B, KV, G, NP]
-  const pageScore = g.op('Add', [g.op('ReduceMax', [bound], { axes: attr.ints([2]), keepdims: attr.int(0) }), pageBias]); // [B, KV, NP]
-  const [, pages] = g.node('TopK', [pageScore, k], { axis: attr.int(-1), largest: attr.int(1), sorted: attr.int(0) }, {
-    outputs: [`qv_${l}`, `qi_${l}`],
-  });
-  if (!pages) throw new Error('unreachable');
-  // Attend the chosen pages in cache order, so summation order matches dense attention.
-  const [ascending] = g.node('TopK', [g.op('Cast', [pages], { to: attr.int(1) }), k], { axis: attr.int(-1), largest: attr.int(0), sorted: attr.int(1) }, {
-    outputs: [`qs_${l}`, `qsi_${l}`],
-  });
-  if (!ascending) throw new Error('unreachable');
-  const ordered = g.op('Cast', [ascending], { to: attr.int(7) });
-  // Pages are whole blocks of the cache (capacity is a multiple of the page size), so one GatherND
-  // per tensor copies only the chosen pages, contiguous rows of pageSize x D floats.
-  const idx = g.op('Unsqueeze', [ordered, g.int64s([-1])]); // [B, KV, k, 1]
-  const paged = (x: string, width: number): string =>
-    g.op('Reshape', [x, g.op('Concat', [g.op('Shape', [x], { start: attr.int(0), end: attr.int(2) }), g.int64s([-1]), g.op('Mul', [pageSize, g.int64s([width])])], { axis: attr.int(0) })]);
-  const pick = (x: string, width: number): string => g.op('GatherND', [paged(x, width), idx], { batch_dims: attr.int(2) }); // [B, KV, k, ps*width]
-  const pk = g.op('Reshape', [pick(pastK, D), g.int64s([0, 0, -1, D])]);
-  const pv = g.op('Reshape', [pick(pastV, D), g.int64s([0, 0, -1, D])]);
-  const cap = g.op('Shape', [pastK], { start: attr.int(2), end: attr.int(3) });
-  const biasFull = g.op('Expand', [pastBias, g.op('Concat', [g.op('Shape', [pastBias], { start: attr.int(0), end: attr.int(1) }), g.int64s([KV, 1]), cap], { axis: attr.int(0) })]);
-  const pb = g.op('Reshape', [pick(g.op('Squeeze', [biasFull, g.int64s([2])]), 1), g.int64s([0, 0, 1, -1])]); // [B, KV, 1, k*ps]
-  void G;
-  return { pk, pv, pb };
 }

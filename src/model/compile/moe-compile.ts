@@ -1,5 +1,5 @@
 /**
- * Compiles an MoE checkpoint (mixtral, qwen2_moe): non-expert weights into one
+ * Compiles an MoE checkpoint (mixtral, qwen2_moe, qwen3_moe): non-expert weights into one
  * weights.bin shared by the per-layer graphs and the head graph (kept resident by
  * the runner), and every routed expert into its own files, one per bitwidth
  * (fp32 raw, int8 / int4 / int2 as self-contained ONNX graphs), so an expert can be
@@ -20,10 +20,11 @@ import type { WeightDtype } from './decoder-graph.js';
 import { buildFp32ExpertGraph, buildMoeHeadGraph, buildMoeLayerGraph, buildQuantExpertGraph, type MoeStoredWeights } from './moe-graphs.js';
 import { EXPERT_BITS, packBlockwise, type ExpertBits } from './moe-quantize.js';
 import { WeightWriter } from './graph-weights.js';
+import { storeAttentionWeights } from './attention-block.js';
 import { digestFiles, discardEntry, publishEntry, readEntry, temporaryEntryDir, type FileDigests } from './cache-entry.js';
 
 /** Bump when the MoE graph or expert file layout changes. */
-export const MOE_COMPILER_VERSION = 1;
+export const MOE_COMPILER_VERSION = 2;
 export const MOE_MANIFEST = 'moe-manifest.json';
 const QUANT_BLOCK_SIZE = 32;
 const DEFAULT_QUANT_ACCURACY_LEVEL = 4;
@@ -51,6 +52,9 @@ export interface MoeManifest {
   readonly quantBlockSize: number;
   readonly quantAccuracyLevel: number;
   readonly layerGraphs: readonly string[];
+  /** The same layers with attention statistics out / Quest page selection in (attention policies). */
+  readonly statsLayerGraphs: readonly string[];
+  readonly questLayerGraphs: readonly string[];
   readonly headGraph: string;
   readonly fp32ExpertGraph: string;
   readonly experts: readonly ExpertFile[];
@@ -96,19 +100,13 @@ function storeMoeWeights(spec: ModelSpec, weights: WeightSource, file: ExternalD
   const putLinear = (key: string, data: Float32Array, n: number, k: number): void => out.linear(key, data, n, k);
   const { tensors, linears } = out;
   const h = spec.hiddenSize;
-  const qDim = spec.numHeads * spec.headDim;
-  const kvDim = spec.numKvHeads * spec.headDim;
   const embed = weights.get('model.embed_tokens.weight');
   putF32('embed', [spec.vocabSize, h], embed.data);
   for (let l = 0; l < spec.numLayers; l++) {
     const p = `model.layers.${l}`;
     putF32(`l${l}.in_norm`, [h], weights.get(`${p}.input_layernorm.weight`).data);
     putF32(`l${l}.post_norm`, [h], weights.get(`${p}.post_attention_layernorm.weight`).data);
-    const qkv = concatRows(['q', 'k', 'v'].map((x) => weights.get(`${p}.self_attn.${x}_proj.weight`).data));
-    putLinear(`l${l}.qkv`, qkv, qDim + 2 * kvDim, h);
-    if (spec.attentionBias) putF32(`l${l}.qkv_bias`, [qDim + 2 * kvDim], concatRows(['q', 'k', 'v'].map((x) => weights.get(`${p}.self_attn.${x}_proj.bias`).data)));
-    putLinear(`l${l}.o`, weights.get(`${p}.self_attn.o_proj.weight`).data, h, qDim);
-    if (spec.outputBias) putF32(`l${l}.o_bias`, [h], weights.get(`${p}.self_attn.o_proj.bias`).data);
+    storeAttentionWeights(spec, weights, l, out);
     // The router stays fp32 whatever the weight dtype: a flipped top-k choice costs far more than its bytes.
     putF32(`l${l}.router`, [moe.numExperts, h], weights.get(routerTensorName(spec, l)).data);
     if (moe.sharedExpertIntermediateSize !== null) {
@@ -203,10 +201,17 @@ export function compileMoeModel(source: CompileSource, options: CompileOptions):
       file.close();
     }
     const layerGraphs: string[] = [];
+    const statsLayerGraphs: string[] = [];
+    const questLayerGraphs: string[] = [];
     for (let l = 0; l < spec.numLayers; l++) {
-      const name = `layer-${l}.onnx`;
-      writeFileSync(join(tmp, name), buildMoeLayerGraph(spec, stored, l, accuracyLevel));
-      layerGraphs.push(name);
+      for (const [variant, list, name] of [
+        ['plain', layerGraphs, `layer-${l}.onnx`],
+        ['stats', statsLayerGraphs, `layer-${l}.stats.onnx`],
+        ['quest', questLayerGraphs, `layer-${l}.quest.onnx`],
+      ] as const) {
+        writeFileSync(join(tmp, name), buildMoeLayerGraph(spec, stored, l, accuracyLevel, variant));
+        list.push(name);
+      }
     }
     writeFileSync(join(tmp, 'head.onnx'), buildMoeHeadGraph(spec, stored, accuracyLevel));
     writeFileSync(join(tmp, 'expert-fp32.onnx'), buildFp32ExpertGraph(spec.hiddenSize, spec.moe.expertIntermediateSize));
@@ -225,10 +230,12 @@ export function compileMoeModel(source: CompileSource, options: CompileOptions):
       quantBlockSize: QUANT_BLOCK_SIZE,
       quantAccuracyLevel: accuracyLevel,
       layerGraphs,
+      statsLayerGraphs,
+      questLayerGraphs,
       headGraph: 'head.onnx',
       fp32ExpertGraph: 'expert-fp32.onnx',
       experts,
-      files: digestFiles(tmp, ['weights.bin', ...layerGraphs, 'head.onnx', 'expert-fp32.onnx']),
+      files: digestFiles(tmp, ['weights.bin', ...layerGraphs, ...statsLayerGraphs, ...questLayerGraphs, 'head.onnx', 'expert-fp32.onnx']),
     };
     writeFileSync(join(tmp, MOE_MANIFEST), JSON.stringify(manifest));
     if (publishEntry(tmp, dir, (at) => readEntry(at, MOE_MANIFEST, (m) => acceptMoeManifest(m, key))?.ok === true) === 'existing') {

@@ -21,6 +21,9 @@
  *                 layer L+1's post-attention norm of `resid`: EdgeMoE's prediction of the
  *                 next layer's experts, available before this layer's experts run.
  *
+ * Each layer also has a stats and a quest variant (attention-block.ts's options): the
+ * same attention statistics outputs and Quest inputs as the dense graph, one layer's worth.
+ *
  * head graph: hidden [B*T, h], logit_index [B, K] -> logits [B, K, V].
  *
  * Expert graphs compute y = down(silu(gate(x)) * up(x)) for x [M, h]:
@@ -36,7 +39,7 @@ import { attr, GraphBuilder, type StoredTensor } from '../onnx/graph-builder.js'
 import type { ModelSpec } from '../spec.js';
 import type { StoredLinear } from './decoder-graph.js';
 import type { PackedMatrix } from './moe-quantize.js';
-import { ropeInGraph } from './rope.js';
+import { attentionBlock, attentionContext, declareAttentionOutputs, type AttentionLayerIo } from './attention-block.js';
 
 export const MOE_IO = {
   inputIds: 'input_ids',
@@ -54,6 +57,16 @@ export const MOE_IO = {
   nextRouterLogits: 'next_router_logits',
   logitIndex: 'logit_index',
   logits: 'logits',
+  /** Stats variant: query rows to report; outputs attn_sum [B, KV, C+T], attn_rows [B, KV, G, W, C+T]. */
+  attnWindow: 'attn_window',
+  attnSum: 'attn_sum',
+  attnRows: 'attn_rows',
+  /** Quest variant inputs (decoder-graph.ts's, one layer). */
+  pageSize: 'page_size',
+  pageMin: 'page_min',
+  pageMax: 'page_max',
+  pageBias: 'page_bias',
+  questK: 'quest_k',
   expertX: 'x',
   expertGateUp: 'gate_up',
   expertDown: 'down',
@@ -82,16 +95,15 @@ function swiglu(g: GraphBuilder, gateUp: string, inter: number, tag: string): st
   return g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
 }
 
-export function buildMoeLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, layer: number, accuracyLevel: number): Uint8Array {
+/** Which layer graph: plain, with attention statistics out, or with Quest page selection in (the dense graph's variants). */
+export type MoeLayerVariant = 'plain' | 'stats' | 'quest';
+
+export function buildMoeLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, layer: number, accuracyLevel: number, variant: MoeLayerVariant = 'plain'): Uint8Array {
   const moe = spec.moe;
   if (moe === undefined) throw new Error('buildMoeLayerGraph: not an MoE spec');
   const { g, w, linear } = context(`capserve-${spec.architecture}-layer${layer}`, stored, accuracyLevel);
   const rmsNorm = (x: string, key: string): string =>
     g.op('SimplifiedLayerNormalization', [x, w(key)], { axis: attr.int(-1), epsilon: attr.float(spec.rmsNormEps) });
-  const H = spec.numHeads;
-  const KV = spec.numKvHeads;
-  const D = spec.headDim;
-  const G = H / KV;
   const hidden = spec.hiddenSize;
   const l = layer;
 
@@ -104,52 +116,20 @@ export function buildMoeLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, la
   } else {
     x = g.input(MOE_IO.hidden, 'float32', ['N', hidden]);
   }
-  const bt = g.op('Shape', [positionIds]);
-  const shapeBTkvGD = g.op('Concat', [bt, g.int64s([KV, G, D])], { axis: attr.int(0) });
-  const shapeBTkvD = g.op('Concat', [bt, g.int64s([KV, D])], { axis: attr.int(0) });
-  const shapeBTHD = g.op('Concat', [bt, g.int64s([H, D])], { axis: attr.int(0) });
-  const tOnly = g.op('Slice', [bt, g.int64s([1]), g.int64s([2])]);
-  const shapeScores5 = g.op('Concat', [g.int64s([0, 0, G]), tOnly, g.int64s([-1])], { axis: attr.int(0) });
-  const shapeCtx5 = g.op('Concat', [g.int64s([0, KV, G]), tOnly, g.int64s([D])], { axis: attr.int(0) });
-
-  const rope = ropeInGraph(g, spec, positionIds);
-  const scoresT = (q: string, k: string): string =>
-    g.op('FusedMatMul', [q, k], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(1 / Math.sqrt(D)) }, 'com.microsoft');
-
-  // Attention exactly as the dense graph (decoder-graph.ts): head-major past read in place.
-  const h1 = rmsNorm(x, `l${l}.in_norm`);
-  let qkv = linear(h1, `l${l}.qkv`);
-  if (spec.attentionBias) qkv = g.op('Add', [qkv, w(`l${l}.qkv_bias`)]);
-  const [q, k, v] = g.node('Split', [qkv, g.int64s([H * D, KV * D, KV * D])], { axis: attr.int(1) }, { outputs: ['q', 'k', 'v'] });
-  if (!q || !k || !v) throw new Error('unreachable');
-  const qRot = rope(g.op('Reshape', [q, shapeBTHD]));
-  const kNew = MOE_IO.presentKey;
-  const vNew = MOE_IO.presentValue;
-  g.node('Transpose', [rope(g.op('Reshape', [k, shapeBTkvD]))], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [kNew] });
-  g.node('Transpose', [g.op('Reshape', [v, shapeBTkvD])], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [vNew] });
-  const pastK = g.input(MOE_IO.pastKey, 'float32', ['B', KV, 'C', D]);
-  const pastV = g.input(MOE_IO.pastValue, 'float32', ['B', KV, 'C', D]);
-  const pastBias = g.input(MOE_IO.pastBias, 'float32', ['B', 'Hb', 'Tb', 'C']);
-  const qGrouped = g.op('Reshape', [
-    g.op('Transpose', [g.op('Reshape', [qRot, shapeBTkvGD])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
-    g.int64s([0, 0, -1, D]),
-  ]);
-  const sPastFlat = scoresT(qGrouped, pastK);
-  const sPast = g.op('Add', [g.op('Reshape', [sPastFlat, shapeScores5]), g.op('Unsqueeze', [pastBias, g.int64s([2])])]);
-  const sNewFlat = scoresT(qGrouped, kNew);
-  const sNew = g.op('Add', [g.op('Reshape', [sNewFlat, shapeScores5]), g.op('Unsqueeze', [newBias, g.int64s([1])])]);
-  const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: attr.int(-1) })], { axis: attr.int(-1) });
-  const splitSizes = g.op('Concat', [g.op('Shape', [pastK], { start: attr.int(2), end: attr.int(3) }), tOnly], { axis: attr.int(0) });
-  const [pPast, pNew] = g.node('Split', [probs, splitSizes], { axis: attr.int(-1) }, { outputs: ['p_past', 'p_new'] });
-  if (!pPast || !pNew) throw new Error('unreachable');
-  const ctx = g.op('Add', [
-    g.op('MatMul', [g.op('Reshape', [pPast, g.op('Shape', [sPastFlat])]), pastV]),
-    g.op('MatMul', [g.op('Reshape', [pNew, g.op('Shape', [sNewFlat])]), vNew]),
-  ]);
-  const merged = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [ctx, shapeCtx5])], { perm: attr.ints([0, 3, 1, 2, 4]) }), g.int64s([-1, H * D])]);
-  let o = linear(merged, `l${l}.o`);
-  if (spec.outputBias) o = g.op('Add', [o, w(`l${l}.o_bias`)]);
-  const afterAttn = g.op('Add', [x, o]);
+  const attnWindow = variant === 'stats' ? g.input(MOE_IO.attnWindow, 'int64', [1]) : null;
+  const pageSize = variant === 'quest' ? g.input(MOE_IO.pageSize, 'int64', [1]) : null;
+  const actx = attentionContext(g, spec, { w, linear }, { positionIds, newBias, attnWindow, pageSize });
+  const io: AttentionLayerIo = {
+    pastKey: MOE_IO.pastKey,
+    pastValue: MOE_IO.pastValue,
+    pastBias: MOE_IO.pastBias,
+    presentKey: MOE_IO.presentKey,
+    presentValue: MOE_IO.presentValue,
+    dims: { past: 'C', biasHeads: 'Hb', biasRows: 'Tb' },
+    ...(variant === 'stats' ? { attnSum: MOE_IO.attnSum, attnRows: MOE_IO.attnRows } : {}),
+    ...(variant === 'quest' ? { quest: { pageMin: MOE_IO.pageMin, pageMax: MOE_IO.pageMax, pageBias: MOE_IO.pageBias, k: MOE_IO.questK, pages: 'NP' } } : {}),
+  };
+  const afterAttn = g.op('Add', [x, attentionBlock(actx, l, rmsNorm(x, `l${l}.in_norm`), io)]);
 
   const moeIn = rmsNorm(afterAttn, `l${l}.post_norm`);
   g.node('Identity', [moeIn], {}, { outputs: [MOE_IO.moeIn] });
@@ -167,8 +147,7 @@ export function buildMoeLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, la
     g.node('Gemm', [nextIn, w(`l${l + 1}.router`)], { transB: attr.int(1) }, { outputs: [MOE_IO.nextRouterLogits] });
   }
 
-  g.output(MOE_IO.presentKey, 'float32', ['B', KV, 'T', D]);
-  g.output(MOE_IO.presentValue, 'float32', ['B', KV, 'T', D]);
+  declareAttentionOutputs(g, spec, io, 'S');
   g.output(MOE_IO.resid, 'float32', ['N', hidden]);
   g.output(MOE_IO.moeIn, 'float32', ['N', hidden]);
   g.output(MOE_IO.routerLogits, 'float32', ['N', moe.numExperts]);

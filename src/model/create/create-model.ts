@@ -41,7 +41,8 @@ function initFor(t: ExpectedTensor, spec: ModelSpec): { mean: number; std: numbe
   const n = t.name;
   const residualScale = 1 / Math.sqrt(2 * spec.numLayers);
   if (n === 'model.embed_tokens.weight' || n === 'lm_head.weight') return { mean: 0, std: 2 / Math.sqrt(spec.hiddenSize) };
-  if (n.endsWith('norm.weight')) return { mean: 1, std: 0.1 };
+  // Gemma's norms multiply by (1 + weight).
+  if (n.endsWith('norm.weight')) return { mean: spec.normUnitOffset ? 0 : 1, std: 0.1 };
   if (n.endsWith('o_proj.bias')) return { mean: 0, std: 0.1 };
   if (n.endsWith('.bias')) return { mean: 0, std: 0.2 };
   if (n.endsWith('o_proj.weight')) return { mean: 0, std: residualScale / Math.sqrt(spec.numHeads * spec.headDim) };

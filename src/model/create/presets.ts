@@ -56,10 +56,16 @@ const ARCH_CLASS: Readonly<Record<Architecture, string>> = {
   mistral: 'MistralForCausalLM',
   mixtral: 'MixtralForCausalLM',
   qwen2_moe: 'Qwen2MoeForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
+  smollm3: 'SmolLM3ForCausalLM',
+  phi3: 'Phi3ForCausalLM',
+  gemma2: 'Gemma2ForCausalLM',
+  gemma3_text: 'Gemma3ForCausalLM',
+  qwen3_moe: 'Qwen3MoeForCausalLM',
 };
 
 function isMoe(arch: Architecture): boolean {
-  return arch === 'mixtral' || arch === 'qwen2_moe';
+  return arch === 'mixtral' || arch === 'qwen2_moe' || arch === 'qwen3_moe';
 }
 
 export function presetVocabSize(preset: Preset): number {
@@ -72,7 +78,8 @@ export function presetVocabSize(preset: Preset): number {
  */
 function tied(arch: Architecture, preset: Preset): boolean {
   if (isMoe(arch)) return arch === 'qwen2_moe';
-  return preset === '135m' || arch === 'qwen2';
+  // SmolLM3 always ties; Qwen3 and Phi-3 keep an lm_head at tiny/small.
+  return preset === '135m' || arch === 'qwen2' || arch === 'smollm3' || arch === 'gemma2' || arch === 'gemma3_text';
 }
 
 export function presetConfig(arch: Architecture, preset: Preset): Record<string, unknown> {
@@ -109,6 +116,59 @@ export function presetConfig(arch: Architecture, preset: Preset): Record<string,
     config.max_window_layers = s.layers;
   } else if (arch === 'mistral') {
     config.sliding_window = s.mistralWindow;
+  } else if (arch === 'qwen3') {
+    // head_dim independent of hidden / heads, as in Qwen3 (e.g. 0.6B: hidden 1024, 16 heads of 128).
+    config.head_dim = (3 * s.hidden) / (2 * s.heads);
+    config.attention_bias = false;
+    config.use_sliding_window = false;
+    config.sliding_window = null;
+    config.max_window_layers = s.layers;
+    config.rope_theta = 1000000.0;
+  } else if (arch === 'smollm3') {
+    // SmolLM3-3B skips RoPE on every 4th layer; the small presets every 2nd so 2 layers have one of each.
+    config.no_rope_layer_interval = preset === '135m' ? 4 : 2;
+    config.use_sliding_window = false;
+    config.sliding_window = null;
+    config.attention_bias = false;
+    config.mlp_bias = false;
+    config.rope_theta = 2000000.0;
+  } else if (arch === 'phi3') {
+    // Phi-4-mini's shape of RoPE: 3/4 of each head rotated, LongRoPE with a short original
+    // context so short prompts cross it (long factors from then on).
+    const rotaryHalf = (0.75 * (s.hidden / s.heads)) / 2;
+    const original = preset === '135m' ? 4096 : 32;
+    config.partial_rotary_factor = 0.75;
+    config.original_max_position_embeddings = original;
+    config.rope_scaling = {
+      type: 'longrope',
+      short_factor: Array.from({ length: rotaryHalf }, (_, i) => 1 + (0.25 * i) / rotaryHalf),
+      long_factor: Array.from({ length: rotaryHalf }, (_, i) => 1 + (7 * i) / rotaryHalf),
+    };
+    config.sliding_window = null;
+    config.resid_pdrop = 0.0;
+    config.embd_pdrop = 0.0;
+  } else if (arch === 'gemma2' || arch === 'gemma3_text') {
+    // Gemma's shape of attention: head_dim and query_pre_attn_scalar independent of hidden / heads,
+    // sliding and full layers (Gemma 2 alternates; Gemma 3 has 5 sliding per full, 1 in 2 at tiny/small).
+    delete config.hidden_act;
+    config.hidden_activation = 'gelu_pytorch_tanh';
+    config.head_dim = (2 * s.hidden) / s.heads;
+    config.query_pre_attn_scalar = (3 * s.hidden) / (2 * s.heads);
+    config.sliding_window = s.mistralWindow;
+    config.attention_bias = false;
+    config.rms_norm_eps = 1e-6;
+    const fullEvery = arch === 'gemma2' || preset !== '135m' ? 2 : 6;
+    config.layer_types = Array.from({ length: s.layers }, (_, i) => ((i + 1) % fullEvery !== 0 ? 'sliding_attention' : 'full_attention'));
+    if (arch === 'gemma2') {
+      config.attn_logit_softcapping = 50.0;
+      config.final_logit_softcapping = 30.0;
+    } else {
+      config.rope_theta = 1000000.0;
+      config.rope_local_base_freq = 10000.0;
+      config.rope_scaling = { rope_type: 'linear', factor: 8.0 };
+      config.final_logit_softcapping = null;
+      config.attn_logit_softcapping = null;
+    }
   } else if (arch === 'mixtral') {
     const m = MOE_SHAPES[preset].moe;
     config.sliding_window = null;
@@ -117,6 +177,22 @@ export function presetConfig(arch: Architecture, preset: Preset): Record<string,
     config.intermediate_size = m.expertIntermediate;
     config.router_jitter_noise = 0.0;
     config.output_router_logits = false;
+  } else if (arch === 'qwen3_moe') {
+    // Qwen3-30B-A3B's shape of MoE: q/k norms, head_dim of its own, top-k renormalised, no shared expert.
+    const m = MOE_SHAPES[preset].moe;
+    config.head_dim = (3 * s.hidden) / (2 * s.heads);
+    config.attention_bias = false;
+    config.use_sliding_window = false;
+    config.sliding_window = null;
+    config.max_window_layers = s.layers;
+    config.num_experts = m.experts;
+    config.num_experts_per_tok = m.topK;
+    config.moe_intermediate_size = m.expertIntermediate;
+    config.norm_topk_prob = true;
+    config.decoder_sparse_step = 1;
+    config.mlp_only_layers = [];
+    config.output_router_logits = false;
+    config.rope_theta = 1000000.0;
   } else {
     const m = MOE_SHAPES[preset].moe;
     config.use_sliding_window = false;

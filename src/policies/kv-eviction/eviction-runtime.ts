@@ -8,8 +8,9 @@
  * positions). A method only writes score(), protect() and its budget.
  */
 import type { SequenceKv } from '../../kv/sequence-kv.js';
-import { ropeInverseFrequencies } from '../../model/compile/rope.js';
+import { layerRope, ropeInverseFrequencies } from '../../model/compile/rope.js';
 import type { ModelSpec } from '../../model/spec.js';
+import { PolicyError } from '../errors.js';
 import type { EvictionMethod, PolicyParams, RuntimeNeeds } from '../method-types.js';
 import { rerotateKeys } from '../positions.js';
 import type { GroupInputs, PassPhase, PassResult, Phase, PolicyRuntime, PolicyVariant, PrefillShape, RuntimeReport, StatsSlice } from '../runtime.js';
@@ -36,13 +37,21 @@ export class EvictionRuntime implements PolicyRuntime {
   private readonly usesWindow: boolean;
   private readonly needs: RuntimeNeeds;
   private readonly invFreq: Float32Array;
+  private readonly slidingInvFreq: Float32Array | null;
 
   constructor(
     private readonly method: EvictionMethod,
     private readonly params: PolicyParams,
     private readonly spec: ModelSpec,
   ) {
+    if (method.positions === 'rolling' && spec.ropeScaling?.type === 'longrope') {
+      // Cached keys carry short or long LongRoPE factors depending on the pass that wrote them, so no single re-rotation is exact.
+      // The engine reports a PolicyError from instantiate() as the request's invalid policy.
+      throw new PolicyError(`${method.method} renumbers positions (rolling), which this model's longrope RoPE scaling does not allow`);
+    }
     this.rows = new Array<Float32Array | null>(spec.numLayers).fill(null);
+    // Gemma 3's sliding layers rotate with a RoPE of their own.
+    this.slidingInvFreq = spec.slidingRope === null ? null : ropeInverseFrequencies(spec, 'short', spec.slidingRope);
     const every = params['compressEvery'];
     this.compressEvery = typeof every === 'number' ? every : 0;
     this.needs = method.needs(params);
@@ -225,8 +234,10 @@ export class EvictionRuntime implements PolicyRuntime {
     if (rolling && evicted) kv.nextPosition = kv.maxLength;
   }
 
-  /** StreamingLLM: kept entries take positions 0..n-1; keys are re-rotated to match. */
+  /** StreamingLLM: kept entries take positions 0..n-1; keys are re-rotated to match (not on NoPE layers). */
   private renumber(kv: SequenceKv, l: number): void {
+    const rope = layerRope(this.spec, l);
+    const invFreq = rope !== null && rope === this.spec.slidingRope && this.slidingInvFreq !== null ? this.slidingInvFreq : this.invFreq;
     const D = this.spec.headDim;
     const len = kv.length(l);
     const cap = kv.capacity(l);
@@ -236,7 +247,7 @@ export class EvictionRuntime implements PolicyRuntime {
     for (let h = 0; h < this.spec.numKvHeads; h++) {
       const slice = keys.subarray(h * cap * D, (h * cap + len) * D);
       const from = pos.slice(h * cap, h * cap + len);
-      rerotateKeys(slice, 1, D, from, to, this.invFreq, slice);
+      if (rope !== null) rerotateKeys(slice, 1, D, from, to, invFreq, slice);
       pos.set(to, h * cap);
     }
   }

@@ -32,7 +32,7 @@ function parseCompletionBody(raw: unknown): CompletionRequest {
 }
 
 /** The echoed text of prompt `p`: as given when a string, else (ids, or cut by an overflow mode) decoded. */
-function echoTextOf(ctx: ServerContext, prompt: CompletionRequest['prompt'], p: number, tokens: readonly number[], planned: readonly number[]): string {
+async function echoTextOf(ctx: ServerContext, prompt: CompletionRequest['prompt'], p: number, tokens: readonly number[], planned: readonly number[]): Promise<string> {
   const given = typeof prompt === 'string' ? prompt : prompt[p];
   return typeof given === 'string' && planned === tokens ? given : ctx.engine.detokenize(planned);
 }
@@ -57,7 +57,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     for (const [p, prompt] of inputs.entries()) {
       if (prompt.tokens.length === 0) throw new ApiError('invalid_request', 'The prompt is empty after tokenization.', { param: inputs.length === 1 ? 'prompt' : `prompt[${p}]` });
       const plan = await planGeneration(ctx, { headers: request.headers, cap: body.cap, prompt, card, requestedMaxTokens: body.max_tokens, maxParam: 'max_tokens' });
-      parts.push({ prompt, plan, echoText: echo ? echoTextOf(ctx, body.prompt, p, prompt.tokens, plan.promptTokens) : '' });
+      parts.push({ prompt, plan, echoText: echo ? await echoTextOf(ctx, body.prompt, p, prompt.tokens, plan.promptTokens) : '' });
     }
     const first = parts[0];
     if (first === undefined) throw new ApiError('invalid_request', 'The prompt list is empty.', { param: 'prompt' });

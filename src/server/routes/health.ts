@@ -11,7 +11,7 @@ export function registerHealthAndMetrics(app: FastifyInstance, ctx: ServerContex
     if (ctx.shutdown.closing) throw new ApiError('shutting_down', 'The server is shutting down.', { retryAfterSeconds: 5 });
     const health = ctx.engine.health();
     if (!health.ready) throw new ApiError('not_ready', health.notReady ?? 'The model is still loading.', { retryAfterSeconds: 5 });
-    return { status: 'ok' };
+    return { status: 'ok', worker: health.worker ?? 'ready', worker_restarts: health.workerRestarts ?? 0 };
   });
 
   app.get('/metrics', async (_request, reply) => {

@@ -41,6 +41,6 @@ export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void
     const body = validateDetokenize(request.body);
     ensureReady(ctx);
     resolveModel(ctx.engine, body.model);
-    return { prompt: ctx.engine.detokenize(body.tokens) };
+    return { prompt: await ctx.engine.detokenize(body.tokens) };
   });
 }

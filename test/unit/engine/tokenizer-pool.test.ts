@@ -6,7 +6,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { EngineError } from '../../../src/engine/errors.js';
-import { INLINE_CHARS, TokenizerPool } from '../../../src/engine/tokenizer-pool.js';
+import { INLINE_CHARS, INLINE_IDS, TokenizerPool } from '../../../src/engine/tokenizer-pool.js';
 import { resolveChatTemplateFallback } from '../../../src/server/chat-template-fallback.js';
 import { missingShared, STORIES_DIR } from '../../helpers/shared.js';
 
@@ -30,6 +30,17 @@ test('large inputs go to a worker thread and give exactly the inline result; the
   ];
   assert.deepEqual(await pool.render(messages), pool.inline.render(messages));
   assert.deepEqual(await pool.encode(TEXT, false), pool.inline.encode(TEXT, false), 'small inputs run inline');
+  // Decoding: ids past int32 and the vocabulary travel unchanged and decode as they do inline.
+  const ids = [...viaWorker, 2 ** 40, 5];
+  assert.ok(ids.length > INLINE_IDS);
+  ticks = 0;
+  const decodeTimer = setInterval(() => ticks++, 5);
+  const decoded = await pool.decode(ids);
+  clearInterval(decodeTimer);
+  assert.equal(decoded, pool.inline.decode(ids));
+  assert.ok(decoded.startsWith(TEXT.trim()), decoded.slice(0, 100));
+  assert.ok(ticks > 0, 'timers ran while the worker decoded');
+  assert.equal(await pool.decode(viaWorker.slice(0, 10)), pool.inline.decode(viaWorker.slice(0, 10)), 'short id lists decode inline');
 });
 
 test('a model without a chat template: the worker reports no_chat_template as an EngineError', { skip }, async (t) => {

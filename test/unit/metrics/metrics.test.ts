@@ -124,6 +124,20 @@ test('engine gauges are read from the source at scrape time', async () => {
   assert.match(text, /capserve_kv_cache_usage_ratio\{policy="full"\} 0/);
 });
 
+test('worker restarts: a counter at 0 from the start that follows the engine\'s running total', async () => {
+  let state: { running: number; waiting: number; kvBytesUsed: number; kvBytesCapacity: number; workerRestarts?: number } | null = null;
+  const metrics = createMetrics({ policy: 'full', snapshot: () => state });
+  const line = async (): Promise<string | undefined> => (await metrics.registry.metrics()).split('\n').find((l) => l.startsWith(`${METRIC_NAMES.workerRestarts}{`));
+  assert.equal(await line(), 'capserve_worker_restarts_total{policy="full"} 0');
+  state = { running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0, workerRestarts: 2 };
+  assert.equal(await line(), 'capserve_worker_restarts_total{policy="full"} 2');
+  assert.equal(await line(), 'capserve_worker_restarts_total{policy="full"} 2', 'a second scrape adds nothing');
+  state = null;
+  assert.equal(await line(), 'capserve_worker_restarts_total{policy="full"} 2', 'no engine (not attached): unchanged');
+  state = { running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0, workerRestarts: 3 };
+  assert.equal(await line(), 'capserve_worker_restarts_total{policy="full"} 3');
+});
+
 test('C and A metrics: policy reports feed KV retained, compression ratio and attention mass; buckets span their ranges', async () => {
   assert.equal(COMPRESSION_RATIO_BUCKETS[0], 0.05);
   assert.equal(COMPRESSION_RATIO_BUCKETS.at(-1), 1);

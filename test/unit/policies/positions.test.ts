@@ -68,7 +68,7 @@ test('rerotateKeys: shared positions for all heads; identity when unchanged; in 
   const same = rerotateKeys(expected, h, d, Int32Array.from(to), Int32Array.from(to), freq);
   assert.deepEqual([...same], [...expected]);
   assert.throws(() => rerotateKeys(keys, h, d, Int32Array.from([1, 2]), Int32Array.from(to), freq), /fromPositions has 2 values/);
-  assert.throws(() => rerotateKeys(keys, h, d, Int32Array.from(from), Int32Array.from(to), freq.subarray(1)), /ropeInvFreq/);
+  assert.throws(() => rerotateKeys(keys, h, d, Int32Array.from(from), Int32Array.from(to), Float32Array.from([...freq, 1])), /ropeInvFreq/);
 });
 
 test('positions after eviction: original keeps them, rolling renumbers within the cache', () => {
@@ -78,4 +78,28 @@ test('positions after eviction: original keeps them, rolling renumbers within th
   assert.deepEqual([...keptPositions('rolling', positions, 6, plan)], [0, 1, 2, 0, 1, 2]);
   assert.equal(nextQueryPosition('original', 1000, 3), 1000);
   assert.equal(nextQueryPosition('rolling', 1000, 3), 3);
+});
+
+test('rerotateKeys with partial rotary (Phi-3): only the first 2 * invFreq.length channels rotate, pairs i and i + rotary/2', () => {
+  const next = rng(5);
+  const h = 2;
+  const d = 16;
+  const rot = 12;
+  const n = 6;
+  const freq = invFreq(rot);
+  const raw = randomArray(n * h * d, next);
+  const at = (pos: (j: number) => number): Float32Array => {
+    const out = Float32Array.from(raw);
+    // rope() over the first `rot` channels of each head; the other d - rot pass through.
+    for (let j = 0; j < n; j++) for (let k = 0; k < h; k++) rope(raw, (j * h + k) * d, rot, pos(j), freq, out);
+    return out;
+  };
+  const from = Int32Array.from({ length: n }, (_, j) => 100 + 7 * j);
+  const to = Int32Array.from({ length: n }, (_, j) => j);
+  const moved = rerotateKeys(at((j) => from[j]!), h, d, from, to, freq);
+  const direct = at((j) => j);
+  let worst = 0;
+  for (let i = 0; i < raw.length; i++) worst = Math.max(worst, Math.abs(moved[i]! - direct[i]!));
+  assert.ok(worst < 1e-5, `max difference ${worst}`);
+  assert.throws(() => rerotateKeys(raw, h, d, from, to, invFreq(2 * d)), /ropeInvFreq/);
 });

@@ -92,7 +92,7 @@ test('max_completion_tokens wins over max_tokens; developer role and text parts'
   });
   assert.equal(res.statusCode, 200, res.body);
   assert.equal(engine.requests[0]?.sampling.maxTokens, 3);
-  assert.equal(engine.detokenize(engine.requests[0]?.promptTokens ?? []), '<system>be brief<user>a\nb<assistant>');
+  assert.equal(await engine.detokenize(engine.requests[0]?.promptTokens ?? []), '<system>be brief<user>a\nb<assistant>');
 });
 
 test('n > 1 runs n generations with seed+i, and counts prompt tokens once', async (t) => {

@@ -8,8 +8,9 @@ test('before the engine is attached: not ready, calls throw not_ready with Retry
   const deferred = new DeferredEngine();
   assert.deepEqual(deferred.health(), { ready: false, running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0 });
   const notReady = (err: unknown): boolean => err instanceof EngineError && err.code === 'not_ready' && err.retryAfterSeconds === 5;
-  for (const call of [() => deferred.models(), () => deferred.detokenize([1])]) assert.throws(call, notReady);
+  assert.throws(() => deferred.models(), notReady);
   await assert.rejects(deferred.tokenize('x'), notReady);
+  await assert.rejects(deferred.detokenize([1]), notReady);
   await assert.rejects(deferred.renderChat([]), notReady);
   await deferred.close();
 });
@@ -21,5 +22,5 @@ test('after attach: every call reaches the engine', async () => {
   assert.equal(deferred.health().ready, true);
   assert.equal(deferred.models()[0]?.id, 'scripted');
   assert.deepEqual(await deferred.tokenize('A'), [1, 65]);
-  assert.equal(deferred.detokenize([72]), 'H');
+  assert.equal(await deferred.detokenize([72]), 'H');
 });

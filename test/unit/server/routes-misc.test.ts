@@ -35,7 +35,7 @@ test('GET /health: 200 when ready', async (t) => {
   const { app } = makeApp(t);
   const res = await app.inject({ method: 'GET', url: '/health' });
   assert.equal(res.statusCode, 200);
-  assert.deepEqual(res.json(), { status: 'ok' });
+  assert.deepEqual(res.json(), { status: 'ok', worker: 'ready', worker_restarts: 0 });
 });
 
 test('GET /metrics: Prometheus text with capserve_ metrics after a request', async (t) => {

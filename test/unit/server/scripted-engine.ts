@@ -209,7 +209,7 @@ export class ScriptedEngine implements EngineClient {
     return ids.map((id) => String.fromCharCode(id));
   }
 
-  detokenize(ids: readonly number[]): string {
+  async detokenize(ids: readonly number[]): Promise<string> {
     return ids.filter((id) => id !== 1).map((id) => String.fromCharCode(id)).join('');
   }
 
