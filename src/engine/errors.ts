@@ -13,18 +13,24 @@ export type EngineErrorCode =
   | 'worker_restarting'
   | 'engine_failed';
 
+/**
+ * The part of a request an error is about, in the engine's terms; the API
+ * layer names the HTTP parameter (server/errors.ts), the engine never does.
+ */
+export type RequestField = 'promptTokens' | 'promptLength' | 'chat' | 'maxTokens' | 'policy' | 'logitBias' | 'responseFormat';
+
 export class EngineError extends Error {
   readonly code: EngineErrorCode;
-  /** The request parameter at fault, when there is one (OpenAI's `param`). */
-  readonly param: string | null;
+  /** The part of the request at fault, when there is one. */
+  readonly field: RequestField | null;
   /** Seconds a client should wait before retrying (queue_full, not_ready). */
   readonly retryAfterSeconds: number | null;
 
-  constructor(code: EngineErrorCode, message: string, options: { param?: string; retryAfterSeconds?: number } = {}) {
+  constructor(code: EngineErrorCode, message: string, options: { field?: RequestField; retryAfterSeconds?: number } = {}) {
     super(message);
     this.name = 'EngineError';
     this.code = code;
-    this.param = options.param ?? null;
+    this.field = options.field ?? null;
     this.retryAfterSeconds = options.retryAfterSeconds ?? null;
   }
 }

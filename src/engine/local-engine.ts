@@ -419,7 +419,7 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<Lo
 
 function toEngineError(e: CoreErrorPayload): EngineError {
   return new EngineError(e.code, e.message, {
-    ...(e.param !== null ? { param: e.param } : {}),
+    ...(e.field !== null ? { field: e.field } : {}),
     ...(e.retryAfterSeconds !== null ? { retryAfterSeconds: e.retryAfterSeconds } : {}),
   });
 }

@@ -2,8 +2,8 @@
 import type { PolicyReport } from '../policies/types.js';
 import type { Sequence } from './sequence.js';
 
+/** The engine measures what the cache holds; the policy runtime says what it did. */
 export function policyReport(seq: Sequence, numLayers: number): PolicyReport {
-  const policy = seq.request.servingPolicy;
   const covered = seq.prefilled + Math.max(0, seq.generated - 1);
   const kv = seq.kv;
   let retained = covered;
@@ -12,33 +12,15 @@ export function policyReport(seq: Sequence, numLayers: number): PolicyReport {
     for (let l = 0; l < numLayers; l++) sum += kv.length(l);
     retained = sum / numLayers;
   }
-  const c = seq.compression;
-  if (c) {
-    return {
-      policy: seq.request.policy,
-      kind: 'context-compression',
-      promptTokens: c.originalTokens,
-      kvTokensRetained: retained,
-      contextTokens: covered,
-      compressionRatio: c.originalTokens > 0 ? c.compressedTokens / c.originalTokens : 1,
-      attentionMassRetained: null,
-      details: { ...c.details, originalTokens: c.originalTokens, compressedTokens: c.compressedTokens, compressMs: seq.compressMs },
-    };
-  }
+  const own = seq.runtime.report();
   return {
     policy: seq.request.policy,
-    kind: policy?.kind ?? 'none',
-    promptTokens: seq.promptLength,
+    kind: seq.request.servingPolicy?.kind ?? 'none',
+    promptTokens: own.promptTokens ?? seq.promptLength,
     kvTokensRetained: retained,
     contextTokens: covered,
-    compressionRatio: covered > 0 ? retained / covered : 1,
-    attentionMassRetained: seq.eviction ? seq.eviction.attentionMassRetained : null,
-    details: seq.eviction
-      ? { evictions: seq.eviction.evictionCount }
-      : seq.quest
-        ? { attendedRatio: seq.quest.attendedRatio }
-        : seq.sinkWindow
-          ? { sinkTokens: seq.sinkWindow.sinkTokens, windowTokens: seq.sinkWindow.windowTokens }
-          : {},
+    compressionRatio: own.compressionRatio ?? (covered > 0 ? retained / covered : 1),
+    attentionMassRetained: own.attentionMassRetained,
+    details: own.details,
   };
 }

@@ -14,19 +14,22 @@ export interface RequestLimits {
   readonly contextLength: number;
 }
 
-export function validateRequest(request: GenerateRequest, limits: RequestLimits, scoring: boolean): void {
+/** What the request's policy runtime allows, and whether it is a scoring pass. */
+export interface RequestMode {
+  readonly scoring: boolean;
+  /** The policy bounds the cache (the window limits the cache, not the prompt) or shrinks the prompt (checked once shrunk). */
+  readonly promptMayExceedWindow: boolean;
+}
+
+export function validateRequest(request: GenerateRequest, limits: RequestLimits, mode: RequestMode): void {
   const { vocabSize, contextLength } = limits;
   const n = request.promptTokens.length;
-  if (n === 0) throw new EngineError('invalid_request', 'the prompt is empty (0 tokens)', { param: 'prompt' });
-  const evicts = request.servingPolicy?.kind === 'kv-eviction';
-  const compresses = request.servingPolicy?.kind === 'context-compression';
-  // An eviction policy keeps the cache within its budget, so the window limits the cache, not the
-  // prompt; a compressed prompt is checked against the window once compressed.
-  if (!evicts && !compresses && !scoring && n >= contextLength) {
+  if (n === 0) throw new EngineError('invalid_request', 'the prompt is empty (0 tokens)', { field: 'promptTokens' });
+  if (!mode.promptMayExceedWindow && !mode.scoring && n >= contextLength) {
     throw new EngineError(
       'context_length_exceeded',
       `This model's maximum context length is ${contextLength} tokens. However, your request has ${n} prompt tokens, leaving no room to generate.`,
-      { param: 'messages' },
+      { field: 'promptLength' },
     );
   }
   for (const id of request.forcedTokens ?? []) {
@@ -36,12 +39,12 @@ export function validateRequest(request: GenerateRequest, limits: RequestLimits,
   }
   for (const id of request.promptTokens) {
     if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
-      throw new EngineError('invalid_request', `token id ${id} is outside the vocabulary [0, ${vocabSize})`, { param: 'prompt' });
+      throw new EngineError('invalid_request', `token id ${id} is outside the vocabulary [0, ${vocabSize})`, { field: 'promptTokens' });
     }
   }
   let banned = 0;
   for (const [id, bias] of request.sampling.logitBias) if (id >= 0 && id < vocabSize && bias <= LOGIT_BIAS_BAN) banned += 1;
   if (banned >= vocabSize) {
-    throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { param: 'logit_bias' });
+    throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { field: 'logitBias' });
   }
 }

@@ -3,10 +3,8 @@
  * waiting -> prefilling -> decoding -> finished (or aborted at any point).
  */
 import type { SequenceKv } from '../kv/sequence-kv.js';
-import type { EvictionState } from './eviction-state.js';
-import type { QuestState } from './quest-state.js';
-import type { SinkWindowParams } from '../policies/sparse-attention/sink-window.js';
-import type { CompressionResult } from '../policies/compression/types.js';
+import type { DroppedSpan } from '../policies/compression/types.js';
+import type { PolicyRuntime } from '../policies/runtime.js';
 import type { DecodeStream } from '../model/tokenizer-types.js';
 import { SequenceSampler, StopMatcher } from './sampling/index.js';
 import type { FinishReason, GenerateRequest, ScoreRequest } from './types.js';
@@ -32,17 +30,12 @@ export class Sequence {
   readonly submittedAt = performance.now();
   admittedAt = 0;
   prefillDoneAt = 0;
-  /** KV-eviction state when the serving policy evicts; null for full attention. */
-  eviction: EvictionState | null = null;
-  /** The prompt actually prefilled: the request's, or what context compression kept. */
+  /** The prompt actually prefilled: the request's, or what the policy's before-prefill hook kept. */
   prompt: readonly number[];
-  /** Context compression's outcome, when the policy compresses. */
-  compression: CompressionResult | null = null;
-  compressMs = 0;
-  /** Quest page-selection state when the serving policy is Quest. */
-  quest: QuestState | null = null;
-  /** A-shape prefill mask when the serving policy is sink-window. */
-  sinkWindow: SinkWindowParams | null = null;
+  /** What the before-prefill hook dropped, when it shrank the prompt. */
+  dropped: readonly DroppedSpan[] | null = null;
+  /** Time the before-prefill hook took (the scorer's forward passes). */
+  beforePrefillMs = 0;
   /** Set for teacher-forced scoring requests: prefill only, no sampling. */
   scoring: ScoreRequest | null = null;
   readonly scoredTargets: number[] = [];
@@ -54,6 +47,8 @@ export class Sequence {
 
   constructor(
     readonly request: GenerateRequest,
+    /** The serving policy's runtime for this sequence (full attention's when there is none). */
+    readonly runtime: PolicyRuntime,
     vocabSize: number,
     readonly decodeStream: DecodeStream,
     eosTokenIds: readonly number[],
@@ -79,9 +74,14 @@ export class Sequence {
     return this.prompt.length;
   }
 
-  /** Tokens the sequence covers at most (prompt + generated), capped by the window unless a policy evicts. */
+  /** Tokens the sequence covers at most (prompt + generated), capped by the window unless the policy bounds the cache. */
   get maxTokensCovered(): number {
     const total = this.promptLength + (this.scoring ? 0 : this.request.sampling.maxTokens);
-    return this.eviction || this.scoring ? total : Math.min(this.contextLength, total);
+    return this.runtime.boundsCache || this.scoring ? total : Math.min(this.contextLength, total);
+  }
+
+  /** Context covered so far as a policy counts it: prompt prefilled plus tokens generated before this step. */
+  contextTokens(decoding: boolean): number {
+    return this.prefilled + Math.max(0, this.generated - (decoding ? 0 : 1));
   }
 }

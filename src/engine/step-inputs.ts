@@ -7,7 +7,8 @@
  * Gemma's per layer), evicted holes.
  */
 import { roundToBlock, type SequenceKv } from '../kv/sequence-kv.js';
-import type { DecoderStepInputs, LayerPast } from '../runtime/decoder-session.js';
+import type { DecoderStepInputs, LayerPast } from '../model/step-io.js';
+import type { AttentionRestriction } from '../policies/runtime.js';
 
 const BLOCKED = -Infinity;
 
@@ -27,19 +28,9 @@ function allowed(keyPos: number, queryPos: number, window: number | null): boole
   return window === null || queryPos - keyPos < window;
 }
 
-/** A-shape attention for prefill: sinks plus a recent window per query. */
-export interface SinkWindow {
-  readonly sinkTokens: number;
-  readonly windowTokens: number;
-}
-
-function inSinkWindow(keyPos: number, queryPos: number, sw: SinkWindow): boolean {
-  return keyPos <= queryPos && (keyPos < sw.sinkTokens || queryPos - keyPos < sw.windowTokens);
-}
-
 export interface PrefillOptions {
-  /** A-shape prefill: only sinks and each query's recent window are read (the rest is not even gathered). */
-  readonly sinkWindow?: SinkWindow;
+  /** A policy's restriction (e.g. A-shape: sinks and a recent window): only what some query may read is gathered. */
+  readonly restrict?: AttentionRestriction | null;
   /** Logits for every new position (scoring) instead of only the last. */
   readonly allLogits?: boolean;
   /** Query rows of attention to report (stats variant). */
@@ -70,10 +61,10 @@ export class StepInputBuilder {
       positionIds[t] = BigInt(startPosition + t);
     }
     const newBias = new Float32Array(T * T);
-    const sw = options.sinkWindow;
+    const rs = options.restrict ?? null;
     for (let t = 0; t < T; t++) {
       for (let s = 0; s < T; s++) {
-        const ok = allowed(startPosition + s, startPosition + t, this.rule.slidingWindow) && (!sw || inSinkWindow(startPosition + s, startPosition + t, sw));
+        const ok = allowed(startPosition + s, startPosition + t, this.rule.slidingWindow) && (rs === null || rs.allowed(startPosition + t, startPosition + s));
         newBias[t * T + s] = ok ? 0 : BLOCKED;
       }
     }
@@ -81,7 +72,7 @@ export class StepInputBuilder {
     const logitIndex = new BigInt64Array(K);
     for (let k = 0; k < K; k++) logitIndex[k] = BigInt(options.allLogits ? k : T - 1);
     const queryPositions = Array.from({ length: T }, (_, t) => startPosition + t);
-    const layers = sw ? this.sinkWindowLayers(kv, queryPositions, sw) : this.inPlaceLayers(kv, queryPositions);
+    const layers = rs !== null ? this.restrictedLayers(kv, queryPositions, rs) : this.inPlaceLayers(kv, queryPositions);
     return { batch: 1, newTokens: T, logitCount: K, inputIds, positionIds, newBias, logitIndex, layers, attnWindow: options.attnWindow ?? null };
   }
 
@@ -198,8 +189,8 @@ export class StepInputBuilder {
     return layers;
   }
 
-  /** Gathers only the entries some query of the chunk may see (sinks and the recent window): cost flat in the context. */
-  private sinkWindowLayers(kv: SequenceKv, queryPositions: readonly number[], sw: SinkWindow): LayerPast[] {
+  /** Gathers only the entries some query of the chunk may see (for A-shape: sinks and the recent window): cost flat in the context. */
+  private restrictedLayers(kv: SequenceKv, queryPositions: readonly number[], rs: AttentionRestriction): LayerPast[] {
     const KV = this.numKvHeads;
     const D = this.headDim;
     const T = queryPositions.length;
@@ -212,7 +203,7 @@ export class StepInputBuilder {
       const picked: number[] = [];
       for (let e = 0; e < len; e++) {
         const p = pos[e] ?? 0;
-        if (p < sw.sinkTokens || first - p < sw.windowTokens) picked.push(e);
+        if (rs.reachable(first, p)) picked.push(e);
       }
       if (picked.length === 0) {
         layers.push(this.emptyLayer(1));
@@ -234,7 +225,7 @@ export class StepInputBuilder {
         const q = queryPositions[t] ?? 0;
         picked.forEach((e, i) => {
           const p = pos[e] ?? 0;
-          bias[t * n + i] = inSinkWindow(p, q, sw) && allowed(p, q, this.windowOf(l)) ? 0 : BLOCKED;
+          bias[t * n + i] = p <= q && rs.allowed(q, p) && allowed(p, q, this.windowOf(l)) ? 0 : BLOCKED;
         });
       }
       layers.push({ keys, values, capacity: n, bias, biasHeads: 1, biasRows: T });

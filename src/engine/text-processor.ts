@@ -50,7 +50,7 @@ export class TextProcessor {
       throw new EngineError(
         'no_chat_template',
         `model ${this.modelId} has no chat template (tokenizer_config.json has no chat_template) and the config names no fallback; use /v1/completions`,
-        { param: 'messages' },
+        { field: 'chat' },
       );
     }
     const text = this.chatTemplate.render(messages, { addGenerationPrompt: options.addGenerationPrompt ?? true, ...(options.tools ? { tools: options.tools } : {}) });

@@ -92,7 +92,7 @@ export class TokenizerPool {
       w.pending.set(id, { resolve, reject });
       w.worker.postMessage({ ...message, id }, transfer);
     }).then((m) => {
-      if (!m.ok) throw new EngineError(m.code, m.message, m.param !== null ? { param: m.param } : {});
+      if (!m.ok) throw new EngineError(m.code, m.message, m.field !== null ? { field: m.field } : {});
       return m;
     });
   }

@@ -1,6 +1,6 @@
 /** Messages between the tokenizer pool (HTTP thread) and its workers. */
 import type { ChatMessage } from '../model/tokenizer-types.js';
-import type { EngineErrorCode } from './errors.js';
+import type { EngineErrorCode, RequestField } from './errors.js';
 
 export interface TokenizerWorkerInit {
   readonly modelDir: string;
@@ -17,4 +17,4 @@ export type FromTokenizer =
   | { readonly id: number; readonly ok: true; readonly tokens: Int32Array }
   | { readonly id: number; readonly ok: true; readonly text: string; readonly addSpecialTokens: boolean }
   | { readonly id: number; readonly ok: true; readonly decoded: string }
-  | { readonly id: number; readonly ok: false; readonly code: EngineErrorCode; readonly message: string; readonly param: string | null };
+  | { readonly id: number; readonly ok: false; readonly code: EngineErrorCode; readonly message: string; readonly field: RequestField | null };

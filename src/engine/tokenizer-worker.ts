@@ -30,7 +30,7 @@ port.on('message', (m: ToTokenizer) => {
     reply = { id: m.id, ok: true, text: r.text, addSpecialTokens: r.addSpecialTokens };
   } catch (err) {
     const e = err instanceof EngineError ? err : new EngineError('engine_failed', err instanceof Error ? err.message : String(err));
-    reply = { id: m.id, ok: false, code: e.code, message: e.message, param: e.param };
+    reply = { id: m.id, ok: false, code: e.code, message: e.message, field: e.field };
   }
   port.postMessage(reply);
 });

@@ -9,13 +9,14 @@ import { boundContextLength } from './context-bound.js';
 import { compileModel } from '../model/compile/compile-model.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { DecoderSession, runtimeVersion } from '../runtime/decoder-session.js';
-import { openMoeRunnerForWorker } from '../runtime/moe-runner-factory.js';
+import { openMoeRunnerForWorker } from './moe-runner-factory.js';
 import { EngineCore } from './engine-core.js';
 import type { ModelRunner } from '../runtime/model-runner.js';
-import { openMoeRunner, parseEdgeMoeParams } from '../runtime/moe-runner-factory.js';
+import { openMoeRunner, parseEdgeMoeParams } from './moe-runner-factory.js';
 import { MoeRunner } from '../runtime/moe-runner.js';
 import { resolveEdgeMoe } from '../policies/expert-offload/edgemoe.js';
-import { ModelScorer, tokenizerMismatch } from '../policies/compression/scorer.js';
+import { tokenizerMismatch } from '../policies/compression/scorer.js';
+import { ModelScorer } from './model-scorer.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
 if (!parentPort) throw new Error('worker-main.ts must run as a worker thread');

@@ -1,6 +1,7 @@
 // full: no policy; every query attends to the whole cache and nothing is evicted (the reference the other methods are measured against).
 import { Type } from '@sinclair/typebox';
-import type { NoneMethod } from './method-types.js';
+import { PLAIN_REQUEST, type NoneMethod } from './method-types.js';
+import { PlainRuntime } from './runtime.js';
 
 export const FullParams = Type.Object({}, { additionalProperties: false });
 
@@ -13,4 +14,6 @@ export const full: NoneMethod = Object.freeze({
   schema: FullParams,
   needs: () => ({ accumulatedAttention: false, observationWindow: 0, lastQueryAttention: false, query: false }),
   check: () => [],
+  instantiate: () => new PlainRuntime('none'),
+  request: () => PLAIN_REQUEST,
 });

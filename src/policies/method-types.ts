@@ -1,4 +1,7 @@
 import type { Static, TObject } from '@sinclair/typebox';
+import type { ModelSpec } from '../model/spec.js';
+import type { SegmentRole } from './compression/types.js';
+import type { PolicyRuntime } from './runtime.js';
 import type { CapProfile, LayerKvView, PolicyKind, StatsNeeds } from './types.js';
 
 /** Validated params as the registry stores them (defaults filled, frozen). */
@@ -41,7 +44,35 @@ interface MethodCommon {
   needs(params: PolicyParams): RuntimeNeeds;
   /** Checks the schema cannot express; empty when fine. */
   check(params: PolicyParams): readonly ParamIssue[];
+  /** One sequence's runtime object (policies/runtime.ts): what the engine calls, per phase and per pass. */
+  instantiate(params: PolicyParams, spec: ModelSpec): PolicyRuntime;
+  /** What the HTTP side must send for this method (it asks the method, not the params). */
+  request(params: PolicyParams): RequestNeeds;
 }
+
+/**
+ * What a method needs from the HTTP side before the engine sees the request:
+ * role-tagged prompt segments, whether the prompt may exceed the window, and,
+ * for a method that shrinks the prompt, what it can reach.
+ */
+export interface RequestNeeds {
+  /** Role-tagged segments of the prompt (compression cuts along them). */
+  readonly segments: boolean;
+  /** The prompt may be longer than the window: the method bounds the cache or shrinks the prompt first. */
+  readonly promptMayExceedWindow: boolean;
+  /** A method that shrinks the prompt: what it keeps and what it aims at; null otherwise. */
+  readonly shrink: PromptShrink | null;
+}
+
+export interface PromptShrink {
+  /** Whether segments of this role are left whole. */
+  keeps(role: SegmentRole): boolean;
+  /** The whole prompt's token target of the method's own rate, for a prompt of `total` tokens of which `compressible` may go. */
+  ownTarget(total: number, compressible: number): number;
+}
+
+/** A method the HTTP side passes through unchanged. */
+export const PLAIN_REQUEST: RequestNeeds = Object.freeze({ segments: false, promptMayExceedWindow: false, shrink: null });
 
 export interface EvictionMethod extends MethodCommon {
   readonly kind: 'kv-eviction';

@@ -10,7 +10,11 @@ import { pyramidkv } from './kv-eviction/pyramidkv.js';
 import { snapkv } from './kv-eviction/snapkv.js';
 import { streamingLlm } from './kv-eviction/streaming-llm.js';
 import { tova } from './kv-eviction/tova.js';
-import type { EvictionMethod, MethodDefinition, SparseAttentionMethod } from './method-types.js';
+import type { ModelSpec } from '../model/spec.js';
+import { PolicyError } from './errors.js';
+import type { EvictionMethod, MethodDefinition, RequestNeeds, SparseAttentionMethod } from './method-types.js';
+import type { Policy } from './policy.js';
+import type { PolicyRuntime } from './runtime.js';
 import { quest } from './sparse-attention/quest.js';
 import { sinkWindow } from './sparse-attention/sink-window.js';
 import { COMPRESSION_METHODS } from './compression/index.js';
@@ -42,4 +46,20 @@ export function evictionMethods(): EvictionMethod[] {
 
 export function sparseAttentionMethods(): SparseAttentionMethod[] {
   return METHODS.filter((m): m is SparseAttentionMethod => m.kind === 'sparse-attention');
+}
+
+function methodOf(policy: Pick<Policy, 'name' | 'method'>): MethodDefinition {
+  const m = BY_NAME.get(policy.method);
+  if (m === undefined) throw new PolicyError(`policy ${JSON.stringify(policy.name)} names an unknown method ${JSON.stringify(policy.method)}`);
+  return m;
+}
+
+/** One sequence's runtime for a configured policy; full attention without one. */
+export function instantiatePolicy(policy: Policy | undefined, spec: ModelSpec): PolicyRuntime {
+  return policy === undefined ? full.instantiate({}, spec) : methodOf(policy).instantiate(policy.params, spec);
+}
+
+/** What the HTTP side must send for a policy, asked of its method. */
+export function requestNeeds(policy: Policy): RequestNeeds {
+  return methodOf(policy).request(policy.params);
 }

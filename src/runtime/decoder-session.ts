@@ -7,63 +7,8 @@ import * as ort from 'onnxruntime-node';
 import { GRAPH_IO } from '../model/compile/decoder-graph.js';
 import type { ModelRunner } from './model-runner.js';
 
-/** One layer's past KV as the graph reads it. */
-export interface LayerPast {
-  /** [B, KV, capacity, D] */
-  readonly keys: Float32Array;
-  readonly values: Float32Array;
-  readonly capacity: number;
-  /** [B, biasHeads, biasRows, capacity] additive mask over the past entries. */
-  readonly bias: Float32Array;
-  readonly biasHeads: number;
-  readonly biasRows: number;
-}
-
-export interface DecoderStepInputs {
-  readonly batch: number;
-  /** New tokens per row (T). */
-  readonly newTokens: number;
-  /** Logit positions per row (K). */
-  readonly logitCount: number;
-  readonly inputIds: BigInt64Array;
-  readonly positionIds: BigInt64Array;
-  /** [B, 1, T, T] additive mask among the new tokens. */
-  readonly newBias: Float32Array;
-  readonly logitIndex: BigInt64Array;
-  readonly layers: readonly LayerPast[];
-  /** Query rows to report per layer (stats variant only); null: the session's default of 1. */
-  readonly attnWindow: number | null;
-  /** Quest page selection inputs (quest variant only). */
-  readonly quest?: QuestInputs;
-}
-
-export interface QuestLayerInputs {
-  /** [B, KV, pages, D] per-channel key bounds of each page. */
-  readonly min: Float32Array;
-  readonly max: Float32Array;
-  /** [B, KV, pages]: +inf pins a page, -inf excludes it. */
-  readonly bias: Float32Array;
-  readonly pages: number;
-  /** Pages to attend per KV head (<= pages). */
-  readonly k: number;
-}
-
-export interface QuestInputs {
-  readonly pageSize: number;
-  readonly layers: readonly QuestLayerInputs[];
-}
-
-export interface DecoderStepOutputs {
-  /** [B, K, V] */
-  readonly logits: Float32Array;
-  /** Per layer [B, KV, T, D]. */
-  readonly presentKeys: Float32Array[];
-  readonly presentValues: Float32Array[];
-  /** Per layer [B, KV, C_l + T]: attention received, summed over the group's heads and the T queries (stats variant). */
-  readonly attnSum: Float32Array[] | null;
-  /** Per layer [B, KV, G, W, C_l + T]: the last W query rows (stats variant). */
-  readonly attnRows: Float32Array[] | null;
-}
+export type { DecoderStepInputs, DecoderStepOutputs, LayerPast, QuestInputs, QuestLayerInputs } from '../model/step-io.js';
+import type { DecoderStepInputs, DecoderStepOutputs } from '../model/step-io.js';
 
 export interface DecoderShape {
   readonly numLayers: number;

@@ -15,7 +15,7 @@ import * as ort from 'onnxruntime-node';
 import type { ExpertFile, MoeManifest } from '../model/compile/moe-compile.js';
 import { MOE_IO } from '../model/compile/moe-graphs.js';
 import type { ExpertBits } from '../model/compile/moe-quantize.js';
-import { ExpertCache, type CachePolicy } from '../policies/expert-offload/expert-cache.js';
+import { ExpertCache, type CachePolicy } from '../kv/expert-cache.js';
 
 export type MoeRunnerErrorCode = 'expert_file_missing' | 'expert_file_corrupt' | 'expert_run_failed';
 

@@ -24,7 +24,7 @@ import { MOE_IO } from '../model/compile/moe-graphs.js';
 import type { ExpertBits } from '../model/compile/moe-quantize.js';
 import { routeRows, topKExperts, type ExpertGroup } from '../model/moe-routing.js';
 import type { ModelSpec, MoeSpec } from '../model/spec.js';
-import type { CachePolicy } from '../policies/expert-offload/expert-cache.js';
+import type { CachePolicy } from '../kv/expert-cache.js';
 import type { DecoderStepInputs, DecoderStepOutputs } from './decoder-session.js';
 import { ExpertStore } from './moe-expert-store.js';
 import type { ModelRunner } from './model-runner.js';

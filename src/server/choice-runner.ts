@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { ShadowTicket } from '../cap/shadow.js';
 import type { GenerateRequest, ModelCard, SamplingParams, Usage } from '../engine/types.js';
+import { requestNeeds } from '../policies/methods.js';
 import type { Policy } from '../policies/registry.js';
 import type { ServerContext } from './context.js';
 import type { GenerationPlan } from './generation-plan.js';
@@ -44,7 +45,9 @@ export function prepareGeneration(ctx: ServerContext, spec: GenerationSpec): Pre
   const { policy, promptTokens } = plan;
   // The reference is the prompt the engine gets: for compression that is the original, uncompressed one.
   const shadow = ctx.shadow.sample(policy, plan.maxTokens, promptTokens, plan.contextWindow);
-  const compresses = policy.kind === 'context-compression';
+  // The method says what it needs sent (segments to cut along; a target and dropped spans when it shrinks the prompt).
+  const needs = requestNeeds(policy);
+  const shrinks = needs.shrink !== null;
   const requests = Array.from(
     { length: n },
     (_, index): GenerateRequest => ({
@@ -53,9 +56,9 @@ export function prepareGeneration(ctx: ServerContext, spec: GenerationSpec): Pre
       sampling: spec.samplingFor(index),
       policy: policy.name,
       ...(policy.kind !== 'none' ? { servingPolicy: policy } : {}),
-      ...(compresses && plan.segments !== null ? { segments: plan.segments } : {}),
-      ...(compresses && plan.compressionRate !== null ? { compressionRate: plan.compressionRate } : {}),
-      ...(compresses && plan.returnDropped ? { returnDropped: true } : {}),
+      ...(needs.segments && plan.segments !== null ? { segments: plan.segments } : {}),
+      ...(shrinks && plan.compressionRate !== null ? { compressionRate: plan.compressionRate } : {}),
+      ...(shrinks && plan.returnDropped ? { returnDropped: true } : {}),
       // One choice is enough to measure the policy; capturing all n would multiply the memory.
       ...(shadow !== null && index === 0 ? { captureLogprobs: ctx.shadow.captureSteps } : {}),
       ...(spec.constraint ? { grammar: spec.constraint.grammar } : {}),

@@ -14,6 +14,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { resolveOverflow } from '../cap/overflow-settings.js';
 import type { ModelCard } from '../engine/types.js';
 import { minTokensFor } from '../model/token-bound.js';
+import { requestNeeds } from '../policies/methods.js';
 import type { ServerContext } from './context.js';
 import { ApiError } from './errors.js';
 import { bearerKey } from './policy.js';
@@ -43,7 +44,7 @@ export function refuseIfCannotFit(ctx: ServerContext, input: EarlyCheckInput): v
   const fits = requested === null ? atLeast < window : atLeast + requested <= window;
   if (fits) return;
   const decision = ctx.router.route({ promptTokens: atLeast, headers: input.headers, apiKey: bearerKey(input.headers), cap: input.cap });
-  if (decision.policy.kind === 'kv-eviction' || decision.policy.kind === 'context-compression') return;
+  if (requestNeeds(decision.policy).promptMayExceedWindow) return;
   const { spec } = resolveOverflow(input.cap?.overflow, decision.overflow, ctx.config.model.overflow);
   if (spec.mode !== 'error') return;
   const said =

@@ -1,5 +1,5 @@
 import { RoutingError } from '../cap/router.js';
-import { EngineError, type EngineErrorCode } from '../engine/errors.js';
+import { EngineError, type EngineErrorCode, type RequestField } from '../engine/errors.js';
 import { ContextLengthExceededError } from '../policies/overflow/errors.js';
 
 /**
@@ -107,12 +107,23 @@ const ENGINE_CODES: Record<EngineErrorCode, ApiErrorCode> = {
 /** Seconds a client is told to wait when the engine did not say. */
 const DEFAULT_RETRY_AFTER: Partial<Record<ApiErrorCode, number>> = { queue_full: 1, not_ready: 5, shutting_down: 5, worker_restarting: 5 };
 
+/** The HTTP parameter each request field of an engine error is about (OpenAI's `param`). */
+const FIELD_PARAM: Record<RequestField, string> = {
+  promptTokens: 'prompt',
+  promptLength: 'messages',
+  chat: 'messages',
+  maxTokens: 'max_tokens',
+  policy: 'cap.policy',
+  logitBias: 'logit_bias',
+  responseFormat: 'response_format',
+};
+
 function fromEngineError(err: EngineError): ApiError {
   const code = ENGINE_CODES[err.code];
   // engine_failed carries internals (stack traces, ORT messages); the client gets none of it.
   const message = code === 'engine_failed' ? 'The engine failed while processing the request.' : err.message;
   const retryAfterSeconds = err.retryAfterSeconds ?? DEFAULT_RETRY_AFTER[code] ?? null;
-  return new ApiError(code, message, { param: err.param, retryAfterSeconds });
+  return new ApiError(code, message, { param: err.field === null ? null : FIELD_PARAM[err.field], retryAfterSeconds });
 }
 
 interface FastifyLikeError {

@@ -10,10 +10,10 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { overflowPolicyProblem, resolveOverflow, type OverflowSource } from '../cap/overflow-settings.js';
 import { DEFAULT_SAMPLING, type ModelCard } from '../engine/types.js';
-import { isCompressible, resolveTarget } from '../policies/compression/segments.js';
 import type { PromptSegment } from '../policies/compression/types.js';
 import { ContextLengthExceededError } from '../policies/overflow/errors.js';
 import { evictDecision, shiftPrompt, truncatePrompt, type OverflowInput, type OverflowReport, type OverflowResult, type OverflowSpec } from '../policies/overflow/index.js';
+import { requestNeeds } from '../policies/methods.js';
 import type { Policy } from '../policies/registry.js';
 import type { ServerContext } from './context.js';
 import { ApiError } from './errors.js';
@@ -89,9 +89,9 @@ export async function planGeneration(ctx: ServerContext, input: PlanInput): Prom
   const returnDropped = input.cap?.return_dropped === true;
   const fitsAsIs = (n: number): boolean => (requested === null ? n < window : n + requested <= window);
 
-  // Segments cost a tokenization pass: only compression and the overflow modes that cut along them need them.
-  const compresses = decision.policy.kind === 'context-compression';
-  const segments = compresses || (spec.mode !== 'error' && !fitsAsIs(prompt.tokens.length)) ? await prompt.segments() : null;
+  // Segments cost a tokenization pass: only a method that asks for them and the overflow modes that cut along them need them.
+  const wantsSegments = requestNeeds(decision.policy).segments;
+  const segments = wantsSegments || (spec.mode !== 'error' && !fitsAsIs(prompt.tokens.length)) ? await prompt.segments() : null;
   const tokens = segments === null ? prompt.tokens : concatSegments(segments);
   const total = tokens.length;
 
@@ -103,7 +103,7 @@ export async function planGeneration(ctx: ServerContext, input: PlanInput): Prom
   const base = {
     policy: decision.policy,
     promptTokens: tokens,
-    segments: compresses ? segments : null,
+    segments: wantsSegments ? segments : null,
     compressionRate: null,
     maxTokens: assumed,
     contextWindow: window,
@@ -148,7 +148,7 @@ export async function planGeneration(ctx: ServerContext, input: PlanInput): Prom
       return {
         ...base,
         promptTokens: result.tokens,
-        segments: compresses ? result.segments : null,
+        segments: wantsSegments ? result.segments : null,
         maxTokens,
         overflow: { ...result.report, maxTokens },
         overflowDropped: returnDropped && cut.length > 0 ? [{ text: await ctx.engine.detokenize(cut), tokens: cut }] : [],
@@ -164,15 +164,16 @@ export async function planGeneration(ctx: ServerContext, input: PlanInput): Prom
       const policy = overflowPolicy(ctx, spec, source);
       const budget = window - assumed;
       if (budget < 2) throw exceeded('Overflow mode compress needs room for at least 2 prompt tokens.');
-      const params = { compressSystem: policy.params['compressSystem'] === true, compressQuestion: policy.params['compressQuestion'] === true };
+      // overflowPolicy checked the kind: the method shrinks prompts and says what it keeps and aims at.
+      const shrink = requestNeeds(policy).shrink;
+      if (shrink === null) throw new Error(`unreachable: overflow policy ${policy.name} does not shrink prompts`);
       let kept = 0;
-      for (const s of overflowInput.segments) if (!isCompressible(s.role, params)) kept += s.tokens.length;
+      for (const s of overflowInput.segments) if (shrink.keeps(s.role)) kept += s.tokens.length;
       if (kept > budget) {
         throw exceeded(`Overflow mode compress (policy ${policy.name}) must keep ${kept} tokens (the template, system message and question), more than the ${budget} available to the prompt.`);
       }
       // Routed to this very policy: its own rate applies when that already fits.
-      const rate = policy.params['rate'];
-      const own = policy.name === decision.policy.name && typeof rate === 'number' ? resolveTarget(rate, total, total - kept).targetTokens : Infinity;
+      const own = policy.name === decision.policy.name ? shrink.ownTarget(total, total - kept) : Infinity;
       const report: OverflowReport = {
         mode: 'compress',
         applied: true,

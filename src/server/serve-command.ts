@@ -13,6 +13,7 @@ import { resolveChatTemplateFallback } from './chat-template-fallback.js';
 import { DeferredEngine } from './deferred-engine.js';
 import { localEngineOptions, readModelFacts, servedModel } from './engine-options.js';
 import { parseServeArgs } from './serve-args.js';
+import { prettyLogStream } from './pretty-log.js';
 
 /**
  * `capserve serve`: listens at once (503 on /health while the model loads),
@@ -30,7 +31,7 @@ export async function runServe(argv: string[]): Promise<void> {
   const engine = new DeferredEngine();
   let app: FastifyInstance;
   try {
-    app = buildApp({ engine, config, policies, servedModel: model, logger: { level: process.env['CAPSERVE_LOG_LEVEL'] ?? 'info' } });
+    app = buildApp({ engine, config, policies, servedModel: model, logger: { level: process.env['CAPSERVE_LOG_LEVEL'] ?? 'info', ...(process.stdout.isTTY ? { stream: prettyLogStream(process.stdout) } : {}) } });
   } catch (err) {
     if (err instanceof ConfigError && args.configFile !== undefined) throw new ConfigError(`${args.configFile}: ${err.message}`);
     throw err;

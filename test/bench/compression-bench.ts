@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadCheckpoint } from '../../src/model/checkpoint.js';
 import { COMPRESSION_METHODS } from '../../src/policies/compression/index.js';
-import { ModelScorer } from '../../src/policies/compression/scorer.js';
+import { ModelScorer } from '../../src/engine/model-scorer.js';
 import { segmentPrompt } from '../../src/policies/compression/segments.js';
 import type { CompressionInput } from '../../src/policies/compression/types.js';
 import { sharedPath } from '../helpers/shared.js';

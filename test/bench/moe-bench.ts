@@ -25,7 +25,7 @@ import { compileModel } from '../../src/model/compile/compile-model.js';
 import { readMoeManifest } from '../../src/model/compile/moe-compile.js';
 import { createModel } from '../../src/model/create/create-model.js';
 import { resolveEdgeMoe } from '../../src/policies/expert-offload/edgemoe.js';
-import { openMoeRunner, parseEdgeMoeParams } from '../../src/runtime/moe-runner-factory.js';
+import { openMoeRunner, parseEdgeMoeParams } from '../../src/engine/moe-runner-factory.js';
 import { machineInfo } from './machine.js';
 import { distribution, median, type Distribution } from './stats.js';
 

@@ -6,10 +6,11 @@
  * how many entries are read, not on what they hold. Prints one JSON line.
  */
 import { parseArgs } from 'node:util';
-import { QuestState, questInputs } from '../../src/engine/quest-state.js';
 import { kvBytesPerToken, type SequenceKv } from '../../src/kv/sequence-kv.js';
 import { compileModel } from '../../src/model/compile/compile-model.js';
+import { instantiatePolicy } from '../../src/policies/methods.js';
 import { parsePolicyFile } from '../../src/policies/registry.js';
+import type { PolicyRuntime } from '../../src/policies/runtime.js';
 import { DecoderSession } from '../../src/runtime/decoder-session.js';
 import { openTestModel } from '../helpers/session.js';
 import { median } from './stats.js';
@@ -59,17 +60,17 @@ async function main(): Promise<void> {
     }
     return kv;
   };
-  const time = async (kv: SequenceKv, quest: QuestState | null): Promise<number> => {
+  const time = async (kv: SequenceKv, quest: PolicyRuntime | null): Promise<number> => {
     const t: number[] = [];
     for (let s = 0; s < steps; s++) {
       const pos = kv.nextPosition;
       let inputs = m.inputs.decode([kv], [100 + s], [pos]);
-      if (quest) inputs = { ...inputs, quest: questInputs([quest], [kv], spec.numLayers, KV, D) };
+      if (quest) inputs = { ...inputs, ...quest.groupInputs([{ runtime: quest, kv }]) };
       const t0 = performance.now();
       const out = await (quest ? questSession : m.session).run(inputs);
       t.push(performance.now() - t0);
       kv.append(out.presentKeys, out.presentValues, 0, 1, [pos]);
-      quest?.update(kv);
+      quest?.afterPass(kv, { phase: 'decode', contextTokens: kv.maxLength, stats: null });
     }
     return median(t.slice(2));
   };
@@ -84,8 +85,8 @@ async function main(): Promise<void> {
     add('full', { context: L, entries: L, kvBytes: L * perToken, stepMsP50: await time(full, null) });
     for (const r of [0.25]) {
       const qp = parsePolicyFile(`name: quest-b\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, budget: ${r}, denseLayers: 2}\n`, '<bench>');
-      const q = new QuestState(qp, spec);
-      q.update(full);
+      const q = instantiatePolicy(qp, spec);
+      q.afterPass(full, { phase: 'prefill-end', contextTokens: full.maxLength, stats: null });
       add(`quest ${r * 100}%`, { context: L, entries: full.maxLength, kvBytes: full.maxLength * perToken, stepMsP50: await time(full, q) });
     }
     full.release();

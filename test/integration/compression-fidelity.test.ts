@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import test from 'node:test';
 import YAML from 'yaml';
 import { loadCheckpoint } from '../../src/model/checkpoint.js';
-import { ModelScorer } from '../../src/policies/compression/scorer.js';
+import { ModelScorer } from '../../src/engine/model-scorer.js';
 import { selectiveContext } from '../../src/policies/compression/selective-context.js';
 import { TEST_CACHE_DIR } from '../helpers/session.js';
 import { missingShared, sharedPath, STORIES_DIR } from '../helpers/shared.js';

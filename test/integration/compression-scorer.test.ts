@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import test from 'node:test';
-import { logSoftmaxAt } from '../../src/policies/compression/model-scorer.js';
-import { ModelScorer } from '../../src/policies/compression/scorer.js';
+import { logSoftmaxAt } from '../../src/engine/model-scorer.js';
+import { ModelScorer } from '../../src/engine/model-scorer.js';
 import { openTestModel, TEST_CACHE_DIR } from '../helpers/session.js';
 import { missingShared, sharedPath, STORIES_DIR } from '../helpers/shared.js';
 

@@ -121,7 +121,7 @@ test('a request whose logit_bias bans every token is rejected as invalid; its ba
       await c.core.step();
       for (const o of c.core.drain()) {
         record(outcomes, o);
-        if ('error' in o) assert.equal(o.error.param, 'logit_bias');
+        if ('error' in o) assert.equal(o.error.field, 'logitBias');
       }
     }
     for (const o of c.core.drain()) record(outcomes, o);

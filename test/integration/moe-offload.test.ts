@@ -12,7 +12,7 @@ import { roundTrip, type ExpertBits } from '../../src/model/compile/moe-quantize
 import type { WeightSource } from '../../src/model/spec.js';
 import { resolveEdgeMoe } from '../../src/policies/expert-offload/edgemoe.js';
 import { MoeRunnerError } from '../../src/runtime/moe-expert-store.js';
-import { openMoeRunner, parseEdgeMoeParams } from '../../src/runtime/moe-runner-factory.js';
+import { openMoeRunner, parseEdgeMoeParams } from '../../src/engine/moe-runner-factory.js';
 import { ReferenceModel } from '../reference/forward.js';
 import { moeFixture, promptIds, runSequence } from './moe-helpers.js';
 

@@ -215,8 +215,24 @@ function loadMoe(spec: ModelSpec, weights: WeightSource, layer: number): SparseM
   };
 }
 
+/**
+ * A restriction of attention for one layer at one step, written by a test from
+ * a method's paper (A-shape, Quest's page selection): given the step's
+ * post-RoPE query [numHeads * headDim] and every cached post-RoPE key so far
+ * (one [numKvHeads * headDim] row per position, the current one last), which
+ * keys each KV head's queries may read; null: all of them (causal).
+ */
+export type AttentionRule = (step: {
+  readonly layer: number;
+  readonly pos: number;
+  readonly query: Float64Array;
+  readonly keys: readonly Float64Array[];
+}) => ((kvHead: number, keyPos: number) => boolean) | null;
+
 /** A float64 model with a KV cache: feed tokens, get the logits at each fed position. */
 export class ReferenceModel {
+  /** Applied to every position fed while set. */
+  attentionRule: AttentionRule | null = null;
   private readonly embed: Float64Array;
   private readonly lmHead: Float64Array;
   private readonly finalNorm: Float64Array;
@@ -323,7 +339,7 @@ export class ReferenceModel {
     const cap = s.attnLogitSoftcap;
     const routing: Routing[] = [];
 
-    for (const layer of this.layers) {
+    for (const [li, layer] of this.layers.entries()) {
       // HF sliding window: the query at i sees keys j with i - window < j <= i.
       const first = layer.window === null ? 0 : Math.max(0, pos - layer.window + 1);
       const xn = rmsNorm(x, layer.inputNorm, s.rmsNormEps);
@@ -343,6 +359,7 @@ export class ReferenceModel {
       }
       layer.keys.push(k);
       layer.values.push(v);
+      const allow = this.attentionRule?.({ layer: li, pos, query: q, keys: layer.keys }) ?? null;
 
       const attn = new Float64Array(numHeads * headDim);
       const scores = new Float64Array(pos + 1 - first);
@@ -354,8 +371,8 @@ export class ReferenceModel {
           const kj = layer.keys[j]!;
           let dot = 0;
           for (let d = 0; d < headDim; d++) dot += q[qOff + d]! * kj[kvOff + d]!;
-          // Gemma 2 soft-caps scores before the mask: cap * tanh(score / cap).
-          const sc = cap === null ? dot * scale : cap * Math.tanh((dot * scale) / cap);
+          // Gemma 2 soft-caps scores before the mask: cap * tanh(score / cap); a policy's rule masks after.
+          const sc = allow !== null && !allow(Math.floor(hq / group), j) ? -Infinity : cap === null ? dot * scale : cap * Math.tanh((dot * scale) / cap);
           scores[j - first] = sc;
           if (sc > max) max = sc;
         }

@@ -142,8 +142,8 @@ function checkLogits(logits: Float32Array): void {
  */
 function checkSampleable(work: Float32Array, constrained: boolean): void {
   for (let i = 0; i < work.length; i++) if ((work[i] ?? -Infinity) > -Infinity) return;
-  if (constrained) throw new EngineError('invalid_request', 'logit_bias bans every token the response format allows here: nothing can be sampled', { param: 'logit_bias' });
-  throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { param: 'logit_bias' });
+  if (constrained) throw new EngineError('invalid_request', 'logit_bias bans every token the response format allows here: nothing can be sampled', { field: 'logitBias' });
+  throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { field: 'logitBias' });
 }
 
 /** Plain argmax; strict > keeps the lowest id on ties. */

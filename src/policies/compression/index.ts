@@ -14,6 +14,6 @@ export function getCompressionMethod(name: string): CompressionMethod | undefine
 }
 
 export { llmlingua, longllmlingua, selectiveContext };
-export { ModelScorer, selfInformation, tokenizerMismatch, type ModelScorerOptions, type OpenScorerOptions, type TokenScorer } from './scorer.js';
+export { selfInformation, tokenizerMismatch, type TokenScorer } from './scorer.js';
 export { segmentPrompt } from './segments.js';
 export { COMPRESSION_CAP, type CompressionInput, type CompressionMethod, type CompressionResult, type DroppedSpan, type PromptSegment, type SegmentRole } from './types.js';

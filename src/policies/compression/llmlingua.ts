@@ -1,6 +1,7 @@
 // LLMLingua (Jiang et al., EMNLP 2023, "LLMLingua: Compressing Prompts for Accelerated Inference of Large Language Models"):
 // a budget controller keeps the instruction and the question and drops whole demonstrations (highest perplexity kept first),
 // then iterative token-level compression keeps each window's most surprising tokens, conditioned on the compressed prefix.
+import { defineCompression } from './compression-runtime.js';
 import { Type, type Static } from '@sinclair/typebox';
 import type { TextTokenizer } from '../../model/tokenizer-types.js';
 import { typedParams, type PolicyParams } from '../method-types.js';
@@ -26,7 +27,7 @@ export function compressLlmlingua(input: CompressionInput, scorer: TokenScorer, 
   });
 }
 
-export const llmlingua: CompressionMethod = Object.freeze({
+export const llmlingua: CompressionMethod = defineCompression({
   method: 'llmlingua',
   kind: 'context-compression' as const,
   rule: LLMLINGUA_RULE,

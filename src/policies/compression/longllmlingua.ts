@@ -2,6 +2,7 @@
 // rank documents by the perplexity of the question (plus a restrictive statement) given each, lowest first; keep the best under
 // the budget with a dynamic ratio favouring the better-ranked; then keep the tokens the question makes most predictable
 // (contrastive perplexity), window by window, conditioned on the compressed prefix.
+import { defineCompression } from './compression-runtime.js';
 import { Type, type Static } from '@sinclair/typebox';
 import type { TextTokenizer } from '../../model/tokenizer-types.js';
 import { typedParams, type PolicyParams } from '../method-types.js';
@@ -49,7 +50,7 @@ export function compressLongLlmlingua(input: CompressionInput, scorer: TokenScor
   return compressLingua('longllmlingua', input, scorer, tokenizer, { ...p, questionAware: true });
 }
 
-export const longllmlingua: CompressionMethod = Object.freeze({
+export const longllmlingua: CompressionMethod = defineCompression({
   method: 'longllmlingua',
   kind: 'context-compression' as const,
   rule: LONGLLMLINGUA_RULE,

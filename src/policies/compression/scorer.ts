@@ -40,4 +40,3 @@ export function tokenizerMismatch(scorer: TextTokenizer, served: TextTokenizer):
   return null;
 }
 
-export { ModelScorer, type ModelScorerOptions, type OpenScorerOptions } from './model-scorer.js';

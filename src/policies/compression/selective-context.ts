@@ -1,6 +1,7 @@
 // Selective Context (Li et al., 2023, "Compressing Context to Enhance Inference Efficiency of Large Language Models"):
 // score each token's self-information -log p(x_t | x_<t) under the scorer, aggregate over lexical units
 // (token, phrase or sentence), and drop the units below the rate's percentile.
+import { defineCompression } from './compression-runtime.js';
 import { Type, type Static } from '@sinclair/typebox';
 import type { TextTokenizer } from '../../model/tokenizer-types.js';
 import { typedParams, type PolicyParams } from '../method-types.js';
@@ -107,7 +108,7 @@ function unitsOf(tokens: readonly number[], tokenizer: TextTokenizer, p: Selecti
   return p.unit === 'sentence' ? sentenceUnits(pieces) : phraseUnits(pieces, p.phraseWords);
 }
 
-export const selectiveContext: CompressionMethod = Object.freeze({
+export const selectiveContext: CompressionMethod = defineCompression({
   method: 'selective-context',
   kind: 'context-compression' as const,
   rule: SELECTIVE_CONTEXT_RULE,

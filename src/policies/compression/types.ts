@@ -6,7 +6,9 @@
  */
 import type { TObject } from '@sinclair/typebox';
 import type { TextTokenizer } from '../../model/tokenizer-types.js';
-import type { ParamIssue, PolicyParams, RuntimeNeeds } from '../method-types.js';
+import type { ModelSpec } from '../../model/spec.js';
+import type { ParamIssue, PolicyParams, RequestNeeds, RuntimeNeeds } from '../method-types.js';
+import type { PolicyRuntime } from '../runtime.js';
 import type { CapProfile } from '../types.js';
 import type { TokenScorer } from './scorer.js';
 
@@ -66,7 +68,7 @@ export interface CompressionContext {
 
 /**
  * A compression method as the registry lists it: the same fields as the other
- * kinds (method, kind, rule, cap, schema, needs, check) plus `compress`.
+ * kinds (method, kind, rule, cap, schema, needs, check, instantiate, request) plus `compress`.
  */
 export interface CompressionMethod {
   readonly method: string;
@@ -77,6 +79,8 @@ export interface CompressionMethod {
   needs(params: PolicyParams): RuntimeNeeds;
   check(params: PolicyParams): readonly ParamIssue[];
   compress(input: CompressionInput, scorer: TokenScorer, tokenizer: TextTokenizer, params: PolicyParams): Promise<CompressionResult>;
+  instantiate(params: PolicyParams, spec: ModelSpec): PolicyRuntime;
+  request(params: PolicyParams): RequestNeeds;
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * EdgeMoE's expert-wise bitwidth adaptation.
  *
- * Profile (measured on calibration text, see runtime/moe-profile.ts): for each
+ * Profile (measured on calibration text, see engine/moe-profile.ts): for each
  * expert e and each candidate bitwidth b,
  *
  *   cost_e(b) = sum over calibration tokens t routed to e of  w_te^2 * ||y_e^b(x_t) - y_e^32(x_t)||^2

@@ -11,9 +11,10 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { ExpertBits } from '../../model/compile/moe-quantize.js';
-import { typedParams, type ParamIssue, type PolicyParams, type RuntimeNeeds } from '../method-types.js';
+import { PLAIN_REQUEST, typedParams, type ParamIssue, type PolicyParams, type RuntimeNeeds } from '../method-types.js';
+import { PlainRuntime } from '../runtime.js';
 import type { CapProfile } from '../types.js';
-import type { CachePolicy } from './expert-cache.js';
+import type { CachePolicy } from '../../kv/expert-cache.js';
 
 const BitsLiteral = Type.Union([Type.Literal(32), Type.Literal(8), Type.Literal(4), Type.Literal(2)]);
 
@@ -97,6 +98,9 @@ export const EDGEMOE_METHOD = Object.freeze({
   schema: EdgeMoeSchema,
   needs: (_params: PolicyParams): RuntimeNeeds => ({ accumulatedAttention: false, observationWindow: 0, lastQueryAttention: false, query: false }),
   check: (params: PolicyParams): readonly ParamIssue[] => checkEdgeMoe(typedParams(EdgeMoeSchema, params)),
+  // The expert store is the model runner's, shared by every sequence: a sequence runs on the plain graph.
+  instantiate: () => new PlainRuntime('expert-offload'),
+  request: () => PLAIN_REQUEST,
 });
 
 /** What the runtime needs, resolved: the byte target filled in, the fixed width or null for adaptive. */

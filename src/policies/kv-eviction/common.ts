@@ -1,7 +1,9 @@
 import { Type, type Static, type TInteger, type TObject } from '@sinclair/typebox';
 import { resolveBudget } from '../budget.js';
 import { PolicyError } from '../errors.js';
-import { typedParams, type EvictionMethod, type ParamIssue, type PolicyParams, type PositionMode, type Protect } from '../method-types.js';
+import type { ModelSpec } from '../../model/spec.js';
+import { typedParams, type EvictionMethod, type ParamIssue, type PolicyParams, type PositionMode, type Protect, type RequestNeeds } from '../method-types.js';
+import { EvictionRuntime } from './eviction-runtime.js';
 import type { CapProfile, LayerKvView, StatsNeeds } from '../types.js';
 
 /** Eviction bounds memory and keeps decode latency flat (C, P) and pays in accuracy. */
@@ -46,7 +48,7 @@ export interface EvictionDef<S extends TObject> {
 /** Erases a method's param type once, here, so the registry can list methods side by side. */
 export function defineEviction<S extends TObject>(def: EvictionDef<S>): EvictionMethod {
   const p = (params: PolicyParams): Static<S> => typedParams(def.schema, params);
-  return Object.freeze({
+  const method: EvictionMethod = Object.freeze({
     method: def.method,
     kind: 'kv-eviction' as const,
     rule: def.rule,
@@ -59,8 +61,15 @@ export function defineEviction<S extends TObject>(def: EvictionDef<S>): Eviction
     protect: (params: PolicyParams, keep: number) => def.protect(p(params), keep),
     layerKeep: (params: PolicyParams, view: LayerKvView, contextTokens: number) =>
       def.layerKeep !== undefined ? def.layerKeep(p(params), view, contextTokens) : resolveBudget(evictionParams(params).budget, contextTokens),
+    // Every eviction method shares one runtime: the base press.
+    instantiate: (params: PolicyParams, spec: ModelSpec) => new EvictionRuntime(method, params, spec),
+    // The cache stays within the budget, so the window limits the cache, not the prompt.
+    request: () => EVICTION_REQUEST,
   });
+  return method;
 }
+
+const EVICTION_REQUEST: RequestNeeds = Object.freeze({ segments: false, promptMayExceedWindow: true, shrink: null });
 
 /** A statistic the method needs but the runtime did not provide. */
 export function missingStat(method: string, stat: string, need: string): PolicyError {

@@ -7,7 +7,7 @@ import { getMethod } from '../methods.js';
 import type { EvictionMethod } from '../method-types.js';
 import type { Policy } from '../policy.js';
 import type { KeepPlan, LayerKvView } from '../types.js';
-import { planKeep } from './select.js';
+import { planWithMethod } from './eviction-runtime.js';
 
 export function evictionMethodOf(policy: Policy): EvictionMethod {
   const method = getMethod(policy.method);
@@ -31,9 +31,5 @@ export function layerKeep(policy: Policy, view: LayerKvView, contextTokens: numb
  * A ratio budget keeps that share of them; a token count keeps the cache flat.
  */
 export function planLayerEviction(policy: Policy, view: LayerKvView, contextTokens: number): KeepPlan | null {
-  const method = evictionMethodOf(policy);
-  const keep = Math.min(view.length, method.layerKeep(policy.params, view, contextTokens));
-  if (keep >= view.length) return null;
-  const scores = method.score(view, policy.params);
-  return planKeep(scores, view, keep, method.protect(policy.params, keep));
+  return planWithMethod(evictionMethodOf(policy), policy.params, view, contextTokens);
 }

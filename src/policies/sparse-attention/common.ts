@@ -1,5 +1,7 @@
 import type { Static, TObject } from '@sinclair/typebox';
-import { typedParams, type ParamIssue, type PolicyParams, type RuntimeNeeds, type SparseAttentionMethod } from '../method-types.js';
+import { PLAIN_REQUEST, typedParams, type ParamIssue, type PolicyParams, type RuntimeNeeds, type SparseAttentionMethod } from '../method-types.js';
+import type { ModelSpec } from '../../model/spec.js';
+import type { PolicyRuntime } from '../runtime.js';
 import type { CapProfile } from '../types.js';
 
 export interface SparseDef<S extends TObject> {
@@ -9,6 +11,7 @@ export interface SparseDef<S extends TObject> {
   readonly schema: S;
   readonly needs: (params: Static<S>) => RuntimeNeeds;
   readonly check?: (params: Static<S>) => readonly ParamIssue[];
+  readonly instantiate: (params: Static<S>, spec: ModelSpec) => PolicyRuntime;
 }
 
 export function defineSparse<S extends TObject>(def: SparseDef<S>): SparseAttentionMethod {
@@ -21,5 +24,7 @@ export function defineSparse<S extends TObject>(def: SparseDef<S>): SparseAttent
     schema: def.schema,
     needs: (params: PolicyParams) => def.needs(p(params)),
     check: (params: PolicyParams) => def.check?.(p(params)) ?? [],
+    instantiate: (params: PolicyParams, spec: ModelSpec) => def.instantiate(p(params), spec),
+    request: () => PLAIN_REQUEST,
   });
 }

@@ -227,8 +227,8 @@ test('engine rejections before the first token keep their HTTP status, even when
 
 test('engine error codes map to statuses', async (t) => {
   const cases = [
-    [new EngineError('context_length_exceeded', 'too long: 600 > 512', { param: 'messages' }), 400, 'context_length_exceeded', null],
-    [new EngineError('invalid_request', 'token id 9999 out of range', { param: 'prompt' }), 400, 'invalid_request', null],
+    [new EngineError('context_length_exceeded', 'too long: 600 > 512', { field: 'promptLength' }), 400, 'context_length_exceeded', null],
+    [new EngineError('invalid_request', 'token id 9999 out of range', { field: 'promptTokens' }), 400, 'invalid_request', null],
     [new EngineError('no_chat_template', 'no template'), 400, 'no_chat_template', null],
     [new EngineError('not_ready', 'loading'), 503, 'not_ready', '5'],
     [new EngineError('shutting_down', 'bye'), 503, 'shutting_down', '5'],
@@ -244,7 +244,8 @@ test('engine error codes map to statuses', async (t) => {
     assert.equal(res.headers['retry-after'], retry ?? undefined);
     if (code === 'engine_failed') assert.doesNotMatch(body.error.message, /ORT|\.ts/);
     else assert.equal(body.error.message, err.message);
-    if (err.param !== null) assert.equal(body.error.param, err.param);
+    // The engine names the request field; the API names the HTTP parameter.
+    if (err.field !== null) assert.equal(body.error.param, { promptLength: 'messages', promptTokens: 'prompt' }[err.field as string]);
   }
 });
 

@@ -177,7 +177,7 @@ test('a logit_bias that bans every token is the request\'s error (invalid_reques
   const sampler = new SequenceSampler({ ...DEFAULT_SAMPLING, temperature: 0, logitBias: bias }, 3, []);
   assert.throws(
     () => sampler.sample(new Float32Array([1, 2, 3])),
-    (err: unknown) => err instanceof EngineError && err.code === 'invalid_request' && err.param === 'logit_bias',
+    (err: unknown) => err instanceof EngineError && err.code === 'invalid_request' && err.field === 'logitBias',
   );
 });
 

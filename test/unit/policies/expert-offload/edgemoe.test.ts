@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import test from 'node:test';
 import YAML from 'yaml';
 import { EDGEMOE_METHOD, EDGEMOE_DEFAULTS, resolveEdgeMoe } from '../../../../src/policies/expert-offload/edgemoe.js';
-import { parseEdgeMoeParams } from '../../../../src/runtime/moe-runner-factory.js';
+import { parseEdgeMoeParams } from '../../../../src/engine/moe-runner-factory.js';
 
 test('edgemoe params: defaults filled, bits=32 pins fp32, adaptBytes 0 means the budget', () => {
   assert.deepEqual(parseEdgeMoeParams(undefined), EDGEMOE_DEFAULTS);

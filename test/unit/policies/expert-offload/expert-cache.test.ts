@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
-import { ExpertCache } from '../../../../src/policies/expert-offload/expert-cache.js';
+import { ExpertCache } from '../../../../src/kv/expert-cache.js';
 
 function fill(cache: ExpertCache<string>, keys: number[], bytes = 10): void {
   for (const k of keys) {

@@ -7,18 +7,18 @@
  * iterative compression re-scores "compressed prefix + next window" and would
  * otherwise pay the prefix again on every iteration.
  */
-import { StepInputBuilder } from '../../engine/step-inputs.js';
-import { KvPool } from '../../kv/kv-pool.js';
-import { kvBytesPerToken, roundToBlock, SequenceKv, type KvShape } from '../../kv/sequence-kv.js';
-import { loadCheckpoint } from '../../model/checkpoint.js';
-import { compileModel } from '../../model/compile/compile-model.js';
-import type { WeightDtype } from '../../model/compile/decoder-graph.js';
-import type { ModelSpec } from '../../model/spec.js';
-import type { TextTokenizer } from '../../model/tokenizer-types.js';
-import { DecoderSession } from '../../runtime/decoder-session.js';
-import type { ModelRunner } from '../../runtime/model-runner.js';
-import type { TokenScorer } from './scorer.js';
-import { checkTokenIds } from './segments.js';
+import { StepInputBuilder } from './step-inputs.js';
+import { KvPool } from '../kv/kv-pool.js';
+import { kvBytesPerToken, roundToBlock, SequenceKv, type KvShape } from '../kv/sequence-kv.js';
+import { loadCheckpoint } from '../model/checkpoint.js';
+import { compileModel } from '../model/compile/compile-model.js';
+import type { WeightDtype } from '../model/compile/decoder-graph.js';
+import type { ModelSpec } from '../model/spec.js';
+import type { TextTokenizer } from '../model/tokenizer-types.js';
+import { DecoderSession } from '../runtime/decoder-session.js';
+import type { ModelRunner } from '../runtime/model-runner.js';
+import type { TokenScorer } from '../policies/compression/scorer.js';
+import { checkTokenIds } from '../policies/compression/segments.js';
 
 export interface ModelScorerOptions {
   /** Longest sequence scored in one pass; default and maximum: the model's max_position_embeddings. */

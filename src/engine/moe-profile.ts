@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import type { ExpertBits } from '../model/compile/moe-quantize.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { ExpertProfileEntry } from '../policies/expert-offload/bitwidth.js';
-import type { DecoderStepInputs } from './decoder-session.js';
-import type { MoeRunner } from './moe-runner.js';
+import type { DecoderStepInputs } from '../runtime/decoder-session.js';
+import type { MoeRunner } from '../runtime/moe-runner.js';
 
 export interface ExpertProfile {
   readonly key: string;

@@ -1,15 +1,17 @@
 /**
- * One sequence's Quest state: per layer and KV head, the per-channel min and
- * max of each page's keys, kept up to date as entries are appended, and the
- * per-step selection size. The selection itself runs inside the decoder graph
- * (it needs the current query); this feeds it.
+ * Quest's runtime for one sequence: per layer and KV head, the per-channel min
+ * and max of each page's keys, kept up to date as entries are appended, and the
+ * per-step selection size. The selection itself runs inside the decoder graph's
+ * quest variant (it needs the current query); this feeds it. Prefill is dense
+ * on the plain graph; decode runs on the quest graph, batched by page size.
  */
-import type { SequenceKv } from '../kv/sequence-kv.js';
-import type { ModelSpec } from '../model/spec.js';
-import { resolveBudget } from '../policies/budget.js';
-import type { Policy } from '../policies/policy.js';
-import { questParams, type QuestParams } from '../policies/sparse-attention/quest.js';
-import type { QuestLayerInputs } from '../runtime/decoder-session.js';
+import type { SequenceKv } from '../../kv/sequence-kv.js';
+import type { QuestInputs, QuestLayerInputs } from '../../model/step-io.js';
+import type { ModelSpec } from '../../model/spec.js';
+import { resolveBudget } from '../budget.js';
+import { PolicyError } from '../errors.js';
+import type { GroupInputs, GroupMember, PassResult, Phase, PolicyRuntime, PolicyVariant, PrefillShape, RuntimeReport } from '../runtime.js';
+import type { QuestParams } from './quest.js';
 
 interface LayerBounds {
   /** [KV, pageCap, D] */
@@ -23,8 +25,12 @@ interface LayerBounds {
   biasPages: number;
 }
 
-export class QuestState {
-  readonly params: QuestParams;
+export class QuestRuntime implements PolicyRuntime {
+  readonly kind = 'sparse-attention' as const;
+  readonly boundsCache: boolean = false;
+  readonly shrinksPrompt: boolean = false;
+  readonly batchablePrefill: boolean = true;
+  readonly beforePrefill: PolicyRuntime['beforePrefill'] = null;
   private readonly layers: LayerBounds[];
   private readonly KV: number;
   private readonly D: number;
@@ -32,10 +38,9 @@ export class QuestState {
   private attendedSum = 0;
 
   constructor(
-    readonly policy: Policy,
+    readonly params: QuestParams,
     private readonly spec: ModelSpec,
   ) {
-    this.params = questParams(policy);
     this.KV = spec.numKvHeads;
     this.D = spec.headDim;
     this.layers = Array.from({ length: spec.numLayers }, () => ({
@@ -50,6 +55,43 @@ export class QuestState {
 
   get pageSize(): number {
     return this.params.pageSize;
+  }
+
+  get batchKey(): string {
+    return `page-${this.params.pageSize}`;
+  }
+
+  variant(phase: Phase): PolicyVariant {
+    return phase === 'decode' ? 'quest' : 'plain';
+  }
+
+  reserve(covered: number, _chunk: number): number {
+    return covered;
+  }
+
+  limitChunk(_remaining: number, size: number): number {
+    return size;
+  }
+
+  prefillShape(_lastChunk: boolean): PrefillShape {
+    return { attnWindow: null, restrict: null };
+  }
+
+  groupInputs(members: readonly GroupMember[]): GroupInputs {
+    const states = members.map((m) => {
+      if (!(m.runtime instanceof QuestRuntime)) throw new PolicyError('quest: a decode group mixes Quest and other runtimes');
+      return m.runtime;
+    });
+    return { quest: questInputs(states, members.map((m) => m.kv), this.spec.numLayers, this.spec.numKvHeads, this.spec.headDim) };
+  }
+
+  /** Folds the entries the pass appended into the page bounds. */
+  afterPass(kv: SequenceKv, _pass: PassResult): void {
+    this.update(kv);
+  }
+
+  report(): RuntimeReport {
+    return { promptTokens: null, compressionRatio: null, attentionMassRetained: null, details: { attendedRatio: this.attendedRatio } };
   }
 
   /** Folds newly appended entries of every layer into the page bounds. */
@@ -163,7 +205,7 @@ export class QuestState {
 }
 
 /** Builds the graph's Quest inputs for a decode batch of Quest sequences. */
-export function questInputs(states: readonly QuestState[], kvs: readonly SequenceKv[], numLayers: number, numKvHeads: number, headDim: number): { pageSize: number; layers: QuestLayerInputs[] } {
+export function questInputs(states: readonly QuestRuntime[], kvs: readonly SequenceKv[], numLayers: number, numKvHeads: number, headDim: number): QuestInputs {
   const first = states[0];
   if (!first) throw new Error('quest: empty batch');
   const pageSize = first.pageSize;

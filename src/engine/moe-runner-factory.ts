@@ -13,7 +13,7 @@ import { assignBitwidths, assignmentKey } from '../policies/expert-offload/bitwi
 import { CALIBRATION_TEXT } from '../policies/expert-offload/calibration-text.js';
 import { EdgeMoeSchema, resolveEdgeMoe, type EdgeMoeParams, type ExpertOffloadConfig } from '../policies/expert-offload/edgemoe.js';
 import { profileExperts } from './moe-profile.js';
-import { MoeRunner } from './moe-runner.js';
+import { MoeRunner } from '../runtime/moe-runner.js';
 
 /** Params as a policy file or --set gives them (unknown), checked against the edgemoe schema with defaults. */
 export function parseEdgeMoeParams(raw: unknown): EdgeMoeParams {

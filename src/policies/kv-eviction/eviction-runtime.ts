@@ -1,41 +1,31 @@
 /**
- * One sequence's KV-eviction state inside the engine: folds the runtime's
- * attention statistics into the sequence's cache (accumulated attention, the
- * observation window's rows, the newest query's row), decides when to evict
- * (end of prefill, between prefill chunks for streaming methods, every
- * compressEvery decode steps), applies the method's plan to the cache, and
- * handles positions (StreamingLLM re-rotates kept keys into cache positions).
+ * The runtime of every KV-eviction method (the kvpress base press): folds the
+ * graph's attention statistics into the sequence's cache (accumulated
+ * attention, the observation window's rows, the newest query's row), decides
+ * when to evict (end of prefill, between prefill chunks for streaming methods,
+ * every compressEvery decode steps), applies the method's plan to the cache,
+ * and handles positions (StreamingLLM re-rotates kept keys into cache
+ * positions). A method only writes score(), protect() and its budget.
  */
-import type { SequenceKv } from '../kv/sequence-kv.js';
-import { layerRope, ropeInverseFrequencies } from '../model/compile/rope.js';
-import type { ModelSpec } from '../model/spec.js';
-import { shouldCompress } from '../policies/kv-eviction/decoding.js';
-import { planLayerEviction } from '../policies/kv-eviction/plan.js';
-import { attentionMassRetained } from '../policies/kv-eviction/retained-mass.js';
-import type { Policy } from '../policies/policy.js';
-import { rerotateKeys } from '../policies/positions.js';
-import type { LayerKvView } from '../policies/types.js';
-import { EngineError } from './errors.js';
+import type { SequenceKv } from '../../kv/sequence-kv.js';
+import { layerRope, ropeInverseFrequencies } from '../../model/compile/rope.js';
+import type { ModelSpec } from '../../model/spec.js';
+import { PolicyError } from '../errors.js';
+import type { EvictionMethod, PolicyParams, RuntimeNeeds } from '../method-types.js';
+import { rerotateKeys } from '../positions.js';
+import type { GroupInputs, PassPhase, PassResult, Phase, PolicyRuntime, PolicyVariant, PrefillShape, RuntimeReport, StatsSlice } from '../runtime.js';
+import type { KeepPlan, LayerKvView } from '../types.js';
+import { shouldCompress } from './decoding.js';
+import { attentionMassRetained } from './retained-mass.js';
+import { planKeep } from './select.js';
 
-/** Where one sequence's row sits in a forward pass's statistics outputs. */
-export interface StatsSlice {
-  readonly row: number;
-  readonly batch: number;
-  /** New tokens per row in that pass. */
-  readonly newTokens: number;
-  /** Query rows reported per layer (attn_window). */
-  readonly window: number;
-  /** Per layer: the past width the graph saw (columns before the new tokens). */
-  readonly pastWidth: readonly number[];
-  /** Per layer: entries the cache held before this pass appended. */
-  readonly lengthBefore: readonly number[];
-  readonly attnSum: readonly Float32Array[];
-  readonly attnRows: readonly Float32Array[];
-}
-
-export type EvictionPhase = 'prefill-chunk' | 'prefill-end' | 'decode';
-
-export class EvictionState {
+export class EvictionRuntime implements PolicyRuntime {
+  readonly kind = 'kv-eviction' as const;
+  readonly batchKey: string = '';
+  readonly boundsCache: boolean = true;
+  readonly shrinksPrompt: boolean = false;
+  readonly batchablePrefill: boolean = false;
+  readonly beforePrefill: PolicyRuntime['beforePrefill'] = null;
   private decodeSteps = 0;
   private massSum = 0;
   private massCount = 0;
@@ -45,54 +35,94 @@ export class EvictionState {
   private rowsWindow = 0;
   private readonly compressEvery: number;
   private readonly usesWindow: boolean;
+  private readonly needs: RuntimeNeeds;
+  private readonly invFreq: Float32Array;
   private readonly slidingInvFreq: Float32Array | null;
 
   constructor(
-    readonly policy: Policy,
+    private readonly method: EvictionMethod,
+    private readonly params: PolicyParams,
     private readonly spec: ModelSpec,
-    private readonly invFreq: Float32Array,
   ) {
-    if (policy.positions === 'rolling' && spec.ropeScaling?.type === 'longrope') {
+    if (method.positions === 'rolling' && spec.ropeScaling?.type === 'longrope') {
       // Cached keys carry short or long LongRoPE factors depending on the pass that wrote them, so no single re-rotation is exact.
-      throw new EngineError('invalid_request', `policy ${policy.name} renumbers positions (rolling), which this model's longrope RoPE scaling does not allow`, { param: 'cap.policy' });
+      // The engine reports a PolicyError from instantiate() as the request's invalid policy.
+      throw new PolicyError(`${method.method} renumbers positions (rolling), which this model's longrope RoPE scaling does not allow`);
     }
     this.rows = new Array<Float32Array | null>(spec.numLayers).fill(null);
     // Gemma 3's sliding layers rotate with a RoPE of their own.
     this.slidingInvFreq = spec.slidingRope === null ? null : ropeInverseFrequencies(spec, 'short', spec.slidingRope);
-    const every = policy.params['compressEvery'];
+    const every = params['compressEvery'];
     this.compressEvery = typeof every === 'number' ? every : 0;
-    this.usesWindow = policy.needs.observationWindow > 0;
+    this.needs = method.needs(params);
+    this.usesWindow = this.needs.observationWindow > 0;
+    this.invFreq = ropeInverseFrequencies(spec);
   }
 
-  get needsStats(): boolean {
-    const n = this.policy.needs;
+  private get needsStats(): boolean {
+    const n = this.needs;
     return n.accumulatedAttention || n.observationWindow > 0 || n.lastQueryAttention;
   }
 
   /**
-   * Whether decode passes need the statistics graph: only while a later decode-time
+   * Decode passes need the statistics graph only while a later decode-time
    * eviction can still use them. A method that evicts at prefill end only (SnapKV,
    * PyramidKV with compressEvery 0) decodes on the plain graph, batched with plain
    * sequences, after its one eviction.
    */
-  get needsDecodeStats(): boolean {
-    return this.needsStats && this.compressEvery > 0;
+  variant(phase: Phase): PolicyVariant {
+    if (!this.needsStats) return 'plain';
+    return phase === 'prefill' || this.compressEvery > 0 ? 'stats' : 'plain';
   }
 
-  /** Query rows the runtime should report for a pass; `lastPrefillChunk` gets the observation window. */
-  rowsWanted(lastPrefillChunk: boolean): number {
-    return lastPrefillChunk && this.usesWindow ? this.policy.needs.observationWindow : 1;
+  /**
+   * Entries per layer a sequence can hold at once. With a token-count budget the
+   * cache is bounded by the budget (PyramidKV's lower layers get up to about
+   * twice it) plus what arrives between evictions; otherwise by what it covers.
+   */
+  reserve(covered: number, chunk: number): number {
+    const budget = this.params['budget'];
+    if (typeof budget !== 'number' || budget <= 1) return covered;
+    const between = Math.max(chunk, this.compressEvery > 0 ? this.compressEvery : covered);
+    return Math.min(covered, 2 * budget + this.needs.observationWindow + between + 1);
   }
 
-  get observationWindow(): number {
-    return this.policy.needs.observationWindow;
+  /** The observation window (SnapKV, PyramidKV) must fall inside the last chunk. */
+  limitChunk(remaining: number, size: number): number {
+    const window = this.needs.observationWindow;
+    return remaining > size && remaining - size < window ? Math.max(1, remaining - window) : size;
+  }
+
+  /** Query rows the graph reports for a prefill pass; the last chunk gets the observation window. */
+  prefillShape(lastChunk: boolean): PrefillShape {
+    if (!this.needsStats) return { attnWindow: null, restrict: null };
+    return { attnWindow: lastChunk && this.usesWindow ? this.needs.observationWindow : 1, restrict: null };
+  }
+
+  groupInputs(): GroupInputs {
+    return {};
+  }
+
+  /** Folds the pass's statistics in, then evicts when the phase and the method call for it. */
+  afterPass(kv: SequenceKv, pass: PassResult): void {
+    if (pass.stats !== null) this.observe(kv, pass.stats);
+    if (pass.phase === 'decode') this.decodeSteps += 1;
+    const due =
+      pass.phase === 'prefill-end' ||
+      (pass.phase === 'prefill-chunk' && !this.usesWindow) ||
+      (pass.phase === 'decode' && shouldCompress(this.decodeSteps, { compressEvery: this.compressEvery }));
+    if (due) this.evict(kv, pass.phase, pass.contextTokens);
+  }
+
+  report(): RuntimeReport {
+    return { promptTokens: null, compressionRatio: null, attentionMassRetained: this.attentionMassRetained, details: { evictions: this.evictions } };
   }
 
   /** Folds one pass's statistics into the sequence (after its entries were appended to `kv`). */
-  observe(kv: SequenceKv, s: StatsSlice): void {
+  private observe(kv: SequenceKv, s: StatsSlice): void {
     const KV = this.spec.numKvHeads;
     const G = this.spec.numHeads / KV;
-    const accumulate = this.policy.needs.accumulatedAttention;
+    const accumulate = this.needs.accumulatedAttention;
     if (accumulate) kv.enableAccumulator();
     for (let l = 0; l < this.spec.numLayers; l++) {
       const C = s.pastWidth[l] ?? 0;
@@ -131,16 +161,6 @@ export class EvictionState {
     }
   }
 
-  /** Called after a pass; evicts when the phase and the method call for it. */
-  afterPass(kv: SequenceKv, phase: EvictionPhase, contextTokens: number): void {
-    if (phase === 'decode') this.decodeSteps += 1;
-    const due =
-      phase === 'prefill-end' ||
-      (phase === 'prefill-chunk' && !this.usesWindow) ||
-      (phase === 'decode' && shouldCompress(this.decodeSteps, { compressEvery: this.compressEvery }));
-    if (due) this.evict(kv, phase, contextTokens);
-  }
-
   private view(kv: SequenceKv, l: number): LayerKvView {
     const KV = this.spec.numKvHeads;
     const D = this.spec.headDim;
@@ -164,7 +184,7 @@ export class EvictionState {
     let keys: Float32Array | null = null;
     let values: Float32Array | null = null;
     const positions = compactHeads(kv.positionBuffer(l)) as Int32Array;
-    const accumulated = this.policy.needs.accumulatedAttention ? (compactHeads(kv.accumulatorBuffer(l)) as Float32Array | null) : null;
+    const accumulated = this.needs.accumulatedAttention ? (compactHeads(kv.accumulatorBuffer(l)) as Float32Array | null) : null;
     return {
       layer: l,
       numLayers: this.spec.numLayers,
@@ -185,19 +205,19 @@ export class EvictionState {
       accumulatedAttention: accumulated,
       windowAttention: this.usesWindow && rowsValid ? rows : null,
       window: this.usesWindow && rowsValid ? this.rowsWindow : 0,
-      lastQueryAttention: this.policy.needs.lastQueryAttention && rowsValid && rows ? lastRow(rows, KV * (this.spec.numHeads / KV), this.rowsWindow, len) : null,
+      lastQueryAttention: this.needs.lastQueryAttention && rowsValid && rows ? lastRow(rows, KV * (this.spec.numHeads / KV), this.rowsWindow, len) : null,
     };
   }
 
-  private evict(kv: SequenceKv, phase: EvictionPhase, contextTokens: number): void {
-    const rolling = this.policy.positions === 'rolling';
+  private evict(kv: SequenceKv, phase: PassPhase, contextTokens: number): void {
+    const rolling = this.method.positions === 'rolling';
     let evicted = false;
     for (let l = 0; l < this.spec.numLayers; l++) {
       const view = this.view(kv, l);
       if (phase === 'prefill-end' && this.usesWindow && view.windowAttention === null) continue;
       // SnapKV's reference code leaves a prompt no longer than the observation window uncompressed.
-      if (this.usesWindow && view.length <= this.policy.needs.observationWindow) continue;
-      const plan = planLayerEviction(this.policy, view, contextTokens);
+      if (this.usesWindow && view.length <= this.needs.observationWindow) continue;
+      const plan = planWithMethod(this.method, this.params, view, contextTokens);
       if (!plan) continue;
       const mass = attentionMassRetained(view, plan);
       if (mass !== null) {
@@ -232,12 +252,8 @@ export class EvictionState {
     }
   }
 
-  get evictionCount(): number {
-    return this.evictions;
-  }
-
   /** Mean attention mass kept by evictions so far; 1 when nothing was evicted; null when unmeasured. */
-  get attentionMassRetained(): number | null {
+  private get attentionMassRetained(): number | null {
     if (this.evictions === 0) return 1;
     return this.massCount > 0 ? this.massSum / this.massCount : null;
   }
@@ -248,4 +264,12 @@ function lastRow(rows: Float32Array, headRows: number, window: number, len: numb
   const out = new Float32Array(headRows * len);
   for (let r = 0; r < headRows; r++) out.set(rows.subarray((r * window + window - 1) * len, (r * window + window) * len), r * len);
   return out;
+}
+
+/** Which entries each KV head keeps after one eviction of one layer; null when it fits its budget (plan.ts looks the method up by policy). */
+export function planWithMethod(method: EvictionMethod, params: PolicyParams, view: LayerKvView, contextTokens: number): KeepPlan | null {
+  const keep = Math.min(view.length, method.layerKeep(params, view, contextTokens));
+  if (keep >= view.length) return null;
+  const scores = method.score(view, params);
+  return planKeep(scores, view, keep, method.protect(params, keep));
 }
