@@ -15,6 +15,9 @@ function oneOf<T extends string>(name: string, value: string | undefined, allowe
   return value as T;
 }
 
+/** Short names people type for an architecture whose Hugging Face model_type is longer. */
+const ARCH_ALIASES: Readonly<Record<string, Architecture>> = { gemma3: 'gemma3_text' };
+
 export async function runModelCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   const progress = (m: string): void => void process.stderr.write(`${m}\n`);
@@ -28,7 +31,7 @@ export async function runModelCommand(argv: string[]): Promise<void> {
     const seed = Number(values.seed);
     if (!Number.isSafeInteger(seed)) throw new Error(`--seed must be an integer, got ${values.seed}`);
     const created = await createModel({
-      arch: oneOf<Architecture>('arch', values.arch, SUPPORTED_ARCHITECTURES),
+      arch: oneOf<Architecture>('arch', values.arch === undefined ? undefined : (ARCH_ALIASES[values.arch] ?? values.arch), SUPPORTED_ARCHITECTURES),
       preset: oneOf<Preset>('preset', values.preset, PRESETS),
       seed,
       out: values.out,
