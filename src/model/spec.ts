@@ -132,3 +132,18 @@ export interface WeightSource {
   /** Throws a CheckpointError naming the file and tensor when missing or malformed. */
   get(name: string): WeightTensor;
 }
+
+/** The transformers class each architecture's config.json names in `architectures`. */
+export const CAUSAL_LM_CLASS: Readonly<Record<Architecture, string>> = {
+  llama: 'LlamaForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+  mistral: 'MistralForCausalLM',
+  mixtral: 'MixtralForCausalLM',
+  qwen2_moe: 'Qwen2MoeForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
+  smollm3: 'SmolLM3ForCausalLM',
+  phi3: 'Phi3ForCausalLM',
+  gemma2: 'Gemma2ForCausalLM',
+  gemma3_text: 'Gemma3ForCausalLM',
+  qwen3_moe: 'Qwen3MoeForCausalLM',
+};

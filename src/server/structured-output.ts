@@ -74,7 +74,7 @@ export function schemaConstraint(spec: Record<string, unknown>, param: string): 
   if (typeof name !== 'string' || !NAME.test(name)) {
     throw new ApiError('invalid_request', `'${param}.name' must be 1 to 64 letters, digits, '_' or '-'.`, { param: `${param}.name` });
   }
-  // No schema: any JSON value is as much as OpenAI promises then.
+  // No schema: every JSON value is as much as OpenAI promises then.
   const schema = spec['schema'] ?? {};
   const { grammar, compileMs } = compileSchema(schema, `${param}.schema`);
   return { type: 'json_schema', name, grammar, compileMs };

@@ -65,36 +65,24 @@ test('GET /health p99 stays under 50 ms while 2,048-token prefills run', { skip 
 
   assert.ok(prefillsDone >= 2, `prefills completed during probing: ${prefillsDone}`);
   assert.ok(latencies.length >= 100, `samples taken during prefill: ${latencies.length}`);
-  latencies.sort((a, b) => a - b);
-  const p99 = latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))] ?? Infinity;
-  const p50 = latencies[Math.floor(latencies.length / 2)] ?? Infinity;
+  const { p50, p99 } = percentiles(latencies);
   t.diagnostic(`/health during prefill: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, n=${latencies.length}, 2,048-token prefills completed: ${prefillsDone}`);
   assert.ok(p99 < 50, `/health p99 ${p99.toFixed(1)} ms (p50 ${p50.toFixed(1)} ms, n=${latencies.length}, prefills ${prefillsDone})`);
 });
 
-test('GET /health p99 stays under 50 ms while 3 large /tokenize requests run (tokenization is off the HTTP thread)', { skip }, async (t) => {
-  // ~130 KB of story-like text each: seconds of tokenizer work that used to hold the event loop.
-  const text = 'Once upon a time, a little girl named Lily found a shiny red ball in the park. '.repeat(1650);
+/** Runs `count` copies of `job` while probing /health back to back; the latencies of the probes taken while a job was in flight. */
+async function healthWhile<T>(count: number, job: () => Promise<T>): Promise<{ readonly results: T[]; readonly latencies: number[] }> {
   let inFlight = 0;
-  const started = performance.now();
-  const big = Array.from({ length: 3 }, async () => {
-    inFlight++;
-    try {
-      const res = await fetch(`${server.baseUrl}/tokenize`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'stories260K', prompt: text }),
-      });
-      const body = (await res.json()) as { count?: number; tokens?: number[] };
-      assert.equal(res.status, 200, JSON.stringify(body).slice(0, 200));
-      assert.ok((body.count ?? 0) > text.length / 8, `count ${body.count}`);
-      assert.equal(body.tokens?.length, body.count);
-      return body.count ?? 0;
-    } finally {
-      inFlight--;
-    }
-  });
-  const all = Promise.all(big);
+  const all = Promise.all(
+    Array.from({ length: count }, async () => {
+      inFlight++;
+      try {
+        return await job();
+      } finally {
+        inFlight--;
+      }
+    }),
+  );
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const latencies: number[] = [];
   await new Promise((r) => setTimeout(r, 20));
@@ -102,14 +90,40 @@ test('GET /health p99 stays under 50 ms while 3 large /tokenize requests run (to
     const ms = await healthOnce(agent);
     if (inFlight > 0) latencies.push(ms);
   }
-  const counts = await all;
+  const results = await all;
   agent.destroy();
+  return { results, latencies };
+}
+
+/** p50 and p99 of latencies (sorted in place). */
+function percentiles(latencies: number[]): { readonly p50: number; readonly p99: number } {
+  latencies.sort((a, b) => a - b);
+  return {
+    p50: latencies[Math.floor(latencies.length / 2)] ?? Infinity,
+    p99: latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))] ?? Infinity,
+  };
+}
+
+test('GET /health p99 stays under 50 ms while 3 large /tokenize requests run (tokenization is off the HTTP thread)', { skip }, async (t) => {
+  // ~130 KB of story-like text each: seconds of tokenizer work that used to hold the event loop.
+  const text = 'Once upon a time, a little girl named Lily found a shiny red ball in the park. '.repeat(1650);
+  const started = performance.now();
+  const { results: counts, latencies } = await healthWhile(3, async () => {
+    const res = await fetch(`${server.baseUrl}/tokenize`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'stories260K', prompt: text }),
+    });
+    const body = (await res.json()) as { count?: number; tokens?: number[] };
+    assert.equal(res.status, 200, JSON.stringify(body).slice(0, 200));
+    assert.ok((body.count ?? 0) > text.length / 8, `count ${body.count}`);
+    assert.equal(body.tokens?.length, body.count);
+    return body.count ?? 0;
+  });
   // The same text always gives the same ids, inline or on a pool thread.
   assert.equal(new Set(counts).size, 1);
   assert.ok(latencies.length >= 20, `samples taken while tokenizing: ${latencies.length}`);
-  latencies.sort((a, b) => a - b);
-  const p99 = latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))] ?? Infinity;
-  const p50 = latencies[Math.floor(latencies.length / 2)] ?? Infinity;
+  const { p50, p99 } = percentiles(latencies);
   t.diagnostic(
     `/health while 3 x ${text.length} chars tokenize: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, n=${latencies.length}, ${counts[0]} tokens each, ${(performance.now() - started).toFixed(0)} ms total`,
   );
@@ -121,37 +135,19 @@ test('GET /health p99 stays under 50 ms while 3 large /detokenize requests run (
   // in a body small enough that parsing it (on the HTTP thread, as every body) stays short.
   const ids = Array.from({ length: 100_000 }, (_, i) => 3 + ((i * 7919) % 509));
   const payload = JSON.stringify({ model: 'stories260K', tokens: ids });
-  let inFlight = 0;
   const started = performance.now();
-  const big = Array.from({ length: 3 }, async () => {
-    inFlight++;
-    try {
-      const res = await fetch(`${server.baseUrl}/detokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: payload });
-      const body = (await res.json()) as { prompt?: string };
-      assert.equal(res.status, 200, JSON.stringify(body).slice(0, 200));
-      return body.prompt ?? '';
-    } finally {
-      inFlight--;
-    }
+  const { results: texts, latencies } = await healthWhile(3, async () => {
+    const res = await fetch(`${server.baseUrl}/detokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: payload });
+    const body = (await res.json()) as { prompt?: string };
+    assert.equal(res.status, 200, JSON.stringify(body).slice(0, 200));
+    return body.prompt ?? '';
   });
-  const all = Promise.all(big);
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  const latencies: number[] = [];
-  await new Promise((r) => setTimeout(r, 20));
-  while (inFlight > 0) {
-    const ms = await healthOnce(agent);
-    if (inFlight > 0) latencies.push(ms);
-  }
-  const texts = await all;
-  agent.destroy();
   // Off the thread or inline, the same ids decode to the same text.
   assert.equal(new Set(texts).size, 1);
   const expected = loadTokenizer(modelDir as string).decode(ids, { skipSpecialTokens: true });
   assert.equal(texts[0], expected);
   assert.ok(latencies.length >= 20, `samples taken while decoding: ${latencies.length}`);
-  latencies.sort((a, b) => a - b);
-  const p99 = latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))] ?? Infinity;
-  const p50 = latencies[Math.floor(latencies.length / 2)] ?? Infinity;
+  const { p50, p99 } = percentiles(latencies);
   t.diagnostic(
     `/health while 3 x ${ids.length} ids detokenize: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, n=${latencies.length}, ${expected.length} chars each, ${(performance.now() - started).toFixed(0)} ms total`,
   );

@@ -14,7 +14,7 @@
  */
 import { attr, type GraphBuilder } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
-import type { GraphWeights, WeightWriter } from './graph-weights.js';
+import { concatRows, type GraphWeights, type WeightWriter } from './graph-weights.js';
 import { layerRope, ropeInGraph } from './rope.js';
 
 /** Per-graph state shared by every layer's block: shapes, RoPE tables, masks, variant inputs. */
@@ -206,17 +206,6 @@ export function declareAttentionOutputs(g: GraphBuilder, spec: ModelSpec, io: At
     g.output(io.attnSum, 'float32', ['B', KV, statsDim]);
     g.output(io.attnRows, 'float32', ['B', KV, spec.numHeads / KV, 'W', statsDim]);
   }
-}
-
-function concatRows(parts: readonly Float32Array[]): Float32Array {
-  const total = parts.reduce((s, p) => s + p.length, 0);
-  const out = new Float32Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /** An RMSNorm weight as the graph multiplies by it: Gemma's float32(1 + w), w elsewhere. */

@@ -28,7 +28,7 @@
 import { attr, type ExternalDataFile, GraphBuilder } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
 import { attentionBlock, attentionContext, declareAttentionOutputs, normWeight, storeAttentionWeights, type AttentionLayerIo } from './attention-block.js';
-import { graphWeights, WeightWriter, type StoredLinear } from './graph-weights.js';
+import { concatRows, graphWeights, WeightWriter, type StoredLinear } from './graph-weights.js';
 
 export type WeightDtype = 'fp32' | 'int8' | 'int4';
 
@@ -77,17 +77,6 @@ export interface StoredWeights {
 }
 
 export type { StoredLinear } from './graph-weights.js';
-
-function concatRows(parts: readonly Float32Array[]): Float32Array {
-  const total = parts.reduce((s, p) => s + p.length, 0);
-  const out = new Float32Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
 
 /** Writes every weight the graphs need into `file`, fusing q/k/v and gate/up, quantizing linears if asked. */
 export function storeDecoderWeights(

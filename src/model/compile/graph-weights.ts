@@ -87,3 +87,14 @@ export class WeightWriter {
     this.linears.set(key, { kind: 'quant', codes: `${key}.codes`, scales: `${key}.scales`, n, k, bits, blockSize: q.blockSize });
   }
 }
+
+/** Row-major matrices stacked along rows (fused q/k/v, gate/up): one array, the parts in order. */
+export function concatRows(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}

@@ -19,7 +19,7 @@ import type { CompileOptions, CompileSource, CompiledModel } from './compile-mod
 import type { WeightDtype } from './decoder-graph.js';
 import { buildFp32ExpertGraph, buildMoeHeadGraph, buildMoeLayerGraph, buildQuantExpertGraph, type MoeStoredWeights } from './moe-graphs.js';
 import { EXPERT_BITS, packBlockwise, type ExpertBits } from './moe-quantize.js';
-import { WeightWriter } from './graph-weights.js';
+import { concatRows, WeightWriter } from './graph-weights.js';
 import { storeAttentionWeights } from './attention-block.js';
 import { digestFiles, discardEntry, publishEntry, readEntry, temporaryEntryDir, type FileDigests } from './cache-entry.js';
 
@@ -74,16 +74,6 @@ function acceptMoeManifest(m: unknown, key: string): { manifest: MoeManifest; fi
 
 export function expertFileName(layer: number, expert: number, bits: ExpertBits): string {
   return bits === 32 ? `experts/l${layer}.e${expert}.fp32.bin` : `experts/l${layer}.e${expert}.int${bits}.onnx`;
-}
-
-function concatRows(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /** The routed expert's fused gate/up [2I, h] and down [h, I] in float32, as every expert file is made from. */

@@ -2,7 +2,7 @@
  * Shapes of the generated models, written out as Hugging Face config.json fields so
  * the generated checkpoint goes through exactly the same import path as a real one.
  */
-import type { Architecture } from '../spec.js';
+import { CAUSAL_LM_CLASS, type Architecture } from '../spec.js';
 import { BOS_ID, EOS_ID, IM_END_ID } from './tokenizer-builder.js';
 
 export type Preset = 'tiny' | 'small' | '135m';
@@ -50,20 +50,6 @@ const MOE_SHAPES: Readonly<Record<Preset, { readonly base: Shape; readonly moe: 
   },
 };
 
-const ARCH_CLASS: Readonly<Record<Architecture, string>> = {
-  llama: 'LlamaForCausalLM',
-  qwen2: 'Qwen2ForCausalLM',
-  mistral: 'MistralForCausalLM',
-  mixtral: 'MixtralForCausalLM',
-  qwen2_moe: 'Qwen2MoeForCausalLM',
-  qwen3: 'Qwen3ForCausalLM',
-  smollm3: 'SmolLM3ForCausalLM',
-  phi3: 'Phi3ForCausalLM',
-  gemma2: 'Gemma2ForCausalLM',
-  gemma3_text: 'Gemma3ForCausalLM',
-  qwen3_moe: 'Qwen3MoeForCausalLM',
-};
-
 function isMoe(arch: Architecture): boolean {
   return arch === 'mixtral' || arch === 'qwen2_moe' || arch === 'qwen3_moe';
 }
@@ -85,7 +71,7 @@ function tied(arch: Architecture, preset: Preset): boolean {
 export function presetConfig(arch: Architecture, preset: Preset): Record<string, unknown> {
   const s = isMoe(arch) ? MOE_SHAPES[preset].base : SHAPES[preset];
   const config: Record<string, unknown> = {
-    architectures: [ARCH_CLASS[arch]],
+    architectures: [CAUSAL_LM_CLASS[arch]],
     model_type: arch,
     hidden_size: s.hidden,
     num_hidden_layers: s.layers,
