@@ -1,13 +1,27 @@
-// Runs the compiled unit and integration tests with node's test runner (TAP output).
-// Tests live in test/ as TypeScript and are compiled to dist/test by `npm run build`.
+// Runs the compiled unit and integration tests (dist/test, built by `npm run build`)
+// with node-tap; .taprc holds the settings (integration files serial, coverage summary).
+//
+//   node scripts/run-tests.mjs                  every test, with the coverage summary
+//   node scripts/run-tests.mjs <substring>...   only files whose path contains one of them,
+//                                               without coverage (a partial run's coverage
+//                                               says nothing about the suite)
+//
+// A test file still written for node:test (a branch from before the move to tap) runs
+// too: tap runs every file as its own process and reads node:test's TAP output. Convert
+// it with `node tools/codemod/node-test-to-tap.mjs <file>`.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 function collect(dir) {
   let out = [];
   let entries;
-  try { entries = readdirSync(dir); } catch { return out; }
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return out;
+  }
   for (const name of entries.sort()) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) out = out.concat(collect(p));
@@ -19,7 +33,12 @@ function collect(dir) {
 const filter = process.argv.slice(2);
 let files = [...collect('dist/test/unit'), ...collect('dist/test/integration')];
 if (filter.length > 0) files = files.filter((f) => filter.some((s) => f.includes(s)));
-const res = spawnSync(process.execPath, ['--test', '--test-reporter=tap', '--test-concurrency=1', ...files], {
+if (files.length === 0) {
+  console.error(`run-tests: no compiled test file matches ${JSON.stringify(filter)} (run \`npm run build\` first?)`);
+  process.exit(1);
+}
+const tap = join(createRequire(import.meta.url).resolve('tap/package.json'), '..', 'dist', 'esm', 'run.mjs');
+const res = spawnSync(process.execPath, [tap, ...(filter.length > 0 ? ['--disable-coverage'] : []), ...files], {
   stdio: 'inherit',
   env: { ...process.env, CAPSERVE_TEST: '1' },
 });
