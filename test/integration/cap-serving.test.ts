@@ -2,7 +2,7 @@
  * Routing, policy reporting, C/A metrics and shadow fidelity through the real
  * server and engine on stories260K (no chat template: /v1/completions).
  */
-import test, { after, before } from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -17,7 +17,7 @@ let server: RunningServer;
 /** 301 tokens of TinyStories: long enough that a 25% budget evicts. */
 let passage: number[] = [];
 
-before(async () => {
+t.before(async () => {
   if (modelDir === null) return;
   passage = goldenPrompts(modelDir).find((p) => p.name === 'tinystories_passage_300')?.input_ids ?? [];
   server = await startServer(modelDir, [
@@ -27,7 +27,7 @@ before(async () => {
     'policies.knorm.params.budget=1',
   ]);
 });
-after(async () => {
+t.after(async () => {
   await server?.close();
 });
 
@@ -59,7 +59,7 @@ function sample(text: string, series: string): number | null {
   return line === undefined ? null : Number(line.slice(series.length + 1));
 }
 
-test('GET /v1/policies lists every shipped policy file plus full', { skip }, async () => {
+t.test('GET /v1/policies lists every shipped policy file plus full', { skip }, async () => {
   const shipped = readdirSync(path.resolve(process.cwd(), 'policies'))
     .filter((f) => /\.ya?ml$/.test(f))
     .map((f) => f.replace(/\.ya?ml$/, ''));
@@ -77,7 +77,7 @@ test('GET /v1/policies lists every shipped policy file plus full', { skip }, asy
   assert.equal(body.data.find((p) => p.name === 'knorm')?.params['budget'], 1, 'the --set override is what is served');
 });
 
-test('a request naming snapkv-25: the header and the cap object say what it did (compression ratio < 1)', { skip }, async () => {
+t.test('a request naming snapkv-25: the header and the cap object say what it did (compression ratio < 1)', { skip }, async () => {
   const res = await complete({ prompt: passage, max_tokens: 8, cap: { policy: 'snapkv-25' } });
   assert.equal(res.status, 200);
   assert.equal(res.headers.get('x-capserve-policy'), 'snapkv-25');
@@ -101,7 +101,7 @@ test('a request naming snapkv-25: the header and the cap object say what it did 
   assert.equal(events.filter((e) => e.cap !== undefined).length, 1);
 });
 
-test('a policy the config does not allow: 400 naming the parameter and what is allowed', { skip }, async () => {
+t.test('a policy the config does not allow: 400 naming the parameter and what is allowed', { skip }, async () => {
   const res = await complete({ prompt: 'Once upon a time', max_tokens: 2, cap: { policy: 'h2o' } });
   assert.equal(res.status, 400);
   const { error } = (await res.json()) as { error: { code: string; param: string; message: string } };
@@ -113,7 +113,7 @@ test('a policy the config does not allow: 400 naming the parameter and what is a
   assert.equal(((await unknown.json()) as { error: { param: string } }).error.param, 'x-capserve-policy');
 });
 
-test('shadow fidelity: eviction requests are re-scored against the full cache off the critical path; full never is', { skip }, async (t) => {
+t.test('shadow fidelity: eviction requests are re-scored against the full cache off the critical path; full never is', { skip }, async (t) => {
   await server.app.capserve.shadow.idle();
   const before = await metricsText();
   const scoredBefore = sample(before, 'capserve_shadow_requests_total{policy="snapkv-25",outcome="scored"}') ?? 0;
@@ -145,7 +145,7 @@ test('shadow fidelity: eviction requests are re-scored against the full cache of
   };
   const snap = stat('snapkv-25');
   const keepAll = stat('knorm');
-  t.diagnostic(`snapkv-25: mean KL ${snap.kl.toExponential(3)}, top-1 ${snap.top1.toFixed(3)}; knorm keeping everything: KL ${keepAll.kl.toExponential(3)}, top-1 ${keepAll.top1}`);
+  t.comment(`snapkv-25: mean KL ${snap.kl.toExponential(3)}, top-1 ${snap.top1.toFixed(3)}; knorm keeping everything: KL ${keepAll.kl.toExponential(3)}, top-1 ${keepAll.top1}`);
   assert.ok(snap.kl >= 0 && Number.isFinite(snap.kl));
   assert.ok(snap.top1 >= 0 && snap.top1 <= 1);
   assert.ok(keepAll.kl < 1e-4, `a policy that keeps everything must match the full cache: KL ${keepAll.kl}`);
@@ -163,7 +163,7 @@ test('shadow fidelity: eviction requests are re-scored against the full cache of
   await waitFor(() => server.app.capserve.shadow.pending === 0, 5000, 'shadow queue drained');
 });
 
-test('capserve serve stops at start, naming the problem, for a bad default policy or a bad policy override', { skip }, async () => {
+t.test('capserve serve stops at start, naming the problem, for a bad default policy or a bad policy override', { skip }, async () => {
   const run = async (sets: string[]): Promise<{ code: number | null; stderr: string }> => {
     const child = spawn(process.execPath, [cli, 'serve', '--model', modelDir as string, '--port', '0', ...sets], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';

@@ -4,7 +4,7 @@
  * main thread found the problem (a broken config.json) or the inference worker
  * did (a truncated model.safetensors): no JSON log line, no stack.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
@@ -60,7 +60,7 @@ function assertOneLine(r: Run, file: string, problem: RegExp): void {
   assert.doesNotMatch(r.stdout, /"stack"|"level":50/, 'no error log line with a stack on stdout');
 }
 
-test('serve: a truncated model.safetensors, found by the inference worker, is one line and exit 1', { skip }, async (t) => {
+t.test('serve: a truncated model.safetensors, found by the inference worker, is one line and exit 1', { skip }, async (t) => {
   const dir = brokenCopy(t, (d) => {
     const file = path.join(d, 'model.safetensors');
     truncateSync(file, Math.floor(statSync(file).size / 2));
@@ -72,7 +72,7 @@ test('serve: a truncated model.safetensors, found by the inference worker, is on
   assert.match(r.stdout, /"reason":"model load failure"/);
 });
 
-test('generate: a truncated model.safetensors is one line and a non-zero exit', { skip }, async (t) => {
+t.test('generate: a truncated model.safetensors is one line and a non-zero exit', { skip }, async (t) => {
   const dir = brokenCopy(t, (d) => {
     const file = path.join(d, 'model.safetensors');
     truncateSync(file, Math.floor(statSync(file).size / 2));
@@ -81,7 +81,7 @@ test('generate: a truncated model.safetensors is one line and a non-zero exit', 
   assertOneLine(r, path.join(dir, 'model.safetensors'), /truncated/);
 });
 
-test('serve: a config.json that is not JSON is one line and a non-zero exit', { skip }, async (t) => {
+t.test('serve: a config.json that is not JSON is one line and a non-zero exit', { skip }, async (t) => {
   const dir = brokenCopy(t, (d) => writeFileSync(path.join(d, 'config.json'), '{"hidden_size": 64,'));
   const r = await run(serveArgs(dir));
   assertOneLine(r, path.join(dir, 'config.json'), /cannot read the model's config/);

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import test from 'node:test';
+import t from 'tap';
 import YAML from 'yaml';
 import { loadCheckpoint } from '../../src/model/checkpoint.js';
 import { ModelScorer } from '../../src/engine/model-scorer.js';
@@ -26,7 +26,7 @@ function shippedParams(): Record<string, unknown> {
   return doc.params ?? {};
 }
 
-test('selective-context beats random token dropping on next-sentence NLL (stories260K, 100 passages)', { skip: skip ?? false, timeout: 120_000 }, async (t) => {
+t.test('selective-context beats random token dropping on next-sentence NLL (stories260K, 100 passages)', { skip: skip ?? false, timeout: 120_000 }, async (t) => {
   const bos = loadCheckpoint(STORIES_DIR).spec.bosTokenId ?? 1;
   const scorer = await ModelScorer.open(STORIES_DIR, { cacheDir: TEST_CACHE_DIR });
   t.after(() => scorer.close());
@@ -35,7 +35,7 @@ test('selective-context beats random token dropping on next-sentence NLL (storie
   const passages = loadPassages(TEXT, tokenizer, 100, 20240611);
   for (const rate of [0.7, 0.5]) {
     const r = await measureFidelity(selectiveContext, params(selectiveContext.schema, { ...shippedParams(), rate }), passages, scorer, tokenizer, bos, 7);
-    t.diagnostic(
+    t.comment(
       `rate ${rate}: kept ${r.keptRatio.toFixed(3)}, NLL full ${r.full.toFixed(4)}, selective-context ${r.method.toFixed(4)}, random ${r.random.toFixed(4)}, wins ${(100 * r.winRate).toFixed(0)}%`,
     );
     // Whole sentences go; a ratio is met to the nearest sentence, so on average the kept share is close to the rate.

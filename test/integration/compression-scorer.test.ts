@@ -1,7 +1,7 @@
 /** ModelScorer against the model's own logits: fresh, with prefix reuse, and across windows. */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import test from 'node:test';
+import t from 'tap';
 import { logSoftmaxAt } from '../../src/engine/model-scorer.js';
 import { ModelScorer } from '../../src/engine/model-scorer.js';
 import { openTestModel, TEST_CACHE_DIR } from '../helpers/session.js';
@@ -9,7 +9,7 @@ import { missingShared, sharedPath, STORIES_DIR } from '../helpers/shared.js';
 
 const skip = missingShared('models', 'stories260K', 'model.safetensors') ?? missingShared('data', 'text', 'tinystories_niklas6.txt');
 
-test('ModelScorer: log p(token_t | tokens_<t) matches the model, position 0 is NaN, prefixes are reused, long inputs are windowed', { skip: skip ?? false }, async (t) => {
+t.test('ModelScorer: log p(token_t | tokens_<t) matches the model, position 0 is NaN, prefixes are reused, long inputs are windowed', { skip: skip ?? false }, async (t) => {
   const scorer = await ModelScorer.open(STORIES_DIR, { cacheDir: TEST_CACHE_DIR, chunkTokens: 100 });
   const model = await openTestModel(STORIES_DIR);
   t.after(async () => {

@@ -1,5 +1,5 @@
 /** The worker serves a context length the KV budget can hold, and its start log says so (model.contextLength 1e9 here, max_position_embeddings 1e15 alike). */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { createLocalEngine } from '../../src/engine/local-engine.js';
 import { TEST_CACHE_DIR } from '../helpers/session.js';
@@ -8,7 +8,7 @@ import { storiesModelDir } from './server-harness.js';
 const modelDir = storiesModelDir();
 const skip = modelDir === null ? 'stories260K not found (set CAPSERVE_SHARED to the shared folder)' : false;
 
-test('a context length beyond the KV budget is bounded at start, in one progress line', { skip }, async () => {
+t.test('a context length beyond the KV budget is bounded at start, in one progress line', { skip }, async () => {
   const progress: string[] = [];
   const engine = await createLocalEngine({
     modelDir: modelDir ?? '',

@@ -7,7 +7,7 @@
  * class), found before it joins a batch.
  */
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { DEFAULT_SAMPLING, type GenerateRequest } from '../../src/engine/types.js';
 import type { CoreOutput } from '../../src/engine/engine-core.js';
 import type { TextTokenizer } from '../../src/model/tokenizer-types.js';
@@ -92,7 +92,7 @@ for (const [phase, forced] of [
   ['the batched prefill', [POISON]],
   ['a batched decode step', [5, 6, POISON]],
 ] as const) {
-  test(`a fault in one sequence during ${phase} ends that sequence alone; the other 7 finish`, { skip: skip ?? false }, async () => {
+  t.test(`a fault in one sequence during ${phase} ends that sequence alone; the other 7 finish`, { skip: skip ?? false }, async () => {
     const outcomes = await runBatch(3, forced);
     for (const [id, r] of outcomes) {
       if (id === 'r3') {
@@ -105,7 +105,7 @@ for (const [phase, forced] of [
   });
 }
 
-test('a request whose logit_bias bans every token is rejected as invalid; its batch is untouched', { skip: skip ?? false }, async () => {
+t.test('a request whose logit_bias bans every token is rejected as invalid; its batch is untouched', { skip: skip ?? false }, async () => {
   const c = await openTestCore(STORIES_DIR);
   try {
     const V = c.checkpoint.spec.vocabSize;

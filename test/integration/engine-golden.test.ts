@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import test from 'node:test';
+import t from 'tap';
 import { createLocalEngine } from '../../src/engine/local-engine.js';
 import { DEFAULT_SAMPLING } from '../../src/engine/types.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
@@ -29,12 +29,12 @@ interface Golden {
 const skip = missingShared('models', 'stories260K', 'golden.json');
 const golden = (): Golden => JSON.parse(readFileSync(join(STORIES_DIR, 'golden.json'), 'utf8')) as Golden;
 
-test('tokenizer ids match golden.json', { skip: skip ?? false }, () => {
+t.test('tokenizer ids match golden.json', { skip: skip ?? false }, async () => {
   const tok = loadTokenizer(STORIES_DIR);
   for (const p of golden().prompts) assert.deepEqual(tok.encode(p.text, { addSpecialTokens: true }), p.input_ids, p.name);
 });
 
-test('first-step logits match golden.json within 1e-4', { skip: skip ?? false }, async () => {
+t.test('first-step logits match golden.json within 1e-4', { skip: skip ?? false }, async () => {
   const model = await openTestModel(STORIES_DIR);
   try {
     for (const p of golden().prompts) {
@@ -47,7 +47,7 @@ test('first-step logits match golden.json within 1e-4', { skip: skip ?? false },
   }
 });
 
-test('perplexity of the first 2000 TinyStories tokens matches golden.json', { skip: skip ?? false }, async () => {
+t.test('perplexity of the first 2000 TinyStories tokens matches golden.json', { skip: skip ?? false }, async () => {
   const g = golden().perplexity_tinystories_first2000;
   const model = await openTestModel(STORIES_DIR);
   try {
@@ -74,7 +74,7 @@ test('perplexity of the first 2000 TinyStories tokens matches golden.json', { sk
   }
 });
 
-test('64-token greedy continuations match golden.json, all prompts batched together', { skip: skip ?? false }, async () => {
+t.test('64-token greedy continuations match golden.json, all prompts batched together', { skip: skip ?? false }, async () => {
   const engine = await createLocalEngine({ modelDir: STORIES_DIR, cacheDir: TEST_CACHE_DIR, threads: 1, prefillChunk: 128 });
   try {
     await Promise.all(

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import test from 'node:test';
+import t from 'tap';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { createModel } from '../../src/model/create/create-model.js';
 import { dequantize, quantizeBlockwise, type QuantBits } from '../../src/model/compile/quantize.js';
@@ -131,11 +131,11 @@ async function compare(
 }
 
 for (const [i, v] of VARIANTS.entries()) {
-  test(`fp32 engine matches the float64 reference: ${v.name}`, async (t) => {
+  t.test(`fp32 engine matches the float64 reference: ${v.name}`, async (t) => {
     const dir = join(root, `v${i}`);
     await createModel({ arch: v.arch, preset: 'tiny', seed: 100 + i, out: dir, ...(v.overrides ? { configOverrides: v.overrides } : {}) });
     const r = await compare(dir, 'fp32');
-    t.diagnostic(`max |diff| / max |logit| = ${r.relErr.toExponential(2)}, top-1 agreement ${r.top1Agree}/${r.total}`);
+    t.comment(`max |diff| / max |logit| = ${r.relErr.toExponential(2)}, top-1 agreement ${r.top1Agree}/${r.total}`);
     assert.ok(r.relErr <= 1e-4, `relative error ${r.relErr}`);
     assert.equal(r.top1Agree, r.total);
   });
@@ -148,15 +148,15 @@ for (const [i, v] of VARIANTS.entries()) {
  * 2% of the logit range on this tiny model, reported here.
  */
 for (const [dtype, bits] of [['int8', 8], ['int4', 4]] as const) {
-  test(`${dtype} engine matches the reference on dequantized weights (kernel and packing correct)`, async (t) => {
+  t.test(`${dtype} engine matches the reference on dequantized weights (kernel and packing correct)`, async (t) => {
     const dir = join(root, `qk-${dtype}`);
     await createModel({ arch: 'llama', preset: 'tiny', seed: 7, out: dir });
     const exact = await compare(dir, dtype, (w) => dequantizedWeights(w, bits), 0);
-    t.diagnostic(`${dtype}, fp32 activations vs dequantized reference: max |diff| / max |logit| = ${exact.relErr.toExponential(2)}`);
+    t.comment(`${dtype}, fp32 activations vs dequantized reference: max |diff| / max |logit| = ${exact.relErr.toExponential(2)}`);
     assert.ok(exact.relErr <= 1e-4, `relative error ${exact.relErr}`);
     assert.equal(exact.top1Agree, exact.total);
     const fast = await compare(dir, dtype, (w) => dequantizedWeights(w, bits), 4);
-    t.diagnostic(`${dtype}, int8 activations vs dequantized reference: max |diff| / max |logit| = ${fast.relErr.toExponential(2)}, top-1 ${fast.top1Agree}/${fast.total}`);
+    t.comment(`${dtype}, int8 activations vs dequantized reference: max |diff| / max |logit| = ${fast.relErr.toExponential(2)}, top-1 ${fast.top1Agree}/${fast.total}`);
     assert.ok(fast.relErr <= 0.05, `relative error ${fast.relErr}`);
   });
 }
@@ -173,11 +173,11 @@ const QUANT_TOLERANCE: Record<'int8' | 'int4', { relErr: number; minAgree: numbe
 };
 
 for (const dtype of ['int8', 'int4'] as const) {
-  test(`${dtype} engine stays within its documented tolerance of the reference`, async (t) => {
+  t.test(`${dtype} engine stays within its documented tolerance of the reference`, async (t) => {
     const dir = join(root, `q-${dtype}`);
     await createModel({ arch: 'llama', preset: 'tiny', seed: 7, out: dir });
     const r = await compare(dir, dtype);
-    t.diagnostic(`${dtype}: max |diff| / max |logit| = ${r.relErr.toExponential(2)}, top-1 agreement ${r.top1Agree}/${r.total}`);
+    t.comment(`${dtype}: max |diff| / max |logit| = ${r.relErr.toExponential(2)}, top-1 agreement ${r.top1Agree}/${r.total}`);
     assert.ok(r.relErr <= QUANT_TOLERANCE[dtype].relErr, `relative error ${r.relErr}`);
     assert.ok(r.top1Agree / r.total >= QUANT_TOLERANCE[dtype].minAgree, `top-1 agreement ${r.top1Agree}/${r.total}`);
   });

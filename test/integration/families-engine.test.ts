@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import test from 'node:test';
+import t from 'tap';
 import { DEFAULT_SAMPLING, type GenerateRequest, type TokenEvent } from '../../src/engine/types.js';
 import { createModel } from '../../src/model/create/create-model.js';
 import type { Architecture } from '../../src/model/spec.js';
@@ -82,7 +82,7 @@ const FAMILIES: readonly Family[] = [
 ];
 
 for (const [i, f] of FAMILIES.entries()) {
-  test(`${f.name}: the engine serves it as the reference computes it, under every KV policy`, async (t) => {
+  t.test(`${f.name}: the engine serves it as the reference computes it, under every KV policy`, async (t) => {
     const dir = join(root, `f${i}`);
     await createModel({ arch: f.arch, preset: 'tiny', seed: 300 + i, out: dir, ...(f.overrides ? { configOverrides: f.overrides } : {}) });
     const c = await openTestCore(dir, { prefillChunk: 64 });
@@ -107,25 +107,25 @@ for (const [i, f] of FAMILIES.entries()) {
         for (let v = 0; v < V; v++) worst = Math.max(worst, Math.abs(got[v]! - want[v]!));
         row = ref.append([ids[s]!])[0];
       }
-      t.diagnostic(`${f.name}: greedy ${STEPS} steps equal the reference's; max |log p - log p_ref| = ${worst.toExponential(2)}`);
+      t.comment(`${f.name}: greedy ${STEPS} steps equal the reference's; max |log p - log p_ref| = ${worst.toExponential(2)}`);
       assert.ok(worst <= 1e-5, `log-softmax differs from the reference by ${worst}`);
 
       for (const p of KEEP_ALL) {
         const d = done(await c.generate(request(p.name, prompt, p)));
         let diff = 0;
         d.capturedLogprobs.forEach((v, j) => (diff = Math.max(diff, Math.abs(v - fullDone.capturedLogprobs[j]!))));
-        t.diagnostic(`${f.name} ${p.name}: max |log p - log p_full| = ${diff.toExponential(2)}`);
+        t.comment(`${f.name} ${p.name}: max |log p - log p_full| = ${diff.toExponential(2)}`);
         assert.ok(diff <= 1e-5, `${p.name}: ${diff}`);
       }
 
       const snap = done(await c.generate(request('snapkv-25', prompt, SNAPKV_25)));
-      t.diagnostic(`${f.name} snapkv-25: kept ${snap.policy.kvTokensRetained.toFixed(1)} of ${snap.policy.contextTokens}, attention mass retained ${snap.policy.attentionMassRetained?.toFixed(3) ?? 'n/a'}`);
+      t.comment(`${f.name} snapkv-25: kept ${snap.policy.kvTokensRetained.toFixed(1)} of ${snap.policy.contextTokens}, attention mass retained ${snap.policy.attentionMassRetained?.toFixed(3) ?? 'n/a'}`);
       assert.ok(snap.policy.compressionRatio < 0.5, `snapkv-25 kept ${snap.policy.compressionRatio}`);
       const quest = await c.generate(request('quest-25', prompt, QUEST));
       assert.equal(tokens(quest).length, STEPS);
       if (f.rolling) {
         const s = done(await c.generate(request('streaming-llm-25', prompt, STREAMING)));
-        t.diagnostic(`${f.name} streaming-llm-25: kept ${s.policy.kvTokensRetained.toFixed(1)} of ${s.policy.contextTokens}`);
+        t.comment(`${f.name} streaming-llm-25: kept ${s.policy.kvTokensRetained.toFixed(1)} of ${s.policy.contextTokens}`);
         assert.ok(s.policy.compressionRatio < 0.5);
       } else {
         await assert.rejects(c.generate(request('streaming-llm-25', prompt, STREAMING)), /invalid_request: .*streaming-llm-25.*longrope/);

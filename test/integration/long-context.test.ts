@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import test from 'node:test';
+import t from 'tap';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { buildItems, loadHaystacks, type EvalItem } from '../bench/ruler/items.js';
 import { scoreCompletion } from '../bench/ruler/tasks.js';
@@ -40,7 +40,7 @@ async function accuracy(s: RunningServer, items: readonly EvalItem[], policy: st
   return texts.reduce((a, t, i) => a + scoreCompletion((items[i] as EvalItem).item, t), 0) / items.length;
 }
 
-test('at 4K tokens: full attention finds the pass key and snapkv-25 at least half the time; with the needle early streaming-llm-25 finds it less often than snapkv-25', { skip: skip ?? false, timeout: 600_000 }, async (t) => {
+t.test('at 4K tokens: full attention finds the pass key and snapkv-25 at least half the time; with the needle early streaming-llm-25 finds it less often than snapkv-25', { skip: skip ?? false, timeout: 600_000 }, async (t) => {
   const tok = loadTokenizer(MODEL);
   const haystacks = loadHaystacks(sharedPath('data', 'text'), tok);
   const s = await startServer(MODEL, ['server.maxConcurrent=4', 'model.servedModelName=longctx']);
@@ -56,7 +56,7 @@ test('at 4K tokens: full attention finds the pass key and snapkv-25 at least hal
     assert.ok(snapSpread >= 3 / 6, `snapkv-25 found ${snapSpread * 6} of 6 pass keys`);
     const snap = await accuracy(s, early, 'snapkv-25');
     const streaming = await accuracy(s, early, 'streaming-llm-25');
-    t.diagnostic(`4K pass key: full ${full * 6}/6, snapkv-25 ${snapSpread * 6}/6; needle early (20 items): snapkv-25 ${snap * 20}/20, streaming-llm-25 ${streaming * 20}/20`);
+    t.comment(`4K pass key: full ${full * 6}/6, snapkv-25 ${snapSpread * 6}/6; needle early (20 items): snapkv-25 ${snap * 20}/20, streaming-llm-25 ${streaming * 20}/20`);
     assert.ok(streaming < snap, `needle early: streaming-llm-25 ${streaming}, snapkv-25 ${snap}`);
   } finally {
     await s.close();

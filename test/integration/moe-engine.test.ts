@@ -5,7 +5,7 @@
  * path (LocalEngine) serving a generated mixtral and qwen3_moe with the default edgemoe params.
  */
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { EngineCore, type CoreOutput } from '../../src/engine/engine-core.js';
 import { createLocalEngine } from '../../src/engine/local-engine.js';
 import { DEFAULT_SAMPLING, type TokenEvent } from '../../src/engine/types.js';
@@ -46,7 +46,7 @@ async function greedyThroughEngine(f: MoeFixture, runner: ModelRunner, prompts: 
 }
 
 for (const [i, arch] of (['mixtral', 'qwen2_moe', 'qwen3_moe'] as Architecture[]).entries()) {
-  test(`${arch}: the engine's greedy continuations (batched, chunked prefill) equal the reference, resident and offloaded`, async (t) => {
+  t.test(`${arch}: the engine's greedy continuations (batched, chunked prefill) equal the reference, resident and offloaded`, async (t) => {
     const f = await moeFixture(arch, 70 + i);
     const V = f.checkpoint.spec.vocabSize;
     const prompts = [promptIds(20, V, 1), promptIds(37, V, 2), promptIds(9, V, 3)];
@@ -65,14 +65,14 @@ for (const [i, arch] of (['mixtral', 'qwen2_moe', 'qwen3_moe'] as Architecture[]
       const got = await greedyThroughEngine(f, runner, prompts);
       const s = runner.stats();
       await runner.release();
-      t.diagnostic(`${arch} ${cfg.name}: hits ${s['expertCacheHits']}, misses ${s['expertCacheMisses']}, prefetch hits ${s['expertPrefetchHits']}, peak resident ${s['expertResidentBytesPeak']}`);
+      t.comment(`${arch} ${cfg.name}: hits ${s['expertCacheHits']}, misses ${s['expertCacheMisses']}, prefetch hits ${s['expertPrefetchHits']}, peak resident ${s['expertResidentBytesPeak']}`);
       assert.deepEqual(got, want, `${cfg.name}: greedy continuation differs from the reference`);
     }
   });
 }
 
 for (const [i, arch] of (['mixtral', 'qwen3_moe'] as Architecture[]).entries()) {
-  test(`the worker serves a generated ${arch} with the default edgemoe params (adaptive bitwidths)`, async (t) => {
+  t.test(`the worker serves a generated ${arch} with the default edgemoe params (adaptive bitwidths)`, async (t) => {
     const f = await moeFixture(arch, 90 + i);
     const engine = await createLocalEngine({ modelDir: f.checkpoint.dir, cacheDir: f.compiled.dir.replace(/\/[^/]+$/, ''), threads: 1, maxConcurrent: 2 });
     try {
@@ -85,7 +85,7 @@ for (const [i, arch] of (['mixtral', 'qwen3_moe'] as Architecture[]).entries()) 
       })) {
         if (ev.type === 'token') ids.push(ev.tokenId);
       }
-      t.diagnostic(`worker generated ${ids.join(' ')}`);
+      t.comment(`worker generated ${ids.join(' ')}`);
       assert.equal(ids.length, 6);
     } finally {
       await engine.close();
@@ -99,7 +99,7 @@ for (const [i, arch] of (['mixtral', 'qwen3_moe'] as Architecture[]).entries()) 
  * parameters reproduce full attention exactly; real budgets evict), with the
  * variants' layer graphs sharing the served runner's expert store.
  */
-test('qwen3_moe under the KV policies: snapkv, h2o, streaming-llm and quest run on the stats / quest layer graphs', async (t) => {
+t.test('qwen3_moe under the KV policies: snapkv, h2o, streaming-llm and quest run on the stats / quest layer graphs', async (t) => {
   const f = await moeFixture('qwen3_moe', 95);
   const runner = await f.open({ preload: true });
   const spec = f.checkpoint.spec;
@@ -142,18 +142,18 @@ test('qwen3_moe under the KV policies: snapkv, h2o, streaming-llm and quest run 
       const d = await run(p.name, p);
       let diff = 0;
       d.capturedLogprobs?.forEach((v, j) => (diff = Math.max(diff, Math.abs(v - full.capturedLogprobs![j]!))));
-      t.diagnostic(`qwen3_moe ${p.name}: max |log p - log p_full| = ${diff.toExponential(2)}`);
+      t.comment(`qwen3_moe ${p.name}: max |log p - log p_full| = ${diff.toExponential(2)}`);
       assert.ok(diff <= 1e-5, `${p.name}: ${diff}`);
     }
     const snap = await run('snapkv-25', policy('name: snapkv-25\nkind: kv-eviction\nmethod: snapkv\nparams: {budget: 0.25}\n'));
-    t.diagnostic(`qwen3_moe snapkv-25: kept ${snap.policy.kvTokensRetained.toFixed(1)} of ${snap.policy.contextTokens}`);
+    t.comment(`qwen3_moe snapkv-25: kept ${snap.policy.kvTokensRetained.toFixed(1)} of ${snap.policy.contextTokens}`);
     assert.ok(snap.policy.compressionRatio < 0.5);
     const streaming = await run('streaming-llm-25', policy('name: streaming-llm-25\nkind: kv-eviction\nmethod: streaming-llm\nparams: {budget: 0.25, sinkTokens: 4, compressEvery: 1}\n'));
     assert.ok(streaming.policy.compressionRatio < 0.5);
     const quest = await run('quest-25', policy('name: quest-25\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, budget: 0.25, denseLayers: 0}\n'));
     assert.equal(quest.usage.completionTokens, STEPS);
     const passes = core.stats().passes;
-    t.diagnostic(`passes: ${JSON.stringify(passes)}`);
+    t.comment(`passes: ${JSON.stringify(passes)}`);
     assert.ok(passes.stats > 0 && passes.quest > 0);
   } finally {
     await runner.release();

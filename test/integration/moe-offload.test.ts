@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import test from 'node:test';
+import t from 'tap';
 import { roundTrip, type ExpertBits } from '../../src/model/compile/moe-quantize.js';
 import type { WeightSource } from '../../src/model/spec.js';
 import { resolveEdgeMoe } from '../../src/policies/expert-offload/edgemoe.js';
@@ -34,7 +34,7 @@ function dequantizedExperts(weights: WeightSource, bits: ExpertBits): WeightSour
   };
 }
 
-test('int8/int4/int2 expert graphs compute exactly what their dequantized weights say (fp32 activations)', async (t) => {
+t.test('int8/int4/int2 expert graphs compute exactly what their dequantized weights say (fp32 activations)', async (t) => {
   const f = await moeFixture('qwen2_moe', 11, { quantAccuracyLevel: 0 });
   const spec = f.checkpoint.spec;
   const ids = promptIds(16, spec.vocabSize);
@@ -53,12 +53,12 @@ test('int8/int4/int2 expert graphs compute exactly what their dequantized weight
         maxRef = Math.max(maxRef, Math.abs(want[i]![v]!));
       }
     });
-    t.diagnostic(`int${bits} experts vs dequantized reference: max |diff| / max |logit| = ${(maxDiff / maxRef).toExponential(2)}`);
+    t.comment(`int${bits} experts vs dequantized reference: max |diff| / max |logit| = ${(maxDiff / maxRef).toExponential(2)}`);
     assert.ok(maxDiff / maxRef <= 1e-4, `int${bits}: relative error ${maxDiff / maxRef}`);
   }
 });
 
-test('adaptive bitwidths: widths follow importance under the byte target; budget never exceeded; prefetch used', async (t) => {
+t.test('adaptive bitwidths: widths follow importance under the byte target; budget never exceeded; prefetch used', async (t) => {
   const f = await moeFixture('mixtral', 12);
   const spec = f.checkpoint.spec;
   const probe = await f.open({ budgetBytes: 0 });
@@ -69,7 +69,7 @@ test('adaptive bitwidths: widths follow importance under the byte target; budget
   const config = resolveEdgeMoe(parseEdgeMoeParams({ budgetBytes: budget, adaptBytes: 2 * budget, bitsChoices: [4, 8, 32], calibrationTokens: 64 }));
   const runner = await openMoeRunner(f.compiled, spec, { threads: 1, config, tokenizer: f.checkpoint.tokenizer });
   const s0 = runner.stats();
-  t.diagnostic(`experts at 32/8/4 bits: ${s0['expertsAt32Bits']}/${s0['expertsAt8Bits']}/${s0['expertsAt4Bits']}, store ${s0['expertStoreBytes']} bytes, target ${2 * budget}, predicted error ${s0['expertAdaptedError']?.toExponential(2)}`);
+  t.comment(`experts at 32/8/4 bits: ${s0['expertsAt32Bits']}/${s0['expertsAt8Bits']}/${s0['expertsAt4Bits']}, store ${s0['expertStoreBytes']} bytes, target ${2 * budget}, predicted error ${s0['expertAdaptedError']?.toExponential(2)}`);
   assert.ok(s0['expertStoreBytes']! <= 2 * budget, 'adapted expert set exceeds its byte target');
   assert.ok(s0['expertResidentBytes']! > 0 && s0['expertResidentBytes']! <= budget, 'warm start fills the cache within the budget');
   const n = spec.numLayers * (spec.moe?.numExperts ?? 0);
@@ -80,7 +80,7 @@ test('adaptive bitwidths: widths follow importance under the byte target; budget
   });
   const s = runner.stats();
   await runner.release();
-  t.diagnostic(`hits ${s['expertCacheHits']}, misses ${s['expertCacheMisses']}, prefetch hits ${s['expertPrefetchHits']} of ${s['expertPrefetchIssued']} issued, prediction accuracy ${s['expertPredictionAccuracy']?.toFixed(2)}, stall ${s['expertLoadStallMs']?.toFixed(1)} ms`);
+  t.comment(`hits ${s['expertCacheHits']}, misses ${s['expertCacheMisses']}, prefetch hits ${s['expertPrefetchHits']} of ${s['expertPrefetchIssued']} issued, prediction accuracy ${s['expertPredictionAccuracy']?.toFixed(2)}, stall ${s['expertLoadStallMs']?.toFixed(1)} ms`);
   assert.ok(s['expertResidentBytesPeak']! <= budget);
   assert.ok(s['expertPrefetchIssued']! > 0);
   assert.ok(s['expertPredictionAccuracy']! > 0.3);
@@ -92,7 +92,7 @@ test('adaptive bitwidths: widths follow importance under the byte target; budget
   await again.release();
 });
 
-test('a missing, truncated or corrupted expert file is a clear error naming the file', async () => {
+t.test('a missing, truncated or corrupted expert file is a clear error naming the file', async () => {
   const f = await moeFixture('mixtral', 13);
   const spec = f.checkpoint.spec;
   const ids = promptIds(8, spec.vocabSize);

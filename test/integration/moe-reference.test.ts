@@ -6,7 +6,7 @@
  * resident model's logits.
  */
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import type { Architecture } from '../../src/model/spec.js';
 import { ReferenceModel } from '../reference/forward.js';
 import { maxAbsDiff } from '../helpers/session.js';
@@ -39,7 +39,7 @@ function compareToReference(f: MoeFixture, rows: Float32Array[]): { relErr: numb
 }
 
 for (const [i, arch] of (['mixtral', 'qwen2_moe', 'qwen3_moe'] as Architecture[]).entries()) {
-  test(`${arch}: resident and offloaded runners match the float64 reference; fp32 offload is exact at every budget`, async (t) => {
+  t.test(`${arch}: resident and offloaded runners match the float64 reference; fp32 offload is exact at every budget`, async (t) => {
     const f = await moeFixture(arch, 40 + i);
     const ids = promptIds(PROMPT, f.checkpoint.spec.vocabSize);
     const resident = await f.open({ preload: true });
@@ -48,7 +48,7 @@ for (const [i, arch] of (['mixtral', 'qwen2_moe', 'qwen3_moe'] as Architecture[]
     assert.equal(rs['expertCacheMisses'], 0, 'preloaded runner should never miss');
     await resident.release();
     const r = compareToReference(f, base);
-    t.diagnostic(`${arch} resident: max |diff| / max |logit| = ${r.relErr.toExponential(2)}, top-1 ${r.agree}/${base.length}`);
+    t.comment(`${arch} resident: max |diff| / max |logit| = ${r.relErr.toExponential(2)}, top-1 ${r.agree}/${base.length}`);
     assert.ok(r.relErr <= 1e-4, `relative error ${r.relErr}`);
     assert.equal(r.agree, base.length);
 
@@ -68,7 +68,7 @@ for (const [i, arch] of (['mixtral', 'qwen2_moe', 'qwen3_moe'] as Architecture[]
       await runner.release();
       let diff = 0;
       rows.forEach((row, j) => (diff = Math.max(diff, maxAbsDiff(row, base[j]!))));
-      t.diagnostic(`${arch} ${JSON.stringify(cfg)}: max |diff| vs resident ${diff}, hits ${s['expertCacheHits']}, misses ${s['expertCacheMisses']}, prefetch hits ${s['expertPrefetchHits']}, bytes loaded ${s['expertBytesLoaded']}, prediction accuracy ${s['expertPredictionAccuracy']?.toFixed(2)}`);
+      t.comment(`${arch} ${JSON.stringify(cfg)}: max |diff| vs resident ${diff}, hits ${s['expertCacheHits']}, misses ${s['expertCacheMisses']}, prefetch hits ${s['expertPrefetchHits']}, bytes loaded ${s['expertBytesLoaded']}, prediction accuracy ${s['expertPredictionAccuracy']?.toFixed(2)}`);
       assert.ok(diff <= 1e-5, `offloaded logits differ from resident by ${diff}`);
       assert.ok(s['expertResidentBytesPeak']! <= cfg.budgetBytes);
       assert.ok(s['expertBytesLoaded']! > 0);
@@ -76,13 +76,13 @@ for (const [i, arch] of (['mixtral', 'qwen2_moe', 'qwen3_moe'] as Architecture[]
   });
 }
 
-test('int8 non-expert weights (attention, shared expert, head) stay within the dense int8 tolerance of the reference', async (t) => {
+t.test('int8 non-expert weights (attention, shared expert, head) stay within the dense int8 tolerance of the reference', async (t) => {
   const f = await moeFixture('qwen2_moe', 43, { weightDtype: 'int8' });
   const runner = await f.open({ preload: true });
   const rows = await runSequence(f, runner, promptIds(PROMPT, f.checkpoint.spec.vocabSize), DECODE);
   await runner.release();
   const r = compareToReference(f, rows);
-  t.diagnostic(`qwen2_moe int8 non-experts, fp32 experts: max |diff| / max |logit| = ${r.relErr.toExponential(2)}, top-1 ${r.agree}/${rows.length}`);
+  t.comment(`qwen2_moe int8 non-experts, fp32 experts: max |diff| / max |logit| = ${r.relErr.toExponential(2)}, top-1 ${r.agree}/${rows.length}`);
   assert.ok(r.relErr <= 0.05, `relative error ${r.relErr}`);
   assert.ok(r.agree / rows.length >= 0.9);
 });

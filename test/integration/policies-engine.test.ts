@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import test from 'node:test';
+import t from 'tap';
 import { DEFAULT_SAMPLING, type GenerateRequest } from '../../src/engine/types.js';
 import { parsePolicyFile, type Policy } from '../../src/policies/registry.js';
 import { openTestCore } from '../helpers/core.js';
@@ -48,7 +48,7 @@ function request(id: string, prompt: readonly number[], servingPolicy: Policy | 
   };
 }
 
-test('every eviction method with keep-everything parameters reproduces the full model (1e-5)', { skip: skip ?? false }, async (t) => {
+t.test('every eviction method with keep-everything parameters reproduces the full model (1e-5)', { skip: skip ?? false }, async (t) => {
   const c = await openTestCore(STORIES_DIR, { prefillChunk: 32 });
   try {
     const prompt = storyTokens(80);
@@ -60,7 +60,7 @@ test('every eviction method with keep-everything parameters reproduces the full 
       assert.ok(done?.type === 'done' && done.capturedLogprobs, method);
       let diff = 0;
       done.capturedLogprobs.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - (full.capturedLogprobs?.[i] ?? NaN)))));
-      t.diagnostic(`${method}: max |log p - log p_full| = ${diff.toExponential(2)}`);
+      t.comment(`${method}: max |log p - log p_full| = ${diff.toExponential(2)}`);
       assert.ok(diff <= 1e-5, `${method}: ${diff}`);
       assert.equal(done.policy.compressionRatio, 1, method);
     }
@@ -70,7 +70,7 @@ test('every eviction method with keep-everything parameters reproduces the full 
   }
 });
 
-test('at a 50% budget every method evicts, reports what it kept, and frees its memory', { skip: skip ?? false }, async (t) => {
+t.test('at a 50% budget every method evicts, reports what it kept, and frees its memory', { skip: skip ?? false }, async (t) => {
   const c = await openTestCore(STORIES_DIR, { prefillChunk: 32 });
   try {
     const prompt = storyTokens(120);
@@ -81,7 +81,7 @@ test('at a 50% budget every method evicts, reports what it kept, and frees its m
       const done = events.at(-1);
       assert.ok(done?.type === 'done', method);
       assert.equal(done.usage.completionTokens, 16);
-      t.diagnostic(
+      t.comment(
         `${method}: kept ${done.policy.kvTokensRetained.toFixed(1)} of ${done.policy.contextTokens} (ratio ${done.policy.compressionRatio.toFixed(3)}), attention mass retained ${done.policy.attentionMassRetained?.toFixed(3) ?? 'n/a'}`,
       );
       assert.ok(done.policy.compressionRatio < 0.75, `${method} kept ${done.policy.compressionRatio}`);
@@ -93,7 +93,7 @@ test('at a 50% budget every method evicts, reports what it kept, and frees its m
   }
 });
 
-test('StreamingLLM streams 100,000 tokens with flat KV memory and in-window perplexity; full attention degrades past 512', { skip: skip ?? false }, async (t) => {
+t.test('StreamingLLM streams 100,000 tokens with flat KV memory and in-window perplexity; full attention degrades past 512', { skip: skip ?? false }, async (t) => {
   const c = await openTestCore(STORIES_DIR, { prefillChunk: 256 });
   try {
     const tokens = storyTokens(100_000);
@@ -118,7 +118,7 @@ test('StreamingLLM streams 100,000 tokens with flat KV memory and in-window perp
     // Full attention over 4096 tokens: positions far past the trained 512.
     const f = await c.score({ id: 'full-long', tokens: tokens.slice(0, 4096), policy: 'full', from: 0, mode: 'target', chunk: 256 });
     const fullPast512 = ppl(f.targetLogprobs, 1024);
-    t.diagnostic(`in-window perplexity ${inWindow.toFixed(3)}; streaming-llm over ${tokens.length} tokens ${streamPpl.toFixed(3)} (${(streamPpl / inWindow).toFixed(3)}x), peak KV ${streamPeak} bytes, final ${s.policy.kvTokensRetained} entries; full attention at positions 1024-4095 ${fullPast512.toFixed(3)}`);
+    t.comment(`in-window perplexity ${inWindow.toFixed(3)}; streaming-llm over ${tokens.length} tokens ${streamPpl.toFixed(3)} (${(streamPpl / inWindow).toFixed(3)}x), peak KV ${streamPeak} bytes, final ${s.policy.kvTokensRetained} entries; full attention at positions 1024-4095 ${fullPast512.toFixed(3)}`);
     assert.ok(streamPpl <= 1.3 * inWindow, `streaming perplexity ${streamPpl} vs in-window ${inWindow}`);
     assert.ok(fullPast512 > 1.5 * inWindow, `full attention past the window should degrade: ${fullPast512}`);
     // Flat memory: never more than the budget plus one chunk (and its growth slack) per layer.
@@ -129,7 +129,7 @@ test('StreamingLLM streams 100,000 tokens with flat KV memory and in-window perp
   }
 });
 
-test('Quest and sink-window: keep-everything equals the full model; real budgets attend a fraction of the cache', { skip: skip ?? false }, async (t) => {
+t.test('Quest and sink-window: keep-everything equals the full model; real budgets attend a fraction of the cache', { skip: skip ?? false }, async (t) => {
   const c = await openTestCore(STORIES_DIR, { prefillChunk: 64 });
   try {
     const prompt = storyTokens(300);
@@ -145,13 +145,13 @@ test('Quest and sink-window: keep-everything equals the full model; real budgets
     const qa = (await c.generate(request('quest-all', prompt, questAll, 20))).at(-1);
     assert.ok(qa?.type === 'done');
     const qaDiff = compare('quest-all', qa.capturedLogprobs);
-    t.diagnostic(`quest at budget 1: max |diff| ${qaDiff.toExponential(2)}`);
+    t.comment(`quest at budget 1: max |diff| ${qaDiff.toExponential(2)}`);
     assert.ok(qaDiff <= 1e-5);
     const swAll = policy('name: sw-all\nkind: sparse-attention\nmethod: sink-window\nparams: {sinkTokens: 4, windowTokens: 4096}\n');
     const sa = (await c.generate(request('sw-all', prompt, swAll, 20))).at(-1);
     assert.ok(sa?.type === 'done');
     const saDiff = compare('sink-window-all', sa.capturedLogprobs);
-    t.diagnostic(`sink-window covering the prompt: max |diff| ${saDiff.toExponential(2)}`);
+    t.comment(`sink-window covering the prompt: max |diff| ${saDiff.toExponential(2)}`);
     assert.ok(saDiff <= 1e-5);
 
     const quest = policy('name: quest-25\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, budget: 0.25, denseLayers: 1}\n');
@@ -159,7 +159,7 @@ test('Quest and sink-window: keep-everything equals the full model; real budgets
     assert.ok(q?.type === 'done');
     const ratio = Number(q.policy.details['attendedRatio']);
     const qDiff = compare('quest-25', q.capturedLogprobs);
-    t.diagnostic(`quest at 25%: attended ${ratio.toFixed(3)} of the cache, max |diff| ${qDiff.toFixed(3)}`);
+    t.comment(`quest at 25%: attended ${ratio.toFixed(3)} of the cache, max |diff| ${qDiff.toFixed(3)}`);
     assert.ok(ratio < 0.5 && ratio > 0.1, `attended ratio ${ratio}`);
     assert.ok(qDiff > 0, 'a 25% selection must change something');
     assert.equal(q.policy.compressionRatio, 1, 'Quest keeps the whole cache');
@@ -167,14 +167,14 @@ test('Quest and sink-window: keep-everything equals the full model; real budgets
     const sw = policy('name: sw-64\nkind: sparse-attention\nmethod: sink-window\nparams: {sinkTokens: 4, windowTokens: 64}\n');
     const s = (await c.generate(request('sw-64', prompt, sw, 20))).at(-1);
     assert.ok(s?.type === 'done' && s.usage.completionTokens === 20);
-    t.diagnostic(`sink-window 4+64 prefill: max |diff| ${compare('sw-64', s.capturedLogprobs).toFixed(3)}`);
+    t.comment(`sink-window 4+64 prefill: max |diff| ${compare('sw-64', s.capturedLogprobs).toFixed(3)}`);
     assert.equal(c.core.stats().kvBytesUsed, 0);
   } finally {
     await c.close();
   }
 });
 
-test('context compression runs in the engine before prefill: a prompt longer than the window fits, and the report says what was dropped', { skip: skip ?? false }, async (t) => {
+t.test('context compression runs in the engine before prefill: a prompt longer than the window fits, and the report says what was dropped', { skip: skip ?? false }, async (t) => {
   const c = await openTestCore(STORIES_DIR, { prefillChunk: 128 });
   try {
     const prompt = storyTokens(700); // the window is 512
@@ -183,7 +183,7 @@ test('context compression runs in the engine before prefill: a prompt longer tha
     const done = (await c.generate({ ...base, captureLogprobs: false, returnDropped: true, compressionRate: 400 })).at(-1);
     assert.ok(done?.type === 'done');
     const d = done.policy.details;
-    t.diagnostic(`selective-context: ${d['originalTokens']} -> ${d['compressedTokens']} tokens in ${Number(d['compressMs']).toFixed(1)} ms; ${done.dropped?.length ?? 0} dropped spans`);
+    t.comment(`selective-context: ${d['originalTokens']} -> ${d['compressedTokens']} tokens in ${Number(d['compressMs']).toFixed(1)} ms; ${done.dropped?.length ?? 0} dropped spans`);
     assert.equal(done.policy.kind, 'context-compression');
     assert.equal(d['originalTokens'], 700);
     assert.ok(Number(d['compressedTokens']) <= 400 && Number(d['compressedTokens']) > 300);
@@ -197,7 +197,7 @@ test('context compression runs in the engine before prefill: a prompt longer tha
   }
 });
 
-test('a policy that evicts only at prefill end decodes on the plain graph; one that evicts while decoding keeps statistics', { skip: skip ?? false }, async () => {
+t.test('a policy that evicts only at prefill end decodes on the plain graph; one that evicts while decoding keeps statistics', { skip: skip ?? false }, async () => {
   const c = await openTestCore(STORIES_DIR, { prefillChunk: 32 });
   try {
     const prompt = storyTokens(96);

@@ -6,7 +6,7 @@
  * no request hangs, and the server is healthy afterwards.
  */
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { Rng } from '../../src/model/create/prng.js';
 import { startServer, storiesModelDir } from './server-harness.js';
 
@@ -51,7 +51,7 @@ function mutate(rng: Rng, v: Json, depth: number): Json {
   return r < 5 ? pick(rng, ODD) : v;
 }
 
-test('fuzzed request bodies: never a 5xx or a hang, errors are OpenAI-shaped, the server stays healthy', { skip, timeout: 240_000 }, async () => {
+t.test('fuzzed request bodies: never a 5xx or a hang, errors are OpenAI-shaped, the server stays healthy', { skip, timeout: 240_000 }, async () => {
   if (modelDir === null) return;
   const s = await startServer(modelDir, ['server.maxQueue=256']);
   try {

@@ -4,7 +4,7 @@
  * `.chat(model)` (chat completions), each generating and streaming, and
  * `.completion(model)`; texts agree with the chat completions route for the same messages.
  */
-import test, { after, before } from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { createOpenAI } from '@ai-sdk/openai';
 import { generateText, streamText } from 'ai';
@@ -16,11 +16,11 @@ const skip = modelDir === null ? 'stories260K not found (set CAPSERVE_SHARED to 
 const MODEL = 'stories260K';
 let server: RunningServer;
 
-before(async () => {
+t.before(async () => {
   if (modelDir === null) return;
   server = await startServer(modelDir);
 });
-after(async () => {
+t.after(async () => {
   await server?.close();
 });
 
@@ -32,7 +32,7 @@ async function reference(maxTokens: number): Promise<string> {
   return chat.choices[0]?.message.content ?? '';
 }
 
-test('AI SDK default provider openai(model): generateText and streamText through /v1/responses', { skip }, async () => {
+t.test('AI SDK default provider openai(model): generateText and streamText through /v1/responses', { skip }, async () => {
   const expected = await reference(8);
   const r = await generateText({ model: provider()(MODEL), prompt: 'Once upon a time,', maxOutputTokens: 8, temperature: 0 });
   assert.equal(r.text, expected);
@@ -43,7 +43,7 @@ test('AI SDK default provider openai(model): generateText and streamText through
   assert.equal(streamed, expected);
 });
 
-test('AI SDK .chat(model): generateText and streamText through /v1/chat/completions', { skip }, async () => {
+t.test('AI SDK .chat(model): generateText and streamText through /v1/chat/completions', { skip }, async () => {
   const expected = await reference(8);
   const r = await generateText({ model: provider().chat(MODEL), prompt: 'Once upon a time,', maxOutputTokens: 8, temperature: 0 });
   assert.equal(r.text, expected);
@@ -54,7 +54,7 @@ test('AI SDK .chat(model): generateText and streamText through /v1/chat/completi
   assert.equal((await s.usage).outputTokens, 8);
 });
 
-test('AI SDK .completion(model): the legacy completions route, usage and finish reason', { skip }, async () => {
+t.test('AI SDK .completion(model): the legacy completions route, usage and finish reason', { skip }, async () => {
   const r = await generateText({ model: provider().completion(MODEL), prompt: 'Once upon a time,', maxOutputTokens: 8, temperature: 0 });
   assert.ok(r.text.length > 0);
   assert.equal(r.usage.outputTokens, 8);

@@ -4,7 +4,7 @@
  * equals decode(prompt ids + completion ids); streamed deltas join to the same text;
  * every top_logprobs key is the in-context decode of a token.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { storiesSkip, useStoriesServer } from './stories-server.js';
 import OpenAI from 'openai';
@@ -23,7 +23,7 @@ function idsWithText(context: readonly number[], text: string): number[] {
   return all.filter((id) => texts[id] === text);
 }
 
-test('completions: the first token keeps its leading space; prompt + text = decode(prompt ids + completion ids)', { skip }, async () => {
+t.test('completions: the first token keeps its leading space; prompt + text = decode(prompt ids + completion ids)', { skip }, async () => {
   const res = await fx().client.completions.create({ model: MODEL, prompt: 'Once upon a time,', max_tokens: 2, temperature: 0 });
   assert.equal(res.choices[0]?.text, ' there was');
   for (const p of goldenPrompts(fx().modelDir)) {
@@ -40,7 +40,7 @@ test('completions: the first token keeps its leading space; prompt + text = deco
   }
 });
 
-test('chat: content and streamed deltas keep the first token in context', { skip }, async () => {
+t.test('chat: content and streamed deltas keep the first token in context', { skip }, async () => {
   const messages = [{ role: 'user' as const, content: 'Once upon a time,' }];
   const res = await fx().client.chat.completions.create({ model: MODEL, messages, max_tokens: 10, temperature: 0, logprobs: true });
   const content = res.choices[0]?.message.content ?? '';
@@ -62,7 +62,7 @@ test('chat: content and streamed deltas keep the first token in context', { skip
   assert.equal(streamed, content);
 });
 
-test('top_logprobs keys are the in-context decode of each alternative, never colliding; logprobs: 0 lists the sampled token', { skip }, async () => {
+t.test('top_logprobs keys are the in-context decode of each alternative, never colliding; logprobs: 0 lists the sampled token', { skip }, async () => {
   const prompt = fx().tok.encode('Once upon a time,');
   const res = await fx().client.completions.create({ model: MODEL, prompt, max_tokens: 6, temperature: 0, logprobs: 5 });
   const lp = res.choices[0]?.logprobs;
@@ -98,7 +98,7 @@ test('top_logprobs keys are the in-context decode of each alternative, never col
   assert.equal(zlp?.tokens?.length, 3);
 });
 
-test('out-of-vocabulary logit_bias keys and stop_token_ids: 400 naming the parameter and every bad id', { skip }, async () => {
+t.test('out-of-vocabulary logit_bias keys and stop_token_ids: 400 naming the parameter and every bad id', { skip }, async () => {
   const post = async (path: string, body: unknown): Promise<{ status: number; error: { type: string; param: string; message: string } }> => {
     const res = await fetch(`${fx().server.baseUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     return { status: res.status, error: ((await res.json()) as { error: { type: string; param: string; message: string } }).error };
@@ -120,7 +120,7 @@ test('out-of-vocabulary logit_bias keys and stop_token_ids: 400 naming the param
   assert.equal(ok.choices.length, 1);
 });
 
-test('/tokenize: add_generation_prompt false and continue_final_message (vLLM), ChatML template', { skip }, async () => {
+t.test('/tokenize: add_generation_prompt false and continue_final_message (vLLM), ChatML template', { skip }, async () => {
   const tokenize = async (body: unknown): Promise<{ status: number; json: { tokens: number[]; error?: { param: string } } }> => {
     const res = await fetch(`${fx().server.baseUrl}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     return { status: res.status, json: (await res.json()) as { tokens: number[]; error?: { param: string } } };

@@ -4,7 +4,7 @@
  * log-probabilities computed in-process, and perplexity through echo equals
  * golden.json's within 1e-4 relative (what lm-evaluation-harness computes).
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { storiesSkip, useStoriesServer } from './stories-server.js';
 import { readFileSync } from 'node:fs';
@@ -37,7 +37,7 @@ async function teacherForced(ids: readonly number[]): Promise<Float64Array[]> {
   }
 }
 
-test('echo + logprobs, max_tokens 0: prompt logprobs equal teacher-forced ones; first is null', { skip }, async () => {
+t.test('echo + logprobs, max_tokens 0: prompt logprobs equal teacher-forced ones; first is null', { skip }, async () => {
   const text = 'Once upon a time, there was a little girl named Lily.';
   const ids = fx().tok.encode(text);
   const res = await fx().client.completions.create({ model: MODEL, prompt: text, max_tokens: 0, echo: true, logprobs: 3 });
@@ -70,7 +70,7 @@ test('echo + logprobs, max_tokens 0: prompt logprobs equal teacher-forced ones; 
   }
 });
 
-test('echo with generation: prompt text + completion, prompt entries then generated ones; streaming too', { skip }, async () => {
+t.test('echo with generation: prompt text + completion, prompt entries then generated ones; streaming too', { skip }, async () => {
   const text = 'Once upon a time,';
   const n = fx().tok.encode(text).length;
   const res = await fx().client.completions.create({ model: MODEL, prompt: text, max_tokens: 3, temperature: 0, echo: true, logprobs: 1 });
@@ -89,7 +89,7 @@ test('echo with generation: prompt text + completion, prompt entries then genera
   );
 });
 
-test('perplexity through echo equals golden.json within 1e-4 relative', { skip }, async () => {
+t.test('perplexity through echo equals golden.json within 1e-4 relative', { skip }, async () => {
   const g = (JSON.parse(readFileSync(join(fx().modelDir, 'golden.json'), 'utf8')) as {
     perplexity_tinystories_first2000: { ids: number[]; window: number; perplexity: number };
   }).perplexity_tinystories_first2000;
@@ -109,7 +109,7 @@ test('perplexity through echo equals golden.json within 1e-4 relative', { skip }
   assert.ok(Math.abs(ppl - g.perplexity) / g.perplexity < 1e-4, `perplexity ${ppl} vs golden ${g.perplexity}`);
 });
 
-test('a prompt list: 3 prompts (strings and id lists) with n=2 give six choices, index = prompt_i * n + j; streaming too', { skip }, async () => {
+t.test('a prompt list: 3 prompts (strings and id lists) with n=2 give six choices, index = prompt_i * n + j; streaming too', { skip }, async () => {
   const texts = ['Once upon a time,', 'Lily and Ben went to the park.', 'The sun'];
   const singles = await Promise.all(texts.map((prompt) => fx().client.completions.create({ model: MODEL, prompt, max_tokens: 5, temperature: 0 })));
   const expected = singles.map((r) => r.choices[0]?.text ?? 'x');

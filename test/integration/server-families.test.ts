@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import test from 'node:test';
+import t from 'tap';
 import { createModel } from '../../src/model/create/create-model.js';
 import type { Architecture } from '../../src/model/spec.js';
 import { tempDir } from '../helpers/session.js';
@@ -23,7 +23,7 @@ interface Cap {
 const PROMPT = 'Once upon a time there was a little dog who lived in a small house by the park. Every morning the dog ran to the park and played with the other dogs until the sun went down.';
 
 for (const arch of ['gemma3_text', 'qwen3_moe'] as Architecture[]) {
-  test(`${arch} over HTTP: snapkv-25 and quest serve it and report what they did`, async (t) => {
+  t.test(`${arch} over HTTP: snapkv-25 and quest serve it and report what they did`, async (t) => {
     const dir = join(tempDir(`http-${arch}`), 'model');
     await createModel({ arch, preset: 'tiny', seed: 7, out: dir });
     const server = await startServer(dir, [], { cacheDir: join(dir, '..', 'cache') });
@@ -43,7 +43,7 @@ for (const arch of ['gemma3_text', 'qwen3_moe'] as Architecture[]) {
         const usage = res.json['usage'] as { prompt_tokens: number; completion_tokens: number };
         assert.equal(cap.policy, policy);
         assert.equal(usage.completion_tokens, 8);
-        t.diagnostic(`${arch} ${policy}: prompt ${usage.prompt_tokens} tokens, kept ${cap.kv_tokens_retained} of ${cap.context_tokens} (ratio ${cap.compression_ratio.toFixed(3)})`);
+        t.comment(`${arch} ${policy}: prompt ${usage.prompt_tokens} tokens, kept ${cap.kv_tokens_retained} of ${cap.context_tokens} (ratio ${cap.compression_ratio.toFixed(3)})`);
         if (policy === 'snapkv-25') assert.ok(cap.compression_ratio < 0.75, `snapkv-25 kept ${cap.compression_ratio}`);
         if (arch === 'gemma3_text') assert.ok(usage.prompt_tokens > 16, 'the prompt is longer than the tiny Gemma 3 sliding window');
       }

@@ -6,7 +6,7 @@
  * expert cache metrics are on /metrics. A dense model with --policy edgemoe
  * stops at start with a clear error.
  */
-import test, { after, before } from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -55,7 +55,7 @@ async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
   throw new Error(`not healthy within ${timeoutMs} ms:\n${stderr}`);
 }
 
-before(async () => {
+t.before(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'capserve-moe-'));
   const modelDir = path.join(root, 'mixtral');
   const created = spawnSync(process.execPath, [cli, 'model', 'create', '--arch', 'mixtral', '--preset', 'tiny', '--seed', '1', '--out', modelDir], { encoding: 'utf8' });
@@ -64,7 +64,7 @@ before(async () => {
   await waitHealthy(baseUrl, 60_000);
 });
 
-after(async () => {
+t.after(async () => {
   if (child !== null && child.exitCode === null) {
     const exited = new Promise((r) => child?.once('exit', r));
     child.kill('SIGTERM');
@@ -83,7 +83,7 @@ function sample(text: string, series: string): number | null {
   return line === undefined ? null : Number(line.slice(series.length + 1));
 }
 
-test('a tiny mixtral served with a 64 KiB expert cache: completions work, reported as edgemoe', async () => {
+t.test('a tiny mixtral served with a 64 KiB expert cache: completions work, reported as edgemoe', async () => {
   for (const prompt of ['Once upon a time', 'The little dog ran to the park and']) {
     const res = await post({ prompt, max_tokens: 12, temperature: 0, ignore_eos: true });
     assert.equal(res.status, 200, JSON.stringify(res.json));
@@ -94,7 +94,7 @@ test('a tiny mixtral served with a 64 KiB expert cache: completions work, report
   }
 });
 
-test('the expert cache metrics are on /metrics, labelled edgemoe, and the cache stays within the budget', async (t) => {
+t.test('the expert cache metrics are on /metrics, labelled edgemoe, and the cache stays within the budget', async (t) => {
   const text = await (await fetch(`${baseUrl}/metrics`)).text();
   const get = (name: string): number => {
     const v = sample(text, `${name}{policy="edgemoe"}`);
@@ -114,10 +114,10 @@ test('the expert cache metrics are on /metrics, labelled edgemoe, and the cache 
   assert.ok(resident >= 0 && resident <= BUDGET, `resident ${resident}`);
   assert.equal(get('capserve_expert_cache_budget_bytes'), BUDGET);
   assert.ok(get('capserve_resident_weight_bytes') > 0);
-  t.diagnostic(`hits ${hits}, prefetch hits ${prefetchHits}, misses ${misses}, prefetch accuracy ${accuracy.toFixed(3)}, resident ${resident} of ${BUDGET} bytes`);
+  t.comment(`hits ${hits}, prefetch hits ${prefetchHits}, misses ${misses}, prefetch accuracy ${accuracy.toFixed(3)}, resident ${resident} of ${BUDGET} bytes`);
 });
 
-test('the accuracy cost of edgemoe is measured: shadow fidelity against every expert resident at fp32', async (t) => {
+t.test('the accuracy cost of edgemoe is measured: shadow fidelity against every expert resident at fp32', async (t) => {
   const deadline = Date.now() + 20_000;
   let kl: number | null = null;
   let scored: number | null = null;
@@ -130,10 +130,10 @@ test('the accuracy cost of edgemoe is measured: shadow fidelity against every ex
   }
   assert.ok(scored !== null && scored > 0, 'edgemoe requests were re-scored');
   assert.ok(kl !== null && kl >= 0, `KL sum ${kl}`);
-  t.diagnostic(`edgemoe shadow: ${scored} requests scored against the resident fp32 model, KL sum ${kl}`);
+  t.comment(`edgemoe shadow: ${scored} requests scored against the resident fp32 model, KL sum ${kl}`);
 });
 
-test('attention policies serve an MoE model too (its layer graphs have the stats and Quest variants)', async () => {
+t.test('attention policies serve an MoE model too (its layer graphs have the stats and Quest variants)', async () => {
   for (const policy of ['snapkv', 'quest', 'knorm']) {
     const res = await post({ prompt: 'Once upon a time', max_tokens: 2, cap: { policy } });
     assert.equal(res.status, 200, JSON.stringify(res.json));
@@ -141,7 +141,7 @@ test('attention policies serve an MoE model too (its layer graphs have the stats
   }
 });
 
-test('a dense model with --policy edgemoe stops at start, saying why', { skip: storiesModelDir() === null ? 'stories260K not found' : false }, async () => {
+t.test('a dense model with --policy edgemoe stops at start, saying why', { skip: storiesModelDir() === null ? 'stories260K not found' : false }, async () => {
   const proc = spawn(process.execPath, [cli, 'serve', '--model', storiesModelDir() as string, '--port', '0', '--policy', 'edgemoe'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr?.setEncoding('utf8');

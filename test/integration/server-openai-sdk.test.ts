@@ -1,4 +1,4 @@
-import test, { after, before } from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { loadConfig, parseOverride } from '../../src/config/load-config.js';
@@ -11,16 +11,16 @@ let server: RunningServer;
 let client: OpenAI;
 const MODEL = 'stories260K';
 
-before(async () => {
+t.before(async () => {
   if (modelDir === null) return;
   server = await startServer(modelDir);
   client = new OpenAI({ baseURL: `${server.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
 });
-after(async () => {
+t.after(async () => {
   await server?.close();
 });
 
-test('models.list lists the served model with its context length', { skip }, async () => {
+t.test('models.list lists the served model with its context length', { skip }, async () => {
   const page = await client.models.list();
   assert.equal(page.data.length, 1);
   assert.equal(page.data[0]?.id, MODEL);
@@ -30,7 +30,7 @@ test('models.list lists the served model with its context length', { skip }, asy
   assert.equal(one.id, MODEL);
 });
 
-test('completions, greedy: the text is the reference greedy continuation', { skip }, async () => {
+t.test('completions, greedy: the text is the reference greedy continuation', { skip }, async () => {
   const golden = goldenPrompts(modelDir as string).find((p) => p.name === 'once_upon_a_time');
   assert.ok(golden);
   const res = await client.completions.create({ model: MODEL, prompt: golden.text, max_tokens: 40, temperature: 0 });
@@ -47,7 +47,7 @@ test('completions, greedy: the text is the reference greedy continuation', { ski
   assert.equal(byIds.choices[0]?.text, choice.text);
 });
 
-test('generation stops at eos ids from generation_config.json (a list here: 2 and 1)', { skip }, async () => {
+t.test('generation stops at eos ids from generation_config.json (a list here: 2 and 1)', { skip }, async () => {
   // The reference greedy continuation of this passage emits BOS (id 1) after 31 tokens.
   const golden = goldenPrompts(modelDir as string).find((p) => p.name === 'tinystories_passage_300');
   assert.ok(golden);
@@ -58,7 +58,7 @@ test('generation stops at eos ids from generation_config.json (a list here: 2 an
   assert.ok(golden.full_text.startsWith(golden.text + (res.choices[0]?.text ?? 'x')));
 });
 
-test('chat completion without streaming: OpenAI shape, usage matches /tokenize', { skip }, async () => {
+t.test('chat completion without streaming: OpenAI shape, usage matches /tokenize', { skip }, async () => {
   const messages = [{ role: 'user' as const, content: 'Tell me a story.' }];
   const res = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 12, temperature: 0 });
   assert.equal(res.object, 'chat.completion');
@@ -86,7 +86,7 @@ test('chat completion without streaming: OpenAI shape, usage matches /tokenize',
   });
 });
 
-test('chat completion streaming: role first, deltas, finish, usage chunk; same text as non-streaming', { skip }, async () => {
+t.test('chat completion streaming: role first, deltas, finish, usage chunk; same text as non-streaming', { skip }, async () => {
   const messages = [{ role: 'user' as const, content: 'Once upon a time' }];
   const plain = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 16, temperature: 0 });
   const stream = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 16, temperature: 0, stream: true, stream_options: { include_usage: true } });
@@ -104,7 +104,7 @@ test('chat completion streaming: role first, deltas, finish, usage chunk; same t
   assert.equal(new Set(chunks.map((c) => c.id)).size, 1);
 });
 
-test('seed: same seed, same sampled text; n > 1 gives n choices', { skip }, async () => {
+t.test('seed: same seed, same sampled text; n > 1 gives n choices', { skip }, async () => {
   const ask = (seed: number) => client.completions.create({ model: MODEL, prompt: 'Lily and Ben', max_tokens: 24, temperature: 1, seed });
   const [a, b, c] = await Promise.all([ask(1234), ask(1234), ask(99)]);
   assert.equal(a.choices[0]?.text, b.choices[0]?.text);
@@ -115,7 +115,7 @@ test('seed: same seed, same sampled text; n > 1 gives n choices', { skip }, asyn
   assert.equal(many.usage?.completion_tokens, 72);
 });
 
-test('stop sequences cut the text and finish with stop', { skip }, async () => {
+t.test('stop sequences cut the text and finish with stop', { skip }, async () => {
   const base = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 30, temperature: 0 });
   const text = base.choices[0]?.text ?? '';
   const stop = 'little girl';
@@ -129,7 +129,7 @@ test('stop sequences cut the text and finish with stop', { skip }, async () => {
   assert.equal(joined, res.choices[0]?.text);
 });
 
-test('logprobs: chat logprobs.content and the legacy completions form', { skip }, async () => {
+t.test('logprobs: chat logprobs.content and the legacy completions form', { skip }, async () => {
   const chat = await client.chat.completions.create({
     model: MODEL,
     messages: [{ role: 'user', content: 'Hello' }],
@@ -159,7 +159,7 @@ test('logprobs: chat logprobs.content and the legacy completions form', { skip }
   assert.ok(lp.top_logprobs?.every((m) => Object.keys(m).length >= 1 && Object.keys(m).length <= 2));
 });
 
-test('errors surface as the SDK APIError subclasses with status, code and param', { skip }, async () => {
+t.test('errors surface as the SDK APIError subclasses with status, code and param', { skip }, async () => {
   const expectError = async (fn: () => Promise<unknown>, ctor: new (...args: never[]) => InstanceType<typeof OpenAI.APIError>, status: number, code: string, param?: string) => {
     await assert.rejects(fn, (err: unknown) => {
       assert.ok(err instanceof ctor, `expected ${ctor.name}, got ${String(err)}`);
@@ -203,7 +203,7 @@ test('errors surface as the SDK APIError subclasses with status, code and param'
   }
 });
 
-test('chat on a model without a chat template and no fallback: 400 no_chat_template', { skip }, async () => {
+t.test('chat on a model without a chat template and no fallback: 400 no_chat_template', { skip }, async () => {
   const config = loadConfig({ overrides: [`model.dir=${modelDir as string}`].map(parseOverride) });
   const { startLocalEngine } = await import('../../src/engine/local-engine.js');
   const bare = startLocalEngine({ modelDir: modelDir as string, threads: 1 });

@@ -3,7 +3,7 @@
  * API: the real server and engine on stories260K (a 512-token window) with
  * the shipped policy files, TinyStories text as prompts.
  */
-import test, { after, before } from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { missingShared, sharedPath } from '../helpers/shared.js';
@@ -14,12 +14,12 @@ const skip = modelDir === null ? 'stories260K not found (set CAPSERVE_SHARED to 
 let server: RunningServer;
 let stories = '';
 
-before(async () => {
+t.before(async () => {
   if (skip !== false || modelDir === null) return;
   stories = readFileSync(sharedPath('data', 'text', 'tinystories_niklas6.txt'), 'utf8');
   server = await startServer(modelDir, ['shadow.sampleRate=1']);
 });
-after(async () => {
+t.after(async () => {
   await server?.close();
 });
 
@@ -61,7 +61,7 @@ function sample(text: string, series: string): number | null {
   return line === undefined ? null : Number(line.slice(series.length + 1));
 }
 
-test('error (the default): 400 context_length_exceeded stating the window and both numbers', { skip }, async () => {
+t.test('error (the default): 400 context_length_exceeded stating the window and both numbers', { skip }, async () => {
   const long = await passage(600);
   const n = (await server.engine.tokenize(long)).length;
   const res = await post('/v1/completions', { prompt: long, max_tokens: 8 });
@@ -80,7 +80,7 @@ test('error (the default): 400 context_length_exceeded stating the window and bo
   assert.match(budget.body.error?.message ?? '', new RegExp(`maximum context length is 512 tokens\\. However, you requested 600 tokens \\(${m} in the input, ${600 - m} in the completion\\)`));
 });
 
-test('truncate: left on a completion, middle on a chat whose system message and question survive', { skip }, async () => {
+t.test('truncate: left on a completion, middle on a chat whose system message and question survive', { skip }, async () => {
   const long = await passage(700);
   const n = (await server.engine.tokenize(long)).length;
   const left = await post('/v1/completions', { prompt: long, max_tokens: 8, cap: { overflow: 'truncate', return_dropped: true } });
@@ -110,7 +110,7 @@ test('truncate: left on a completion, middle on a chat whose system message and 
   assert.equal(middle.body.cap.overflow.side, 'middle');
 });
 
-test('shift: keeps BOS (n_keep), drops the oldest in blocks of half the room; without max_tokens the completion gets what was freed', { skip }, async () => {
+t.test('shift: keeps BOS (n_keep), drops the oldest in blocks of half the room; without max_tokens the completion gets what was freed', { skip }, async () => {
   const long = await passage(700);
   const n = (await server.engine.tokenize(long)).length;
   const res = await post('/v1/completions', { prompt: long, cap: { overflow: 'shift' } });
@@ -124,7 +124,7 @@ test('shift: keeps BOS (n_keep), drops the oldest in blocks of half the room; wi
   assert.ok(res.body.usage.completion_tokens > 0);
 });
 
-test('compress: the engine compresses with selective-context down to window - max_tokens; the report and the metrics say what it did', { skip }, async () => {
+t.test('compress: the engine compresses with selective-context down to window - max_tokens; the report and the metrics say what it did', { skip }, async () => {
   const long = await passage(700);
   const n = (await server.engine.tokenize(long)).length;
   const before = await metricsText();
@@ -147,7 +147,7 @@ test('compress: the engine compresses with selective-context down to window - ma
   assert.equal(delta('capserve_overflow_requests_total{policy="selective-context",mode="compress"}'), 1);
 });
 
-test('evict: the whole prompt is served by streaming-llm, whose cache stays within its budget', { skip }, async () => {
+t.test('evict: the whole prompt is served by streaming-llm, whose cache stays within its budget', { skip }, async () => {
   const long = await passage(700);
   const n = (await server.engine.tokenize(long)).length;
   const res = await post('/v1/completions', { prompt: long, max_tokens: 8, cap: { overflow: { mode: 'evict', policy: 'streaming-llm' } } });
@@ -162,7 +162,7 @@ test('evict: the whole prompt is served by streaming-llm, whose cache stays with
   assert.equal(res.body.usage.completion_tokens, 8);
 });
 
-test('compression through the API: a chat routed to selective-context compresses the context turns only; shadow fidelity compares against the uncompressed prompt', { skip }, async () => {
+t.test('compression through the API: a chat routed to selective-context compresses the context turns only; shadow fidelity compares against the uncompressed prompt', { skip }, async () => {
   await server.app.capserve.shadow.idle();
   const before = await metricsText();
   const system = 'You are a kind storyteller for small children.';

@@ -1,4 +1,4 @@
-import test, { after, before } from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { startServer, storiesModelDir, waitFor, type RunningServer } from './server-harness.js';
@@ -7,10 +7,10 @@ const modelDir = storiesModelDir();
 const skip = modelDir === null ? 'stories260K not found (set CAPSERVE_SHARED to the shared folder)' : false;
 let server: RunningServer;
 
-before(async () => {
+t.before(async () => {
   if (modelDir !== null) server = await startServer(modelDir);
 });
-after(async () => {
+t.after(async () => {
   await server?.close();
 });
 
@@ -41,7 +41,7 @@ function dechunk(body: string): string {
   }
 }
 
-test('raw socket: SSE head and framing byte for byte', { skip }, async () => {
+t.test('raw socket: SSE head and framing byte for byte', { skip }, async () => {
   const req = rawRequest(server.port, '/v1/chat/completions', {
     model: 'stories260K',
     messages: [{ role: 'user', content: 'Hi' }],
@@ -74,7 +74,7 @@ test('raw socket: SSE head and framing byte for byte', { skip }, async () => {
   assert.ok(json.at(-1)?.usage);
 });
 
-test('raw socket: errors before streaming keep their status and JSON body', { skip }, async () => {
+t.test('raw socket: errors before streaming keep their status and JSON body', { skip }, async () => {
   const req = rawRequest(server.port, '/v1/chat/completions', { model: 'stories260K', messages: [], stream: true });
   await req.ended;
   const raw = req.received();
@@ -85,7 +85,7 @@ test('raw socket: errors before streaming keep their status and JSON body', { sk
 });
 
 for (const stream of [true, false]) {
-  test(`disconnect mid-generation (stream=${stream}): the sequence stops and KV bytes return to baseline`, { skip }, async () => {
+  t.test(`disconnect mid-generation (stream=${stream}): the sequence stops and KV bytes return to baseline`, { skip }, async () => {
     await waitFor(() => server.engine.health().running === 0, 3000, 'idle engine');
     const baseline = server.engine.health().kvBytesUsed;
     const req = rawRequest(server.port, '/v1/completions', { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 480, temperature: 1, ignore_eos: true, stream });
@@ -100,7 +100,7 @@ for (const stream of [true, false]) {
   });
 }
 
-test('a request whose logit_bias bans every token is a 400 naming logit_bias; the requests beside it are served', { skip }, async () => {
+t.test('a request whose logit_bias bans every token is a 400 naming logit_bias; the requests beside it are served', { skip }, async () => {
   const banAll = Object.fromEntries(Array.from({ length: 512 }, (_, i) => [String(i), -100]));
   const post = (body: Record<string, unknown>): Promise<Response> =>
     fetch(`${server.baseUrl}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });

@@ -3,7 +3,7 @@
  * the real server on stories260K: JSON and SSE (named events from the builder the
  * websocket shares), instructions, previous_response_id.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { storiesSkip, useStoriesServer } from './stories-server.js';
 import OpenAI from 'openai';
@@ -12,7 +12,7 @@ const skip = storiesSkip;
 const MODEL = 'stories260K';
 const fx = useStoriesServer({ timeoutMs: 20000 });
 
-test('responses.create: the response object, same text as chat completions for the same messages', { skip }, async () => {
+t.test('responses.create: the response object, same text as chat completions for the same messages', { skip }, async () => {
   const res = await fx().client.responses.create({ model: MODEL, input: 'Once upon a time,', max_output_tokens: 8, temperature: 0 });
   assert.match(res.id, /^resp_/);
   assert.equal(res.object, 'response');
@@ -25,7 +25,7 @@ test('responses.create: the response object, same text as chat completions for t
   assert.equal(items.output_text, res.output_text);
 });
 
-test('stream: named SSE events in the Responses order; deltas join to the final text', { skip }, async () => {
+t.test('stream: named SSE events in the Responses order; deltas join to the final text', { skip }, async () => {
   const stream = await fx().client.responses.create({ model: MODEL, input: 'Once upon a time,', max_output_tokens: 8, temperature: 0, stream: true });
   const types: string[] = [];
   let deltas = '';
@@ -48,7 +48,7 @@ test('stream: named SSE events in the Responses order; deltas join to the final 
   assert.ok(!body.includes('[DONE]'));
 });
 
-test('instructions and previous_response_id: the conversation continues; an unknown id is a 404', { skip }, async () => {
+t.test('instructions and previous_response_id: the conversation continues; an unknown id is a 404', { skip }, async () => {
   const first = await fx().client.responses.create({ model: MODEL, input: 'Once upon a time,', max_output_tokens: 4, temperature: 0 });
   const second = await fx().client.responses.create({ model: MODEL, input: 'And then?', previous_response_id: first.id, max_output_tokens: 4, temperature: 0 });
   const alone = await fx().client.responses.create({ model: MODEL, input: 'And then?', max_output_tokens: 4, temperature: 0 });

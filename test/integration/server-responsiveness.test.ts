@@ -1,4 +1,4 @@
-import test, { after, before } from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
@@ -8,11 +8,11 @@ const modelDir = storiesModelDir();
 const skip = modelDir === null ? 'stories260K not found (set CAPSERVE_SHARED to the shared folder)' : false;
 let server: RunningServer;
 
-before(async () => {
+t.before(async () => {
   // Stretch the context so a 2,048-token prompt fits (RoPE extends past the trained 512 positions).
   if (modelDir !== null) server = await startServer(modelDir, ['model.contextLength=4096']);
 });
-after(async () => {
+t.after(async () => {
   await server?.close();
 });
 
@@ -28,7 +28,7 @@ function healthOnce(agent: Agent): Promise<number> {
   });
 }
 
-test('GET /health p99 stays under 50 ms while 2,048-token prefills run', { skip }, async (t) => {
+t.test('GET /health p99 stays under 50 ms while 2,048-token prefills run', { skip }, async (t) => {
   // Token ids, not text, so the prompt is exactly 2,048 tokens.
   const prompt = Array.from({ length: 2048 }, (_, i) => 3 + ((i * 7919) % 509));
   let prefillsDone = 0;
@@ -66,7 +66,7 @@ test('GET /health p99 stays under 50 ms while 2,048-token prefills run', { skip 
   assert.ok(prefillsDone >= 2, `prefills completed during probing: ${prefillsDone}`);
   assert.ok(latencies.length >= 100, `samples taken during prefill: ${latencies.length}`);
   const { p50, p99 } = percentiles(latencies);
-  t.diagnostic(`/health during prefill: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, n=${latencies.length}, 2,048-token prefills completed: ${prefillsDone}`);
+  t.comment(`/health during prefill: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, n=${latencies.length}, 2,048-token prefills completed: ${prefillsDone}`);
   assert.ok(p99 < 50, `/health p99 ${p99.toFixed(1)} ms (p50 ${p50.toFixed(1)} ms, n=${latencies.length}, prefills ${prefillsDone})`);
 });
 
@@ -104,7 +104,7 @@ function percentiles(latencies: number[]): { readonly p50: number; readonly p99:
   };
 }
 
-test('GET /health p99 stays under 50 ms while 3 large /tokenize requests run (tokenization is off the HTTP thread)', { skip }, async (t) => {
+t.test('GET /health p99 stays under 50 ms while 3 large /tokenize requests run (tokenization is off the HTTP thread)', { skip }, async (t) => {
   // ~130 KB of story-like text each: seconds of tokenizer work that used to hold the event loop.
   const text = 'Once upon a time, a little girl named Lily found a shiny red ball in the park. '.repeat(1650);
   const started = performance.now();
@@ -124,13 +124,13 @@ test('GET /health p99 stays under 50 ms while 3 large /tokenize requests run (to
   assert.equal(new Set(counts).size, 1);
   assert.ok(latencies.length >= 20, `samples taken while tokenizing: ${latencies.length}`);
   const { p50, p99 } = percentiles(latencies);
-  t.diagnostic(
+  t.comment(
     `/health while 3 x ${text.length} chars tokenize: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, n=${latencies.length}, ${counts[0]} tokens each, ${(performance.now() - started).toFixed(0)} ms total`,
   );
   assert.ok(p99 < 50, `/health p99 ${p99.toFixed(1)} ms (p50 ${p50.toFixed(1)} ms, n=${latencies.length})`);
 });
 
-test('GET /health p99 stays under 50 ms while 3 large /detokenize requests run (decoding is off the HTTP thread)', { skip }, async (t) => {
+t.test('GET /health p99 stays under 50 ms while 3 large /detokenize requests run (decoding is off the HTTP thread)', { skip }, async (t) => {
   // 100,000 ids each (380 KB of JSON): most of a second of decoding that used to hold the event loop,
   // in a body small enough that parsing it (on the HTTP thread, as every body) stays short.
   const ids = Array.from({ length: 100_000 }, (_, i) => 3 + ((i * 7919) % 509));
@@ -148,7 +148,7 @@ test('GET /health p99 stays under 50 ms while 3 large /detokenize requests run (
   assert.equal(texts[0], expected);
   assert.ok(latencies.length >= 20, `samples taken while decoding: ${latencies.length}`);
   const { p50, p99 } = percentiles(latencies);
-  t.diagnostic(
+  t.comment(
     `/health while 3 x ${ids.length} ids detokenize: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, n=${latencies.length}, ${expected.length} chars each, ${(performance.now() - started).toFixed(0)} ms total`,
   );
   assert.ok(p99 < 50, `/health p99 ${p99.toFixed(1)} ms (p50 ${p50.toFixed(1)} ms, n=${latencies.length})`);

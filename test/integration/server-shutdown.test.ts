@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
@@ -85,7 +85,7 @@ function longStream(port: number): { firstData: Promise<void>; body: Promise<str
   return { firstData, body };
 }
 
-test('SIGTERM: stops accepting, lets the running stream finish, exits 0', { skip }, async (t) => {
+t.test('SIGTERM: stops accepting, lets the running stream finish, exits 0', { skip }, async (t) => {
   const served = await serve(t, ['server.shutdownGraceMs=20000']);
   const stream = longStream(served.port);
   await stream.firstData;
@@ -101,7 +101,7 @@ test('SIGTERM: stops accepting, lets the running stream finish, exits 0', { skip
   assert.equal(await served.exited, 0);
 });
 
-test('SIGTERM with the grace period over: running streams end with a shutting_down error, exit 0', { skip }, async (t) => {
+t.test('SIGTERM with the grace period over: running streams end with a shutting_down error, exit 0', { skip }, async (t) => {
   const served = await serve(t, ['server.shutdownGraceMs=0']);
   const stream = longStream(served.port);
   await stream.firstData;
@@ -111,7 +111,7 @@ test('SIGTERM with the grace period over: running streams end with a shutting_do
   assert.equal(await served.exited, 0);
 });
 
-test('a bad config stops `capserve serve` with exit 1 and a message naming the key', { skip }, async () => {
+t.test('a bad config stops `capserve serve` with exit 1 and a message naming the key', { skip }, async () => {
   const child = spawn(process.execPath, [cli, 'serve', '--set', 'server.prot=1'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.setEncoding('utf8');

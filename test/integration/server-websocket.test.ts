@@ -1,4 +1,4 @@
-import test, { after, before } from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { EventLog } from '../unit/server/ws-client.js';
@@ -8,10 +8,10 @@ const modelDir = storiesModelDir();
 const skip = modelDir === null ? 'stories260K not found (set CAPSERVE_SHARED to the shared folder)' : false;
 let server: RunningServer;
 
-before(async () => {
+t.before(async () => {
   if (modelDir !== null) server = await startServer(modelDir);
 });
-after(async () => {
+t.after(async () => {
   await server?.close();
 });
 
@@ -29,7 +29,7 @@ async function open(t: { after: (fn: () => void) => void }): Promise<{ ws: WebSo
 const create = (extra: Record<string, unknown>): string =>
   JSON.stringify({ type: 'response.create', model: 'stories260K', messages: [{ role: 'user', content: 'Tell me a story' }], ...extra });
 
-test('websocket: event sequence, deltas add up to the text, usage, then the next response on the same socket', { skip }, async (t) => {
+t.test('websocket: event sequence, deltas add up to the text, usage, then the next response on the same socket', { skip }, async (t) => {
   const { ws, log } = await open(t);
   ws.send(create({ max_output_tokens: 12, temperature: 0 }));
   const completed = await log.next('response.completed');
@@ -62,7 +62,7 @@ test('websocket: event sequence, deltas add up to the text, usage, then the next
   assert.equal((second['response'] as { usage: { output_tokens: number } }).usage.output_tokens, 3);
 });
 
-test('websocket: response.cancel ends with status cancelled and frees the KV memory', { skip }, async (t) => {
+t.test('websocket: response.cancel ends with status cancelled and frees the KV memory', { skip }, async (t) => {
   const baseline = server.engine.health().kvBytesUsed;
   const { ws, log } = await open(t);
   ws.send(create({ max_tokens: 400, ignore_eos: true, temperature: 1 }));
@@ -75,7 +75,7 @@ test('websocket: response.cancel ends with status cancelled and frees the KV mem
   await waitFor(() => server.engine.health().kvBytesUsed === baseline && server.engine.health().running === 0, 3000, 'KV back to baseline');
 });
 
-test('websocket: malformed frames get error events; the socket stays usable', { skip }, async (t) => {
+t.test('websocket: malformed frames get error events; the socket stays usable', { skip }, async (t) => {
   const { ws, log } = await open(t);
   ws.send('this is not json');
   const e1 = await log.next('error');
@@ -89,7 +89,7 @@ test('websocket: malformed frames get error events; the socket stays usable', { 
   assert.equal((ok['response'] as { usage: { output_tokens: number } }).usage.output_tokens, 2);
 });
 
-test('websocket: closing the socket mid-response aborts it and releases the KV bytes', { skip }, async (t) => {
+t.test('websocket: closing the socket mid-response aborts it and releases the KV bytes', { skip }, async (t) => {
   const baseline = server.engine.health().kvBytesUsed;
   const { ws, log } = await open(t);
   ws.send(create({ max_tokens: 400, ignore_eos: true, temperature: 1 }));

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import test from 'node:test';
+import t from 'tap';
 import { DEFAULT_SAMPLING, type GenerateRequest } from '../../src/engine/types.js';
 import { createModel } from '../../src/model/create/create-model.js';
 import { parsePolicyFile, type Policy } from '../../src/policies/registry.js';
@@ -108,25 +108,25 @@ async function compareWithReference(dir: string, served: Policy, rule: (n: { num
   }
 }
 
-test('quest decoding on the compiled graph matches the float64 reference with Quest page selection', async (t) => {
+t.test('quest decoding on the compiled graph matches the float64 reference with Quest page selection', async (t) => {
   const dir = join(root, 'quest');
   await createModel({ arch: 'llama', preset: 'tiny', seed: 7, out: dir });
   const served = policy('name: quest-ref\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, topPages: 2, denseLayers: 1}\n');
   const diff = await compareWithReference(dir, served, (s) => questRule(s.numHeads, s.numKvHeads, s.headDim, 16, 2, 1, PROMPT));
-  t.diagnostic(`quest: max |log-prob diff| ${diff.toExponential(2)}`);
+  t.comment(`quest: max |log-prob diff| ${diff.toExponential(2)}`);
   assert.ok(diff < 1e-4, `max |diff| ${diff}`);
   // The rule matters: dense attention differs from it on this model.
   const dense = await compareWithReference(dir, served, () => () => null);
-  t.diagnostic(`quest against dense attention: max |diff| ${dense.toExponential(2)}`);
+  t.comment(`quest against dense attention: max |diff| ${dense.toExponential(2)}`);
   assert.ok(dense > 10 * diff, 'the selection changes the result, so agreement is not trivial');
 });
 
-test('sink-window prefill on the served step inputs matches the float64 reference with the A-shape mask', async (t) => {
+t.test('sink-window prefill on the served step inputs matches the float64 reference with the A-shape mask', async (t) => {
   const dir = join(root, 'sink-window');
   await createModel({ arch: 'llama', preset: 'tiny', seed: 8, out: dir });
   const served = policy('name: sw-ref\nkind: sparse-attention\nmethod: sink-window\nparams: {sinkTokens: 4, windowTokens: 24}\n');
   const diff = await compareWithReference(dir, served, () => sinkWindowRule(4, 24, PROMPT));
-  t.diagnostic(`sink-window: max |log-prob diff| ${diff.toExponential(2)}`);
+  t.comment(`sink-window: max |log-prob diff| ${diff.toExponential(2)}`);
   assert.ok(diff < 1e-4, `max |diff| ${diff}`);
   const dense = await compareWithReference(dir, served, () => () => null);
   assert.ok(dense > 10 * diff, 'the mask changes the result, so agreement is not trivial');

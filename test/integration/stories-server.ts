@@ -3,7 +3,7 @@
  * model's tokenizer: started in `before`, closed in `after`. `skip` is the reason to
  * skip when ../shared is absent, else false.
  */
-import { after, before } from 'node:test';
+import t from 'tap';
 import OpenAI from 'openai';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import type { TextTokenizer } from '../../src/model/tokenizer-types.js';
@@ -20,14 +20,14 @@ export const storiesSkip: string | false = storiesModelDir() === null ? 'stories
 
 export function useStoriesServer(options: { readonly timeoutMs?: number } = {}): () => StoriesServer {
   let current: StoriesServer | null = null;
-  before(async () => {
+  t.before(async () => {
     const modelDir = storiesModelDir();
     if (modelDir === null) return;
     const server = await startServer(modelDir);
     const client = new OpenAI({ baseURL: `${server.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0, timeout: options.timeoutMs ?? 20_000 });
     current = { server, client, tok: loadTokenizer(modelDir), modelDir };
   });
-  after(async () => {
+  t.after(async () => {
     await current?.server.close();
   });
   return () => {

@@ -4,7 +4,7 @@
  * parses and validates, streamed or not, at temperature 1, batched (n > 1),
  * under every serving policy.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { Ajv } from 'ajv';
 import { storiesSkip as skip, useStoriesServer } from './stories-server.js';
@@ -36,7 +36,7 @@ interface ChatBody {
   cap: { constraint?: { type: string; name: string | null; complete: boolean | null; automaton_states: number | null; mask_ms: number | null } };
 }
 
-test('json_schema on chat: 50 seeded samples at temperature 1 (n = 10 per request) all parse and validate', { skip }, async () => {
+t.test('json_schema on chat: 50 seeded samples at temperature 1 (n = 10 per request) all parse and validate', { skip }, async () => {
   let complete = 0;
   for (let r = 0; r < 5; r++) {
     const res = await post('/v1/chat/completions', {
@@ -64,7 +64,7 @@ test('json_schema on chat: 50 seeded samples at temperature 1 (n = 10 per reques
   assert.ok(complete > 0, 'some documents end before max_tokens');
 });
 
-test('json_schema streamed: the concatenated deltas parse and validate; cap in the final chunk', { skip }, async () => {
+t.test('json_schema streamed: the concatenated deltas parse and validate; cap in the final chunk', { skip }, async () => {
   for (let seed = 0; seed < 5; seed++) {
     const res = await post('/v1/chat/completions', {
       messages: [{ role: 'user', content: 'Once upon a time' }],
@@ -89,7 +89,7 @@ test('json_schema streamed: the concatenated deltas parse and validate; cap in t
   }
 });
 
-test('json_object on completions (a batch of prompts, n = 4): every text is a JSON object', { skip }, async () => {
+t.test('json_object on completions (a batch of prompts, n = 4): every text is a JSON object', { skip }, async () => {
   const res = await post('/v1/completions', {
     prompt: ['Once upon a time', 'The cat'],
     response_format: { type: 'json_object' },
@@ -108,7 +108,7 @@ test('json_object on completions (a batch of prompts, n = 4): every text is a JS
   assert.equal(body.cap.constraint?.type, 'json_object');
 });
 
-test('every serving policy serves a constrained request and the output validates', { skip }, async () => {
+t.test('every serving policy serves a constrained request and the output validates', { skip }, async () => {
   const list = (await (await fetch(`${stories().server.baseUrl}/v1/policies`)).json()) as { data: { name: string; kind: string }[] };
   const names = list.data.map((p) => p.name).filter((n) => n !== 'edgemoe');
   assert.ok(names.length >= 5, names.join(','));
@@ -131,7 +131,7 @@ test('every serving policy serves a constrained request and the output validates
   }
 });
 
-test('a tight max_tokens still ends in a valid document (the grammar closes it within budget)', { skip }, async () => {
+t.test('a tight max_tokens still ends in a valid document (the grammar closes it within budget)', { skip }, async () => {
   const schema = { type: 'object', properties: { story: { type: 'string' }, n: { type: 'number' } }, required: ['story', 'n'], additionalProperties: false };
   const validate = ajv.compile(schema);
   // The shortest document, {"story":"","n":0}, is 18 bytes: every byte has a token, so 18 tokens always suffice.
@@ -142,7 +142,7 @@ test('a tight max_tokens still ends in a valid document (the grammar closes it w
   }
 });
 
-test('Responses API text.format json_schema, JSON and SSE', { skip }, async () => {
+t.test('Responses API text.format json_schema, JSON and SSE', { skip }, async () => {
   const format = { type: 'json_schema', name: 'person', schema: PERSON, strict: true };
   const res = await post('/v1/responses', { input: 'Describe a person.', text: { format }, temperature: 1, max_output_tokens: 200 });
   assert.equal(res.status, 200, await res.clone().text());
@@ -155,7 +155,7 @@ test('Responses API text.format json_schema, JSON and SSE', { skip }, async () =
   assert.ok(validatePerson(JSON.parse(text)), text);
 });
 
-test('unsupported schema features are OpenAI-shaped 400s naming the schema path', { skip }, async () => {
+t.test('unsupported schema features are OpenAI-shaped 400s naming the schema path', { skip }, async () => {
   const cases: [unknown, string][] = [
     [{ type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { type: 'string', pattern: '^a' } }, required: ['a'] } } }, 'response_format.json_schema.schema.properties.a.pattern'],
     [{ type: 'json_schema', json_schema: { name: 'bad name!', schema: {} } }, 'response_format.json_schema.name'],

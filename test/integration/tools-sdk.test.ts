@@ -4,7 +4,7 @@
  * template knows nothing of tools: the tools are described in a system
  * message, and `required` / named calls hold because the grammar enforces them.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { Ajv } from 'ajv';
 import { z } from 'zod';
@@ -42,7 +42,7 @@ const validateArgs: Record<string, ReturnType<typeof ajv.compile>> = {
   get_time: ajv.compile(TIME.function.parameters ?? {}),
 };
 
-test('openai SDK chat.completions.parse with zodResponseFormat: 50 seeded samples at temperature 1 all parse', { skip }, async () => {
+t.test('openai SDK chat.completions.parse with zodResponseFormat: 50 seeded samples at temperature 1 all parse', { skip }, async () => {
   const { client } = stories();
   for (let r = 0; r < 5; r++) {
     const completion = await client.chat.completions.parse({
@@ -63,7 +63,7 @@ test('openai SDK chat.completions.parse with zodResponseFormat: 50 seeded sample
   }
 });
 
-test('a tool loop with tool_choice required: valid calls, tool results in history, then an answer', { skip }, async () => {
+t.test('a tool loop with tool_choice required: valid calls, tool results in history, then an answer', { skip }, async () => {
   const { client } = stories();
   for (let seed = 0; seed < 10; seed++) {
     const messages: ChatCompletionMessageParam[] = [{ role: 'user', content: 'What is the weather in Paris?' }];
@@ -90,7 +90,7 @@ test('a tool loop with tool_choice required: valid calls, tool results in histor
   }
 });
 
-test('a named function with parallel_tool_calls false: exactly one call to it', { skip }, async () => {
+t.test('a named function with parallel_tool_calls false: exactly one call to it', { skip }, async () => {
   const { client } = stories();
   for (let seed = 0; seed < 5; seed++) {
     const res: ChatCompletion = await client.chat.completions.create({
@@ -113,7 +113,7 @@ test('a named function with parallel_tool_calls false: exactly one call to it', 
   }
 });
 
-test('streamed tool calls arrive as tool_calls deltas with finish_reason tool_calls (SDK stream helper)', { skip }, async () => {
+t.test('streamed tool calls arrive as tool_calls deltas with finish_reason tool_calls (SDK stream helper)', { skip }, async () => {
   const { client } = stories();
   const stream = client.chat.completions.stream({
     model: 'stories260K',
@@ -136,7 +136,7 @@ test('streamed tool calls arrive as tool_calls deltas with finish_reason tool_ca
   assert.deepEqual(Object.keys(call.function.parsed_arguments as object).sort(), ['city', 'unit']);
 });
 
-test('tool definitions the grammar cannot enforce are OpenAI-shaped 400s', { skip }, async () => {
+t.test('tool definitions the grammar cannot enforce are OpenAI-shaped 400s', { skip }, async () => {
   const res = await fetch(`${stories().server.baseUrl}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -158,7 +158,7 @@ test('tool definitions the grammar cannot enforce are OpenAI-shaped 400s', { ski
   assert.equal(((await missing.json()) as { error: { param: string } }).error.param, 'tool_choice.function.name');
 });
 
-test('AI SDK generateObject (chat provider, json_schema) and generateText with a required tool', { skip }, async () => {
+t.test('AI SDK generateObject (chat provider, json_schema) and generateText with a required tool', { skip }, async () => {
   const provider = createOpenAI({ baseURL: `${stories().server.baseUrl}/v1`, apiKey: 'unused' });
   for (let seed = 0; seed < 5; seed++) {
     const { object } = await generateObject({ model: provider.chat('stories260K'), schema: Character, prompt: 'A character:', temperature: 1, seed, maxOutputTokens: 160 });

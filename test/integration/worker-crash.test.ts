@@ -5,7 +5,7 @@
  * then the same process serves again, without a restart. A worker that cannot
  * reload the model is not retried (loading is deterministic).
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,7 +20,7 @@ const skip = modelDir === null ? 'stories260K not found (set CAPSERVE_SHARED to 
 
 const long = { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 400, ignore_eos: true, temperature: 0 };
 
-test('a crashed inference worker: in-flight 503, /health 503, restarted with the model reloaded', { skip }, async (t) => {
+t.test('a crashed inference worker: in-flight 503, /health 503, restarted with the model reloaded', { skip }, async (t) => {
   const warnings: string[] = [];
   const progress: string[] = [];
   const server = await startServer(modelDir as string, [], {
@@ -77,7 +77,7 @@ test('a crashed inference worker: in-flight 503, /health 503, restarted with the
   assert.ok(progress.includes('inference worker restarted: model reloaded (restart 1)'), progress.join('\n'));
 });
 
-test('a restarted worker that cannot reload the model is not retried: the engine stays not ready and says why', { skip }, async (t) => {
+t.test('a restarted worker that cannot reload the model is not retried: the engine stays not ready and says why', { skip }, async (t) => {
   const root = mkdtempSync(path.join(tmpdir(), 'capserve-crash-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const dir = path.join(root, 'model');

@@ -5,7 +5,7 @@
  * bottom. Exactly one directory imports onnxruntime-node. Checked on the
  * TypeScript sources, so a wrong import fails `npm test` in CI.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, normalize, relative, sep } from 'node:path';
@@ -40,7 +40,7 @@ function layerOf(file: string): string {
 
 const FROM = /^(?:import|export)\b[^'"]*?from\s+'([^']+)'|^import\s+'([^']+)'/gm;
 
-test('imports point down the layers; only runtime/ imports onnxruntime-node', () => {
+t.test('imports point down the layers; only runtime/ imports onnxruntime-node', async () => {
   const problems: string[] = [];
   for (const file of sources('src')) {
     const layer = layerOf(file);

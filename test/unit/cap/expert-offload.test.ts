@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { DENSE_MODEL, expertOffloadPolicy, unservableReason } from '../../../src/cap/expert-offload.js';
 import { createRouter, RoutingError } from '../../../src/cap/router.js';
@@ -11,14 +11,14 @@ const snapkv = parsePolicyFile('name: snapkv-25\nkind: kv-eviction\nmethod: snap
 const POLICIES: ReadonlyMap<string, Policy> = new Map([FULL_POLICY, snapkv, edgemoe, lean].map((p) => [p.name, p]));
 const config = (...sets: string[]) => loadConfig({ overrides: sets.map(parseOverride) });
 
-test('which expert-offload policy an MoE model loads with: the default policy if it is one, else edgemoe; dense models none', () => {
+t.test('which expert-offload policy an MoE model loads with: the default policy if it is one, else edgemoe; dense models none', async () => {
   assert.equal(expertOffloadPolicy(config('routing.defaultPolicy=edgemoe-lean'), POLICIES, true), lean);
   assert.equal(expertOffloadPolicy(config(), POLICIES, true), edgemoe);
   assert.equal(expertOffloadPolicy(config('routing.defaultPolicy=edgemoe'), POLICIES, false), null);
   assert.equal(expertOffloadPolicy(config(), new Map([[FULL_POLICY.name, FULL_POLICY]]), true), null, "none loaded: the engine's defaults");
 });
 
-test('expert-offload policies cannot serve a dense model, nor be swapped per request on an MoE one', () => {
+t.test('expert-offload policies cannot serve a dense model, nor be swapped per request on an MoE one', async () => {
   assert.equal(unservableReason(snapkv, DENSE_MODEL), null);
   assert.match(unservableReason(edgemoe, DENSE_MODEL) ?? '', /served model is dense/);
   const moe = { moe: true, expertOffloadPolicy: 'edgemoe' };
@@ -26,7 +26,7 @@ test('expert-offload policies cannot serve a dense model, nor be swapped per req
   assert.match(unservableReason(lean, moe) ?? '', /runs 'edgemoe'; 'edgemoe-lean' cannot be chosen per request/);
 });
 
-test('the router: a dense model with an expert-offload default or rule does not start; requests naming one get a 400; favor skips them', () => {
+t.test('the router: a dense model with an expert-offload default or rule does not start; requests naming one get a 400; favor skips them', async () => {
   const unservable = (p: Policy): string | null => unservableReason(p, DENSE_MODEL);
   assert.throws(
     () => createRouter(config('routing.defaultPolicy=edgemoe', 'routing.rules=[{match: {}, policy: edgemoe-lean}]').routing, POLICIES, { unservable }),
@@ -44,7 +44,7 @@ test('the router: a dense model with an expert-offload default or rule does not 
   assert.equal(router.route({ promptTokens: 1, headers: {}, apiKey: null, cap: { favor: ['C', 'P'] } }).policy.name, 'snapkv-25');
 });
 
-test('the router hands a matching rule its overflow setting', () => {
+t.test('the router hands a matching rule its overflow setting', async () => {
   const router = createRouter(config('routing.rules=[{name: long, match: {minPromptTokens: 10}, policy: snapkv-25, overflow: {mode: truncate, side: middle}}]').routing, POLICIES);
   assert.deepEqual(router.route({ promptTokens: 20, headers: {}, apiKey: null, cap: null }).overflow, { mode: 'truncate', side: 'middle' });
   assert.equal(router.route({ promptTokens: 5, headers: {}, apiKey: null, cap: null }).overflow, null);

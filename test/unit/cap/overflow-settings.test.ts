@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { checkOverflowConfig, overflowPolicyProblem, resolveOverflow } from '../../../src/cap/overflow-settings.js';
 import { loadConfig, parseOverride } from '../../../src/config/load-config.js';
@@ -12,14 +12,14 @@ const POLICIES: ReadonlyMap<string, Policy> = new Map(
   ].map((p) => [p.name, p]),
 );
 
-test('precedence: the request, else the rule, else the model; bare modes get their defaults', () => {
+t.test('precedence: the request, else the rule, else the model; bare modes get their defaults', async () => {
   assert.deepEqual(resolveOverflow(null, undefined, undefined), { spec: { mode: 'error' }, source: 'model' });
   assert.deepEqual(resolveOverflow(undefined, null, 'truncate'), { spec: { mode: 'truncate', side: 'left' }, source: 'model' });
   assert.deepEqual(resolveOverflow(null, 'shift', 'truncate'), { spec: { mode: 'shift', keep: 'system' }, source: 'rule' });
   assert.deepEqual(resolveOverflow({ mode: 'compress', policy: 'sc' }, 'shift', 'truncate'), { spec: { mode: 'compress', policy: 'sc' }, source: 'request' });
 });
 
-test('a compress or evict mode must name a loaded policy of its kind', () => {
+t.test('a compress or evict mode must name a loaded policy of its kind', async () => {
   assert.equal(overflowPolicyProblem({ mode: 'compress', policy: 'sc' }, POLICIES), null);
   assert.equal(overflowPolicyProblem({ mode: 'evict', policy: 'streaming' }, POLICIES), null);
   assert.equal(overflowPolicyProblem({ mode: 'truncate', side: 'left' }, POLICIES), null);
@@ -27,7 +27,7 @@ test('a compress or evict mode must name a loaded policy of its kind', () => {
   assert.match(overflowPolicyProblem({ mode: 'compress', policy: 'lingua' }, POLICIES) ?? '', /unknown policy "lingua" \(loaded: full, sc, streaming\)/);
 });
 
-test('the config: model.overflow defaults to error; every problem is listed with its path', () => {
+t.test('the config: model.overflow defaults to error; every problem is listed with its path', async () => {
   assert.equal(loadConfig().model.overflow, 'error');
   const good = loadConfig({ overrides: ['model.overflow={mode: compress, policy: sc}', 'routing.rules=[{match: {}, policy: full, overflow: {mode: evict, policy: streaming}}]'].map(parseOverride) });
   assert.deepEqual(checkOverflowConfig(good, POLICIES), []);

@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { checkRouting, createRouter, RoutingError, type RouteInput } from '../../../src/cap/router.js';
 import { ConfigError, loadConfig, parseOverride } from '../../../src/config/load-config.js';
@@ -25,13 +25,13 @@ function routingYaml(rules: string, extra: string[] = []): Config['routing'] {
 
 const input = (over: Partial<RouteInput> = {}): RouteInput => ({ promptTokens: 10, headers: {}, apiKey: null, cap: null, ...over });
 
-test('no request preference, no rules: the default policy', () => {
+t.test('no request preference, no rules: the default policy', async () => {
   const router = createRouter(routing('routing.defaultPolicy=snapkv-25'), POLICIES);
   assert.deepEqual(router.route(input()), { policy: POLICIES.get('snapkv-25'), by: 'default', rule: null, overflow: null });
   assert.equal(createRouter(routing(), POLICIES).route(input()).policy.name, 'full');
 });
 
-test('precedence: body cap.policy > x-capserve-policy header > first matching rule > favor > default', () => {
+t.test('precedence: body cap.policy > x-capserve-policy header > first matching rule > favor > default', async () => {
   const router = createRouter(routingYaml('[{name: any, match: {}, policy: quest}]'), POLICIES);
   const headers = { 'x-capserve-policy': 'streaming-llm' };
   assert.equal(router.route(input({ headers, cap: { policy: 'snapkv-25' } })).policy.name, 'snapkv-25');
@@ -43,7 +43,7 @@ test('precedence: body cap.policy > x-capserve-policy header > first matching ru
   assert.equal(noRules.route(input({ cap: { policy: null, favor: null }, headers: { 'x-capserve-policy': '  ' } })).by, 'default');
 });
 
-test('rules: ordered, first match wins; every condition of a rule must hold', () => {
+t.test('rules: ordered, first match wins; every condition of a rule must hold', async () => {
   const router = createRouter(
     routingYaml(
       '[' +
@@ -77,7 +77,7 @@ test('rules: ordered, first match wins; every condition of a rule must hold', ()
   assert.notEqual(pick({}), 'rules[3]:quest');
 });
 
-test('favor without a matching rule: the first allowed policy whose CAP profile favours every requested axis, the default first', () => {
+t.test('favor without a matching rule: the first allowed policy whose CAP profile favours every requested axis, the default first', async () => {
   const pick = (router: ReturnType<typeof createRouter>, favor: ('C' | 'A' | 'P')[]): string => router.route(input({ cap: { favor } })).policy.name;
   const all = createRouter(routing(), POLICIES);
   assert.equal(pick(all, ['C', 'P']), 'snapkv-25');
@@ -94,7 +94,7 @@ test('favor without a matching rule: the first allowed policy whose CAP profile 
   assert.equal(pick(closed, ['C', 'P']), 'full');
 });
 
-test('a request naming a policy it may not have: RoutingError naming the parameter and what is allowed', () => {
+t.test('a request naming a policy it may not have: RoutingError naming the parameter and what is allowed', async () => {
   const listed = createRouter(routing('routing.allowRequestOverride=[full, snapkv-25]'), POLICIES);
   const expectError = (over: Partial<RouteInput>, code: string, param: string, message: RegExp): void => {
     assert.throws(
@@ -117,7 +117,7 @@ test('a request naming a policy it may not have: RoutingError naming the paramet
   assert.deepEqual(closed.allowed, []);
 });
 
-test('start-up checks: unknown names in the default, the allow list and rules are errors naming where', () => {
+t.test('start-up checks: unknown names in the default, the allow list and rules are errors naming where', async () => {
   const config = routing(
     'routing.defaultPolicy=snapkv-30',
     'routing.allowRequestOverride=[full, nope]',

@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +17,7 @@ function policiesDir(t: { after: (fn: () => void) => void }, files: Record<strin
 const SNAPKV = 'name: snapkv-25\nkind: kv-eviction\nmethod: snapkv\nparams:\n  budget: 0.25\n';
 const STREAMING = 'name: streaming-llm\nkind: kv-eviction\nmethod: streaming-llm\nparams: {budget: 256}\n';
 
-test('loads the directory (full always first) and applies policies.NAME.params overrides, defaults kept', (t) => {
+t.test('loads the directory (full always first) and applies policies.NAME.params overrides, defaults kept', async (t) => {
   const dir = policiesDir(t, { 'snapkv-25.yaml': SNAPKV, 'streaming-llm.yaml': STREAMING });
   const plain = loadServingPolicies(loadConfig({ overrides: [parseOverride(`policies.dir=${dir}`)] }));
   assert.deepEqual([...plain.keys()], ['full', 'snapkv-25', 'streaming-llm']);
@@ -35,13 +35,13 @@ test('loads the directory (full always first) and applies policies.NAME.params o
   assert.ok(Object.isFrozen(snapkv?.params));
 });
 
-test('a relative policies.dir resolves against the working directory', (t) => {
+t.test('a relative policies.dir resolves against the working directory', async (t) => {
   const dir = policiesDir(t, { 'snapkv-25.yaml': SNAPKV });
   const policies = loadServingPolicies(loadConfig({ overrides: [parseOverride('policies.dir=.')] }), dir);
   assert.ok(policies.has('snapkv-25'));
 });
 
-test('overrides are validated against the method schema again; every error names the file and path', (t) => {
+t.test('overrides are validated against the method schema again; every error names the file and path', async (t) => {
   const dir = policiesDir(t, { 'snapkv-25.yaml': SNAPKV, 'streaming-llm.yaml': STREAMING });
   const config = loadConfig({
     overrides: [`policies.dir=${dir}`, 'policies.snapkv-25.params.budget=-1', 'policies.streaming-llm.params.sinkTokenz=4', 'policies.h2o.params.budget=0.5'].map(parseOverride),
@@ -58,7 +58,7 @@ test('overrides are validated against the method schema again; every error names
   );
 });
 
-test('a bad policy file stops loading with the file and JSON path named', (t) => {
+t.test('a bad policy file stops loading with the file and JSON path named', async (t) => {
   const dir = policiesDir(t, { 'snapkv-25.yaml': SNAPKV.replace('budget: 0.25', 'budget: 0.25\n  windw: 3') });
   assert.throws(
     () => loadServingPolicies(loadConfig({ overrides: [parseOverride(`policies.dir=${dir}`)] })),

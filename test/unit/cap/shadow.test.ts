@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { ShadowFidelity, type ShadowOptions } from '../../../src/cap/shadow.js';
 import { EngineError } from '../../../src/engine/errors.js';
@@ -62,7 +62,7 @@ async function outcomes(metrics: CapserveMetrics): Promise<Record<string, number
 
 const idleMetrics = (): CapserveMetrics => createMetrics({ policy: 'full', snapshot: () => null });
 
-test('sampling: never the full baseline; counter-based rate; max_tokens above maxCaptureTokens not sampled', () => {
+t.test('sampling: never the full baseline; counter-based rate; max_tokens above maxCaptureTokens not sampled', async () => {
   const shadow = new ShadowFidelity(new ScoringEngine(() => [0, 0, 0, 0]), idleMetrics(), { ...OPTIONS, sampleRate: 0.25 });
   assert.equal(shadow.sample(FULL_POLICY, 8, [1]), null);
   const picks = Array.from({ length: 12 }, () => shadow.sample(SNAPKV, 8, [1]) !== null);
@@ -74,7 +74,7 @@ test('sampling: never the full baseline; counter-based rate; max_tokens above ma
   assert.equal(off.sample(SNAPKV, 8, [1]), null);
 });
 
-test('re-scores prompt + the first maxTokens generated steps with the full cache, and observes KL and top-1', async () => {
+t.test('re-scores prompt + the first maxTokens generated steps with the full cache, and observes KL and top-1', async () => {
   const fullLogits = [
     [2, 1, 0, 0],
     [0, 3, 0, 0],
@@ -111,7 +111,7 @@ test('re-scores prompt + the first maxTokens generated steps with the full cache
   assert.deepEqual(await outcomes(metrics), { 'snapkv-25/scored': 1 });
 });
 
-test('bounded: one re-score at a time, maxQueued in all, the rest dropped and counted; nothing blocks the caller', async () => {
+t.test('bounded: one re-score at a time, maxQueued in all, the rest dropped and counted; nothing blocks the caller', async () => {
   const engine = new ScoringEngine(() => [1, 0, 0, 0]);
   engine.hold = true;
   const metrics = idleMetrics();
@@ -133,7 +133,7 @@ test('bounded: one re-score at a time, maxQueued in all, the rest dropped and co
   assert.deepEqual(await outcomes(metrics), { 'snapkv-25/dropped': 2, 'snapkv-25/scored': 2 });
 });
 
-test('engine errors and mismatched rows are counted as failed, never thrown; nothing generated is skipped', async () => {
+t.test('engine errors and mismatched rows are counted as failed, never thrown; nothing generated is skipped', async () => {
   const metrics = idleMetrics();
   const warnings: string[] = [];
   const log = { warn: (_d: Record<string, unknown>, m: string) => void warnings.push(m) };
@@ -152,7 +152,7 @@ test('engine errors and mismatched rows are counted as failed, never thrown; not
   assert.deepEqual(await samples(metrics, METRIC_NAMES.shadowKlDivergence).then((s) => s.filter((v) => v.metricName?.endsWith('_count'))), []);
 });
 
-test('close drops the queue and aborts the running re-score without counting it', async () => {
+t.test('close drops the queue and aborts the running re-score without counting it', async () => {
   const engine = new ScoringEngine(() => [1, 0, 0, 0]);
   engine.hold = true;
   const metrics = idleMetrics();
@@ -166,7 +166,7 @@ test('close drops the queue and aborts the running re-score without counting it'
   assert.equal(shadow.sample(SNAPKV, 8, [5]), null);
 });
 
-test('sampling: a reference that would not fit the window is not sampled; expert offload never is; captures the compared steps only', () => {
+t.test('sampling: a reference that would not fit the window is not sampled; expert offload never is; captures the compared steps only', async () => {
   const shadow = new ShadowFidelity(new ScoringEngine(() => [0, 0, 0, 0]), idleMetrics(), { ...OPTIONS, maxTokens: 8 });
   assert.equal(shadow.captureSteps, 8);
   const prompt = Array.from({ length: 100 }, (_, i) => i);
@@ -176,7 +176,7 @@ test('sampling: a reference that would not fit the window is not sampled; expert
   assert.notEqual(shadow.sample(SNAPKV, 4, prompt, 104), null, 'only the steps compared count');
 });
 
-test('an expert-offload request is re-scored against the all-resident fp32 reference', async () => {
+t.test('an expert-offload request is re-scored against the all-resident fp32 reference', async () => {
   const engine = new ScoringEngine(() => [1, 0, 0, 0]);
   const metrics = idleMetrics();
   const edgemoe = parsePolicyFile('name: edgemoe\nkind: expert-offload\nmethod: edgemoe\nparams: {budgetBytes: 65536}\n', '<test>');
@@ -190,7 +190,7 @@ test('an expert-offload request is re-scored against the all-resident fp32 refer
   assert.deepEqual(await outcomes(metrics), { 'edgemoe/scored': 1 });
 });
 
-test('a compressed request is re-scored against its original, uncompressed prompt', async () => {
+t.test('a compressed request is re-scored against its original, uncompressed prompt', async () => {
   const engine = new ScoringEngine(() => [1, 0, 0, 0]);
   const metrics = idleMetrics();
   const shadow = new ShadowFidelity(engine, metrics, { ...OPTIONS, maxTokens: 2 });

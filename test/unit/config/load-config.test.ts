@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ function tempFile(t: { after: (fn: () => void) => void }, name: string, text: st
   return file;
 }
 
-test('defaults: no file gives the documented defaults, deep-frozen', () => {
+t.test('defaults: no file gives the documented defaults, deep-frozen', async () => {
   const config = loadConfig();
   assert.equal(config.model.dir, '.cache/models/default');
   assert.equal(config.model.servedModelName, null);
@@ -31,12 +31,12 @@ test('defaults: no file gives the documented defaults, deep-frozen', () => {
   }, TypeError);
 });
 
-test('config/default.yaml is valid and matches the built-in defaults', () => {
+t.test('config/default.yaml is valid and matches the built-in defaults', async () => {
   const fromFile = loadConfig({ file: path.resolve(process.cwd(), 'config/default.yaml') });
   assert.deepEqual(JSON.parse(JSON.stringify(fromFile)), JSON.parse(JSON.stringify(loadConfig())));
 });
 
-test('a file sets values and the rest keeps defaults', (t) => {
+t.test('a file sets values and the rest keeps defaults', async (t) => {
   const file = tempFile(t, 'c.yaml', 'server:\n  port: 9001\n  apiKeys: [k1]\nmodel:\n  dir: /models/x\n  contextLength: 1024\n');
   const config = loadConfig({ file });
   assert.equal(config.server.port, 9001);
@@ -46,7 +46,7 @@ test('a file sets values and the rest keeps defaults', (t) => {
   assert.equal(config.model.contextLength, 1024);
 });
 
-test('unknown keys are errors naming the file and the JSON path', (t) => {
+t.test('unknown keys are errors naming the file and the JSON path', async (t) => {
   const file = tempFile(t, 'typo.yaml', 'server:\n  maxConcurent: 4\n');
   assert.throws(
     () => loadConfig({ file }),
@@ -61,19 +61,19 @@ test('unknown keys are errors naming the file and the JSON path', (t) => {
   assert.throws(() => loadConfig({ file: top }), /\$\.servr: unknown key/);
 });
 
-test('no type coercion: a quoted number is an error, not a number', (t) => {
+t.test('no type coercion: a quoted number is an error, not a number', async (t) => {
   const file = tempFile(t, 'port.yaml', 'server:\n  port: "8080"\n');
   assert.throws(() => loadConfig({ file }), /\$\.server\.port: must be integer/);
 });
 
-test('enumerations and unions read clearly', () => {
+t.test('enumerations and unions read clearly', async () => {
   assert.throws(() => loadConfig({ overrides: [parseOverride('model.weightDtype=fp16')] }), /\$\.model\.weightDtype: must be one of "fp32", "int8", "int4"/);
   assert.throws(() => loadConfig({ overrides: [parseOverride('model.servedModelName=3')] }), /\$\.model\.servedModelName: must be a string or null/);
   assert.throws(() => loadConfig({ overrides: [parseOverride('routing.allowRequestOverride=maybe')] }), /\$\.routing\.allowRequestOverride: must be a boolean or array/);
   assert.throws(() => loadConfig({ overrides: [parseOverride('server.port=70000')] }), /\$\.server\.port: must be <= 65535/);
 });
 
-test('--set overrides a file value by dot path, parsed as YAML', (t) => {
+t.test('--set overrides a file value by dot path, parsed as YAML', async (t) => {
   const file = tempFile(t, 'c.yaml', 'server:\n  maxConcurrent: 2\n');
   const config = loadConfig({
     file,
@@ -84,7 +84,7 @@ test('--set overrides a file value by dot path, parsed as YAML', (t) => {
   assert.equal(config.model.servedModelName, 'tiny');
 });
 
-test('parseOverride: shape and YAML scalars', () => {
+t.test('parseOverride: shape and YAML scalars', async () => {
   assert.deepEqual(parseOverride('a.b.c=16'), { path: ['a', 'b', 'c'], value: 16 });
   assert.deepEqual(parseOverride('a=true'), { path: ['a'], value: true });
   assert.deepEqual(parseOverride('a=null'), { path: ['a'], value: null });
@@ -95,14 +95,14 @@ test('parseOverride: shape and YAML scalars', () => {
   assert.throws(() => parseOverride('a..b=3'), /empty segment/);
 });
 
-test('--set cannot descend into a scalar', (t) => {
+t.test('--set cannot descend into a scalar', async (t) => {
   const file = tempFile(t, 'c.yaml', 'server:\n  port: 1\n');
   assert.throws(() => loadConfig({ file, overrides: [parseOverride('server.port.x=1')] }), /'server\.port' is not an object/);
   // Without a file the path is created, and validation names the wrong type.
   assert.throws(() => loadConfig({ overrides: [parseOverride('server.port.x=1')] }), /\$\.server\.port: must be integer/);
 });
 
-test('unreadable, malformed and non-mapping files fail with the file named', (t) => {
+t.test('unreadable, malformed and non-mapping files fail with the file named', async (t) => {
   assert.throws(() => loadConfig({ file: '/nonexistent/capserve.yaml' }), /\/nonexistent\/capserve\.yaml: cannot read config file: ENOENT/);
   const bad = tempFile(t, 'bad.yaml', 'server:\n  port: [1,\n');
   assert.throws(() => loadConfig({ file: bad }), /bad\.yaml: invalid YAML/);
@@ -114,7 +114,7 @@ test('unreadable, malformed and non-mapping files fail with the file named', (t)
   assert.equal(loadConfig({ file: empty }).server.port, 8000);
 });
 
-test('all errors are reported at once', () => {
+t.test('all errors are reported at once', async () => {
   assert.throws(
     () => loadConfig({ overrides: [parseOverride('server.port=x'), parseOverride('memory.kvBudgetBytes=0'), parseOverride('engine.extra=1')] }),
     (err: unknown) => {
@@ -128,14 +128,14 @@ test('all errors are reported at once', () => {
   );
 });
 
-test('policies, routing and shadow sections: defaults', () => {
+t.test('policies, routing and shadow sections: defaults', async () => {
   const config = loadConfig();
   assert.equal(config.policies.dir, 'policies');
   assert.deepEqual(config.routing, { defaultPolicy: 'full', allowRequestOverride: true, rules: [] });
   assert.deepEqual(config.shadow, { sampleRate: 0.05, maxQueued: 4, maxTokens: 64, maxCaptureTokens: 256, expertOffload: false });
 });
 
-test('routing rules are strict: unknown keys, bad axes and more than two favoured axes are errors with their path', (t) => {
+t.test('routing rules are strict: unknown keys, bad axes and more than two favoured axes are errors with their path', async (t) => {
   const good = tempFile(
     t,
     'routing.yaml',
@@ -186,14 +186,14 @@ test('routing rules are strict: unknown keys, bad axes and more than two favoure
   );
 });
 
-test('--set policies.NAME.params.KEY lands in the policies section; other keys under a policy are errors', () => {
+t.test('--set policies.NAME.params.KEY lands in the policies section; other keys under a policy are errors', async () => {
   const config = loadConfig({ overrides: [parseOverride('policies.edgemoe.params.budgetBytes=65536')] });
   assert.deepEqual((config.policies as unknown as Record<string, unknown>)['edgemoe'], { params: { budgetBytes: 65536 } });
   assert.throws(() => loadConfig({ overrides: [parseOverride('policies.edgemoe.budgetBytes=1')] }), /\$\.policies\.edgemoe\.budgetBytes: unknown key/);
   assert.throws(() => loadConfig({ overrides: [parseOverride('shadow.sampleRate=1.5')] }), /\$\.shadow\.sampleRate: must be <= 1/);
 });
 
-test('overflow settings (model and rules) and the compression scorer: defaults, and bad values read as one line each', () => {
+t.test('overflow settings (model and rules) and the compression scorer: defaults, and bad values read as one line each', async () => {
   const config = loadConfig();
   assert.equal(config.model.overflow, 'error');
   assert.deepEqual(config.compression, { scorerModelDir: null });

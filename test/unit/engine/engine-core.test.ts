@@ -3,7 +3,7 @@
  * onnxruntime, no ../shared. The fake's logits always pick last id + 1, so
  * every generated token is known in advance.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { EngineCore, type CoreOutput } from '../../../src/engine/engine-core.js';
 import { DEFAULT_SAMPLING, type GenerateRequest, type TokenEvent } from '../../../src/engine/types.js';
@@ -72,7 +72,7 @@ const range = (from: number, n: number): number[] => Array.from({ length: n }, (
 const tokens = (events: readonly TokenEvent[]): number[] => events.flatMap((e) => (e.type === 'token' ? [e.tokenId] : []));
 const policy = (yaml: string): Policy => parsePolicyFile(yaml, '<test>');
 
-test('a request prefills in chunks, then decodes one token per step, and frees its KV', async () => {
+t.test('a request prefills in chunks, then decodes one token per step, and frees its KV', async () => {
   const r = rig({ prefillChunk: 32 });
   r.core.submit(request('a', range(2, 40), 3));
   await r.run();
@@ -83,7 +83,7 @@ test('a request prefills in chunks, then decodes one token per step, and frees i
   assert.equal(r.core.stats().kvBytesReserved, 0);
 });
 
-test('admission waits for KV budget: the second request starts when the first frees its reservation', async () => {
+t.test('admission waits for KV budget: the second request starts when the first frees its reservation', async () => {
   const perSeq = KV_BLOCK * kvBytesPerToken({ numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim });
   const r = rig({ kvBudgetBytes: perSeq });
   r.core.submit(request('a', range(2, 10), 4));
@@ -101,7 +101,7 @@ test('admission waits for KV budget: the second request starts when the first fr
   assert.match(r.error('huge') ?? '', /KV budget/);
 });
 
-test('fresh short prompts share one prefill pass; decoding sequences share one pass per variant', async () => {
+t.test('fresh short prompts share one prefill pass; decoding sequences share one pass per variant', async () => {
   const r = rig();
   const snap = policy('name: snap\nkind: kv-eviction\nmethod: snapkv\nparams: {budget: 0.5, observationWindow: 4, compressEvery: 0}\n');
   const h2o = policy('name: h2o-t\nkind: kv-eviction\nmethod: h2o\nparams: {budget: 0.5, compressEvery: 2}\n');
@@ -122,7 +122,7 @@ test('fresh short prompts share one prefill pass; decoding sequences share one p
   assert.ok(report?.type === 'done' && report.policy.details['evictions'] === 1);
 });
 
-test('a sequence whose own update fails ends alone; the rest of its batch goes on', async () => {
+t.test('a sequence whose own update fails ends alone; the rest of its batch goes on', async () => {
   const inner = fakeTokenizer(spec.vocabSize);
   // The detokenizer of any sequence whose prompt starts with 50 throws on its first token.
   const tokenizer: TextTokenizer = {
@@ -141,7 +141,7 @@ test('a sequence whose own update fails ends alone; the rest of its batch goes o
   assert.deepEqual(tokens(r.events('good')), [6, 7, 8]);
 });
 
-test('a failed forward pass fails the sequences in it, never the loop', async () => {
+t.test('a failed forward pass fails the sequences in it, never the loop', async () => {
   const r = rig();
   r.runners.quest.failOnToken = 11; // the quest sequence's first decode input
   const quest = policy('name: q\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, topPages: 1}\n');
@@ -153,7 +153,7 @@ test('a failed forward pass fails the sequences in it, never the loop', async ()
   assert.equal(r.core.stats().kvBytesReserved, 0);
 });
 
-test('aborts are handled between steps: the sequence ends with finish reason abort and frees its KV', async () => {
+t.test('aborts are handled between steps: the sequence ends with finish reason abort and frees its KV', async () => {
   const r = rig();
   r.core.submit(request('a', range(2, 4), 50));
   await r.core.step();
@@ -166,7 +166,7 @@ test('aborts are handled between steps: the sequence ends with finish reason abo
   assert.equal(r.core.stats().kvBytesReserved, 0);
 });
 
-test('a policy whose graph variant the model lacks is refused, naming the graph', async () => {
+t.test('a policy whose graph variant the model lacks is refused, naming the graph', async () => {
   const r = rig({ variants: [] });
   r.core.submit(request('q', range(2, 4), 2, policy('name: q\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, topPages: 1}\n')));
   r.core.submit(request('h', range(2, 4), 2, policy('name: h\nkind: kv-eviction\nmethod: h2o\nparams: {budget: 0.5}\n')));

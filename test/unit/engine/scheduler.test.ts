@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { Scheduler, type SchedulerSeq } from '../../../src/engine/scheduler.js';
 
@@ -23,7 +23,7 @@ function seq(id: string, over: Partial<SchedulerSeq> = {}): SchedulerSeq {
 
 const scheduler = new Scheduler({ maxConcurrent: 4, prefillChunk: 64 });
 
-test('admission is head of line by KV reservation: no room stops the queue, never skips ahead', () => {
+t.test('admission is head of line by KV reservation: no room stops the queue, never skips ahead', async () => {
   const plan = scheduler.schedule({
     waiting: [seq('a', { reserveBytes: 60 }), seq('b', { reserveBytes: 60 }), seq('c', { reserveBytes: 10 })],
     running: [],
@@ -35,7 +35,7 @@ test('admission is head of line by KV reservation: no room stops the queue, neve
   assert.deepEqual(plan.prefill, { id: 'a', size: 10, last: true, variant: 'plain' });
 });
 
-test('admission stops at maxConcurrent; a before-prefill hook starts the sequence in compressing', () => {
+t.test('admission stops at maxConcurrent; a before-prefill hook starts the sequence in compressing', async () => {
   const running = [seq('r1', { state: 'decoding' }), seq('r2', { state: 'decoding' }), seq('r3', { state: 'decoding' })];
   const plan = scheduler.schedule({ waiting: [seq('w1', { hasBeforePrefill: true }), seq('w2')], running, kvFreeBytes: 1e9 });
   assert.deepEqual(plan.admitted, [{ id: 'w1', state: 'compressing' }]);
@@ -43,14 +43,14 @@ test('admission stops at maxConcurrent; a before-prefill hook starts the sequenc
   assert.equal(plan.prefill, null, 'a compressing sequence prefills once its hook ran, not in the same step');
 });
 
-test('chunking: the policy-limited chunk, capped at what remains; the last chunk is marked', () => {
+t.test('chunking: the policy-limited chunk, capped at what remains; the last chunk is marked', async () => {
   const running = [seq('p', { state: 'prefilling', promptLength: 100, prefilled: 64, nextChunk: 32, prefillVariant: 'stats', batchablePrefill: false })];
   assert.deepEqual(scheduler.schedule({ waiting: [], running, kvFreeBytes: 0 }).prefill, { id: 'p', size: 32, last: false, variant: 'stats' });
   const tail = [seq('p', { state: 'prefilling', promptLength: 100, prefilled: 96, nextChunk: 32 })];
   assert.deepEqual(scheduler.schedule({ waiting: [], running: tail, kvFreeBytes: 0 }).prefill, { id: 'p', size: 4, last: true, variant: 'plain' });
 });
 
-test('fresh short prompts share one padded pass within the prefill budget; the next prefilling sequence gets the chunk', () => {
+t.test('fresh short prompts share one padded pass within the prefill budget; the next prefilling sequence gets the chunk', async () => {
   const plan = scheduler.schedule({
     waiting: [seq('a', { promptLength: 20 }), seq('b', { promptLength: 30 }), seq('c', { promptLength: 30 }), seq('d', { promptLength: 8, batchablePrefill: false })],
     running: [],
@@ -62,7 +62,7 @@ test('fresh short prompts share one padded pass within the prefill budget; the n
   assert.equal(plan.prefill?.id, 'c');
 });
 
-test('decoding sequences are grouped by graph variant and batch key, in first-seen order', () => {
+t.test('decoding sequences are grouped by graph variant and batch key, in first-seen order', async () => {
   const running = [
     seq('p1', { state: 'decoding' }),
     seq('q16', { state: 'decoding', decodeVariant: 'quest', decodeKey: 'page-16' }),
@@ -83,7 +83,7 @@ test('decoding sequences are grouped by graph variant and batch key, in first-se
   );
 });
 
-test('aborted sequences are reaped before anything is planned for them, and free their slot', () => {
+t.test('aborted sequences are reaped before anything is planned for them, and free their slot', async () => {
   const running = [seq('r1', { state: 'decoding', abortRequested: true }), seq('r2', { state: 'decoding' }), seq('r3', { state: 'prefilling', abortRequested: true })];
   const small = new Scheduler({ maxConcurrent: 2, prefillChunk: 64 });
   const plan = small.schedule({ waiting: [seq('w-aborted', { abortRequested: true }), seq('w')], running, kvFreeBytes: 1e9 });

@@ -3,7 +3,7 @@
  * as inline, keeps the event loop free while it works, and reports template
  * errors as the engine's errors.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { EngineError } from '../../../src/engine/errors.js';
 import { INLINE_CHARS, INLINE_IDS, TokenizerPool } from '../../../src/engine/tokenizer-pool.js';
@@ -13,7 +13,7 @@ import { missingShared, STORIES_DIR } from '../../helpers/shared.js';
 const skip = missingShared('models', 'stories260K') ?? false;
 const TEXT = 'Once upon a time, a little girl named Lily found a shiny red ball in the park. ';
 
-test('large inputs go to a worker thread and give exactly the inline result; the event loop keeps turning', { skip }, async (t) => {
+t.test('large inputs go to a worker thread and give exactly the inline result; the event loop keeps turning', { skip }, async (t) => {
   const pool = new TokenizerPool({ modelDir: STORIES_DIR, modelId: 'stories', chatTemplateFallback: resolveChatTemplateFallback('chatml') ?? undefined });
   t.after(() => pool.close());
   const big = TEXT.repeat(2000);
@@ -43,7 +43,7 @@ test('large inputs go to a worker thread and give exactly the inline result; the
   assert.equal(await pool.decode(viaWorker.slice(0, 10)), pool.inline.decode(viaWorker.slice(0, 10)), 'short id lists decode inline');
 });
 
-test('a model without a chat template: the worker reports no_chat_template as an EngineError', { skip }, async (t) => {
+t.test('a model without a chat template: the worker reports no_chat_template as an EngineError', { skip }, async (t) => {
   const pool = new TokenizerPool({ modelDir: STORIES_DIR, modelId: 'stories' });
   t.after(() => pool.close());
   await assert.rejects(pool.render([{ role: 'user', content: TEXT.repeat(100) }]), (err: unknown) => err instanceof EngineError && err.code === 'no_chat_template');

@@ -1,10 +1,10 @@
 /** SequenceKv: an eviction's retain() compacts the entries kept and gives the freed blocks back to the pool. */
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { KvPool } from '../../../src/kv/kv-pool.js';
 import { KV_BLOCK, SequenceKv } from '../../../src/kv/sequence-kv.js';
 
-test('retain keeps the listed entries in order and frees whole blocks beyond one block of headroom', () => {
+t.test('retain keeps the listed entries in order and frees whole blocks beyond one block of headroom', async () => {
   const shape = { numLayers: 2, numKvHeads: 2, headDim: 4 };
   const pool = new KvPool(1 << 30);
   const reserved = 10 * KV_BLOCK;

@@ -4,7 +4,7 @@
  * rules Prometheus computes (docker/prometheus/rules.yml); with promtool on
  * PATH the expressions are also checked as PromQL.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -61,7 +61,7 @@ function names(expr: string): string[] {
 
 const panelsWithQueries = (d: Dashboard): Panel[] => d.panels.filter((p) => p.type !== 'row');
 
-test('the dashboard parses; panels have unique ids, targets with expressions, the datasource variable, and do not overlap', () => {
+t.test('the dashboard parses; panels have unique ids, targets with expressions, the datasource variable, and do not overlap', async () => {
   const { dashboard } = load();
   assert.equal(dashboard.uid, 'capserve');
   assert.deepEqual(dashboard.templating.list.map((v) => [v.name, v.type]), [['datasource', 'datasource'], ['policy', 'query']]);
@@ -89,7 +89,7 @@ test('the dashboard parses; panels have unique ids, targets with expressions, th
   );
 });
 
-test('every expression (dashboard and recording rules) names an exported metric or a recording rule', async () => {
+t.test('every expression (dashboard and recording rules) names an exported metric or a recording rule', async () => {
   const { dashboard, rules } = load();
   const series = await exportedSeries();
   for (const [record, expr] of rules) {
@@ -106,7 +106,7 @@ test('every expression (dashboard and recording rules) names an exported metric 
   }
 });
 
-test('C, A and P each have their panels: the metrics behind them, through the recording rules', async () => {
+t.test('C, A and P each have their panels: the metrics behind them, through the recording rules', async () => {
   const { dashboard, rules } = load();
   const series = await exportedSeries();
   const behind = new Set<string>();
@@ -145,7 +145,7 @@ test('C, A and P each have their panels: the metrics behind them, through the re
   for (const m of required) assert.ok(behind.has(m), `no panel shows ${m}`);
 });
 
-test('promtool accepts every dashboard expression as PromQL (Grafana variables substituted)', (t) => {
+t.test('promtool accepts every dashboard expression as PromQL (Grafana variables substituted)', async (t) => {
   const { dashboard } = load();
   const exprs = panelsWithQueries(dashboard).flatMap((p) => (p.targets ?? []).map((tg) => tg.expr.replaceAll('$__rate_interval', '5m').replaceAll('$policy', '.*')));
   const dir = mkdtempSync(path.join(tmpdir(), 'capserve-dash-'));
@@ -154,7 +154,7 @@ test('promtool accepts every dashboard expression as PromQL (Grafana variables s
   writeFileSync(file, YAML.stringify({ groups: [{ name: 'panels', rules: exprs.map((expr, i) => ({ record: `panel:expr:${i}`, expr })) }] }));
   const res = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
   if (res.error && (res.error as NodeJS.ErrnoException).code === 'ENOENT') {
-    t.skip('promtool not on PATH (Debian package `prometheus`); cannot parse the dashboard expressions');
+    t.plan(0, 'promtool not on PATH (Debian package `prometheus`); cannot parse the dashboard expressions');
     return;
   }
   assert.equal(res.status, 0, `${res.stdout}${res.stderr}`);

@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { register as globalRegistry } from 'prom-client';
 import {
@@ -29,7 +29,7 @@ const RUNNER = {
   residentWeightBytes: 1234,
 };
 
-test('every metric is prefixed capserve_, carries a policy label, and lives in its own registry', async () => {
+t.test('every metric is prefixed capserve_, carries a policy label, and lives in its own registry', async () => {
   const metrics = createMetrics({ policy: 'full', snapshot: () => ({ running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0, runner: RUNNER }) });
   const json = await metrics.registry.getMetricsAsJSON();
   const names = json.map((m) => m.name).sort();
@@ -66,7 +66,7 @@ test('every metric is prefixed capserve_, carries a policy label, and lives in i
   }
 });
 
-test('histogram buckets follow vLLM', async () => {
+t.test('histogram buckets follow vLLM', async () => {
   assert.deepEqual(TTFT_BUCKETS.slice(0, 4), [0.001, 0.005, 0.01, 0.02]);
   assert.equal(TTFT_BUCKETS.at(-1), 2560);
   assert.deepEqual(INTER_TOKEN_BUCKETS.slice(0, 3), [0.01, 0.025, 0.05]);
@@ -83,7 +83,7 @@ test('histogram buckets follow vLLM', async () => {
   assert.match(text, /capserve_e2e_request_latency_seconds_bucket\{le="7680",policy="full"\} 1/);
 });
 
-test('SequenceTimer: TTFT from arrival, inter-token gaps, outcome recorded once', async () => {
+t.test('SequenceTimer: TTFT from arrival, inter-token gaps, outcome recorded once', async () => {
   const metrics = createMetrics(idle);
   const timer = new SequenceTimer(metrics, 'full', 1000);
   timer.token(1250);
@@ -109,7 +109,7 @@ test('SequenceTimer: TTFT from arrival, inter-token gaps, outcome recorded once'
   assert.deepEqual(success.map((v) => [v.labels['finished_reason'], v.value]), [['length', 1]]);
 });
 
-test('engine gauges are read from the source at scrape time', async () => {
+t.test('engine gauges are read from the source at scrape time', async () => {
   let state = { running: 2, waiting: 3, kvBytesUsed: 250, kvBytesCapacity: 1000 };
   const metrics = createMetrics({ policy: 'full', snapshot: () => state });
   let text = await metrics.registry.metrics();
@@ -124,7 +124,7 @@ test('engine gauges are read from the source at scrape time', async () => {
   assert.match(text, /capserve_kv_cache_usage_ratio\{policy="full"\} 0/);
 });
 
-test('worker restarts: a counter at 0 from the start that follows the engine\'s running total', async () => {
+t.test('worker restarts: a counter at 0 from the start that follows the engine\'s running total', async () => {
   let state: { running: number; waiting: number; kvBytesUsed: number; kvBytesCapacity: number; workerRestarts?: number } | null = null;
   const metrics = createMetrics({ policy: 'full', snapshot: () => state });
   const line = async (): Promise<string | undefined> => (await metrics.registry.metrics()).split('\n').find((l) => l.startsWith(`${METRIC_NAMES.workerRestarts}{`));
@@ -138,7 +138,7 @@ test('worker restarts: a counter at 0 from the start that follows the engine\'s 
   assert.equal(await line(), 'capserve_worker_restarts_total{policy="full"} 3');
 });
 
-test('C and A metrics: policy reports feed KV retained, compression ratio and attention mass; buckets span their ranges', async () => {
+t.test('C and A metrics: policy reports feed KV retained, compression ratio and attention mass; buckets span their ranges', async () => {
   assert.equal(COMPRESSION_RATIO_BUCKETS[0], 0.05);
   assert.equal(COMPRESSION_RATIO_BUCKETS.at(-1), 1);
   assert.equal(FRACTION_BUCKETS.at(-1), 1);
@@ -159,7 +159,7 @@ test('C and A metrics: policy reports feed KV retained, compression ratio and at
   assert.doesNotMatch(text, /capserve_attention_mass_retained_count\{policy="full"\}/, 'no eviction, no proxy');
 });
 
-test('longest live context: the longest running sequence per policy, 0 once idle', async () => {
+t.test('longest live context: the longest running sequence per policy, 0 once idle', async () => {
   const metrics = createMetrics(idle);
   const a = metrics.liveContexts.start('h2o', 100);
   const b = metrics.liveContexts.start('h2o', 40);
@@ -179,7 +179,7 @@ test('longest live context: the longest running sequence per policy, 0 once idle
   assert.equal(metrics.liveContexts.size, 0);
 });
 
-test('compression reports feed tokens dropped and time spent compressing, by policy; other kinds do not', async () => {
+t.test('compression reports feed tokens dropped and time spent compressing, by policy; other kinds do not', async () => {
   const metrics = createMetrics(idle);
   const report = {
     policy: 'selective-context',
@@ -206,7 +206,7 @@ test('compression reports feed tokens dropped and time spent compressing, by pol
   assert.doesNotMatch(text, /capserve_compression_seconds_count\{policy="snapkv-25"/);
 });
 
-test('MoE expert metrics are read from the runner at scrape time, labelled by the expert-offload policy; dense models export none', async () => {
+t.test('MoE expert metrics are read from the runner at scrape time, labelled by the expert-offload policy; dense models export none', async () => {
   let runner: Record<string, number> = { ...RUNNER };
   const metrics = createMetrics({ policy: 'full', expertPolicy: 'edgemoe', snapshot: () => ({ running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0, runner }) });
   let text = await metrics.registry.metrics();

@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,9 +14,9 @@ const MESSAGES: ChatMessage[] = [
   { role: 'user', content: 'Hi! ☕' },
 ];
 
-test('llama3 template renders system + user with BOS from tokenizer_config.json', (t) => {
+t.test('llama3 template renders system + user with BOS from tokenizer_config.json', async (t) => {
   const dir = sharedPath('tokenizers', 'llama3');
-  if (dir === null) return t.skip(MISSING_SHARED);
+  if (dir === null) return t.plan(0, MISSING_SHARED);
   const tpl = loadChatTemplate(dir);
   assert.ok(tpl !== null);
   assert.equal(
@@ -27,9 +27,9 @@ test('llama3 template renders system + user with BOS from tokenizer_config.json'
   assert.equal(tpl.rendersBos, true);
 });
 
-test('qwen3 template renders ChatML, opens the assistant turn only when asked, has no BOS', (t) => {
+t.test('qwen3 template renders ChatML, opens the assistant turn only when asked, has no BOS', async (t) => {
   const dir = sharedPath('tokenizers', 'qwen3');
-  if (dir === null) return t.skip(MISSING_SHARED);
+  if (dir === null) return t.plan(0, MISSING_SHARED);
   const tpl = loadChatTemplate(dir);
   assert.ok(tpl !== null);
   const body = '<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi! ☕<|im_end|>\n';
@@ -42,9 +42,9 @@ test('qwen3 template renders ChatML, opens the assistant turn only when asked, h
   assert.equal(tok.idToPiece(ids[0]!), '<|im_start|>');
 });
 
-test('stories260K has no chat template; a fallback can be supplied', (t) => {
+t.test('stories260K has no chat template; a fallback can be supplied', async (t) => {
   const dir = sharedPath('models', 'stories260K');
-  if (dir === null) return t.skip(MISSING_SHARED);
+  if (dir === null) return t.plan(0, MISSING_SHARED);
   assert.equal(loadChatTemplate(dir), null);
   const tpl = loadChatTemplate(dir, '{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}');
   assert.ok(tpl !== null);
@@ -59,7 +59,7 @@ function configDir(config: Record<string, unknown>): string {
   return dir;
 }
 
-test('template list picks "default"; AddedToken-style bos objects are unwrapped', () => {
+t.test('template list picks "default"; AddedToken-style bos objects are unwrapped', async () => {
   const dir = configDir({
     bos_token: { content: '<BOS>', lstrip: false },
     eos_token: '<EOS>',
@@ -74,13 +74,13 @@ test('template list picks "default"; AddedToken-style bos objects are unwrapped'
   assert.equal(tpl.rendersBos, true);
 });
 
-test('chat_template.jinja next to the config takes precedence', () => {
+t.test('chat_template.jinja next to the config takes precedence', async () => {
   const dir = configDir({ chat_template: 'FROM CONFIG' });
   fs.writeFileSync(path.join(dir, 'chat_template.jinja'), 'FROM FILE {{ messages | length }}');
   assert.equal(loadChatTemplate(dir)?.render(MESSAGES), 'FROM FILE 2');
 });
 
-test('a template that does not parse is a bad_chat_template naming the file', () => {
+t.test('a template that does not parse is a bad_chat_template naming the file', async () => {
   const dir = configDir({ chat_template: '{% for m in messages %}{{ m.content }' });
   assert.throws(
     () => loadChatTemplate(dir),
@@ -88,7 +88,7 @@ test('a template that does not parse is a bad_chat_template naming the file', ()
   );
 });
 
-test('raise_exception in a template becomes a ChatTemplateRenderError', () => {
+t.test('raise_exception in a template becomes a ChatTemplateRenderError', async () => {
   const dir = configDir({
     chat_template: "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Conversation must start with user') }}{% endif %}ok",
   });
@@ -98,7 +98,7 @@ test('raise_exception in a template becomes a ChatTemplateRenderError', () => {
   assert.throws(() => tpl.render(MESSAGES), (e: unknown) => e instanceof ChatTemplateRenderError && e.message.includes('must start with user'));
 });
 
-test('generated models carry a ChatML template that renders BOS and tokenizes to special ids', async () => {
+t.test('generated models carry a ChatML template that renders BOS and tokenizes to special ids', async () => {
   const { dir } = await createModel({ arch: 'mistral', preset: 'tiny', seed: 2, out: tempDir('chat-gen') });
   const tpl = loadChatTemplate(dir);
   assert.ok(tpl !== null);

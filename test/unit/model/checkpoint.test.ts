@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -40,9 +40,9 @@ function rewriteWeights(dir: string, fn: (t: Map<string, { shape: number[]; data
   writeSafetensors(file, tensors, 'F32');
 }
 
-test('stories260K loads: spec, tied embeddings, eos from generation_config, no chat template', (t) => {
+t.test('stories260K loads: spec, tied embeddings, eos from generation_config, no chat template', async (t) => {
   const dir = sharedPath('models', 'stories260K');
-  if (dir === null) return t.skip(MISSING_SHARED);
+  if (dir === null) return t.plan(0, MISSING_SHARED);
   const ck = loadCheckpoint(dir);
   assert.equal(ck.dir, path.resolve(dir));
   assert.deepEqual(
@@ -89,7 +89,7 @@ test('stories260K loads: spec, tied embeddings, eos from generation_config, no c
   assert.equal(ck.contentHash(), loadCheckpoint(dir).contentHash());
 });
 
-test('contentHash follows the bytes of config and weights, not the directory', async () => {
+t.test('contentHash follows the bytes of config and weights, not the directory', async () => {
   const a = await copyOfTiny();
   const b = await copyOfTiny();
   const hash = loadCheckpoint(a).contentHash();
@@ -106,7 +106,7 @@ test('contentHash follows the bytes of config and weights, not the directory', a
   assert.equal(loadCheckpoint(d).contentHash(), hash, 'tokenizer files do not change the compiled graph');
 });
 
-test('a tensor with the wrong shape is bad_shape naming file, tensor, expected and actual', async () => {
+t.test('a tensor with the wrong shape is bad_shape naming file, tensor, expected and actual', async () => {
   const dir = await copyOfTiny();
   rewriteWeights(dir, (t) => t.set('model.layers.1.self_attn.k_proj.weight', { shape: [64, 32], data: new Float32Array(64 * 32) }));
   assert.throws(
@@ -115,13 +115,13 @@ test('a tensor with the wrong shape is bad_shape naming file, tensor, expected a
   );
 });
 
-test('a missing tensor is missing_tensor naming it', async () => {
+t.test('a missing tensor is missing_tensor naming it', async () => {
   const dir = await copyOfTiny();
   rewriteWeights(dir, (t) => t.delete('lm_head.weight'));
   assert.throws(() => loadCheckpoint(dir), fails('missing_tensor', 'lm_head.weight', '[512, 64]'));
 });
 
-test('missing config.json, tokenizer.json or weights are missing_file naming the path', async () => {
+t.test('missing config.json, tokenizer.json or weights are missing_file naming the path', async () => {
   for (const file of ['config.json', 'tokenizer.json', 'model.safetensors']) {
     const dir = await copyOfTiny();
     fs.rmSync(path.join(dir, file));
@@ -130,7 +130,7 @@ test('missing config.json, tokenizer.json or weights are missing_file naming the
   assert.throws(() => loadCheckpoint(path.join(tempDir('ck-none'), 'nope')), fails('missing_file', 'nope'));
 });
 
-test('an unsupported architecture is refused by name', async () => {
+t.test('an unsupported architecture is refused by name', async () => {
   const dir = await copyOfTiny();
   const configFile = path.join(dir, 'config.json');
   const config = JSON.parse(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>;
@@ -138,7 +138,7 @@ test('an unsupported architecture is refused by name', async () => {
   assert.throws(() => loadCheckpoint(dir), fails('unsupported_architecture', 'olmoe', 'llama', 'qwen2', 'mistral', 'mixtral', 'qwen2_moe', configFile));
 });
 
-test('a tokenizer larger than the model vocabulary is vocab_mismatch', async () => {
+t.test('a tokenizer larger than the model vocabulary is vocab_mismatch', async () => {
   const dir = await copyOfTiny();
   const configFile = path.join(dir, 'config.json');
   const config = JSON.parse(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>;
@@ -150,7 +150,7 @@ test('a tokenizer larger than the model vocabulary is vocab_mismatch', async () 
   assert.throws(() => loadCheckpoint(dir), fails('vocab_mismatch', '512', '400'));
 });
 
-test('a sharded copy loads through the index and hashes the index too', async () => {
+t.test('a sharded copy loads through the index and hashes the index too', async () => {
   const dir = await copyOfTiny();
   const single = loadCheckpoint(dir);
   const singleHash = single.contentHash();

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync, closeSync, existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { spawn } from 'node:child_process';
-import test from 'node:test';
+import t from 'tap';
 import { compileModel, type CompiledModel } from '../../../src/model/compile/compile-model.js';
 import { digestFile, publishEntry } from '../../../src/model/compile/cache-entry.js';
 import { loadCheckpoint, type Checkpoint } from '../../../src/model/checkpoint.js';
@@ -54,7 +54,7 @@ const DAMAGE: ReadonlyArray<readonly [string, (dir: string) => void, RegExp]> = 
   ['a missing manifest', (dir) => rmSync(join(dir, 'manifest.json')), /manifest\.json is missing/],
 ];
 
-test('the manifest records every file with its length and checksum, and a sound entry is reused', { skip: skip ?? false }, () => {
+t.test('the manifest records every file with its length and checksum, and a sound entry is reused', { skip: skip ?? false }, async () => {
   const checkpoint = loadCheckpoint(STORIES_DIR);
   const cache = tempDir('compile-cache');
   const first = compile(checkpoint, cache);
@@ -66,7 +66,7 @@ test('the manifest records every file with its length and checksum, and a sound 
 });
 
 for (const [what, damage, problem] of DAMAGE) {
-  test(`a cache entry with ${what} is reported in one line, discarded and recompiled`, { skip: skip ?? false }, () => {
+  t.test(`a cache entry with ${what} is reported in one line, discarded and recompiled`, { skip: skip ?? false }, async () => {
     const checkpoint = loadCheckpoint(STORIES_DIR);
     const cache = tempDir('compile-cache');
     const { compiled } = compile(checkpoint, cache);
@@ -82,7 +82,7 @@ for (const [what, damage, problem] of DAMAGE) {
   });
 }
 
-test('two processes compiling the same model into one cache both succeed and leave one sound entry', { skip: skip ?? false }, async () => {
+t.test('two processes compiling the same model into one cache both succeed and leave one sound entry', { skip: skip ?? false }, async () => {
   const cache = tempDir('compile-race');
   const compiler = new URL('../../../src/model/compile/compile-model.js', import.meta.url).href;
   const checkpoint = new URL('../../../src/model/checkpoint.js', import.meta.url).href;
@@ -109,7 +109,7 @@ test('two processes compiling the same model into one cache both succeed and lea
   assert.deepEqual(readdirSync(cache), [basename(a.out)], 'no temporary or stale directories left');
 });
 
-test('publishing keeps a sound entry another process renamed into place first, and replaces a broken one', () => {
+t.test('publishing keeps a sound entry another process renamed into place first, and replaces a broken one', async () => {
   const root = tempDir('publish');
   const dir = join(root, 'entry');
   const build = (name: string, content: string): string => {

@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -27,7 +27,7 @@ function stats(data: Float32Array): { mean: number; std: number; maxAbs: number 
   return { mean, std: Math.sqrt(sq / data.length - mean * mean), maxAbs };
 }
 
-test('same seed gives byte-identical files; another seed changes weights only', async () => {
+t.test('same seed gives byte-identical files; another seed changes weights only', async () => {
   const messages: string[] = [];
   const a = await createModel({ arch: 'llama', preset: 'tiny', seed: 7, out: tempDir('gen-a'), onProgress: (m) => messages.push(m) });
   const b = await createModel({ arch: 'llama', preset: 'tiny', seed: 7, out: tempDir('gen-b') });
@@ -40,7 +40,7 @@ test('same seed gives byte-identical files; another seed changes weights only', 
   assert.ok(fs.readFileSync(path.join(a.dir, 'tokenizer.json')).equals(fs.readFileSync(path.join(c.dir, 'tokenizer.json'))));
 });
 
-test('all three architectures generate tiny checkpoints that load, with their quirks', async () => {
+t.test('all three architectures generate tiny checkpoints that load, with their quirks', async () => {
   for (const arch of ['llama', 'qwen2', 'mistral'] as const) {
     const { dir, spec } = await createModel({ arch, preset: 'tiny', seed: 1, out: tempDir(`gen-${arch}`) });
     const ck = loadCheckpoint(dir);
@@ -68,7 +68,7 @@ test('all three architectures generate tiny checkpoints that load, with their qu
   }
 });
 
-test('configOverrides reach the config and the tensors (llama attention_bias, llama3 rope)', async () => {
+t.test('configOverrides reach the config and the tensors (llama attention_bias, llama3 rope)', async () => {
   const rope = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 256 };
   const { dir } = await createModel({
     arch: 'llama',
@@ -87,7 +87,7 @@ test('configOverrides reach the config and the tensors (llama attention_bias, ll
   await assert.rejects(createModel({ arch: 'llama', preset: 'huge', seed: 1, out: tempDir('gen-bad2') }), /huge/);
 });
 
-test('135m preset: SmolLM-135M shape and a 49152-entry tokenizer that loads', () => {
+t.test('135m preset: SmolLM-135M shape and a 49152-entry tokenizer that loads', async () => {
   const spec = parseModelSpec(presetConfig('llama', '135m'), null, 'config.json');
   assert.equal(spec.hiddenSize, 576);
   assert.equal(spec.numLayers, 30);
@@ -113,7 +113,7 @@ test('135m preset: SmolLM-135M shape and a 49152-entry tokenizer that loads', ()
   assert.equal(tok.decode(ids), text);
 });
 
-test('Rng: deterministic, seed- and stream-dependent, approximately standard normal', () => {
+t.test('Rng: deterministic, seed- and stream-dependent, approximately standard normal', async () => {
   const draw = (seed: number, stream: number): Float32Array => {
     const out = new Float32Array(100_000);
     new Rng(seed, stream).fillNormal(out, 0, 1);

@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { CheckpointError, type CheckpointErrorCode } from '../../../src/model/errors.js';
 import { parseModelSpec } from '../../../src/model/hf-config.js';
@@ -26,7 +26,7 @@ function fails(code: CheckpointErrorCode, ...mention: string[]) {
   };
 }
 
-test('llama defaults: head_dim = hidden/heads, kv heads = heads, HF eps/theta/positions', () => {
+t.test('llama defaults: head_dim = hidden/heads, kv heads = heads, HF eps/theta/positions', async () => {
   const s = parseModelSpec(LLAMA, null, FILE);
   assert.equal(s.architecture, 'llama');
   assert.equal(s.headDim, 8);
@@ -44,7 +44,7 @@ test('llama defaults: head_dim = hidden/heads, kv heads = heads, HF eps/theta/po
   assert.ok(Object.isFrozen(s));
 });
 
-test('explicit head_dim, GQA and attention_bias (llama: q/k/v and o)', () => {
+t.test('explicit head_dim, GQA and attention_bias (llama: q/k/v and o)', async () => {
   const s = parseModelSpec({ ...LLAMA, head_dim: 16, num_key_value_heads: 2, attention_bias: true, tie_word_embeddings: true }, null, FILE);
   assert.equal(s.headDim, 16);
   assert.equal(s.numKvHeads, 2);
@@ -55,7 +55,7 @@ test('explicit head_dim, GQA and attention_bias (llama: q/k/v and o)', () => {
   assert.throws(() => parseModelSpec({ ...LLAMA, num_key_value_heads: 3 }, null, FILE), fails('bad_config', 'num_key_value_heads', FILE));
 });
 
-test('rope_scaling: linear (type or rope_type), llama3, default, and unsupported types', () => {
+t.test('rope_scaling: linear (type or rope_type), llama3, default, and unsupported types', async () => {
   assert.deepEqual(parseModelSpec({ ...LLAMA, rope_scaling: { type: 'linear', factor: 2 } }, null, FILE).ropeScaling, { type: 'linear', factor: 2 });
   assert.deepEqual(parseModelSpec({ ...LLAMA, rope_scaling: { rope_type: 'linear', factor: 4 } }, null, FILE).ropeScaling, { type: 'linear', factor: 4 });
   assert.equal(parseModelSpec({ ...LLAMA, rope_scaling: { rope_type: 'default' } }, null, FILE).ropeScaling, null);
@@ -77,7 +77,7 @@ test('rope_scaling: linear (type or rope_type), llama3, default, and unsupported
   assert.deepEqual(v5.ropeScaling, { type: 'linear', factor: 2 });
 });
 
-test('qwen2: q/k/v bias, no o bias; sliding window only with use_sliding_window on every layer', () => {
+t.test('qwen2: q/k/v bias, no o bias; sliding window only with use_sliding_window on every layer', async () => {
   const qwen = { ...LLAMA, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', sliding_window: 4096, max_window_layers: 2 };
   const s = parseModelSpec(qwen, null, FILE);
   assert.equal(s.attentionBias, true);
@@ -89,14 +89,14 @@ test('qwen2: q/k/v bias, no o bias; sliding window only with use_sliding_window 
   assert.throws(() => parseModelSpec({ ...qwen, use_sliding_window: true, max_window_layers: 1 }, null, FILE), fails('unsupported_config', 'max_window_layers'));
 });
 
-test('mistral: sliding_window number or null', () => {
+t.test('mistral: sliding_window number or null', async () => {
   const mistral = { ...LLAMA, architectures: ['MistralForCausalLM'], model_type: 'mistral' };
   assert.equal(parseModelSpec({ ...mistral, sliding_window: 4096 }, null, FILE).slidingWindow, 4096);
   assert.equal(parseModelSpec({ ...mistral, sliding_window: null }, null, FILE).slidingWindow, null);
   assert.equal(parseModelSpec(mistral, null, FILE).attentionBias, false);
 });
 
-test('generation_config.json eos_token_id (number or list) overrides config.json', () => {
+t.test('generation_config.json eos_token_id (number or list) overrides config.json', async () => {
   assert.deepEqual(parseModelSpec(LLAMA, { eos_token_id: [2, 1] }, FILE).eosTokenIds, [2, 1]);
   assert.deepEqual(parseModelSpec(LLAMA, { eos_token_id: 7 }, FILE).eosTokenIds, [7]);
   assert.deepEqual(parseModelSpec(LLAMA, { temperature: 0.7 }, FILE).eosTokenIds, [2]);
@@ -104,7 +104,7 @@ test('generation_config.json eos_token_id (number or list) overrides config.json
   assert.throws(() => parseModelSpec(LLAMA, { eos_token_id: 'x' }, FILE), fails('bad_config', 'generation_config.json', 'eos_token_id'));
 });
 
-test('unsupported architectures name the model_type and the supported ones', () => {
+t.test('unsupported architectures name the model_type and the supported ones', async () => {
   assert.throws(
     () => parseModelSpec({ ...LLAMA, model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }, null, FILE),
     fails('unsupported_architecture', '"gpt2"', 'llama (LlamaForCausalLM)', 'qwen2', 'mistral', FILE),
@@ -115,7 +115,7 @@ test('unsupported architectures name the model_type and the supported ones', () 
   );
 });
 
-test('missing or invalid fields are bad_config naming field and file', () => {
+t.test('missing or invalid fields are bad_config naming field and file', async () => {
   for (const field of ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'vocab_size']) {
     const config: Record<string, unknown> = { ...LLAMA };
     delete config[field];
@@ -140,7 +140,7 @@ const QWEN3 = {
   vocab_size: 512,
 };
 
-test('qwen3: q/k norms, head_dim defaults to 128 (not hidden/heads), no bias unless attention_bias (then o too), sliding only with use_sliding_window', () => {
+t.test('qwen3: q/k norms, head_dim defaults to 128 (not hidden/heads), no bias unless attention_bias (then o too), sliding only with use_sliding_window', async () => {
   const s = parseModelSpec(QWEN3, null, FILE);
   assert.equal(s.architecture, 'qwen3');
   assert.equal(s.headDim, 128);
@@ -163,7 +163,7 @@ test('qwen3: q/k norms, head_dim defaults to 128 (not hidden/heads), no bias unl
   );
 });
 
-test('smollm3: NoPE every no_rope_layer_interval-th layer ((i + 1) % interval == 0), or no_rope_layers (1 = RoPE, 0 = NoPE)', () => {
+t.test('smollm3: NoPE every no_rope_layer_interval-th layer ((i + 1) % interval == 0), or no_rope_layers (1 = RoPE, 0 = NoPE)', async () => {
   const base = { ...QWEN3, architectures: ['SmolLM3ForCausalLM'], model_type: 'smollm3', num_hidden_layers: 8 };
   const s = parseModelSpec(base, null, FILE);
   assert.equal(s.headDim, 16);
@@ -182,7 +182,7 @@ test('smollm3: NoPE every no_rope_layer_interval-th layer ((i + 1) % interval ==
   assert.throws(() => parseModelSpec({ ...base, use_sliding_window: true, sliding_window: 16 }, null, FILE), fails('unsupported_config', 'NoPE'));
 });
 
-test('phi3: fused projections, partial_rotary_factor, longrope (factor lengths, attention factor as transformers), su/yarn spellings', () => {
+t.test('phi3: fused projections, partial_rotary_factor, longrope (factor lengths, attention factor as transformers), su/yarn spellings', async () => {
   const base = {
     ...QWEN3,
     architectures: ['Phi3ForCausalLM'],
@@ -222,7 +222,7 @@ const GEMMA3 = {
   vocab_size: 512,
 };
 
-test('gemma3_text: 5 sliding per full layer, RoPE per layer type (both spellings), (1+w) norms, scaled embeddings, GELU-tanh, query_pre_attn_scalar', () => {
+t.test('gemma3_text: 5 sliding per full layer, RoPE per layer type (both spellings), (1+w) norms, scaled embeddings, GELU-tanh, query_pre_attn_scalar', async () => {
   const s = parseModelSpec(GEMMA3, null, FILE);
   assert.equal(s.headDim, 256);
   assert.deepEqual(s.layerWindows, [4096, 4096, 4096, 4096, 4096, null, 4096]);
@@ -261,7 +261,7 @@ test('gemma3_text: 5 sliding per full layer, RoPE per layer type (both spellings
   );
 });
 
-test('gemma2: alternating sliding layers, one RoPE, soft-capping 50 / 30 unless set or null', () => {
+t.test('gemma2: alternating sliding layers, one RoPE, soft-capping 50 / 30 unless set or null', async () => {
   const g2 = { ...GEMMA3, architectures: ['Gemma2ForCausalLM'], model_type: 'gemma2', num_hidden_layers: 4, hidden_act: 'gelu_pytorch_tanh' };
   const s = parseModelSpec(g2, null, FILE);
   assert.deepEqual(s.layerWindows, [4096, null, 4096, null]);

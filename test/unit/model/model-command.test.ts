@@ -2,14 +2,14 @@
  * `capserve model create`: `--arch gemma3` is Gemma 3's short name (its model_type is gemma3_text);
  * an unknown architecture is refused naming the supported ones.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runModelCommand } from '../../../src/commands/model-command.js';
 import { tempDir } from './fixtures.js';
 
-test('model create --arch gemma3 writes a gemma3_text checkpoint', async () => {
+t.test('model create --arch gemma3 writes a gemma3_text checkpoint', async () => {
   const out = join(tempDir('model-command'), 'g3');
   const write = process.stdout.write.bind(process.stdout);
   process.stdout.write = (() => true) as typeof process.stdout.write;
@@ -23,6 +23,6 @@ test('model create --arch gemma3 writes a gemma3_text checkpoint', async () => {
   assert.deepEqual(config.architectures, ['Gemma3ForCausalLM']);
 });
 
-test('model create refuses an unknown architecture, naming the supported ones', async () => {
+t.test('model create refuses an unknown architecture, naming the supported ones', async () => {
   await assert.rejects(runModelCommand(['create', '--arch', 'gpt5', '--out', tempDir('model-command-bad')]), /--arch must be one of .*gemma3_text.*got gpt5/);
 });

@@ -1,6 +1,6 @@
 /** MoE architectures: config.json -> ModelSpec.moe, the tensor list they imply, and refusals by name. */
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { CheckpointError } from '../../../src/model/errors.js';
 import { parseModelSpec } from '../../../src/model/hf-config.js';
 import { presetConfig } from '../../../src/model/create/presets.js';
@@ -47,7 +47,7 @@ function fails(code: string, ...mention: string[]) {
   };
 }
 
-test('mixtral: experts of intermediate_size, top-k renormalised, Mixtral defaults', () => {
+t.test('mixtral: experts of intermediate_size, top-k renormalised, Mixtral defaults', async () => {
   const s = parseModelSpec(MIXTRAL, null, FILE);
   assert.deepEqual(s.moe, { numExperts: 4, topK: 2, expertIntermediateSize: 96, normTopKProb: true, sharedExpertIntermediateSize: null });
   assert.equal(s.ropeTheta, 1e6);
@@ -61,7 +61,7 @@ test('mixtral: experts of intermediate_size, top-k renormalised, Mixtral default
   assert.equal(parseModelSpec({ ...MIXTRAL, sliding_window: 32 }, null, FILE).slidingWindow, 32);
 });
 
-test('qwen2_moe: moe_intermediate_size experts, norm_topk_prob, shared expert and its gate, q/k/v bias', () => {
+t.test('qwen2_moe: moe_intermediate_size experts, norm_topk_prob, shared expert and its gate, q/k/v bias', async () => {
   const s = parseModelSpec(QWEN2_MOE, null, FILE);
   assert.deepEqual(s.moe, { numExperts: 6, topK: 3, expertIntermediateSize: 32, normTopKProb: true, sharedExpertIntermediateSize: 128 });
   assert.equal(s.attentionBias, true);
@@ -74,7 +74,7 @@ test('qwen2_moe: moe_intermediate_size experts, norm_topk_prob, shared expert an
   assert.equal(parseModelSpec({ ...QWEN2_MOE, shared_expert_intermediate_size: 0 }, null, FILE).moe?.sharedExpertIntermediateSize, null);
 });
 
-test('MoE configs we cannot run faithfully are refused by name', () => {
+t.test('MoE configs we cannot run faithfully are refused by name', async () => {
   assert.throws(() => parseModelSpec({ ...MIXTRAL, num_experts_per_tok: 5 }, null, FILE), fails('bad_config', 'num_experts_per_tok (5)', 'num_local_experts (4)', FILE));
   assert.throws(() => parseModelSpec({ ...QWEN2_MOE, decoder_sparse_step: 2 }, null, FILE), fails('unsupported_config', 'decoder_sparse_step 2'));
   assert.throws(() => parseModelSpec({ ...QWEN2_MOE, mlp_only_layers: [1] }, null, FILE), fails('unsupported_config', 'mlp_only_layers [1]'));
@@ -82,7 +82,7 @@ test('MoE configs we cannot run faithfully are refused by name', () => {
   assert.throws(() => parseModelSpec({ ...QWEN2_MOE, mlp_only_layers: 'x' }, null, FILE), fails('bad_config', 'mlp_only_layers'));
 });
 
-test('presets: tiny/small/135m MoE shapes parse; 135m expert bytes dwarf the rest', () => {
+t.test('presets: tiny/small/135m MoE shapes parse; 135m expert bytes dwarf the rest', async () => {
   for (const arch of ['mixtral', 'qwen2_moe'] as const) {
     for (const preset of ['tiny', 'small', '135m'] as const) {
       const s = parseModelSpec(presetConfig(arch, preset), null, FILE);
@@ -101,7 +101,7 @@ test('presets: tiny/small/135m MoE shapes parse; 135m expert bytes dwarf the res
   }
 });
 
-test('qwen3_moe: 128 experts top-8 of 768 by default, norm_topk_prob, no shared expert, q/k norms; dense layers and sliding windows refused by name', () => {
+t.test('qwen3_moe: 128 experts top-8 of 768 by default, norm_topk_prob, no shared expert, q/k norms; dense layers and sliding windows refused by name', async () => {
   const base = {
     architectures: ['Qwen3MoeForCausalLM'],
     model_type: 'qwen3_moe',

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { packBlockwise, roundTrip, unpackBlockwise } from '../../../src/model/compile/moe-quantize.js';
 import { dequantize, quantizeBlockwise } from '../../../src/model/compile/quantize.js';
 import { Rng } from '../../../src/model/create/prng.js';
@@ -10,7 +10,7 @@ function matrix(n: number, k: number, seed: number): Float32Array {
   return w;
 }
 
-test('8 and 4 bits pack exactly as the dense quantizer (same MatMulNBits layout)', () => {
+t.test('8 and 4 bits pack exactly as the dense quantizer (same MatMulNBits layout)', async () => {
   const w = matrix(6, 70, 1); // K not a multiple of the block: padding path
   for (const bits of [8, 4] as const) {
     const a = packBlockwise(w, 6, 70, bits, 32);
@@ -21,7 +21,7 @@ test('8 and 4 bits pack exactly as the dense quantizer (same MatMulNBits layout)
   }
 });
 
-test('2-bit codes: four per byte, low bits first, levels {-2,-1,0,1} x scale; error grows as bits shrink', () => {
+t.test('2-bit codes: four per byte, low bits first, levels {-2,-1,0,1} x scale; error grows as bits shrink', async () => {
   const w = Float32Array.from([-4, -2, 0, 2, 1, 3, -1, 0.4]);
   const p = packBlockwise(w, 1, 8, 2, 8);
   assert.equal(p.codes.length, 2);

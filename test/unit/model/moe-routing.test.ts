@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { routeRows } from '../../../src/model/moe-routing.js';
 import { routeTopK } from '../../reference/forward.js';
 
-test('routing groups rows by expert with the reference top-k weights (renormalised or not)', () => {
+t.test('routing groups rows by expert with the reference top-k weights (renormalised or not)', async () => {
   const E = 6;
   const rows = 5;
   const logits = Float32Array.from({ length: rows * E }, (_, i) => Math.sin(i * 1.7) * 3);
@@ -24,7 +24,7 @@ test('routing groups rows by expert with the reference top-k weights (renormalis
   }
 });
 
-test('ties go to the lower expert index, as in the reference', () => {
+t.test('ties go to the lower expert index, as in the reference', async () => {
   const groups = routeRows(Float32Array.of(1, 1, 1, 0), 1, 4, 2, true);
   assert.deepEqual(groups.map((g) => g.expert), [0, 1]);
   assert.deepEqual(groups.map((g) => g.weights[0]), [0.5, 0.5]);

@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { loadCheckpoint } from '../../../src/model/checkpoint.js';
 import { createModel } from '../../../src/model/create/create-model.js';
@@ -22,9 +22,9 @@ function logSoftmaxAt(logits: Float64Array, id: number): number {
   return logits[id]! - max - Math.log(sum);
 }
 
-test('stories260K: first-step logits within 1e-6 and 64 greedy steps equal golden.json', (t) => {
+t.test('stories260K: first-step logits within 1e-6 and 64 greedy steps equal golden.json', async (t) => {
   const dir = sharedPath('models', 'stories260K');
-  if (dir === null) return t.skip(MISSING_SHARED);
+  if (dir === null) return t.plan(0, MISSING_SHARED);
   const golden = loadGolden(dir);
   const ck = loadCheckpoint(dir);
   for (const p of golden.prompts) {
@@ -39,9 +39,9 @@ test('stories260K: first-step logits within 1e-6 and 64 greedy steps equal golde
   }
 });
 
-test('stories260K: perplexity windows of golden.json within 1e-6 nats', (t) => {
+t.test('stories260K: perplexity windows of golden.json within 1e-6 nats', async (t) => {
   const dir = sharedPath('models', 'stories260K');
-  if (dir === null) return t.skip(MISSING_SHARED);
+  if (dir === null) return t.plan(0, MISSING_SHARED);
   const { perplexity_tinystories_first2000: ppl } = loadGolden(dir);
   const ck = loadCheckpoint(dir);
   let total = 0;
@@ -59,7 +59,7 @@ test('stories260K: perplexity windows of golden.json within 1e-6 nats', (t) => {
   assert.ok(Math.abs(total / scored - ppl.mean_nats_per_token) < 1e-6);
 });
 
-test('referenceGreedy agrees with argmax over one full pass, and generated logits are not flat', async () => {
+t.test('referenceGreedy agrees with argmax over one full pass, and generated logits are not flat', async () => {
   const { dir } = await createModel({ arch: 'qwen2', preset: 'tiny', seed: 3, out: tempDir('ref-qwen2') });
   const ck = loadCheckpoint(dir);
   const ids = ck.tokenizer.encode('The little dog ran to the park');
@@ -73,7 +73,7 @@ test('referenceGreedy agrees with argmax over one full pass, and generated logit
   assert.ok(max - min > 2, `logit range ${max - min} is too flat to test with`);
 });
 
-test('sliding window follows HF semantics: the query at i sees keys j with i - window < j <= i', async () => {
+t.test('sliding window follows HF semantics: the query at i sees keys j with i - window < j <= i', async () => {
   const { dir } = await createModel({ arch: 'mistral', preset: 'tiny', seed: 5, out: tempDir('ref-mistral') });
   const ck = loadCheckpoint(dir);
   const spec = ck.spec;
@@ -93,7 +93,7 @@ test('sliding window follows HF semantics: the query at i sees keys j with i - w
   assert.ok(maxAbsDiff(full, unwindowed) > 1e-6);
 });
 
-test('q/k/v biases are applied (qwen2)', async () => {
+t.test('q/k/v biases are applied (qwen2)', async () => {
   const { dir } = await createModel({ arch: 'qwen2', preset: 'tiny', seed: 9, out: tempDir('ref-bias') });
   const ck = loadCheckpoint(dir);
   assert.ok(ck.spec.attentionBias);
@@ -111,7 +111,7 @@ test('q/k/v biases are applied (qwen2)', async () => {
   assert.ok(maxAbsDiff(withBias, without) > 1e-3);
 });
 
-test('rope inv_freq: default, linear and llama3 scaling as transformers computes them', () => {
+t.test('rope inv_freq: default, linear and llama3 scaling as transformers computes them', async () => {
   const base = {
     model_type: 'llama',
     hidden_size: 4096,

@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -33,7 +33,7 @@ function rawSafetensors(file: string, header: Record<string, unknown>, dataBytes
   fs.writeFileSync(file, Buffer.concat([len, json, Buffer.alloc(dataBytes)]));
 }
 
-test('F32 round trip is exact, with metadata, sorted 8-byte-aligned layout', () => {
+t.test('F32 round trip is exact, with metadata, sorted 8-byte-aligned layout', async () => {
   const file = path.join(tempDir('st'), 'f32.safetensors');
   const tensors = sample();
   writeSafetensors(file, tensors, 'F32', { format: 'pt' });
@@ -50,7 +50,7 @@ test('F32 round trip is exact, with metadata, sorted 8-byte-aligned layout', () 
   assert.equal(st.info('a.matrix').offset, 8 + headerLen, 'tensors are laid out by name');
 });
 
-test('F16 and BF16 round trip within their precision; encoders round to nearest even', () => {
+t.test('F16 and BF16 round trip within their precision; encoders round to nearest even', async () => {
   const dir = tempDir('st16');
   const tensors = sample();
   for (const [dtype, relTol] of [['F16', 2 ** -11], ['BF16', 2 ** -8]] as const) {
@@ -86,7 +86,7 @@ test('F16 and BF16 round trip within their precision; encoders round to nearest 
   assert.ok((f32ToBf16(NaN) & 0x7f) !== 0);
 });
 
-test('sharded checkpoint through model.safetensors.index.json', () => {
+t.test('sharded checkpoint through model.safetensors.index.json', async () => {
   const dir = tempDir('shard');
   const tensors = sample();
   const [first, ...rest] = [...tensors.entries()];
@@ -110,7 +110,7 @@ test('sharded checkpoint through model.safetensors.index.json', () => {
   assert.throws(() => openWeights(dir), isCode('missing_file', 'model-00009-of-00009.safetensors'));
 });
 
-test('a truncated file is reported at open, naming file and tensor', () => {
+t.test('a truncated file is reported at open, naming file and tensor', async () => {
   const file = path.join(tempDir('trunc'), 'model.safetensors');
   writeSafetensors(file, sample(), 'F32');
   const size = fs.statSync(file).size;
@@ -123,7 +123,7 @@ test('a truncated file is reported at open, naming file and tensor', () => {
   assert.throws(() => SafetensorsFile.open(file), isCode('truncated', file, 'header length'));
 });
 
-test('unknown dtypes are refused on read, naming tensor and supported dtypes', () => {
+t.test('unknown dtypes are refused on read, naming tensor and supported dtypes', async () => {
   const file = path.join(tempDir('dtype'), 'model.safetensors');
   rawSafetensors(
     file,
@@ -140,7 +140,7 @@ test('unknown dtypes are refused on read, naming tensor and supported dtypes', (
   assert.throws(() => st.get('odd.weight'), isCode('unknown_dtype', 'odd.weight', 'Q4_K'));
 });
 
-test('malformed headers and missing files get clear errors', () => {
+t.test('malformed headers and missing files get clear errors', async () => {
   const dir = tempDir('bad');
   const file = path.join(dir, 'model.safetensors');
   rawSafetensors(file, { 'w': { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, 8);

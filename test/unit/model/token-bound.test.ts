@@ -3,7 +3,7 @@
  * SentencePiece BPE with byte fallback) for random texts of every kind, and is
  * withheld for tokenizers that can drop or shrink text.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { missingShared, STORIES_DIR } from '../../helpers/shared.js';
 
 const skip = missingShared('models', 'stories260K') ?? false;
 
-test('stories260K: tokens >= ceil(bytes / maxBytesPerToken) for random texts, spaces, unicode and special tokens', { skip }, () => {
+t.test('stories260K: tokens >= ceil(bytes / maxBytesPerToken) for random texts, spaces, unicode and special tokens', { skip }, async () => {
   const tok = loadTokenizer(STORIES_DIR);
   const m = tok.maxBytesPerToken ?? null;
   assert.ok(m !== null && m >= 4, `bound ${m}`);
@@ -36,7 +36,7 @@ test('stories260K: tokens >= ceil(bytes / maxBytesPerToken) for random texts, sp
   assert.ok(tightest >= 1);
 });
 
-test('no bound where text can vanish or shrink before the model', { skip }, () => {
+t.test('no bound where text can vanish or shrink before the model', { skip }, async () => {
   const base = JSON.parse(readFileSync(join(STORIES_DIR, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
   assert.ok(maxBytesPerToken(base) !== null);
   const variant = (patch: Record<string, unknown>): number | null => maxBytesPerToken({ ...base, ...patch });

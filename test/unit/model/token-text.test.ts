@@ -3,7 +3,7 @@
  * after a prompt join to decode(prompt + ids) minus decode(prompt), the first one
  * keeping its leading space; logprob strings are decoded in the same context.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { loadTokenizer } from '../../../src/model/tokenizer.js';
 import type { TextTokenizer } from '../../../src/model/tokenizer-types.js';
@@ -16,9 +16,9 @@ function streamAfter(tok: TextTokenizer, context: readonly number[], ids: readon
   return parts;
 }
 
-test('stories260K: the first generated token keeps its leading space after the prompt', (t) => {
+t.test('stories260K: the first generated token keeps its leading space after the prompt', async (t) => {
   const dir = sharedPath('models', 'stories260K');
-  if (dir === null) return t.skip(MISSING_SHARED);
+  if (dir === null) return t.plan(0, MISSING_SHARED);
   const tok = loadTokenizer(dir);
   const prompt = tok.encode('Once upon a time,');
   const there = tok.encode('Once upon a time, there was', { addSpecialTokens: false }).slice(-2);
@@ -33,9 +33,9 @@ test('stories260K: the first generated token keeps its leading space after the p
   }
 });
 
-test('llama2: deltas never carry a U+FFFD the final text lacks, also when the context ends mid-character', (t) => {
+t.test('llama2: deltas never carry a U+FFFD the final text lacks, also when the context ends mid-character', async (t) => {
   const dir = sharedPath('tokenizers', 'llama2');
-  if (dir === null) return t.skip(MISSING_SHARED);
+  if (dir === null) return t.plan(0, MISSING_SHARED);
   const tok = loadTokenizer(dir);
   const all = tok.encode('Tea time ☕ and 日本 café ☕☕ end');
   for (let cut = 1; cut < all.length; cut++) {
@@ -49,9 +49,9 @@ test('llama2: deltas never carry a U+FFFD the final text lacks, also when the co
   }
 });
 
-test('tokenText and peek: strings in context, specials and partial bytes stay distinct', (t) => {
+t.test('tokenText and peek: strings in context, specials and partial bytes stay distinct', async (t) => {
   const dir = sharedPath('tokenizers', 'llama2');
-  if (dir === null) return t.skip(MISSING_SHARED);
+  if (dir === null) return t.plan(0, MISSING_SHARED);
   const tok = loadTokenizer(dir);
   const prompt = tok.encode('Once upon a time,');
   const there = tok.encode('time, there', { addSpecialTokens: false }).at(-1) ?? -1;
@@ -71,9 +71,9 @@ test('tokenText and peek: strings in context, specials and partial bytes stay di
   assert.deepEqual(stream.peek([there]), [' there']);
 });
 
-test('tokenTexts keeps alternatives distinct: a byte piece reading like a character token is "bytes:\\xNN"', (t) => {
+t.test('tokenTexts keeps alternatives distinct: a byte piece reading like a character token is "bytes:\\xNN"', async (t) => {
   const dir = sharedPath('models', 'stories260K');
-  if (dir === null) return t.skip(MISSING_SHARED);
+  if (dir === null) return t.plan(0, MISSING_SHARED);
   const tok = loadTokenizer(dir);
   const quoteByte = 3 + 0x22;
   assert.equal(tok.idToPiece(quoteByte), '<0x22>');

@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { keptPositions, nextQueryPosition, rerotateKeys } from '../../../src/policies/positions.js';
 import { randomArray, rng } from './helpers/synthetic-layer.js';
@@ -21,7 +21,7 @@ function invFreq(d: number, theta = 10000): Float32Array {
   return Float32Array.from({ length: d / 2 }, (_, i) => 1 / Math.pow(theta, (2 * i) / d));
 }
 
-test('rerotateKeys(p -> p\') equals RoPE applied at p\' directly (per-head positions, far apart)', () => {
+t.test('rerotateKeys(p -> p\') equals RoPE applied at p\' directly (per-head positions, far apart)', async () => {
   const next = rng(31);
   const h = 3;
   const d = 16;
@@ -47,7 +47,7 @@ test('rerotateKeys(p -> p\') equals RoPE applied at p\' directly (per-head posit
   for (let i = 0; i < raw.length; i++) assert.ok(Math.abs(back[i]! - rotated[i]!) < 1e-5);
 });
 
-test('rerotateKeys: shared positions for all heads; identity when unchanged; in place allowed', () => {
+t.test('rerotateKeys: shared positions for all heads; identity when unchanged; in place allowed', async () => {
   const next = rng(2);
   const h = 2;
   const d = 8;
@@ -71,7 +71,7 @@ test('rerotateKeys: shared positions for all heads; identity when unchanged; in 
   assert.throws(() => rerotateKeys(keys, h, d, Int32Array.from(from), Int32Array.from(to), Float32Array.from([...freq, 1])), /ropeInvFreq/);
 });
 
-test('positions after eviction: original keeps them, rolling renumbers within the cache', () => {
+t.test('positions after eviction: original keeps them, rolling renumbers within the cache', async () => {
   const positions = Int32Array.from([0, 1, 2, 7, 8, 9, 0, 1, 3, 6, 8, 9]);
   const plan = [Int32Array.from([0, 3, 5]), Int32Array.from([1, 2, 5])];
   assert.deepEqual([...keptPositions('original', positions, 6, plan)], [0, 7, 9, 1, 3, 9]);
@@ -80,7 +80,7 @@ test('positions after eviction: original keeps them, rolling renumbers within th
   assert.equal(nextQueryPosition('rolling', 1000, 3), 3);
 });
 
-test('rerotateKeys with partial rotary (Phi-3): only the first 2 * invFreq.length channels rotate, pairs i and i + rotary/2', () => {
+t.test('rerotateKeys with partial rotary (Phi-3): only the first 2 * invFreq.length channels rotate, pairs i and i + rotary/2', async () => {
   const next = rng(5);
   const h = 2;
   const d = 16;

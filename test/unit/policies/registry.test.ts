@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,7 +34,7 @@ function parseError(text: string, file = 'policies/x.yaml'): string {
   assert.fail('expected the policy to be rejected');
 }
 
-test('every shipped policies/*.yaml loads; every method is configured under its own name; full is built in', () => {
+t.test('every shipped policies/*.yaml loads; every method is configured under its own name; full is built in', async () => {
   const policies = loadPolicies('policies');
   for (const name of SHIPPED) {
     const p = policies.get(name);
@@ -55,7 +55,7 @@ test('every shipped policies/*.yaml loads; every method is configured under its 
   for (const p of policies.values()) assert.match(p.name, /^[a-z0-9]+(-[a-z0-9]+)*$/);
 });
 
-test('describePolicies gives {name, kind, method, params, cap} as plain JSON', () => {
+t.test('describePolicies gives {name, kind, method, params, cap} as plain JSON', async () => {
   const policies = loadPolicies('policies');
   const data = describePolicies(policies);
   assert.equal(data.length, policies.size);
@@ -70,7 +70,7 @@ test('describePolicies gives {name, kind, method, params, cap} as plain JSON', (
   for (const d of data) assert.deepEqual(Object.keys(d), ['name', 'kind', 'method', 'params', 'cap']);
 });
 
-test('every method: one-line rule, a CAP profile of two favoured axes paying with the third, a closed params schema', () => {
+t.test('every method: one-line rule, a CAP profile of two favoured axes paying with the third, a closed params schema', async () => {
   assert.deepEqual(
     METHODS.map((m) => m.method).filter((m) => m !== 'none').sort(),
     [...SHIPPED].sort(),
@@ -86,7 +86,7 @@ test('every method: one-line rule, a CAP profile of two favoured axes paying wit
   }
 });
 
-test('runtime needs: only what the method uses; merged over the active policies', () => {
+t.test('runtime needs: only what the method uses; merged over the active policies', async () => {
   const policies = loadPolicies('policies');
   const needs = (name: string) => policies.get(name)!.needs;
   assert.deepEqual(needs('h2o'), { accumulatedAttention: true, observationWindow: 0, lastQueryAttention: false, query: false });
@@ -107,7 +107,7 @@ test('runtime needs: only what the method uses; merged over the active policies'
   assert.equal(policies.get('quest')!.positions, null);
 });
 
-test('strict: unknown keys, out-of-range values, wrong types name the file and the JSON path', () => {
+t.test('strict: unknown keys, out-of-range values, wrong types name the file and the JSON path', async () => {
   const base = 'name: x\nkind: kv-eviction\nmethod: snapkv\n';
   assert.match(parseError(`${base}params:\n  budget: 1.5\n`, 'policies/snapkv-25.yaml'), /^policies\/snapkv-25\.yaml: \/params\/budget: must be a ratio in \(0, 1\] or a token count \(an integer >= 1\), got 1\.5$/);
   assert.match(parseError(`${base}params:\n  budget: 0\n`), /policies\/x\.yaml: \/params\/budget: must be a ratio/);
@@ -142,7 +142,7 @@ test('strict: unknown keys, out-of-range values, wrong types name the file and t
   assert.equal(many.split('\n').length, 3, many);
 });
 
-test('loadPolicies: name must match the file, names are unique, every bad file is reported', (t) => {
+t.test('loadPolicies: name must match the file, names are unique, every bad file is reported', async (t) => {
   const good = (name: string) => `name: ${name}\nkind: kv-eviction\nmethod: knorm\nparams:\n  budget: 0.5\n`;
   const ok = loadPolicies(tempDir(t, { 'a.yaml': good('a'), 'notes.txt': 'ignored' }));
   assert.deepEqual([...ok.keys()], ['full', 'a']);
@@ -160,7 +160,7 @@ test('loadPolicies: name must match the file, names are unique, every bad file i
   assert.throws(() => loadPolicies(tempDir(t, { 'full.yaml': good('full') })), /"full" is reserved/);
 });
 
-test('getMethod finds every listed method and nothing else', () => {
+t.test('getMethod finds every listed method and nothing else', async () => {
   for (const m of METHODS) assert.equal(getMethod(m.method), m);
   assert.equal(getMethod('SnapKV'), undefined);
 });

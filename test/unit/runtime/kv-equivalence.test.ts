@@ -3,14 +3,14 @@
  * chunked prefill, and batched decode vs single-sequence decode (padding masked).
  */
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { missingShared, STORIES_DIR } from '../../helpers/shared.js';
 import { maxAbsDiff, openTestModel } from '../../helpers/session.js';
 
 const skip = missingShared('models', 'stories260K');
 const PROMPT = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 13, 441, 416, 411];
 
-test('prefill all at once equals token-by-token decoding with the cache', { skip: skip ?? false }, async () => {
+t.test('prefill all at once equals token-by-token decoding with the cache', { skip: skip ?? false }, async () => {
   const m = await openTestModel(STORIES_DIR);
   try {
     const V = m.checkpoint.spec.vocabSize;
@@ -27,7 +27,7 @@ test('prefill all at once equals token-by-token decoding with the cache', { skip
   }
 });
 
-test('chunked prefill equals one-shot prefill', { skip: skip ?? false }, async () => {
+t.test('chunked prefill equals one-shot prefill', { skip: skip ?? false }, async () => {
   const m = await openTestModel(STORIES_DIR);
   try {
     const { logits: whole } = await m.prefill(PROMPT);
@@ -45,7 +45,7 @@ test('chunked prefill equals one-shot prefill', { skip: skip ?? false }, async (
   }
 });
 
-test('batched decode of sequences with different lengths equals single-sequence decode', { skip: skip ?? false }, async () => {
+t.test('batched decode of sequences with different lengths equals single-sequence decode', { skip: skip ?? false }, async () => {
   const m = await openTestModel(STORIES_DIR);
   try {
     const V = m.checkpoint.spec.vocabSize;
@@ -76,7 +76,7 @@ test('batched decode of sequences with different lengths equals single-sequence 
   }
 });
 
-test('several fresh prompts prefilled in one padded pass equal one-at-a-time prefill (logits and cache)', { skip: skip ?? false }, async () => {
+t.test('several fresh prompts prefilled in one padded pass equal one-at-a-time prefill (logits and cache)', { skip: skip ?? false }, async () => {
   const m = await openTestModel(STORIES_DIR);
   try {
     const V = m.checkpoint.spec.vocabSize;

@@ -1,5 +1,5 @@
 /** server.publicPaths decides which paths answer without a key; the start-up warning fires only for a reachable, keyless server. */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { loadConfig, parseOverride } from '../../../src/config/load-config.js';
 import { exposureWarning, isLoopbackHost } from '../../../src/server/auth.js';
@@ -8,7 +8,7 @@ import { makeApp } from './helpers.js';
 const KEY = 'server.apiKeys=[k-one]';
 const bearer = { authorization: 'Bearer k-one' };
 
-test('publicPaths default: /health and /metrics open with keys set, the query string ignored', async (t) => {
+t.test('publicPaths default: /health and /metrics open with keys set, the query string ignored', async (t) => {
   const { app } = makeApp(t, {}, [KEY]);
   assert.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200);
   assert.equal((await app.inject({ method: 'GET', url: '/health?x=1' })).statusCode, 200);
@@ -16,7 +16,7 @@ test('publicPaths default: /health and /metrics open with keys set, the query st
   assert.equal((await app.inject({ method: 'GET', url: '/v1/models' })).statusCode, 401);
 });
 
-test('publicPaths []: /health and /metrics need a key too', async (t) => {
+t.test('publicPaths []: /health and /metrics need a key too', async (t) => {
   const { app } = makeApp(t, {}, [KEY, 'server.publicPaths=[]']);
   for (const url of ['/health', '/metrics']) {
     const res = await app.inject({ method: 'GET', url });
@@ -27,25 +27,25 @@ test('publicPaths []: /health and /metrics need a key too', async (t) => {
   }
 });
 
-test('publicPaths lists exact paths: /v1/models open, /health closed, a prefix does not match', async (t) => {
+t.test('publicPaths lists exact paths: /v1/models open, /health closed, a prefix does not match', async (t) => {
   const { app } = makeApp(t, {}, [KEY, 'server.publicPaths=[/v1/models]']);
   assert.equal((await app.inject({ method: 'GET', url: '/v1/models' })).statusCode, 200);
   assert.equal((await app.inject({ method: 'GET', url: '/v1/models/scripted' })).statusCode, 401);
   assert.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 401);
 });
 
-test('publicPaths without keys: everything open', async (t) => {
+t.test('publicPaths without keys: everything open', async (t) => {
   const { app } = makeApp(t, {}, ['server.publicPaths=[]']);
   assert.equal((await app.inject({ method: 'GET', url: '/v1/models' })).statusCode, 200);
 });
 
-test('publicPaths must be paths: a query string or a relative path is a config error', () => {
+t.test('publicPaths must be paths: a query string or a relative path is a config error', async () => {
   assert.throws(() => loadConfig({ overrides: [parseOverride('server.publicPaths=[health]')] }), /publicPaths/);
   assert.throws(() => loadConfig({ overrides: [parseOverride('server.publicPaths=["/health?x=1"]')] }), /publicPaths/);
   assert.deepEqual(loadConfig({}).server.publicPaths, ['/health', '/metrics']);
 });
 
-test('exposureWarning: beyond loopback with no keys warns; loopback or keys do not', () => {
+t.test('exposureWarning: beyond loopback with no keys warns; loopback or keys do not', async () => {
   for (const host of ['127.0.0.1', '::1', '[::1]', 'localhost', 'LOCALHOST', '127.0.0.2']) {
     assert.equal(isLoopbackHost(host), true, host);
     assert.equal(exposureWarning({ host, port: 8000, apiKeys: [] }), null, host);

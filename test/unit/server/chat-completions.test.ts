@@ -1,9 +1,9 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { EngineError } from '../../../src/engine/errors.js';
 import { CHAT, makeApp, parseSse, plainCap } from './helpers.js';
 
-test('chat completion: OpenAI shape, usage, policy header and cap field', async (t) => {
+t.test('chat completion: OpenAI shape, usage, policy header and cap field', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'Hello world' });
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ max_tokens: 5 }) });
   assert.equal(res.statusCode, 200);
@@ -35,7 +35,7 @@ test('chat completion: OpenAI shape, usage, policy header and cap field', async 
   assert.equal(engine.requests[0]?.captureLogprobs, undefined, 'full is never shadowed');
 });
 
-test('sampling parameters reach the engine; max_tokens defaults to the remaining context', async (t) => {
+t.test('sampling parameters reach the engine; max_tokens defaults to the remaining context', async (t) => {
   const { app, engine } = makeApp(t, { contextLength: 64 });
   const res = await app.inject({
     method: 'POST',
@@ -76,7 +76,7 @@ test('sampling parameters reach the engine; max_tokens defaults to the remaining
   assert.equal(s.maxTokens, 64 - prompt);
 });
 
-test('max_completion_tokens wins over max_tokens; developer role and text parts', async (t) => {
+t.test('max_completion_tokens wins over max_tokens; developer role and text parts', async (t) => {
   const { app, engine } = makeApp(t);
   const res = await app.inject({
     method: 'POST',
@@ -95,7 +95,7 @@ test('max_completion_tokens wins over max_tokens; developer role and text parts'
   assert.equal(await engine.detokenize(engine.requests[0]?.promptTokens ?? []), '<system>be brief<user>a\nb<assistant>');
 });
 
-test('n > 1 runs n generations with seed+i, and counts prompt tokens once', async (t) => {
+t.test('n > 1 runs n generations with seed+i, and counts prompt tokens once', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'abc' });
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ n: 3, seed: 10, max_tokens: 2 }) });
   assert.equal(res.statusCode, 200, res.body);
@@ -107,7 +107,7 @@ test('n > 1 runs n generations with seed+i, and counts prompt tokens once', asyn
   assert.deepEqual(body.usage, { prompt_tokens: prompt, completion_tokens: 6, total_tokens: prompt + 6 });
 });
 
-test('stop strings: finish_reason stop, text cut, stop_reason names the string', async (t) => {
+t.test('stop strings: finish_reason stop, text cut, stop_reason names the string', async (t) => {
   const { app } = makeApp(t, { reply: 'Hello world' });
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ stop: 'wor', max_tokens: 50 }) });
   const choice = res.json().choices[0];
@@ -116,7 +116,7 @@ test('stop strings: finish_reason stop, text cut, stop_reason names the string',
   assert.equal(choice.stop_reason, 'wor');
 });
 
-test('logprobs: content[] with token, logprob, bytes and top_logprobs', async (t) => {
+t.test('logprobs: content[] with token, logprob, bytes and top_logprobs', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'Hi' });
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ logprobs: true, top_logprobs: 2, max_tokens: 2 }) });
   assert.equal(res.statusCode, 200, res.body);
@@ -136,7 +136,7 @@ test('logprobs: content[] with token, logprob, bytes and top_logprobs', async (t
   assert.deepEqual(none.json().choices[0].logprobs.content[0].top_logprobs, []);
 });
 
-test('SSE: role chunk first, content deltas, finish chunk, usage chunk, [DONE]', async (t) => {
+t.test('SSE: role chunk first, content deltas, finish chunk, usage chunk, [DONE]', async (t) => {
   const { app } = makeApp(t, { reply: 'Hey' });
   const res = await app.inject({
     method: 'POST',
@@ -176,7 +176,7 @@ test('SSE: role chunk first, content deltas, finish chunk, usage chunk, [DONE]',
   assert.equal(events.length, 6);
 });
 
-test('SSE without include_usage: no usage keys, each finish chunk carries its choice\'s cap', async (t) => {
+t.test('SSE without include_usage: no usage keys, each finish chunk carries its choice\'s cap', async (t) => {
   const { app } = makeApp(t, { reply: 'ab' });
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ stream: true, max_tokens: 2, n: 2 }) });
   const { events, done } = parseSse(res.body);
@@ -191,7 +191,7 @@ test('SSE without include_usage: no usage keys, each finish chunk carries its ch
   assert.deepEqual(roles.map((e) => (e['choices'] as { index: number }[])[0]?.index), [0, 1]);
 });
 
-test('SSE stop string held back is never streamed', async (t) => {
+t.test('SSE stop string held back is never streamed', async (t) => {
   const { app } = makeApp(t, { reply: 'abcabd' });
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ stream: true, stop: 'abd', max_tokens: 20 }) });
   const { events } = parseSse(res.body);
@@ -202,7 +202,7 @@ test('SSE stop string held back is never streamed', async (t) => {
   assert.equal((events.at(-1)?.['choices'] as { finish_reason: string }[])[0]?.finish_reason, 'stop');
 });
 
-test('an engine error after streaming began is sent as data: {"error"} then [DONE], without internals', async (t) => {
+t.test('an engine error after streaming began is sent as data: {"error"} then [DONE], without internals', async (t) => {
   const { app } = makeApp(t, { reply: 'abcdef', failAfterTokens: 2 });
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ stream: true, max_tokens: 10 }) });
   assert.equal(res.statusCode, 200);
@@ -214,7 +214,7 @@ test('an engine error after streaming began is sent as data: {"error"} then [DON
   assert.doesNotMatch(last.error.message, /secret|\.ts/);
 });
 
-test('engine rejections before the first token keep their HTTP status, even when streaming', async (t) => {
+t.test('engine rejections before the first token keep their HTTP status, even when streaming', async (t) => {
   const { app } = makeApp(t, { rejectWith: new EngineError('queue_full', 'queue is full', { retryAfterSeconds: 3 }) });
   for (const stream of [false, true]) {
     const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ stream }) });
@@ -225,7 +225,7 @@ test('engine rejections before the first token keep their HTTP status, even when
   }
 });
 
-test('engine error codes map to statuses', async (t) => {
+t.test('engine error codes map to statuses', async (t) => {
   const cases = [
     [new EngineError('context_length_exceeded', 'too long: 600 > 512', { field: 'promptLength' }), 400, 'context_length_exceeded', null],
     [new EngineError('invalid_request', 'token id 9999 out of range', { field: 'promptTokens' }), 400, 'invalid_request', null],
@@ -249,7 +249,7 @@ test('engine error codes map to statuses', async (t) => {
   }
 });
 
-test('context length: the 400 states the limit and the token counts', async (t) => {
+t.test('context length: the 400 states the limit and the token counts', async (t) => {
   const { app } = makeApp(t, { contextLength: 30 });
   const long = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ messages: [{ role: 'user', content: 'x'.repeat(40) }] }) });
   assert.equal(long.statusCode, 400);
@@ -265,7 +265,7 @@ test('context length: the 400 states the limit and the token counts', async (t) 
   assert.match(budget.json().error.message, /maximum context length is 30 tokens\. However, you requested 31 tokens \(20 in the input, 11 in the completion\)/);
 });
 
-test('config model.contextLength caps the context', async (t) => {
+t.test('config model.contextLength caps the context', async (t) => {
   const { app } = makeApp(t, { contextLength: 1000 }, ['model.contextLength=20']);
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ max_tokens: 19 }) });
   assert.equal(res.statusCode, 400);
@@ -274,7 +274,7 @@ test('config model.contextLength caps the context', async (t) => {
   assert.equal(models.json().data[0].max_model_len, 20);
 });
 
-test('a model without a chat template: 400 no_chat_template that says what to do', async (t) => {
+t.test('a model without a chat template: 400 no_chat_template that says what to do', async (t) => {
   const { app } = makeApp(t, { hasChatTemplate: false });
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT() });
   assert.equal(res.statusCode, 400);

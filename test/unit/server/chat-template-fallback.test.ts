@@ -1,9 +1,9 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { Template } from '@huggingface/jinja';
 import { resolveChatTemplateFallback } from '../../../src/server/chat-template-fallback.js';
 
-test('chatml resolves to a ChatML template that renders the generation prompt', () => {
+t.test('chatml resolves to a ChatML template that renders the generation prompt', async () => {
   const source = resolveChatTemplateFallback('chatml');
   assert.ok(source !== null);
   const text = new Template(source).render({
@@ -16,7 +16,7 @@ test('chatml resolves to a ChatML template that renders the generation prompt', 
   assert.equal(text, '<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n');
 });
 
-test('inline Jinja passes through; null stays null; junk and broken templates fail at start', () => {
+t.test('inline Jinja passes through; null stays null; junk and broken templates fail at start', async () => {
   assert.equal(resolveChatTemplateFallback(null), null);
   const inline = '{% for m in messages %}{{ m.content }}{% endfor %}';
   assert.equal(resolveChatTemplateFallback(inline), inline);

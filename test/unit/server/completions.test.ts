@@ -1,8 +1,8 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { makeApp, parseSse, plainCap } from './helpers.js';
 
-test('completion: text_completion shape with usage and cap', async (t) => {
+t.test('completion: text_completion shape with usage and cap', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'Hello' });
   const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { model: 'scripted', prompt: 'Once', max_tokens: 3 } });
   assert.equal(res.statusCode, 200, res.body);
@@ -16,7 +16,7 @@ test('completion: text_completion shape with usage and cap', async (t) => {
   assert.deepEqual(engine.requests[0]?.promptTokens, await engine.tokenize('Once'));
 });
 
-test('prompt forms: string, token ids, list of one string, list of one id list', async (t) => {
+t.test('prompt forms: string, token ids, list of one string, list of one id list', async (t) => {
   const { app, engine } = makeApp(t);
   for (const prompt of ['AB', [65, 66], ['AB'], [[65, 66]]]) {
     const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt, max_tokens: 1 } });
@@ -41,7 +41,7 @@ test('prompt forms: string, token ids, list of one string, list of one id list',
   assert.equal(empty.statusCode, 200, 'an empty string still has BOS');
 });
 
-test('legacy logprobs: tokens, token_logprobs, top_logprobs, text_offset', async (t) => {
+t.test('legacy logprobs: tokens, token_logprobs, top_logprobs, text_offset', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'Hey' });
   const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', max_tokens: 3, logprobs: 2 } });
   assert.equal(engine.requests[0]?.sampling.logprobs, 2);
@@ -57,7 +57,7 @@ test('legacy logprobs: tokens, token_logprobs, top_logprobs, text_offset', async
   });
 });
 
-test('streaming completions: text chunks, finish chunk, usage chunk, [DONE]', async (t) => {
+t.test('streaming completions: text chunks, finish chunk, usage chunk, [DONE]', async (t) => {
   const { app } = makeApp(t, { reply: 'Hey' });
   const res = await app.inject({
     method: 'POST',
@@ -79,7 +79,7 @@ test('streaming completions: text chunks, finish chunk, usage chunk, [DONE]', as
   assert.deepEqual(events[4]?.['usage'], { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 });
 });
 
-test('completion-only unsupported parameters', async (t) => {
+t.test('completion-only unsupported parameters', async (t) => {
   const { app } = makeApp(t);
   for (const [extra, param] of [
     [{ suffix: 'end' }, 'suffix'],
@@ -104,7 +104,7 @@ test('completion-only unsupported parameters', async (t) => {
   assert.equal(logprobs.json().error.param, 'logprobs');
 });
 
-test('completions: context overflow is a 400 naming prompt or max_tokens', async (t) => {
+t.test('completions: context overflow is a 400 naming prompt or max_tokens', async (t) => {
   const { app } = makeApp(t, { contextLength: 10 });
   const long = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x'.repeat(20) } });
   assert.equal(long.statusCode, 400);

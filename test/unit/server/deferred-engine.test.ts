@@ -1,10 +1,10 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { EngineError } from '../../../src/engine/errors.js';
 import { DeferredEngine } from '../../../src/server/deferred-engine.js';
 import { ScriptedEngine } from './scripted-engine.js';
 
-test('before the engine is attached: not ready, calls throw not_ready with Retry-After', async () => {
+t.test('before the engine is attached: not ready, calls throw not_ready with Retry-After', async () => {
   const deferred = new DeferredEngine();
   assert.deepEqual(deferred.health(), { ready: false, running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0 });
   const notReady = (err: unknown): boolean => err instanceof EngineError && err.code === 'not_ready' && err.retryAfterSeconds === 5;
@@ -15,7 +15,7 @@ test('before the engine is attached: not ready, calls throw not_ready with Retry
   await deferred.close();
 });
 
-test('after attach: every call reaches the engine', async () => {
+t.test('after attach: every call reaches the engine', async () => {
   const deferred = new DeferredEngine();
   const engine = new ScriptedEngine();
   deferred.attach(engine);

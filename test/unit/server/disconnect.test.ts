@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,7 +13,7 @@ async function waitFor(check: () => boolean, timeoutMs = 2000): Promise<void> {
 }
 
 for (const stream of [true, false]) {
-  test(`a client that disconnects aborts its generation (stream=${stream})`, async (t) => {
+  t.test(`a client that disconnects aborts its generation (stream=${stream})`, async (t) => {
     const { app, engine } = makeApp(t, { reply: 'abcdefgh', tokenDelayMs: 10 });
     await app.listen({ port: 0, host: '127.0.0.1' });
     const { port } = app.server.address() as AddressInfo;
@@ -32,7 +32,7 @@ for (const stream of [true, false]) {
   });
 }
 
-test('shutdown drain: abortAll ends running generations and tells streaming clients', async (t) => {
+t.test('shutdown drain: abortAll ends running generations and tells streaming clients', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'abcdefgh', tokenDelayMs: 10 });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as AddressInfo;
@@ -59,7 +59,7 @@ test('shutdown drain: abortAll ends running generations and tells streaming clie
   assert.match(text, /data: \{"error":\{"message":"The server is shutting down\.","type":"service_unavailable","param":null,"code":"shutting_down"\}\}\n\ndata: \[DONE\]\n\n$/);
 });
 
-test('server.requestTimeoutMs: a generation past the deadline is aborted and answered 504', async (t) => {
+t.test('server.requestTimeoutMs: a generation past the deadline is aborted and answered 504', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'abcdefgh', tokenDelayMs: 20 }, ['server.requestTimeoutMs=60']);
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ max_tokens: 200 }) });
   assert.equal(res.statusCode, 504);

@@ -4,7 +4,7 @@
  * could depend on the exact count (another overflow mode, a length-matching
  * rule, an evicting policy, a tokenizer with no bound) it is tokenized as before.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { makeApp } from './helpers.js';
 
@@ -21,7 +21,7 @@ function counting(engine: { tokenize: (text: string, options?: { addSpecialToken
   return () => calls;
 }
 
-test('provably too long: 400 context_length_exceeded before any tokenization (completions, chat)', async (t) => {
+t.test('provably too long: 400 context_length_exceeded before any tokenization (completions, chat)', async (t) => {
   const { app, engine } = makeApp(t, { maxBytesPerToken: 4 });
   const calls = counting(engine);
   const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: LONG, max_tokens: 4 } });
@@ -36,7 +36,7 @@ test('provably too long: 400 context_length_exceeded before any tokenization (co
   assert.equal(calls(), 0, 'nothing was tokenized');
 });
 
-test('not provable, so tokenized as before: a fitting prompt, no bound, another overflow mode, a length rule, an evicting policy', async (t) => {
+t.test('not provable, so tokenized as before: a fitting prompt, no bound, another overflow mode, a length rule, an evicting policy', async (t) => {
   const cases: { sets: string[]; bound: boolean; payload: Record<string, unknown>; status: number }[] = [
     // Fits by bytes: served.
     { sets: [], bound: true, payload: { prompt: 'x'.repeat(100), max_tokens: 4 }, status: 200 },

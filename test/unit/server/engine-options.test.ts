@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,7 @@ import { ScriptedEngine } from './scripted-engine.js';
 const edgemoe = parsePolicyFile('name: edgemoe\nkind: expert-offload\nmethod: edgemoe\nparams: {budgetBytes: 268435456}\n', '<test>/edgemoe.yaml');
 const POLICIES: ReadonlyMap<string, Policy> = new Map([FULL_POLICY, edgemoe].map((p) => [p.name, p]));
 
-test('the model directory says dense or MoE before anything loads; MoE models get the expert-offload policy params', async (t) => {
+t.test('the model directory says dense or MoE before anything loads; MoE models get the expert-offload policy params', async (t) => {
   const root = mkdtempSync(path.join(tmpdir(), 'capserve-engine-options-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const mixtral = (await createModel({ arch: 'mixtral', preset: 'tiny', seed: 1, out: path.join(root, 'mixtral') })).dir;

@@ -4,7 +4,7 @@
  * asked to do, what the response's cap object reports, and the errors. The
  * same paths run end to end on a real model in test/integration/server-overflow.test.ts.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import type { FastifyInstance } from 'fastify';
 import { ConfigError } from '../../../src/config/config-overrides.js';
@@ -53,7 +53,7 @@ interface Cap {
   dropped?: { text: string; tokens: number[] }[];
 }
 
-test('default mode error: 400 context_length_exceeded stating the window and both numbers', async (t) => {
+t.test('default mode error: 400 context_length_exceeded stating the window and both numbers', async (t) => {
   const { app: a } = app(t);
   const noRoom = await a.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x'.repeat(70) } });
   assert.equal(noRoom.statusCode, 400);
@@ -70,7 +70,7 @@ test('default mode error: 400 context_length_exceeded stating the window and bot
   assert.deepEqual(fits.json().cap.overflow, { mode: 'error', applied: false, tokens_before: 51, tokens_after: 51, dropped: 0, context_window: 64, max_tokens: 13 });
 });
 
-test('truncate (left, middle): exactly the excess goes, the system message and the question stay; the report and return_dropped say what', async (t) => {
+t.test('truncate (left, middle): exactly the excess goes, the system message and the question stay; the report and return_dropped say what', async (t) => {
   const { app: a, engine } = app(t, ['model.overflow=truncate'], 128);
   const total = 1 + CHAT_PROMPT.length;
   const left = await a.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages: CHAT_MESSAGES, max_tokens: 8, cap: { return_dropped: true } } });
@@ -100,7 +100,7 @@ test('truncate (left, middle): exactly the excess goes, the system message and t
   assert.match(metrics, new RegExp(`capserve_prompt_tokens_dropped_total\\{policy="full",reason="truncate"\\} ${2 * excess}`));
 });
 
-test('truncate that cannot keep the system message: 400 stating both numbers and why', async (t) => {
+t.test('truncate that cannot keep the system message: 400 stating both numbers and why', async (t) => {
   const { app: a } = app(t, ['model.overflow=truncate']);
   const res = await a.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages: [{ role: 'system', content: 's'.repeat(60) }, { role: 'user', content: 'hi' }], max_tokens: 8 } });
   assert.equal(res.statusCode, 400);
@@ -109,7 +109,7 @@ test('truncate that cannot keep the system message: 400 stating both numbers and
   assert.match(res.json().error.message, /maximum context length is 64 tokens\. However, you requested 96 tokens \(88 in the input, 8 in the completion\)\. Overflow mode truncate keeps the system message, which with the template takes 75 tokens of the 56 available to the prompt\./);
 });
 
-test('shift keeps the first n_keep tokens and drops the oldest after them in blocks; without max_tokens the completion gets the room left', async (t) => {
+t.test('shift keeps the first n_keep tokens and drops the oldest after them in blocks; without max_tokens the completion gets the room left', async (t) => {
   const { app: a, engine } = app(t);
   const res = await a.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x'.repeat(100), cap: { overflow: { mode: 'shift', keep: 4 } } } });
   assert.equal(res.statusCode, 200, res.body);
@@ -122,7 +122,7 @@ test('shift keeps the first n_keep tokens and drops the oldest after them in blo
   assert.deepEqual(engine.requests[0]?.promptTokens.slice(0, 4), [1, 120, 120, 120]);
 });
 
-test('compress: routed to the named compression policy with the token target that fits; the engine reports what it reached', async (t) => {
+t.test('compress: routed to the named compression policy with the token target that fits; the engine reports what it reached', async (t) => {
   const { app: a, engine } = app(t, ['model.overflow={mode: compress, policy: sc}']);
   const res = await a.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x'.repeat(100), max_tokens: 10, cap: { return_dropped: true } } });
   assert.equal(res.statusCode, 200, res.body);
@@ -156,7 +156,7 @@ test('compress: routed to the named compression policy with the token target tha
   assert.match(metrics, /capserve_compression_seconds_count\{policy="sc"\} 1/);
 });
 
-test('compress cannot fit when the parts it must keep are too long: 400 naming the numbers', async (t) => {
+t.test('compress cannot fit when the parts it must keep are too long: 400 naming the numbers', async (t) => {
   const { app: a } = app(t, ['model.overflow={mode: compress, policy: sc}']);
   const res = await a.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages: [{ role: 'user', content: 'q'.repeat(70) }], max_tokens: 4 } });
   assert.equal(res.statusCode, 400);
@@ -164,7 +164,7 @@ test('compress cannot fit when the parts it must keep are too long: 400 naming t
   assert.match(res.json().error.message, /you requested 92 tokens \(88 in the input, 4 in the completion\)\. Overflow mode compress \(policy sc\) must keep 88 tokens .* more than the 60 available/);
 });
 
-test('evict, set on a routing rule: the prompt is untouched and served by the named eviction policy', async (t) => {
+t.test('evict, set on a routing rule: the prompt is untouched and served by the named eviction policy', async (t) => {
   const { app: a, engine } = app(t, ['routing.rules=[{name: long, match: {minPromptTokens: 60}, policy: full, overflow: {mode: evict, policy: streaming}}]']);
   const res = await a.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x'.repeat(100), max_tokens: 4 } });
   assert.equal(res.statusCode, 200, res.body);
@@ -179,7 +179,7 @@ test('evict, set on a routing rule: the prompt is untouched and served by the na
   assert.equal(other.statusCode, 400);
 });
 
-test('precedence: request > rule > model; a request may only name policies it could name as cap.policy', async (t) => {
+t.test('precedence: request > rule > model; a request may only name policies it could name as cap.policy', async (t) => {
   const { app: a } = app(t, ['model.overflow=truncate', 'routing.allowRequestOverride=[full, sc]']);
   const asked = await a.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x'.repeat(100), max_tokens: 4, cap: { overflow: 'error' } } });
   assert.equal(asked.statusCode, 400);
@@ -203,7 +203,7 @@ test('precedence: request > rule > model; a request may only name policies it co
   }
 });
 
-test('overflow settings in the config naming missing or wrong-kind policies stop the app from being built', () => {
+t.test('overflow settings in the config naming missing or wrong-kind policies stop the app from being built', async () => {
   const engine = new ScriptedEngine();
   const config = loadConfig({
     overrides: ['model.overflow={mode: evict, policy: sc}', 'routing.rules=[{match: {}, policy: full, overflow: {mode: compress, policy: gone}}]'].map(parseOverride),
@@ -217,7 +217,7 @@ test('overflow settings in the config naming missing or wrong-kind policies stop
   );
 });
 
-test('a compression policy gets the chat as role-tagged segments (concatenation = the prompt), and return_dropped in JSON, SSE and websocket', async (t) => {
+t.test('a compression policy gets the chat as role-tagged segments (concatenation = the prompt), and return_dropped in JSON, SSE and websocket', async (t) => {
   const { app: a, engine } = app(t, [], 256);
   const res = await a.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages: CHAT_MESSAGES, max_tokens: 2, cap: { policy: 'sc', return_dropped: true } } });
   assert.equal(res.statusCode, 200, res.body);

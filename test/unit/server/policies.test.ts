@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { loadConfig, parseOverride } from '../../../src/config/load-config.js';
 import { describePolicies } from '../../../src/policies/registry.js';
@@ -7,7 +7,7 @@ import { CHAT, makeApp, testPolicies } from './helpers.js';
 import { ScriptedEngine } from './scripted-engine.js';
 import { EventLog } from './ws-client.js';
 
-test('GET /v1/policies lists the configured policies: {name, kind, method, params, cap}', async (t) => {
+t.test('GET /v1/policies lists the configured policies: {name, kind, method, params, cap}', async (t) => {
   const { app } = makeApp(t);
   const res = await app.inject({ method: 'GET', url: '/v1/policies' });
   assert.equal(res.statusCode, 200);
@@ -20,7 +20,7 @@ test('GET /v1/policies lists the configured policies: {name, kind, method, param
   assert.deepEqual(body.data[1]?.cap, { favors: ['C', 'P'], costs: 'A' });
 });
 
-test('rules route by prompt length, tenant key and header; the policy reaches the engine and the response says so', async (t) => {
+t.test('rules route by prompt length, tenant key and header; the policy reaches the engine and the response says so', async (t) => {
   const rules = '[{name: acme, match: {apiKey: k-acme}, policy: quest}, {name: long, match: {minPromptTokens: 20}, policy: snapkv-25}, {match: {header: {name: x-tier, value: cheap}}, policy: h2o}]';
   const { app, engine } = makeApp(t, {}, ['server.apiKeys=[k-acme, k-other]', `routing.rules=${rules}`]);
   const post = (auth: string, prompt: string, headers: Record<string, string> = {}) =>
@@ -41,7 +41,7 @@ test('rules route by prompt length, tenant key and header; the policy reaches th
   assert.equal(cases[0]?.[0].json().cap.kind, 'sparse-attention');
 });
 
-test('cap.favor picks a policy by CAP profile when no rule matches', async (t) => {
+t.test('cap.favor picks a policy by CAP profile when no rule matches', async (t) => {
   const { app } = makeApp(t);
   const pick = async (favor: string[]): Promise<string> =>
     (await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ max_tokens: 1, cap: { favor } }) })).headers['x-capserve-policy'] as string;
@@ -50,13 +50,13 @@ test('cap.favor picks a policy by CAP profile when no rule matches', async (t) =
   assert.equal(await pick(['C', 'A']), 'full');
 });
 
-test('a bad default policy or rule stops the app from being built, naming the path', () => {
+t.test('a bad default policy or rule stops the app from being built, naming the path', async () => {
   const engine = new ScriptedEngine();
   const config = loadConfig({ overrides: ['routing.defaultPolicy=snapkv-50', 'routing.rules=[{match: {}, policy: nope}]'].map(parseOverride) });
   assert.throws(() => buildApp({ engine, config, policies: testPolicies() }), /\$\.routing\.defaultPolicy: unknown policy "snapkv-50"[\s\S]*\$\.routing\.rules\[0\]\.policy: rule 0 names an unknown policy "nope"/);
 });
 
-test('shadow sampling: eviction requests capture rows, full ones never; a failing re-score is counted and the response is unaffected', async (t) => {
+t.test('shadow sampling: eviction requests capture rows, full ones never; a failing re-score is counted and the response is unaffected', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'abc', contextLength: 1024 }, ['shadow.sampleRate=1']);
   const full = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', max_tokens: 3 } });
   assert.equal(full.statusCode, 200);
@@ -77,7 +77,7 @@ test('shadow sampling: eviction requests capture rows, full ones never; a failin
   assert.match(metrics, /capserve_compression_ratio_count\{policy="h2o"\} 3/);
 });
 
-test('shadow: a streamed request is handed over after [DONE]; an aborted one is skipped', async (t) => {
+t.test('shadow: a streamed request is handed over after [DONE]; an aborted one is skipped', async (t) => {
   const { app } = makeApp(t, { reply: 'abc' }, ['shadow.sampleRate=1']);
   const streamed = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', max_tokens: 1, stream: true, cap: { policy: 'snapkv-25' } } });
   assert.match(streamed.body, /data: \[DONE\]\n\n$/);
@@ -92,7 +92,7 @@ test('shadow: a streamed request is handed over after [DONE]; an aborted one is 
   assert.doesNotMatch(metrics, /outcome="failed"/);
 });
 
-test('websocket: the upgrade request\'s x-capserve-policy routes every response; a response.create cap.policy wins', async (t) => {
+t.test('websocket: the upgrade request\'s x-capserve-policy routes every response; a response.create cap.policy wins', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'Hey' });
   await app.ready();
   const ws = await app.injectWS('/v1/responses', { headers: { 'x-capserve-policy': 'snapkv-25' } });

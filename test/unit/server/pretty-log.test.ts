@@ -1,8 +1,8 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { formatLogLine, prettyLogStream } from '../../../src/server/pretty-log.js';
 
-test('pretty logs: time, level, message, then the other fields; non-JSON passes through', () => {
+t.test('pretty logs: time, level, message, then the other fields; non-JSON passes through', async () => {
   const time = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
   const line = JSON.stringify({ level: 30, time, pid: 1, hostname: 'h', msg: 'request completed', reqId: 'req-1', res: { statusCode: 200 }, note: 'two words' });
   assert.equal(formatLogLine(line), '03:04:05.678 INFO  request completed reqId=req-1 res={"statusCode":200} note="two words"\n');

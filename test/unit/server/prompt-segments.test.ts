@@ -4,7 +4,7 @@
  * to every call) with the ChatML template: roles land where the contents are,
  * and the segments' concatenation equals the whole-text tokenization.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { loadChatTemplate } from '../../../src/model/chat-template.js';
 import { loadTokenizer } from '../../../src/model/tokenizer.js';
@@ -39,7 +39,7 @@ const MESSAGES: ChatMessage[] = [
   { role: 'user', content: 'What did Lily do with the ball?' },
 ];
 
-test('chat: system, context, question and template scaffolding, concatenating to the whole-text tokens', { skip }, async () => {
+t.test('chat: system, context, question and template scaffolding, concatenating to the whole-text tokens', { skip }, async () => {
   const s = stories();
   const text = await s.render(MESSAGES);
   const segments = await chatSegments(s, s.render, MESSAGES, { text, addSpecialTokens: true });
@@ -55,7 +55,7 @@ test('chat: system, context, question and template scaffolding, concatenating to
   assert.match(s.decode(segments[8]?.tokens ?? []), /<\|im_end\|>\s*<\|im_start\|>assistant/);
 });
 
-test('a piece encoded alone gets the dummy prefix; encoded after the anchor it does not', { skip }, async () => {
+t.test('a piece encoded alone gets the dummy prefix; encoded after the anchor it does not', { skip }, async () => {
   const s = stories();
   const alone = await s.tokenize('Once upon a time', { addSpecialTokens: false });
   const inText = await s.tokenize('user\nOnce upon a time', { addSpecialTokens: false });
@@ -65,7 +65,7 @@ test('a piece encoded alone gets the dummy prefix; encoded after the anchor it d
   assert.deepEqual(await encodePiece(s, 'Once upon a time', true), alone, 'the text start keeps the prefix, as the whole text does');
 });
 
-test('contents are found by re-rendering with markers, else by search; a template that rewrites contents falls back', async () => {
+t.test('contents are found by re-rendering with markers, else by search; a template that rewrites contents falls back', async () => {
   const messages: ChatMessage[] = [
     { role: 'user', content: 'user' },
     { role: 'assistant', content: 'ok' },
@@ -85,7 +85,7 @@ test('contents are found by re-rendering with markers, else by search; a templat
   assert.deepEqual(await locateContents(async (m) => trimOnly(m), spaced, trimOnly(spaced)), [{ message: 0, start: 6, end: 11 }]);
 });
 
-test('completions: BOS is scaffolding, the rest one context segment; token-id prompts without BOS are all context', async () => {
+t.test('completions: BOS is scaffolding, the rest one context segment; token-id prompts without BOS are all context', async () => {
   const tok = {
     tokenize: async (text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]> => {
       const ids = [...text].map((c) => c.charCodeAt(0));

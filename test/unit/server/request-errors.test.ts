@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { CHAT, makeApp } from './helpers.js';
 
@@ -12,7 +12,7 @@ function assertErrorShape(body: unknown): asserts body is ErrorBody {
   assert.equal(typeof error.type, 'string');
 }
 
-test('bad parameter values: 400 naming the parameter', async (t) => {
+t.test('bad parameter values: 400 naming the parameter', async (t) => {
   const { app } = makeApp(t);
   const cases: [Record<string, unknown>, string, RegExp][] = [
     [{ temperature: 'hot' }, 'temperature', /must be number/],
@@ -59,14 +59,14 @@ test('bad parameter values: 400 naming the parameter', async (t) => {
   assert.match(notObject.json().error.message, /must be a JSON object/);
 });
 
-test('no coercion: "0.5" is not a number', async (t) => {
+t.test('no coercion: "0.5" is not a number', async (t) => {
   const { app } = makeApp(t);
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ temperature: '0.5' }) });
   assert.equal(res.statusCode, 400);
   assert.equal(res.json().error.param, 'temperature');
 });
 
-test('null means "not given", as in OpenAI', async (t) => {
+t.test('null means "not given", as in OpenAI', async (t) => {
   const { app } = makeApp(t);
   const res = await app.inject({
     method: 'POST',
@@ -76,7 +76,7 @@ test('null means "not given", as in OpenAI', async (t) => {
   assert.equal(res.statusCode, 200, res.body);
 });
 
-test('unsupported OpenAI features: 400 unsupported_parameter naming them', async (t) => {
+t.test('unsupported OpenAI features: 400 unsupported_parameter naming them', async (t) => {
   const { app } = makeApp(t);
   const cases: [Record<string, unknown>, string][] = [
     [{ functions: [] }, 'functions'],
@@ -105,7 +105,7 @@ test('unsupported OpenAI features: 400 unsupported_parameter naming them', async
   }
 });
 
-test('response_format and tools: malformed ones are 400s naming the parameter', async (t) => {
+t.test('response_format and tools: malformed ones are 400s naming the parameter', async (t) => {
   const { app } = makeApp(t);
   const cases: [Record<string, unknown>, string][] = [
     [{ response_format: { type: 'json_schema', json_schema: {} } }, 'response_format'],
@@ -123,7 +123,7 @@ test('response_format and tools: malformed ones are 400s naming the parameter', 
   }
 });
 
-test('unknown parameters: 400 unknown_parameter, top-level and nested', async (t) => {
+t.test('unknown parameters: 400 unknown_parameter, top-level and nested', async (t) => {
   const { app } = makeApp(t);
   const top = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ temprature: 1 }) });
   assert.equal(top.statusCode, 400);
@@ -137,7 +137,7 @@ test('unknown parameters: 400 unknown_parameter, top-level and nested', async (t
   assert.equal(nested.json().error.param, 'stream_options.include_usge');
 });
 
-test('unknown model: 404 model_not_found', async (t) => {
+t.test('unknown model: 404 model_not_found', async (t) => {
   const { app } = makeApp(t);
   const chat = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ model: 'gpt-4' }) });
   assert.equal(chat.statusCode, 404);
@@ -150,7 +150,7 @@ test('unknown model: 404 model_not_found', async (t) => {
   assert.equal(one.statusCode, 404);
 });
 
-test('fastify errors in the OpenAI shape: 413, bad JSON, empty body, 415, 404 route', async (t) => {
+t.test('fastify errors in the OpenAI shape: 413, bad JSON, empty body, 415, 404 route', async (t) => {
   const { app } = makeApp(t, {}, ['server.bodyLimitBytes=2048']);
   const big = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ messages: [{ role: 'user', content: 'x'.repeat(5000) }] }) });
   assert.equal(big.statusCode, 413);
@@ -180,7 +180,7 @@ test('fastify errors in the OpenAI shape: 413, bad JSON, empty body, 415, 404 ro
   assert.equal(upgrade.json().error.code, 'upgrade_required');
 });
 
-test('not ready: inference routes and /health answer 503 with Retry-After', async (t) => {
+t.test('not ready: inference routes and /health answer 503 with Retry-After', async (t) => {
   const { app } = makeApp(t, { ready: false });
   for (const [method, url, payload] of [
     ['POST', '/v1/chat/completions', CHAT()],
@@ -197,7 +197,7 @@ test('not ready: inference routes and /health answer 503 with Retry-After', asyn
   assert.equal(metrics.statusCode, 200);
 });
 
-test('policy: x-capserve-policy header, body cap.policy, unknown policy', async (t) => {
+t.test('policy: x-capserve-policy header, body cap.policy, unknown policy', async (t) => {
   const { app, engine } = makeApp(t);
   const ok = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { 'x-capserve-policy': 'full' }, payload: CHAT() });
   assert.equal(ok.statusCode, 200);
@@ -215,7 +215,7 @@ test('policy: x-capserve-policy header, body cap.policy, unknown policy', async 
   assert.equal(engine.requests.at(-1)?.servingPolicy?.params['budget'], 0.2);
 });
 
-test('policy: allowRequestOverride limits what a request may name (400 policy_not_allowed listing what is allowed)', async (t) => {
+t.test('policy: allowRequestOverride limits what a request may name (400 policy_not_allowed listing what is allowed)', async (t) => {
   const { app } = makeApp(t, {}, ['routing.allowRequestOverride=[full, snapkv-25]']);
   const ok = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ cap: { policy: 'snapkv-25' } }) });
   assert.equal(ok.statusCode, 200);
@@ -235,7 +235,7 @@ test('policy: allowRequestOverride limits what a request may name (400 policy_no
   assert.match(off.json().error.message, /allowRequestOverride is false/);
 });
 
-test('errors are counted in capserve_request_errors_total by code', async (t) => {
+t.test('errors are counted in capserve_request_errors_total by code', async (t) => {
   const { app } = makeApp(t);
   await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ functions: [] }) });
   await app.inject({ method: 'GET', url: '/nope' });

@@ -1,5 +1,5 @@
 /** Request log lines carry the path, never the query string: a key sent as ?api_key= must not reach the log. */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { loadConfig } from '../../../src/config/load-config.js';
@@ -7,7 +7,7 @@ import { buildApp } from '../../../src/server/app.js';
 import { ScriptedEngine } from './scripted-engine.js';
 import { testPolicies } from './helpers.js';
 
-test('the request log names the path and drops the query string (a key in ?api_key= stays out)', async (t) => {
+t.test('the request log names the path and drops the query string (a key in ?api_key= stays out)', async (t) => {
   const lines: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _encoding, done) {

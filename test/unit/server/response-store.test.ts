@@ -1,8 +1,8 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { ResponseStore } from '../../../src/server/response-store.js';
 
-test('response store: bounded, least recently used evicted first, a lookup counts as a use', () => {
+t.test('response store: bounded, least recently used evicted first, a lookup counts as a use', async () => {
   const store = new ResponseStore(2);
   store.put('a', [{ role: 'user', content: 'A' }]);
   store.put('b', [{ role: 'user', content: 'B' }]);

@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { makeApp, plainCap } from './helpers.js';
 import { EventLog } from './ws-client.js';
@@ -6,7 +6,7 @@ import { EventLog } from './ws-client.js';
 const CREATE = (extra: Record<string, unknown> = {}): string =>
   JSON.stringify({ type: 'response.create', model: 'scripted', messages: [{ role: 'user', content: 'hi' }], ...extra });
 
-test('websocket: created, deltas, text done, completed with status and usage', async (t) => {
+t.test('websocket: created, deltas, text done, completed with status and usage', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'Hey' });
   await app.ready();
   const ws = await app.injectWS('/v1/responses');
@@ -54,7 +54,7 @@ test('websocket: created, deltas, text done, completed with status and usage', a
   ws.terminate();
 });
 
-test('websocket: many responses in turn on one connection; stop gives status completed', async (t) => {
+t.test('websocket: many responses in turn on one connection; stop gives status completed', async (t) => {
   const { app } = makeApp(t, { reply: 'abcd' });
   await app.ready();
   const ws = await app.injectWS('/v1/responses');
@@ -72,7 +72,7 @@ test('websocket: many responses in turn on one connection; stop gives status com
   ws.terminate();
 });
 
-test('websocket: response.cancel stops the running response with status cancelled', async (t) => {
+t.test('websocket: response.cancel stops the running response with status cancelled', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'abcdefgh', tokenDelayMs: 20 });
   await app.ready();
   const ws = await app.injectWS('/v1/responses');
@@ -94,7 +94,7 @@ test('websocket: response.cancel stops the running response with status cancelle
   ws.terminate();
 });
 
-test('websocket: bad frames get an error event and the socket stays open', async (t) => {
+t.test('websocket: bad frames get an error event and the socket stays open', async (t) => {
   const { app } = makeApp(t, { reply: 'ab', tokenDelayMs: 30 });
   await app.ready();
   const ws = await app.injectWS('/v1/responses');
@@ -124,7 +124,7 @@ test('websocket: bad frames get an error event and the socket stays open', async
   ws.terminate();
 });
 
-test('websocket: closing the socket aborts the running generation', async (t) => {
+t.test('websocket: closing the socket aborts the running generation', async (t) => {
   const { app, engine } = makeApp(t, { reply: 'abcdefgh', tokenDelayMs: 20 });
   await app.ready();
   const ws = await app.injectWS('/v1/responses');

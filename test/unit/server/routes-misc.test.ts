@@ -1,8 +1,8 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { CHAT, makeApp } from './helpers.js';
 
-test('GET /v1/models and /v1/models/:id', async (t) => {
+t.test('GET /v1/models and /v1/models/:id', async (t) => {
   const { app } = makeApp(t, { contextLength: 128 });
   const res = await app.inject({ method: 'GET', url: '/v1/models' });
   assert.equal(res.statusCode, 200);
@@ -14,7 +14,7 @@ test('GET /v1/models and /v1/models/:id', async (t) => {
   assert.equal(one.json().id, 'scripted');
 });
 
-test('POST /tokenize (prompt and messages) and /detokenize, vLLM shapes', async (t) => {
+t.test('POST /tokenize (prompt and messages) and /detokenize, vLLM shapes', async (t) => {
   const { app } = makeApp(t, { contextLength: 99 });
   const prompt = await app.inject({ method: 'POST', url: '/tokenize', payload: { prompt: 'AB' } });
   assert.deepEqual(prompt.json(), { count: 3, max_model_len: 99, tokens: [1, 65, 66] });
@@ -31,14 +31,14 @@ test('POST /tokenize (prompt and messages) and /detokenize, vLLM shapes', async 
   assert.equal(unknown.statusCode, 404);
 });
 
-test('GET /health: 200 when ready', async (t) => {
+t.test('GET /health: 200 when ready', async (t) => {
   const { app } = makeApp(t);
   const res = await app.inject({ method: 'GET', url: '/health' });
   assert.equal(res.statusCode, 200);
   assert.deepEqual(res.json(), { status: 'ok', worker: 'ready', worker_restarts: 0 });
 });
 
-test('GET /metrics: Prometheus text with capserve_ metrics after a request', async (t) => {
+t.test('GET /metrics: Prometheus text with capserve_ metrics after a request', async (t) => {
   const { app } = makeApp(t);
   await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ max_tokens: 2 }) });
   const res = await app.inject({ method: 'GET', url: '/metrics' });
@@ -52,7 +52,7 @@ test('GET /metrics: Prometheus text with capserve_ metrics after a request', asy
   assert.match(res.body, /capserve_kv_cache_bytes\{policy="full"\} 0/);
 });
 
-test('auth: Bearer keys when configured; /health and /metrics stay open', async (t) => {
+t.test('auth: Bearer keys when configured; /health and /metrics stay open', async (t) => {
   const { app } = makeApp(t, {}, ['server.apiKeys=[k-one, k-two]']);
   const missing = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT() });
   assert.equal(missing.statusCode, 401);
@@ -75,13 +75,13 @@ test('auth: Bearer keys when configured; /health and /metrics stay open', async 
   await assert.rejects(ws, /401/);
 });
 
-test('no keys configured: no auth', async (t) => {
+t.test('no keys configured: no auth', async (t) => {
   const { app } = makeApp(t);
   const res = await app.inject({ method: 'GET', url: '/v1/models', headers: { authorization: 'Bearer anything' } });
   assert.equal(res.statusCode, 200);
 });
 
-test('while shutting down: new requests get 503 shutting_down with Connection: close', async (t) => {
+t.test('while shutting down: new requests get 503 shutting_down with Connection: close', async (t) => {
   const { app } = makeApp(t);
   await app.ready();
   app.capserve.beginShutdown();

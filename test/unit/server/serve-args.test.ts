@@ -1,9 +1,9 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { loadConfig } from '../../../src/config/load-config.js';
 import { parseServeArgs } from '../../../src/server/serve-args.js';
 
-test('serve flags map to config paths; --set applies after them', () => {
+t.test('serve flags map to config paths; --set applies after them', async () => {
   const args = parseServeArgs([
     '--config', 'config/default.yaml',
     '--model', '/m/x',
@@ -24,7 +24,7 @@ test('serve flags map to config paths; --set applies after them', () => {
   assert.equal(config.server.maxConcurrent, 16);
 });
 
-test('serve flags: errors name the problem', () => {
+t.test('serve flags: errors name the problem', async () => {
   assert.throws(() => parseServeArgs(['--port', 'eighty']), /--port expects an integer, got 'eighty'/);
   assert.throws(() => parseServeArgs(['--model']), /--model needs a value/);
   assert.throws(() => parseServeArgs(['--model', '--port', '1']), /--model needs a value/);

@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { Template } from '@huggingface/jinja';
 import { GrammarAutomaton, DEAD } from '../../../src/engine/grammar/automaton.js';
@@ -23,7 +23,7 @@ function accepts(a: GrammarAutomaton, text: string): boolean {
   return a.accepting(s);
 }
 
-test('parseToolCalls: Hermes blocks anywhere, content around them, unparseable blocks stay text', () => {
+t.test('parseToolCalls: Hermes blocks anywhere, content around them, unparseable blocks stay text', async () => {
   const r = parseToolCalls('Sure.\n<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>\n<tool_call>{"name":"now","arguments":{}}</tool_call>', 'hermes');
   assert.equal(r.content, 'Sure.');
   assert.deepEqual(r.calls.map((c) => [c.name, c.arguments]), [['add', '{"a":1,"b":2}'], ['now', '{}']]);
@@ -34,7 +34,7 @@ test('parseToolCalls: Hermes blocks anywhere, content around them, unparseable b
   assert.equal(parseToolCalls('<tool_call>\n{"name": "now", "arguments": {}}', 'hermes').calls.length, 1);
 });
 
-test('parseToolCalls: Llama 3 JSON and Mistral [TOOL_CALLS]', () => {
+t.test('parseToolCalls: Llama 3 JSON and Mistral [TOOL_CALLS]', async () => {
   const l = parseToolCalls('<|python_tag|>{"name": "add", "parameters": {"a": 1, "b": 2}}', 'llama3');
   assert.deepEqual(l.calls.map((c) => [c.name, c.arguments]), [['add', '{"a":1,"b":2}']]);
   assert.equal(l.content, null);
@@ -44,7 +44,7 @@ test('parseToolCalls: Llama 3 JSON and Mistral [TOOL_CALLS]', () => {
   assert.deepEqual(m.calls.map((c) => c.name), ['add', 'now']);
 });
 
-test('ToolCallStream: content streams, a partial tag is held, calls come out whole', () => {
+t.test('ToolCallStream: content streams, a partial tag is held, calls come out whole', async () => {
   const s = new ToolCallStream('hermes');
   const pieces = ['Hi ', 'there <tool', '_call>\n{"name": "now", ', '"arguments": {}}\n</tool_', 'call> bye'];
   let content = '';
@@ -66,7 +66,7 @@ test('ToolCallStream: content streams, a partial tag is held, calls come out who
   assert.equal(plain.push('Once upon').content, 'Once upon');
 });
 
-test('forced calls: the grammar accepts exactly well-formed calls to the allowed functions', () => {
+t.test('forced calls: the grammar accepts exactly well-formed calls to the allowed functions', async () => {
   const required = toolsSetup({ tools: TOOLS, tool_choice: 'required', parallel_tool_calls: false }, card(null));
   assert.ok(required);
   assert.equal(required.native, false);
@@ -91,7 +91,7 @@ test('forced calls: the grammar accepts exactly well-formed calls to the allowed
   assert.equal(toolsConstraint(toolsSetup({ tools: TOOLS }, card(null)) as NonNullable<ReturnType<typeof toolsSetup>>), null, 'auto is not forced');
 });
 
-test('history: without template support, tools become a system message and calls / results Hermes text', () => {
+t.test('history: without template support, tools become a system message and calls / results Hermes text', async () => {
   const setup = toolsSetup({ tools: TOOLS, tool_choice: 'auto' }, card(null));
   const msgs = historyMessages(
     [
@@ -108,7 +108,7 @@ test('history: without template support, tools become a system message and calls
   assert.deepEqual(msgs[3], { role: 'user', content: '<tool_response>\n3\n</tool_response>' });
 });
 
-test('history: a template with tool support gets tools, tool_calls (arguments as objects) and tool turns as transformers passes them', () => {
+t.test('history: a template with tool support gets tools, tool_calls (arguments as objects) and tool turns as transformers passes them', async () => {
   // A Qwen 2.5-style template, cut down.
   const source =
     "{%- if tools %}{{- '<tools>' }}{%- for tool in tools %}{{- tool.function.name }}{%- endfor %}{{- '</tools>\\n' }}{%- endif %}" +

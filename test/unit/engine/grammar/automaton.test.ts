@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { Ajv } from 'ajv';
 import { DEAD, GrammarAutomaton } from '../../../../src/engine/grammar/automaton.js';
@@ -127,7 +127,7 @@ const SUITE: { name: string; schema: object; valid: string[]; invalid: string[] 
 ];
 
 for (const c of SUITE) {
-  test(`schema suite: ${c.name}: valid documents are reachable, invalid ones are masked`, () => {
+  t.test(`schema suite: ${c.name}: valid documents are reachable, invalid ones are masked`, async () => {
     const a = new GrammarAutomaton(grammarFromJsonSchema(c.schema), trie);
     const validate = ajv.compile(c.schema);
     for (const doc of c.valid) {
@@ -137,7 +137,7 @@ for (const c of SUITE) {
     for (const doc of c.invalid) assert.ok(!accepts(a, doc), `should refuse ${doc}`);
   });
 
-  test(`schema suite: ${c.name}: every sampled document parses and validates`, () => {
+  t.test(`schema suite: ${c.name}: every sampled document parses and validates`, async () => {
     const a = new GrammarAutomaton(grammarFromJsonSchema(c.schema), trie);
     const validate = ajv.compile(c.schema);
     const rng = Xoshiro128.fromSeed(7);
@@ -150,7 +150,7 @@ for (const c of SUITE) {
   });
 }
 
-test('json_object: any object, nested values, nothing after it', () => {
+t.test('json_object: any object, nested values, nothing after it', async () => {
   const a = new GrammarAutomaton(grammarForJsonObject(), trie);
   for (const doc of ['{}', '{"a":[1,{"b":null}],"c":"d"}', '{"x": {"y": [true, false, -1.5e-3, "s"]}}']) assert.ok(accepts(a, doc), doc);
   for (const doc of ['[]', '"s"', '{"a"}', '{"a":1,}', '{}{}', '{} ']) assert.ok(!accepts(a, doc), doc);
@@ -163,7 +163,7 @@ test('json_object: any object, nested values, nothing after it', () => {
   }
 });
 
-test('a tight token budget still ends in a complete document', () => {
+t.test('a tight token budget still ends in a complete document', async () => {
   const schema = { type: 'object', properties: { s: { type: 'string' }, n: { type: 'array', items: { type: 'number' } } }, required: ['s', 'n'], additionalProperties: false };
   const a = new GrammarAutomaton(grammarFromJsonSchema(schema), trie);
   const shortest = '{"s":"","n":[]}'.length;
@@ -178,7 +178,7 @@ test('a tight token budget still ends in a complete document', () => {
   }
 });
 
-test('EOS is allowed only where the document is complete; a finished document ends by itself', () => {
+t.test('EOS is allowed only where the document is complete; a finished document ends by itself', async () => {
   const a = new GrammarAutomaton(grammarFromJsonSchema({ type: 'integer' }), trie);
   const m = new GrammarMatcher(a, stopIds);
   const work = new Float32Array(VOCAB);
@@ -195,7 +195,7 @@ test('EOS is allowed only where the document is complete; a finished document en
   assert.equal(o.finished, true);
 });
 
-test('masks are cached per state and states are shared: a string body is one state however long', () => {
+t.test('masks are cached per state and states are shared: a string body is one state however long', async () => {
   const a = new GrammarAutomaton(grammarFromJsonSchema({ type: 'string' }), trie);
   let s = a.step(a.initial, 0x22);
   const inside = s;
@@ -204,7 +204,7 @@ test('masks are cached per state and states are shared: a string body is one sta
   assert.equal(a.mask(s, Infinity), a.mask(inside, Infinity));
 });
 
-test('the grammar builder refuses left recursion and dangling references', () => {
+t.test('the grammar builder refuses left recursion and dangling references', async () => {
   const b = new GrammarBuilder();
   const root = b.reserve();
   b.define(root, [[ref(root), ch('a')], [ch('b')]]);
@@ -220,7 +220,7 @@ test('the grammar builder refuses left recursion and dangling references', () =>
   assert.ok(!accepts(a, 'x'));
 });
 
-test('unsupported schema features are errors naming their path', () => {
+t.test('unsupported schema features are errors naming their path', async () => {
   const cases: [object, RegExp][] = [
     [{ type: 'string', pattern: '^a' }, /'pattern'.*at pattern/],
     [{ type: 'object', properties: { d: { type: 'string', format: 'date' } } }, /'format'.*properties\.d\.format/],

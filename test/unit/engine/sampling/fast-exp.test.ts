@@ -1,9 +1,9 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { expNonPositive } from '../../../../src/engine/sampling/fast-exp.js';
 import { Xoshiro128 } from '../../../../src/engine/sampling/rng.js';
 
-test('expNonPositive matches Math.exp to 1e-12 relative over the whole range', () => {
+t.test('expNonPositive matches Math.exp to 1e-12 relative over the whole range', async () => {
   assert.equal(expNonPositive(0), 1);
   assert.equal(expNonPositive(-Infinity), 0);
   assert.equal(expNonPositive(-746), 0);

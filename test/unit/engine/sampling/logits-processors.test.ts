@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import {
   applyLogitBias,
@@ -10,13 +10,13 @@ import {
 } from '../../../../src/engine/sampling/logits-processors.js';
 import { TokenHistory } from '../../../../src/engine/sampling/token-history.js';
 
-test('repetition penalty divides positive and multiplies non-positive logits of seen tokens only', () => {
+t.test('repetition penalty divides positive and multiplies non-positive logits of seen tokens only', async () => {
   const logits = new Float32Array([3, -2, 0, 1.5, -Infinity, 4]);
   applyRepetitionPenalty(logits, new Int32Array([0, 1, 2, 4, 99]), 4, 1.5);
   assert.deepEqual(Array.from(logits), [Math.fround(3 / 1.5), Math.fround(-2 * 1.5), 0, 1.5, -Infinity, 4]);
 });
 
-test('presence and frequency penalties follow the OpenAI formula', () => {
+t.test('presence and frequency penalties follow the OpenAI formula', async () => {
   const logits = new Float32Array([1, 1, 1, 1]);
   const ids = new Int32Array([0, 2, 3]);
   const counts = new Uint32Array([1, 3, 7]);
@@ -28,13 +28,13 @@ test('presence and frequency penalties follow the OpenAI formula', () => {
   assert.deepEqual(Array.from(negative), [0, 2]);
 });
 
-test('logit bias adds, and -100 is a hard ban', () => {
+t.test('logit bias adds, and -100 is a hard ban', async () => {
   const logits = new Float32Array([1, 2, 3, 500]);
   applyLogitBias(logits, new Int32Array([0, 1, 3]), new Float32Array([2.5, -1, -100]));
   assert.deepEqual(Array.from(logits), [3.5, 1, 3, -Infinity]);
 });
 
-test('processors read the live history', () => {
+t.test('processors read the live history', async () => {
   const h = new TokenHistory(4, [0]);
   const rep = new RepetitionPenaltyProcessor(h, 2);
   const pf = new PresenceFrequencyPenaltyProcessor(h, 1, 0.5);
@@ -51,7 +51,7 @@ test('processors read the live history', () => {
   assert.deepEqual(Array.from(b), [1, -1, 2, 2]);
 });
 
-test('logit bias processor validates its map', () => {
+t.test('logit bias processor validates its map', async () => {
   assert.throws(() => new LogitBiasProcessor(new Map([[4, 1]]), 4), /logitBias key must be a token id in \[0, 4\), got 4/);
   assert.throws(() => new LogitBiasProcessor(new Map([[1, Number.NaN]]), 4), /logitBias value for token 1/);
   const p = new LogitBiasProcessor(new Map([[1, 10], [2, -100]]), 4);

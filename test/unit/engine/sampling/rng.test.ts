@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { createRng, splitmix64, Xoshiro128 } from '../../../../src/engine/sampling/rng.js';
 
@@ -22,7 +22,7 @@ function referenceXoshiro(state: [bigint, bigint, bigint, bigint], count: number
   return out;
 }
 
-test('xoshiro128** matches the reference algorithm', () => {
+t.test('xoshiro128** matches the reference algorithm', async () => {
   const rng = Xoshiro128.fromState(1, 2, 3, 4);
   const got = Array.from({ length: 1000 }, () => rng.nextUint32());
   // First three values worked out by hand from the reference C code.
@@ -35,7 +35,7 @@ test('xoshiro128** matches the reference algorithm', () => {
   );
 });
 
-test('splitmix64 matches its published output for seed 0', () => {
+t.test('splitmix64 matches its published output for seed 0', async () => {
   let state = 0n;
   const outs: bigint[] = [];
   for (let i = 0; i < 3; i++) {
@@ -46,7 +46,7 @@ test('splitmix64 matches its published output for seed 0', () => {
   assert.deepEqual(outs, [0xe220a8397b1dcdafn, 0x6e789e6aa1b965f4n, 0x06c45d188009454fn]);
 });
 
-test('same seed, same stream; different seeds differ', () => {
+t.test('same seed, same stream; different seeds differ', async () => {
   for (const seed of [0, 1, 42, -1, Number.MAX_SAFE_INTEGER]) {
     const a = Xoshiro128.fromSeed(seed);
     const b = createRng(seed);
@@ -62,7 +62,7 @@ test('same seed, same stream; different seeds differ', () => {
   );
 });
 
-test('floats are in [0, 1) and roughly uniform', () => {
+t.test('floats are in [0, 1) and roughly uniform', async () => {
   const rng = Xoshiro128.fromSeed(123);
   const bins = new Array<number>(10).fill(0);
   const n = 50_000;
@@ -77,7 +77,7 @@ test('floats are in [0, 1) and roughly uniform', () => {
   assert.ok(chi < 27.88, `chi-square ${chi}`);
 });
 
-test('unseeded generators differ; bad seeds are rejected', () => {
+t.test('unseeded generators differ; bad seeds are rejected', async () => {
   const a = createRng(null);
   const b = createRng(null);
   assert.notDeepEqual(

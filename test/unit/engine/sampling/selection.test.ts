@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { selectTop, selectWeightedPrefix, sortRange } from '../../../../src/engine/sampling/selection.js';
 import { Xoshiro128 } from '../../../../src/engine/sampling/rng.js';
@@ -7,7 +7,7 @@ function referenceOrder(key: Float32Array): number[] {
   return Array.from(key.keys()).sort((a, b) => (key[b] ?? 0) - (key[a] ?? 0) || a - b);
 }
 
-test('selectTop + sortRange give the m best ids, ties by lowest id', () => {
+t.test('selectTop + sortRange give the m best ids, ties by lowest id', async () => {
   const rng = Xoshiro128.fromSeed(7);
   for (const [n, levels] of [[1, 3], [2, 2], [50, 1000], [500, 4], [3000, 100000], [3000, 2]] as const) {
     const key = new Float32Array(n);
@@ -31,7 +31,7 @@ test('selectTop + sortRange give the m best ids, ties by lowest id', () => {
   }
 });
 
-test('selectTop handles sorted and reverse-sorted input', () => {
+t.test('selectTop handles sorted and reverse-sorted input', async () => {
   const n = 20000;
   for (const dir of [1, -1]) {
     const key = Float32Array.from({ length: n }, (_, i) => dir * i);
@@ -42,7 +42,7 @@ test('selectTop handles sorted and reverse-sorted input', () => {
   }
 });
 
-test('selectTop works on a sub-range and leaves the rest alone', () => {
+t.test('selectTop works on a sub-range and leaves the rest alone', async () => {
   const key = new Float32Array([9, 1, 5, 3, 7, 2]);
   const ids = new Int32Array([0, 1, 2, 3, 4, 5]);
   selectTop(ids, 2, 6, 2, key);
@@ -50,7 +50,7 @@ test('selectTop works on a sub-range and leaves the rest alone', () => {
   assert.deepEqual(Array.from(ids.subarray(2, 4)).sort(), [2, 4]);
 });
 
-test('selectWeightedPrefix finds the smallest best-first prefix reaching the target mass', () => {
+t.test('selectWeightedPrefix finds the smallest best-first prefix reaching the target mass', async () => {
   const rng = Xoshiro128.fromSeed(99);
   for (const [n, levels] of [[1, 3], [5, 2], [200, 7], [5000, 50], [20000, 1e6]] as const) {
     const key = new Float32Array(n);

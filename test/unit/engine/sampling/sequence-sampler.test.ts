@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { SequenceSampler } from '../../../../src/engine/sampling/sequence-sampler.js';
 import { Xoshiro128 } from '../../../../src/engine/sampling/rng.js';
@@ -22,7 +22,7 @@ function referenceArgmax(l: Float32Array): number {
   return best;
 }
 
-test('temperature 0 is argmax, ties to the lowest id', () => {
+t.test('temperature 0 is argmax, ties to the lowest id', async () => {
   for (const seed of [1, 2, 3]) {
     const logits = randomLogits(5000, seed);
     const s = new SequenceSampler(params({ temperature: 0 }), logits.length, []);
@@ -32,13 +32,13 @@ test('temperature 0 is argmax, ties to the lowest id', () => {
   assert.equal(tie.sample(new Float32Array([1, 3, -Infinity, 3, 0])).tokenId, 1);
 });
 
-test('top-k = 1 equals greedy at any temperature', () => {
+t.test('top-k = 1 equals greedy at any temperature', async () => {
   const logits = randomLogits(3000, 9);
   const s = new SequenceSampler(params({ temperature: 1.7, topK: 1, seed: 5 }), logits.length, []);
   for (const t of draws(s, logits, 50)) assert.equal(t, referenceArgmax(logits));
 });
 
-test('same seed gives the same 100 samples; different seeds differ', () => {
+t.test('same seed gives the same 100 samples; different seeds differ', async () => {
   const logits = randomLogits(50, 4, 2);
   const run = (seed: number): number[] =>
     draws(new SequenceSampler(params({ temperature: 1, seed }), logits.length, []), logits, 100);
@@ -48,7 +48,7 @@ test('same seed gives the same 100 samples; different seeds differ', () => {
   assert.notDeepEqual(unseeded(), unseeded());
 });
 
-test('temperature sampling matches softmax(l / T) (chi-square, seeded)', () => {
+t.test('temperature sampling matches softmax(l / T) (chi-square, seeded)', async () => {
   const logits = new Float32Array([1.2, -0.3, 0.5, 2.0, 0.0]);
   const n = 20_000;
   for (const [T, seed] of [[1, 11], [0.5, 12], [2.5, 13]] as const) {
@@ -67,7 +67,7 @@ test('temperature sampling matches softmax(l / T) (chi-square, seeded)', () => {
   }
 });
 
-test('sampling respects the truncated support and covers it', () => {
+t.test('sampling respects the truncated support and covers it', async () => {
   // Probabilities 0.4, 0.3, 0.2, 0.1 (+ a banned token): top-p 0.65 keeps {1, 3}.
   const logits = new Float32Array([Math.log(0.2), Math.log(0.4), Math.log(0.1), Math.log(0.3), -Infinity]);
   const s = new SequenceSampler(params({ topP: 0.65, seed: 3 }), logits.length, []);
@@ -79,7 +79,7 @@ test('sampling respects the truncated support and covers it', () => {
   assert.deepEqual([...new Set(draws(m, logits, 200))].sort(), [1, 3]);
 });
 
-test('logit_bias -100 bans a token and +100 forces it', () => {
+t.test('logit_bias -100 bans a token and +100 forces it', async () => {
   const logits = new Float32Array([0, 5, 1, 2]);
   const ban = new SequenceSampler(params({ temperature: 0, logitBias: new Map([[1, -100]]) }), 4, []);
   assert.equal(ban.sample(logits).tokenId, 3);
@@ -91,7 +91,7 @@ test('logit_bias -100 bans a token and +100 forces it', () => {
   assert.throws(() => all.sample(logits), /logit_bias bans every token/);
 });
 
-test('penalties use the prompt (repetition) and the generated tokens (presence/frequency)', () => {
+t.test('penalties use the prompt (repetition) and the generated tokens (presence/frequency)', async () => {
   const logits = new Float32Array([2, 1.9, 1.8, 0]);
   // Repetition 1.2 on prompt token 0: 2 / 1.2 = 1.667 < 1.9, so greedy picks 1.
   const rep = new SequenceSampler(params({ temperature: 0, repetitionPenalty: 1.2 }), 4, [0]);
@@ -107,7 +107,7 @@ test('penalties use the prompt (repetition) and the generated tokens (presence/f
   assert.deepEqual(draws(freq, logits, 4), [0, 0, 1, 0]);
 });
 
-test('logprobs are the raw log_softmax of the input, in float64, top list sorted', () => {
+t.test('logprobs are the raw log_softmax of the input, in float64, top list sorted', async () => {
   const logits = randomLogits(4000, 77, 20);
   logits[10] = -Infinity;
   const max = Math.max(...logits);
@@ -144,7 +144,7 @@ test('logprobs are the raw log_softmax of the input, in float64, top list sorted
   assert.deepEqual(many.topLogprobs?.map((t) => t.tokenId), [2, 0]);
 });
 
-test('invalid logits and parameters raise clear errors', () => {
+t.test('invalid logits and parameters raise clear errors', async () => {
   const s = new SequenceSampler(params({}), 3, []);
   assert.throws(() => s.sample(new Float32Array([0, Number.NaN, 1])), /logits\[1\] is NaN/);
   assert.throws(() => s.sample(new Float32Array([0, 1, Infinity])), /logits\[2\] is Infinity/);
@@ -159,7 +159,7 @@ test('invalid logits and parameters raise clear errors', () => {
   assert.throws(() => new SequenceSampler(params({}), 3, [3]), /promptTokens\[0\]/);
 });
 
-test('samplers sharing scratch buffers do not interfere', () => {
+t.test('samplers sharing scratch buffers do not interfere', async () => {
   const logits = randomLogits(1000, 5, 4);
   const solo = draws(new SequenceSampler(params({ seed: 9, topP: 0.9 }), 1000, []), logits, 30);
   const a = new SequenceSampler(params({ seed: 9, topP: 0.9 }), 1000, []);
@@ -172,7 +172,7 @@ test('samplers sharing scratch buffers do not interfere', () => {
   assert.deepEqual(interleaved, solo);
 });
 
-test('a logit_bias that bans every token is the request\'s error (invalid_request, param logit_bias)', () => {
+t.test('a logit_bias that bans every token is the request\'s error (invalid_request, param logit_bias)', async () => {
   const bias = new Map<number, number>([[0, -100], [1, -100], [2, -100]]);
   const sampler = new SequenceSampler({ ...DEFAULT_SAMPLING, temperature: 0, logitBias: bias }, 3, []);
   assert.throws(
@@ -181,7 +181,7 @@ test('a logit_bias that bans every token is the request\'s error (invalid_reques
   );
 });
 
-test('a grammar constraint masks the logits: greedy and seeded draws only ever take allowed tokens, EOS only when complete', async () => {
+t.test('a grammar constraint masks the logits: greedy and seeded draws only ever take allowed tokens, EOS only when complete', async () => {
   const { GrammarAutomaton } = await import('../../../../src/engine/grammar/automaton.js');
   const { GrammarMatcher } = await import('../../../../src/engine/grammar/matcher.js');
   const { TokenTrie } = await import('../../../../src/engine/grammar/token-trie.js');

@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { StopMatcher } from '../../../../src/engine/sampling/stop-matcher.js';
 import { Xoshiro128 } from '../../../../src/engine/sampling/rng.js';
@@ -21,23 +21,23 @@ function run(stops: string[], deltas: string[]): Run {
   return { emits, stopped: false, matched: null, flushed: m.flush() };
 }
 
-test('a stop string spanning three deltas', () => {
+t.test('a stop string spanning three deltas', async () => {
   const r = run(['\n\nUser'], ['Hello', '\n', '\nUs', 'er', 'ignored']);
   assert.deepEqual(r, { emits: ['Hello', '', '', ''], stopped: true, matched: '\n\nUser', flushed: '' });
 });
 
-test('text before the stop in the same delta is emitted, the stop and the rest are not', () => {
+t.test('text before the stop in the same delta is emitted, the stop and the rest are not', async () => {
   assert.deepEqual(run(['STOP'], ['abc STOP def']), { emits: ['abc '], stopped: true, matched: 'STOP', flushed: '' });
 });
 
-test('held text is released once it can no longer match', () => {
+t.test('held text is released once it can no longer match', async () => {
   const r = run(['\n\nUser'], ['a\n', '\nX', 'yz']);
   assert.deepEqual(r.emits, ['a', '\n\nX', 'yz']);
   assert.equal(r.stopped, false);
   assert.equal(r.flushed, '');
 });
 
-test('no false hold-back: flush returns a held partial match at the end', () => {
+t.test('no false hold-back: flush returns a held partial match at the end', async () => {
   const r = run(['world!'], ['hello ', 'wor']);
   assert.deepEqual(r.emits, ['hello ', '']);
   assert.equal(r.flushed, 'wor');
@@ -45,14 +45,14 @@ test('no false hold-back: flush returns a held partial match at the end', () => 
   assert.deepEqual(run(['xyz'], ['plain text']), { emits: ['plain text'], stopped: false, matched: null, flushed: '' });
 });
 
-test('multiple stops: the first to complete wins', () => {
+t.test('multiple stops: the first to complete wins', async () => {
   assert.equal(run(['foo', 'bar'], ['xxbarfoo']).matched, 'bar');
   assert.deepEqual(run(['foo', 'bar'], ['xxbarfoo']).emits, ['xx']);
   // "cd" completes before "abcde" would.
   assert.deepEqual(run(['abcde', 'cd'], ['abcdef']).emits, ['ab']);
 });
 
-test('overlapping prefixes "ab" and "abc" stop at "ab" however the text is split', () => {
+t.test('overlapping prefixes "ab" and "abc" stop at "ab" however the text is split', async () => {
   for (const deltas of [['a', 'b', 'c'], ['abc'], ['xa', 'bc'], ['xab']]) {
     const r = run(['abc', 'ab'], deltas);
     assert.equal(r.matched, 'ab', deltas.join('|'));
@@ -62,18 +62,18 @@ test('overlapping prefixes "ab" and "abc" stop at "ab" however the text is split
   assert.equal(run(['bc', 'abc'], ['zabc']).matched, 'abc');
 });
 
-test('a partial match that restarts inside itself', () => {
+t.test('a partial match that restarts inside itself', async () => {
   const r = run(['aab'], ['aa', 'a', 'b']);
   assert.deepEqual(r.emits, ['', 'a', '']);
   assert.equal(r.matched, 'aab');
 });
 
-test('stop at the very start', () => {
+t.test('stop at the very start', async () => {
   assert.deepEqual(run(['<|end|>'], ['<|end|>more']), { emits: [''], stopped: true, matched: '<|end|>', flushed: '' });
   assert.deepEqual(run(['<|end|>'], ['<|', 'end|>']).emits, ['', '']);
 });
 
-test('no stops passes text through; bad use is an error', () => {
+t.test('no stops passes text through; bad use is an error', async () => {
   assert.deepEqual(run([], ['a', 'b']).emits, ['a', 'b']);
   assert.throws(() => new StopMatcher(['ok', '']), /stop\[1\] must be a non-empty string/);
   const m = new StopMatcher(['x']);
@@ -81,7 +81,7 @@ test('no stops passes text through; bad use is an error', () => {
   assert.throws(() => m.push('y'), /after a stop string matched/);
 });
 
-test('result is independent of how text is split (random texts, stops and splits)', () => {
+t.test('result is independent of how text is split (random texts, stops and splits)', async () => {
   const rng = Xoshiro128.fromSeed(31);
   const alphabet = 'ab\nc';
   const pick = (len: number): string =>

@@ -1,10 +1,10 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { TokenHistory } from '../../../../src/engine/sampling/token-history.js';
 
 const seen = (h: TokenHistory): number[] => Array.from(h.seenIds.subarray(0, h.seenCount)).sort((a, b) => a - b);
 
-test('prompt tokens are seen but not counted as generated', () => {
+t.test('prompt tokens are seen but not counted as generated', async () => {
   const h = new TokenHistory(100, [5, 7, 5, 99, 0]);
   assert.deepEqual(seen(h), [0, 5, 7, 99]);
   assert.equal(h.generatedDistinct, 0);
@@ -14,7 +14,7 @@ test('prompt tokens are seen but not counted as generated', () => {
   assert.ok(!h.hasSeen(98));
 });
 
-test('generated tokens are counted and join the seen set', () => {
+t.test('generated tokens are counted and join the seen set', async () => {
   const h = new TokenHistory(100, [1]);
   for (const id of [3, 3, 4, 3, 1]) h.record(id);
   assert.equal(h.countOf(3), 3);
@@ -28,7 +28,7 @@ test('generated tokens are counted and join the seen set', () => {
   assert.deepEqual(seen(h), [1, 3, 4]);
 });
 
-test('storage grows past its initial capacity', () => {
+t.test('storage grows past its initial capacity', async () => {
   const vocab = 5000;
   const prompt = Array.from({ length: 300 }, (_, i) => i * 7);
   const h = new TokenHistory(vocab, prompt);
@@ -40,7 +40,7 @@ test('storage grows past its initial capacity', () => {
   assert.deepEqual(seen(h), [...expected].sort((a, b) => a - b));
 });
 
-test('out-of-range ids are rejected with the offending value', () => {
+t.test('out-of-range ids are rejected with the offending value', async () => {
   assert.throws(() => new TokenHistory(10, [1, 10]), /promptTokens\[1\] must be a token id in \[0, 10\), got 10/);
   assert.throws(() => new TokenHistory(10, [-1]), /got -1/);
   const h = new TokenHistory(10, []);

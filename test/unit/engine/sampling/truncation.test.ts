@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { SamplingScratch } from '../../../../src/engine/sampling/scratch.js';
 import { truncate, drawCategorical, type TruncationParams } from '../../../../src/engine/sampling/truncation.js';
@@ -37,7 +37,7 @@ function reference(logits: Float32Array, p: TruncationParams): number[] {
   return order.sort((a, b) => a - b);
 }
 
-test('top-p keeps exactly the smallest prefix whose mass reaches p', () => {
+t.test('top-p keeps exactly the smallest prefix whose mass reaches p', async () => {
   // Probabilities 0.4, 0.3, 0.2, 0.1 at shuffled positions.
   const logits = [Math.log(0.2), Math.log(0.4), Math.log(0.1), Math.log(0.3)];
   assert.deepEqual(kept(logits, { topP: 0.35 }), [1]);
@@ -48,14 +48,14 @@ test('top-p keeps exactly the smallest prefix whose mass reaches p', () => {
   assert.deepEqual(kept(logits, { topP: 1 }), [0, 1, 2, 3]);
 });
 
-test('top-p after top-k uses the distribution renormalized over the top k', () => {
+t.test('top-p after top-k uses the distribution renormalized over the top k', async () => {
   const logits = [Math.log(0.2), Math.log(0.4), Math.log(0.1), Math.log(0.3)];
   // Over the top 2 the masses are 4/7 and 3/7: p = 0.55 keeps one token, p = 0.6 both.
   assert.deepEqual(kept(logits, { topK: 2, topP: 0.55 }), [1]);
   assert.deepEqual(kept(logits, { topK: 2, topP: 0.6 }), [1, 3]);
 });
 
-test('min-p keeps tokens with probability >= min_p * max probability, after temperature', () => {
+t.test('min-p keeps tokens with probability >= min_p * max probability, after temperature', async () => {
   const logits = [0, Math.log(0.5), Math.log(0.09), Math.log(0.11), -Infinity];
   assert.deepEqual(kept(logits, { minP: 0.1 }), [0, 1, 3]);
   assert.deepEqual(kept(logits, { minP: 0.6 }), [0]);
@@ -64,7 +64,7 @@ test('min-p keeps tokens with probability >= min_p * max probability, after temp
   assert.deepEqual(kept(logits, { minP: 0.29, temperature: 2 }), [0, 1, 2, 3]);
 });
 
-test('top-k keeps the k best, ties by lowest id, and never a -Infinity token', () => {
+t.test('top-k keeps the k best, ties by lowest id, and never a -Infinity token', async () => {
   const logits = [1, 5, 5, 2, -Infinity, 5];
   assert.deepEqual(kept(logits, { topK: 2 }), [1, 2]);
   assert.deepEqual(kept(logits, { topK: 4 }), [1, 2, 3, 5]);
@@ -72,7 +72,7 @@ test('top-k keeps the k best, ties by lowest id, and never a -Infinity token', (
   assert.throws(() => kept([-Infinity, -Infinity], {}), /every token has logit -Infinity/);
 });
 
-test('truncation matches a float64 reference on random vocabularies', () => {
+t.test('truncation matches a float64 reference on random vocabularies', async () => {
   const rng = Xoshiro128.fromSeed(2024);
   for (let trial = 0; trial < 40; trial++) {
     const n = 2000 + Math.floor(rng.nextFloat() * 3000);
@@ -92,7 +92,7 @@ test('truncation matches a float64 reference on random vocabularies', () => {
   }
 });
 
-test('drawCategorical walks cumulative weights and skips zero weights', () => {
+t.test('drawCategorical walks cumulative weights and skips zero weights', async () => {
   const probs = new Float64Array([0, 1, 0, 3]);
   const ids = new Int32Array([0, 1, 2, 3]);
   assert.equal(drawCategorical(ids, 4, probs, 0), 1);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { llmlingua, LlmlinguaParams } from '../../../../src/policies/compression/llmlingua.js';
 import { flatten, resolveTarget } from '../../../../src/policies/compression/segments.js';
 import { chatInput, CONTEXT_SEGMENT, keptMask, paragraphOf, scorer, tokenizer } from './corpus.js';
@@ -7,7 +7,7 @@ import { params, validate } from './params.js';
 
 for (const rate of [0.8, 0.5, 0.2, 50]) {
   for (const coarse of [true, false]) {
-    test(`llmlingua (rate ${rate}, coarse ${coarse}): protected parts kept, the compressible part meets the rate exactly`, async () => {
+    t.test(`llmlingua (rate ${rate}, coarse ${coarse}): protected parts kept, the compressible part meets the rate exactly`, async () => {
       const input = chatInput();
       const r = await llmlingua.compress(input, scorer(), tokenizer, params(LlmlinguaParams, { rate, coarse, iterativeSize: 16 }));
       input.segments.forEach((s, i) => {
@@ -24,7 +24,7 @@ for (const rate of [0.8, 0.5, 0.2, 50]) {
   }
 }
 
-test('llmlingua: the coarse level drops the most predictable document whole', async () => {
+t.test('llmlingua: the coarse level drops the most predictable document whole', async () => {
   const input = chatInput();
   const r = await llmlingua.compress(input, scorer(), tokenizer, params(LlmlinguaParams, { rate: 0.4, coarseSlack: 0 }));
   assert.equal(r.details['documents'], 4);
@@ -34,7 +34,7 @@ test('llmlingua: the coarse level drops the most predictable document whole', as
   assert.ok(r.dropped.some((d) => d.segment === CONTEXT_SEGMENT && d.start === 0 && d.end >= cat), JSON.stringify(r.dropped.map((d) => d.text)));
 });
 
-test('llmlingua: each window is scored after the compressed prefix, not the original one', async () => {
+t.test('llmlingua: each window is scored after the compressed prefix, not the original one', async () => {
   const input = chatInput();
   const sc = scorer();
   const W = 12;
@@ -53,7 +53,7 @@ test('llmlingua: each window is scored after the compressed prefix, not the orig
   });
 });
 
-test('llmlingua: params schema defaults and strictness', () => {
+t.test('llmlingua: params schema defaults and strictness', async () => {
   assert.deepEqual(params(LlmlinguaParams), {
     rate: 0.5,
     compressSystem: false,

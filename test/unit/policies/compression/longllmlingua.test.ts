@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { longllmlingua, LongLlmlinguaParams } from '../../../../src/policies/compression/longllmlingua.js';
 import { flatten, resolveTarget } from '../../../../src/policies/compression/segments.js';
 import type { CompressionInput } from '../../../../src/policies/compression/types.js';
@@ -7,7 +7,7 @@ import { chatInput, CONTEXT_SEGMENT, keptMask, paragraphOf, scorer, tokenizer } 
 import { params, validate } from './params.js';
 
 for (const rate of [0.7, 0.4, 0.15, 45]) {
-  test(`longllmlingua (rate ${rate}): protected parts kept, rate met exactly`, async () => {
+  t.test(`longllmlingua (rate ${rate}): protected parts kept, rate met exactly`, async () => {
     const input = chatInput();
     const r = await longllmlingua.compress(input, scorer(), tokenizer, params(LongLlmlinguaParams, { rate, iterativeSize: 16 }));
     input.segments.forEach((s, i) => {
@@ -19,7 +19,7 @@ for (const rate of [0.7, 0.4, 0.15, 45]) {
   });
 }
 
-test('longllmlingua: the document that answers the question is ranked first and kept; question words survive', async () => {
+t.test('longllmlingua: the document that answers the question is ranked first and kept; question words survive', async () => {
   const input = chatInput();
   const ctx = input.segments[CONTEXT_SEGMENT]?.tokens ?? [];
   const para = paragraphOf(input);
@@ -40,7 +40,7 @@ test('longllmlingua: the document that answers the question is ranked first and 
   for (const w of [' silver', ' needle']) assert.ok(text.includes(w), `${w} kept in ${JSON.stringify(text)}`);
 });
 
-test('longllmlingua: with a dynamic ratio the best-ranked kept document keeps a larger share', async () => {
+t.test('longllmlingua: with a dynamic ratio the best-ranked kept document keeps a larger share', async () => {
   const input = chatInput();
   const ctx = input.segments[CONTEXT_SEGMENT]?.tokens ?? [];
   const para = paragraphOf(input);
@@ -62,7 +62,7 @@ test('longllmlingua: with a dynamic ratio the best-ranked kept document keeps a 
   assert.ok((dyn[1] ?? 0) > (flatShare[1] ?? 0) + 0.1, `${flatShare.map((x) => x.toFixed(2))} -> ${dyn.map((x) => x.toFixed(2))}`);
 });
 
-test('longllmlingua: without a question it falls back to perplexity ranking and says so', async () => {
+t.test('longllmlingua: without a question it falls back to perplexity ranking and says so', async () => {
   const input: CompressionInput = { segments: chatInput().segments.filter((s) => s.role !== 'question') };
   const r = await longllmlingua.compress(input, scorer(), tokenizer, params(LongLlmlinguaParams, { rate: 0.5 }));
   assert.equal(r.details['question'], 'absent');
@@ -70,7 +70,7 @@ test('longllmlingua: without a question it falls back to perplexity ranking and 
   assert.equal(r.segments[CONTEXT_SEGMENT]?.tokens.length, resolveTarget(0.5, flat.tokens.length, flat.compressibleCount).keep);
 });
 
-test('longllmlingua: params schema defaults and strictness', () => {
+t.test('longllmlingua: params schema defaults and strictness', async () => {
   const p = params(LongLlmlinguaParams);
   assert.equal(p['contrastive'], true);
   assert.equal(p['dynamicRatio'], 0.25);

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { PolicyError } from '../../../../src/policies/errors.js';
 import { buildResult, checkInput, flatten, resolveTarget } from '../../../../src/policies/compression/segments.js';
 import type { CompressionInput } from '../../../../src/policies/compression/types.js';
 import { WordTokenizer } from './fakes.js';
 
-test('resolveTarget: a ratio applies to the compressible tokens, a count to the whole prompt', () => {
+t.test('resolveTarget: a ratio applies to the compressible tokens, a count to the whole prompt', async () => {
   assert.deepEqual(resolveTarget(0.5, 110, 100), { targetTokens: 60, keep: 50 });
   assert.deepEqual(resolveTarget(0.29, 100, 100), { targetTokens: 29, keep: 29 });
   assert.deepEqual(resolveTarget(1, 110, 100), { targetTokens: 110, keep: 100 });
@@ -19,7 +19,7 @@ test('resolveTarget: a ratio applies to the compressible tokens, a count to the 
   assert.throws(() => resolveTarget(0, 10, 5), PolicyError);
 });
 
-test('flatten marks context compressible, system/question only when asked, template never', () => {
+t.test('flatten marks context compressible, system/question only when asked, template never', async () => {
   const input: CompressionInput = {
     segments: [
       { role: 'other', tokens: [0] },
@@ -36,14 +36,14 @@ test('flatten marks context compressible, system/question only when asked, templ
   assert.deepEqual([...all.compressible], [0, 1, 1, 1, 1, 1, 1]);
 });
 
-test('checkInput names the bad segment and token', () => {
+t.test('checkInput names the bad segment and token', async () => {
   const ok: CompressionInput = { segments: [{ role: 'context', tokens: [1, 2] }] };
   checkInput(ok, 10, 'm');
   assert.throws(() => checkInput({ segments: [{ role: 'context', tokens: [1, 12] }] }, 10, 'm'), /m: segment 0 \(context\): token 1 is 12, expected an integer id in \[0, 10\)/);
   assert.throws(() => checkInput({ segments: [{ role: 'user' as 'context', tokens: [] }] }, 10, 'm'), /segment 0 has role "user"/);
 });
 
-test('buildResult: kept tokens per segment, dropped spans with their text, counts', () => {
+t.test('buildResult: kept tokens per segment, dropped spans with their text, counts', async () => {
   const tok = new WordTokenizer('a b c d e');
   const ids = tok.encode('a b c d e');
   const input: CompressionInput = { segments: [{ role: 'other', tokens: [0] }, { role: 'context', tokens: ids }] };

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { dropLowest, topK } from '../../../../src/policies/compression/select.js';
 
-test('dropLowest drops the lowest-scoring units until the budget holds, within one unit', () => {
+t.test('dropLowest drops the lowest-scoring units until the budget holds, within one unit', async () => {
   const scores = [5, 1, 3, 2, 4];
   const lengths = [2, 3, 1, 4, 2];
   // total 12, budget 6: drop score 1 (3 tokens) -> 9, score 2 (4) -> 5 <= 6.
@@ -11,7 +11,7 @@ test('dropLowest drops the lowest-scoring units until the budget holds, within o
   assert.deepEqual([...dropLowest(scores, lengths, 0)], [0, 0, 0, 0, 0]);
 });
 
-test("dropLowest 'nearest' drops the straddling unit only when that lands closer to the budget", () => {
+t.test("dropLowest 'nearest' drops the straddling unit only when that lands closer to the budget", async () => {
   const scores = [1, 2, 3];
   // total 12; budget 7: dropping unit 0 (5) -> 7.
   assert.deepEqual([...dropLowest(scores, [5, 5, 2], 7, 'nearest')], [0, 1, 1]);
@@ -22,13 +22,13 @@ test("dropLowest 'nearest' drops the straddling unit only when that lands closer
   assert.deepEqual([...dropLowest(scores, [5, 5, 2], 10, 'at-most')], [0, 1, 1]);
 });
 
-test('dropLowest: NaN (no prediction) is dropped last; ties drop the earlier unit first', () => {
+t.test('dropLowest: NaN (no prediction) is dropped last; ties drop the earlier unit first', async () => {
   assert.deepEqual([...dropLowest([Number.NaN, 1, 1, 9], [1, 1, 1, 1], 2)], [1, 0, 0, 1]);
   assert.deepEqual([...dropLowest([Number.NaN, 1, 1, 9], [1, 1, 1, 1], 3)], [1, 0, 1, 1]);
   assert.deepEqual([...dropLowest([Number.NaN, 1, 1, 9], [1, 1, 1, 1], 0)], [0, 0, 0, 0]);
 });
 
-test('topK keeps the k highest, NaN first, ties to the earlier index', () => {
+t.test('topK keeps the k highest, NaN first, ties to the earlier index', async () => {
   assert.deepEqual([...topK([1, 5, 3, 5], 2)], [0, 1, 0, 1]);
   assert.deepEqual([...topK([1, 5, 3, 5], 1)], [0, 1, 0, 0]);
   assert.deepEqual([...topK([Number.NaN, 5, 3], 1)], [1, 0, 0]);

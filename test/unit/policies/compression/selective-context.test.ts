@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { flatten, resolveTarget } from '../../../../src/policies/compression/segments.js';
 import { selectiveContext, SelectiveContextParams } from '../../../../src/policies/compression/selective-context.js';
 import { phraseUnits, sentenceUnits, tokenPieces, tokenUnits, type UnitMap } from '../../../../src/policies/compression/text-units.js';
@@ -28,7 +28,7 @@ function assertProtectedKept(input: CompressionInput, r: CompressionResult, comp
 
 for (const unit of ['token', 'phrase', 'sentence'] as const) {
   for (const rate of [0.7, 0.5, 0.3, 40]) {
-    test(`selective-context (${unit}, rate ${rate}): protected parts kept, rate met within one unit, lowest units dropped`, async () => {
+    t.test(`selective-context (${unit}, rate ${rate}): protected parts kept, rate met within one unit, lowest units dropped`, async () => {
       const input = chatInput();
       const sc = scorer();
       const p = params(SelectiveContextParams, { rate, unit, phraseWords: 2 });
@@ -78,14 +78,14 @@ for (const unit of ['token', 'phrase', 'sentence'] as const) {
   }
 }
 
-test('selective-context: repeated text (predictable under the scorer) goes first', async () => {
+t.test('selective-context: repeated text (predictable under the scorer) goes first', async () => {
   const r = await selectiveContext.compress(chatInput(), scorer(), tokenizer, params(SelectiveContextParams, { rate: 0.6, unit: 'sentence' }));
   const droppedText = r.dropped.map((d) => d.text).join('|');
   assert.match(droppedText, /The cat sat on the mat again/);
   assert.doesNotMatch(droppedText, /silver needle under/);
 });
 
-test('selective-context: compressSystem / compressQuestion let those parts be compressed', async () => {
+t.test('selective-context: compressSystem / compressQuestion let those parts be compressed', async () => {
   const input = chatInput();
   const r = await selectiveContext.compress(input, scorer(), tokenizer, params(SelectiveContextParams, { rate: 0.3, unit: 'token', compressSystem: true, compressQuestion: true }));
   assert.ok((r.segments[1]?.tokens.length ?? 0) < (input.segments[1]?.tokens.length ?? 0), 'system compressed');
@@ -94,7 +94,7 @@ test('selective-context: compressSystem / compressQuestion let those parts be co
   assert.equal(r.compressibleTokens, (input.segments[1]?.tokens.length ?? 0) + (input.segments[3]?.tokens.length ?? 0) + (input.segments[4]?.tokens.length ?? 0));
 });
 
-test('selective-context: rate 1 and a prompt without context keep everything without scoring', async () => {
+t.test('selective-context: rate 1 and a prompt without context keep everything without scoring', async () => {
   const sc = scorer();
   const input = chatInput();
   const all = await selectiveContext.compress(input, sc, tokenizer, params(SelectiveContextParams, { rate: 1 }));
@@ -105,7 +105,7 @@ test('selective-context: rate 1 and a prompt without context keep everything wit
   assert.equal(sc.calls.length, 0);
 });
 
-test('selective-context: params schema has documented defaults, ranges, and rejects unknown keys', () => {
+t.test('selective-context: params schema has documented defaults, ranges, and rejects unknown keys', async () => {
   assert.deepEqual(params(SelectiveContextParams), { rate: 0.5, compressSystem: false, compressQuestion: false, unit: 'sentence', phraseWords: 1, aggregate: 'sum' });
   for (const [k, v] of Object.entries(SelectiveContextParams.properties)) assert.ok(typeof v.description === 'string' && v.description.length > 20, `${k} documented`);
   assert.equal(validate(SelectiveContextParams, { rat: 0.5 }).ok, false);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import type { ExpertBits } from '../../../../src/model/compile/moe-quantize.js';
 import { assignBitwidths, assignmentKey, type ExpertProfileEntry } from '../../../../src/policies/expert-offload/bitwidth.js';
 
@@ -23,7 +23,7 @@ function bruteForce(p: ExpertProfileEntry[], choices: ExpertBits[], target: numb
   return best;
 }
 
-test('important experts get the bits, unimportant ones stay small, within the byte target', () => {
+t.test('important experts get the bits, unimportant ones stay small, within the byte target', async () => {
   const p = profile([
     { 8: 0.001, 4: 0.02 }, // used a lot
     { 8: 0.0, 4: 0.0 }, // never routed
@@ -36,13 +36,13 @@ test('important experts get the bits, unimportant ones stay small, within the by
   assert.ok(r.totalBytes <= 160 * 3 + 840 + 120);
 });
 
-test('a target below the all-smallest total keeps every expert at the smallest width', () => {
+t.test('a target below the all-smallest total keeps every expert at the smallest width', async () => {
   const p = profile([{ 8: 1, 4: 2 }, { 8: 1, 4: 2 }]);
   const r = assignBitwidths({ profile: p, choices: [32, 8, 4], bytes: (_l, _e, b) => BYTES[b], targetBytes: 10 });
   assert.deepEqual([...r.bits.values()], [4, 4]);
 });
 
-test('greedy stays within one item of the brute-force optimum and never exceeds the target', () => {
+t.test('greedy stays within one item of the brute-force optimum and never exceeds the target', async () => {
   let seed = 3;
   const rnd = (): number => {
     seed = (seed * 1103515245 + 12345) % 2 ** 31;
@@ -64,7 +64,7 @@ test('greedy stays within one item of the brute-force optimum and never exceeds 
   }
 });
 
-test('a missing profiled width is a clear error', () => {
+t.test('a missing profiled width is a clear error', async () => {
   assert.throws(
     () => assignBitwidths({ profile: profile([{ 8: 1 }]), choices: [4, 8], bytes: () => 1, targetBytes: 10 }),
     /expert 0:0 has no profiled cost at 4 bits/,

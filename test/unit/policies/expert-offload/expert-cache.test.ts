@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { ExpertCache } from '../../../../src/kv/expert-cache.js';
 
 function fill(cache: ExpertCache<string>, keys: number[], bytes = 10): void {
@@ -9,7 +9,7 @@ function fill(cache: ExpertCache<string>, keys: number[], bytes = 10): void {
   }
 }
 
-test('lru evicts the least recently used entry first', () => {
+t.test('lru evicts the least recently used entry first', async () => {
   const c = new ExpertCache<string>(30, 'lru');
   fill(c, [1, 2, 3]);
   c.touch(1); // 2 is now the oldest
@@ -22,7 +22,7 @@ test('lru evicts the least recently used entry first', () => {
   assert.equal(c.evictions, 2);
 });
 
-test('frequency evicts the least used entry, ties to the least recent, and remembers evicted experts', () => {
+t.test('frequency evicts the least used entry, ties to the least recent, and remembers evicted experts', async () => {
   const c = new ExpertCache<string>(30, 'frequency');
   fill(c, [1, 2, 3]);
   for (let i = 0; i < 3; i++) c.touch(1);
@@ -41,7 +41,7 @@ test('frequency evicts the least used entry, ties to the least recent, and remem
   assert.deepEqual(c.admit(3, 'v3', 10)?.evicted.map((e) => e.key), [2]);
 });
 
-test('frequency counts decay so a shift in routing wins over old popularity', () => {
+t.test('frequency counts decay so a shift in routing wins over old popularity', async () => {
   const c = new ExpertCache<string>(20, 'frequency', 8);
   fill(c, [1, 2]);
   for (let i = 0; i < 10; i++) c.touch(1);
@@ -49,7 +49,7 @@ test('frequency counts decay so a shift in routing wins over old popularity', ()
   assert.equal(c.frequency(1), 7 / 2 + 4);
 });
 
-test('pinned entries are never evicted; an admission that cannot fit changes nothing', () => {
+t.test('pinned entries are never evicted; an admission that cannot fit changes nothing', async () => {
   const c = new ExpertCache<string>(30, 'lru');
   fill(c, [1, 2, 3]);
   c.pin(1);
@@ -64,7 +64,7 @@ test('pinned entries are never evicted; an admission that cannot fit changes not
   assert.deepEqual(c.admit(5, 'v5', 10)?.evicted.map((e) => e.key), [2]);
 });
 
-test('resident bytes never exceed the budget under random traffic with mixed sizes', () => {
+t.test('resident bytes never exceed the budget under random traffic with mixed sizes', async () => {
   let seed = 7;
   const rand = (n: number): number => {
     seed = (seed * 1103515245 + 12345) % 2 ** 31;

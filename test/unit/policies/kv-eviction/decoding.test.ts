@@ -3,7 +3,7 @@
  * through decoding-time compression on a simulated multi-layer cache with real
  * softmax attention statistics, generating far past its budget.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { shouldCompress } from '../../../../src/policies/kv-eviction/decoding.js';
 import { layerKeep, planLayerEviction } from '../../../../src/policies/kv-eviction/plan.js';
@@ -126,7 +126,7 @@ function run(policy: Policy, prompt: number, steps: number, seed: number): { lay
   return { layers, maxLength, compressions, lengths };
 }
 
-test('every eviction method through decoding-time compression: bounded cache, generation far past the budget', () => {
+t.test('every eviction method through decoding-time compression: bounded cache, generation far past the budget', async () => {
   const methods = evictionMethods();
   assert.deepEqual(methods.map((m) => m.method).sort(), ['h2o', 'knorm', 'pyramidkv', 'snapkv', 'streaming-llm', 'tova']);
   const budget = 16;
@@ -165,7 +165,7 @@ test('every eviction method through decoding-time compression: bounded cache, ge
   }
 });
 
-test('every eviction method with a keep-everything budget never evicts through the wrapper', () => {
+t.test('every eviction method with a keep-everything budget never evicts through the wrapper', async () => {
   for (const m of evictionMethods()) {
     const params: Record<string, unknown> = { budget: 1, compressEvery: 1 };
     if (m.method === 'snapkv' || m.method === 'pyramidkv') params.observationWindow = W;
@@ -175,7 +175,7 @@ test('every eviction method with a keep-everything budget never evicts through t
   }
 });
 
-test('shouldCompress: every N decode steps; 0 means prefill only', () => {
+t.test('shouldCompress: every N decode steps; 0 means prefill only', async () => {
   const when = (n: number) => Array.from({ length: 12 }, (_, i) => i).filter((s) => shouldCompress(s, { compressEvery: n }));
   assert.deepEqual(when(4), [4, 8]);
   assert.deepEqual(when(1), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);

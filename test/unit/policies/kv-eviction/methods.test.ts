@@ -2,7 +2,7 @@
  * Each eviction method on hand-built attention patterns keeps what its paper
  * says, and with "keep everything" params keeps every entry.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { planLayerEviction, layerKeep } from '../../../../src/policies/kv-eviction/plan.js';
 import { planKeep } from '../../../../src/policies/kv-eviction/select.js';
@@ -19,7 +19,7 @@ function rows(plan: KeepPlan | null): number[][] {
 
 const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
 
-test('streaming-llm keeps exactly the sinks and the most recent entries', () => {
+t.test('streaming-llm keeps exactly the sinks and the most recent entries', async () => {
   const policy = policyOf('streaming-llm', 'kv-eviction', { budget: 10, sinkTokens: 4 });
   const view = makeView({ numKvHeads: 2, length: 50 });
   assert.deepEqual(rows(planLayerEviction(policy, view, 50)), [
@@ -32,7 +32,7 @@ test('streaming-llm keeps exactly the sinks and the most recent entries', () => 
   assert.deepEqual(rows(planLayerEviction(policy, later, 38)), [[0, 1, 2, 3, 6, 7, 8, 9, 10, 11]]);
 });
 
-test('h2o keeps the heavy-hitter columns plus the recent window', () => {
+t.test('h2o keeps the heavy-hitter columns plus the recent window', async () => {
   const n = 20;
   const acc = new Float32Array(2 * n).fill(0.1);
   for (const j of [3, 7, 11]) acc[j] = 5 + j; // head 0's heavy hitters
@@ -47,7 +47,7 @@ test('h2o keeps the heavy-hitter columns plus the recent window', () => {
   assert.throws(() => planLayerEviction(policy, makeView({ numKvHeads: 2, length: n }), n), /no accumulatedAttention/);
 });
 
-test('h2o on real accumulated attention keeps the key the later queries attend to', () => {
+t.test('h2o on real accumulated attention keeps the key the later queries attend to', async () => {
   const next = rng(3);
   const h = 1;
   const d = 8;
@@ -76,7 +76,7 @@ function windowAttention(h: number, g: number, w: number, n: number, hot: (head:
   return att;
 }
 
-test('snapkv keeps the observation window and what it attends to; pooling keeps the neighbours', () => {
+t.test('snapkv keeps the observation window and what it attends to; pooling keeps the neighbours', async () => {
   const h = 2;
   const g = 2;
   const w = 4;
@@ -104,7 +104,7 @@ test('snapkv keeps the observation window and what it attends to; pooling keeps 
   assert.throws(() => planLayerEviction(max, makeView({ numKvHeads: h, groupSize: g, length: n }), n), /no windowAttention/);
 });
 
-test("snapkv scores: window queries summed, pooled as torch's max_pool1d / avg_pool1d (padding k//2), group summed", () => {
+t.test("snapkv scores: window queries summed, pooled as torch's max_pool1d / avg_pool1d (padding k//2), group summed", async () => {
   const out = new Float32Array(5);
   addPooled(Float64Array.from([0, 0, 3, 0, 0]), 5, 3, 'avg', out, 0);
   assert.deepEqual([...out], [0, 1, 1, 1, 0]);
@@ -129,7 +129,7 @@ test("snapkv scores: window queries summed, pooled as torch's max_pool1d / avg_p
   assert.equal(s[5], Number.POSITIVE_INFINITY);
 });
 
-test('tova drops the entry the newest query attends to least, averaged over all heads', () => {
+t.test('tova drops the entry the newest query attends to least, averaged over all heads', async () => {
   const n = 6;
   // Two KV heads x two query heads. Head rows disagree; the mean is lowest at entry 4.
   const att = Float32Array.from([
@@ -149,7 +149,7 @@ test('tova drops the entry the newest query attends to least, averaged over all 
   assert.throws(() => planLayerEviction(policy, makeView({ numKvHeads: 2, groupSize: 2, length: n }), n), /no lastQueryAttention/);
 });
 
-test('knorm keeps the keys with the lowest L2 norm, per head', () => {
+t.test('knorm keeps the keys with the lowest L2 norm, per head', async () => {
   const h = 2;
   const d = 4;
   const n = 8;
@@ -173,7 +173,7 @@ test('knorm keeps the keys with the lowest L2 norm, per head', () => {
   ]);
 });
 
-test('pyramidkv: SnapKV scores, fewer entries in deeper layers', () => {
+t.test('pyramidkv: SnapKV scores, fewer entries in deeper layers', async () => {
   const h = 1;
   const w = 4;
   const n = 100;
@@ -191,7 +191,7 @@ test('pyramidkv: SnapKV scores, fewer entries in deeper layers', () => {
   assert.ok(plan[0]!.includes(50) && plan[0]!.includes(99));
 });
 
-test('every eviction method with keep-everything params (ratio 1) keeps every entry', () => {
+t.test('every eviction method with keep-everything params (ratio 1) keeps every entry', async () => {
   const next = rng(9);
   const h = 2;
   const g = 2;

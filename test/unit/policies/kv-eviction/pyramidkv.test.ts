@@ -1,4 +1,4 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { layerBudgets } from '../../../../src/policies/kv-eviction/pyramidkv.js';
 
@@ -8,7 +8,7 @@ function assertNonIncreasing(a: Int32Array): void {
   for (let l = 1; l < a.length; l++) assert.ok(a[l]! <= a[l - 1]!, `layer ${l}: ${[...a]}`);
 }
 
-test('pyramid: linear from bottom to top, top = window + (avg - window) / beta, sum = total', () => {
+t.test('pyramid: linear from bottom to top, top = window + (avg - window) / beta, sum = total', async () => {
   // 32 layers, 320 per layer on average, window 64, beta 20 (the reference defaults).
   const b = layerBudgets(320 * 32, 32, { observationWindow: 64, beta: 20 });
   assert.equal(sum(b), 320 * 32);
@@ -19,7 +19,7 @@ test('pyramid: linear from bottom to top, top = window + (avg - window) / beta, 
   for (let l = 1; l < 32; l++) assert.ok(b[l]! < b[l - 1]!, `${[...b]}`);
 });
 
-test('pyramid sums to the total for many shapes, and never exceeds the length', () => {
+t.test('pyramid sums to the total for many shapes, and never exceeds the length', async () => {
   for (const layers of [1, 2, 3, 5, 12, 30]) {
     for (const avg of [1, 7, 40, 100, 333]) {
       for (const beta of [1, 2, 20]) {
@@ -34,7 +34,7 @@ test('pyramid sums to the total for many shapes, and never exceeds the length', 
   }
 });
 
-test('pyramid: the bottom is capped at the length (the top rises to keep the sum); at avg = length all layers keep all', () => {
+t.test('pyramid: the bottom is capped at the length (the top rises to keep the sum); at avg = length all layers keep all', async () => {
   const capped = layerBudgets(90 * 4, 4, { observationWindow: 10, beta: 20 }, 100);
   assert.equal(capped[0], 100);
   assert.equal(sum(capped), 360);
@@ -42,11 +42,11 @@ test('pyramid: the bottom is capped at the length (the top rises to keep the sum
   assert.deepEqual([...layerBudgets(100 * 4, 4, { observationWindow: 10, beta: 20 }, 100)], [100, 100, 100, 100]);
 });
 
-test('pyramid: average within the window falls back to uniform', () => {
+t.test('pyramid: average within the window falls back to uniform', async () => {
   assert.deepEqual([...layerBudgets(30, 4, { observationWindow: 32, beta: 20 })], [8, 8, 7, 7]);
 });
 
-test('pyramid rejects nonsense', () => {
+t.test('pyramid rejects nonsense', async () => {
   assert.throws(() => layerBudgets(10, 0, { observationWindow: 4, beta: 20 }), /numLayers/);
   assert.throws(() => layerBudgets(10.5, 2, { observationWindow: 4, beta: 20 }), /total/);
   assert.throws(() => layerBudgets(10, 2, { observationWindow: 4, beta: 0.5 }), /beta/);

@@ -1,9 +1,9 @@
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { nthSmallest, planKeep } from '../../../../src/policies/kv-eviction/select.js';
 import { assertValidPlan, makeView, rng } from '../helpers/synthetic-layer.js';
 
-test('planKeep: top-k per head, ascending, protected sinks and recent window always kept', () => {
+t.test('planKeep: top-k per head, ascending, protected sinks and recent window always kept', async () => {
   const n = 12;
   // head 0 prefers entries 5 and 6, head 1 prefers 2 and 9; sinks (0,1) and recent (11) score lowest.
   const scores = new Float32Array(2 * n);
@@ -15,7 +15,7 @@ test('planKeep: top-k per head, ascending, protected sinks and recent window alw
   assert.deepEqual([...plan[1]!], [0, 1, 2, 9, 11]);
 });
 
-test('planKeep: the budget caps protection (sinks first, then the newest); keep >= length keeps all', () => {
+t.test('planKeep: the budget caps protection (sinks first, then the newest); keep >= length keeps all', async () => {
   const n = 10;
   const view = makeView({ numKvHeads: 1, length: n });
   const scores = Float32Array.from({ length: n }, (_, i) => 100 - i);
@@ -26,14 +26,14 @@ test('planKeep: the budget caps protection (sinks first, then the newest); keep 
   assert.equal(planKeep(scores, view, 0, { sinkTokens: 2, recentTokens: 2 })[0]!.length, 0);
 });
 
-test('planKeep: ties go to newer entries, NaN ranks lowest', () => {
+t.test('planKeep: ties go to newer entries, NaN ranks lowest', async () => {
   const view = makeView({ numKvHeads: 1, length: 6 });
   assert.deepEqual([...planKeep(new Float32Array(6).fill(1), view, 2, { sinkTokens: 0, recentTokens: 0 })[0]!], [4, 5]);
   const withNaN = Float32Array.from([1, Number.NaN, 3, Number.NaN, 2, 0]);
   assert.deepEqual([...planKeep(withNaN, view, 3, { sinkTokens: 0, recentTokens: 0 })[0]!], [0, 2, 4]);
 });
 
-test('planKeep agrees with a full sort on random scores (many heads, many budgets)', () => {
+t.test('planKeep agrees with a full sort on random scores (many heads, many budgets)', async () => {
   const next = rng(7);
   for (let trial = 0; trial < 40; trial++) {
     const n = 1 + Math.floor(next() * 300);
@@ -57,7 +57,7 @@ test('planKeep agrees with a full sort on random scores (many heads, many budget
   }
 });
 
-test('planKeep rejects unresolved budgets, wrong shapes and out-of-order positions', () => {
+t.test('planKeep rejects unresolved budgets, wrong shapes and out-of-order positions', async () => {
   const view = makeView({ numKvHeads: 1, length: 4 });
   assert.throws(() => planKeep(new Float32Array(4), view, 0.5, { sinkTokens: 0, recentTokens: 0 }), /resolve ratios with resolveBudget first/);
   assert.throws(() => planKeep(new Float32Array(3), view, 2, { sinkTokens: 0, recentTokens: 0 }), /scores has 3 values/);
@@ -65,7 +65,7 @@ test('planKeep rejects unresolved budgets, wrong shapes and out-of-order positio
   assert.throws(() => planKeep(new Float32Array(4), shuffled, 2, { sinkTokens: 0, recentTokens: 0 }), /ascending position order/);
 });
 
-test('nthSmallest matches sorting, including long runs of equal values', () => {
+t.test('nthSmallest matches sorting, including long runs of equal values', async () => {
   const next = rng(11);
   for (let trial = 0; trial < 50; trial++) {
     const n = 1 + Math.floor(next() * 500);

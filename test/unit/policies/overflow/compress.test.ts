@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { COMPRESSION_METHODS } from '../../../../src/policies/compression/index.js';
 import { ContextLengthExceededError, handleOverflow } from '../../../../src/policies/overflow/index.js';
 import { chatInput, CONTEXT_SEGMENT, scorer, tokenizer } from '../compression/corpus.js';
@@ -8,7 +8,7 @@ import { params } from '../compression/params.js';
 const total = chatInput().segments.reduce((a, s) => a + s.tokens.length, 0);
 
 for (const method of COMPRESSION_METHODS) {
-  test(`compress mode with ${method.method}: the prompt is brought within window - max_tokens, protected parts intact`, async () => {
+  t.test(`compress mode with ${method.method}: the prompt is brought within window - max_tokens, protected parts intact`, async () => {
     const input = chatInput();
     const contextWindow = total;
     const maxTokens = 40;
@@ -37,7 +37,7 @@ for (const method of COMPRESSION_METHODS) {
   });
 }
 
-test('compress mode: when the protected parts alone exceed the budget the error says so', async () => {
+t.test('compress mode: when the protected parts alone exceed the budget the error says so', async () => {
   const input = chatInput();
   const protectedTokens = total - (input.segments[CONTEXT_SEGMENT]?.tokens.length ?? 0);
   const method = COMPRESSION_METHODS[0];

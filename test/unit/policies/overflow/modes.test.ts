@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import {
   ContextLengthExceededError,
   evictDecision,
@@ -15,7 +15,7 @@ import { chat, prompt, range } from './prompt.js';
 
 const input = (contextWindow: number, maxTokens: number) => ({ segments: chat(), contextWindow, maxTokens });
 
-test('error: the message states the window and both numbers, with OpenAI wording', () => {
+t.test('error: the message states the window and both numbers, with OpenAI wording', async () => {
   const err = overflowError(input(100, 20));
   assert.ok(err instanceof ContextLengthExceededError);
   assert.equal(err.code, 'context_length_exceeded');
@@ -29,21 +29,21 @@ test('error: the message states the window and both numbers, with OpenAI wording
   );
 });
 
-test('handleOverflow error mode: passes a fitting prompt through, throws otherwise', async () => {
+t.test('handleOverflow error mode: passes a fitting prompt through, throws otherwise', async () => {
   const ok = await handleOverflow(input(200, 20), { mode: 'error' });
   assert.equal(ok.report.applied, false);
   assert.equal(ok.report.tokensAfter, 121);
   await assert.rejects(handleOverflow(input(130, 20), { mode: 'error' }), (e: unknown) => e instanceof ContextLengthExceededError && e.promptTokens === 121 && e.contextWindow === 130);
 });
 
-test('protectedHead: BOS + system message + its end marker; without system, the leading template segment', () => {
+t.test('protectedHead: BOS + system message + its end marker; without system, the leading template segment', async () => {
   assert.equal(protectedHead(chat()), 8);
   assert.equal(protectedHead(prompt(['other', 2], ['context', 10])), 2);
   assert.equal(protectedHead(prompt(['context', 10])), 0);
   assert.equal(protectedHead(prompt(['system', 4], ['context', 10])), 4);
 });
 
-test('truncate left: drops exactly the oldest tokens after the system message', () => {
+t.test('truncate left: drops exactly the oldest tokens after the system message', async () => {
   const r = truncatePrompt(input(100, 20), 'left');
   // budget 80, excess 41: tokens 8..48 go.
   assert.deepEqual(r.tokens, [...range(0, 8), ...range(49, 121)]);
@@ -53,7 +53,7 @@ test('truncate left: drops exactly the oldest tokens after the system message', 
   assert.deepEqual(r.segments[1]?.tokens, range(1, 6));
 });
 
-test('truncate middle: keeps both ends after the system message', () => {
+t.test('truncate middle: keeps both ends after the system message', async () => {
   const r = truncatePrompt(input(100, 20), 'middle');
   // rest after head: 113 tokens, keep 72: first 36 and last 36.
   assert.deepEqual(r.tokens, [...range(0, 8), ...range(8, 44), ...range(85, 121)]);
@@ -61,7 +61,7 @@ test('truncate middle: keeps both ends after the system message', () => {
   assert.equal(r.report.detail['side'], 'middle');
 });
 
-test('truncate: a fitting prompt is untouched; a system message that alone overflows is an error naming it', () => {
+t.test('truncate: a fitting prompt is untouched; a system message that alone overflows is an error naming it', async () => {
   const same = truncatePrompt(input(500, 20), 'left');
   assert.equal(same.report.applied, false);
   assert.deepEqual(same.tokens, range(0, 121));
@@ -69,7 +69,7 @@ test('truncate: a fitting prompt is untouched; a system message that alone overf
   assert.throws(() => truncatePrompt(input(20, 20), 'left'), /max_tokens alone fills the window/);
 });
 
-test('shift: keeps n_keep, discards the oldest after it in blocks of half the remaining room (llama.cpp)', () => {
+t.test('shift: keeps n_keep, discards the oldest after it in blocks of half the remaining room (llama.cpp)', async () => {
   // budget 80, n_keep 8: block = (80 - 8) / 2 = 36; excess 41 -> 2 blocks = 72 tokens.
   const r = shiftPrompt(input(100, 20), 'system');
   assert.deepEqual(r.tokens, [...range(0, 8), ...range(80, 121)]);
@@ -86,7 +86,7 @@ test('shift: keeps n_keep, discards the oldest after it in blocks of half the re
   assert.throws(() => shiftPrompt(input(100, 20), -1), RangeError);
 });
 
-test('evict: a decision record; the prompt is untouched and the policy is named', () => {
+t.test('evict: a decision record; the prompt is untouched and the policy is named', async () => {
   const r = evictDecision(input(100, 20), 'streaming-llm');
   assert.equal(r.evictPolicy, 'streaming-llm');
   assert.equal(r.report.applied, true);
@@ -97,7 +97,7 @@ test('evict: a decision record; the prompt is untouched and the policy is named'
   assert.equal(fitting.report.applied, false);
 });
 
-test('handleOverflow dispatches every mode; bad numbers are rejected', async () => {
+t.test('handleOverflow dispatches every mode; bad numbers are rejected', async () => {
   assert.equal((await handleOverflow(input(100, 20), { mode: 'truncate', side: 'left' })).tokens.length, 80);
   assert.equal((await handleOverflow(input(100, 20), { mode: 'shift', keep: 'system' })).tokens.length, 49);
   assert.equal((await handleOverflow(input(100, 20), { mode: 'evict', policy: 'h2o' })).evictPolicy, 'h2o');
@@ -108,7 +108,7 @@ test('handleOverflow dispatches every mode; bad numbers are rejected', async () 
   assert.equal(fits(input(140, 20)), false);
 });
 
-test('normalizeOverflow fills defaults for bare modes and objects', () => {
+t.test('normalizeOverflow fills defaults for bare modes and objects', async () => {
   assert.deepEqual(normalizeOverflow('error'), { mode: 'error' });
   assert.deepEqual(normalizeOverflow('truncate'), { mode: 'truncate', side: 'left' });
   assert.deepEqual(normalizeOverflow('shift'), { mode: 'shift', keep: 'system' });

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import test from 'node:test';
+import t from 'tap';
 import { Type } from '@sinclair/typebox';
 import { OverflowSchema } from '../../../../src/policies/overflow/index.js';
 import { validate } from '../compression/params.js';
 
-test('overflow setting schema: bare modes and objects; unknown keys, modes and bad names rejected', () => {
+t.test('overflow setting schema: bare modes and objects; unknown keys, modes and bad names rejected', async () => {
   // As a config or request schema embeds it: under a property of a closed object.
   const wrapped = Type.Object({ v: OverflowSchema }, { additionalProperties: false });
   const ok = (value: unknown): boolean => validate(wrapped, { v: value }).ok;

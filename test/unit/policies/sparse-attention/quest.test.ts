@@ -4,7 +4,7 @@
  * selection itself runs in the graph and is tested against the float64
  * reference (test/integration/sparse-attention-reference.test.ts).
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { KvPool } from '../../../../src/kv/kv-pool.js';
 import { SequenceKv } from '../../../../src/kv/sequence-kv.js';
@@ -43,7 +43,7 @@ function runtime(params: Record<string, unknown>): QuestRuntime {
   return r;
 }
 
-test('quest: page bounds hold each page\'s per-channel key min and max, built up as the cache appends', () => {
+t.test('quest: page bounds hold each page\'s per-channel key min and max, built up as the cache appends', async () => {
   const n = 90;
   const c = cacheOf(n, 21);
   const q = runtime({ pageSize: 8, topPages: 2, denseLayers: 0 });
@@ -81,7 +81,7 @@ test('quest: page bounds hold each page\'s per-channel key min and max, built up
   }
 });
 
-test('quest: pages attended per step: the dense layers all, otherwise topPages plus the newest, or the budget in whole pages', () => {
+t.test('quest: pages attended per step: the dense layers all, otherwise topPages plus the newest, or the budget in whole pages', async () => {
   const c = cacheOf(50, 8);
   c.append(0, 50); // 7 pages of 8
   const k = (params: Record<string, unknown>): number[] => {
@@ -102,7 +102,7 @@ test('quest: pages attended per step: the dense layers all, otherwise topPages p
   assert.ok(Math.abs(Number(report.details['attendedRatio']) - 82 / 150) < 1e-12);
 });
 
-test('quest: decode on the quest graph batched by page size, prefill dense on the plain graph; the shipped policy', () => {
+t.test('quest: decode on the quest graph batched by page size, prefill dense on the plain graph; the shipped policy', async () => {
   const q = runtime({ pageSize: 16, budget: 0.25 });
   assert.deepEqual([q.variant('prefill'), q.variant('decode'), q.batchKey], ['plain', 'quest', 'page-16']);
   assert.equal(q.boundsCache, false, 'Quest never evicts: the whole context is reserved');
@@ -111,7 +111,7 @@ test('quest: decode on the quest graph batched by page size, prefill dense on th
   assert.throws(() => questParams(policyOf('knorm', 'kv-eviction', {})), /not a quest policy/);
 });
 
-test('quest: a batch gathers each sequence\'s bounds padded to the longest, padding pages blocked', () => {
+t.test('quest: a batch gathers each sequence\'s bounds padded to the longest, padding pages blocked', async () => {
   const a = cacheOf(40, 1);
   const b = cacheOf(20, 2);
   a.append(0, 40);

@@ -4,7 +4,7 @@
  * whole path is checked against the float64 reference in
  * test/integration/sparse-attention-reference.test.ts.
  */
-import test from 'node:test';
+import t from 'tap';
 import assert from 'node:assert/strict';
 import { StepInputBuilder } from '../../../../src/engine/step-inputs.js';
 import { KvPool } from '../../../../src/kv/kv-pool.js';
@@ -35,14 +35,14 @@ function rowOf(n: number, q: number, p: { sinkTokens: number; windowTokens: numb
   return [...inputs.newBias.subarray(q * n, (q + 1) * n)].map((v) => (v === 0 ? 1 : 0));
 }
 
-test('sink-window: in the served prefill mask a query sees the sinks and its recent window, causally', () => {
+t.test('sink-window: in the served prefill mask a query sees the sinks and its recent window, causally', async () => {
   assert.deepEqual(rowOf(12, 9, params), [1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0]);
   assert.deepEqual(rowOf(12, 3, params), [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
   assert.deepEqual(rowOf(12, 0, params), [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   assert.deepEqual(rowOf(12, 9, { sinkTokens: 0, windowTokens: 1 }), [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
 });
 
-test('sink-window: a chunk after cached entries gathers only sinks and the window, and its masks agree with the rule', () => {
+t.test('sink-window: a chunk after cached entries gathers only sinks and the window, and its masks agree with the rule', async () => {
   // A chunk of 5 queries at positions 20..24 over 20 cached entries.
   const kv = new SequenceKv(shape, new KvPool(1 << 30), 64);
   const D = spec.headDim;
@@ -77,7 +77,7 @@ test('sink-window: a chunk after cached entries gathers only sinks and the windo
   for (let t = 0; t < 5; t++) for (let s = 0; s < 5; s++) assert.equal(dense.newBias[t * 5 + s], s <= t ? 0 : Number.NEGATIVE_INFINITY);
 });
 
-test('the shipped sink-window policy: 4 sinks, a 1024-token window', () => {
+t.test('the shipped sink-window policy: 4 sinks, a 1024-token window', async () => {
   const p = sinkWindowParams(loadPolicies('policies').get('sink-window')!);
   assert.deepEqual({ ...p }, { sinkTokens: 4, windowTokens: 1024 });
   assert.equal(allowed(5000, 3, p), true);
