@@ -108,7 +108,7 @@ export function checkRouting(routing: Config['routing'], policies: ReadonlyMap<s
   };
   if (!policies.has(routing.defaultPolicy)) errors.push(unknown('$.routing.defaultPolicy', routing.defaultPolicy));
   servable('$.routing.defaultPolicy', routing.defaultPolicy);
-  if (Array.isArray(routing.allowRequestOverride)) {
+  if (typeof routing.allowRequestOverride !== 'boolean') {
     routing.allowRequestOverride.forEach((name, i) => {
       if (!policies.has(name)) errors.push(unknown(`$.routing.allowRequestOverride[${i}]`, name));
     });

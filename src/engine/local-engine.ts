@@ -287,7 +287,8 @@ export class LocalEngine implements EngineClient {
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     }
-    const self = this;
+    const streams = this.streams;
+    const abort = (id: string): void => this.abort(id);
     return {
       async *[Symbol.asyncIterator](): AsyncGenerator<TokenEvent> {
         let finished = false;
@@ -314,8 +315,8 @@ export class LocalEngine implements EngineClient {
         } finally {
           signal?.removeEventListener('abort', onAbort);
           // A consumer that stops iterating early (client gone) must free the sequence.
-          if (!finished) self.abort(request.id);
-          self.streams.delete(request.id);
+          if (!finished) abort(request.id);
+          streams.delete(request.id);
         }
       },
     };

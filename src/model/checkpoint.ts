@@ -28,9 +28,8 @@ export interface Checkpoint {
 
 const HASH_CHUNK = 8 * 1024 * 1024;
 
-function readJsonFile(file: string, required: true): unknown;
-function readJsonFile(file: string, required: false): unknown | null;
-function readJsonFile(file: string, required: boolean): unknown | null {
+/** The parsed file; null when it is absent and not required. */
+function readJsonFile(file: string, required: boolean): unknown {
   if (!fs.existsSync(file)) {
     if (required) throw new CheckpointError('missing_file', file, 'required checkpoint file does not exist');
     return null;

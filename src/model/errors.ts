@@ -37,8 +37,4 @@ export class CheckpointError extends Error {
 export class ChatTemplateRenderError extends Error {
   override readonly name = 'ChatTemplateRenderError';
   readonly code = 'chat_template_render';
-
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
 }

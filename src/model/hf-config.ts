@@ -45,7 +45,7 @@ function parseArchitecture(config: Json, file: string): Architecture {
 }
 
 
-export function parseModelSpec(configJson: unknown, generationConfig: unknown | null, file: string): ModelSpec {
+export function parseModelSpec(configJson: unknown, generationConfig: unknown, file: string): ModelSpec {
   if (!isRecord(configJson)) throw new CheckpointError('bad_config', file, 'is not a JSON object');
   const config = configJson;
   const architecture = parseArchitecture(config, file);

@@ -134,7 +134,7 @@ export class SafetensorsFile implements CheckpointWeights {
       }
       const elemBytes = isStorageDtype(dtype) ? DTYPE_BYTES[dtype] : OTHER_DTYPE_BYTES[dtype];
       if (elemBytes !== undefined) {
-        const numel = (shape as number[]).reduce((a, b) => a * b, 1);
+        const numel = (shape).reduce((a, b) => a * b, 1);
         if (end - begin !== numel * elemBytes) {
           throw new CheckpointError(
             'bad_header',
@@ -150,7 +150,7 @@ export class SafetensorsFile implements CheckpointWeights {
           `tensor ${name}: data ends at byte ${dataStart + end} but the file has only ${size} bytes (truncated download?)`,
         );
       }
-      entries.set(name, { name, dtype, shape: shape as number[], file, offset: dataStart + begin, byteLength: end - begin });
+      entries.set(name, { name, dtype, shape: shape, file, offset: dataStart + begin, byteLength: end - begin });
     }
     return new SafetensorsFile(file, metadata, entries);
   }

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Tokenizer } from '@huggingface/tokenizers';
+import { Tokenizer as HfTokenizerClass } from '@huggingface/tokenizers';
 import { CheckpointError } from './errors.js';
 import { commonPrefixLength, TOKEN_CONTEXT, tokenTextAfter, tokenTextsAfter, type TokenTextDecoder } from './token-text.js';
 import type { DecodeStream, TextTokenizer } from './tokenizer-types.js';
@@ -101,6 +101,19 @@ class WindowDecodeStream implements DecodeStream {
   }
 }
 
+/**
+ * The part of @huggingface/tokenizers' `Tokenizer` used here, typed as its .d.ts declares it.
+ * Its published types import extensionless relative paths, which NodeNext resolution cannot
+ * follow (skipLibCheck hides the errors), so the class itself arrives untyped.
+ */
+interface Tokenizer {
+  encode(text: string, options?: { add_special_tokens?: boolean }): { ids: number[] };
+  decode(ids: number[], options?: { skip_special_tokens?: boolean }): string;
+  id_to_token(id: number): string | undefined;
+  get_vocab(withAddedTokens?: boolean): Map<string, number>;
+}
+const TokenizerCtor = HfTokenizerClass as unknown as new (tokenizerJson: object, configJson: object) => Tokenizer;
+
 class HfTextTokenizer implements TextTokenizer {
   readonly vocabSize: number;
 
@@ -179,7 +192,7 @@ export function loadTokenizer(dir: string): TextTokenizer {
   if (typeof configJson !== 'object') throw new CheckpointError('bad_tokenizer', path.join(dir, 'tokenizer_config.json'), 'is not a JSON object');
   let tokenizer: Tokenizer;
   try {
-    tokenizer = new Tokenizer(tokenizerJson, configJson);
+    tokenizer = new TokenizerCtor(tokenizerJson, configJson);
   } catch (err) {
     throw new CheckpointError('bad_tokenizer', file, `cannot be loaded: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }

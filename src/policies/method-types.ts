@@ -109,5 +109,5 @@ export type MethodDefinition = EvictionMethod | SparseAttentionMethod | NoneMeth
  * so this is the one place the erased record is read back as the schema's type.
  */
 export function typedParams<S extends TObject>(_schema: S, params: PolicyParams): Static<S> {
-  return params as unknown as Static<S>;
+  return params;
 }

@@ -5,7 +5,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Type, type TObject } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { Ajv, type ValidateFunction } from 'ajv';
 import YAML from 'yaml';
 import { PolicyError } from './errors.js';
@@ -30,13 +30,13 @@ const Envelope = Type.Object(
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, verbose: true });
 ajv.addKeyword({ keyword: 'x-expects', schemaType: 'string' });
-const validateEnvelope = ajv.compile(Envelope);
+const validateEnvelope = ajv.compile<Static<typeof Envelope>>(Envelope);
 const paramValidators = new Map<string, ValidateFunction>();
 
 function paramValidator(method: MethodDefinition): ValidateFunction {
   let v = paramValidators.get(method.method);
   if (v === undefined) {
-    v = ajv.compile(method.schema as TObject);
+    v = ajv.compile(method.schema);
     paramValidators.set(method.method, v);
   }
   return v;
@@ -79,7 +79,7 @@ export function parsePolicyFile(yamlText: string, file: string): Policy {
     );
     throw fail(file, lines);
   }
-  const doc = raw as { name: string; kind: string; method: string; params: Record<string, unknown> };
+  const doc = raw;
   const method = getMethod(doc.method);
   if (method === undefined) {
     throw fail(file, [`/method: unknown method ${JSON.stringify(doc.method)} (known: ${METHODS.map((m) => m.method).join(', ')})`]);

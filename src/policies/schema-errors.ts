@@ -11,8 +11,9 @@ export function pointer(instancePath: string): string {
 
 function got(data: unknown): string {
   if (data === undefined) return '';
-  const text = JSON.stringify(data);
-  return `, got ${text === undefined ? String(data) : text.length > 60 ? `${text.slice(0, 57)}...` : text}`;
+  // undefined for a function or a symbol, whatever the declared return type says
+  const text = JSON.stringify(data) as string | undefined;
+  return `, got ${text === undefined ? typeof data : text.length > 60 ? `${text.slice(0, 57)}...` : text}`;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -45,7 +46,8 @@ function leaf(e: ErrorObject): string {
 }
 
 function union(anyOf: ErrorObject, branches: readonly ErrorObject[]): string {
-  const expects = isRecord(anyOf.parentSchema) ? anyOf.parentSchema['x-expects'] : undefined;
+  const parent: unknown = anyOf.parentSchema;
+  const expects = isRecord(parent) ? parent['x-expects'] : undefined;
   if (typeof expects === 'string') return `${pointer(anyOf.instancePath)}: must be ${expects}${got(anyOf.data)}`;
   const consts = branches.filter((b) => b.keyword === 'const').map((b) => JSON.stringify((b.params as { allowedValue: unknown }).allowedValue));
   if (consts.length > 0 && consts.length === branches.length) {

@@ -89,7 +89,7 @@ export class DecoderSession implements ModelRunner {
         .slice(0, 8)
         .map(([n, t]) => `${n}: ${t.type} [${t.dims.join(', ')}]`)
         .join('; ');
-      throw new Error(`onnxruntime run failed (${(err as Error).message}); inputs ${described} ...`);
+      throw new Error(`onnxruntime run failed (${(err as Error).message}); inputs ${described} ...`, { cause: err });
     }
     const f32 = (name: string): Float32Array => {
       const t = out[name];
@@ -121,5 +121,5 @@ export class DecoderSession implements ModelRunner {
 
 /** The onnxruntime version, for benchmark and health reports. */
 export function runtimeVersion(): string {
-  return ort.env.versions.common ?? 'unknown';
+  return ort.env.versions.common;
 }

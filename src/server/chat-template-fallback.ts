@@ -22,7 +22,7 @@ export function resolveChatTemplateFallback(spec: string | null): string | null 
   try {
     new Template(spec);
   } catch (err) {
-    throw new Error(`model.chatTemplateFallback: cannot parse the Jinja template: ${(err as Error).message}`);
+    throw new Error(`model.chatTemplateFallback: cannot parse the Jinja template: ${(err as Error).message}`, { cause: err });
   }
   return spec;
 }

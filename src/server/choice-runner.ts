@@ -200,8 +200,8 @@ export async function collectChoices(ctx: ServerContext, prep: PreparedGeneratio
 
 /** Shapes each streamed event into the endpoint's chunk; null skips the event. */
 export interface StreamFormat {
-  start(index: number): unknown | null;
-  token(index: number, event: TokenOut, offset: number): unknown | null;
+  start(index: number): unknown;
+  token(index: number, event: TokenOut, offset: number): unknown;
   /** Text released at the end (a held-back partial stop match that never completed). */
   trailingText(index: number, text: string, offset: number): unknown;
   /** The chunk carrying finish_reason (and the choice's `cap`). */
@@ -261,8 +261,9 @@ export async function streamChoices(
         }
         dones[index] = event;
         completionTokens += event.usage.completionTokens;
-        const aborted = lifecycle.signal.aborted;
-        if (!aborted) await sse.send(format.finish(index, event));
+        // The signal can abort during any await above; TypeScript's narrowing cannot see that.
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+        if (!lifecycle.signal.aborted) await sse.send(format.finish(index, event));
       }
       step = await iterator.next();
     }
@@ -270,6 +271,7 @@ export async function streamChoices(
     if (err !== null) {
       recordError(ctx, err, prep.policy.name);
       await sse.send(err.toBody());
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborts during the awaits above
     } else if (!lifecycle.signal.aborted && includeUsage) {
       await sse.send(format.usage({ promptTokens: prep.promptTokenCount, completionTokens }));
     }

@@ -26,7 +26,7 @@ export class DeferredEngine implements EngineClient {
     try {
       return this.require().score(request, signal);
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
   }
 

@@ -164,7 +164,7 @@ export function toApiError(err: unknown): ApiError {
   if (err instanceof RoutingError) return new ApiError(err.code, err.message, { param: err.param });
   if (err instanceof ContextLengthExceededError) return new ApiError('context_length_exceeded', err.message, { param: err.param });
   if (err !== null && typeof err === 'object') {
-    const mapped = fromFastifyError(err as FastifyLikeError);
+    const mapped = fromFastifyError(err);
     if (mapped !== null) return mapped;
   }
   return new ApiError('internal_error', 'Internal server error.');

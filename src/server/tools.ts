@@ -262,7 +262,7 @@ export function parseToolCalls(text: string, format: ToolCallFormat): { content:
     const list = Array.isArray(parsed) ? parsed : parsed === undefined ? [] : [parsed];
     const found = list.map((v) => callFrom(v, ['arguments', 'parameters']));
     if (found.length > 0 && found.every((c) => c !== null)) {
-      calls.push(...(found as ParsedToolCall[]));
+      calls.push(...(found));
       content = before;
     }
   }

@@ -43,7 +43,7 @@ function checkMessages(messages: unknown): void {
   messages.forEach((message: unknown, i) => {
     if (!isObject(message)) return;
     if (message['role'] === 'function') {
-      throw unsupported(`messages[${i}].role`, `Role '${String(message['role'])}' (tool calling)`);
+      throw unsupported(`messages[${i}].role`, `Role '${message['role']}' (tool calling)`);
     }
     for (const key of UNSUPPORTED_MESSAGE_KEYS) {
       // refusal: null is what some clients echo back on assistant turns; it says nothing.

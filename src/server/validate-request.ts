@@ -86,6 +86,6 @@ export function compileValidator<T extends TSchema>(schema: T): (value: unknown)
       throw new ApiError('invalid_request', 'The request body must be a JSON object.');
     }
     if (!validate(value)) throw toApiError(validate.errors ?? []);
-    return value as Static<T>;
+    return value;
   };
 }

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const { loadTokenizer } = await import(join(root, 'dist/src/model/tokenizer.js'));
-const { Haystack, generateTask, RULER_TASKS } = await import(join(root, 'dist/test/bench/ruler/tasks.js'));
+const { Haystack, generateTask } = await import(join(root, 'dist/test/bench/ruler/tasks.js'));
 const { Rng } = await import(join(root, 'dist/src/model/create/prng.js'));
 
 const { values } = parseArgs({

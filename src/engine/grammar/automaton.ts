@@ -75,9 +75,10 @@ export class GrammarAutomaton {
     const sets: Uint8Array[] = [];
     const setIndex = new Map<string, number>();
     grammar.rules.forEach((rule, r) => {
-      starts[r] = [];
+      const ruleStarts: number[] = [];
+      starts[r] = ruleStarts;
       for (const alt of rule) {
-        starts[r]?.push(kind.length);
+        ruleStarts.push(kind.length);
         for (const el of alt) {
           if ('ref' in el) {
             kind.push(REF);
@@ -174,10 +175,9 @@ export class GrammarAutomaton {
     let maxDist = 0;
     const nodes = t.scratchNodes;
     const states = t.scratchStates;
-    let top = 0;
     nodes[0] = 0;
     states[0] = state;
-    top = 1;
+    let top = 1;
     while (top > 0) {
       top--;
       const node = nodes[top] ?? 0;

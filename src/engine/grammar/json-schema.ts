@@ -137,7 +137,7 @@ export class JsonGrammar {
       if (!Array.isArray(any) || any.length === 0) throw new SchemaError(join(path, 'anyOf'), "'anyOf' must be a non-empty array");
       return any.map((sub, i) => [ref(this.schema(sub, join(path, `anyOf.${i}`)))]);
     }
-    if ('const' in s) return [bytesOf(JSON.stringify(s['const'] as Json))];
+    if ('const' in s) return [bytesOf(JSON.stringify(s['const']))];
     if ('enum' in s) {
       const values = s['enum'];
       if (!Array.isArray(values) || values.length === 0) throw new SchemaError(join(path, 'enum'), "'enum' must be a non-empty array");
@@ -197,7 +197,7 @@ export class JsonGrammar {
       throw new SchemaError(join(path, 'required'), "'required' must be an array of property names");
     }
     const names = Object.keys(props ?? {});
-    for (const r of required as string[]) {
+    for (const r of required) {
       if (!names.includes(r)) throw new SchemaError(join(path, 'required'), `required property '${r}' is not in 'properties'`);
     }
     const extra = s['additionalProperties'];
@@ -207,7 +207,7 @@ export class JsonGrammar {
       return this.anyObject();
     }
     // Properties come in schema order; extra keys are never generated (a valid subset when they are allowed).
-    const req = new Set(required as string[]);
+    const req = new Set(required);
     const values = names.map((name) => this.schema((props as SchemaObject)[name], join(path, `properties.${name}`)));
     // rest[i][started]: properties i.. given whether one was already written (then a comma comes first).
     const rest: number[][] = [];

@@ -23,7 +23,7 @@ export class TokenTrie {
     readonly vocabSize: number,
   ) {
     // Build with per-node maps, then flatten breadth-first.
-    const children: Map<number, number>[] = [new Map()];
+    const children: Map<number, number>[] = [new Map<number, number>()];
     const tokensAt: number[][] = [[]];
     tokenBytes.forEach((bytes, id) => {
       if (bytes === null || bytes.length === 0 || id >= vocabSize) return;

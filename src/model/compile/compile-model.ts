@@ -62,11 +62,11 @@ const MANIFEST = 'manifest.json';
 /** The manifest when it is this compiler's, for this key, and well-formed; otherwise why not. */
 function acceptManifest(m: unknown, key: string): { manifest: Manifest; files: FileDigests } | string {
   if (typeof m !== 'object' || m === null) return 'the manifest is not an object';
-  const r = m as Partial<Manifest>;
+  const r = m as { readonly [K in keyof Manifest]?: unknown };
   if (r.compilerVersion !== COMPILER_VERSION) return `compiler version ${String(r.compilerVersion)}, this is ${COMPILER_VERSION}`;
   if (r.key !== key) return 'the manifest is for another key';
   if (typeof r.weightBytes !== 'number' || typeof r.files !== 'object' || r.files === null) return 'the manifest lacks weightBytes or files';
-  return { manifest: r as Manifest, files: r.files };
+  return { manifest: r as Manifest, files: r.files as FileDigests };
 }
 
 const QUANT_BLOCK_SIZE = 32;

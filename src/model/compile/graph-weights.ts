@@ -19,10 +19,10 @@ export type StoredLinear =
     };
 
 export interface GraphWeights {
-  /** The initializer's name, added to the graph on first use. */
-  w(key: string): string;
+  /** The initializer's name, added to the graph on first use. (Plain functions, not methods: callers destructure them.) */
+  readonly w: (key: string) => string;
   /** x [M, K] -> [M, N] through the stored linear `key`. */
-  linear(x: string, key: string): string;
+  readonly linear: (x: string, key: string) => string;
 }
 
 export function graphWeights(

@@ -65,11 +65,11 @@ export interface MoeManifest {
 /** The manifest when it is this compiler's, for this key, and well-formed; otherwise why not. */
 function acceptMoeManifest(m: unknown, key: string): { manifest: MoeManifest; files: FileDigests } | string {
   if (typeof m !== 'object' || m === null) return 'the manifest is not an object';
-  const r = m as Partial<MoeManifest>;
+  const r = m as { readonly [K in keyof MoeManifest]?: unknown };
   if (r.compilerVersion !== MOE_COMPILER_VERSION) return `MoE compiler version ${String(r.compilerVersion)}, this is ${MOE_COMPILER_VERSION}`;
   if (r.key !== key) return 'the manifest is for another key';
   if (typeof r.weightBytes !== 'number' || !Array.isArray(r.experts) || typeof r.files !== 'object' || r.files === null) return 'the manifest lacks weightBytes, experts or files';
-  return { manifest: r as MoeManifest, files: r.files };
+  return { manifest: r as MoeManifest, files: r.files as FileDigests };
 }
 
 export function expertFileName(layer: number, expert: number, bits: ExpertBits): string {

@@ -34,7 +34,7 @@
  *     on every call (measured 20x slower than fp32 Gemm on 2048x512); as constants
  *     they are prepacked once at session creation and run faster than fp32.
  */
-import { graphWeights } from './graph-weights.js';
+import { graphWeights, type GraphWeights } from './graph-weights.js';
 import { attr, GraphBuilder, type StoredTensor } from '../onnx/graph-builder.js';
 import type { ModelSpec } from '../spec.js';
 import type { StoredLinear } from './decoder-graph.js';
@@ -78,10 +78,8 @@ export interface MoeStoredWeights {
   readonly linears: ReadonlyMap<string, StoredLinear>;
 }
 
-interface Ctx {
+interface Ctx extends GraphWeights {
   readonly g: GraphBuilder;
-  w(key: string): string;
-  linear(x: string, key: string): string;
 }
 
 function context(name: string, stored: MoeStoredWeights, accuracyLevel: number): Ctx {

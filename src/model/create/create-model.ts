@@ -60,8 +60,8 @@ function writeJson(file: string, value: unknown): void {
 
 export async function createModel(options: CreateModelOptions): Promise<CreatedModel> {
   const { arch, preset, seed, out } = options;
-  if (!SUPPORTED_ARCHITECTURES.includes(arch)) throw new Error(`unknown arch ${String(arch)} (expected one of ${SUPPORTED_ARCHITECTURES.join(', ')})`);
-  if (!PRESETS.includes(preset)) throw new Error(`unknown preset ${String(preset)} (expected one of ${PRESETS.join(', ')})`);
+  if (!SUPPORTED_ARCHITECTURES.includes(arch)) throw new Error(`unknown arch ${arch} (expected one of ${SUPPORTED_ARCHITECTURES.join(', ')})`);
+  if (!PRESETS.includes(preset)) throw new Error(`unknown preset ${preset} (expected one of ${PRESETS.join(', ')})`);
   if (!Number.isSafeInteger(seed)) throw new Error(`seed must be an integer, got ${seed}`);
   const progress = options.onProgress ?? (() => {});
   const dir = path.resolve(out);

@@ -78,7 +78,7 @@ export function buildTokenizer(vocabSize: number, modelMaxLength: number): Built
     merges.push(m);
   }
   // Filler: extend existing pieces (in id order) by one frequent letter until the size is reached.
-  const letters = [...FILLER_LETTERS].map((c) => bytes[c.charCodeAt(0)]!);
+  const letters = Array.from(FILLER_LETTERS, (c) => bytes[c.charCodeAt(0)]!);
   const pieces = [...vocab.keys()].slice(base);
   if (pieces.length === 0) pieces.push(space);
   for (let i = 0; vocab.size < vocabSize; i++) {

@@ -3,7 +3,7 @@
  * prompt, which roles a method may touch, the token target a rate resolves
  * to, and the result built from a keep mask.
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TObject } from '@sinclair/typebox';
 import { BudgetSchema, type Budget } from '../budget.js';
 import { PolicyError } from '../errors.js';
 import type { TextTokenizer } from '../../model/tokenizer-types.js';
@@ -19,8 +19,7 @@ export const CommonCompressionParams = {
   compressQuestion: Type.Boolean({ default: false, description: 'Also compress the last user message (kept whole by default).' }),
 };
 
-const CommonSchema = Type.Object(CommonCompressionParams);
-export type CommonParams = Static<typeof CommonSchema>;
+export type CommonParams = Static<TObject<typeof CommonCompressionParams>>;
 
 /** Throws a RangeError naming the first bad position. */
 export function checkTokenIds(tokens: readonly number[], vocabSize: number, who: string): void {
@@ -33,7 +32,8 @@ export function checkTokenIds(tokens: readonly number[], vocabSize: number, who:
 }
 
 export function checkInput(input: CompressionInput, vocabSize: number, method: string): void {
-  if (!Array.isArray(input.segments)) throw new PolicyError(`${method}: input.segments must be an array`);
+  const segments: unknown = input.segments; // a caller's JSON may not match the type
+  if (!Array.isArray(segments)) throw new PolicyError(`${method}: input.segments must be an array`);
   input.segments.forEach((s, i) => {
     if (!SEGMENT_ROLES.includes(s.role)) {
       throw new PolicyError(`${method}: segment ${i} has role ${JSON.stringify(s.role)}, expected one of ${SEGMENT_ROLES.join(', ')}`);

@@ -20,7 +20,8 @@ export function tokenPieces(tokens: readonly number[], tokenizer: TextTokenizer)
   const stream = tokenizer.createDecodeStream();
   const pieces = tokens.map((t) => stream.push(t));
   const rest = stream.flush();
-  if (rest !== '' && pieces.length > 0) pieces[pieces.length - 1] += rest;
+  const last = pieces.length - 1;
+  if (rest !== '' && last >= 0) pieces[last] = `${pieces[last] ?? ''}${rest}`;
   return pieces;
 }
 

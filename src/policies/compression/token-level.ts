@@ -73,7 +73,7 @@ export async function compressTokenLevel(input: TokenLevelInput, scorer: TokenSc
         for (const m of run.members) chosen.add(m);
         continue;
       }
-      const runScores = run.members.map((m) => scores?.[m - w.from] ?? Number.NaN);
+      const runScores = run.members.map((m) => scores[m - w.from] ?? Number.NaN);
       const top = topK(runScores, run.quota);
       run.members.forEach((m, i) => {
         if (top[i] === 1) chosen.add(m);

@@ -205,7 +205,7 @@ export class EvictionRuntime implements PolicyRuntime {
       accumulatedAttention: accumulated,
       windowAttention: this.usesWindow && rowsValid ? rows : null,
       window: this.usesWindow && rowsValid ? this.rowsWindow : 0,
-      lastQueryAttention: this.needs.lastQueryAttention && rowsValid && rows ? lastRow(rows, KV * (this.spec.numHeads / KV), this.rowsWindow, len) : null,
+      lastQueryAttention: this.needs.lastQueryAttention && rowsValid ? lastRow(rows, KV * (this.spec.numHeads / KV), this.rowsWindow, len) : null,
     };
   }
 

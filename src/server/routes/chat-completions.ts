@@ -123,7 +123,9 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
           },
           usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens) }),
         };
-        const sse = new SseStream(reply.raw, () => reply.hijack());
+        const sse = new SseStream(reply.raw, () => {
+          reply.hijack();
+        });
         await streamChoices(ctx, prep, lifecycle, sse, { [POLICY_HEADER]: policy.name }, format, includeUsage);
         return;
       }

@@ -100,7 +100,9 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
         reply.header(POLICY_HEADER, policy.name);
         if (body.stream !== true) return { id, object: 'text_completion', created, model: card.id, choices, usage, cap };
         const includeUsage = body.stream_options?.include_usage === true;
-        const sse = new SseStream(reply.raw, () => reply.hijack());
+        const sse = new SseStream(reply.raw, () => {
+          reply.hijack();
+        });
         sse.open({ [POLICY_HEADER]: policy.name });
         for (const choice of choices) await sse.send({ id, object: 'text_completion', created, model: card.id, choices: [choice], ...(includeUsage ? { usage: null } : {}), cap });
         if (includeUsage) await sse.send({ id, object: 'text_completion', created, model: card.id, choices: [], usage });
@@ -134,7 +136,9 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
             chunk([{ index, text: '', logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(partOf(index).plan, [done.report], done.dropped, constraintCap(constraint, [done.constraint])) }),
           usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens) }),
         };
-        const sse = new SseStream(reply.raw, () => reply.hijack());
+        const sse = new SseStream(reply.raw, () => {
+          reply.hijack();
+        });
         await streamChoices(ctx, prep, lifecycle, sse, { [POLICY_HEADER]: policy.name }, format, includeUsage);
         return;
       }

@@ -105,7 +105,9 @@ export function registerResponsesHttp(app: FastifyInstance, ctx: ServerContext, 
         await iterator.return(undefined);
         throw err;
       }
-      const sse = new SseStream(reply.raw, () => reply.hijack());
+      const sse = new SseStream(reply.raw, () => {
+          reply.hijack();
+        });
       sse.open({ [POLICY_HEADER]: prep.policy.name });
       let sequence = 0;
       const send = (e: ResponseEvent): Promise<void> => sse.sendEvent(e.type, { ...e, sequence_number: sequence++ });

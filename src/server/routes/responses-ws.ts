@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import '@fastify/websocket';
-import type { RawData, WebSocket } from 'ws';
+import type { WebSocket } from '@fastify/websocket';
+import type { RawData } from 'ws';
 import type { ServerContext } from '../context.js';
 import { ensureReady, recordError } from '../context.js';
 import { abortError, settleShadow, startLifecycle, type Lifecycle, type PreparedGeneration } from '../choice-runner.js';

@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify';
 import type { ModelCard } from '../../engine/types.js';
 import type { ServerContext } from '../context.js';
 import { ensureReady } from '../context.js';
-import { ApiError } from '../errors.js';
 import { contextLimit, renderChat, resolveModel, toChatMessages } from '../prompt.js';
 import { DetokenizeRequestSchema, TokenizeChatRequestSchema, TokenizePromptRequestSchema } from '../request-schemas.js';
 import { rejectUnsupported } from '../unsupported-params.js';
@@ -17,7 +16,7 @@ export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void
   app.post('/tokenize', async (request) => {
     const raw = request.body;
     const isChat = raw !== null && typeof raw === 'object' && !Array.isArray(raw) && 'messages' in raw;
-    if (isChat) rejectUnsupported(raw as Record<string, unknown>, 'chat');
+    if (isChat) rejectUnsupported(raw, 'chat');
     ensureReady(ctx);
     let tokens: number[];
     let card: ModelCard;
