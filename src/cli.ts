@@ -55,8 +55,6 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-
-
 main(process.argv.slice(2)).catch((err: unknown) => {
   process.stderr.write(errorLine(err));
   process.exit(1);

@@ -23,7 +23,9 @@ export function fidelity(fullRows: Float32Array, policyRows: Float32Array, vocab
     throw new RangeError(`fidelity needs a positive vocabulary and step count, got vocab ${vocab}, steps ${steps}`);
   }
   if (fullRows.length < steps * vocab || policyRows.length < steps * vocab) {
-    throw new RangeError(`fidelity over ${steps} steps of ${vocab} needs ${steps * vocab} values per side; got ${fullRows.length} (full) and ${policyRows.length} (policy)`);
+    throw new RangeError(
+      `fidelity over ${steps} steps of ${vocab} needs ${steps * vocab} values per side; got ${fullRows.length} (full) and ${policyRows.length} (policy)`,
+    );
   }
   let klSum = 0;
   let agree = 0;

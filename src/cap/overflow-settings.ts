@@ -44,7 +44,8 @@ export function overflowPolicyProblem(spec: OverflowSpec, policies: ReadonlyMap<
   const kind = overflowPolicyKind(spec);
   if (kind === null || (spec.mode !== 'compress' && spec.mode !== 'evict')) return null;
   const policy = policies.get(spec.policy);
-  if (policy === undefined) return `overflow mode ${spec.mode} names an unknown policy ${JSON.stringify(spec.policy)} (loaded: ${[...policies.keys()].join(', ')})`;
+  if (policy === undefined)
+    return `overflow mode ${spec.mode} names an unknown policy ${JSON.stringify(spec.policy)} (loaded: ${[...policies.keys()].join(', ')})`;
   if (policy.kind !== kind) return `overflow mode ${spec.mode} needs a ${kind} policy, but ${JSON.stringify(spec.policy)} is ${policy.kind}`;
   return null;
 }

@@ -146,7 +146,11 @@ export function createRouter(routing: Config['routing'], policies: ReadonlyMap<s
       return policy;
     }
     if (allowed.length === 0) {
-      throw new RoutingError('policy_not_allowed', `This server does not let requests choose a serving policy (routing.allowRequestOverride is false); remove '${param}'.`, param);
+      throw new RoutingError(
+        'policy_not_allowed',
+        `This server does not let requests choose a serving policy (routing.allowRequestOverride is false); remove '${param}'.`,
+        param,
+      );
     }
     const list = allowed.map((p) => p.name).join(', ');
     if (!policies.has(name)) throw new RoutingError('unknown_policy', `Unknown serving policy '${name}'. Allowed: ${list}.`, param);

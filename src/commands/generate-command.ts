@@ -60,7 +60,10 @@ export async function runGenerate(argv: string[]): Promise<void> {
     for await (const ev of engine.generate({ id: 'cli-0', promptTokens, sampling, policy: 'full' })) {
       process.stdout.write(ev.text);
       if (ev.type === 'token') n += 1;
-      else process.stderr.write(`\n[${ev.finishReason}: ${ev.usage.promptTokens} prompt + ${ev.usage.completionTokens} generated tokens, ${((n * 1000) / (performance.now() - t0)).toFixed(1)} tokens/s]\n`);
+      else
+        process.stderr.write(
+          `\n[${ev.finishReason}: ${ev.usage.promptTokens} prompt + ${ev.usage.completionTokens} generated tokens, ${((n * 1000) / (performance.now() - t0)).toFixed(1)} tokens/s]\n`,
+        );
     }
   } finally {
     await engine.close();

@@ -22,7 +22,10 @@ export interface LoadConfigOptions {
 }
 
 function jsonPath(instancePath: string, extra?: string): string {
-  const segments = instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const segments = instancePath
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
   if (extra !== undefined) segments.push(extra);
   return '$' + segments.map((s) => (/^\d+$/.test(s) ? `[${s}]` : `.${s}`)).join('');
 }
@@ -37,9 +40,8 @@ function describe(error: ErrorObject): string {
     return `${jsonPath(error.instancePath, key)}: required`;
   }
   if (error.keyword === 'enum' || error.keyword === 'const') {
-    const allowed = error.keyword === 'const'
-      ? [(error.params as { allowedValue: unknown }).allowedValue]
-      : (error.params as { allowedValues: unknown[] }).allowedValues;
+    const allowed =
+      error.keyword === 'const' ? [(error.params as { allowedValue: unknown }).allowedValue] : (error.params as { allowedValues: unknown[] }).allowedValues;
     return `${jsonPath(error.instancePath)}: must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}`;
   }
   return `${jsonPath(error.instancePath)}: ${error.message ?? 'invalid'}`;

@@ -8,7 +8,11 @@ import { OverflowSchema } from '../policies/overflow/schema.js';
  */
 const ModelSection = Type.Object(
   {
-    dir: Type.String({ minLength: 1, default: '.cache/models/default', description: 'Hugging Face model directory (relative paths resolve against the working directory).' }),
+    dir: Type.String({
+      minLength: 1,
+      default: '.cache/models/default',
+      description: 'Hugging Face model directory (relative paths resolve against the working directory).',
+    }),
     servedModelName: Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null, description: 'Model id on the API; null: the directory name.' }),
     weightDtype: Type.Union([Type.Literal('fp32'), Type.Literal('int8'), Type.Literal('int4')], { default: 'fp32' }),
     chatTemplateFallback: Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
@@ -94,7 +98,8 @@ const RoutingSection = Type.Object(
     defaultPolicy: Type.String({ minLength: 1, default: 'full', description: 'Serves requests no rule matches; must name a loaded policy.' }),
     allowRequestOverride: Type.Union([Type.Boolean(), Type.Array(Type.String({ minLength: 1 }), { uniqueItems: true })], {
       default: true,
-      description: 'Which policies a request may name (cap.policy or x-capserve-policy) or reach through cap.favor: true all, false none, or a list (in order of preference).',
+      description:
+        'Which policies a request may name (cap.policy or x-capserve-policy) or reach through cap.favor: true all, false none, or a list (in order of preference).',
     }),
     rules: Type.Array(RoutingRule, { default: [], description: 'Ordered; the first rule whose every condition matches picks the policy.' }),
   },
@@ -106,20 +111,30 @@ const PolicyOverride = Type.Object({ params: Type.Object({}, { additionalPropert
 
 const PoliciesSection = Type.Object(
   {
-    dir: Type.String({ minLength: 1, default: 'policies', description: 'Directory of policy files (*.yaml); relative paths resolve against the working directory.' }),
+    dir: Type.String({
+      minLength: 1,
+      default: 'policies',
+      description: 'Directory of policy files (*.yaml); relative paths resolve against the working directory.',
+    }),
   },
   { additionalProperties: PolicyOverride, default: {} },
 );
 
 const ShadowSection = Type.Object(
   {
-    sampleRate: Type.Number({ minimum: 0, maximum: 1, default: 0.05, description: 'Fraction of requests served by a non-full policy whose fidelity is measured against the full cache.' }),
+    sampleRate: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.05,
+      description: 'Fraction of requests served by a non-full policy whose fidelity is measured against the full cache.',
+    }),
     maxQueued: Type.Integer({ minimum: 1, default: 4, description: 'Re-scores waiting or running at once; more are dropped (and counted).' }),
     maxTokens: Type.Integer({ minimum: 1, default: 64, description: 'Generated steps compared per request (the first ones).' }),
     maxCaptureTokens: Type.Integer({
       minimum: 1,
       default: 256,
-      description: 'Only requests with max_tokens up to this are sampled (the engine keeps a vocabulary-wide row for each of the first maxTokens steps while they run).',
+      description:
+        'Only requests with max_tokens up to this are sampled (the engine keeps a vocabulary-wide row for each of the first maxTokens steps while they run).',
     }),
     expertOffload: Type.Boolean({
       default: false,
@@ -155,10 +170,6 @@ export const ConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
-type DeepReadonly<T> = T extends readonly (infer U)[]
-  ? readonly DeepReadonly<U>[]
-  : T extends object
-    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
-    : T;
+type DeepReadonly<T> = T extends readonly (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 
 export type Config = DeepReadonly<Static<typeof ConfigSchema>>;

@@ -29,7 +29,9 @@ export function boundContextLength(
   const budget = Math.min(kvBudgetBytes, machineBytes);
   const fits = Math.floor(Math.floor(budget / perToken) / KV_BLOCK) * KV_BLOCK;
   if (fits < KV_BLOCK) {
-    throw new Error(`the KV budget (${budget} bytes) holds fewer than ${KV_BLOCK} tokens of this model's KV cache (${perToken} bytes per token); raise memory.kvBudgetBytes`);
+    throw new Error(
+      `the KV budget (${budget} bytes) holds fewer than ${KV_BLOCK} tokens of this model's KV cache (${perToken} bytes per token); raise memory.kvBudgetBytes`,
+    );
   }
   if (requested <= fits) return { contextLength: requested, note: null };
   return {

@@ -83,7 +83,10 @@ export class EngineCore {
   private tokenTrie: TokenTrie | null = null;
   private readonly grammars = new AutomatonCache(() => {
     const bytes = this.tokenizer.tokenBytes?.();
-    if (bytes === undefined) throw new EngineError('invalid_request', 'constrained decoding needs the tokenizer\'s token bytes, which this tokenizer does not provide', { field: 'responseFormat' });
+    if (bytes === undefined)
+      throw new EngineError('invalid_request', "constrained decoding needs the tokenizer's token bytes, which this tokenizer does not provide", {
+        field: 'responseFormat',
+      });
     this.tokenTrie ??= new TokenTrie(bytes, this.spec.vocabSize);
     return this.tokenTrie;
   });
@@ -156,7 +159,10 @@ export class EngineCore {
       ...(request.servingPolicy ? { servingPolicy: request.servingPolicy } : {}),
     };
     if (n < 2 || !Number.isInteger(request.from) || request.from < 0 || request.from > n - 2) {
-      this.update.fail(request.id, new EngineError('invalid_request', `scoring needs at least 2 tokens and 0 <= from <= ${n - 2}; got ${n} tokens, from ${request.from}`));
+      this.update.fail(
+        request.id,
+        new EngineError('invalid_request', `scoring needs at least 2 tokens and 0 <= from <= ${n - 2}; got ${n} tokens, from ${request.from}`),
+      );
       return;
     }
     this.enqueue(generateShaped, request);
@@ -167,14 +173,26 @@ export class EngineCore {
       const runtime = this.instantiate(request);
       this.validate(request, runtime, scoring !== null);
       const grammar = request.grammar === undefined ? null : this.grammars.get(request.grammar);
-      const seq = new Sequence(request, runtime, this.spec.vocabSize, this.tokenizer.createDecodeStream({ skipSpecialTokens: true, context: request.promptTokens }), this.spec.eosTokenIds, this.options.contextLength, grammar);
+      const seq = new Sequence(
+        request,
+        runtime,
+        this.spec.vocabSize,
+        this.tokenizer.createDecodeStream({ skipSpecialTokens: true, context: request.promptTokens }),
+        this.spec.eosTokenIds,
+        this.options.contextLength,
+        grammar,
+      );
       seq.scoring = scoring;
       for (const phase of ['decode', 'prefill'] as const) {
         const variant = runtime.variant(phase);
         if (!this.runners.has(variant)) {
-          throw new EngineError('invalid_request', `policy ${request.policy} needs the ${VARIANT_LABEL[variant]} graph, which this model (${this.spec.architecture}) does not have`, {
-            field: 'policy',
-          });
+          throw new EngineError(
+            'invalid_request',
+            `policy ${request.policy} needs the ${VARIANT_LABEL[variant]} graph, which this model (${this.spec.architecture}) does not have`,
+            {
+              field: 'policy',
+            },
+          );
         }
       }
       seq.reservation = roundToBlock(runtime.reserve(seq.maxTokensCovered, this.chunkFor(seq)));
@@ -214,7 +232,11 @@ export class EngineCore {
 
   private validate(request: GenerateRequest, runtime: PolicyRuntime, scoring: boolean): void {
     if (this.byId.has(request.id)) throw new EngineError('invalid_request', `request id ${request.id} is already in use`);
-    validateRequest(request, { vocabSize: this.spec.vocabSize, contextLength: this.options.contextLength }, { scoring, promptMayExceedWindow: runtime.boundsCache || runtime.shrinksPrompt });
+    validateRequest(
+      request,
+      { vocabSize: this.spec.vocabSize, contextLength: this.options.contextLength },
+      { scoring, promptMayExceedWindow: runtime.boundsCache || runtime.shrinksPrompt },
+    );
     if (this.waiting.length >= this.options.maxQueue && this.running.length >= this.options.maxConcurrent) {
       throw new EngineError('queue_full', `the server is at capacity (${this.options.maxConcurrent} running, ${this.waiting.length} waiting)`, {
         retryAfterSeconds: 1,

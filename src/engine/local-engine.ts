@@ -208,7 +208,9 @@ export class LocalEngine implements EngineClient {
     const delay = Math.min(MAX_RESTART_DELAY_MS, base * 2 ** (this.crashesInARow - 1));
     this.options.onWarning?.(`the inference worker ${message}; ending its requests with 503 and restarting it in ${delay} ms`);
     this.failInflight(
-      new EngineError('worker_restarting', 'The inference worker stopped while serving this request and is restarting; retry shortly.', { retryAfterSeconds: 5 }),
+      new EngineError('worker_restarting', 'The inference worker stopped while serving this request and is restarting; retry shortly.', {
+        retryAfterSeconds: 5,
+      }),
     );
     void worker.terminate();
     this.restartTimer = setTimeout(() => {

@@ -95,7 +95,8 @@ export class ModelScorer implements TokenScorer {
     const byFloats = Math.floor(FLOAT_BUDGET / Math.max(spec.vocabSize, this.windowTokens));
     this.chunkTokens = positiveInt(options.chunkTokens ?? Math.max(16, Math.min(512, byFloats)), 'chunkTokens');
     this.cacheSlots = Math.trunc(options.cacheSlots ?? 2);
-    if (!Number.isInteger(this.cacheSlots) || this.cacheSlots < 0) throw new RangeError(`ModelScorer: cacheSlots must be an integer >= 0, got ${String(options.cacheSlots)}`);
+    if (!Number.isInteger(this.cacheSlots) || this.cacheSlots < 0)
+      throw new RangeError(`ModelScorer: cacheSlots must be an integer >= 0, got ${String(options.cacheSlots)}`);
     this.shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
     this.pool = options.pool ?? new KvPool(Number.POSITIVE_INFINITY);
     this.inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows });
@@ -218,7 +219,15 @@ export class ModelScorer implements TokenScorer {
    * Prefills tokens[from, to) after what `kv` holds, at positions from - base
    * onward, writing out[p] for every p in [scoreFrom, to).
    */
-  private async prefillScore(kv: SequenceKv, tokens: readonly number[], from: number, to: number, base: number, scoreFrom: number, out: Float32Array): Promise<void> {
+  private async prefillScore(
+    kv: SequenceKv,
+    tokens: readonly number[],
+    from: number,
+    to: number,
+    base: number,
+    scoreFrom: number,
+    out: Float32Array,
+  ): Promise<void> {
     const V = this.vocabSize;
     for (let c = from; c < to; c += this.chunkTokens) {
       const e = Math.min(to, c + this.chunkTokens);

@@ -49,14 +49,23 @@ export function calibrationInputs(spec: ModelSpec, ids: readonly number[]): Deco
 }
 
 function profileKey(ids: readonly number[], widths: readonly ExpertBits[], manifestKey: string): string {
-  return createHash('sha256').update(JSON.stringify({ v: 1, manifestKey, ids, widths })).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify({ v: 1, manifestKey, ids, widths }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /**
  * Runs the profile (or reads it from `dir`). Leaves the runner with every expert
  * at fp32 and its counters reset; the caller then applies an assignment.
  */
-export async function profileExperts(runner: MoeRunner, spec: ModelSpec, dir: string, ids: readonly number[], widths: readonly ExpertBits[]): Promise<ExpertProfile> {
+export async function profileExperts(
+  runner: MoeRunner,
+  spec: ModelSpec,
+  dir: string,
+  ids: readonly number[],
+  widths: readonly ExpertBits[],
+): Promise<ExpertProfile> {
   const quantWidths = [...new Set(widths)].filter((b) => b !== 32).sort((a, b) => b - a);
   const key = profileKey(ids, quantWidths, runner.manifest.key);
   const file = join(dir, `expert-profile-${key}.json`);

@@ -91,6 +91,12 @@ export async function openMoeRunner(compiled: CompiledModel, spec: ModelSpec, op
  * For the inference worker: an MoE model's runner from the `expertOffload`
  * params the engine passes (the edgemoe policy's params; absent: the defaults).
  */
-export function openMoeRunnerForWorker(compiled: CompiledModel, spec: ModelSpec, tokenizer: TextTokenizer, threads: number, rawParams: unknown): Promise<MoeRunner> {
+export function openMoeRunnerForWorker(
+  compiled: CompiledModel,
+  spec: ModelSpec,
+  tokenizer: TextTokenizer,
+  threads: number,
+  rawParams: unknown,
+): Promise<MoeRunner> {
   return openMoeRunner(compiled, spec, { threads, tokenizer, config: resolveEdgeMoe(parseEdgeMoeParams(rawParams)) });
 }

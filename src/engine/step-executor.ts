@@ -76,7 +76,13 @@ export class StepExecutor {
         const kv = seq.kv;
         if (!kv) throw new Error('unreachable: prefilling without KV');
         const n = seq.prompt.length;
-        kv.append(out.presentKeys, out.presentValues, b, inputs.newTokens, Array.from({ length: n }, (_, i) => i));
+        kv.append(
+          out.presentKeys,
+          out.presentValues,
+          b,
+          inputs.newTokens,
+          Array.from({ length: n }, (_, i) => i),
+        );
         seq.prefilled = n;
         seq.runtime.afterPass(kv, { phase: 'prefill-end', contextTokens: seq.contextTokens(false), stats: null });
         seq.prefillDoneAt = now;
@@ -155,7 +161,15 @@ export class StepExecutor {
   }
 
   /** Hands one sequence's share of a pass (and its row of the statistics, if any) to its policy runtime. */
-  private afterPass(seq: Sequence, kv: SequenceKv, out: DecoderStepOutputs, inputs: DecoderStepInputs, row: number, lengthBefore: readonly number[], phase: PassPhase): void {
+  private afterPass(
+    seq: Sequence,
+    kv: SequenceKv,
+    out: DecoderStepOutputs,
+    inputs: DecoderStepInputs,
+    row: number,
+    lengthBefore: readonly number[],
+    phase: PassPhase,
+  ): void {
     const stats: StatsSlice | null =
       out.attnSum && out.attnRows
         ? {

@@ -16,7 +16,15 @@ import type { ScoreResult, TokenEvent } from './types.js';
 export type CoreOutput =
   | { readonly id: string; readonly event: TokenEvent }
   | { readonly id: string; readonly scored: ScoreResult }
-  | { readonly id: string; readonly error: { readonly code: EngineErrorCode; readonly message: string; readonly field: RequestField | null; readonly retryAfterSeconds: number | null } };
+  | {
+      readonly id: string;
+      readonly error: {
+        readonly code: EngineErrorCode;
+        readonly message: string;
+        readonly field: RequestField | null;
+        readonly retryAfterSeconds: number | null;
+      };
+    };
 
 export class StepUpdate {
   private out: CoreOutput[] = [];

@@ -53,7 +53,10 @@ export class TextProcessor {
         { field: 'chat' },
       );
     }
-    const text = this.chatTemplate.render(messages, { addGenerationPrompt: options.addGenerationPrompt ?? true, ...(options.tools ? { tools: options.tools } : {}) });
+    const text = this.chatTemplate.render(messages, {
+      addGenerationPrompt: options.addGenerationPrompt ?? true,
+      ...(options.tools ? { tools: options.tools } : {}),
+    });
     return { text, addSpecialTokens: !this.chatTemplate.rendersBos };
   }
 }

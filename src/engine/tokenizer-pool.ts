@@ -72,7 +72,13 @@ export class TokenizerPool {
     let chars = 0;
     for (const msg of messages) chars += msg.content.length;
     if (chars <= INLINE_CHARS) return this.inline.render(messages, options);
-    const m = await this.call({ id: 0, op: 'render', messages, addGenerationPrompt: options.addGenerationPrompt ?? true, ...(options.tools ? { tools: options.tools } : {}) });
+    const m = await this.call({
+      id: 0,
+      op: 'render',
+      messages,
+      addGenerationPrompt: options.addGenerationPrompt ?? true,
+      ...(options.tools ? { tools: options.tools } : {}),
+    });
     if (!('text' in m)) throw new Error('internal: the tokenizer worker answered a render with no text');
     return { text: m.text, addSpecialTokens: m.addSpecialTokens };
   }

@@ -10,7 +10,13 @@ export interface TokenizerWorkerInit {
 
 export type ToTokenizer =
   | { readonly id: number; readonly op: 'encode'; readonly text: string; readonly addSpecialTokens: boolean }
-  | { readonly id: number; readonly op: 'render'; readonly messages: readonly ChatMessage[]; readonly addGenerationPrompt: boolean; readonly tools?: readonly unknown[] }
+  | {
+      readonly id: number;
+      readonly op: 'render';
+      readonly messages: readonly ChatMessage[];
+      readonly addGenerationPrompt: boolean;
+      readonly tools?: readonly unknown[];
+    }
   | { readonly id: number; readonly op: 'decode'; readonly ids: Float64Array };
 
 export type FromTokenizer =

@@ -33,9 +33,10 @@ async function main(): Promise<void> {
     onProgress: (message) => send({ type: 'progress', message }),
   });
   const spec = checkpoint.spec;
-  const session = spec.moe !== undefined
-    ? await openMoeRunnerForWorker(compiled, spec, checkpoint.tokenizer, init.threads, init.expertOffload)
-    : await DecoderSession.create(compiled.decoderPath, spec, { threads: init.threads });
+  const session =
+    spec.moe !== undefined
+      ? await openMoeRunnerForWorker(compiled, spec, checkpoint.tokenizer, init.threads, init.expertOffload)
+      : await DecoderSession.create(compiled.decoderPath, spec, { threads: init.threads });
   const bound = boundContextLength(
     { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim },
     init.kvBudgetBytes,

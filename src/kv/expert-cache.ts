@@ -40,7 +40,8 @@ export class ExpertCache<V> {
     readonly policy: CachePolicy,
     private readonly decayEvery = 1024,
   ) {
-    if (!Number.isFinite(budgetBytes) || budgetBytes < 0) throw new RangeError(`expert cache budget must be a non-negative number of bytes, got ${budgetBytes}`);
+    if (!Number.isFinite(budgetBytes) || budgetBytes < 0)
+      throw new RangeError(`expert cache budget must be a non-negative number of bytes, got ${budgetBytes}`);
   }
 
   get residentBytes(): number {

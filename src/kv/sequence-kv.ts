@@ -181,7 +181,7 @@ export class SequenceKv {
       const pv = presentValues[l];
       if (!pk || !pv) throw new Error(`SequenceKv.append: layer ${l} missing`);
       for (let h = 0; h < KV; h++) {
-        const src = ((row * KV + h) * tokensPerRow) * D;
+        const src = (row * KV + h) * tokensPerRow * D;
         const dst = (h * s.capacity + s.length) * D;
         s.keys.set(pk.subarray(src, src + count * D), dst);
         s.values.set(pv.subarray(src, src + count * D), dst);

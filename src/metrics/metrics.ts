@@ -7,9 +7,13 @@ import { LiveContexts } from './live-contexts.js';
  * `policy` label: the serving policy that handled the request (or, for the
  * engine-wide gauges, the configured default policy).
  */
-export const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];
+export const TTFT_BUCKETS = [
+  0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+];
 export const INTER_TOKEN_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
-export const REQUEST_LATENCY_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0];
+export const REQUEST_LATENCY_BUCKETS = [
+  0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+];
 /** C axis: KV entries per layer a sequence ended with (powers of two up to 1M tokens). */
 export const KV_TOKENS_BUCKETS = Array.from({ length: 17 }, (_, i) => 2 ** (i + 4));
 /** C axis: kept / covered, from 5% to everything. */
@@ -211,34 +215,109 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
 
   return {
     registry,
-    timeToFirstToken: new Histogram({ name: METRIC_NAMES.timeToFirstToken, help: 'Time from request arrival to its first generated token, in seconds.', labelNames: policy, buckets: TTFT_BUCKETS, registers }),
-    interTokenLatency: new Histogram({ name: METRIC_NAMES.interTokenLatency, help: 'Time between consecutive generated tokens of one sequence, in seconds.', labelNames: policy, buckets: INTER_TOKEN_BUCKETS, registers }),
-    e2eRequestLatency: new Histogram({ name: METRIC_NAMES.e2eRequestLatency, help: 'Time from request arrival to its last token, in seconds.', labelNames: policy, buckets: REQUEST_LATENCY_BUCKETS, registers }),
-    requestQueueTime: new Histogram({ name: METRIC_NAMES.requestQueueTime, help: 'Time a request waited in the queue before admission, in seconds.', labelNames: policy, buckets: REQUEST_LATENCY_BUCKETS, registers }),
+    timeToFirstToken: new Histogram({
+      name: METRIC_NAMES.timeToFirstToken,
+      help: 'Time from request arrival to its first generated token, in seconds.',
+      labelNames: policy,
+      buckets: TTFT_BUCKETS,
+      registers,
+    }),
+    interTokenLatency: new Histogram({
+      name: METRIC_NAMES.interTokenLatency,
+      help: 'Time between consecutive generated tokens of one sequence, in seconds.',
+      labelNames: policy,
+      buckets: INTER_TOKEN_BUCKETS,
+      registers,
+    }),
+    e2eRequestLatency: new Histogram({
+      name: METRIC_NAMES.e2eRequestLatency,
+      help: 'Time from request arrival to its last token, in seconds.',
+      labelNames: policy,
+      buckets: REQUEST_LATENCY_BUCKETS,
+      registers,
+    }),
+    requestQueueTime: new Histogram({
+      name: METRIC_NAMES.requestQueueTime,
+      help: 'Time a request waited in the queue before admission, in seconds.',
+      labelNames: policy,
+      buckets: REQUEST_LATENCY_BUCKETS,
+      registers,
+    }),
     promptTokens: new Counter({ name: METRIC_NAMES.promptTokens, help: 'Prompt tokens processed.', labelNames: policy, registers }),
     generationTokens: new Counter({ name: METRIC_NAMES.generationTokens, help: 'Tokens generated.', labelNames: policy, registers }),
-    requestSuccess: new Counter({ name: METRIC_NAMES.requestSuccess, help: 'Finished sequences by finish reason (stop, length, abort).', labelNames: ['policy', 'finished_reason'] as const, registers }),
-    requestErrors: new Counter({ name: METRIC_NAMES.requestErrors, help: 'Requests answered with an error, by error code.', labelNames: ['policy', 'code'] as const, registers }),
+    requestSuccess: new Counter({
+      name: METRIC_NAMES.requestSuccess,
+      help: 'Finished sequences by finish reason (stop, length, abort).',
+      labelNames: ['policy', 'finished_reason'] as const,
+      registers,
+    }),
+    requestErrors: new Counter({
+      name: METRIC_NAMES.requestErrors,
+      help: 'Requests answered with an error, by error code.',
+      labelNames: ['policy', 'code'] as const,
+      registers,
+    }),
     requestsRunning,
     requestsWaiting,
     kvCacheBytes,
     kvCacheCapacityBytes,
     kvCacheUsageRatio,
-    kvTokensRetained: new Histogram({ name: METRIC_NAMES.kvTokensRetained, help: 'KV cache entries per layer a sequence kept at its end (C axis).', labelNames: policy, buckets: KV_TOKENS_BUCKETS, registers }),
-    compressionRatio: new Histogram({ name: METRIC_NAMES.compressionRatio, help: 'KV entries kept over tokens covered (compression: tokens kept over the original), per sequence (C axis).', labelNames: policy, buckets: COMPRESSION_RATIO_BUCKETS, registers }),
+    kvTokensRetained: new Histogram({
+      name: METRIC_NAMES.kvTokensRetained,
+      help: 'KV cache entries per layer a sequence kept at its end (C axis).',
+      labelNames: policy,
+      buckets: KV_TOKENS_BUCKETS,
+      registers,
+    }),
+    compressionRatio: new Histogram({
+      name: METRIC_NAMES.compressionRatio,
+      help: 'KV entries kept over tokens covered (compression: tokens kept over the original), per sequence (C axis).',
+      labelNames: policy,
+      buckets: COMPRESSION_RATIO_BUCKETS,
+      registers,
+    }),
     liveContexts,
     longestLiveContext,
-    attentionMassRetained: new Histogram({ name: METRIC_NAMES.attentionMassRetained, help: 'Attention mass kept by the last eviction, per sequence (A axis, online proxy).', labelNames: policy, buckets: FRACTION_BUCKETS, registers }),
-    shadowKlDivergence: new Histogram({ name: METRIC_NAMES.shadowKlDivergence, help: 'Mean per-step KL(full || policy) in nats over a shadowed request (A axis).', labelNames: policy, buckets: KL_BUCKETS, registers }),
-    shadowTop1Agreement: new Histogram({ name: METRIC_NAMES.shadowTop1Agreement, help: 'Fraction of a shadowed request\'s steps whose most likely token matches the full-cache model (A axis).', labelNames: policy, buckets: FRACTION_BUCKETS, registers }),
-    shadowRequests: new Counter({ name: METRIC_NAMES.shadowRequests, help: 'Requests sampled for shadow fidelity, by outcome (scored, dropped: queue full, failed, skipped: nothing to compare).', labelNames: ['policy', 'outcome'] as const, registers }),
+    attentionMassRetained: new Histogram({
+      name: METRIC_NAMES.attentionMassRetained,
+      help: 'Attention mass kept by the last eviction, per sequence (A axis, online proxy).',
+      labelNames: policy,
+      buckets: FRACTION_BUCKETS,
+      registers,
+    }),
+    shadowKlDivergence: new Histogram({
+      name: METRIC_NAMES.shadowKlDivergence,
+      help: 'Mean per-step KL(full || policy) in nats over a shadowed request (A axis).',
+      labelNames: policy,
+      buckets: KL_BUCKETS,
+      registers,
+    }),
+    shadowTop1Agreement: new Histogram({
+      name: METRIC_NAMES.shadowTop1Agreement,
+      help: "Fraction of a shadowed request's steps whose most likely token matches the full-cache model (A axis).",
+      labelNames: policy,
+      buckets: FRACTION_BUCKETS,
+      registers,
+    }),
+    shadowRequests: new Counter({
+      name: METRIC_NAMES.shadowRequests,
+      help: 'Requests sampled for shadow fidelity, by outcome (scored, dropped: queue full, failed, skipped: nothing to compare).',
+      labelNames: ['policy', 'outcome'] as const,
+      registers,
+    }),
     promptTokensDropped: new Counter({
       name: METRIC_NAMES.promptTokensDropped,
       help: 'Prompt tokens dropped before prefill, by reason: compression (context compression), truncate or shift (overflow modes) (C axis).',
       labelNames: ['policy', 'reason'] as const,
       registers,
     }),
-    compressionSeconds: new Histogram({ name: METRIC_NAMES.compressionSeconds, help: 'Time spent compressing one prompt before prefill, in seconds (the P cost of C).', labelNames: policy, buckets: COMPRESSION_SECONDS_BUCKETS, registers }),
+    compressionSeconds: new Histogram({
+      name: METRIC_NAMES.compressionSeconds,
+      help: 'Time spent compressing one prompt before prefill, in seconds (the P cost of C).',
+      labelNames: policy,
+      buckets: COMPRESSION_SECONDS_BUCKETS,
+      registers,
+    }),
     overflowRequests: new Counter({
       name: METRIC_NAMES.overflowRequests,
       help: 'Requests whose prompt + max_tokens exceeded the window and were served by an overflow mode (truncate, shift, compress, evict), labelled by the serving policy.',
@@ -246,12 +325,28 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
       registers,
     }),
     expertCacheHits: runnerCounter(METRIC_NAMES.expertCacheHits, 'MoE experts found in the expert cache when routed to (P axis).', 'expertCacheHits'),
-    expertPrefetchHits: runnerCounter(METRIC_NAMES.expertPrefetchHits, 'MoE experts routed to that a prefetch had loaded or was loading (P axis).', 'expertPrefetchHits'),
+    expertPrefetchHits: runnerCounter(
+      METRIC_NAMES.expertPrefetchHits,
+      'MoE experts routed to that a prefetch had loaded or was loading (P axis).',
+      'expertPrefetchHits',
+    ),
     expertCacheMisses: runnerCounter(METRIC_NAMES.expertCacheMisses, 'MoE experts read from disk on demand when routed to (P axis).', 'expertCacheMisses'),
-    expertBytesLoaded: runnerCounter(METRIC_NAMES.expertBytesLoaded, 'Bytes of MoE expert weights read from disk, demand and prefetch (P axis).', 'expertBytesLoaded'),
+    expertBytesLoaded: runnerCounter(
+      METRIC_NAMES.expertBytesLoaded,
+      'Bytes of MoE expert weights read from disk, demand and prefetch (P axis).',
+      'expertBytesLoaded',
+    ),
     expertLoadStall: runnerCounter(METRIC_NAMES.expertLoadStall, 'Seconds inference waited for MoE expert reads (P axis).', 'expertLoadStallMs', 1 / 1000),
-    expertPrefetchAccuracy: runnerGauge(METRIC_NAMES.expertPrefetchAccuracy, "Fraction of routed MoE experts the previous layer's prediction had named, since the model loaded (0 to 1).", 'expertPredictionAccuracy'),
-    expertResidentBytes: runnerGauge(METRIC_NAMES.expertResidentBytes, 'Bytes of MoE expert weights held in the expert cache now (C axis).', 'expertResidentBytes'),
+    expertPrefetchAccuracy: runnerGauge(
+      METRIC_NAMES.expertPrefetchAccuracy,
+      "Fraction of routed MoE experts the previous layer's prediction had named, since the model loaded (0 to 1).",
+      'expertPredictionAccuracy',
+    ),
+    expertResidentBytes: runnerGauge(
+      METRIC_NAMES.expertResidentBytes,
+      'Bytes of MoE expert weights held in the expert cache now (C axis).',
+      'expertResidentBytes',
+    ),
     expertCacheBudgetBytes: runnerGauge(METRIC_NAMES.expertCacheBudgetBytes, 'The expert cache budget in bytes.', 'expertBudgetBytes'),
     residentWeightBytes: runnerGauge(METRIC_NAMES.residentWeightBytes, 'Bytes of non-expert weights kept resident (MoE models).', 'residentWeightBytes'),
     workerRestarts,

@@ -10,7 +10,8 @@ export function observePolicyReport(metrics: CapserveMetrics, report: PolicyRepo
   if (report.kind === 'context-compression') {
     const original = numberDetail(report, 'originalTokens');
     const compressed = numberDetail(report, 'compressedTokens');
-    if (original !== null && compressed !== null) metrics.promptTokensDropped.inc({ policy: report.policy, reason: 'compression' }, Math.max(0, original - compressed));
+    if (original !== null && compressed !== null)
+      metrics.promptTokensDropped.inc({ policy: report.policy, reason: 'compression' }, Math.max(0, original - compressed));
     const ms = numberDetail(report, 'compressMs');
     if (ms !== null) metrics.compressionSeconds.observe(labels, ms / 1000);
   }

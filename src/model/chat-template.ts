@@ -78,8 +78,14 @@ class JinjaChatTemplate implements ChatTemplate {
     if (bos === null || bos === '') return false;
     const probes: ChatMessage[][] = [
       [{ role: 'user', content: 'x' }],
-      [{ role: 'system', content: 'x' }, { role: 'user', content: 'x' }],
-      [{ role: 'user', content: 'x' }, { role: 'assistant', content: 'x' }],
+      [
+        { role: 'system', content: 'x' },
+        { role: 'user', content: 'x' },
+      ],
+      [
+        { role: 'user', content: 'x' },
+        { role: 'assistant', content: 'x' },
+      ],
     ];
     for (const probe of probes) {
       try {

@@ -44,7 +44,11 @@ function readJsonFile(file: string, required: boolean): unknown {
 function checkTensors(spec: ModelSpec, weights: CheckpointWeights): void {
   for (const want of expectedTensors(spec)) {
     if (!weights.has(want.name)) {
-      throw new CheckpointError('missing_tensor', weights.files[0] ?? '(weights)', `tensor ${want.name} is missing (expected shape [${want.shape.join(', ')}])`);
+      throw new CheckpointError(
+        'missing_tensor',
+        weights.files[0] ?? '(weights)',
+        `tensor ${want.name} is missing (expected shape [${want.shape.join(', ')}])`,
+      );
     }
     const info = weights.info(want.name);
     if (info.shape.length !== want.shape.length || info.shape.some((d, i) => d !== want.shape[i])) {
@@ -55,7 +59,11 @@ function checkTensors(spec: ModelSpec, weights: CheckpointWeights): void {
       );
     }
     if (!isStorageDtype(info.dtype)) {
-      throw new CheckpointError('unknown_dtype', info.file, `tensor ${want.name}: dtype ${info.dtype} is not supported (supported: ${STORAGE_DTYPES.join(', ')})`);
+      throw new CheckpointError(
+        'unknown_dtype',
+        info.file,
+        `tensor ${want.name}: dtype ${info.dtype} is not supported (supported: ${STORAGE_DTYPES.join(', ')})`,
+      );
     }
   }
 }

@@ -11,7 +11,18 @@ export const DTYPE_BYTES: Readonly<Record<StorageDtype, number>> = { F32: 4, F16
 
 /** Byte sizes of the safetensors dtypes we do not convert, so their byte ranges can still be validated. */
 export const OTHER_DTYPE_BYTES: Readonly<Record<string, number>> = {
-  F64: 8, I64: 8, U64: 8, I32: 4, U32: 4, I16: 2, U16: 2, I8: 1, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  I64: 8,
+  U64: 8,
+  I32: 4,
+  U32: 4,
+  I16: 2,
+  U16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 
 export function isStorageDtype(s: string): s is StorageDtype {

@@ -90,7 +90,8 @@ export class Fields {
     if (v === null) return [];
     const list = Array.isArray(v) ? v : [v];
     for (const id of list) {
-      if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) throw this.bad(field, `must be a token id or a list of token ids, got ${JSON.stringify(v)}`);
+      if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0)
+        throw this.bad(field, `must be a token id or a list of token ids, got ${JSON.stringify(v)}`);
     }
     return list as number[];
   }

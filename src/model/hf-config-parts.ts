@@ -87,7 +87,11 @@ export function parseRotaryDim(architecture: Architecture, f: Fields, ropeFields
   if (factor > 1) throw new CheckpointError('bad_config', file, `partial_rotary_factor (${factor}) must be at most 1`);
   const dim = Math.floor(headDim * factor);
   if (dim === 0 || dim % 2 !== 0) {
-    throw new CheckpointError('bad_config', file, `head_dim (${headDim}) x partial_rotary_factor (${factor}) = ${dim} rotary dimensions; must be even and positive`);
+    throw new CheckpointError(
+      'bad_config',
+      file,
+      `head_dim (${headDim}) x partial_rotary_factor (${factor}) = ${dim} rotary dimensions; must be even and positive`,
+    );
   }
   return dim;
 }
@@ -113,7 +117,11 @@ export function smollm3SlidingWindow(f: Fields, ropeLayers: readonly boolean[], 
   if (!f.bool('use_sliding_window', false) || !f.has('sliding_window')) return null;
   if (ropeLayers.every((r) => !r)) return f.positiveInt('sliding_window');
   if (ropeLayers.every((r) => r)) return null;
-  throw new CheckpointError('unsupported_config', file, 'use_sliding_window with both RoPE and NoPE layers (sliding NoPE layers beside full RoPE layers) is not supported');
+  throw new CheckpointError(
+    'unsupported_config',
+    file,
+    'use_sliding_window with both RoPE and NoPE layers (sliding NoPE layers beside full RoPE layers) is not supported',
+  );
 }
 
 export interface GemmaParts {
@@ -146,21 +154,30 @@ export function parseGemma(architecture: Architecture, config: Json, f: Fields, 
   const window = config.sliding_window === null ? null : f.positiveInt('sliding_window', 4096);
   const layerWindows = kinds.map((k) => (k === 'sliding_attention' ? window : null));
 
-  const softcap = (field: string, fallback: number | null): number | null => (config[field] === null ? null : f.has(field) ? f.positiveNumber(field) : fallback);
+  const softcap = (field: string, fallback: number | null): number | null =>
+    config[field] === null ? null : f.has(field) ? f.positiveNumber(field) : fallback;
   const attnLogitSoftcap = softcap('attn_logit_softcapping', gemma3 ? null : 50);
   const finalLogitSoftcap = softcap('final_logit_softcapping', gemma3 ? null : 30);
 
-  const freeze = (theta: number, scaling: RopeScaling | null): RopeParameters => Object.freeze({ theta, scaling: scaling === null ? null : Object.freeze(scaling) });
-  const perType = isRecord(config.rope_parameters) && (isRecord(config.rope_parameters.full_attention) || isRecord(config.rope_parameters.sliding_attention))
-    ? config.rope_parameters
-    : null;
+  const freeze = (theta: number, scaling: RopeScaling | null): RopeParameters =>
+    Object.freeze({ theta, scaling: scaling === null ? null : Object.freeze(scaling) });
+  const perType =
+    isRecord(config.rope_parameters) && (isRecord(config.rope_parameters.full_attention) || isRecord(config.rope_parameters.sliding_attention))
+      ? config.rope_parameters
+      : null;
   if (!gemma3) {
-    if (perType !== null) throw new CheckpointError('unsupported_config', file, 'rope_parameters per layer type is not supported for gemma2 (one RoPE for every layer)');
+    if (perType !== null)
+      throw new CheckpointError('unsupported_config', file, 'rope_parameters per layer type is not supported for gemma2 (one RoPE for every layer)');
     const ropeParams = isRecord(config.rope_parameters) ? config.rope_parameters : null;
-    const theta = f.has('rope_theta') ? f.positiveNumber('rope_theta') : ropeParams !== null ? new Fields(ropeParams, file, 'rope_parameters.').positiveNumber('rope_theta', 10000) : 10000;
-    const scaling = config.rope_scaling !== undefined || ropeParams === null
-      ? parseRopeScaling(config.rope_scaling, file, 'rope_scaling', ropeContext)
-      : parseRopeScaling(ropeParams, file, 'rope_parameters', ropeContext);
+    const theta = f.has('rope_theta')
+      ? f.positiveNumber('rope_theta')
+      : ropeParams !== null
+        ? new Fields(ropeParams, file, 'rope_parameters.').positiveNumber('rope_theta', 10000)
+        : 10000;
+    const scaling =
+      config.rope_scaling !== undefined || ropeParams === null
+        ? parseRopeScaling(config.rope_scaling, file, 'rope_scaling', ropeContext)
+        : parseRopeScaling(ropeParams, file, 'rope_parameters', ropeContext);
     return { layerWindows, fullRope: freeze(theta, scaling), slidingRope: null, attnLogitSoftcap, finalLogitSoftcap };
   }
   let fullRope: RopeParameters;
@@ -177,10 +194,15 @@ export function parseGemma(architecture: Architecture, config: Json, f: Fields, 
     slidingRope = one('sliding_attention', f.positiveNumber('rope_local_base_freq', 10000));
   } else {
     const ropeParams = isRecord(config.rope_parameters) ? config.rope_parameters : null;
-    const theta = f.has('rope_theta') ? f.positiveNumber('rope_theta') : ropeParams !== null ? new Fields(ropeParams, file, 'rope_parameters.').positiveNumber('rope_theta', 1000000) : 1000000;
-    const scaling = config.rope_scaling !== undefined || ropeParams === null
-      ? parseRopeScaling(config.rope_scaling, file, 'rope_scaling', ropeContext)
-      : parseRopeScaling(ropeParams, file, 'rope_parameters', ropeContext);
+    const theta = f.has('rope_theta')
+      ? f.positiveNumber('rope_theta')
+      : ropeParams !== null
+        ? new Fields(ropeParams, file, 'rope_parameters.').positiveNumber('rope_theta', 1000000)
+        : 1000000;
+    const scaling =
+      config.rope_scaling !== undefined || ropeParams === null
+        ? parseRopeScaling(config.rope_scaling, file, 'rope_scaling', ropeContext)
+        : parseRopeScaling(ropeParams, file, 'rope_parameters', ropeContext);
     fullRope = freeze(theta, scaling);
     slidingRope = freeze(f.positiveNumber('rope_local_base_freq', 10000), null);
   }
@@ -199,7 +221,13 @@ export function parseMoe(architecture: Architecture, f: Fields, numLayers: numbe
     const numExperts = f.positiveInt('num_local_experts', 8);
     const topK = f.positiveInt('num_experts_per_tok', 2);
     if (topK > numExperts) throw new CheckpointError('bad_config', file, `num_experts_per_tok (${topK}) exceeds num_local_experts (${numExperts})`);
-    return Object.freeze({ numExperts, topK, expertIntermediateSize: f.positiveInt('intermediate_size'), normTopKProb: true, sharedExpertIntermediateSize: null });
+    return Object.freeze({
+      numExperts,
+      topK,
+      expertIntermediateSize: f.positiveInt('intermediate_size'),
+      normTopKProb: true,
+      sharedExpertIntermediateSize: null,
+    });
   }
   if (architecture === 'qwen2_moe' || architecture === 'qwen3_moe') {
     const qwen3 = architecture === 'qwen3_moe';

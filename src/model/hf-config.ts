@@ -5,9 +5,17 @@
  */
 import { CheckpointError } from './errors.js';
 import { Fields, isRecord, type Json } from './hf-config-fields.js';
-import { parseGemma, parseMoe, parseRopeScaling, parseRotaryDim, qwen2SlidingWindow, smollm3RopeLayers, smollm3SlidingWindow, type RopeContext } from './hf-config-parts.js';
+import {
+  parseGemma,
+  parseMoe,
+  parseRopeScaling,
+  parseRotaryDim,
+  qwen2SlidingWindow,
+  smollm3RopeLayers,
+  smollm3SlidingWindow,
+  type RopeContext,
+} from './hf-config-parts.js';
 import { CAUSAL_LM_CLASS, SUPPORTED_ARCHITECTURES, type Architecture, type ModelSpec } from './spec.js';
-
 
 /** transformers' per-architecture defaults for fields a config may omit. */
 const DEFAULTS: Readonly<Record<Architecture, { rmsNormEps: number; ropeTheta: number; maxPositionEmbeddings: number }>> = {
@@ -23,7 +31,6 @@ const DEFAULTS: Readonly<Record<Architecture, { rmsNormEps: number; ropeTheta: n
   gemma3_text: { rmsNormEps: 1e-6, ropeTheta: 1000000, maxPositionEmbeddings: 131072 },
   qwen3_moe: { rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 32768 },
 };
-
 
 function parseArchitecture(config: Json, file: string): Architecture {
   const modelType = config.model_type;
@@ -44,7 +51,6 @@ function parseArchitecture(config: Json, file: string): Architecture {
   return arch;
 }
 
-
 export function parseModelSpec(configJson: unknown, generationConfig: unknown, file: string): ModelSpec {
   if (!isRecord(configJson)) throw new CheckpointError('bad_config', file, 'is not a JSON object');
   const config = configJson;
@@ -63,7 +69,11 @@ export function parseModelSpec(configJson: unknown, generationConfig: unknown, f
   // Qwen3Config's head_dim defaults to 128, Gemma's to 256, whatever hidden_size / num_attention_heads is.
   const headDimDefault = architecture === 'qwen3' ? 128 : gemma ? 256 : hiddenSize / numHeads;
   if (!f.has('head_dim') && !Number.isInteger(headDimDefault)) {
-    throw new CheckpointError('bad_config', file, `hidden_size (${hiddenSize}) is not divisible by num_attention_heads (${numHeads}) and head_dim is not given`);
+    throw new CheckpointError(
+      'bad_config',
+      file,
+      `hidden_size (${hiddenSize}) is not divisible by num_attention_heads (${numHeads}) and head_dim is not given`,
+    );
   }
   const headDim = f.positiveInt('head_dim', headDimDefault);
   if (headDim % 2 !== 0) throw new CheckpointError('bad_config', file, `head_dim (${headDim}) must be even for rotary embeddings`);
@@ -72,9 +82,11 @@ export function parseModelSpec(configJson: unknown, generationConfig: unknown, f
   if (gemma) {
     // Gemma's modelling code reads hidden_activation; hidden_act is a leftover some configs still carry.
     const act = config.hidden_activation ?? config.hidden_act ?? 'gelu_pytorch_tanh';
-    if (act !== 'gelu_pytorch_tanh') throw new CheckpointError('unsupported_config', file, `hidden_activation ${JSON.stringify(act)} is not supported (only gelu_pytorch_tanh)`);
+    if (act !== 'gelu_pytorch_tanh')
+      throw new CheckpointError('unsupported_config', file, `hidden_activation ${JSON.stringify(act)} is not supported (only gelu_pytorch_tanh)`);
     hiddenAct = 'gelu_tanh';
-    if (f.bool('use_bidirectional_attention', false)) throw new CheckpointError('unsupported_config', file, 'use_bidirectional_attention true (an embedding model) is not supported');
+    if (f.bool('use_bidirectional_attention', false))
+      throw new CheckpointError('unsupported_config', file, 'use_bidirectional_attention true (an embedding model) is not supported');
   } else {
     const act = config.hidden_act ?? 'silu';
     if (act !== 'silu') throw new CheckpointError('unsupported_config', file, `hidden_act ${JSON.stringify(act)} is not supported (only silu)`);
@@ -97,9 +109,10 @@ export function parseModelSpec(configJson: unknown, generationConfig: unknown, f
     originalMaxPositionEmbeddings: architecture === 'phi3' ? f.positiveInt('original_max_position_embeddings', 4096) : null,
     allowLongrope: architecture === 'phi3',
   };
-  const ropeScaling = config.rope_scaling !== undefined || ropeParams === null
-    ? parseRopeScaling(config.rope_scaling, file, 'rope_scaling', ropeContext)
-    : parseRopeScaling(ropeParams, file, 'rope_parameters', ropeContext);
+  const ropeScaling =
+    config.rope_scaling !== undefined || ropeParams === null
+      ? parseRopeScaling(config.rope_scaling, file, 'rope_scaling', ropeContext)
+      : parseRopeScaling(ropeParams, file, 'rope_parameters', ropeContext);
   const ropeLayers = architecture === 'smollm3' ? smollm3RopeLayers(f, numLayers) : Array.from({ length: numLayers }, () => true);
 
   let attentionBias = false;

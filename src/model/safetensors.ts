@@ -7,14 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CheckpointError } from './errors.js';
-import {
-  DTYPE_BYTES,
-  OTHER_DTYPE_BYTES,
-  STORAGE_DTYPES,
-  bf16ToF32Array,
-  f16ToF32Array,
-  isStorageDtype,
-} from './dtype.js';
+import { DTYPE_BYTES, OTHER_DTYPE_BYTES, STORAGE_DTYPES, bf16ToF32Array, f16ToF32Array, isStorageDtype } from './dtype.js';
 import type { WeightSource, WeightTensor } from './spec.js';
 
 export { writeSafetensors, SafetensorsWriter } from './safetensors-writer.js';
@@ -134,7 +127,7 @@ export class SafetensorsFile implements CheckpointWeights {
       }
       const elemBytes = isStorageDtype(dtype) ? DTYPE_BYTES[dtype] : OTHER_DTYPE_BYTES[dtype];
       if (elemBytes !== undefined) {
-        const numel = (shape).reduce((a, b) => a * b, 1);
+        const numel = shape.reduce((a, b) => a * b, 1);
         if (end - begin !== numel * elemBytes) {
           throw new CheckpointError(
             'bad_header',

@@ -64,4 +64,3 @@ export interface DecoderStepOutputs {
   /** Per layer [B, KV, G, W, C_l + T]: the last W query rows (stats variant). */
   readonly attnRows: Float32Array[] | null;
 }
-

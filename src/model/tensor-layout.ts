@@ -38,7 +38,12 @@ export function routerTensorName(spec: ModelSpec, layer: number): string {
 /** Qwen2-MoE's shared expert and its scalar gate. */
 export function sharedExpertTensorNames(layer: number): ExpertTensorNames & { readonly sharedGate: string } {
   const e = `${layerPrefix(layer)}.mlp.shared_expert`;
-  return { gate: `${e}.gate_proj.weight`, up: `${e}.up_proj.weight`, down: `${e}.down_proj.weight`, sharedGate: `${layerPrefix(layer)}.mlp.shared_expert_gate.weight` };
+  return {
+    gate: `${e}.gate_proj.weight`,
+    up: `${e}.up_proj.weight`,
+    down: `${e}.down_proj.weight`,
+    sharedGate: `${layerPrefix(layer)}.mlp.shared_expert_gate.weight`,
+  };
 }
 
 function moeLayerTensors(spec: ModelSpec, layer: number): ExpectedTensor[] {

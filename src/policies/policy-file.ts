@@ -21,7 +21,13 @@ export const FULL_POLICY_NAME = 'full';
 const Envelope = Type.Object(
   {
     name: Type.String({ pattern: KEBAB_CASE, maxLength: 64, description: 'Stable kebab-case name, unique across policies.' }),
-    kind: Type.Union([Type.Literal('none'), Type.Literal('kv-eviction'), Type.Literal('sparse-attention'), Type.Literal('context-compression'), Type.Literal('expert-offload')]),
+    kind: Type.Union([
+      Type.Literal('none'),
+      Type.Literal('kv-eviction'),
+      Type.Literal('sparse-attention'),
+      Type.Literal('context-compression'),
+      Type.Literal('expert-offload'),
+    ]),
     method: Type.String({ minLength: 1 }),
     params: Type.Object({}, { additionalProperties: true, default: {} }),
   },
@@ -71,11 +77,15 @@ export function parsePolicyFile(yamlText: string, file: string): Policy {
     throw new PolicyError(`${file}: invalid YAML: ${(err as Error).message}`);
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw fail(file, [`${pointer('')}: must be a mapping {name, kind, method, params}, got ${raw === null || raw === undefined ? 'an empty document' : Array.isArray(raw) ? 'a sequence' : typeof raw}`]);
+    throw fail(file, [
+      `${pointer('')}: must be a mapping {name, kind, method, params}, got ${raw === null || raw === undefined ? 'an empty document' : Array.isArray(raw) ? 'a sequence' : typeof raw}`,
+    ]);
   }
   if (!validateEnvelope(raw)) {
     const lines = describeErrors(validateEnvelope.errors ?? []).map((l) =>
-      l.startsWith('/name: must match pattern') ? `/name: must be kebab-case (lowercase letters and digits joined by single hyphens)${l.slice(l.indexOf(', got'))}` : l,
+      l.startsWith('/name: must match pattern')
+        ? `/name: must be kebab-case (lowercase letters and digits joined by single hyphens)${l.slice(l.indexOf(', got'))}`
+        : l,
     );
     throw fail(file, lines);
   }
@@ -90,7 +100,11 @@ export function parsePolicyFile(yamlText: string, file: string): Policy {
   const validate = paramValidator(method);
   if (!validate(doc.params)) throw fail(file, describeErrors(validate.errors ?? [], '/params'));
   const issues = method.check(doc.params);
-  if (issues.length > 0) throw fail(file, issues.map((i) => `${pointer(`/params${i.path}`)}: ${i.message}`));
+  if (issues.length > 0)
+    throw fail(
+      file,
+      issues.map((i) => `${pointer(`/params${i.path}`)}: ${i.message}`),
+    );
   return freezePolicy(doc.name, method, doc.params, file);
 }
 
@@ -102,7 +116,9 @@ export function parsePolicyFile(yamlText: string, file: string): Policy {
 export function loadPolicies(dir: string): ReadonlyMap<string, Policy> {
   let names: string[];
   try {
-    names = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
+    names = readdirSync(dir)
+      .filter((f) => /\.ya?ml$/.test(f))
+      .sort();
   } catch (err) {
     throw new PolicyError(`${dir}: cannot read the policies directory: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }

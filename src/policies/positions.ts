@@ -16,12 +16,13 @@ import type { KeepPlan } from './types.js';
 export function keptPositions(mode: PositionMode, positions: Int32Array, length: number, plan: KeepPlan): Int32Array {
   const heads = plan.length;
   const kept = plan[0]?.length ?? 0;
-  if (positions.length !== heads * length) throw new PolicyError(`keptPositions: positions has ${positions.length} values, expected numKvHeads * length = ${heads} * ${length}`);
+  if (positions.length !== heads * length)
+    throw new PolicyError(`keptPositions: positions has ${positions.length} values, expected numKvHeads * length = ${heads} * ${length}`);
   const out = new Int32Array(heads * kept);
   for (let h = 0; h < heads; h++) {
     const idx = plan[h];
     if (idx === undefined || idx.length !== kept) throw new PolicyError(`keptPositions: head ${h} keeps ${idx?.length ?? 0} entries, head 0 keeps ${kept}`);
-    for (let i = 0; i < kept; i++) out[h * kept + i] = mode === 'rolling' ? i : positions[h * length + (idx[i] ?? 0)] ?? 0;
+    for (let i = 0; i < kept; i++) out[h * kept + i] = mode === 'rolling' ? i : (positions[h * length + (idx[i] ?? 0)] ?? 0);
   }
   return out;
 }
@@ -53,8 +54,10 @@ export function rerotateKeys(
   const stride = numKvHeads * headDim;
   const length = keys.length / stride;
   const half = ropeInvFreq.length;
-  if (headDim % 2 !== 0 || !Number.isInteger(length)) throw new PolicyError(`rerotateKeys: keys (${keys.length} values) are not [length, ${numKvHeads}, ${headDim}] with an even headDim`);
-  if (half === 0 || 2 * half > headDim) throw new PolicyError(`rerotateKeys: ropeInvFreq has ${ropeInvFreq.length} values, expected 1 to headDim / 2 = ${headDim >> 1}`);
+  if (headDim % 2 !== 0 || !Number.isInteger(length))
+    throw new PolicyError(`rerotateKeys: keys (${keys.length} values) are not [length, ${numKvHeads}, ${headDim}] with an even headDim`);
+  if (half === 0 || 2 * half > headDim)
+    throw new PolicyError(`rerotateKeys: ropeInvFreq has ${ropeInvFreq.length} values, expected 1 to headDim / 2 = ${headDim >> 1}`);
   const perHead = (a: Int32Array, name: string): boolean => {
     if (a.length === length) return false;
     if (a.length === numKvHeads * length) return true;

@@ -64,7 +64,13 @@ export function describeErrors(errors: readonly ErrorObject[], prefix = ''): str
   const inUnion = (e: ErrorObject, u: ErrorObject): boolean => e !== u && e.schemaPath.startsWith(`${u.schemaPath}/`);
   const lines: string[] = [];
   for (const e of withPrefix) {
-    if (e.keyword === 'anyOf') lines.push(union(e, withPrefix.filter((b) => inUnion(b, e))));
+    if (e.keyword === 'anyOf')
+      lines.push(
+        union(
+          e,
+          withPrefix.filter((b) => inUnion(b, e)),
+        ),
+      );
     else if (!unions.some((u) => inUnion(e, u))) lines.push(leaf(e));
   }
   return [...new Set(lines)];

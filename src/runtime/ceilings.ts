@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { attr, GraphBuilder } from '../model/onnx/graph-builder.js';
 
-
 export interface Ceilings {
   /** GB/s (1e9 bytes) read by ReduceSum over 256 MiB. */
   readonly readBandwidthGBs: number;
@@ -63,5 +62,5 @@ export async function measureCeilings(workDir: string, threads: number): Promise
   let ms2 = Infinity;
   for (let r = 0; r < 3; r++) ms2 = Math.min(ms2, await timeRuns(s2, { a: new ort.Tensor('float32', m, [N, N]), b: new ort.Tensor('float32', m, [N, N]) }, 9));
   await s2.release();
-  return { readBandwidthGBs: (data.byteLength / 1e9) / (ms1 / 1000), gemmGflops: (2 * N * N * N) / 1e9 / (ms2 / 1000) };
+  return { readBandwidthGBs: data.byteLength / 1e9 / (ms1 / 1000), gemmGflops: (2 * N * N * N) / 1e9 / (ms2 / 1000) };
 }

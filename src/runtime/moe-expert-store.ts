@@ -33,8 +33,7 @@ export class MoeRunnerError extends Error {
 }
 
 export type ExpertHandle =
-  | { readonly kind: 'fp32'; readonly gateUp: Float32Array; readonly down: Float32Array }
-  | { readonly kind: 'session'; readonly session: ort.InferenceSession };
+  { readonly kind: 'fp32'; readonly gateUp: Float32Array; readonly down: Float32Array } | { readonly kind: 'session'; readonly session: ort.InferenceSession };
 
 type CacheValue = { state: 'raw'; bytes: Uint8Array; bits: ExpertBits } | { state: 'ready'; handle: ExpertHandle; bits: ExpertBits };
 
@@ -102,8 +101,17 @@ export class ExpertStore {
 
   static zeroStats(): ExpertStoreStats {
     return {
-      hits: 0, misses: 0, prefetchHits: 0, prefetchIssued: 0, prefetchWasted: 0, bytesLoaded: 0,
-      loadStallMs: 0, materializeMs: 0, residentPeak: 0, transientPeak: 0, expertCalls: 0,
+      hits: 0,
+      misses: 0,
+      prefetchHits: 0,
+      prefetchIssued: 0,
+      prefetchWasted: 0,
+      bytesLoaded: 0,
+      loadStallMs: 0,
+      materializeMs: 0,
+      residentPeak: 0,
+      transientPeak: 0,
+      expertCalls: 0,
     };
   }
 
@@ -155,7 +163,12 @@ export class ExpertStore {
 
   private entry(layer: number, expert: number, bits: ExpertBits): ExpertFile {
     const f = this.files.get(`${layer}:${expert}:${bits}`);
-    if (!f) throw new MoeRunnerError('expert_file_missing', null, `the MoE manifest lists no ${bits}-bit file for layer ${layer} expert ${expert}; recompile the model`);
+    if (!f)
+      throw new MoeRunnerError(
+        'expert_file_missing',
+        null,
+        `the MoE manifest lists no ${bits}-bit file for layer ${layer} expert ${expert}; recompile the model`,
+      );
     return f;
   }
 
@@ -165,7 +178,12 @@ export class ExpertStore {
     if (open_) return open_;
     const opening = open(path, 'r').catch((err: unknown) => {
       this.handles.delete(path);
-      throw new MoeRunnerError('expert_file_missing', path, `expert file for layer ${f.layer} expert ${f.expert} (${f.bits}-bit) cannot be opened (${(err as Error).message}); recompile the model`, { cause: err });
+      throw new MoeRunnerError(
+        'expert_file_missing',
+        path,
+        `expert file for layer ${f.layer} expert ${f.expert} (${f.bits}-bit) cannot be opened (${(err as Error).message}); recompile the model`,
+        { cause: err },
+      );
     });
     this.handles.set(path, opening);
     return opening;
@@ -190,11 +208,20 @@ export class ExpertStore {
       throw new MoeRunnerError('expert_file_corrupt', path, `reading the expert file failed (${(err as Error).message})`, { cause: err });
     }
     if (got !== f.bytes) {
-      throw new MoeRunnerError('expert_file_corrupt', path, `expert file is ${got > f.bytes ? 'longer than' : `${got} bytes,`} the manifest says ${f.bytes}; recompile the model`);
+      throw new MoeRunnerError(
+        'expert_file_corrupt',
+        path,
+        `expert file is ${got > f.bytes ? 'longer than' : `${got} bytes,`} the manifest says ${f.bytes}; recompile the model`,
+      );
     }
     const bytes = buf.subarray(0, f.bytes);
     const sum = crc32(bytes);
-    if (sum !== f.crc32) throw new MoeRunnerError('expert_file_corrupt', path, `CRC-32 ${sum.toString(16)} does not match the manifest's ${f.crc32.toString(16)}; the file is corrupt, recompile the model`);
+    if (sum !== f.crc32)
+      throw new MoeRunnerError(
+        'expert_file_corrupt',
+        path,
+        `CRC-32 ${sum.toString(16)} does not match the manifest's ${f.crc32.toString(16)}; the file is corrupt, recompile the model`,
+      );
     this.stats.bytesLoaded += f.bytes;
     return bytes;
   }
@@ -416,7 +443,12 @@ export class ExpertStore {
    * frequency policy.
    */
   async preload(order?: ReadonlyArray<{ readonly layer: number; readonly expert: number }>): Promise<void> {
-    const all = order ?? Array.from({ length: this.manifest.numLayers * this.manifest.numExperts }, (_, i) => ({ layer: Math.floor(i / this.manifest.numExperts), expert: i % this.manifest.numExperts }));
+    const all =
+      order ??
+      Array.from({ length: this.manifest.numLayers * this.manifest.numExperts }, (_, i) => ({
+        layer: Math.floor(i / this.manifest.numExperts),
+        expert: i % this.manifest.numExperts,
+      }));
     for (const { layer: l, expert: e } of all) {
       const bits = this.bitsOf(l, e);
       const key = this.key(l, e);

@@ -88,7 +88,9 @@ export class MoeRunner implements ModelRunner {
     if (moe === undefined) throw new Error('MoeRunner: the model has no MoE layers; use DecoderSession');
     const manifest = readMoeManifest(dir);
     if (manifest.numLayers !== spec.numLayers || manifest.numExperts !== moe.numExperts) {
-      throw new Error(`${join(dir, 'moe-manifest.json')}: compiled for ${manifest.numLayers} layers x ${manifest.numExperts} experts, the model has ${spec.numLayers} x ${moe.numExperts}; recompile`);
+      throw new Error(
+        `${join(dir, 'moe-manifest.json')}: compiled for ${manifest.numLayers} layers x ${manifest.numExperts} experts, the model has ${spec.numLayers} x ${moe.numExperts}; recompile`,
+      );
     }
     const opts = SESSION_OPTIONS(options.threads);
     const layers: ort.InferenceSession[] = [];
@@ -101,7 +103,10 @@ export class MoeRunner implements ModelRunner {
   }
 
   /** Sets every expert's width and the cache configuration; drops the cache. */
-  configure(assignment: (layer: number, expert: number) => ExpertBits, options: { budgetBytes?: number; cachePolicy?: CachePolicy; prefetch?: boolean } = {}): void {
+  configure(
+    assignment: (layer: number, expert: number) => ExpertBits,
+    options: { budgetBytes?: number; cachePolicy?: CachePolicy; prefetch?: boolean } = {},
+  ): void {
     const { prefetch, ...rest } = options;
     this.store.reconfigure(assignment, rest);
     if (prefetch !== undefined) this.prefetchEnabled = prefetch;
@@ -153,7 +158,8 @@ export class MoeRunner implements ModelRunner {
     check('position_ids', inputs.positionIds.length, N);
     check('new_bias', inputs.newBias.length, N * T);
     check('logit_index', inputs.logitIndex.length, B * K);
-    if (inputs.layers.length !== this.spec.numLayers) throw new Error(`MoE runner inputs: ${inputs.layers.length} layers given, model has ${this.spec.numLayers}`);
+    if (inputs.layers.length !== this.spec.numLayers)
+      throw new Error(`MoE runner inputs: ${inputs.layers.length} layers given, model has ${this.spec.numLayers}`);
     const positionIds = new ort.Tensor('int64', inputs.positionIds, [B, T]);
     const newBias = new ort.Tensor('float32', inputs.newBias, [B, 1, T, T]);
     const presentKeys: Float32Array[] = [];

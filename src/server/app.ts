@@ -75,7 +75,18 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     snapshot: () => engine.health(),
   });
   const shadow = new ShadowFidelity(engine, metrics, config.shadow, app.log);
-  const ctx: ServerContext = { engine, config, policies, servedModel, router, shadow, metrics, inflight: new Inflight(), log: app.log, shutdown: { closing: false } };
+  const ctx: ServerContext = {
+    engine,
+    config,
+    policies,
+    servedModel,
+    router,
+    shadow,
+    metrics,
+    inflight: new Inflight(),
+    log: app.log,
+    shutdown: { closing: false },
+  };
   app.addHook('onClose', async () => shadow.close());
   app.decorate('capserve', {
     metrics,

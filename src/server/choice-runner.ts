@@ -48,22 +48,19 @@ export function prepareGeneration(ctx: ServerContext, spec: GenerationSpec): Pre
   // The method says what it needs sent (segments to cut along; a target and dropped spans when it shrinks the prompt).
   const needs = requestNeeds(policy);
   const shrinks = needs.shrink !== null;
-  const requests = Array.from(
-    { length: n },
-    (_, index): GenerateRequest => ({
-      id: n === 1 ? id : `${id}-${index}`,
-      promptTokens,
-      sampling: spec.samplingFor(index),
-      policy: policy.name,
-      ...(policy.kind !== 'none' ? { servingPolicy: policy } : {}),
-      ...(needs.segments && plan.segments !== null ? { segments: plan.segments } : {}),
-      ...(shrinks && plan.compressionRate !== null ? { compressionRate: plan.compressionRate } : {}),
-      ...(shrinks && plan.returnDropped ? { returnDropped: true } : {}),
-      // One choice is enough to measure the policy; capturing all n would multiply the memory.
-      ...(shadow !== null && index === 0 ? { captureLogprobs: ctx.shadow.captureSteps } : {}),
-      ...(spec.constraint ? { grammar: spec.constraint.grammar } : {}),
-    }),
-  );
+  const requests = Array.from({ length: n }, (_, index): GenerateRequest => ({
+    id: n === 1 ? id : `${id}-${index}`,
+    promptTokens,
+    sampling: spec.samplingFor(index),
+    policy: policy.name,
+    ...(policy.kind !== 'none' ? { servingPolicy: policy } : {}),
+    ...(needs.segments && plan.segments !== null ? { segments: plan.segments } : {}),
+    ...(shrinks && plan.compressionRate !== null ? { compressionRate: plan.compressionRate } : {}),
+    ...(shrinks && plan.returnDropped ? { returnDropped: true } : {}),
+    // One choice is enough to measure the policy; capturing all n would multiply the memory.
+    ...(shadow !== null && index === 0 ? { captureLogprobs: ctx.shadow.captureSteps } : {}),
+    ...(spec.constraint ? { grammar: spec.constraint.grammar } : {}),
+  }));
   const constraint = spec.constraint ?? null;
   return { id, card: spec.card, policy, plan, promptTokens, promptTokenCount: promptTokens.length, requests, arrivedAt: spec.arrivedAt, shadow, constraint };
 }

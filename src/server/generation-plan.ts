@@ -12,7 +12,15 @@ import { overflowPolicyProblem, resolveOverflow, type OverflowSource } from '../
 import { DEFAULT_SAMPLING, type ModelCard } from '../engine/types.js';
 import type { PromptSegment } from '../policies/compression/types.js';
 import { ContextLengthExceededError } from '../policies/overflow/errors.js';
-import { evictDecision, shiftPrompt, truncatePrompt, type OverflowInput, type OverflowReport, type OverflowResult, type OverflowSpec } from '../policies/overflow/index.js';
+import {
+  evictDecision,
+  shiftPrompt,
+  truncatePrompt,
+  type OverflowInput,
+  type OverflowReport,
+  type OverflowResult,
+  type OverflowSpec,
+} from '../policies/overflow/index.js';
 import { requestNeeds } from '../policies/methods.js';
 import type { Policy } from '../policies/registry.js';
 import type { ServerContext } from './context.js';
@@ -121,7 +129,11 @@ export async function planGeneration(ctx: ServerContext, input: PlanInput): Prom
         ? `However, your request has ${total} input tokens, which leaves no room for a completion.`
         : `However, you requested ${total + requested} tokens (${total} in the input, ${requested} in the completion).`;
     const fix = requested === null ? 'Please reduce the length of the input.' : 'Please reduce the length of the input or of the completion.';
-    return new ApiError('context_length_exceeded', `This model's maximum context length is ${window} tokens. ${said} ${reason === null ? '' : `${reason} `}${fix}`, { param });
+    return new ApiError(
+      'context_length_exceeded',
+      `This model's maximum context length is ${window} tokens. ${said} ${reason === null ? '' : `${reason} `}${fix}`,
+      { param },
+    );
   };
   const attempt = (run: () => OverflowResult): OverflowResult => {
     try {
@@ -133,7 +145,8 @@ export async function planGeneration(ctx: ServerContext, input: PlanInput): Prom
   };
   const count = (policy: Policy, report: OverflowReport): void => {
     ctx.metrics.overflowRequests.inc({ policy: policy.name, mode: report.mode });
-    if (report.mode === 'truncate' || report.mode === 'shift') ctx.metrics.promptTokensDropped.inc({ policy: policy.name, reason: report.mode }, report.dropped);
+    if (report.mode === 'truncate' || report.mode === 'shift')
+      ctx.metrics.promptTokensDropped.inc({ policy: policy.name, reason: report.mode }, report.dropped);
   };
 
   switch (spec.mode) {
@@ -170,7 +183,9 @@ export async function planGeneration(ctx: ServerContext, input: PlanInput): Prom
       let kept = 0;
       for (const s of overflowInput.segments) if (shrink.keeps(s.role)) kept += s.tokens.length;
       if (kept > budget) {
-        throw exceeded(`Overflow mode compress (policy ${policy.name}) must keep ${kept} tokens (the template, system message and question), more than the ${budget} available to the prompt.`);
+        throw exceeded(
+          `Overflow mode compress (policy ${policy.name}) must keep ${kept} tokens (the template, system message and question), more than the ${budget} available to the prompt.`,
+        );
       }
       // Routed to this very policy: its own rate applies when that already fits.
       const own = policy.name === decision.policy.name ? shrink.ownTarget(total, total - kept) : Infinity;

@@ -66,13 +66,18 @@ export async function* runChoices(
   const finished = requests.map(() => false);
   const timers = requests.map((r) => new SequenceTimer(metrics, r.policy, arrivedAt));
   const live = requests.map((r) => metrics.liveContexts.start(r.policy, r.promptTokens.length));
-  const captured = requests.map((r) => (r.captureLogprobs === true || (typeof r.captureLogprobs === 'number' && r.captureLogprobs > 0) ? ([] as number[]) : null));
+  const captured = requests.map((r) =>
+    r.captureLogprobs === true || (typeof r.captureLogprobs === 'number' && r.captureLogprobs > 0) ? ([] as number[]) : null,
+  );
   // The engine captures rows for the first N steps only: keep as many ids, so ids and rows line up.
   const captureLimit = requests.map((r) => (typeof r.captureLogprobs === 'number' ? r.captureLogprobs : Infinity));
   // Prompt tokens count once per prompt, however many choices share it: choices of one prompt share its token array.
   const countsPrompt = requests.map((r, i) => i === 0 || requests[i - 1]?.promptTokens !== r.promptTokens);
   const pull = (index: number, it: AsyncIterator<TokenEvent>): void => {
-    pending.set(index, it.next().then((result) => ({ index, result })));
+    pending.set(
+      index,
+      it.next().then((result) => ({ index, result })),
+    );
   };
 
   try {
@@ -141,7 +146,10 @@ export async function* runChoices(
         const usage = { promptTokens: requests[index]?.promptTokens.length ?? 0, completionTokens: completion[index] ?? 0 };
         const reason: FinishReason = 'abort';
         timers[index]?.done(reason, { promptTokens: countsPrompt[index] === true ? usage.promptTokens : 0, completionTokens: usage.completionTokens }, null);
-        yield { index, event: { type: 'done', finishReason: reason, text: '', usage, stopReason: null, report: null, capture: null, dropped: null, constraint: null } };
+        yield {
+          index,
+          event: { type: 'done', finishReason: reason, text: '', usage, stopReason: null, report: null, capture: null, dropped: null, constraint: null },
+        };
       }
     }
   } finally {

@@ -159,7 +159,8 @@ export async function chatSegments(
 export async function completionSegments(engine: Tokenizer, tokens: readonly number[]): Promise<PromptSegment[]> {
   const { prefix, suffix } = await specialAffixes(engine);
   const head = prefix.length > 0 && startsWith(tokens, prefix) ? prefix.length : 0;
-  const tail = suffix.length > 0 && tokens.length - head >= suffix.length && startsWith(tokens.slice(tokens.length - suffix.length), suffix) ? suffix.length : 0;
+  const tail =
+    suffix.length > 0 && tokens.length - head >= suffix.length && startsWith(tokens.slice(tokens.length - suffix.length), suffix) ? suffix.length : 0;
   const out: PromptSegment[] = [];
   push(out, 'other', tokens.slice(0, head));
   push(out, 'context', tokens.slice(head, tokens.length - tail));

@@ -66,7 +66,10 @@ export async function renderChat(
     );
   }
   if (options.continueFinalMessage !== true) {
-    return engine.renderChat(messages, { addGenerationPrompt: options.addGenerationPrompt ?? true, ...(options.tools !== undefined ? { tools: options.tools } : {}) });
+    return engine.renderChat(messages, {
+      addGenerationPrompt: options.addGenerationPrompt ?? true,
+      ...(options.tools !== undefined ? { tools: options.tools } : {}),
+    });
   }
   // vLLM's continue_final_message: the final message stays open (its end-of-turn text is cut) for the model to continue.
   if (options.addGenerationPrompt === true) {
@@ -76,7 +79,9 @@ export async function renderChat(
   const final = messages[messages.length - 1]?.content ?? '';
   const at = rendered.text.lastIndexOf(final);
   if (final === '' || at < 0) {
-    throw new ApiError('invalid_request', "'continue_final_message' needs the final message's text in the rendered chat, and it is not there.", { param: 'continue_final_message' });
+    throw new ApiError('invalid_request', "'continue_final_message' needs the final message's text in the rendered chat, and it is not there.", {
+      param: 'continue_final_message',
+    });
   }
   return { ...rendered, text: rendered.text.slice(0, at + final.length) };
 }
@@ -102,17 +107,26 @@ export async function chatPrompt(engine: EngineClient, card: ModelCard, wire: re
 }
 
 /** A completions `prompt`, one PromptInput per prompt of a list (a string or an id list is one). */
-export async function completionPrompts(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): Promise<PromptInput[]> {
+export async function completionPrompts(
+  engine: EngineClient,
+  prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[],
+): Promise<PromptInput[]> {
   if (typeof prompt === 'string' || typeof prompt[0] === 'number') return [await completionPrompt(engine, prompt)];
   return Promise.all((prompt as readonly (string | readonly number[])[]).map((p) => completionPrompt(engine, typeof p === 'string' ? p : [p])));
 }
 
-export async function completionPrompt(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): Promise<PromptInput> {
+export async function completionPrompt(
+  engine: EngineClient,
+  prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[],
+): Promise<PromptInput> {
   const tokens = await completionPromptTokens(engine, prompt);
   return { tokens, param: 'prompt', segments: () => completionSegments(engine, tokens) };
 }
 
-async function completionPromptTokens(engine: EngineClient, prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[]): Promise<number[]> {
+async function completionPromptTokens(
+  engine: EngineClient,
+  prompt: string | readonly number[] | readonly string[] | readonly (readonly number[])[],
+): Promise<number[]> {
   if (typeof prompt === 'string') return engine.tokenize(prompt, { addSpecialTokens: true });
   const first = prompt[0];
   if (typeof first === 'string') return engine.tokenize(first, { addSpecialTokens: true });

@@ -53,7 +53,10 @@ const ToolChoiceSchema = Type.Union([
   Type.Literal('none'),
   Type.Literal('auto'),
   Type.Literal('required'),
-  Type.Object({ type: Type.Literal('function'), function: Type.Object({ name: Type.String() }, { additionalProperties: false }) }, { additionalProperties: false }),
+  Type.Object(
+    { type: Type.Literal('function'), function: Type.Object({ name: Type.String() }, { additionalProperties: false }) },
+    { additionalProperties: false },
+  ),
 ]);
 
 const StopSchema = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 4 })]);

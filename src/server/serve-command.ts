@@ -31,12 +31,21 @@ export async function runServe(argv: string[]): Promise<void> {
   const engine = new DeferredEngine();
   let app: FastifyInstance;
   try {
-    app = buildApp({ engine, config, policies, servedModel: model, logger: { level: process.env['CAPSERVE_LOG_LEVEL'] ?? 'info', ...(process.stdout.isTTY ? { stream: prettyLogStream(process.stdout) } : {}) } });
+    app = buildApp({
+      engine,
+      config,
+      policies,
+      servedModel: model,
+      logger: { level: process.env['CAPSERVE_LOG_LEVEL'] ?? 'info', ...(process.stdout.isTTY ? { stream: prettyLogStream(process.stdout) } : {}) },
+    });
   } catch (err) {
     if (err instanceof ConfigError && args.configFile !== undefined) throw new ConfigError(`${args.configFile}: ${err.message}`);
     throw err;
   }
-  app.log.info({ policies: [...policies.keys()], defaultPolicy: config.routing.defaultPolicy, moe: model.moe, expertOffload: model.expertOffloadPolicy }, 'policies loaded');
+  app.log.info(
+    { policies: [...policies.keys()], defaultPolicy: config.routing.defaultPolicy, moe: model.moe, expertOffload: model.expertOffloadPolicy },
+    'policies loaded',
+  );
   await app.listen({ host: config.server.host, port: config.server.port });
   const exposed = exposureWarning(config.server);
   if (exposed !== null) app.log.warn(exposed);

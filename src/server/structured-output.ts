@@ -60,7 +60,8 @@ export function responseFormatConstraint(format: unknown, param = 'response_form
       return { type: 'json_object', name: null, grammar: grammarForJsonObject(), compileMs: 0 };
     case 'json_schema': {
       const spec = format['json_schema'];
-      if (!isObject(spec)) throw new ApiError('invalid_request', `'${param}.json_schema' is required when the type is 'json_schema'.`, { param: `${param}.json_schema` });
+      if (!isObject(spec))
+        throw new ApiError('invalid_request', `'${param}.json_schema' is required when the type is 'json_schema'.`, { param: `${param}.json_schema` });
       return schemaConstraint(spec, `${param}.json_schema`);
     }
     default:

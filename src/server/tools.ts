@@ -25,7 +25,12 @@ import type { OutputConstraint } from './structured-output.js';
 
 export interface WireTool {
   readonly type: 'function';
-  readonly function: { readonly name: string; readonly description?: string | null; readonly parameters?: Record<string, unknown> | null; readonly strict?: boolean | null };
+  readonly function: {
+    readonly name: string;
+    readonly description?: string | null;
+    readonly parameters?: Record<string, unknown> | null;
+    readonly strict?: boolean | null;
+  };
 }
 export type WireToolChoice = 'none' | 'auto' | 'required' | { readonly type: 'function'; readonly function: { readonly name: string } };
 
@@ -63,8 +68,12 @@ export function toolsSetup(
   }
   const names = new Set<string>();
   tools.forEach((t, i) => {
-    if (!NAME.test(t.function.name)) throw new ApiError('invalid_request', `Invalid 'tools[${i}].function.name': 1 to 64 letters, digits, '_' or '-'.`, { param: `tools[${i}].function.name` });
-    if (names.has(t.function.name)) throw new ApiError('invalid_request', `Duplicate function name '${t.function.name}' in 'tools'.`, { param: `tools[${i}].function.name` });
+    if (!NAME.test(t.function.name))
+      throw new ApiError('invalid_request', `Invalid 'tools[${i}].function.name': 1 to 64 letters, digits, '_' or '-'.`, {
+        param: `tools[${i}].function.name`,
+      });
+    if (names.has(t.function.name))
+      throw new ApiError('invalid_request', `Duplicate function name '${t.function.name}' in 'tools'.`, { param: `tools[${i}].function.name` });
     names.add(t.function.name);
   });
   if (choice === 'none') return null;
@@ -72,14 +81,19 @@ export function toolsSetup(
   if (typeof choice === 'string') resolved = choice;
   else {
     if (!names.has(choice.function.name)) {
-      throw new ApiError('invalid_request', `'tool_choice' names the function '${choice.function.name}', which is not in 'tools'.`, { param: 'tool_choice.function.name' });
+      throw new ApiError('invalid_request', `'tool_choice' names the function '${choice.function.name}', which is not in 'tools'.`, {
+        param: 'tool_choice.function.name',
+      });
     }
     resolved = { name: choice.function.name };
   }
   const format = card.toolCallFormat ?? null;
   const setup: ToolsSetup = { tools, choice: resolved, parallel: body.parallel_tool_calls ?? true, format: format ?? 'hermes', native: format !== null };
   // Compile every function's parameters now, so an unsupported schema is a 400 whatever tool_choice says.
-  toolCallGrammar(setup, tools.map((t) => t.function.name));
+  toolCallGrammar(
+    setup,
+    tools.map((t) => t.function.name),
+  );
   return setup;
 }
 
@@ -104,7 +118,8 @@ function toolCallGrammar(setup: ToolsSetup, names: readonly string[]): ReturnTyp
     try {
       args = new JsonGrammar(b, params).schema(params, '');
     } catch (err) {
-      if (err instanceof SchemaError) throw new ApiError('invalid_request', `Invalid schema for ${param}: ${err.message}.`, { param: err.path === '' ? param : `${param}.${err.path}` });
+      if (err instanceof SchemaError)
+        throw new ApiError('invalid_request', `Invalid schema for ${param}: ${err.message}.`, { param: err.path === '' ? param : `${param}.${err.path}` });
       throw err;
     }
     return [...bytesOf(`{"name": ${JSON.stringify(name)}, "${argsKey}": `), ref(args), ...bytesOf('}')];
@@ -149,7 +164,13 @@ function toolCallGrammar(setup: ToolsSetup, names: readonly string[]): ReturnTyp
  * makes forced calls well-formed.
  */
 export function toolsSystemText(setup: ToolsSetup): string {
-  const lines = setup.tools.map((t) => JSON.stringify({ name: t.function.name, ...(t.function.description ? { description: t.function.description } : {}), parameters: t.function.parameters ?? {} }));
+  const lines = setup.tools.map((t) =>
+    JSON.stringify({
+      name: t.function.name,
+      ...(t.function.description ? { description: t.function.description } : {}),
+      parameters: t.function.parameters ?? {},
+    }),
+  );
   return ['Functions you can call:', ...lines, 'To call one, reply <tool_call>{"name": <name>, "arguments": <json>}</tool_call>'].join('\n');
 }
 
@@ -184,7 +205,13 @@ export interface WireToolCall {
  * Without any tool setup, tool turns still render that way.
  */
 export function historyMessages(
-  messages: readonly { readonly role: ChatMessage['role']; readonly content: string; readonly toolCalls: readonly WireToolCall[] | null; readonly toolCallId: string | null; readonly index: number }[],
+  messages: readonly {
+    readonly role: ChatMessage['role'];
+    readonly content: string;
+    readonly toolCalls: readonly WireToolCall[] | null;
+    readonly toolCallId: string | null;
+    readonly index: number;
+  }[],
   setup: ToolsSetup | null,
 ): ChatMessage[] {
   const native = setup?.native === true;
@@ -194,7 +221,11 @@ export function historyMessages(
     if (m.role === 'assistant' && m.toolCalls !== null && m.toolCalls.length > 0) {
       const calls = m.toolCalls.map((c, j) => {
         names.set(c.id, c.function.name);
-        return { id: c.id, type: 'function' as const, function: { name: c.function.name, arguments: parseArguments(c.function.arguments, `messages[${m.index}].tool_calls[${j}].function.arguments`) } };
+        return {
+          id: c.id,
+          type: 'function' as const,
+          function: { name: c.function.name, arguments: parseArguments(c.function.arguments, `messages[${m.index}].tool_calls[${j}].function.arguments`) },
+        };
       });
       if (native) out.push({ role: 'assistant', content: m.content, tool_calls: calls });
       else {
@@ -205,7 +236,13 @@ export function historyMessages(
     }
     if (m.role === 'tool') {
       const name = m.toolCallId === null ? undefined : names.get(m.toolCallId);
-      if (native) out.push({ role: 'tool', content: m.content, ...(m.toolCallId !== null ? { tool_call_id: m.toolCallId } : {}), ...(name !== undefined ? { name } : {}) });
+      if (native)
+        out.push({
+          role: 'tool',
+          content: m.content,
+          ...(m.toolCallId !== null ? { tool_call_id: m.toolCallId } : {}),
+          ...(name !== undefined ? { name } : {}),
+        });
       else out.push({ role: 'user', content: `<tool_response>\n${m.content}\n</tool_response>` });
       continue;
     }
@@ -262,7 +299,7 @@ export function parseToolCalls(text: string, format: ToolCallFormat): { content:
     const list = Array.isArray(parsed) ? parsed : parsed === undefined ? [] : [parsed];
     const found = list.map((v) => callFrom(v, ['arguments', 'parameters']));
     if (found.length > 0 && found.every((c) => c !== null)) {
-      calls.push(...(found));
+      calls.push(...found);
       content = before;
     }
   }

@@ -9,7 +9,10 @@ const ajv = new Ajv({ allErrors: false, strict: true, verbose: true });
 ajv.addKeyword({ keyword: 'x-expects', schemaType: 'string' });
 
 function paramOf(instancePath: string, extra?: string): string {
-  const segments = instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const segments = instancePath
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
   if (extra !== undefined) segments.push(extra);
   let out = '';
   for (const s of segments) out += /^\d+$/.test(s) ? `[${s}]` : out === '' ? s : `.${s}`;

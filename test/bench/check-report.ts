@@ -8,7 +8,15 @@ import { join } from 'node:path';
 const dir = process.argv[2] ?? 'bench-out';
 const problems: string[] = [];
 const report = readFileSync(join(dir, 'report.md'), 'utf8');
-for (const heading of ['# capserve CAP report', '## CAP table', '## Engine', '## Serving load', '## Context compression', '## MoE expert offload', '## Charts']) {
+for (const heading of [
+  '# capserve CAP report',
+  '## CAP table',
+  '## Engine',
+  '## Serving load',
+  '## Context compression',
+  '## MoE expert offload',
+  '## Charts',
+]) {
   if (!report.includes(heading)) problems.push(`report.md lacks "${heading}"`);
 }
 if (/failed/i.test(report)) problems.push('report.md says a benchmark failed');

@@ -37,7 +37,8 @@ async function main(): Promise<void> {
       seed: { type: 'string', default: '20240611' },
     },
   });
-  for (const p of [values.model, values.text]) if (!existsSync(p)) throw new Error(`compression-bench: ${p} does not exist (set CAPSERVE_SHARED or pass --model/--text)`);
+  for (const p of [values.model, values.text])
+    if (!existsSync(p)) throw new Error(`compression-bench: ${p} does not exist (set CAPSERVE_SHARED or pass --model/--text)`);
   const bos = loadCheckpoint(values.model).spec.bosTokenId ?? 1;
   const scorer = await ModelScorer.open(values.model, { cacheDir: join(tmpdir(), 'capserve-bench-cache'), threads: Number(values.threads) });
   const tokenizer = scorer.tokenizer;
@@ -48,9 +49,19 @@ async function main(): Promise<void> {
   const passages = loadPassages(values.text, tokenizer, Number(values.passages), seed);
   const paragraphs = readFileSync(values.text, 'utf8').split(/\n\s*\n/);
   let context = '';
-  while (tokenizer.encode(context, { addSpecialTokens: false }).length < Number(values['prompt-tokens']) && paragraphs.length > 0) context += `${paragraphs.shift() ?? ''}\n\n`;
+  while (tokenizer.encode(context, { addSpecialTokens: false }).length < Number(values['prompt-tokens']) && paragraphs.length > 0)
+    context += `${paragraphs.shift() ?? ''}\n\n`;
   const input: CompressionInput = {
-    segments: [{ role: 'other', tokens: [bos] }, ...segmentPrompt([{ role: 'context', text: context }, { role: 'question', text: 'Who found the needle in her room?' }], tokenizer)],
+    segments: [
+      { role: 'other', tokens: [bos] },
+      ...segmentPrompt(
+        [
+          { role: 'context', text: context },
+          { role: 'question', text: 'Who found the needle in her room?' },
+        ],
+        tokenizer,
+      ),
+    ],
   };
   const promptTokens = input.segments.reduce((a, s) => a + s.tokens.length, 0);
   const runs = Number(values.runs);
@@ -104,7 +115,14 @@ async function main(): Promise<void> {
       methods: Object.fromEntries(
         Object.entries(fidelity).map(([m, rs]) => [
           m,
-          rs.map((r) => ({ rate: r.rate, kept: round(r.keptRatio), full: round(r.full), nll: round(r.method), random: round(r.random), winRate: round(r.winRate) })),
+          rs.map((r) => ({
+            rate: r.rate,
+            kept: round(r.keptRatio),
+            full: round(r.full),
+            nll: round(r.method),
+            random: round(r.random),
+            winRate: round(r.winRate),
+          })),
         ]),
       ),
     },

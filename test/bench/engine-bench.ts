@@ -82,12 +82,27 @@ async function main(): Promise<void> {
 
   // batch-8 decode
   const kvs = [];
-  for (let b = 0; b < 8; b++) kvs.push((await m.prefill(prompt.map((t) => (t + b) % V), false, steps + 8)).kv);
+  for (let b = 0; b < 8; b++)
+    kvs.push(
+      (
+        await m.prefill(
+          prompt.map((t) => (t + b) % V),
+          false,
+          steps + 8,
+        )
+      ).kv,
+    );
   const b8: number[] = [];
   for (let s = 0; s < Math.ceil(steps / 2); s++) {
     const t0 = performance.now();
     const positions = kvs.map((k) => k.nextPosition);
-    const out = await m.session.run(m.inputs.decode(kvs, kvs.map((_, b) => 50 + b + s), positions));
+    const out = await m.session.run(
+      m.inputs.decode(
+        kvs,
+        kvs.map((_, b) => 50 + b + s),
+        positions,
+      ),
+    );
     kvs.forEach((k, b) => k.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]));
     b8.push(performance.now() - t0);
   }

@@ -75,7 +75,9 @@ async function child(values: Record<string, string | boolean | undefined>): Prom
   const checkpoint = loadCheckpoint(modelDir);
   const spec = checkpoint.spec;
   const compiled = compileModel(checkpoint, { cacheDir: String(values['cache-dir']), weightDtype: 'fp32' });
-  const allExperts = readMoeManifest(compiled.dir).experts.filter((e) => e.bits === 32).reduce((s, e) => s + e.bytes, 0);
+  const allExperts = readMoeManifest(compiled.dir)
+    .experts.filter((e) => e.bits === 32)
+    .reduce((s, e) => s + e.bytes, 0);
   const { params, preload } = paramsFor(config, budget, allExperts);
   const t0 = performance.now();
   const runner = await openMoeRunner(compiled, spec, { threads, tokenizer: checkpoint.tokenizer, config: resolveEdgeMoe(parseEdgeMoeParams(params)), preload });
@@ -89,7 +91,13 @@ async function child(values: Record<string, string | boolean | undefined>): Prom
   if (!pool.tryReserve(cap * kvBytesPerToken(shape))) throw new Error('KV pool too small');
   const kv = new SequenceKv(shape, pool, cap);
   const out = await runner.run(inputs.prefill(kv, prompt, 0));
-  kv.append(out.presentKeys, out.presentValues, 0, prompt.length, prompt.map((_, i) => i));
+  kv.append(
+    out.presentKeys,
+    out.presentValues,
+    0,
+    prompt.length,
+    prompt.map((_, i) => i),
+  );
   const logits = new Float32Array(steps * V);
   const stepMs: number[] = [];
   const d0 = performance.now();
@@ -178,13 +186,31 @@ async function main(): Promise<void> {
   }
   const checkpoint = loadCheckpoint(modelDir);
   const compiled = compileModel(checkpoint, { cacheDir: values['cache-dir'], weightDtype: 'fp32', onProgress: (m) => process.stderr.write(`${m}\n`) });
-  const expertBytes = readMoeManifest(compiled.dir).experts.filter((e) => e.bits === 32).reduce((s, e) => s + e.bytes, 0);
+  const expertBytes = readMoeManifest(compiled.dir)
+    .experts.filter((e) => e.bits === 32)
+    .reduce((s, e) => s + e.bytes, 0);
   const budget = Math.floor(expertBytes / Number(values.ratio));
   const here = fileURLToPath(import.meta.url);
   const runs: RunResult[] = [];
   for (let r = 0; r < Number(values.repeats); r++) {
     for (const config of CONFIGS) {
-      const args = [here, '--model', modelDir, '--config', config, '--steps', values.steps, '--threads', values.threads, '--budget', String(budget), '--cache-dir', values['cache-dir'], '--out', out];
+      const args = [
+        here,
+        '--model',
+        modelDir,
+        '--config',
+        config,
+        '--steps',
+        values.steps,
+        '--threads',
+        values.threads,
+        '--budget',
+        String(budget),
+        '--cache-dir',
+        values['cache-dir'],
+        '--out',
+        out,
+      ];
       const res = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
       if (res.status !== 0) throw new Error(`moe-bench config ${config} failed (exit ${res.status}):\n${res.stderr}`);
       const line = res.stdout.trim().split('\n').pop() ?? '';
@@ -224,7 +250,12 @@ async function main(): Promise<void> {
           prefetchHits: med((r) => r.stats['expertPrefetchHits'] ?? 0),
           residentExpertBytesPeak: med((r) => r.stats['expertResidentBytesPeak'] ?? 0),
           expertStoreBytes: last.stats['expertStoreBytes'] ?? 0,
-          widths: { 32: last.stats['expertsAt32Bits'] ?? 0, 8: last.stats['expertsAt8Bits'] ?? 0, 4: last.stats['expertsAt4Bits'] ?? 0, 2: last.stats['expertsAt2Bits'] ?? 0 },
+          widths: {
+            32: last.stats['expertsAt32Bits'] ?? 0,
+            8: last.stats['expertsAt8Bits'] ?? 0,
+            4: last.stats['expertsAt4Bits'] ?? 0,
+            2: last.stats['expertsAt2Bits'] ?? 0,
+          },
           klVsResident: fid.kl,
           top1VsResident: fid.top1,
           runs: rs.length,

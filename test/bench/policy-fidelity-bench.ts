@@ -50,7 +50,9 @@ function policyFor(method: string, budget: number): Policy {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { passages: { type: 'string', default: '16' }, prompt: { type: 'string', default: '384' }, continuation: { type: 'string', default: '96' } } });
+  const { values } = parseArgs({
+    options: { passages: { type: 'string', default: '16' }, prompt: { type: 'string', default: '384' }, continuation: { type: 'string', default: '96' } },
+  });
   const skipped = missingShared('models', 'stories260K') ?? missingShared('data', 'text', 'tinystories_niklas6.txt');
   if (skipped) {
     process.stdout.write(`${JSON.stringify({ passages: 0, promptTokens: 0, continuationTokens: 0, points: [], skipped })}\n`);
@@ -111,9 +113,19 @@ async function main(): Promise<void> {
         }
       }
       const scored = steps;
-      const point = { method, budget, kl: kl / steps, top1: agree / steps, perplexity: Math.exp(nll / scored), fullPerplexity: Math.exp(fullNll / scored), kvRetained: kept };
+      const point = {
+        method,
+        budget,
+        kl: kl / steps,
+        top1: agree / steps,
+        perplexity: Math.exp(nll / scored),
+        fullPerplexity: Math.exp(fullNll / scored),
+        kvRetained: kept,
+      };
       points.push(point);
-      process.stderr.write(`${method} @${budget}: KL ${point.kl.toFixed(4)}, top-1 ${point.top1.toFixed(3)}, ppl ${point.perplexity.toFixed(3)} (full ${point.fullPerplexity.toFixed(3)}), kept ${kept.toFixed(3)}\n`);
+      process.stderr.write(
+        `${method} @${budget}: KL ${point.kl.toFixed(4)}, top-1 ${point.top1.toFixed(3)}, ppl ${point.perplexity.toFixed(3)} (full ${point.fullPerplexity.toFixed(3)}), kept ${kept.toFixed(3)}\n`,
+      );
     }
   }
   await c.close();

@@ -56,7 +56,13 @@ async function main(): Promise<void> {
     const present = Array.from({ length: spec.numLayers }, () => Float32Array.from({ length: KV * chunk * D }, (_, i) => Math.sin(i * 0.7) * 0.5));
     for (let done = 0; done < entries; done += chunk) {
       const n = Math.min(chunk, entries - done);
-      kv.append(present, present, 0, chunk, Array.from({ length: n }, (_, i) => done + i));
+      kv.append(
+        present,
+        present,
+        0,
+        chunk,
+        Array.from({ length: n }, (_, i) => done + i),
+      );
     }
     return kv;
   };

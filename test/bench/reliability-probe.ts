@@ -120,7 +120,10 @@ async function startServer(): Promise<Server> {
   });
   const end = Date.now() + 120_000;
   for (;;) {
-    const status = await get(port, '/health').then((r) => r.status, () => 0);
+    const status = await get(port, '/health').then(
+      (r) => r.status,
+      () => 0,
+    );
     if (status === 200) break;
     if (Date.now() > end) throw new Error(`not healthy after 120 s; stderr: ${stderr}`);
     await sleep(100);
@@ -142,7 +145,14 @@ interface Reply {
 function send(port: number, method: string, urlPath: string, body?: string): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port, method, path: urlPath, agent, headers: body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {} },
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path: urlPath,
+        agent,
+        headers: body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {},
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -157,7 +167,8 @@ function send(port: number, method: string, urlPath: string, body?: string): Pro
   });
 }
 const get = (port: number, urlPath: string): Promise<Reply> => send(port, 'GET', urlPath);
-const post = (port: number, urlPath: string, body: unknown): Promise<Reply> => send(port, 'POST', urlPath, typeof body === 'string' ? body : JSON.stringify(body));
+const post = (port: number, urlPath: string, body: unknown): Promise<Reply> =>
+  send(port, 'POST', urlPath, typeof body === 'string' ? body : JSON.stringify(body));
 
 /** refused: a non-200 answer (its JSON error code is kept); no_done: a 200 stream that ended without [DONE]. */
 type StreamEnd = 'done' | 'error_then_done' | 'refused' | 'no_done' | 'reset' | 'hung' | 'closed_by_client';
@@ -174,7 +185,12 @@ interface StreamResult {
  * One SSE request. `closeAfter`: the client closes the connection after this many
  * data events (a mid-stream disconnect); `onFirst` runs at the first data event.
  */
-function stream(port: number, urlPath: string, body: unknown, options: { closeAfter?: number; onClose?: () => void; onFirst?: () => void } = {}): Promise<StreamResult> {
+function stream(
+  port: number,
+  urlPath: string,
+  body: unknown,
+  options: { closeAfter?: number; onClose?: () => void; onFirst?: () => void } = {},
+): Promise<StreamResult> {
   return new Promise((resolve) => {
     const payload = JSON.stringify(body);
     let settled = false;
@@ -185,7 +201,14 @@ function stream(port: number, urlPath: string, body: unknown, options: { closeAf
       }
     };
     const req = request(
-      { host: '127.0.0.1', port, method: 'POST', path: urlPath, agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: urlPath,
+        agent: false,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      },
       (res) => {
         const status = res.statusCode ?? 0;
         const retryAfter = typeof res.headers['retry-after'] === 'string' ? res.headers['retry-after'] : undefined;
@@ -266,8 +289,7 @@ const tally = <T extends string>(xs: readonly T[]): Record<string, number> => {
   for (const x of xs) out[x] = (out[x] ?? 0) + 1;
   return out;
 };
-const round = (d: Distribution): Record<string, number> =>
-  Object.fromEntries(Object.entries(d).map(([k, v]) => [k, Math.round(v * 10) / 10]));
+const round = (d: Distribution): Record<string, number> => Object.fromEntries(Object.entries(d).map(([k, v]) => [k, Math.round(v * 10) / 10]));
 
 // ---------------------------------------------------------------- phases
 
@@ -361,7 +383,18 @@ async function disconnects(port: number): Promise<Record<string, unknown>> {
   };
 }
 
-type SoakKind = 'completion' | 'chat' | 'stream-completion' | 'stream-chat' | 'tokenize' | 'detokenize' | 'bad-json' | 'bad-param' | 'bad-model' | 'too-long' | 'unknown-route';
+type SoakKind =
+  | 'completion'
+  | 'chat'
+  | 'stream-completion'
+  | 'stream-chat'
+  | 'tokenize'
+  | 'detokenize'
+  | 'bad-json'
+  | 'bad-param'
+  | 'bad-model'
+  | 'too-long'
+  | 'unknown-route';
 
 /** What each request kind must answer (status class). */
 const SOAK_PLAN: readonly { kind: SoakKind; weight: number; expect: number }[] = [
@@ -404,9 +437,15 @@ async function soakOne(port: number, kind: SoakKind, i: number): Promise<{ statu
       return { status: r.status, ok: r.end === 'done' && r.errorCode === null };
     }
     case 'tokenize':
-      return { status: (await post(port, '/tokenize', { model: MODEL, prompt: `The little dog ran ${i} times around the park. `.repeat(1 + (i % 40)) })).status, ok: true };
+      return {
+        status: (await post(port, '/tokenize', { model: MODEL, prompt: `The little dog ran ${i} times around the park. `.repeat(1 + (i % 40)) })).status,
+        ok: true,
+      };
     case 'detokenize':
-      return { status: (await post(port, '/detokenize', { model: MODEL, tokens: Array.from({ length: 1 + (i % 2000) }, (_, k) => 3 + ((k * 31 + i) % 500)) })).status, ok: true };
+      return {
+        status: (await post(port, '/detokenize', { model: MODEL, tokens: Array.from({ length: 1 + (i % 2000) }, (_, k) => 3 + ((k * 31 + i) % 500)) })).status,
+        ok: true,
+      };
     case 'bad-json':
       return { status: (await post(port, '/v1/completions', '{"model": "x", "prompt": ')).status, ok: true };
     case 'bad-param':
@@ -453,7 +492,8 @@ async function soak(server: Server): Promise<Record<string, unknown>> {
       latencies.push(performance.now() - t);
       if (r.status >= 500) fivexx++;
       // 429 is an honest answer under load for generation; anything else off-plan is a finding.
-      if (r.status !== 0 && (r.status !== expect.get(kind) || !r.ok) && r.status !== 429) unexpected.push(`${kind}: ${r.status}${r.ok ? '' : ' (stream did not end with [DONE])'}`);
+      if (r.status !== 0 && (r.status !== expect.get(kind) || !r.ok) && r.status !== 429)
+        unexpected.push(`${kind}: ${r.status}${r.ok ? '' : ' (stream did not end with [DONE])'}`);
       finished++;
       if (finished % every === 0) rss.push({ done: finished, rssMiB: rssMiB(pid) });
     }
@@ -509,7 +549,12 @@ async function drain(server: Server): Promise<Record<string, unknown>> {
     stoppedLogMs: Math.round(server.stoppedAt() - signalled),
     exitMs: Math.round(exit.at - signalled),
     afterExit: refusedAfter,
-    stderr: server.stderr().trim().split('\n').filter((l) => l !== '').slice(-3),
+    stderr: server
+      .stderr()
+      .trim()
+      .split('\n')
+      .filter((l) => l !== '')
+      .slice(-3),
   };
 }
 

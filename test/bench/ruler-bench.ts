@@ -215,8 +215,21 @@ async function main(): Promise<void> {
   for (const [i, e] of items.entries()) {
     const r = await runOne(c, request(`full-${i}`, e, undefined));
     fullRuns.push(r);
-    if (values.show) process.stderr.write(`${e.item.task} depth ${e.item.depth.toFixed(2)}: expected ${e.item.answers.join(',')} got ${JSON.stringify(r.text)} ${JSON.stringify(r.tokens)}\n`);
-    fullMeasures.push({ score: scoreCompletion(e.item, r.text), ttftMs: r.ttftMs, decodeMsPerToken: r.decodeMsPerToken, peakKvBytes: r.peakKvBytes, finalKvBytes: r.finalKvBytes, kl: 0, top1: 1, comparedSteps: r.tokens.length, kept: 1 });
+    if (values.show)
+      process.stderr.write(
+        `${e.item.task} depth ${e.item.depth.toFixed(2)}: expected ${e.item.answers.join(',')} got ${JSON.stringify(r.text)} ${JSON.stringify(r.tokens)}\n`,
+      );
+    fullMeasures.push({
+      score: scoreCompletion(e.item, r.text),
+      ttftMs: r.ttftMs,
+      decodeMsPerToken: r.decodeMsPerToken,
+      peakKvBytes: r.peakKvBytes,
+      finalKvBytes: r.finalKvBytes,
+      kl: 0,
+      top1: 1,
+      comparedSteps: r.tokens.length,
+      kept: 1,
+    });
   }
   cells.push(cellOf('full', 'full', 1, context, items, fullMeasures));
   process.stderr.write(`full @${context}: ${JSON.stringify(cells[0])}\n`);
@@ -232,8 +245,21 @@ async function main(): Promise<void> {
         try {
           const r = await runOne(c, request(`${policy.name}-${i}`, e, policy));
           const cmp = compare(fullRuns[i] as Run, r, V);
-          if (values.show) process.stderr.write(`${policy.name} ${e.item.task} depth ${e.item.depth.toFixed(2)}: expected ${e.item.answers.join(',')} got ${JSON.stringify(r.text)}\n`);
-          measures.push({ score: scoreCompletion(e.item, r.text), ttftMs: r.ttftMs, decodeMsPerToken: r.decodeMsPerToken, peakKvBytes: r.peakKvBytes, finalKvBytes: r.finalKvBytes, kl: cmp.kl, top1: cmp.top1, comparedSteps: cmp.steps, kept: r.kept });
+          if (values.show)
+            process.stderr.write(
+              `${policy.name} ${e.item.task} depth ${e.item.depth.toFixed(2)}: expected ${e.item.answers.join(',')} got ${JSON.stringify(r.text)}\n`,
+            );
+          measures.push({
+            score: scoreCompletion(e.item, r.text),
+            ttftMs: r.ttftMs,
+            decodeMsPerToken: r.decodeMsPerToken,
+            peakKvBytes: r.peakKvBytes,
+            finalKvBytes: r.finalKvBytes,
+            kl: cmp.kl,
+            top1: cmp.top1,
+            comparedSteps: cmp.steps,
+            kept: r.kept,
+          });
         } catch (err) {
           process.stderr.write(`${policy.name} item ${i}: ${err instanceof Error ? err.message : String(err)}\n`);
           measures.push(null);
@@ -241,7 +267,9 @@ async function main(): Promise<void> {
       }
       const cell = cellOf(policy.name, method, budget, context, items, measures);
       cells.push(cell);
-      process.stderr.write(`${policy.name} @${context}: acc ${cell.accuracy.toFixed(3)} KL ${cell.klMean?.toFixed(4)} ttft ${cell.ttftMsP50.toFixed(0)} ms decode ${cell.decodeMsP50?.toFixed(2)} ms kv ${(cell.peakKvBytesP50 / 2 ** 20).toFixed(1)}/${(cell.finalKvBytesP50 / 2 ** 20).toFixed(1)} MiB\n`);
+      process.stderr.write(
+        `${policy.name} @${context}: acc ${cell.accuracy.toFixed(3)} KL ${cell.klMean?.toFixed(4)} ttft ${cell.ttftMsP50.toFixed(0)} ms decode ${cell.decodeMsP50?.toFixed(2)} ms kv ${(cell.peakKvBytesP50 / 2 ** 20).toFixed(1)}/${(cell.finalKvBytesP50 / 2 ** 20).toFixed(1)} MiB\n`,
+      );
     }
   }
   await c.close();

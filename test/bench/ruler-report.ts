@@ -21,7 +21,8 @@ export function capTable(results: readonly RulerBenchResult[]): string[] {
     const fullRow = r.cells.find((c) => c.policy === 'full');
     for (const c of r.cells) {
       const ttftRatio = fullRow && c !== fullRow ? ` (${f(c.ttftMsP50 / fullRow.ttftMsP50, 2)}x)` : '';
-      const decRatio = fullRow && c !== fullRow && c.decodeMsP50 !== null && fullRow.decodeMsP50 !== null ? ` (${f(c.decodeMsP50 / fullRow.decodeMsP50, 2)}x)` : '';
+      const decRatio =
+        fullRow && c !== fullRow && c.decodeMsP50 !== null && fullRow.decodeMsP50 !== null ? ` (${f(c.decodeMsP50 / fullRow.decodeMsP50, 2)}x)` : '';
       rows.push(
         `| ${r.context} | ${c.policy === 'full' ? 'full' : c.method} | ${c.policy === 'full' ? 1 : c.budget} | ${f(c.accuracy, 3)} [${f(c.ci95[0], 2)}, ${f(c.ci95[1], 2)}] (${c.items}) | ${f(c.klMean, 4)} | ${f(c.top1Mean, 3)} | ${f(c.ttftMsP50, 0)}${ttftRatio} | ${f(c.decodeMsP50, 2)}${decRatio} | ${mib(c.peakKvBytesP50)} / ${mib(c.finalKvBytesP50)} | ${f(c.keptMean, 3)} | ${c.errors} |`,
       );
@@ -32,7 +33,9 @@ export function capTable(results: readonly RulerBenchResult[]): string[] {
   rows.push('', '### Accuracy per task', '', `| context | policy | budget | ${tasks.join(' | ')} |`, `|---|---|---|${tasks.map(() => '---').join('|')}|`);
   for (const r of results) {
     for (const c of r.cells) {
-      rows.push(`| ${r.context} | ${c.policy === 'full' ? 'full' : c.method} | ${c.policy === 'full' ? 1 : c.budget} | ${tasks.map((t) => (c.byTask[t] ? `${f(c.byTask[t]?.accuracy, 2)} (${c.byTask[t]?.n})` : '')).join(' | ')} |`);
+      rows.push(
+        `| ${r.context} | ${c.policy === 'full' ? 'full' : c.method} | ${c.policy === 'full' ? 1 : c.budget} | ${tasks.map((t) => (c.byTask[t] ? `${f(c.byTask[t]?.accuracy, 2)} (${c.byTask[t]?.n})` : '')).join(' | ')} |`,
+      );
     }
   }
   return rows;
@@ -58,11 +61,21 @@ export function frontierCharts(results: readonly RulerBenchResult[], out: string
   const methods = byMethod(longest.cells);
   const frontier: Series[] = [...methods.entries()].map(([name, cells]) => ({
     name,
-    points: cells.filter((c) => c.decodeMsP50 !== null).map((c) => [c.decodeMsP50 ?? 0, c.accuracy] as const).sort((a, b) => a[0] - b[0]),
+    points: cells
+      .filter((c) => c.decodeMsP50 !== null)
+      .map((c) => [c.decodeMsP50 ?? 0, c.accuracy] as const)
+      .sort((a, b) => a[0] - b[0]),
   }));
   if (full && full.decodeMsP50 !== null) frontier.push({ name: 'full', points: [[full.decodeMsP50, full.accuracy]] });
   const name = `frontier-${longest.context}.svg`;
-  writeFileSync(join(out, name), lineChart(frontier, { title: `CAP frontier at ${longest.context} tokens: accuracy vs decode latency`, xLabel: 'decode ms/token (p50)', yLabel: 'task accuracy' }));
+  writeFileSync(
+    join(out, name),
+    lineChart(frontier, {
+      title: `CAP frontier at ${longest.context} tokens: accuracy vs decode latency`,
+      xLabel: 'decode ms/token (p50)',
+      yLabel: 'task accuracy',
+    }),
+  );
   files.push(name);
   const tasks = [...new Set(longest.cells.flatMap((c) => Object.keys(c.byTask)))];
   for (const task of tasks) {
@@ -71,7 +84,15 @@ export function frontierCharts(results: readonly RulerBenchResult[], out: string
       points: cells.flatMap((c) => (c.byTask[task] ? [[c.budget, c.byTask[task]?.accuracy ?? 0] as const] : [])).sort((a, b) => a[0] - b[0]),
     }));
     const file = `accuracy-vs-budget-${task}-${longest.context}.svg`;
-    writeFileSync(join(out, file), lineChart(series, { title: `${task} at ${longest.context} tokens: accuracy vs budget`, xLabel: 'budget (share of the prompt)', yLabel: 'accuracy', logX: true }));
+    writeFileSync(
+      join(out, file),
+      lineChart(series, {
+        title: `${task} at ${longest.context} tokens: accuracy vs budget`,
+        xLabel: 'budget (share of the prompt)',
+        yLabel: 'accuracy',
+        logX: true,
+      }),
+    );
     files.push(file);
   }
   return files;

@@ -51,7 +51,9 @@ interface MoeResult {
 
 interface CompressionBenchResult {
   readonly time: Readonly<Record<string, unknown>>;
-  readonly fidelity: { readonly methods: Readonly<Record<string, readonly { rate: number; kept: number; full: number; nll: number; random: number; winRate: number }[]>> };
+  readonly fidelity: {
+    readonly methods: Readonly<Record<string, readonly { rate: number; kept: number; full: number; nll: number; random: number; winRate: number }[]>>;
+  };
 }
 
 function log(line: string): void {
@@ -87,14 +89,20 @@ async function ensureModel(arch: 'llama' | 'mixtral', preset: 'small' | '135m'):
   return dir;
 }
 
-
 interface RulerRun {
   readonly ruler: RulerBenchResult[];
   readonly rulerSkipped: string | null;
 }
 
 /** The long-context CAP table: the project's long-context model, RULER-style items, each policy measured on its own. */
-function runRuler(values: { readonly quick: boolean; readonly threads: string; readonly contexts?: string | undefined; readonly 'per-task': string; readonly 'ruler-model'?: string | undefined; readonly tasks?: string | undefined }): RulerRun {
+function runRuler(values: {
+  readonly quick: boolean;
+  readonly threads: string;
+  readonly contexts?: string | undefined;
+  readonly 'per-task': string;
+  readonly 'ruler-model'?: string | undefined;
+  readonly tasks?: string | undefined;
+}): RulerRun {
   const quick = values.quick;
   const threads = values.threads;
   const longModel = resolve(values['ruler-model'] ?? 'test/fixtures/models/longctx');
@@ -107,11 +115,22 @@ function runRuler(values: { readonly quick: boolean; readonly threads: string; r
     const contexts = quick ? ['1024'] : (values.contexts ?? '1024,4096,8192').split(',');
     for (const context of contexts) {
       const r = runJson<RulerBenchResult>('ruler-bench.js', [
-        '--model', longModel, '--text', sharedText, '--context', context, '--threads', threads,
-        '--per-task', quick ? '1' : values['per-task'],
-        '--tasks', values.tasks ?? (quick ? 'passkey,niah-single' : 'passkey,niah-single,niah-multikey,niah-multivalue,niah-multiquery,vt'),
-        '--methods', quick ? 'snapkv,streaming-llm,quest,longllmlingua' : ALL_METHODS.join(','),
-        '--budgets', quick ? '0.25' : '0.5,0.25,0.125',
+        '--model',
+        longModel,
+        '--text',
+        sharedText,
+        '--context',
+        context,
+        '--threads',
+        threads,
+        '--per-task',
+        quick ? '1' : values['per-task'],
+        '--tasks',
+        values.tasks ?? (quick ? 'passkey,niah-single' : 'passkey,niah-single,niah-multikey,niah-multivalue,niah-multiquery,vt'),
+        '--methods',
+        quick ? 'snapkv,streaming-llm,quest,longllmlingua' : ALL_METHODS.join(','),
+        '--budgets',
+        quick ? '0.25' : '0.5,0.25,0.125',
       ]);
       if (ok(r)) ruler.push(r);
       else rulerSkipped = r.error;
@@ -144,7 +163,17 @@ async function main(): Promise<void> {
     const { ruler, rulerSkipped } = runRuler(values);
     writeFileSync(join(out, 'long-context.json'), `${JSON.stringify({ date: new Date().toISOString(), ruler, rulerSkipped }, null, 2)}\n`);
     const charts = frontierCharts(ruler, out);
-    const lines = [`# capserve long-context CAP table`, ``, `Command: \`npm run bench -- ${process.argv.slice(2).join(' ')}\`. Date: ${new Date().toISOString()}.`, rulerSkipped ? `Incomplete: ${rulerSkipped}` : '', ``, ...capTable(ruler), ``, ...charts.map((c) => `![${c}](${c})`), ``];
+    const lines = [
+      `# capserve long-context CAP table`,
+      ``,
+      `Command: \`npm run bench -- ${process.argv.slice(2).join(' ')}\`. Date: ${new Date().toISOString()}.`,
+      rulerSkipped ? `Incomplete: ${rulerSkipped}` : '',
+      ``,
+      ...capTable(ruler),
+      ``,
+      ...charts.map((c) => `![${c}](${c})`),
+      ``,
+    ];
     writeFileSync(join(out, 'long-context.md'), lines.join('\n'));
     log(`wrote ${join(out, 'long-context.md')} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     return;
@@ -155,11 +184,24 @@ async function main(): Promise<void> {
   if (!ok(base)) throw new Error(base.error);
   const m = base.machine;
   log(`machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, node ${m.node}, onnxruntime ${m.onnxruntime}`);
-  log(`ceilings (${threads} threads, measured through onnxruntime): read bandwidth ${f(base.ceilings.readBandwidthGBs)} GB/s, fp32 GEMM ${f(base.ceilings.gemmGflops)} GFLOP/s`);
+  log(
+    `ceilings (${threads} threads, measured through onnxruntime): read bandwidth ${f(base.ceilings.readBandwidthGBs)} GB/s, fp32 GEMM ${f(base.ceilings.gemmGflops)} GFLOP/s`,
+  );
 
   const engine: EngineBenchResult[] = [];
   for (const dtype of ['fp32', 'int8', 'int4']) {
-    const r = runJson<EngineBenchResult>('engine-bench.js', ['--model', dense, '--dtype', dtype, '--steps', quick ? '16' : '64', '--prefill', quick ? '256' : '1024', '--threads', threads]);
+    const r = runJson<EngineBenchResult>('engine-bench.js', [
+      '--model',
+      dense,
+      '--dtype',
+      dtype,
+      '--steps',
+      quick ? '16' : '64',
+      '--prefill',
+      quick ? '256' : '1024',
+      '--threads',
+      threads,
+    ]);
     if (!ok(r)) continue;
     engine.push(r);
     const ceilingTps = (base.ceilings.readBandwidthGBs * 1e9) / r.weightBytes;
@@ -176,12 +218,23 @@ async function main(): Promise<void> {
   if (ok(grammar)) {
     log(
       `grammar: ${f(grammar.grammarMsPerTokenWarm, 3)} ms/token warm, ${f(grammar.grammarMsPerTokenCold, 3)} cold (${grammar.automatonStates} states)` +
-        (fp32Step !== null ? `, ${f((100 * grammar.grammarMsPerTokenWarm) / fp32Step, 1)}% / ${f((100 * grammar.grammarMsPerTokenCold) / fp32Step, 1)}% of the fp32 decode step` : '') +
+        (fp32Step !== null
+          ? `, ${f((100 * grammar.grammarMsPerTokenWarm) / fp32Step, 1)}% / ${f((100 * grammar.grammarMsPerTokenCold) / fp32Step, 1)}% of the fp32 decode step`
+          : '') +
         `; served ITL p50 constrained/unconstrained ${f(grammar.itlRatioWarm, 2)}x`,
     );
   }
 
-  const load = runJson<LoadResult>('load-bench.js', ['--model', dense, '--clients', quick ? '16' : '64', '--max-tokens', quick ? '16' : '64', '--threads', threads]);
+  const load = runJson<LoadResult>('load-bench.js', [
+    '--model',
+    dense,
+    '--clients',
+    quick ? '16' : '64',
+    '--max-tokens',
+    quick ? '16' : '64',
+    '--threads',
+    threads,
+  ]);
   if (ok(load)) {
     log(
       `load: ${load.loaded.clients} streaming clients ${f(load.loaded.tokensPerSecond)} tok/s vs batch-1 ${f(load.baseline.tokensPerSecond)} tok/s ` +
@@ -189,38 +242,96 @@ async function main(): Promise<void> {
     );
   }
 
-  const fidelity = runJson<FidelityResult>('policy-fidelity-bench.js', quick ? ['--passages', '3', '--continuation', '24'] : ['--passages', '16', '--continuation', '96']);
-  const latency = runJson<PolicyLatencyResult>('policy-latency-bench.js', ['--model', dense, '--contexts', quick ? '512,2048' : '1024,4096,16384,32768', '--steps', quick ? '6' : '12', '--threads', threads]);
-  const compression = runJson<CompressionBenchResult>('compression-bench.js', quick ? ['--passages', '20', '--runs', '1', '--prompt-tokens', '1000'] : ['--passages', '100', '--runs', '5']);
-  const moe = runJson<MoeResult>('moe-bench.js', quick ? ['--preset', 'small', '--steps', '12', '--repeats', '1', '--out', join(tmpdir(), 'capserve-moe-bench')] : ['--preset', '135m', '--steps', '48', '--repeats', '3', '--out', join(tmpdir(), 'capserve-moe-bench')]);
+  const fidelity = runJson<FidelityResult>(
+    'policy-fidelity-bench.js',
+    quick ? ['--passages', '3', '--continuation', '24'] : ['--passages', '16', '--continuation', '96'],
+  );
+  const latency = runJson<PolicyLatencyResult>('policy-latency-bench.js', [
+    '--model',
+    dense,
+    '--contexts',
+    quick ? '512,2048' : '1024,4096,16384,32768',
+    '--steps',
+    quick ? '6' : '12',
+    '--threads',
+    threads,
+  ]);
+  const compression = runJson<CompressionBenchResult>(
+    'compression-bench.js',
+    quick ? ['--passages', '20', '--runs', '1', '--prompt-tokens', '1000'] : ['--passages', '100', '--runs', '5'],
+  );
+  const moe = runJson<MoeResult>(
+    'moe-bench.js',
+    quick
+      ? ['--preset', 'small', '--steps', '12', '--repeats', '1', '--out', join(tmpdir(), 'capserve-moe-bench')]
+      : ['--preset', '135m', '--steps', '48', '--repeats', '3', '--out', join(tmpdir(), 'capserve-moe-bench')],
+  );
 
   const { ruler, rulerSkipped } = runRuler(values);
 
-  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, grammar, load, fidelity, latency, compression, moe, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
+  const results = {
+    date: new Date().toISOString(),
+    quick,
+    model: dense,
+    base,
+    engine,
+    grammar,
+    load,
+    fidelity,
+    latency,
+    compression,
+    moe,
+    ruler,
+    rulerSkipped,
+    seconds: (Date.now() - t0) / 1000,
+  };
   writeFileSync(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
   const charts: string[] = [];
   if (ok(fidelity) && fidelity.points.length > 0) {
     const methods = [...new Set(fidelity.points.map((p) => p.method))];
-    const series: Series[] = methods.map((method) => ({ name: method, points: fidelity.points.filter((p) => p.method === method).map((p) => [p.budget, p.kl] as const) }));
-    writeFileSync(join(out, 'accuracy-vs-budget.svg'), lineChart(series, { title: 'Accuracy cost vs budget (stories260K, real text)', xLabel: 'budget (share of context)', yLabel: 'KL(full || policy), nats', logY: true }));
+    const series: Series[] = methods.map((method) => ({
+      name: method,
+      points: fidelity.points.filter((p) => p.method === method).map((p) => [p.budget, p.kl] as const),
+    }));
+    writeFileSync(
+      join(out, 'accuracy-vs-budget.svg'),
+      lineChart(series, {
+        title: 'Accuracy cost vs budget (stories260K, real text)',
+        xLabel: 'budget (share of context)',
+        yLabel: 'KL(full || policy), nats',
+        logY: true,
+      }),
+    );
     charts.push('accuracy-vs-budget.svg');
   }
   if (ok(latency)) {
     const entries = Object.entries(latency.series);
     writeFileSync(
       join(out, 'latency-vs-context.svg'),
-      lineChart(entries.map(([name, pts]) => ({ name, points: pts.map((p) => [p.context, p.stepMsP50] as const) })), { title: 'Decode step latency vs context', xLabel: 'context tokens', yLabel: 'ms per token (p50)', logX: true }),
+      lineChart(
+        entries.map(([name, pts]) => ({ name, points: pts.map((p) => [p.context, p.stepMsP50] as const) })),
+        { title: 'Decode step latency vs context', xLabel: 'context tokens', yLabel: 'ms per token (p50)', logX: true },
+      ),
     );
     writeFileSync(
       join(out, 'memory-vs-context.svg'),
-      lineChart(entries.map(([name, pts]) => ({ name, points: pts.map((p) => [p.context, p.kvBytes / 1e6] as const) })), { title: 'KV cache memory vs context', xLabel: 'context tokens', yLabel: 'KV MB', logX: true, logY: true }),
+      lineChart(
+        entries.map(([name, pts]) => ({ name, points: pts.map((p) => [p.context, p.kvBytes / 1e6] as const) })),
+        { title: 'KV cache memory vs context', xLabel: 'context tokens', yLabel: 'KV MB', logX: true, logY: true },
+      ),
     );
     charts.push('latency-vs-context.svg', 'memory-vs-context.svg');
   }
   if (ok(moe)) {
-    const pts = Object.entries(moe.configs).map(([name, c]) => ({ name: `(${name}) ${c.description}`, points: [[Math.max(c.residentExpertBytesPeak, 1) / 1e6, c.decodeTokensPerSecond] as const] }));
-    writeFileSync(join(out, 'moe-tokens-vs-budget.svg'), lineChart(pts, { title: 'MoE decode tokens/s vs resident expert memory', xLabel: 'resident expert MB (peak)', yLabel: 'tokens/s' }));
+    const pts = Object.entries(moe.configs).map(([name, c]) => ({
+      name: `(${name}) ${c.description}`,
+      points: [[Math.max(c.residentExpertBytesPeak, 1) / 1e6, c.decodeTokensPerSecond] as const],
+    }));
+    writeFileSync(
+      join(out, 'moe-tokens-vs-budget.svg'),
+      lineChart(pts, { title: 'MoE decode tokens/s vs resident expert memory', xLabel: 'resident expert MB (peak)', yLabel: 'tokens/s' }),
+    );
     charts.push('moe-tokens-vs-budget.svg');
   }
 
@@ -251,7 +362,12 @@ async function main(): Promise<void> {
     ``,
     ok(fidelity) && fidelity.points.length > 0
       ? `Teacher-forced over ${fidelity.passages} TinyStories passages (${fidelity.promptTokens}-token prompt, ${fidelity.continuationTokens}-token continuation) on the real stories260K model.\n\n| policy | budget | kept | KL | top-1 | ppl (full) |\n|---|---|---|---|---|---|\n` +
-        fidelity.points.map((p) => `| ${p.method} | ${p.budget} | ${f(p.kvRetained, 3)} | ${f(p.kl, 4)} | ${f(p.top1, 3)} | ${f(p.perplexity, 3)} (${f(p.fullPerplexity, 3)}) |`).join('\n')
+        fidelity.points
+          .map(
+            (p) =>
+              `| ${p.method} | ${p.budget} | ${f(p.kvRetained, 3)} | ${f(p.kl, 4)} | ${f(p.top1, 3)} | ${f(p.perplexity, 3)} (${f(p.fullPerplexity, 3)}) |`,
+          )
+          .join('\n')
       : `fidelity bench: ${ok(fidelity) ? (fidelity.skipped ?? 'no points') : fidelity.error}`,
     ``,
     `## Engine (P axis baseline)`,
@@ -268,7 +384,9 @@ async function main(): Promise<void> {
     ``,
     ok(grammar)
       ? `Constrained decoding (a JSON array of free strings, the widest masks; batch 1, temperature 1): grammar time ${f(grammar.grammarMsPerTokenWarm, 3)} ms/token warm, ${f(grammar.grammarMsPerTokenCold, 3)} ms/token cold` +
-        (fp32Step !== null ? ` (${f((100 * grammar.grammarMsPerTokenWarm) / fp32Step, 1)}% / ${f((100 * grammar.grammarMsPerTokenCold) / fp32Step, 1)}% of the fp32 decode step)` : '') +
+        (fp32Step !== null
+          ? ` (${f((100 * grammar.grammarMsPerTokenWarm) / fp32Step, 1)}% / ${f((100 * grammar.grammarMsPerTokenCold) / fp32Step, 1)}% of the fp32 decode step)`
+          : '') +
         `; served ITL p50 constrained / unconstrained ${f(grammar.itlRatioWarm, 2)}x warm, ${f(grammar.itlRatioCold, 2)}x cold.`
       : `grammar bench: ${grammar.error}`,
     ``,
@@ -276,7 +394,11 @@ async function main(): Promise<void> {
     ``,
     ok(load)
       ? `| clients | tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |\n|---|---|---|---|---|---|\n` +
-        [load.baseline, load.loaded].map((r) => `| ${r.clients} | ${f(r.tokensPerSecond)} | ${f(r.ttftMs.p50, 0)} | ${f(r.ttftMs.p99, 0)} | ${f(r.itlMs.p50, 1)} | ${f(r.itlMs.p99, 1)} |`).join('\n') +
+        [load.baseline, load.loaded]
+          .map(
+            (r) => `| ${r.clients} | ${f(r.tokensPerSecond)} | ${f(r.ttftMs.p50, 0)} | ${f(r.ttftMs.p99, 0)} | ${f(r.itlMs.p50, 1)} | ${f(r.itlMs.p99, 1)} |`,
+          )
+          .join('\n') +
         `\n\nAggregate ${f(load.loaded.tokensPerSecond / load.baseline.tokensPerSecond, 2)}x batch-1, through the real HTTP server (SSE), ${load.maxTokens} tokens per client.`
       : `load run failed: ${load.error}`,
     ``,
@@ -295,7 +417,10 @@ async function main(): Promise<void> {
     ok(moe)
       ? `Experts ${mb(moe.expertBytesFp32)} MB fp32, budget ${mb(moe.budgetBytes)} MB.\n\n| config | tok/s | peak RSS MiB | hit rate | KL vs (a) | top-1 vs (a) |\n|---|---|---|---|---|---|\n` +
         Object.entries(moe.configs)
-          .map(([k, c]) => `| (${k}) ${c.description} | ${f(c.decodeTokensPerSecond)} | ${f(c.peakRssMiB, 0)} | ${f(c.hitRate, 2)} | ${f(c.klVsResident, 4)} | ${f(c.top1VsResident, 3)} |`)
+          .map(
+            ([k, c]) =>
+              `| (${k}) ${c.description} | ${f(c.decodeTokensPerSecond)} | ${f(c.peakRssMiB, 0)} | ${f(c.hitRate, 2)} | ${f(c.klVsResident, 4)} | ${f(c.top1VsResident, 3)} |`,
+          )
           .join('\n') +
         `\n\n(d)/(b) = ${f(moe.dOverB, 2)}x, (d)/(a) = ${f(moe.dOverA, 2)}x.`
       : `MoE bench failed: ${moe.error}`,

@@ -71,7 +71,9 @@ export function lineChart(series: readonly Series[], o: ChartOptions): string {
     parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"/>`);
     for (const [x, y] of good) parts.push(`<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="${color}"/>`);
     const ly = T + 14 + i * 18;
-    parts.push(`<line x1="${W - R + 12}" y1="${ly - 4}" x2="${W - R + 32}" y2="${ly - 4}" stroke="${color}" stroke-width="2"/><text x="${W - R + 38}" y="${ly}">${esc(s.name)}</text>`);
+    parts.push(
+      `<line x1="${W - R + 12}" y1="${ly - 4}" x2="${W - R + 32}" y2="${ly - 4}" stroke="${color}" stroke-width="2"/><text x="${W - R + 38}" y="${ly}">${esc(s.name)}</text>`,
+    );
   });
   parts.push('</svg>');
   return parts.join('\n');

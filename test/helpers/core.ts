@@ -59,7 +59,7 @@ export async function openTestCore(dir: string, options: TestCoreOptions = {}): 
     const mine: CoreOutput[] = [];
     for (;;) {
       for (const o of core.drain()) pending.push(o);
-      for (let i = 0; i < pending.length; ) {
+      for (let i = 0; i < pending.length;) {
         const o = pending[i];
         if (o && o.id === id) {
           pending.splice(i, 1);

@@ -88,7 +88,8 @@ export class FakeRunner implements ModelRunner {
     const present = (): Float32Array[] =>
       Array.from({ length: L }, () => {
         const a = new Float32Array(B * KV * T * D);
-        for (let b = 0; b < B; b++) for (let h = 0; h < KV; h++) for (let t = 0; t < T; t++) a.fill(ids[b * T + t] ?? 0, ((b * KV + h) * T + t) * D, ((b * KV + h) * T + t + 1) * D);
+        for (let b = 0; b < B; b++)
+          for (let h = 0; h < KV; h++) for (let t = 0; t < T; t++) a.fill(ids[b * T + t] ?? 0, ((b * KV + h) * T + t) * D, ((b * KV + h) * T + t + 1) * D);
         return a;
       });
     const G = this.spec.numHeads / KV;

@@ -60,7 +60,13 @@ export async function openTestModel(
     async prefill(ids, allLogits = false, extraCapacity = 64) {
       const kv = newKv(ids.length + extraCapacity);
       const out = await session.run(inputs.prefill(kv, ids, 0, { allLogits }));
-      kv.append(out.presentKeys, out.presentValues, 0, ids.length, ids.map((_, i) => i));
+      kv.append(
+        out.presentKeys,
+        out.presentValues,
+        0,
+        ids.length,
+        ids.map((_, i) => i),
+      );
       return { kv, logits: out.logits };
     },
     close: () => session.release(),

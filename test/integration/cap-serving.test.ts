@@ -65,7 +65,10 @@ t.test('GET /v1/policies lists every shipped policy file plus full', { skip }, a
     .map((f) => f.replace(/\.ya?ml$/, ''));
   const res = await fetch(`${server.baseUrl}/v1/policies`);
   assert.equal(res.status, 200);
-  const body = (await res.json()) as { object: string; data: { name: string; kind: string; method: string; params: Record<string, unknown>; cap: { favors: string[]; costs: string } }[] };
+  const body = (await res.json()) as {
+    object: string;
+    data: { name: string; kind: string; method: string; params: Record<string, unknown>; cap: { favors: string[]; costs: string } }[];
+  };
   assert.equal(body.object, 'list');
   assert.deepEqual(body.data.map((p) => p.name).sort(), [...new Set(['full', ...shipped])].sort());
   for (const p of body.data) {
@@ -95,7 +98,10 @@ t.test('a request naming snapkv-25: the header and the cap object say what it di
   // The same request by header, streamed: the stream's head names the policy, the finish chunk carries the cap.
   const sse = await complete({ prompt: passage, max_tokens: 8, stream: true }, { 'x-capserve-policy': 'snapkv-25' });
   assert.equal(sse.headers.get('x-capserve-policy'), 'snapkv-25');
-  const events = (await sse.text()).split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)) as { choices: { finish_reason: string | null }[]; cap?: Cap });
+  const events = (await sse.text())
+    .split('\n\n')
+    .filter((e) => e.startsWith('data: {'))
+    .map((e) => JSON.parse(e.slice(6)) as { choices: { finish_reason: string | null }[]; cap?: Cap });
   const finish = events.find((e) => e.choices[0]?.finish_reason !== null);
   assert.deepEqual(finish?.cap, cap, 'greedy: the same request does the same thing');
   assert.equal(events.filter((e) => e.cap !== undefined).length, 1);
@@ -138,21 +144,34 @@ t.test('shadow fidelity: eviction requests are re-scored against the full cache 
   }
   const stat = (policy: string): { kl: number; top1: number } => {
     const count = sample(text, `capserve_shadow_kl_divergence_count{policy="${policy}"}`) ?? 0;
-    assert.ok(count >= 1, `${policy}: shadow KL observed (metrics:\n${text.split('\n').filter((l) => l.includes('shadow')).join('\n')})`);
+    assert.ok(
+      count >= 1,
+      `${policy}: shadow KL observed (metrics:\n${text
+        .split('\n')
+        .filter((l) => l.includes('shadow'))
+        .join('\n')})`,
+    );
     const kl = (sample(text, `capserve_shadow_kl_divergence_sum{policy="${policy}"}`) ?? NaN) / count;
-    const top1 = (sample(text, `capserve_shadow_top1_agreement_sum{policy="${policy}"}`) ?? NaN) / (sample(text, `capserve_shadow_top1_agreement_count{policy="${policy}"}`) ?? NaN);
+    const top1 =
+      (sample(text, `capserve_shadow_top1_agreement_sum{policy="${policy}"}`) ?? NaN) /
+      (sample(text, `capserve_shadow_top1_agreement_count{policy="${policy}"}`) ?? NaN);
     return { kl, top1 };
   };
   const snap = stat('snapkv-25');
   const keepAll = stat('knorm');
-  t.comment(`snapkv-25: mean KL ${snap.kl.toExponential(3)}, top-1 ${snap.top1.toFixed(3)}; knorm keeping everything: KL ${keepAll.kl.toExponential(3)}, top-1 ${keepAll.top1}`);
+  t.comment(
+    `snapkv-25: mean KL ${snap.kl.toExponential(3)}, top-1 ${snap.top1.toFixed(3)}; knorm keeping everything: KL ${keepAll.kl.toExponential(3)}, top-1 ${keepAll.top1}`,
+  );
   assert.ok(snap.kl >= 0 && Number.isFinite(snap.kl));
   assert.ok(snap.top1 >= 0 && snap.top1 <= 1);
   assert.ok(keepAll.kl < 1e-4, `a policy that keeps everything must match the full cache: KL ${keepAll.kl}`);
   assert.equal(keepAll.top1, 1);
   assert.ok(snap.kl > keepAll.kl, 'evicting 75% of the prompt costs more than evicting nothing');
   // The full baseline is never shadowed.
-  assert.equal(text.split('\n').some((l) => l.startsWith('capserve_shadow_requests_total{policy="full"')), false);
+  assert.equal(
+    text.split('\n').some((l) => l.startsWith('capserve_shadow_requests_total{policy="full"')),
+    false,
+  );
   // C and A metrics by policy.
   assert.ok((sample(text, 'capserve_compression_ratio_count{policy="snapkv-25"}') ?? 0) >= 1);
   assert.ok((sample(text, 'capserve_compression_ratio_bucket{le="0.5",policy="snapkv-25"}') ?? 0) >= 1);

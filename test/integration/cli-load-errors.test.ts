@@ -47,7 +47,17 @@ function brokenCopy(t: { after: (fn: () => void) => void }, breakIt: (dir: strin
   return dir;
 }
 
-const serveArgs = (dir: string): string[] => ['serve', '--model', dir, '--port', '0', '--set', 'engine.threads=1', '--set', 'model.chatTemplateFallback=chatml'];
+const serveArgs = (dir: string): string[] => [
+  'serve',
+  '--model',
+  dir,
+  '--port',
+  '0',
+  '--set',
+  'engine.threads=1',
+  '--set',
+  'model.chatTemplateFallback=chatml',
+];
 
 function assertOneLine(r: Run, file: string, problem: RegExp): void {
   assert.notEqual(r.code, 0, r.stderr);

@@ -26,21 +26,25 @@ function shippedParams(): Record<string, unknown> {
   return doc.params ?? {};
 }
 
-t.test('selective-context beats random token dropping on next-sentence NLL (stories260K, 100 passages)', { skip: skip ?? false, timeout: 120_000 }, async (t) => {
-  const bos = loadCheckpoint(STORIES_DIR).spec.bosTokenId ?? 1;
-  const scorer = await ModelScorer.open(STORIES_DIR, { cacheDir: TEST_CACHE_DIR });
-  t.after(() => scorer.close());
-  const tokenizer = scorer.tokenizer;
-  assert.ok(tokenizer !== null);
-  const passages = loadPassages(TEXT, tokenizer, 100, 20240611);
-  for (const rate of [0.7, 0.5]) {
-    const r = await measureFidelity(selectiveContext, params(selectiveContext.schema, { ...shippedParams(), rate }), passages, scorer, tokenizer, bos, 7);
-    t.comment(
-      `rate ${rate}: kept ${r.keptRatio.toFixed(3)}, NLL full ${r.full.toFixed(4)}, selective-context ${r.method.toFixed(4)}, random ${r.random.toFixed(4)}, wins ${(100 * r.winRate).toFixed(0)}%`,
-    );
-    // Whole sentences go; a ratio is met to the nearest sentence, so on average the kept share is close to the rate.
-    assert.ok(Math.abs(r.keptRatio - rate) < 0.05, `kept ratio ${r.keptRatio} far from rate ${rate}`);
-    assert.ok(r.method < r.random, `rate ${rate}: selective-context NLL ${r.method} is not below random dropping ${r.random}`);
-    assert.ok(r.full <= r.method, `rate ${rate}: compression should cost something (full ${r.full}, compressed ${r.method})`);
-  }
-});
+t.test(
+  'selective-context beats random token dropping on next-sentence NLL (stories260K, 100 passages)',
+  { skip: skip ?? false, timeout: 120_000 },
+  async (t) => {
+    const bos = loadCheckpoint(STORIES_DIR).spec.bosTokenId ?? 1;
+    const scorer = await ModelScorer.open(STORIES_DIR, { cacheDir: TEST_CACHE_DIR });
+    t.after(() => scorer.close());
+    const tokenizer = scorer.tokenizer;
+    assert.ok(tokenizer !== null);
+    const passages = loadPassages(TEXT, tokenizer, 100, 20240611);
+    for (const rate of [0.7, 0.5]) {
+      const r = await measureFidelity(selectiveContext, params(selectiveContext.schema, { ...shippedParams(), rate }), passages, scorer, tokenizer, bos, 7);
+      t.comment(
+        `rate ${rate}: kept ${r.keptRatio.toFixed(3)}, NLL full ${r.full.toFixed(4)}, selective-context ${r.method.toFixed(4)}, random ${r.random.toFixed(4)}, wins ${(100 * r.winRate).toFixed(0)}%`,
+      );
+      // Whole sentences go; a ratio is met to the nearest sentence, so on average the kept share is close to the rate.
+      assert.ok(Math.abs(r.keptRatio - rate) < 0.05, `kept ratio ${r.keptRatio} far from rate ${rate}`);
+      assert.ok(r.method < r.random, `rate ${rate}: selective-context NLL ${r.method} is not below random dropping ${r.random}`);
+      assert.ok(r.full <= r.method, `rate ${rate}: compression should cost something (full ${r.full}, compressed ${r.method})`);
+    }
+  },
+);

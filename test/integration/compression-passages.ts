@@ -24,7 +24,10 @@ const SENTENCE_SPLIT = /(?<=[.!?]["'”’]?)\s+/;
 export function loadPassages(file: string, tokenizer: TextTokenizer, count: number, seed: number): Passage[] {
   const all: Passage[] = [];
   for (const block of readFileSync(file, 'utf8').split(/\n\s*\n/)) {
-    const sentences = block.trim().split(SENTENCE_SPLIT).filter((s) => s.length > 0);
+    const sentences = block
+      .trim()
+      .split(SENTENCE_SPLIT)
+      .filter((s) => s.length > 0);
     if (sentences.length < 4) continue;
     const m = Math.min(sentences.length - 1, 6);
     const context = tokenizer.encode(sentences.slice(0, m).join(' '), { addSpecialTokens: false });
@@ -99,7 +102,17 @@ export async function measureFidelity(
   let wins = 0;
   let kept = 0;
   for (const p of passages) {
-    const r = await method.compress({ segments: [{ role: 'other', tokens: [bos] }, { role: 'context', tokens: p.context }] }, scorer, tokenizer, params);
+    const r = await method.compress(
+      {
+        segments: [
+          { role: 'other', tokens: [bos] },
+          { role: 'context', tokens: p.context },
+        ],
+      },
+      scorer,
+      tokenizer,
+      params,
+    );
     const compressed = r.segments[1]?.tokens ?? [];
     full += await targetNll(scorer, bos, p.context, p.target);
     const mine = await targetNll(scorer, bos, compressed, p.target);

@@ -23,7 +23,10 @@ t.test('a context length beyond the KV budget is bounded at start, in one progre
     assert.ok(window >= 64 && window < 1e9 && window % 64 === 0, `context length ${window}`);
     const lines = progress.filter((l) => l.startsWith('context length bounded'));
     assert.equal(lines.length, 1, progress.join('\n'));
-    assert.match(lines[0] ?? '', new RegExp(`^context length bounded to ${window} tokens: model\\.contextLength 1000000000 is more than the KV budget \\(1048576 bytes`));
+    assert.match(
+      lines[0] ?? '',
+      new RegExp(`^context length bounded to ${window} tokens: model\\.contextLength 1000000000 is more than the KV budget \\(1048576 bytes`),
+    );
   } finally {
     await engine.close();
   }

@@ -56,12 +56,23 @@ const VARIANTS: readonly Variant[] = [
       rope_local_base_freq: undefined,
       rope_scaling: undefined,
       attention_bias: true,
-      rope_parameters: { full_attention: { rope_type: 'linear', factor: 4, rope_theta: 500000 }, sliding_attention: { rope_type: 'default', rope_theta: 20000 } },
+      rope_parameters: {
+        full_attention: { rope_type: 'linear', factor: 4, rope_theta: 500000 },
+        sliding_attention: { rope_type: 'default', rope_theta: 20000 },
+      },
     },
   },
   { name: 'gemma2 (alternating sliding 16, attention and final soft-capping)', arch: 'gemma2' },
-  { name: 'gemma2, soft-capping off (null), every layer sliding', arch: 'gemma2', overrides: { attn_logit_softcapping: null, final_logit_softcapping: null, layer_types: ['sliding_attention', 'sliding_attention'] } },
-  { name: 'phi3, sliding window 16, full rotary, no rope scaling', arch: 'phi3', overrides: { sliding_window: 16, partial_rotary_factor: 1.0, rope_scaling: null } },
+  {
+    name: 'gemma2, soft-capping off (null), every layer sliding',
+    arch: 'gemma2',
+    overrides: { attn_logit_softcapping: null, final_logit_softcapping: null, layer_types: ['sliding_attention', 'sliding_attention'] },
+  },
+  {
+    name: 'phi3, sliding window 16, full rotary, no rope scaling',
+    arch: 'phi3',
+    overrides: { sliding_window: 16, partial_rotary_factor: 1.0, rope_scaling: null },
+  },
 ];
 
 const PROMPT_LEN = 40;
@@ -147,7 +158,10 @@ for (const [i, v] of VARIANTS.entries()) {
  * default (accuracy_level 4) also quantizes activations to int8; that adds about
  * 2% of the logit range on this tiny model, reported here.
  */
-for (const [dtype, bits] of [['int8', 8], ['int4', 4]] as const) {
+for (const [dtype, bits] of [
+  ['int8', 8],
+  ['int4', 4],
+] as const) {
   t.test(`${dtype} engine matches the reference on dequantized weights (kernel and packing correct)`, async (t) => {
     const dir = join(root, `qk-${dtype}`);
     await createModel({ arch: 'llama', preset: 'tiny', seed: 7, out: dir });
@@ -156,7 +170,9 @@ for (const [dtype, bits] of [['int8', 8], ['int4', 4]] as const) {
     assert.ok(exact.relErr <= 1e-4, `relative error ${exact.relErr}`);
     assert.equal(exact.top1Agree, exact.total);
     const fast = await compare(dir, dtype, (w) => dequantizedWeights(w, bits), 4);
-    t.comment(`${dtype}, int8 activations vs dequantized reference: max |diff| / max |logit| = ${fast.relErr.toExponential(2)}, top-1 ${fast.top1Agree}/${fast.total}`);
+    t.comment(
+      `${dtype}, int8 activations vs dequantized reference: max |diff| / max |logit| = ${fast.relErr.toExponential(2)}, top-1 ${fast.top1Agree}/${fast.total}`,
+    );
     assert.ok(fast.relErr <= 0.05, `relative error ${fast.relErr}`);
   });
 }

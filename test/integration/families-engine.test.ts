@@ -119,7 +119,9 @@ for (const [i, f] of FAMILIES.entries()) {
       }
 
       const snap = done(await c.generate(request('snapkv-25', prompt, SNAPKV_25)));
-      t.comment(`${f.name} snapkv-25: kept ${snap.policy.kvTokensRetained.toFixed(1)} of ${snap.policy.contextTokens}, attention mass retained ${snap.policy.attentionMassRetained?.toFixed(3) ?? 'n/a'}`);
+      t.comment(
+        `${f.name} snapkv-25: kept ${snap.policy.kvTokensRetained.toFixed(1)} of ${snap.policy.contextTokens}, attention mass retained ${snap.policy.attentionMassRetained?.toFixed(3) ?? 'n/a'}`,
+      );
       assert.ok(snap.policy.compressionRatio < 0.5, `snapkv-25 kept ${snap.policy.compressionRatio}`);
       const quest = await c.generate(request('quest-25', prompt, QUEST));
       assert.equal(tokens(quest).length, STEPS);

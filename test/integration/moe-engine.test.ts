@@ -51,11 +51,11 @@ for (const [i, arch] of (['mixtral', 'qwen2_moe', 'qwen3_moe'] as Architecture[]
     const V = f.checkpoint.spec.vocabSize;
     const prompts = [promptIds(20, V, 1), promptIds(37, V, 2), promptIds(9, V, 3)];
     const want = prompts.map((p) => referenceGreedy(f.checkpoint.spec, f.checkpoint.weights, p, STEPS));
-    const expertBytes = (await f.open({ budgetBytes: 0 }).then(async (r) => {
+    const expertBytes = await f.open({ budgetBytes: 0 }).then(async (r) => {
       const b = r.manifest.experts.find((e) => e.bits === 32)?.bytes ?? 0;
       await r.release();
       return b;
-    }));
+    });
     for (const cfg of [
       { name: 'resident', preload: true },
       { name: 'offloaded, 2-expert LRU cache, prefetch', budgetBytes: 2 * expertBytes, prefetch: true },
@@ -65,7 +65,9 @@ for (const [i, arch] of (['mixtral', 'qwen2_moe', 'qwen3_moe'] as Architecture[]
       const got = await greedyThroughEngine(f, runner, prompts);
       const s = runner.stats();
       await runner.release();
-      t.comment(`${arch} ${cfg.name}: hits ${s['expertCacheHits']}, misses ${s['expertCacheMisses']}, prefetch hits ${s['expertPrefetchHits']}, peak resident ${s['expertResidentBytesPeak']}`);
+      t.comment(
+        `${arch} ${cfg.name}: hits ${s['expertCacheHits']}, misses ${s['expertCacheMisses']}, prefetch hits ${s['expertPrefetchHits']}, peak resident ${s['expertResidentBytesPeak']}`,
+      );
       assert.deepEqual(got, want, `${cfg.name}: greedy continuation differs from the reference`);
     }
   });
@@ -103,14 +105,20 @@ t.test('qwen3_moe under the KV policies: snapkv, h2o, streaming-llm and quest ru
   const f = await moeFixture('qwen3_moe', 95);
   const runner = await f.open({ preload: true });
   const spec = f.checkpoint.spec;
-  const core = new EngineCore(runner, (variant) => (variant === 'reference' ? Promise.reject(new Error('no reference')) : runner.variant(variant)), spec, f.checkpoint.tokenizer, {
-    maxConcurrent: 4,
-    maxQueue: 8,
-    kvBudgetBytes: 64 * 1024 * 1024,
-    contextLength: 512,
-    variants: ['stats', 'quest'],
-    prefillChunk: 64,
-  });
+  const core = new EngineCore(
+    runner,
+    (variant) => (variant === 'reference' ? Promise.reject(new Error('no reference')) : runner.variant(variant)),
+    spec,
+    f.checkpoint.tokenizer,
+    {
+      maxConcurrent: 4,
+      maxQueue: 8,
+      kvBudgetBytes: 64 * 1024 * 1024,
+      contextLength: 512,
+      variants: ['stats', 'quest'],
+      prefillChunk: 64,
+    },
+  );
   const policy = (yaml: string): Policy => parsePolicyFile(yaml, '<test>');
   const run = async (id: string, servingPolicy?: Policy): Promise<Extract<TokenEvent, { type: 'done' }>> => {
     core.submit({
@@ -148,9 +156,15 @@ t.test('qwen3_moe under the KV policies: snapkv, h2o, streaming-llm and quest ru
     const snap = await run('snapkv-25', policy('name: snapkv-25\nkind: kv-eviction\nmethod: snapkv\nparams: {budget: 0.25}\n'));
     t.comment(`qwen3_moe snapkv-25: kept ${snap.policy.kvTokensRetained.toFixed(1)} of ${snap.policy.contextTokens}`);
     assert.ok(snap.policy.compressionRatio < 0.5);
-    const streaming = await run('streaming-llm-25', policy('name: streaming-llm-25\nkind: kv-eviction\nmethod: streaming-llm\nparams: {budget: 0.25, sinkTokens: 4, compressEvery: 1}\n'));
+    const streaming = await run(
+      'streaming-llm-25',
+      policy('name: streaming-llm-25\nkind: kv-eviction\nmethod: streaming-llm\nparams: {budget: 0.25, sinkTokens: 4, compressEvery: 1}\n'),
+    );
     assert.ok(streaming.policy.compressionRatio < 0.5);
-    const quest = await run('quest-25', policy('name: quest-25\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, budget: 0.25, denseLayers: 0}\n'));
+    const quest = await run(
+      'quest-25',
+      policy('name: quest-25\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, budget: 0.25, denseLayers: 0}\n'),
+    );
     assert.equal(quest.usage.completionTokens, STEPS);
     const passes = core.stats().passes;
     t.comment(`passes: ${JSON.stringify(passes)}`);

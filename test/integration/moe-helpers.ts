@@ -21,9 +21,19 @@ export interface MoeFixture {
   open(options?: Partial<MoeRunnerOptions>): Promise<MoeRunner>;
 }
 
-export async function moeFixture(arch: Architecture, seed: number, options: { preset?: Preset; weightDtype?: WeightDtype; overrides?: Record<string, unknown>; quantAccuracyLevel?: 0 | 4 } = {}): Promise<MoeFixture> {
+export async function moeFixture(
+  arch: Architecture,
+  seed: number,
+  options: { preset?: Preset; weightDtype?: WeightDtype; overrides?: Record<string, unknown>; quantAccuracyLevel?: 0 | 4 } = {},
+): Promise<MoeFixture> {
   const root = tempDir(`moe-${arch}`);
-  const { dir } = await createModel({ arch, preset: options.preset ?? 'tiny', seed, out: join(root, 'model'), ...(options.overrides ? { configOverrides: options.overrides } : {}) });
+  const { dir } = await createModel({
+    arch,
+    preset: options.preset ?? 'tiny',
+    seed,
+    out: join(root, 'model'),
+    ...(options.overrides ? { configOverrides: options.overrides } : {}),
+  });
   const checkpoint = loadCheckpoint(dir);
   const compiled = compileModel(checkpoint, {
     cacheDir: join(root, 'compiled'),
@@ -42,8 +52,7 @@ export async function moeFixture(arch: Architecture, seed: number, options: { pr
       if (!pool.tryReserve(tokens * kvBytesPerToken(shape))) throw new Error('test KV pool exhausted');
       return new SequenceKv(shape, pool, tokens);
     },
-    open: (o = {}) =>
-      MoeRunner.open(compiled.dir, spec, { threads: 1, budgetBytes: 1 << 30, cachePolicy: 'lru', prefetch: true, ...o }),
+    open: (o = {}) => MoeRunner.open(compiled.dir, spec, { threads: 1, budgetBytes: 1 << 30, cachePolicy: 'lru', prefetch: true, ...o }),
   };
 }
 
@@ -59,7 +68,13 @@ export async function runSequence(
   const kv = f.newKv(ids.length + decodeTokens.length + 1);
   try {
     const out = await runner.run(f.inputs.prefill(kv, ids, 0, { allLogits: true }));
-    kv.append(out.presentKeys, out.presentValues, 0, ids.length, ids.map((_, i) => i));
+    kv.append(
+      out.presentKeys,
+      out.presentValues,
+      0,
+      ids.length,
+      ids.map((_, i) => i),
+    );
     afterStep?.();
     const rows: Float32Array[] = ids.map((_, t) => out.logits.slice(t * V, (t + 1) * V));
     for (const tok of decodeTokens) {

@@ -69,18 +69,25 @@ t.test('adaptive bitwidths: widths follow importance under the byte target; budg
   const config = resolveEdgeMoe(parseEdgeMoeParams({ budgetBytes: budget, adaptBytes: 2 * budget, bitsChoices: [4, 8, 32], calibrationTokens: 64 }));
   const runner = await openMoeRunner(f.compiled, spec, { threads: 1, config, tokenizer: f.checkpoint.tokenizer });
   const s0 = runner.stats();
-  t.comment(`experts at 32/8/4 bits: ${s0['expertsAt32Bits']}/${s0['expertsAt8Bits']}/${s0['expertsAt4Bits']}, store ${s0['expertStoreBytes']} bytes, target ${2 * budget}, predicted error ${s0['expertAdaptedError']?.toExponential(2)}`);
+  t.comment(
+    `experts at 32/8/4 bits: ${s0['expertsAt32Bits']}/${s0['expertsAt8Bits']}/${s0['expertsAt4Bits']}, store ${s0['expertStoreBytes']} bytes, target ${2 * budget}, predicted error ${s0['expertAdaptedError']?.toExponential(2)}`,
+  );
   assert.ok(s0['expertStoreBytes']! <= 2 * budget, 'adapted expert set exceeds its byte target');
   assert.ok(s0['expertResidentBytes']! > 0 && s0['expertResidentBytes']! <= budget, 'warm start fills the cache within the budget');
   const n = spec.numLayers * (spec.moe?.numExperts ?? 0);
   assert.ok([32, 8, 4].filter((b) => s0[`expertsAt${b}Bits`]! > 0).length >= 2 && s0['expertsAt32Bits']! < n, 'expected a mix of widths');
-  assert.ok(readdirSync(f.compiled.dir).some((n) => n.startsWith('expert-profile-')), 'profile cached next to the compiled model');
+  assert.ok(
+    readdirSync(f.compiled.dir).some((n) => n.startsWith('expert-profile-')),
+    'profile cached next to the compiled model',
+  );
   const rows = await runSequence(f, runner, promptIds(32, spec.vocabSize), [...DECODE, ...DECODE], () => {
     assert.ok(runner.stats()['expertResidentBytes']! <= budget);
   });
   const s = runner.stats();
   await runner.release();
-  t.comment(`hits ${s['expertCacheHits']}, misses ${s['expertCacheMisses']}, prefetch hits ${s['expertPrefetchHits']} of ${s['expertPrefetchIssued']} issued, prediction accuracy ${s['expertPredictionAccuracy']?.toFixed(2)}, stall ${s['expertLoadStallMs']?.toFixed(1)} ms`);
+  t.comment(
+    `hits ${s['expertCacheHits']}, misses ${s['expertCacheMisses']}, prefetch hits ${s['expertPrefetchHits']} of ${s['expertPrefetchIssued']} issued, prediction accuracy ${s['expertPredictionAccuracy']?.toFixed(2)}, stall ${s['expertLoadStallMs']?.toFixed(1)} ms`,
+  );
   assert.ok(s['expertResidentBytesPeak']! <= budget);
   assert.ok(s['expertPrefetchIssued']! > 0);
   assert.ok(s['expertPredictionAccuracy']! > 0.3);

@@ -68,7 +68,9 @@ for (const [i, arch] of (['mixtral', 'qwen2_moe', 'qwen3_moe'] as Architecture[]
       await runner.release();
       let diff = 0;
       rows.forEach((row, j) => (diff = Math.max(diff, maxAbsDiff(row, base[j]!))));
-      t.comment(`${arch} ${JSON.stringify(cfg)}: max |diff| vs resident ${diff}, hits ${s['expertCacheHits']}, misses ${s['expertCacheMisses']}, prefetch hits ${s['expertPrefetchHits']}, bytes loaded ${s['expertBytesLoaded']}, prediction accuracy ${s['expertPredictionAccuracy']?.toFixed(2)}`);
+      t.comment(
+        `${arch} ${JSON.stringify(cfg)}: max |diff| vs resident ${diff}, hits ${s['expertCacheHits']}, misses ${s['expertCacheMisses']}, prefetch hits ${s['expertPrefetchHits']}, bytes loaded ${s['expertBytesLoaded']}, prediction accuracy ${s['expertPredictionAccuracy']?.toFixed(2)}`,
+      );
       assert.ok(diff <= 1e-5, `offloaded logits differ from resident by ${diff}`);
       assert.ok(s['expertResidentBytesPeak']! <= cfg.budgetBytes);
       assert.ok(s['expertBytesLoaded']! > 0);

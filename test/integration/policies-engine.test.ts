@@ -93,41 +93,47 @@ t.test('at a 50% budget every method evicts, reports what it kept, and frees its
   }
 });
 
-t.test('StreamingLLM streams 100,000 tokens with flat KV memory and in-window perplexity; full attention degrades past 512', { skip: skip ?? false }, async (t) => {
-  const c = await openTestCore(STORIES_DIR, { prefillChunk: 256 });
-  try {
-    const tokens = storyTokens(100_000);
-    const ppl = (lp: Float32Array, from = 0): number => {
-      let s = 0;
-      for (let i = from; i < lp.length; i++) s -= lp[i] ?? 0;
-      return Math.exp(s / (lp.length - from));
-    };
-    // In-window reference on the same text: full attention on independent 512-token windows.
-    let nll = 0;
-    let n = 0;
-    for (let start = 0; start + 512 <= tokens.length; start += 512) {
-      const r = await c.score({ id: `win-${start}`, tokens: tokens.slice(start, start + 512), policy: 'full', from: 0, mode: 'target' });
-      for (const v of r.targetLogprobs) nll -= v;
-      n += r.targetLogprobs.length;
+t.test(
+  'StreamingLLM streams 100,000 tokens with flat KV memory and in-window perplexity; full attention degrades past 512',
+  { skip: skip ?? false },
+  async (t) => {
+    const c = await openTestCore(STORIES_DIR, { prefillChunk: 256 });
+    try {
+      const tokens = storyTokens(100_000);
+      const ppl = (lp: Float32Array, from = 0): number => {
+        let s = 0;
+        for (let i = from; i < lp.length; i++) s -= lp[i] ?? 0;
+        return Math.exp(s / (lp.length - from));
+      };
+      // In-window reference on the same text: full attention on independent 512-token windows.
+      let nll = 0;
+      let n = 0;
+      for (let start = 0; start + 512 <= tokens.length; start += 512) {
+        const r = await c.score({ id: `win-${start}`, tokens: tokens.slice(start, start + 512), policy: 'full', from: 0, mode: 'target' });
+        for (const v of r.targetLogprobs) nll -= v;
+        n += r.targetLogprobs.length;
+      }
+      const inWindow = Math.exp(nll / n);
+      const streaming = policy('name: streaming-256\nkind: kv-eviction\nmethod: streaming-llm\nparams: {budget: 256, sinkTokens: 4, compressEvery: 1}\n');
+      const s = await c.score({ id: 'stream', tokens, policy: streaming.name, servingPolicy: streaming, from: 0, mode: 'target', chunk: 256 });
+      const streamPpl = ppl(s.targetLogprobs);
+      const streamPeak = c.peakKvBytes();
+      // Full attention over 4096 tokens: positions far past the trained 512.
+      const f = await c.score({ id: 'full-long', tokens: tokens.slice(0, 4096), policy: 'full', from: 0, mode: 'target', chunk: 256 });
+      const fullPast512 = ppl(f.targetLogprobs, 1024);
+      t.comment(
+        `in-window perplexity ${inWindow.toFixed(3)}; streaming-llm over ${tokens.length} tokens ${streamPpl.toFixed(3)} (${(streamPpl / inWindow).toFixed(3)}x), peak KV ${streamPeak} bytes, final ${s.policy.kvTokensRetained} entries; full attention at positions 1024-4095 ${fullPast512.toFixed(3)}`,
+      );
+      assert.ok(streamPpl <= 1.3 * inWindow, `streaming perplexity ${streamPpl} vs in-window ${inWindow}`);
+      assert.ok(fullPast512 > 1.5 * inWindow, `full attention past the window should degrade: ${fullPast512}`);
+      // Flat memory: never more than the budget plus one chunk (and its growth slack) per layer.
+      const perToken = 5 * 2 * 4 * 8 * 4;
+      assert.ok(streamPeak <= (256 + 256) * 1.25 * perToken + 64 * perToken, `peak KV bytes ${streamPeak}`);
+    } finally {
+      await c.close();
     }
-    const inWindow = Math.exp(nll / n);
-    const streaming = policy('name: streaming-256\nkind: kv-eviction\nmethod: streaming-llm\nparams: {budget: 256, sinkTokens: 4, compressEvery: 1}\n');
-    const s = await c.score({ id: 'stream', tokens, policy: streaming.name, servingPolicy: streaming, from: 0, mode: 'target', chunk: 256 });
-    const streamPpl = ppl(s.targetLogprobs);
-    const streamPeak = c.peakKvBytes();
-    // Full attention over 4096 tokens: positions far past the trained 512.
-    const f = await c.score({ id: 'full-long', tokens: tokens.slice(0, 4096), policy: 'full', from: 0, mode: 'target', chunk: 256 });
-    const fullPast512 = ppl(f.targetLogprobs, 1024);
-    t.comment(`in-window perplexity ${inWindow.toFixed(3)}; streaming-llm over ${tokens.length} tokens ${streamPpl.toFixed(3)} (${(streamPpl / inWindow).toFixed(3)}x), peak KV ${streamPeak} bytes, final ${s.policy.kvTokensRetained} entries; full attention at positions 1024-4095 ${fullPast512.toFixed(3)}`);
-    assert.ok(streamPpl <= 1.3 * inWindow, `streaming perplexity ${streamPpl} vs in-window ${inWindow}`);
-    assert.ok(fullPast512 > 1.5 * inWindow, `full attention past the window should degrade: ${fullPast512}`);
-    // Flat memory: never more than the budget plus one chunk (and its growth slack) per layer.
-    const perToken = 5 * 2 * 4 * 8 * 4;
-    assert.ok(streamPeak <= (256 + 256) * 1.25 * perToken + 64 * perToken, `peak KV bytes ${streamPeak}`);
-  } finally {
-    await c.close();
-  }
-});
+  },
+);
 
 t.test('Quest and sink-window: keep-everything equals the full model; real budgets attend a fraction of the cache', { skip: skip ?? false }, async (t) => {
   const c = await openTestCore(STORIES_DIR, { prefillChunk: 64 });
@@ -174,48 +180,58 @@ t.test('Quest and sink-window: keep-everything equals the full model; real budge
   }
 });
 
-t.test('context compression runs in the engine before prefill: a prompt longer than the window fits, and the report says what was dropped', { skip: skip ?? false }, async (t) => {
-  const c = await openTestCore(STORIES_DIR, { prefillChunk: 128 });
-  try {
-    const prompt = storyTokens(700); // the window is 512
-    const sc = policy('name: sc\nkind: context-compression\nmethod: selective-context\nparams: {rate: 0.5, unit: sentence}\n');
-    const base = request('sc', prompt, sc, 8);
-    const done = (await c.generate({ ...base, captureLogprobs: false, returnDropped: true, compressionRate: 400 })).at(-1);
-    assert.ok(done?.type === 'done');
-    const d = done.policy.details;
-    t.comment(`selective-context: ${d['originalTokens']} -> ${d['compressedTokens']} tokens in ${Number(d['compressMs']).toFixed(1)} ms; ${done.dropped?.length ?? 0} dropped spans`);
-    assert.equal(done.policy.kind, 'context-compression');
-    assert.equal(d['originalTokens'], 700);
-    assert.ok(Number(d['compressedTokens']) <= 400 && Number(d['compressedTokens']) > 300);
-    assert.ok((done.dropped?.length ?? 0) > 0 && (done.dropped?.[0]?.text.length ?? 0) > 0);
-    assert.equal(done.usage.completionTokens, 8);
-    // Compressed but still too long: the error states both numbers.
-    await assert.rejects(c.generate({ ...base, id: 'sc-too-long', compressionRate: 0.99 }), /context_length_exceeded: .*512 tokens.*700 tokens/);
-    assert.equal(c.core.stats().kvBytesUsed, 0);
-  } finally {
-    await c.close();
-  }
-});
+t.test(
+  'context compression runs in the engine before prefill: a prompt longer than the window fits, and the report says what was dropped',
+  { skip: skip ?? false },
+  async (t) => {
+    const c = await openTestCore(STORIES_DIR, { prefillChunk: 128 });
+    try {
+      const prompt = storyTokens(700); // the window is 512
+      const sc = policy('name: sc\nkind: context-compression\nmethod: selective-context\nparams: {rate: 0.5, unit: sentence}\n');
+      const base = request('sc', prompt, sc, 8);
+      const done = (await c.generate({ ...base, captureLogprobs: false, returnDropped: true, compressionRate: 400 })).at(-1);
+      assert.ok(done?.type === 'done');
+      const d = done.policy.details;
+      t.comment(
+        `selective-context: ${d['originalTokens']} -> ${d['compressedTokens']} tokens in ${Number(d['compressMs']).toFixed(1)} ms; ${done.dropped?.length ?? 0} dropped spans`,
+      );
+      assert.equal(done.policy.kind, 'context-compression');
+      assert.equal(d['originalTokens'], 700);
+      assert.ok(Number(d['compressedTokens']) <= 400 && Number(d['compressedTokens']) > 300);
+      assert.ok((done.dropped?.length ?? 0) > 0 && (done.dropped?.[0]?.text.length ?? 0) > 0);
+      assert.equal(done.usage.completionTokens, 8);
+      // Compressed but still too long: the error states both numbers.
+      await assert.rejects(c.generate({ ...base, id: 'sc-too-long', compressionRate: 0.99 }), /context_length_exceeded: .*512 tokens.*700 tokens/);
+      assert.equal(c.core.stats().kvBytesUsed, 0);
+    } finally {
+      await c.close();
+    }
+  },
+);
 
-t.test('a policy that evicts only at prefill end decodes on the plain graph; one that evicts while decoding keeps statistics', { skip: skip ?? false }, async () => {
-  const c = await openTestCore(STORIES_DIR, { prefillChunk: 32 });
-  try {
-    const prompt = storyTokens(96);
-    const snap = policy('name: snapkv-50\nkind: kv-eviction\nmethod: snapkv\nparams: {budget: 0.5, observationWindow: 16, compressEvery: 0}\n');
-    const before = c.core.stats().passes;
-    const done = (await c.generate(request('snap', prompt, snap, 12))).at(-1);
-    assert.ok(done?.type === 'done' && done.policy.compressionRatio < 1, 'snapkv evicted');
-    const after = c.core.stats().passes;
-    // 96 prompt tokens in chunks of 32: three prefill passes with statistics, then 11 decode passes without.
-    assert.equal(after.stats - before.stats, 3);
-    assert.equal(after.plain - before.plain, 11);
-    const h2o = policy('name: h2o-50\nkind: kv-eviction\nmethod: h2o\nparams: {budget: 0.5, compressEvery: 1}\n');
-    const b2 = c.core.stats().passes;
-    await c.generate(request('h2o', prompt, h2o, 12));
-    const a2 = c.core.stats().passes;
-    assert.equal(a2.stats - b2.stats, 3 + 11);
-    assert.equal(a2.plain - b2.plain, 0);
-  } finally {
-    await c.close();
-  }
-});
+t.test(
+  'a policy that evicts only at prefill end decodes on the plain graph; one that evicts while decoding keeps statistics',
+  { skip: skip ?? false },
+  async () => {
+    const c = await openTestCore(STORIES_DIR, { prefillChunk: 32 });
+    try {
+      const prompt = storyTokens(96);
+      const snap = policy('name: snapkv-50\nkind: kv-eviction\nmethod: snapkv\nparams: {budget: 0.5, observationWindow: 16, compressEvery: 0}\n');
+      const before = c.core.stats().passes;
+      const done = (await c.generate(request('snap', prompt, snap, 12))).at(-1);
+      assert.ok(done?.type === 'done' && done.policy.compressionRatio < 1, 'snapkv evicted');
+      const after = c.core.stats().passes;
+      // 96 prompt tokens in chunks of 32: three prefill passes with statistics, then 11 decode passes without.
+      assert.equal(after.stats - before.stats, 3);
+      assert.equal(after.plain - before.plain, 11);
+      const h2o = policy('name: h2o-50\nkind: kv-eviction\nmethod: h2o\nparams: {budget: 0.5, compressEvery: 1}\n');
+      const b2 = c.core.stats().passes;
+      await c.generate(request('h2o', prompt, h2o, 12));
+      const a2 = c.core.stats().passes;
+      assert.equal(a2.stats - b2.stats, 3 + 11);
+      assert.equal(a2.plain - b2.plain, 0);
+    } finally {
+      await c.close();
+    }
+  },
+);

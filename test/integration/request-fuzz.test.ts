@@ -15,16 +15,52 @@ const skip = modelDir === null ? 'stories260K not found (set CAPSERVE_SHARED to 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 const SEEDS: readonly { readonly url: string; readonly body: { [k: string]: Json } }[] = [
-  { url: '/v1/completions', body: { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 4, temperature: 0, logprobs: 2, stop: ['.'], n: 1, echo: false, seed: 1 } },
+  {
+    url: '/v1/completions',
+    body: { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 4, temperature: 0, logprobs: 2, stop: ['.'], n: 1, echo: false, seed: 1 },
+  },
   { url: '/v1/completions', body: { model: 'stories260K', prompt: ['Once', [1, 2, 3]], max_tokens: 2, stream: true, logit_bias: { '5': 1 } } },
-  { url: '/v1/chat/completions', body: { model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, top_p: 0.9, logprobs: true, top_logprobs: 2 } },
-  { url: '/v1/chat/completions', body: { messages: [{ role: 'system', content: 'Be brief' }, { role: 'user', content: [{ type: 'text', text: 'Hi' }] }], stream: true, stream_options: { include_usage: true }, max_completion_tokens: 3 } },
+  {
+    url: '/v1/chat/completions',
+    body: { model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, top_p: 0.9, logprobs: true, top_logprobs: 2 },
+  },
+  {
+    url: '/v1/chat/completions',
+    body: {
+      messages: [
+        { role: 'system', content: 'Be brief' },
+        { role: 'user', content: [{ type: 'text', text: 'Hi' }] },
+      ],
+      stream: true,
+      stream_options: { include_usage: true },
+      max_completion_tokens: 3,
+    },
+  },
   { url: '/v1/responses', body: { model: 'stories260K', input: 'Hello', max_output_tokens: 4, instructions: 'x' } },
   { url: '/tokenize', body: { model: 'stories260K', prompt: 'Once upon a time', add_special_tokens: true } },
   { url: '/detokenize', body: { model: 'stories260K', tokens: [1, 2, 3] } },
 ];
 
-const ODD: readonly Json[] = [null, true, -1, 0, 1e308, -1e308, 2 ** 53 + 1, 0.5, '', 'x'.repeat(3000), '\u0000\ud800', [], {}, [[[[[[]]]]]], { cap: { policy: 'nope' } }, 'stories260K', [-5, 1e9], { '999999': 100 }];
+const ODD: readonly Json[] = [
+  null,
+  true,
+  -1,
+  0,
+  1e308,
+  -1e308,
+  2 ** 53 + 1,
+  0.5,
+  '',
+  'x'.repeat(3000),
+  '\u0000\ud800',
+  [],
+  {},
+  [[[[[[]]]]]],
+  { cap: { policy: 'nope' } },
+  'stories260K',
+  [-5, 1e9],
+  { '999999': 100 },
+];
 
 function pick<T>(rng: Rng, xs: readonly T[]): T {
   return xs[rng.nextU32() % xs.length] as T;
@@ -45,7 +81,8 @@ function mutate(rng: Rng, v: Json, depth: number): Json {
       if (d === 0) continue;
       out[k] = d === 1 ? mutate(rng, x, depth + 1) : x;
     }
-    if (rng.nextU32() % 5 === 0) out[pick(rng, ['max_tokens', 'n', 'temperature', 'top_k', 'stop', 'logprobs', 'cap', 'unknown_field', 'tools'])] = pick(rng, ODD);
+    if (rng.nextU32() % 5 === 0)
+      out[pick(rng, ['max_tokens', 'n', 'temperature', 'top_k', 'stop', 'logprobs', 'cap', 'unknown_field', 'tools'])] = pick(rng, ODD);
     return out;
   }
   return r < 5 ? pick(rng, ODD) : v;

@@ -28,7 +28,12 @@ const provider = (): ReturnType<typeof createOpenAI> => createOpenAI({ baseURL: 
 
 async function reference(maxTokens: number): Promise<string> {
   const client = new OpenAI({ baseURL: `${server.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
-  const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Once upon a time,' }], max_tokens: maxTokens, temperature: 0 });
+  const chat = await client.chat.completions.create({
+    model: MODEL,
+    messages: [{ role: 'user', content: 'Once upon a time,' }],
+    max_tokens: maxTokens,
+    temperature: 0,
+  });
   return chat.choices[0]?.message.content ?? '';
 }
 

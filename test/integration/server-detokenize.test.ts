@@ -47,7 +47,11 @@ t.test('chat: content and streamed deltas keep the first token in context', { sk
   const entries = res.choices[0]?.logprobs?.content ?? [];
   assert.equal(entries.map((e) => e.token).join(''), content);
   // Recover the completion ids from their in-context strings, then: content = decode(prompt + ids) - decode(prompt).
-  const tokenized = await fetch(`${fx().server.baseUrl}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages }) });
+  const tokenized = await fetch(`${fx().server.baseUrl}/tokenize`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages }),
+  });
   const prompt = ((await tokenized.json()) as { tokens: number[] }).tokens;
   const ids = [...prompt];
   for (const e of entries) {
@@ -116,7 +120,13 @@ t.test('out-of-vocabulary logit_bias keys and stop_token_ids: 400 naming the par
   assert.equal(stops.error.param, 'stop_token_ids');
   assert.match(stops.error.message, /512, 1000/);
   // In-vocabulary ids still work.
-  const ok = await fx().client.completions.create({ model: MODEL, prompt: 'Once', max_tokens: 2, logit_bias: { '511': 1 }, stop_token_ids: [511] } as OpenAI.CompletionCreateParamsNonStreaming);
+  const ok = await fx().client.completions.create({
+    model: MODEL,
+    prompt: 'Once',
+    max_tokens: 2,
+    logit_bias: { '511': 1 },
+    stop_token_ids: [511],
+  } as OpenAI.CompletionCreateParamsNonStreaming);
   assert.equal(ok.choices.length, 1);
 });
 

@@ -57,7 +57,9 @@ t.test('echo + logprobs, max_tokens 0: prompt logprobs equal teacher-forced ones
     const row = rows[i - 1] as Float64Array;
     const got: number = lp.token_logprobs?.[i] ?? NaN;
     assert.ok(Math.abs(got - (row[ids[i] ?? 0] ?? 0)) < 1e-4, `position ${i}: ${got} vs ${row[ids[i] ?? 0]}`);
-    const order = Array.from(row.keys()).sort((a, b) => (row[b] ?? 0) - (row[a] ?? 0) || a - b).slice(0, 3);
+    const order = Array.from(row.keys())
+      .sort((a, b) => (row[b] ?? 0) - (row[a] ?? 0) || a - b)
+      .slice(0, 3);
     const top: Record<string, number> = lp.top_logprobs?.[i] ?? {};
     const context = ids.slice(0, i);
     for (const alt of order) {
@@ -90,9 +92,11 @@ t.test('echo with generation: prompt text + completion, prompt entries then gene
 });
 
 t.test('perplexity through echo equals golden.json within 1e-4 relative', { skip }, async () => {
-  const g = (JSON.parse(readFileSync(join(fx().modelDir, 'golden.json'), 'utf8')) as {
-    perplexity_tinystories_first2000: { ids: number[]; window: number; perplexity: number };
-  }).perplexity_tinystories_first2000;
+  const g = (
+    JSON.parse(readFileSync(join(fx().modelDir, 'golden.json'), 'utf8')) as {
+      perplexity_tinystories_first2000: { ids: number[]; window: number; perplexity: number };
+    }
+  ).perplexity_tinystories_first2000;
   let nll = 0;
   let scored = 0;
   for (let start = 0; start < g.ids.length; start += g.window) {
@@ -116,22 +120,45 @@ t.test('a prompt list: 3 prompts (strings and id lists) with n=2 give six choice
   const promptTokens = texts.reduce((sum, t) => sum + fx().tok.encode(t).length, 0);
   for (const prompt of [texts, texts.map((t) => fx().tok.encode(t))]) {
     const res = await fx().client.completions.create({ model: MODEL, prompt, n: 2, max_tokens: 5, temperature: 0 });
-    assert.deepEqual(res.choices.map((c) => c.index), [0, 1, 2, 3, 4, 5]);
-    assert.deepEqual(res.choices.map((c) => c.text), expected.flatMap((e) => [e, e]));
+    assert.deepEqual(
+      res.choices.map((c) => c.index),
+      [0, 1, 2, 3, 4, 5],
+    );
+    assert.deepEqual(
+      res.choices.map((c) => c.text),
+      expected.flatMap((e) => [e, e]),
+    );
     assert.equal(res.usage?.prompt_tokens, promptTokens);
     assert.equal(res.usage?.completion_tokens, 30);
   }
-  const stream = await fx().client.completions.create({ model: MODEL, prompt: texts, n: 2, max_tokens: 5, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const stream = await fx().client.completions.create({
+    model: MODEL,
+    prompt: texts,
+    n: 2,
+    max_tokens: 5,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   const streamed = new Array<string>(6).fill('');
   let usage: OpenAI.CompletionUsage | null | undefined = null;
   for await (const chunk of stream) {
     for (const c of chunk.choices) streamed[c.index] += c.text;
     if (chunk.usage) usage = chunk.usage;
   }
-  assert.deepEqual(streamed, expected.flatMap((e) => [e, e]));
+  assert.deepEqual(
+    streamed,
+    expected.flatMap((e) => [e, e]),
+  );
   assert.equal(usage?.prompt_tokens, promptTokens);
   // echo with a list: each choice echoes its own prompt.
   const echoed = await fx().client.completions.create({ model: MODEL, prompt: texts, max_tokens: 0, echo: true, logprobs: 0 });
-  assert.deepEqual(echoed.choices.map((c) => c.text), texts);
-  assert.deepEqual(echoed.choices.map((c) => c.logprobs?.tokens?.length), texts.map((t) => fx().tok.encode(t).length));
+  assert.deepEqual(
+    echoed.choices.map((c) => c.text),
+    texts,
+  );
+  assert.deepEqual(
+    echoed.choices.map((c) => c.logprobs?.tokens?.length),
+    texts.map((t) => fx().tok.encode(t).length),
+  );
 });

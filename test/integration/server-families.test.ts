@@ -20,7 +20,8 @@ interface Cap {
   readonly kv_tokens_retained: number;
 }
 
-const PROMPT = 'Once upon a time there was a little dog who lived in a small house by the park. Every morning the dog ran to the park and played with the other dogs until the sun went down.';
+const PROMPT =
+  'Once upon a time there was a little dog who lived in a small house by the park. Every morning the dog ran to the park and played with the other dogs until the sun went down.';
 
 for (const arch of ['gemma3_text', 'qwen3_moe'] as Architecture[]) {
   t.test(`${arch} over HTTP: snapkv-25 and quest serve it and report what they did`, async (t) => {
@@ -43,7 +44,9 @@ for (const arch of ['gemma3_text', 'qwen3_moe'] as Architecture[]) {
         const usage = res.json['usage'] as { prompt_tokens: number; completion_tokens: number };
         assert.equal(cap.policy, policy);
         assert.equal(usage.completion_tokens, 8);
-        t.comment(`${arch} ${policy}: prompt ${usage.prompt_tokens} tokens, kept ${cap.kv_tokens_retained} of ${cap.context_tokens} (ratio ${cap.compression_ratio.toFixed(3)})`);
+        t.comment(
+          `${arch} ${policy}: prompt ${usage.prompt_tokens} tokens, kept ${cap.kv_tokens_retained} of ${cap.context_tokens} (ratio ${cap.compression_ratio.toFixed(3)})`,
+        );
         if (policy === 'snapkv-25') assert.ok(cap.compression_ratio < 0.75, `snapkv-25 kept ${cap.compression_ratio}`);
         if (arch === 'gemma3_text') assert.ok(usage.prompt_tokens > 16, 'the prompt is longer than the tiny Gemma 3 sliding window');
       }

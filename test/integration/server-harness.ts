@@ -57,7 +57,11 @@ export async function startServer(
   const policies = loadServingPolicies(config);
   const model = servedModel(config, policies, readModelFacts(modelDir));
   const engine = startLocalEngine({
-    ...localEngineOptions(config, policies, model, { chatTemplateFallback: fallback, threads: 1, ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}) }),
+    ...localEngineOptions(config, policies, model, {
+      chatTemplateFallback: fallback,
+      threads: 1,
+      ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
+    }),
     ...options.engine,
   });
   await engine.ready;

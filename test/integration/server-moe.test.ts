@@ -58,9 +58,25 @@ async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
 t.before(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'capserve-moe-'));
   const modelDir = path.join(root, 'mixtral');
-  const created = spawnSync(process.execPath, [cli, 'model', 'create', '--arch', 'mixtral', '--preset', 'tiny', '--seed', '1', '--out', modelDir], { encoding: 'utf8' });
+  const created = spawnSync(process.execPath, [cli, 'model', 'create', '--arch', 'mixtral', '--preset', 'tiny', '--seed', '1', '--out', modelDir], {
+    encoding: 'utf8',
+  });
   assert.equal(created.status, 0, created.stderr);
-  baseUrl = await serve(['--model', modelDir, '--policy', 'edgemoe', '--set', `policies.edgemoe.params.budgetBytes=${BUDGET}`, '--set', 'shadow.sampleRate=1', '--set', 'shadow.expertOffload=true'], root);
+  baseUrl = await serve(
+    [
+      '--model',
+      modelDir,
+      '--policy',
+      'edgemoe',
+      '--set',
+      `policies.edgemoe.params.budgetBytes=${BUDGET}`,
+      '--set',
+      'shadow.sampleRate=1',
+      '--set',
+      'shadow.expertOffload=true',
+    ],
+    root,
+  );
   await waitHealthy(baseUrl, 60_000);
 });
 
@@ -98,7 +114,13 @@ t.test('the expert cache metrics are on /metrics, labelled edgemoe, and the cach
   const text = await (await fetch(`${baseUrl}/metrics`)).text();
   const get = (name: string): number => {
     const v = sample(text, `${name}{policy="edgemoe"}`);
-    assert.ok(v !== null, `${name} is exported:\n${text.split('\n').filter((l) => l.includes('expert')).join('\n')}`);
+    assert.ok(
+      v !== null,
+      `${name} is exported:\n${text
+        .split('\n')
+        .filter((l) => l.includes('expert'))
+        .join('\n')}`,
+    );
     return v;
   };
   const hits = get('capserve_expert_cache_hits_total');
@@ -142,11 +164,16 @@ t.test('attention policies serve an MoE model too (its layer graphs have the sta
 });
 
 t.test('a dense model with --policy edgemoe stops at start, saying why', { skip: storiesModelDir() === null ? 'stories260K not found' : false }, async () => {
-  const proc = spawn(process.execPath, [cli, 'serve', '--model', storiesModelDir() as string, '--port', '0', '--policy', 'edgemoe'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [cli, 'serve', '--model', storiesModelDir() as string, '--port', '0', '--policy', 'edgemoe'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let err = '';
   proc.stderr?.setEncoding('utf8');
   proc.stderr?.on('data', (chunk: string) => (err += chunk));
   const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve));
   assert.equal(code, 1);
-  assert.match(err, /\$\.routing\.defaultPolicy: policy "edgemoe" cannot serve this model: 'edgemoe' offloads the experts of mixture-of-experts models, and the served model is dense/);
+  assert.match(
+    err,
+    /\$\.routing\.defaultPolicy: policy "edgemoe" cannot serve this model: 'edgemoe' offloads the experts of mixture-of-experts models, and the served model is dense/,
+  );
 });

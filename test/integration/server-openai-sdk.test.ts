@@ -67,7 +67,9 @@ t.test('chat completion without streaming: OpenAI shape, usage matches /tokenize
   assert.equal(res.choices[0]?.message.role, 'assistant');
   assert.equal(typeof res.choices[0]?.message.content, 'string');
   assert.equal(res.choices[0]?.finish_reason, 'length');
-  const tok = (await (await fetch(`${server.baseUrl}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages }) })).json()) as { count: number };
+  const tok = (await (
+    await fetch(`${server.baseUrl}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages }) })
+  ).json()) as { count: number };
   assert.equal(res.usage?.prompt_tokens, tok.count);
   assert.equal(res.usage?.completion_tokens, 12);
   assert.equal(res.usage?.total_tokens, tok.count + 12);
@@ -89,7 +91,14 @@ t.test('chat completion without streaming: OpenAI shape, usage matches /tokenize
 t.test('chat completion streaming: role first, deltas, finish, usage chunk; same text as non-streaming', { skip }, async () => {
   const messages = [{ role: 'user' as const, content: 'Once upon a time' }];
   const plain = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 16, temperature: 0 });
-  const stream = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 16, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const stream = await client.chat.completions.create({
+    model: MODEL,
+    messages,
+    max_tokens: 16,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   const chunks = [];
   for await (const chunk of stream) chunks.push(chunk);
   assert.equal(chunks[0]?.choices[0]?.delta.role, 'assistant');
@@ -110,7 +119,10 @@ t.test('seed: same seed, same sampled text; n > 1 gives n choices', { skip }, as
   assert.equal(a.choices[0]?.text, b.choices[0]?.text);
   assert.notEqual(a.choices[0]?.text, c.choices[0]?.text, 'a different seed samples differently (24 tokens at temperature 1)');
   const many = await client.completions.create({ model: MODEL, prompt: 'Lily and Ben', max_tokens: 24, temperature: 1, seed: 1234, n: 3 });
-  assert.deepEqual(many.choices.map((ch) => ch.index), [0, 1, 2]);
+  assert.deepEqual(
+    many.choices.map((ch) => ch.index),
+    [0, 1, 2],
+  );
   assert.equal(many.choices[0]?.text, a.choices[0]?.text, 'choice 0 uses the seed itself');
   assert.equal(many.usage?.completion_tokens, 72);
 });
@@ -144,7 +156,11 @@ t.test('logprobs: chat logprobs.content and the legacy completions form', { skip
     assert.ok(entry.logprob <= 0);
     assert.equal(entry.top_logprobs.length, 3);
     const tops = entry.top_logprobs.map((x) => x.logprob);
-    assert.deepEqual([...tops].sort((x, y) => y - x), tops, 'sorted, most likely first');
+    assert.deepEqual(
+      [...tops].sort((x, y) => y - x),
+      tops,
+      'sorted, most likely first',
+    );
     // Greedy: the chosen token is the most likely one.
     assert.ok(Math.abs((tops[0] ?? 0) - entry.logprob) < 1e-6);
     assert.deepEqual(entry.bytes, [...Buffer.from(entry.token, 'utf8')]);
@@ -160,7 +176,13 @@ t.test('logprobs: chat logprobs.content and the legacy completions form', { skip
 });
 
 t.test('errors surface as the SDK APIError subclasses with status, code and param', { skip }, async () => {
-  const expectError = async (fn: () => Promise<unknown>, ctor: new (...args: never[]) => InstanceType<typeof OpenAI.APIError>, status: number, code: string, param?: string) => {
+  const expectError = async (
+    fn: () => Promise<unknown>,
+    ctor: new (...args: never[]) => InstanceType<typeof OpenAI.APIError>,
+    status: number,
+    code: string,
+    param?: string,
+  ) => {
     await assert.rejects(fn, (err: unknown) => {
       assert.ok(err instanceof ctor, `expected ${ctor.name}, got ${String(err)}`);
       assert.equal(err.status, status);
@@ -171,9 +193,20 @@ t.test('errors surface as the SDK APIError subclasses with status, code and para
   };
   const messages = [{ role: 'user' as const, content: 'x' }];
   await expectError(() => client.chat.completions.create({ model: 'gpt-4o', messages }), OpenAI.NotFoundError, 404, 'model_not_found', 'model');
-  await expectError(() => client.chat.completions.create({ model: MODEL, messages, temperature: 5 }), OpenAI.BadRequestError, 400, 'invalid_request', 'temperature');
   await expectError(
-    () => client.chat.completions.create({ model: MODEL, messages, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', format: 'date' } } } }),
+    () => client.chat.completions.create({ model: MODEL, messages, temperature: 5 }),
+    OpenAI.BadRequestError,
+    400,
+    'invalid_request',
+    'temperature',
+  );
+  await expectError(
+    () =>
+      client.chat.completions.create({
+        model: MODEL,
+        messages,
+        response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', format: 'date' } } },
+      }),
     OpenAI.BadRequestError,
     400,
     'invalid_request',
@@ -186,7 +219,13 @@ t.test('errors surface as the SDK APIError subclasses with status, code and para
     'context_length_exceeded',
     'prompt',
   );
-  await expectError(() => client.completions.create({ model: MODEL, prompt: 'x', max_tokens: 600 }), OpenAI.BadRequestError, 400, 'context_length_exceeded', 'max_tokens');
+  await expectError(
+    () => client.completions.create({ model: MODEL, prompt: 'x', max_tokens: 600 }),
+    OpenAI.BadRequestError,
+    400,
+    'context_length_exceeded',
+    'max_tokens',
+  );
 
   // A second app over the same engine, with API keys.
   const config = loadConfig({ overrides: [`model.dir=${modelDir as string}`, 'server.apiKeys=[secret-key]'].map(parseOverride) });

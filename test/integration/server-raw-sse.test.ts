@@ -66,7 +66,9 @@ t.test('raw socket: SSE head and framing byte for byte', { skip }, async () => {
   assert.ok(body.endsWith('data: [DONE]\n\n'));
   const events = body.split('\n\n').slice(0, -1);
   for (const e of events) assert.match(e, /^data: [^\n]+$/);
-  const json = events.slice(0, -1).map((e) => JSON.parse(e.slice(6)) as { object: string; choices: { delta?: { role?: string }; finish_reason?: string | null }[]; usage?: unknown });
+  const json = events
+    .slice(0, -1)
+    .map((e) => JSON.parse(e.slice(6)) as { object: string; choices: { delta?: { role?: string }; finish_reason?: string | null }[]; usage?: unknown });
   assert.equal(json[0]?.choices[0]?.delta?.role, 'assistant');
   assert.ok(json.every((e) => e.object === 'chat.completion.chunk'));
   assert.equal(json.at(-2)?.choices[0]?.finish_reason, 'length');
@@ -88,7 +90,14 @@ for (const stream of [true, false]) {
   t.test(`disconnect mid-generation (stream=${stream}): the sequence stops and KV bytes return to baseline`, { skip }, async () => {
     await waitFor(() => server.engine.health().running === 0, 3000, 'idle engine');
     const baseline = server.engine.health().kvBytesUsed;
-    const req = rawRequest(server.port, '/v1/completions', { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 480, temperature: 1, ignore_eos: true, stream });
+    const req = rawRequest(server.port, '/v1/completions', {
+      model: 'stories260K',
+      prompt: 'Once upon a time',
+      max_tokens: 480,
+      temperature: 1,
+      ignore_eos: true,
+      stream,
+    });
     await waitFor(() => server.engine.health().kvBytesUsed > baseline, 5000, 'KV in use');
     if (stream) await waitFor(() => req.received().includes('data: '), 5000, 'first SSE event');
     req.socket.destroy();

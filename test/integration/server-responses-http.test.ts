@@ -18,10 +18,20 @@ t.test('responses.create: the response object, same text as chat completions for
   assert.equal(res.object, 'response');
   assert.equal(res.status, 'incomplete');
   assert.equal(res.usage?.output_tokens, 8);
-  const chat = await fx().client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Once upon a time,' }], max_tokens: 8, temperature: 0 });
+  const chat = await fx().client.chat.completions.create({
+    model: MODEL,
+    messages: [{ role: 'user', content: 'Once upon a time,' }],
+    max_tokens: 8,
+    temperature: 0,
+  });
   assert.equal(res.output_text, chat.choices[0]?.message.content);
   assert.equal(res.usage?.input_tokens, chat.usage?.prompt_tokens);
-  const items = await fx().client.responses.create({ model: MODEL, input: [{ role: 'user', content: [{ type: 'input_text', text: 'Once upon a time,' }] }], max_output_tokens: 8, temperature: 0 });
+  const items = await fx().client.responses.create({
+    model: MODEL,
+    input: [{ role: 'user', content: [{ type: 'input_text', text: 'Once upon a time,' }] }],
+    max_output_tokens: 8,
+    temperature: 0,
+  });
   assert.equal(items.output_text, res.output_text);
 });
 
@@ -54,7 +64,13 @@ t.test('instructions and previous_response_id: the conversation continues; an un
   const alone = await fx().client.responses.create({ model: MODEL, input: 'And then?', max_output_tokens: 4, temperature: 0 });
   assert.equal(second.previous_response_id, first.id);
   assert.ok((second.usage?.input_tokens ?? 0) > (alone.usage?.input_tokens ?? 0) + (first.usage?.output_tokens ?? 0) - 1);
-  const instructed = await fx().client.responses.create({ model: MODEL, input: 'And then?', instructions: 'Tell a story.', max_output_tokens: 4, temperature: 0 });
+  const instructed = await fx().client.responses.create({
+    model: MODEL,
+    input: 'And then?',
+    instructions: 'Tell a story.',
+    max_output_tokens: 4,
+    temperature: 0,
+  });
   assert.ok((instructed.usage?.input_tokens ?? 0) > (alone.usage?.input_tokens ?? 0));
   await assert.rejects(
     fx().client.responses.create({ model: MODEL, input: 'x', previous_response_id: 'resp_unknown', max_output_tokens: 2 }),

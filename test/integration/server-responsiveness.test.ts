@@ -66,7 +66,9 @@ t.test('GET /health p99 stays under 50 ms while 2,048-token prefills run', { ski
   assert.ok(prefillsDone >= 2, `prefills completed during probing: ${prefillsDone}`);
   assert.ok(latencies.length >= 100, `samples taken during prefill: ${latencies.length}`);
   const { p50, p99 } = percentiles(latencies);
-  t.comment(`/health during prefill: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, n=${latencies.length}, 2,048-token prefills completed: ${prefillsDone}`);
+  t.comment(
+    `/health during prefill: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, n=${latencies.length}, 2,048-token prefills completed: ${prefillsDone}`,
+  );
   assert.ok(p99 < 50, `/health p99 ${p99.toFixed(1)} ms (p50 ${p50.toFixed(1)} ms, n=${latencies.length}, prefills ${prefillsDone})`);
 });
 

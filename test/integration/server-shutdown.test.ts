@@ -18,7 +18,19 @@ interface Served {
 
 /** Runs `capserve serve` as a child process on a free port and waits until /health is 200. */
 async function serve(t: { after: (fn: () => void) => void }, sets: string[]): Promise<Served> {
-  const args = [cli, 'serve', '--model', modelDir as string, '--port', '0', '--set', 'model.chatTemplateFallback=chatml', '--set', 'engine.threads=1', ...sets.flatMap((s) => ['--set', s])];
+  const args = [
+    cli,
+    'serve',
+    '--model',
+    modelDir as string,
+    '--port',
+    '0',
+    '--set',
+    'model.chatTemplateFallback=chatml',
+    '--set',
+    'engine.threads=1',
+    ...sets.flatMap((s) => ['--set', s]),
+  ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAPSERVE_LOG_LEVEL: 'info' } });
   t.after(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
@@ -107,7 +119,10 @@ t.test('SIGTERM with the grace period over: running streams end with a shutting_
   await stream.firstData;
   served.child.kill('SIGTERM');
   const body = await stream.body;
-  assert.match(body, /data: \{"error":\{"message":"The server is shutting down\.","type":"service_unavailable","param":null,"code":"shutting_down"\}\}\n\ndata: \[DONE\]\n\n$/);
+  assert.match(
+    body,
+    /data: \{"error":\{"message":"The server is shutting down\.","type":"service_unavailable","param":null,"code":"shutting_down"\}\}\n\ndata: \[DONE\]\n\n$/,
+  );
   assert.equal(await served.exited, 0);
 });
 

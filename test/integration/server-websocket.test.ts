@@ -38,7 +38,10 @@ t.test('websocket: event sequence, deltas add up to the text, usage, then the ne
   assert.deepEqual(types.slice(1, 3), ['response.output_item.added', 'response.content_part.added']);
   assert.deepEqual(types.slice(-4), ['response.output_text.done', 'response.content_part.done', 'response.output_item.done', 'response.completed']);
   assert.ok(types.slice(3, -4).every((ty) => ty === 'response.output_text.delta'));
-  const deltas = log.events.filter((e) => e['type'] === 'response.output_text.delta').map((e) => String(e['delta'])).join('');
+  const deltas = log.events
+    .filter((e) => e['type'] === 'response.output_text.delta')
+    .map((e) => String(e['delta']))
+    .join('');
   const done = log.events.find((e) => e['type'] === 'response.output_text.done');
   assert.equal(done?.['text'], deltas);
   const response = completed['response'] as { status: string; usage: { output_tokens: number; input_tokens: number; total_tokens: number } };

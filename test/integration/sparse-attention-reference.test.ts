@@ -34,7 +34,15 @@ function logSoftmax(row: Float64Array): Float64Array {
 }
 
 /** Quest (Tang et al., 2024) at decode: per KV head, the newest page plus the topPages pages whose bound sum_c max(q_c min_c, q_c max_c), maxed over the group's query heads, is highest. */
-function questRule(numHeads: number, numKvHeads: number, headDim: number, pageSize: number, topPages: number, denseLayers: number, fromPos: number): AttentionRule {
+function questRule(
+  numHeads: number,
+  numKvHeads: number,
+  headDim: number,
+  pageSize: number,
+  topPages: number,
+  denseLayers: number,
+  fromPos: number,
+): AttentionRule {
   const group = numHeads / numKvHeads;
   return ({ layer, pos, query, keys }) => {
     if (pos < fromPos || layer < denseLayers) return null;
@@ -75,7 +83,11 @@ function sinkWindowRule(sinkTokens: number, windowTokens: number, prefillEnd: nu
   return ({ pos }) => (pos >= prefillEnd ? null : (_h, j) => j <= pos && (j < sinkTokens || pos - j < windowTokens));
 }
 
-async function compareWithReference(dir: string, served: Policy, rule: (n: { numHeads: number; numKvHeads: number; headDim: number }) => AttentionRule): Promise<number> {
+async function compareWithReference(
+  dir: string,
+  served: Policy,
+  rule: (n: { numHeads: number; numKvHeads: number; headDim: number }) => AttentionRule,
+): Promise<number> {
   const c = await openTestCore(dir, { prefillChunk: 32 });
   try {
     const spec = c.checkpoint.spec;

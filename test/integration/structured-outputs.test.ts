@@ -23,7 +23,14 @@ const PERSON = {
   },
   required: ['name', 'age', 'mood', 'pets', 'friend'],
   additionalProperties: false,
-  $defs: { friend: { type: 'object', properties: { name: { type: 'string', maxLength: 16 }, tall: { type: 'boolean' } }, required: ['name', 'tall'], additionalProperties: false } },
+  $defs: {
+    friend: {
+      type: 'object',
+      properties: { name: { type: 'string', maxLength: 16 }, tall: { type: 'boolean' } },
+      required: ['name', 'tall'],
+      additionalProperties: false,
+    },
+  },
 };
 const validatePerson = ajv.compile(PERSON);
 
@@ -112,7 +119,12 @@ t.test('every serving policy serves a constrained request and the output validat
   const list = (await (await fetch(`${stories().server.baseUrl}/v1/policies`)).json()) as { data: { name: string; kind: string }[] };
   const names = list.data.map((p) => p.name).filter((n) => n !== 'edgemoe');
   assert.ok(names.length >= 5, names.join(','));
-  const schema = { type: 'object', properties: { ok: { type: 'boolean' }, words: { type: 'array', items: { enum: ['cat', 'dog', 'sun'] } } }, required: ['ok', 'words'], additionalProperties: false };
+  const schema = {
+    type: 'object',
+    properties: { ok: { type: 'boolean' }, words: { type: 'array', items: { enum: ['cat', 'dog', 'sun'] } } },
+    required: ['ok', 'words'],
+    additionalProperties: false,
+  };
   const validate = ajv.compile(schema);
   for (const policy of names) {
     const res = await post('/v1/completions', {
@@ -136,7 +148,14 @@ t.test('a tight max_tokens still ends in a valid document (the grammar closes it
   const validate = ajv.compile(schema);
   // The shortest document, {"story":"","n":0}, is 18 bytes: every byte has a token, so 18 tokens always suffice.
   for (const maxTokens of [18, 20, 24, 32]) {
-    const res = await post('/v1/completions', { prompt: 'Once upon a time', response_format: { type: 'json_schema', json_schema: { name: 's', schema } }, temperature: 1, seed: maxTokens, n: 4, max_tokens: maxTokens });
+    const res = await post('/v1/completions', {
+      prompt: 'Once upon a time',
+      response_format: { type: 'json_schema', json_schema: { name: 's', schema } },
+      temperature: 1,
+      seed: maxTokens,
+      n: 4,
+      max_tokens: maxTokens,
+    });
     const body = (await res.json()) as { choices: { text: string }[] };
     for (const c of body.choices) assert.ok(validate(JSON.parse(c.text)), `max_tokens ${maxTokens}: ${c.text}`);
   }
@@ -150,14 +169,23 @@ t.test('Responses API text.format json_schema, JSON and SSE', { skip }, async ()
   assert.ok(validatePerson(JSON.parse(body.output_text)), body.output_text);
   assert.equal(body.cap.constraint?.type, 'json_schema');
   const streamed = await post('/v1/responses', { input: 'Describe a person.', text: { format }, temperature: 1, max_output_tokens: 200, stream: true });
-  const events = (await streamed.text()).split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6)) as { type: string; delta?: string });
-  const text = events.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta ?? '').join('');
+  const events = (await streamed.text())
+    .split('\n')
+    .filter((l) => l.startsWith('data: '))
+    .map((l) => JSON.parse(l.slice(6)) as { type: string; delta?: string });
+  const text = events
+    .filter((e) => e.type === 'response.output_text.delta')
+    .map((e) => e.delta ?? '')
+    .join('');
   assert.ok(validatePerson(JSON.parse(text)), text);
 });
 
 t.test('unsupported schema features are OpenAI-shaped 400s naming the schema path', { skip }, async () => {
   const cases: [unknown, string][] = [
-    [{ type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { type: 'string', pattern: '^a' } }, required: ['a'] } } }, 'response_format.json_schema.schema.properties.a.pattern'],
+    [
+      { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { type: 'string', pattern: '^a' } }, required: ['a'] } } },
+      'response_format.json_schema.schema.properties.a.pattern',
+    ],
     [{ type: 'json_schema', json_schema: { name: 'bad name!', schema: {} } }, 'response_format.json_schema.name'],
     [{ type: 'json_schema', json_schema: { name: 'x', schema: { $ref: '#/$defs/nope' } } }, 'response_format.json_schema.schema.$ref'],
   ];

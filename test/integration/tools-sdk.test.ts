@@ -67,7 +67,15 @@ t.test('a tool loop with tool_choice required: valid calls, tool results in hist
   const { client } = stories();
   for (let seed = 0; seed < 10; seed++) {
     const messages: ChatCompletionMessageParam[] = [{ role: 'user', content: 'What is the weather in Paris?' }];
-    const first: ChatCompletion = await client.chat.completions.create({ model: 'stories260K', messages, tools: [WEATHER, TIME], tool_choice: 'required', temperature: 1, seed, max_tokens: 100 });
+    const first: ChatCompletion = await client.chat.completions.create({
+      model: 'stories260K',
+      messages,
+      tools: [WEATHER, TIME],
+      tool_choice: 'required',
+      temperature: 1,
+      seed,
+      max_tokens: 100,
+    });
     const choice = first.choices[0];
     assert.ok(choice);
     assert.equal(choice.finish_reason, 'tool_calls', JSON.stringify(choice.message));
@@ -84,7 +92,14 @@ t.test('a tool loop with tool_choice required: valid calls, tool results in hist
     messages.push(choice.message);
     for (const call of calls) messages.push({ role: 'tool', tool_call_id: call.id, content: '21C' });
     // tool_choice none: no tools in the prompt, the history's calls and results still render.
-    const second: ChatCompletion = await client.chat.completions.create({ model: 'stories260K', messages, tools: [WEATHER, TIME], tool_choice: 'none', temperature: 0, max_tokens: 10 });
+    const second: ChatCompletion = await client.chat.completions.create({
+      model: 'stories260K',
+      messages,
+      tools: [WEATHER, TIME],
+      tool_choice: 'none',
+      temperature: 0,
+      max_tokens: 10,
+    });
     assert.equal(typeof second.choices[0]?.message.content, 'string');
     assert.equal(second.choices[0]?.message.tool_calls, undefined);
   }
@@ -161,12 +176,25 @@ t.test('tool definitions the grammar cannot enforce are OpenAI-shaped 400s', { s
 t.test('AI SDK generateObject (chat provider, json_schema) and generateText with a required tool', { skip }, async () => {
   const provider = createOpenAI({ baseURL: `${stories().server.baseUrl}/v1`, apiKey: 'unused' });
   for (let seed = 0; seed < 5; seed++) {
-    const { object } = await generateObject({ model: provider.chat('stories260K'), schema: Character, prompt: 'A character:', temperature: 1, seed, maxOutputTokens: 160 });
+    const { object } = await generateObject({
+      model: provider.chat('stories260K'),
+      schema: Character,
+      prompt: 'A character:',
+      temperature: 1,
+      seed,
+      maxOutputTokens: 160,
+    });
     assert.ok(Character.safeParse(object).success, JSON.stringify(object));
   }
   // The default provider speaks the Responses API: text.format json_schema.
   for (let i = 0; i < 3; i++) {
-    const { object } = await generateObject({ model: provider('stories260K'), schema: Character, prompt: 'A character:', temperature: 1, maxOutputTokens: 160 });
+    const { object } = await generateObject({
+      model: provider('stories260K'),
+      schema: Character,
+      prompt: 'A character:',
+      temperature: 1,
+      maxOutputTokens: 160,
+    });
     assert.ok(Character.safeParse(object).success, JSON.stringify(object));
   }
   const r = await generateText({

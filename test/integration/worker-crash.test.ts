@@ -83,7 +83,14 @@ t.test('a restarted worker that cannot reload the model is not retried: the engi
   const dir = path.join(root, 'model');
   cpSync(modelDir as string, dir, { recursive: true });
   const warnings: string[] = [];
-  const engine = await createLocalEngine({ modelDir: dir, cacheDir: TEST_CACHE_DIR, threads: 1, faultInjection: true, restartDelayMs: 10, onWarning: (m) => warnings.push(m) });
+  const engine = await createLocalEngine({
+    modelDir: dir,
+    cacheDir: TEST_CACHE_DIR,
+    threads: 1,
+    faultInjection: true,
+    restartDelayMs: 10,
+    onWarning: (m) => warnings.push(m),
+  });
   t.after(() => engine.close());
   assert.equal(engine.health().ready, true);
   // The checkpoint goes bad on disk while the first worker serves.
@@ -92,7 +99,10 @@ t.test('a restarted worker that cannot reload the model is not retried: the engi
   engine.injectCrash();
   await waitFor(() => warnings.length === 2, 30_000, 'the failed reload reported');
   assert.match(warnings[0] ?? '', /^the inference worker crashed: injected crash; .* restarting it in 10 ms$/);
-  assert.match(warnings[1] ?? '', new RegExp(`^the restarted inference worker could not reload the model; not retrying: ${weights.replace(/[.]/g, '\\.')}: .*truncated`));
+  assert.match(
+    warnings[1] ?? '',
+    new RegExp(`^the restarted inference worker could not reload the model; not retrying: ${weights.replace(/[.]/g, '\\.')}: .*truncated`),
+  );
   // What `serve` exits on (one line, exit 1), so a supervisor restarts the process.
   const failure = await engine.reloadFailed;
   assert.ok(failure.message.startsWith(`${weights}: `), failure.message);
@@ -101,5 +111,7 @@ t.test('a restarted worker that cannot reload the model is not retried: the engi
   assert.equal(health.notReady, 'The inference worker failed and was not restarted.');
   assert.equal(health.worker, 'failed');
   assert.equal(health.workerRestarts, 1);
-  assert.throws(() => engine.generate({ id: 'x', promptTokens: [1], sampling: { ...DEFAULT_SAMPLING, maxTokens: 1 }, policy: 'full' }), { code: 'engine_failed' });
+  assert.throws(() => engine.generate({ id: 'x', promptTokens: [1], sampling: { ...DEFAULT_SAMPLING, maxTokens: 1 }, policy: 'full' }), {
+    code: 'engine_failed',
+  });
 });

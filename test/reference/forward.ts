@@ -11,7 +11,11 @@ import type { ModelSpec, RopeParameters, WeightSource } from '../../src/model/sp
  * transformers' inv_freq over the rotary dimensions (head_dim x partial_rotary_factor)
  * for the default, linear, llama3 and longrope (short or long factors) rope types, in float64.
  */
-export function ropeInvFreq(spec: ModelSpec, which: 'short' | 'long' = 'short', rope: RopeParameters = { theta: spec.ropeTheta, scaling: spec.ropeScaling }): Float64Array {
+export function ropeInvFreq(
+  spec: ModelSpec,
+  which: 'short' | 'long' = 'short',
+  rope: RopeParameters = { theta: spec.ropeTheta, scaling: spec.ropeScaling },
+): Float64Array {
   const dim = spec.rotaryDim;
   const theta = rope.theta;
   const inv = new Float64Array(dim / 2);
@@ -171,7 +175,10 @@ export function routeTopK(logits: Float64Array, topK: number, normalize: boolean
   for (const v of logits) max = Math.max(max, v);
   const probs = Array.from(logits, (v) => Math.exp(v - max));
   const sum = probs.reduce((a, b) => a + b, 0);
-  const order = probs.map((p, i) => ({ p: p / sum, i })).sort((a, b) => b.p - a.p || a.i - b.i).slice(0, topK);
+  const order = probs
+    .map((p, i) => ({ p: p / sum, i }))
+    .sort((a, b) => b.p - a.p || a.i - b.i)
+    .slice(0, topK);
   const total = order.reduce((a, b) => a + b.p, 0);
   return { experts: order.map((o) => o.i), weights: order.map((o) => (normalize ? o.p / total : o.p)) };
 }
@@ -210,7 +217,15 @@ function loadMoe(spec: ModelSpec, weights: WeightSource, layer: number): SparseM
   return {
     router: linear(weights, `${base}.gate`, moe.numExperts, h, false),
     experts,
-    shared: si === null ? null : mlpLoad(weights, { gate: `${base}.shared_expert.gate_proj.weight`, up: `${base}.shared_expert.up_proj.weight`, down: `${base}.shared_expert.down_proj.weight` }, si, h),
+    shared:
+      si === null
+        ? null
+        : mlpLoad(
+            weights,
+            { gate: `${base}.shared_expert.gate_proj.weight`, up: `${base}.shared_expert.up_proj.weight`, down: `${base}.shared_expert.down_proj.weight` },
+            si,
+            h,
+          ),
     sharedGate: si === null ? null : linear(weights, `${base}.shared_expert_gate`, 1, h, false),
   };
 }
@@ -279,7 +294,12 @@ export class ReferenceModel {
       // Gemma's RMSNorm multiplies by (1 + weight).
       const norm = (name: string, size: number): Float64Array => load(weights, `${p}.${name}.weight`, [size]).map((w) => (spec.normUnitOffset ? 1 + w : w));
       const window = spec.layerWindows[i] ?? null;
-      const ropeParams = spec.ropeLayers[i] === false ? null : window !== null && spec.slidingRope !== null ? spec.slidingRope : { theta: spec.ropeTheta, scaling: spec.ropeScaling };
+      const ropeParams =
+        spec.ropeLayers[i] === false
+          ? null
+          : window !== null && spec.slidingRope !== null
+            ? spec.slidingRope
+            : { theta: spec.ropeTheta, scaling: spec.ropeScaling };
       const short = ropeParams === null ? null : ropeInvFreq(spec, 'short', ropeParams);
       this.layers.push({
         inputNorm: norm('input_layernorm', h),

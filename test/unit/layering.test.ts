@@ -46,7 +46,8 @@ const GOOD: Record<string, string> = {
   'src/model/spec.ts': 'export const spec = 1;\n',
   'src/runtime/session.ts': "import { spec } from '../model/spec.js';\nexport const session = spec;\n",
   'src/policies/method.ts': "import { spec } from '../model/spec.js';\nexport const method = spec;\n",
-  'src/engine/core.ts': "import { session } from '../runtime/session.js';\nimport { method } from '../policies/method.js';\nexport const core = session + method;\n",
+  'src/engine/core.ts':
+    "import { session } from '../runtime/session.js';\nimport { method } from '../policies/method.js';\nexport const core = session + method;\n",
 };
 
 t.test('upward and sideways imports, and an unplaced directory, are reported by rule name; downward ones are not', async () => {
@@ -56,7 +57,9 @@ t.test('upward and sideways imports, and an unplaced directory, are reported by 
     'src/model/spec.ts': "import type { core } from '../engine/core.js';\nexport const spec = 1;\nexport type Core = typeof core;\n",
     'src/elsewhere/thing.ts': "import { spec } from '../model/spec.js';\nexport const thing = spec;\n",
   };
-  const found = cruise(bad).map((v) => `${v.rule.name}: ${v.from} -> ${v.to}`).sort();
+  const found = cruise(bad)
+    .map((v) => `${v.rule.name}: ${v.from} -> ${v.to}`)
+    .sort();
   assert.deepEqual(found, [
     'layer-model: src/model/spec.ts -> src/engine/core.ts',
     'layer-policies: src/policies/method.ts -> src/runtime/session.ts',

@@ -101,7 +101,8 @@ export function convert(sf, checker) {
   // The root name: `t` unless a `t` declared around some use would shadow it.
   let root = 't';
   const visitShadow = (node) => {
-    if (ts.isIdentifier(node) && kindOf(node) !== undefined && ts.isCallExpression(node.parent) && node.parent.expression === node && shadowed(node, 't', sf)) root = 'tap';
+    if (ts.isIdentifier(node) && kindOf(node) !== undefined && ts.isCallExpression(node.parent) && node.parent.expression === node && shadowed(node, 't', sf))
+      root = 'tap';
     ts.forEachChild(node, visitShadow);
   };
   visitShadow(sf);
@@ -164,7 +165,8 @@ export function convert(sf, checker) {
     } else if (ts.isIdentifier(node) && kindOf(node) !== undefined && !(ts.isCallExpression(node.parent) && node.parent.expression === node)) {
       const parent = node.parent;
       const declaration = ts.isImportClause(parent) || ts.isImportSpecifier(parent);
-      if (!declaration && !(ts.isPropertyAccessExpression(parent) && parent.name === node)) problems.push(`${where(node)}: node:test's \`${node.text}\` used other than as a call`);
+      if (!declaration && !(ts.isPropertyAccessExpression(parent) && parent.name === node))
+        problems.push(`${where(node)}: node:test's \`${node.text}\` used other than as a call`);
     }
     ts.forEachChild(node, visit);
   };

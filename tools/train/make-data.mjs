@@ -20,7 +20,10 @@ const { Rng } = await import(join(root, 'dist/src/model/create/prng.js'));
 
 const { values } = parseArgs({
   options: {
-    out: { type: 'string' }, length: { type: 'string' }, rows: { type: 'string' }, seed: { type: 'string', default: '1' },
+    out: { type: 'string' },
+    length: { type: 'string' },
+    rows: { type: 'string' },
+    seed: { type: 'string', default: '1' },
     tokenizer: { type: 'string', default: join(root, '../shared/models/stories260K') },
     text: { type: 'string', default: join(root, '../shared/data/text') },
     'text-share': { type: 'string', default: '0.15' },
@@ -35,12 +38,24 @@ const seed = Number(values.seed);
 const minLength = values['min-length'] ? Number(values['min-length']) : Math.floor(L * 0.55);
 const tok = loadTokenizer(values.tokenizer);
 const count = (s) => tok.encode(s, { addSpecialTokens: false }).length;
-const texts = readdirSync(values.text).filter((f) => f.endsWith('.txt') && readFileSync(join(values.text, f)).length > 100_000).sort();
+const texts = readdirSync(values.text)
+  .filter((f) => f.endsWith('.txt') && readFileSync(join(values.text, f)).length > 100_000)
+  .sort();
 const haystacks = texts.map((f) => Haystack.fromText(readFileSync(join(values.text, f), 'utf8'), count));
 // Task mix: retrieval tasks dominate; multi-value, multi-query and variable tracking are rarer.
 const mix = values.mix
-  ? values.mix.split(',').map((s) => { const [t, w] = s.split(':'); return [t, Number(w)]; })
-  : [['passkey', 3], ['niah-single', 3], ['niah-multikey', 3], ['niah-multivalue', 1], ['niah-multiquery', 1], ['vt', 1]];
+  ? values.mix.split(',').map((s) => {
+      const [t, w] = s.split(':');
+      return [t, Number(w)];
+    })
+  : [
+      ['passkey', 3],
+      ['niah-single', 3],
+      ['niah-multikey', 3],
+      ['niah-multivalue', 1],
+      ['niah-multiquery', 1],
+      ['vt', 1],
+    ];
 const mixTotal = mix.reduce((a, [, w]) => a + w, 0);
 const rng = new Rng(seed, 0x7a1);
 const ids = new Int16Array(N * L);
@@ -62,7 +77,13 @@ for (let r = 0; r < N; r++) {
   } else {
     let x = rng.nextU32() % mixTotal;
     let task = mix[0][0];
-    for (const [t, wt] of mix) { if (x < wt) { task = t; break; } x -= wt; }
+    for (const [t, wt] of mix) {
+      if (x < wt) {
+        task = t;
+        break;
+      }
+      x -= wt;
+    }
     let opts = { targetTokens: target, depth: (rng.nextU32() % 10001) / 10000, seed: rng.nextU32() % 1_000_000_000 };
     let item;
     try {

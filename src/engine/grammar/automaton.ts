@@ -182,7 +182,7 @@ export class GrammarAutomaton {
       top--;
       const node = nodes[top] ?? 0;
       const s = states[top] ?? 0;
-      const end = (t.edgeStart[node + 1] ?? 0);
+      const end = t.edgeStart[node + 1] ?? 0;
       for (let e = t.edgeStart[node] ?? 0; e < end; e++) {
         const next = this.step(s, t.edgeByte[e] ?? 0);
         if (next === DEAD) continue;

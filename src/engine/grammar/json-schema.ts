@@ -32,16 +32,68 @@ export class SchemaError extends Error {
 
 /** Keywords that only annotate, or that this compiler reads itself. */
 const KNOWN = new Set([
-  '$schema', '$id', '$anchor', '$comment', 'title', 'description', 'default', 'examples', 'deprecated', 'readOnly', 'writeOnly',
-  '$defs', 'definitions', '$ref', 'type', 'enum', 'const', 'anyOf', 'allOf', 'properties', 'required', 'additionalProperties',
-  'items', 'minItems', 'maxItems', 'minLength', 'maxLength', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'strict',
+  '$schema',
+  '$id',
+  '$anchor',
+  '$comment',
+  'title',
+  'description',
+  'default',
+  'examples',
+  'deprecated',
+  'readOnly',
+  'writeOnly',
+  '$defs',
+  'definitions',
+  '$ref',
+  'type',
+  'enum',
+  'const',
+  'anyOf',
+  'allOf',
+  'properties',
+  'required',
+  'additionalProperties',
+  'items',
+  'minItems',
+  'maxItems',
+  'minLength',
+  'maxLength',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'exclusiveMaximum',
+  'strict',
   'nullable',
 ]);
 /** Validation keywords that would be silently ignored: refused instead. */
 const UNSUPPORTED = new Set([
-  'pattern', 'format', 'multipleOf', 'uniqueItems', 'contains', 'minContains', 'maxContains', 'prefixItems', 'not', 'if', 'then', 'else',
-  'oneOf', 'patternProperties', 'propertyNames', 'minProperties', 'maxProperties', 'dependentRequired', 'dependentSchemas',
-  'dependencies', 'unevaluatedProperties', 'unevaluatedItems', 'contentEncoding', 'contentMediaType', 'contentSchema', '$dynamicRef',
+  'pattern',
+  'format',
+  'multipleOf',
+  'uniqueItems',
+  'contains',
+  'minContains',
+  'maxContains',
+  'prefixItems',
+  'not',
+  'if',
+  'then',
+  'else',
+  'oneOf',
+  'patternProperties',
+  'propertyNames',
+  'minProperties',
+  'maxProperties',
+  'dependentRequired',
+  'dependentSchemas',
+  'dependencies',
+  'unevaluatedProperties',
+  'unevaluatedItems',
+  'contentEncoding',
+  'contentMediaType',
+  'contentSchema',
+  '$dynamicRef',
   '$recursiveRef',
 ]);
 
@@ -122,7 +174,9 @@ export class JsonGrammar {
       if (UNSUPPORTED.has(key)) throw new SchemaError(join(path, key), `the JSON Schema keyword '${key}' is not supported`);
     }
     if (typeof s['$ref'] === 'string') {
-      const others = Object.keys(s).filter((k) => KNOWN.has(k) && !['$ref', 'title', 'description', '$comment', 'default', 'examples', '$defs', 'definitions'].includes(k));
+      const others = Object.keys(s).filter(
+        (k) => KNOWN.has(k) && !['$ref', 'title', 'description', '$comment', 'default', 'examples', '$defs', 'definitions'].includes(k),
+      );
       if (others.length > 0) throw new SchemaError(join(path, others[0] ?? ''), "'$ref' with sibling validation keywords is not supported");
       const target = this.resolve(s['$ref'], join(path, '$ref'));
       return [[ref(this.schema(target, s['$ref']))]];
@@ -216,7 +270,13 @@ export class JsonGrammar {
       rest[i] = [0, 1].map((started) => {
         if (i === names.length) return close;
         const name = names[i] as string;
-        const write: Alternative = [...(started ? this.comma() : []), ...bytesOf(JSON.stringify(name)), ...this.colon(), ref(values[i] ?? 0), ref(rest[i + 1]?.[1] ?? 0)];
+        const write: Alternative = [
+          ...(started ? this.comma() : []),
+          ...bytesOf(JSON.stringify(name)),
+          ...this.colon(),
+          ref(values[i] ?? 0),
+          ref(rest[i + 1]?.[1] ?? 0),
+        ];
         const alts: Alternative[] = [write];
         if (!req.has(name)) alts.push([ref(rest[i + 1]?.[started] ?? 0)]);
         return this.b.rule(alts);

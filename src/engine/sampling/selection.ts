@@ -64,14 +64,7 @@ export function selectTop(ids: Int32Array, lo: number, hi: number, m: number, ke
  * O(hi - lo). Returns hi when rounding leaves the whole range just short of
  * target.
  */
-export function selectWeightedPrefix(
-  ids: Int32Array,
-  lo: number,
-  hi: number,
-  key: Float32Array,
-  weight: Float64Array,
-  target: number,
-): number {
+export function selectWeightedPrefix(ids: Int32Array, lo: number, hi: number, key: Float32Array, weight: Float64Array, target: number): number {
   let left = lo;
   let right = hi - 1;
   let acc = 0;
@@ -93,14 +86,7 @@ export function selectWeightedPrefix(
 }
 
 /** Degenerate-partition fallback: sort the range and scan. */
-function sortedWeightedPrefix(
-  ids: Int32Array,
-  lo: number,
-  hi: number,
-  key: Float32Array,
-  weight: Float64Array,
-  target: number,
-): number {
+function sortedWeightedPrefix(ids: Int32Array, lo: number, hi: number, key: Float32Array, weight: Float64Array, target: number): number {
   sortRange(ids, lo, hi, key);
   let acc = 0;
   for (let j = lo; j < hi; j++) {

@@ -1,12 +1,7 @@
 import { EngineError } from '../errors.js';
 import type { SamplingParams, TokenLogprob } from '../types.js';
 import { checkSamplingParams, GREEDY_TEMPERATURE } from './check-params.js';
-import {
-  LogitBiasProcessor,
-  type LogitsProcessor,
-  PresenceFrequencyPenaltyProcessor,
-  RepetitionPenaltyProcessor,
-} from './logits-processors.js';
+import { LogitBiasProcessor, type LogitsProcessor, PresenceFrequencyPenaltyProcessor, RepetitionPenaltyProcessor } from './logits-processors.js';
 import { computeLogprobs } from './logprobs.js';
 import { createRng, type Rng } from './rng.js';
 import { type SamplingScratch, sharedScratch } from './scratch.js';
@@ -72,9 +67,7 @@ export class SequenceSampler {
     this.#processors = processors;
 
     this.#truncation =
-      params.temperature < GREEDY_TEMPERATURE
-        ? null
-        : { temperature: params.temperature, topK: params.topK, topP: params.topP, minP: params.minP };
+      params.temperature < GREEDY_TEMPERATURE ? null : { temperature: params.temperature, topK: params.topK, topP: params.topP, minP: params.minP };
     this.#topLogprobs = params.logprobs;
     this.#seed = params.seed;
     this.#scratch = sharedScratch(vocabSize);
@@ -142,7 +135,8 @@ function checkLogits(logits: Float32Array): void {
  */
 function checkSampleable(work: Float32Array, constrained: boolean): void {
   for (let i = 0; i < work.length; i++) if ((work[i] ?? -Infinity) > -Infinity) return;
-  if (constrained) throw new EngineError('invalid_request', 'logit_bias bans every token the response format allows here: nothing can be sampled', { field: 'logitBias' });
+  if (constrained)
+    throw new EngineError('invalid_request', 'logit_bias bans every token the response format allows here: nothing can be sampled', { field: 'logitBias' });
   throw new EngineError('invalid_request', 'logit_bias bans every token of the vocabulary: nothing can be sampled', { field: 'logitBias' });
 }
 

@@ -142,9 +142,14 @@ export function attentionBlock(ctx: AttentionContext, layer: number, h: string, 
 
   let qkv = linear(h, `l${l}.qkv`);
   if (spec.attentionBias) qkv = g.op('Add', [qkv, w(`l${l}.qkv_bias`)]);
-  const [q, k, v] = g.node('Split', [qkv, g.int64s([H * D, KV * D, KV * D])], { axis: attr.int(1) }, {
-    outputs: [`q_${l}`, `k_${l}`, `v_${l}`],
-  });
+  const [q, k, v] = g.node(
+    'Split',
+    [qkv, g.int64s([H * D, KV * D, KV * D])],
+    { axis: attr.int(1) },
+    {
+      outputs: [`q_${l}`, `k_${l}`, `v_${l}`],
+    },
+  );
   if (!q || !k || !v) throw new Error('unreachable');
   let q4 = g.op('Reshape', [q, shapes.btHD]);
   let k4 = g.op('Reshape', [k, shapes.btKvD]);
@@ -266,26 +271,44 @@ function questGather(
     g.op('FusedMatMul', [a, b], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(1) }, 'com.microsoft');
   const bound = g.op('Add', [product(qPos, pageMax), product(qNeg, pageMin)]); // [B, KV, G, NP]
   const pageScore = g.op('Add', [g.op('ReduceMax', [bound], { axes: attr.ints([2]), keepdims: attr.int(0) }), pageBias]); // [B, KV, NP]
-  const [, pages] = g.node('TopK', [pageScore, k], { axis: attr.int(-1), largest: attr.int(1), sorted: attr.int(0) }, {
-    outputs: [`qv_${l}`, `qi_${l}`],
-  });
+  const [, pages] = g.node(
+    'TopK',
+    [pageScore, k],
+    { axis: attr.int(-1), largest: attr.int(1), sorted: attr.int(0) },
+    {
+      outputs: [`qv_${l}`, `qi_${l}`],
+    },
+  );
   if (!pages) throw new Error('unreachable');
   // Attend the chosen pages in cache order, so summation order matches dense attention.
-  const [ascending] = g.node('TopK', [g.op('Cast', [pages], { to: attr.int(1) }), k], { axis: attr.int(-1), largest: attr.int(0), sorted: attr.int(1) }, {
-    outputs: [`qs_${l}`, `qsi_${l}`],
-  });
+  const [ascending] = g.node(
+    'TopK',
+    [g.op('Cast', [pages], { to: attr.int(1) }), k],
+    { axis: attr.int(-1), largest: attr.int(0), sorted: attr.int(1) },
+    {
+      outputs: [`qs_${l}`, `qsi_${l}`],
+    },
+  );
   if (!ascending) throw new Error('unreachable');
   const ordered = g.op('Cast', [ascending], { to: attr.int(7) });
   // Pages are whole blocks of the cache (capacity is a multiple of the page size), so one GatherND
   // per tensor copies only the chosen pages, contiguous rows of pageSize x D floats.
   const idx = g.op('Unsqueeze', [ordered, g.int64s([-1])]); // [B, KV, k, 1]
   const paged = (x: string, width: number): string =>
-    g.op('Reshape', [x, g.op('Concat', [g.op('Shape', [x], { start: attr.int(0), end: attr.int(2) }), g.int64s([-1]), g.op('Mul', [pageSize, g.int64s([width])])], { axis: attr.int(0) })]);
+    g.op('Reshape', [
+      x,
+      g.op('Concat', [g.op('Shape', [x], { start: attr.int(0), end: attr.int(2) }), g.int64s([-1]), g.op('Mul', [pageSize, g.int64s([width])])], {
+        axis: attr.int(0),
+      }),
+    ]);
   const pick = (x: string, width: number): string => g.op('GatherND', [paged(x, width), idx], { batch_dims: attr.int(2) }); // [B, KV, k, ps*width]
   const pk = g.op('Reshape', [pick(pastK, D), g.int64s([0, 0, -1, D])]);
   const pv = g.op('Reshape', [pick(pastV, D), g.int64s([0, 0, -1, D])]);
   const cap = g.op('Shape', [pastK], { start: attr.int(2), end: attr.int(3) });
-  const biasFull = g.op('Expand', [pastBias, g.op('Concat', [g.op('Shape', [pastBias], { start: attr.int(0), end: attr.int(1) }), g.int64s([KV, 1]), cap], { axis: attr.int(0) })]);
+  const biasFull = g.op('Expand', [
+    pastBias,
+    g.op('Concat', [g.op('Shape', [pastBias], { start: attr.int(0), end: attr.int(1) }), g.int64s([KV, 1]), cap], { axis: attr.int(0) }),
+  ]);
   const pb = g.op('Reshape', [pick(g.op('Squeeze', [biasFull, g.int64s([2])]), 1), g.int64s([0, 0, 1, -1])]); // [B, KV, 1, k*ps]
   return { pk, pv, pb };
 }

@@ -83,7 +83,11 @@ export type EntryCheck<T> = { readonly ok: true; readonly manifest: T } | { read
  * `accept` checks the parsed manifest's own fields (version, key) and returns
  * its file list, or a problem.
  */
-export function readEntry<T>(dir: string, manifestName: string, accept: (manifest: unknown) => { readonly manifest: T; readonly files: FileDigests } | string): EntryCheck<T> | null {
+export function readEntry<T>(
+  dir: string,
+  manifestName: string,
+  accept: (manifest: unknown) => { readonly manifest: T; readonly files: FileDigests } | string,
+): EntryCheck<T> | null {
   if (!existsSync(dir)) return null;
   const path = join(dir, manifestName);
   if (!existsSync(path)) return { ok: false, problem: `${manifestName} is missing` };

@@ -173,9 +173,14 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
 
     const h2 = rmsNorm(x, `l${l}.post_norm`);
     const gu = linear(h2, `l${l}.gate_up`);
-    const [gate, up] = g.node('Split', [gu, g.int64s([spec.intermediateSize, spec.intermediateSize])], { axis: attr.int(1) }, {
-      outputs: [`gate_${l}`, `up_${l}`],
-    });
+    const [gate, up] = g.node(
+      'Split',
+      [gu, g.int64s([spec.intermediateSize, spec.intermediateSize])],
+      { axis: attr.int(1) },
+      {
+        outputs: [`gate_${l}`, `up_${l}`],
+      },
+    );
     if (!gate || !up) throw new Error('unreachable');
     const act = g.op('Mul', [gatedActivation(g, spec, gate), up]);
     let m = linear(act, `l${l}.down`);

@@ -68,7 +68,8 @@ function acceptMoeManifest(m: unknown, key: string): { manifest: MoeManifest; fi
   const r = m as { readonly [K in keyof MoeManifest]?: unknown };
   if (r.compilerVersion !== MOE_COMPILER_VERSION) return `MoE compiler version ${String(r.compilerVersion)}, this is ${MOE_COMPILER_VERSION}`;
   if (r.key !== key) return 'the manifest is for another key';
-  if (typeof r.weightBytes !== 'number' || !Array.isArray(r.experts) || typeof r.files !== 'object' || r.files === null) return 'the manifest lacks weightBytes, experts or files';
+  if (typeof r.weightBytes !== 'number' || !Array.isArray(r.experts) || typeof r.files !== 'object' || r.files === null)
+    return 'the manifest lacks weightBytes, experts or files';
   return { manifest: r as MoeManifest, files: r.files as FileDigests };
 }
 
@@ -129,7 +130,11 @@ function writeExpertFiles(spec: ModelSpec, weights: WeightSource, dir: string, a
           const all = concatRows([gateUp, down]);
           bytes = new Uint8Array(all.buffer, all.byteOffset, all.byteLength);
         } else {
-          bytes = buildQuantExpertGraph(packBlockwise(gateUp, 2 * inter, h, bits, QUANT_BLOCK_SIZE), packBlockwise(down, h, inter, bits, QUANT_BLOCK_SIZE), accuracyLevel);
+          bytes = buildQuantExpertGraph(
+            packBlockwise(gateUp, 2 * inter, h, bits, QUANT_BLOCK_SIZE),
+            packBlockwise(down, h, inter, bits, QUANT_BLOCK_SIZE),
+            accuracyLevel,
+          );
         }
         const file = expertFileName(l, e, bits);
         writeFileSync(join(dir, file), bytes);
@@ -143,7 +148,17 @@ function writeExpertFiles(spec: ModelSpec, weights: WeightSource, dir: string, a
 
 function moeKey(source: CompileSource, weightDtype: WeightDtype, accuracyLevel: number): string {
   return createHash('sha256')
-    .update(JSON.stringify({ moe: MOE_COMPILER_VERSION, content: source.contentHash(), spec: source.spec, weightDtype, QUANT_BLOCK_SIZE, accuracyLevel, EXPERT_BITS }))
+    .update(
+      JSON.stringify({
+        moe: MOE_COMPILER_VERSION,
+        content: source.contentHash(),
+        spec: source.spec,
+        weightDtype,
+        QUANT_BLOCK_SIZE,
+        accuracyLevel,
+        EXPERT_BITS,
+      }),
+    )
     .digest('hex')
     .slice(0, 24);
 }

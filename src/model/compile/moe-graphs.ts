@@ -96,7 +96,13 @@ function swiglu(g: GraphBuilder, gateUp: string, inter: number, tag: string): st
 /** Which layer graph: plain, with attention statistics out, or with Quest page selection in (the dense graph's variants). */
 export type MoeLayerVariant = 'plain' | 'stats' | 'quest';
 
-export function buildMoeLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, layer: number, accuracyLevel: number, variant: MoeLayerVariant = 'plain'): Uint8Array {
+export function buildMoeLayerGraph(
+  spec: ModelSpec,
+  stored: MoeStoredWeights,
+  layer: number,
+  accuracyLevel: number,
+  variant: MoeLayerVariant = 'plain',
+): Uint8Array {
   const moe = spec.moe;
   if (moe === undefined) throw new Error('buildMoeLayerGraph: not an MoE spec');
   const { g, w, linear } = context(`capserve-${spec.architecture}-layer${layer}`, stored, accuracyLevel);

@@ -42,9 +42,7 @@ export function ropeInverseFrequencies(
       if (wavelen > lowWavelen) {
         inv[i] = f / scaling.factor;
       } else if (wavelen >= highWavelen) {
-        const smooth =
-          (scaling.originalMaxPositionEmbeddings / wavelen - scaling.lowFreqFactor) /
-          (scaling.highFreqFactor - scaling.lowFreqFactor);
+        const smooth = (scaling.originalMaxPositionEmbeddings / wavelen - scaling.lowFreqFactor) / (scaling.highFreqFactor - scaling.lowFreqFactor);
         inv[i] = (1 - smooth) * (f / scaling.factor) + smooth * f;
       }
     }

@@ -77,4 +77,6 @@ proper bar offer segment slave duck instant market degree populate chick dear en
 reply drink occur support speech nature range steam motion path liquid log meant
 quotient teeth shell neck once upon named loved played wanted looked saw smiled
 asked felt went ran jumped found toys park lily ben tim sue mom dad friends sad
-`.split(/\s+/).filter((w) => w.length > 0);
+`
+  .split(/\s+/)
+  .filter((w) => w.length > 0);

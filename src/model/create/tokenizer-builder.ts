@@ -141,9 +141,7 @@ export function buildTokenizer(vocabSize: number, modelMaxLength: number): Built
   const tokenizerConfig: Record<string, unknown> = {
     add_bos_token: true,
     add_eos_token: false,
-    added_tokens_decoder: Object.fromEntries(
-      addedTokens.map(({ id, ...rest }) => [String(id), rest]),
-    ),
+    added_tokens_decoder: Object.fromEntries(addedTokens.map(({ id, ...rest }) => [String(id), rest])),
     bos_token: bos,
     eos_token: SPECIAL_TOKENS[EOS_ID],
     pad_token: null,

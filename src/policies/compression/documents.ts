@@ -62,7 +62,12 @@ function meanSurprisal(logprobs: Float32Array, from: number, to: number): number
  * surprisal after the lead), highest first: the least predictable
  * demonstrations carry the most information.
  */
-export async function rankByPerplexity(docs: readonly Document[], flat: FlatPrompt, lead: readonly number[], scorer: TokenScorer): Promise<{ order: number[]; scores: number[] }> {
+export async function rankByPerplexity(
+  docs: readonly Document[],
+  flat: FlatPrompt,
+  lead: readonly number[],
+  scorer: TokenScorer,
+): Promise<{ order: number[]; scores: number[] }> {
   const scores: number[] = [];
   for (const d of docs) {
     const seq = [...lead, ...flat.tokens.slice(d.start, d.end)];

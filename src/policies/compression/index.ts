@@ -16,4 +16,12 @@ export function getCompressionMethod(name: string): CompressionMethod | undefine
 export { llmlingua, longllmlingua, selectiveContext };
 export { selfInformation, tokenizerMismatch, type TokenScorer } from './scorer.js';
 export { segmentPrompt } from './segments.js';
-export { COMPRESSION_CAP, type CompressionInput, type CompressionMethod, type CompressionResult, type DroppedSpan, type PromptSegment, type SegmentRole } from './types.js';
+export {
+  COMPRESSION_CAP,
+  type CompressionInput,
+  type CompressionMethod,
+  type CompressionResult,
+  type DroppedSpan,
+  type PromptSegment,
+  type SegmentRole,
+} from './types.js';

@@ -60,7 +60,13 @@ export async function compressLingua(
   const target = resolveTarget(o.rate, flat.tokens.length, flat.compressibleCount);
   const question = lastQuestion(input);
   const useQuestion = o.questionAware && question.length > 0;
-  const details: Record<string, number | string> = { question: o.questionAware ? (useQuestion ? 'used' : 'absent') : 'not used', documents: 0, documentsKept: 0, windows: 0, scorerCalls: 0 };
+  const details: Record<string, number | string> = {
+    question: o.questionAware ? (useQuestion ? 'used' : 'absent') : 'not used',
+    documents: 0,
+    documentsKept: 0,
+    windows: 0,
+    scorerCalls: 0,
+  };
   if (target.keep >= flat.compressibleCount) return keepAll(method, input, flat, target, tokenizer, details);
 
   const docs = splitDocuments(input, flat, tokenizer, o.documents);

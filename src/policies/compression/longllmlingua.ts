@@ -46,7 +46,12 @@ export const LONGLLMLINGUA_RULE =
   'Keep system message and question; rank context documents by the perplexity of the question given each (lowest kept first) with more budget for better ranks, then keep the tokens the question makes most predictable until the rate is met.';
 
 /** Without a question (no 'question' segment) ranking and token scores fall back to LLMLingua's; details.question says 'absent'. */
-export function compressLongLlmlingua(input: CompressionInput, scorer: TokenScorer, tokenizer: TextTokenizer, p: LongLlmlinguaParamsT): Promise<CompressionResult> {
+export function compressLongLlmlingua(
+  input: CompressionInput,
+  scorer: TokenScorer,
+  tokenizer: TextTokenizer,
+  p: LongLlmlinguaParamsT,
+): Promise<CompressionResult> {
   return compressLingua('longllmlingua', input, scorer, tokenizer, { ...p, questionAware: true });
 }
 

@@ -39,4 +39,3 @@ export function tokenizerMismatch(scorer: TextTokenizer, served: TextTokenizer):
   }
   return null;
 }
-

@@ -173,7 +173,14 @@ export function buildResult(
 }
 
 /** The result of a method that had nothing to do (no compressible tokens, or the target already met). */
-export function keepAll(method: string, input: CompressionInput, flat: FlatPrompt, target: Target, tokenizer: TextTokenizer, details: Readonly<Record<string, number | string>>): CompressionResult {
+export function keepAll(
+  method: string,
+  input: CompressionInput,
+  flat: FlatPrompt,
+  target: Target,
+  tokenizer: TextTokenizer,
+  details: Readonly<Record<string, number | string>>,
+): CompressionResult {
   return buildResult(method, input, flat, new Uint8Array(flat.tokens.length).fill(1), target, tokenizer, details);
 }
 

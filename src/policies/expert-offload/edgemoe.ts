@@ -81,7 +81,10 @@ export function checkEdgeMoe(params: EdgeMoeParams): ParamIssue[] {
   const issues: ParamIssue[] = [];
   if (params.bits === 'adaptive' && params.bitsChoices.length < 2 && params.bitsChoices[0] !== 32) {
     // One non-fp32 choice is legal but adapts nothing; say so rather than surprise.
-    issues.push({ path: '/bitsChoices', message: `adaptive bitwidths with a single choice (${params.bitsChoices[0]}) is the same as bits: ${params.bitsChoices[0]}; list at least two widths` });
+    issues.push({
+      path: '/bitsChoices',
+      message: `adaptive bitwidths with a single choice (${params.bitsChoices[0]}) is the same as bits: ${params.bitsChoices[0]}; list at least two widths`,
+    });
   }
   return issues;
 }

@@ -149,7 +149,7 @@ export class EvictionRuntime implements PolicyRuntime {
         for (let h = 0; h < KV; h++) {
           for (let g = 0; g < G; g++) {
             for (let w = 0; w < W; w++) {
-              const src = ((((s.row * KV + h) * G + g) * W + w) * S);
+              const src = (((s.row * KV + h) * G + g) * W + w) * S;
               const dst = ((h * G + g) * W + w) * len;
               for (let e = 0; e < len; e++) compact[dst + e] = rowsOut[src + col(e)] ?? 0;
             }

@@ -7,7 +7,12 @@ import { checkLength, CompressEverySchema, defineEviction, missingStat } from '.
 export const H2oParams = Type.Object(
   {
     budget: BudgetSchema(0.2, 'Entries kept: heavy hitters plus the recent window (the paper keeps 20%).'),
-    recentFraction: Type.Number({ minimum: 0, maximum: 1, default: 0.5, description: 'Share of the budget reserved for the most recent entries (the paper splits it evenly).' }),
+    recentFraction: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.5,
+      description: 'Share of the budget reserved for the most recent entries (the paper splits it evenly).',
+    }),
     compressEvery: CompressEverySchema(1),
   },
   { additionalProperties: false },

@@ -54,7 +54,9 @@ function checkPositionOrder(positions: Int32Array, numKvHeads: number, n: number
     const base = h * n;
     for (let i = 1; i < n; i++) {
       if ((positions[base + i] ?? 0) <= (positions[base + i - 1] ?? 0)) {
-        throw new PolicyError(`planKeep: head ${h} entry ${i} has position ${positions[base + i]} after ${positions[base + i - 1]}; cache entries must be in ascending position order`);
+        throw new PolicyError(
+          `planKeep: head ${h} entry ${i} has position ${positions[base + i]} after ${positions[base + i - 1]}; cache entries must be in ascending position order`,
+        );
       }
     }
   }
@@ -64,15 +66,7 @@ function checkPositionOrder(positions: Int32Array, numKvHeads: number, n: number
  * Sets mask[maskOffset + j] = 1 for the `m` largest of scores[offset + j],
  * j < count (ties to larger j, NaN lowest). `scratch` holds at least `count` values.
  */
-export function markTopK(
-  scores: Float32Array,
-  offset: number,
-  count: number,
-  m: number,
-  mask: Uint8Array,
-  maskOffset: number,
-  scratch: Float32Array,
-): void {
+export function markTopK(scores: Float32Array, offset: number, count: number, m: number, mask: Uint8Array, maskOffset: number, scratch: Float32Array): void {
   if (m <= 0 || count <= 0) return;
   if (m >= count) {
     mask.fill(1, maskOffset, maskOffset + count);

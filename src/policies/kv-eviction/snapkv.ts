@@ -9,9 +9,21 @@ import { addPooled, type Pooling } from './pooling.js';
 
 /** Shared with PyramidKV, which scores the same way. */
 export const SnapkvScoring = {
-  observationWindow: Type.Integer({ minimum: 1, default: 32, description: 'Last prompt queries whose attention votes (the paper uses 32); these entries are always kept.' }),
-  kernelSize: Type.Integer({ minimum: 1, maximum: 255, default: 7, description: 'Odd pooling kernel over positions, so neighbours of a chosen entry survive with it (the paper uses 7).' }),
-  pooling: Type.Union([Type.Literal('max'), Type.Literal('avg')], { default: 'max', description: "'max' (the paper's experiments) or 'avg' (the reference code's default)." }),
+  observationWindow: Type.Integer({
+    minimum: 1,
+    default: 32,
+    description: 'Last prompt queries whose attention votes (the paper uses 32); these entries are always kept.',
+  }),
+  kernelSize: Type.Integer({
+    minimum: 1,
+    maximum: 255,
+    default: 7,
+    description: 'Odd pooling kernel over positions, so neighbours of a chosen entry survive with it (the paper uses 7).',
+  }),
+  pooling: Type.Union([Type.Literal('max'), Type.Literal('avg')], {
+    default: 'max',
+    description: "'max' (the paper's experiments) or 'avg' (the reference code's default).",
+  }),
 };
 
 export const SnapkvParams = Type.Object(
@@ -25,7 +37,9 @@ export const SnapkvParams = Type.Object(
 export type SnapkvParams = Static<typeof SnapkvParams>;
 
 export function checkKernel(params: { readonly kernelSize: number }): ParamIssue[] {
-  return params.kernelSize % 2 === 1 ? [] : [{ path: '/kernelSize', message: `must be odd (pooling keeps the length only with an odd kernel), got ${params.kernelSize}` }];
+  return params.kernelSize % 2 === 1
+    ? []
+    : [{ path: '/kernelSize', message: `must be odd (pooling keeps the length only with an odd kernel), got ${params.kernelSize}` }];
 }
 
 /**

@@ -19,7 +19,12 @@ export interface CompressionPolicyRef {
   readonly params: PolicyParams;
 }
 
-export async function compressToFit(input: OverflowInput, policy: CompressionPolicyRef, scorer: TokenScorer, tokenizer: TextTokenizer): Promise<OverflowResult> {
+export async function compressToFit(
+  input: OverflowInput,
+  policy: CompressionPolicyRef,
+  scorer: TokenScorer,
+  tokenizer: TextTokenizer,
+): Promise<OverflowResult> {
   checkNumbers(input);
   const detailBase = { policy: policy.name, method: policy.method.method };
   if (fits(input)) return unchanged(input, 'compress', detailBase);

@@ -86,7 +86,13 @@ export function unchanged(input: OverflowInput, mode: OverflowMode, detail: Read
   };
 }
 
-export function report(input: OverflowInput, mode: OverflowMode, applied: boolean, tokensAfter: number, detail: Readonly<Record<string, number | string>>): OverflowReport {
+export function report(
+  input: OverflowInput,
+  mode: OverflowMode,
+  applied: boolean,
+  tokensAfter: number,
+  detail: Readonly<Record<string, number | string>>,
+): OverflowReport {
   const before = promptLength(input.segments);
   return {
     mode,

@@ -20,7 +20,9 @@ export const OverflowSchema = Type.Union(
       {
         mode: Type.Literal('truncate'),
         side: Type.Optional(
-          Type.Union([Type.Literal('left'), Type.Literal('middle')], { description: 'left (default): drop the oldest tokens after the system message; middle: drop the middle.' }),
+          Type.Union([Type.Literal('left'), Type.Literal('middle')], {
+            description: 'left (default): drop the oldest tokens after the system message; middle: drop the middle.',
+          }),
         ),
       },
       { additionalProperties: false },
@@ -40,7 +42,10 @@ export const OverflowSchema = Type.Union(
       { mode: Type.Literal('compress'), policy: Type.String({ pattern: POLICY_NAME, description: 'A configured context-compression policy.' }) },
       { additionalProperties: false },
     ),
-    Type.Object({ mode: Type.Literal('evict'), policy: Type.String({ pattern: POLICY_NAME, description: 'A configured KV-eviction policy.' }) }, { additionalProperties: false }),
+    Type.Object(
+      { mode: Type.Literal('evict'), policy: Type.String({ pattern: POLICY_NAME, description: 'A configured KV-eviction policy.' }) },
+      { additionalProperties: false },
+    ),
   ],
   {
     description: 'What to do when prompt + max_tokens exceed the context window. Default: error.',

@@ -82,7 +82,15 @@ export class QuestRuntime implements PolicyRuntime {
       if (!(m.runtime instanceof QuestRuntime)) throw new PolicyError('quest: a decode group mixes Quest and other runtimes');
       return m.runtime;
     });
-    return { quest: questInputs(states, members.map((m) => m.kv), this.spec.numLayers, this.spec.numKvHeads, this.spec.headDim) };
+    return {
+      quest: questInputs(
+        states,
+        members.map((m) => m.kv),
+        this.spec.numLayers,
+        this.spec.numKvHeads,
+        this.spec.headDim,
+      ),
+    };
   }
 
   /** Folds the entries the pass appended into the page bounds. */
@@ -168,9 +176,7 @@ export class QuestRuntime implements PolicyRuntime {
     const pages = Math.ceil(length / this.params.pageSize);
     if (l < this.params.denseLayers) return pages;
     const wanted =
-      this.params.topPages !== undefined
-        ? this.params.topPages + 1
-        : Math.ceil(resolveBudget(this.params.budget ?? 1, length) / this.params.pageSize);
+      this.params.topPages !== undefined ? this.params.topPages + 1 : Math.ceil(resolveBudget(this.params.budget ?? 1, length) / this.params.pageSize);
     return Math.max(1, Math.min(pages, wanted));
   }
 

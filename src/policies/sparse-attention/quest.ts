@@ -11,7 +11,9 @@ import { QuestRuntime } from './quest-runtime.js';
 export const QuestParams = Type.Object(
   {
     pageSize: Type.Integer({ minimum: 1, maximum: 4096, default: 16, description: 'Tokens per page (the paper uses 16).' }),
-    budget: Type.Optional(BudgetSchema(null, 'Tokens attended per step, resolved against the current cache length and rounded up to whole pages. Set this or topPages.')),
+    budget: Type.Optional(
+      BudgetSchema(null, 'Tokens attended per step, resolved against the current cache length and rounded up to whole pages. Set this or topPages.'),
+    ),
     topPages: Type.Optional(Type.Integer({ minimum: 1, description: 'Pages attended per step besides the current one. Set this or budget.' })),
     denseLayers: Type.Integer({ minimum: 0, default: 2, description: 'First layers that attend to the whole cache (the paper keeps two dense).' }),
   },

@@ -17,7 +17,8 @@ export type SinkWindowParams = Static<typeof SinkWindowParams>;
 
 /** A sink-window policy's params, typed. */
 export function sinkWindowParams(policy: Policy): SinkWindowParams {
-  if (policy.method !== 'sink-window') throw new PolicyError(`policy ${JSON.stringify(policy.name)} (method ${JSON.stringify(policy.method)}) is not a sink-window policy`);
+  if (policy.method !== 'sink-window')
+    throw new PolicyError(`policy ${JSON.stringify(policy.name)} (method ${JSON.stringify(policy.method)}) is not a sink-window policy`);
   return typedParams(SinkWindowParams, policy.params);
 }
 

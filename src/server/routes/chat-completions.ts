@@ -1,7 +1,17 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from '../context.js';
 import { ensureReady } from '../context.js';
-import { afterResponse, collectChoices, httpClose, prepareGeneration, settleShadow, startLifecycle, streamChoices, totalUsage, type StreamFormat } from '../choice-runner.js';
+import {
+  afterResponse,
+  collectChoices,
+  httpClose,
+  prepareGeneration,
+  settleShadow,
+  startLifecycle,
+  streamChoices,
+  totalUsage,
+  type StreamFormat,
+} from '../choice-runner.js';
 import { ApiError } from '../errors.js';
 import { newId, unixNow } from '../ids.js';
 import { chatLogprob } from '../logprobs.js';
@@ -111,7 +121,9 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
           token: (index, event) => {
             const d = delta(index, event.text, false);
             if (d === null && logprobs === null) return null;
-            return chunk([{ index, delta: d ?? {}, logprobs: logprobs === null ? null : { content: [chatLogprob(event)], refusal: null }, finish_reason: null }]);
+            return chunk([
+              { index, delta: d ?? {}, logprobs: logprobs === null ? null : { content: [chatLogprob(event)], refusal: null }, finish_reason: null },
+            ]);
           },
           trailingText: (index, text) => chunk([{ index, delta: delta(index, text, false) ?? {}, logprobs: null, finish_reason: null }]),
           finish: (index, done) => {
@@ -149,7 +161,9 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
           const reason = c.done?.finishReason ?? 'abort';
           return {
             index,
-            message: called ? { role: 'assistant', content: parsed.content, tool_calls: wireToolCalls(parsed.calls), refusal: null } : { role: 'assistant', content: c.text, refusal: null },
+            message: called
+              ? { role: 'assistant', content: parsed.content, tool_calls: wireToolCalls(parsed.calls), refusal: null }
+              : { role: 'assistant', content: c.text, refusal: null },
             logprobs: logprobs === null ? null : { content: c.tokens.map((t) => chatLogprob(t.event)), refusal: null },
             finish_reason: called && reason === 'stop' ? 'tool_calls' : reason,
             stop_reason: c.done?.stopReason ?? null,
@@ -160,7 +174,10 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
           plan,
           choices.map((c) => c.done?.report ?? null),
           choices[0]?.done?.dropped ?? null,
-          constraintCap(constraint, choices.map((c) => c.done?.constraint)),
+          constraintCap(
+            constraint,
+            choices.map((c) => c.done?.constraint),
+          ),
         ),
       };
     } finally {

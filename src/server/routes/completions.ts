@@ -1,7 +1,18 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from '../context.js';
 import { ensureReady } from '../context.js';
-import { afterResponse, collectChoices, httpClose, mergePrepared, prepareGeneration, settleShadow, startLifecycle, streamChoices, totalUsage, type StreamFormat } from '../choice-runner.js';
+import {
+  afterResponse,
+  collectChoices,
+  httpClose,
+  mergePrepared,
+  prepareGeneration,
+  settleShadow,
+  startLifecycle,
+  streamChoices,
+  totalUsage,
+  type StreamFormat,
+} from '../choice-runner.js';
 import { ApiError } from '../errors.js';
 import { newId, unixNow } from '../ids.js';
 import { appendLegacyLogprob, emptyLegacyLogprobs, legacyToken, type LegacyLogprobs } from '../logprobs.js';
@@ -33,7 +44,13 @@ function parseCompletionBody(raw: unknown): CompletionRequest {
 }
 
 /** The echoed text of prompt `p`: as given when a string, else (ids, or cut by an overflow mode) decoded. */
-async function echoTextOf(ctx: ServerContext, prompt: CompletionRequest['prompt'], p: number, tokens: readonly number[], planned: readonly number[]): Promise<string> {
+async function echoTextOf(
+  ctx: ServerContext,
+  prompt: CompletionRequest['prompt'],
+  p: number,
+  tokens: readonly number[],
+  planned: readonly number[],
+): Promise<string> {
   const given = typeof prompt === 'string' ? prompt : prompt[p];
   return typeof given === 'string' && planned === tokens ? given : ctx.engine.detokenize(planned);
 }
@@ -46,7 +63,15 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const card = resolveModel(ctx.engine, body.model);
     checkVocabulary(body, card);
     const texts = typeof body.prompt === 'string' ? [body.prompt] : body.prompt.filter((p): p is string => typeof p === 'string');
-    refuseIfCannotFit(ctx, { headers: request.headers, cap: body.cap, card, requestedMaxTokens: body.max_tokens, texts, param: 'prompt', maxParam: 'max_tokens' });
+    refuseIfCannotFit(ctx, {
+      headers: request.headers,
+      cap: body.cap,
+      card,
+      requestedMaxTokens: body.max_tokens,
+      texts,
+      param: 'prompt',
+      maxParam: 'max_tokens',
+    });
     const logprobs = body.logprobs ?? null;
     const id = newId('cmpl-');
     const created = unixNow();
@@ -56,8 +81,16 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     // One plan per prompt of a list (each is routed and fitted to the window on its own).
     const parts: { prompt: (typeof inputs)[number]; plan: Awaited<ReturnType<typeof planGeneration>>; echoText: string }[] = [];
     for (const [p, prompt] of inputs.entries()) {
-      if (prompt.tokens.length === 0) throw new ApiError('invalid_request', 'The prompt is empty after tokenization.', { param: inputs.length === 1 ? 'prompt' : `prompt[${p}]` });
-      const plan = await planGeneration(ctx, { headers: request.headers, cap: body.cap, prompt, card, requestedMaxTokens: body.max_tokens, maxParam: 'max_tokens' });
+      if (prompt.tokens.length === 0)
+        throw new ApiError('invalid_request', 'The prompt is empty after tokenization.', { param: inputs.length === 1 ? 'prompt' : `prompt[${p}]` });
+      const plan = await planGeneration(ctx, {
+        headers: request.headers,
+        cap: body.cap,
+        prompt,
+        card,
+        requestedMaxTokens: body.max_tokens,
+        maxParam: 'max_tokens',
+      });
       parts.push({ prompt, plan, echoText: echo ? await echoTextOf(ctx, body.prompt, p, prompt.tokens, plan.promptTokens) : '' });
     }
     const first = parts[0];
@@ -83,7 +116,13 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       const echoLogprobs: (LegacyLogprobs | null)[] = [];
       for (const [p, part] of parts.entries()) {
         echoLogprobs.push(
-          echo && logprobs !== null ? await promptLogprobs(ctx.engine, { id: `${id}-p${p}`, tokens: part.plan.promptTokens, topN: logprobs, policy: part.plan.policy }, lifecycle.signal) : null,
+          echo && logprobs !== null
+            ? await promptLogprobs(
+                ctx.engine,
+                { id: `${id}-p${p}`, tokens: part.plan.promptTokens, topN: logprobs, policy: part.plan.policy },
+                lifecycle.signal,
+              )
+            : null,
         );
       }
       const echoLogprobsOf = (index: number): LegacyLogprobs | null => echoLogprobs[Math.floor(index / n)] ?? null;
@@ -93,7 +132,13 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       };
       if (body.max_tokens === 0) {
         // echo with max_tokens 0 (lm-eval's loglikelihood): the prompt is the whole answer, nothing is generated.
-        const choices = prep.requests.map((_, index) => ({ index, text: partOf(index).echoText, logprobs: echoLogprobsOf(index), finish_reason: 'length', stop_reason: null }));
+        const choices = prep.requests.map((_, index) => ({
+          index,
+          text: partOf(index).echoText,
+          logprobs: echoLogprobsOf(index),
+          finish_reason: 'length',
+          stop_reason: null,
+        }));
         const usage = totalUsage(prep, 0);
         const cap = capObject(first.plan, [null]);
         for (const p of preps) p.shadow?.skip();
@@ -104,7 +149,8 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
           reply.hijack();
         });
         sse.open({ [POLICY_HEADER]: policy.name });
-        for (const choice of choices) await sse.send({ id, object: 'text_completion', created, model: card.id, choices: [choice], ...(includeUsage ? { usage: null } : {}), cap });
+        for (const choice of choices)
+          await sse.send({ id, object: 'text_completion', created, model: card.id, choices: [choice], ...(includeUsage ? { usage: null } : {}), cap });
         if (includeUsage) await sse.send({ id, object: 'text_completion', created, model: card.id, choices: [], usage });
         sse.end();
         return;
@@ -133,7 +179,9 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
               : chunk([{ index, text: event.text, logprobs: logprobs === null ? null : tokenLogprobs(index, event, offset), finish_reason: null }]),
           trailingText: (index, text) => chunk([{ index, text, logprobs: null, finish_reason: null }]),
           finish: (index, done) =>
-            chunk([{ index, text: '', logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], { cap: capObject(partOf(index).plan, [done.report], done.dropped, constraintCap(constraint, [done.constraint])) }),
+            chunk([{ index, text: '', logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], {
+              cap: capObject(partOf(index).plan, [done.report], done.dropped, constraintCap(constraint, [done.constraint])),
+            }),
           usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens) }),
         };
         const sse = new SseStream(reply.raw, () => {
@@ -162,14 +210,23 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
             lp = emptyLegacyLogprobs();
             for (const t of c.tokens) appendLegacyLogprob(lp, legacyToken(t.event), t.offset);
           }
-          return { index, text: partOf(index).echoText + c.text, logprobs: withEcho(index, lp), finish_reason: c.done?.finishReason ?? 'abort', stop_reason: c.done?.stopReason ?? null };
+          return {
+            index,
+            text: partOf(index).echoText + c.text,
+            logprobs: withEcho(index, lp),
+            finish_reason: c.done?.finishReason ?? 'abort',
+            stop_reason: c.done?.stopReason ?? null,
+          };
         }),
         usage: totalUsage(prep, completionTokens),
         cap: capObject(
           first.plan,
           choices.map((c) => c.done?.report ?? null),
           choices[0]?.done?.dropped ?? null,
-          constraintCap(constraint, choices.map((c) => c.done?.constraint)),
+          constraintCap(
+            constraint,
+            choices.map((c) => c.done?.constraint),
+          ),
         ),
       };
     } finally {

@@ -42,7 +42,12 @@ function conversation(body: ResponsesRequest, store: ResponseStore): ChatMessage
   const input =
     typeof body.input === 'string'
       ? [{ role: 'user' as const, content: body.input }]
-      : toChatMessages(body.input.map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p) => ({ type: 'text' as const, text: p.text })) })));
+      : toChatMessages(
+          body.input.map((m) => ({
+            role: m.role,
+            content: typeof m.content === 'string' ? m.content : m.content.map((p) => ({ type: 'text' as const, text: p.text })),
+          })),
+        );
   return [...history, ...input];
 }
 
@@ -106,8 +111,8 @@ export function registerResponsesHttp(app: FastifyInstance, ctx: ServerContext, 
         throw err;
       }
       const sse = new SseStream(reply.raw, () => {
-          reply.hijack();
-        });
+        reply.hijack();
+      });
       sse.open({ [POLICY_HEADER]: prep.policy.name });
       let sequence = 0;
       const send = (e: ResponseEvent): Promise<void> => sse.sendEvent(e.type, { ...e, sequence_number: sequence++ });

@@ -91,7 +91,9 @@ class ResponsesSession {
         return;
       default:
         this.sendError(
-          new ApiError('unknown_event', `Unknown event type ${JSON.stringify(type ?? null)}; expected 'response.create' or 'response.cancel'.`, { param: 'type' }),
+          new ApiError('unknown_event', `Unknown event type ${JSON.stringify(type ?? null)}; expected 'response.create' or 'response.cancel'.`, {
+            param: 'type',
+          }),
         );
     }
   }
@@ -104,8 +106,7 @@ class ResponsesSession {
     const card = resolveModel(this.ctx.engine, body.model);
     checkVocabulary(body, card);
     const requested = body.max_output_tokens ?? body.max_completion_tokens ?? body.max_tokens;
-    const maxParam =
-      body.max_output_tokens != null ? 'max_output_tokens' : body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+    const maxParam = body.max_output_tokens != null ? 'max_output_tokens' : body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
     return prepareResponse(this.ctx, {
       headers: this.headers,
       cap: body.cap,

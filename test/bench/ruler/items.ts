@@ -66,7 +66,11 @@ export function buildItems(
         target -= total - (contextTokens - 48) + 8;
         continue;
       }
-      const segments: PromptSegment[] = [...(bos.length ? [{ role: 'other' as const, tokens: bos }] : []), { role: 'context', tokens: context }, { role: 'question', tokens: question }];
+      const segments: PromptSegment[] = [
+        ...(bos.length ? [{ role: 'other' as const, tokens: bos }] : []),
+        { role: 'context', tokens: context },
+        { role: 'question', tokens: question },
+      ];
       const answerTokens = tokenizer.encode(item.completion, { addSpecialTokens: false }).length;
       out.push({ item, promptTokens: [...bos, ...context, ...question], segments, maxTokens: answerTokens + 4 });
       break;

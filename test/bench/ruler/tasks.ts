@@ -56,7 +56,10 @@ export class Haystack {
 
   static fromText(text: string, countTokens: CountTokens): Haystack {
     const normalized = text.replace(/\r/g, '').replace(/_/g, '').replace(/\s+/g, ' ').trim();
-    const sentences = normalized.split(/(?<=[.!?]["']?)\s+(?=["']?[A-Z])/).map((s) => s.trim()).filter((s) => s.length >= 8 && s.length <= 600);
+    const sentences = normalized
+      .split(/(?<=[.!?]["']?)\s+(?=["']?[A-Z])/)
+      .map((s) => s.trim())
+      .filter((s) => s.length >= 8 && s.length <= 600);
     return new Haystack(sentences, countTokens);
   }
 
@@ -86,11 +89,70 @@ export class Haystack {
 }
 
 const KEY_WORDS = [
-  'apple', 'river', 'garden', 'rabbit', 'candle', 'window', 'forest', 'pencil', 'button', 'dragon', 'flower', 'castle',
-  'rocket', 'basket', 'turtle', 'cookie', 'mirror', 'ladder', 'pirate', 'island', 'banana', 'kitten', 'puppy', 'cloud',
-  'summer', 'winter', 'orange', 'yellow', 'silver', 'purple', 'little', 'happy', 'sleepy', 'brave', 'quiet', 'shiny',
-  'bird', 'tree', 'boat', 'ball', 'star', 'moon', 'lamp', 'door', 'cake', 'frog', 'bear', 'fish', 'duck', 'king',
-  'queen', 'train', 'truck', 'horse', 'zebra', 'tiger', 'lion', 'snake', 'mouse', 'owl', 'sun', 'rain', 'snow', 'wind',
+  'apple',
+  'river',
+  'garden',
+  'rabbit',
+  'candle',
+  'window',
+  'forest',
+  'pencil',
+  'button',
+  'dragon',
+  'flower',
+  'castle',
+  'rocket',
+  'basket',
+  'turtle',
+  'cookie',
+  'mirror',
+  'ladder',
+  'pirate',
+  'island',
+  'banana',
+  'kitten',
+  'puppy',
+  'cloud',
+  'summer',
+  'winter',
+  'orange',
+  'yellow',
+  'silver',
+  'purple',
+  'little',
+  'happy',
+  'sleepy',
+  'brave',
+  'quiet',
+  'shiny',
+  'bird',
+  'tree',
+  'boat',
+  'ball',
+  'star',
+  'moon',
+  'lamp',
+  'door',
+  'cake',
+  'frog',
+  'bear',
+  'fish',
+  'duck',
+  'king',
+  'queen',
+  'train',
+  'truck',
+  'horse',
+  'zebra',
+  'tiger',
+  'lion',
+  'snake',
+  'mouse',
+  'owl',
+  'sun',
+  'rain',
+  'snow',
+  'wind',
 ] as const;
 
 function pick<T>(rng: Rng, items: readonly T[]): T {
@@ -139,7 +201,8 @@ function specFor(task: RulerTask, rng: Rng): Spec {
     case 'passkey': {
       const value = digits(rng, 5);
       return {
-        intro: 'There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz you about the important information there.',
+        intro:
+          'There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz you about the important information there.',
         needles: [`The pass key is ${value}. Remember it. ${value} is the pass key.`],
         query: 'What is the pass key? The pass key is',
         answers: [value],

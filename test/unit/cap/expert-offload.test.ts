@@ -38,14 +38,18 @@ t.test('the router: a dense model with an expert-offload default or rule does no
   const router = createRouter(config('routing.allowRequestOverride=[edgemoe, snapkv-25, full]').routing, POLICIES, { unservable });
   assert.throws(
     () => router.route({ promptTokens: 1, headers: {}, apiKey: null, cap: { policy: 'edgemoe' } }),
-    (err: unknown) => err instanceof RoutingError && err.code === 'invalid_request' && err.param === 'cap.policy' && /cannot serve this model/.test(err.message),
+    (err: unknown) =>
+      err instanceof RoutingError && err.code === 'invalid_request' && err.param === 'cap.policy' && /cannot serve this model/.test(err.message),
   );
   // edgemoe favours C and P and comes first in the allow list, but cannot serve: snapkv-25 does.
   assert.equal(router.route({ promptTokens: 1, headers: {}, apiKey: null, cap: { favor: ['C', 'P'] } }).policy.name, 'snapkv-25');
 });
 
 t.test('the router hands a matching rule its overflow setting', async () => {
-  const router = createRouter(config('routing.rules=[{name: long, match: {minPromptTokens: 10}, policy: snapkv-25, overflow: {mode: truncate, side: middle}}]').routing, POLICIES);
+  const router = createRouter(
+    config('routing.rules=[{name: long, match: {minPromptTokens: 10}, policy: snapkv-25, overflow: {mode: truncate, side: middle}}]').routing,
+    POLICIES,
+  );
   assert.deepEqual(router.route({ promptTokens: 20, headers: {}, apiKey: null, cap: null }).overflow, { mode: 'truncate', side: 'middle' });
   assert.equal(router.route({ promptTokens: 5, headers: {}, apiKey: null, cap: null }).overflow, null);
 });

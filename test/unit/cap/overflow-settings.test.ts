@@ -29,9 +29,18 @@ t.test('a compress or evict mode must name a loaded policy of its kind', async (
 
 t.test('the config: model.overflow defaults to error; every problem is listed with its path', async () => {
   assert.equal(loadConfig().model.overflow, 'error');
-  const good = loadConfig({ overrides: ['model.overflow={mode: compress, policy: sc}', 'routing.rules=[{match: {}, policy: full, overflow: {mode: evict, policy: streaming}}]'].map(parseOverride) });
+  const good = loadConfig({
+    overrides: ['model.overflow={mode: compress, policy: sc}', 'routing.rules=[{match: {}, policy: full, overflow: {mode: evict, policy: streaming}}]'].map(
+      parseOverride,
+    ),
+  });
   assert.deepEqual(checkOverflowConfig(good, POLICIES), []);
-  const bad = loadConfig({ overrides: ['model.overflow={mode: evict, policy: full}', 'routing.rules=[{match: {}, policy: full}, {match: {}, policy: full, overflow: {mode: compress, policy: x}}]'].map(parseOverride) });
+  const bad = loadConfig({
+    overrides: [
+      'model.overflow={mode: evict, policy: full}',
+      'routing.rules=[{match: {}, policy: full}, {match: {}, policy: full, overflow: {mode: compress, policy: x}}]',
+    ].map(parseOverride),
+  });
   assert.deepEqual(checkOverflowConfig(bad, POLICIES), [
     '$.model.overflow: overflow mode evict needs a kv-eviction policy, but "full" is none',
     '$.routing.rules[1].overflow: overflow mode compress names an unknown policy "x" (loaded: full, sc, streaming)',

@@ -10,9 +10,12 @@ const yaml = (name: string, kind: string, method: string, params = '{}'): Policy
 
 // full favours A+C, the eviction policies C+P, quest A+P.
 const POLICIES: ReadonlyMap<string, Policy> = new Map(
-  [FULL_POLICY, yaml('snapkv-25', 'kv-eviction', 'snapkv', '{budget: 0.25}'), yaml('streaming-llm', 'kv-eviction', 'streaming-llm'), yaml('quest', 'sparse-attention', 'quest', '{budget: 0.25}')].map(
-    (p) => [p.name, p],
-  ),
+  [
+    FULL_POLICY,
+    yaml('snapkv-25', 'kv-eviction', 'snapkv', '{budget: 0.25}'),
+    yaml('streaming-llm', 'kv-eviction', 'streaming-llm'),
+    yaml('quest', 'sparse-attention', 'quest', '{budget: 0.25}'),
+  ].map((p) => [p.name, p]),
 );
 
 function routing(...sets: string[]): Config['routing'] {
@@ -132,7 +135,8 @@ t.test('start-up checks: unknown names in the default, the allow list and rules 
   ]);
   assert.throws(
     () => createRouter(config, POLICIES),
-    (err: unknown) => err instanceof ConfigError && err.message.startsWith('invalid routing:\n  $.routing.defaultPolicy') && err.message.includes('rules[1].policy'),
+    (err: unknown) =>
+      err instanceof ConfigError && err.message.startsWith('invalid routing:\n  $.routing.defaultPolicy') && err.message.includes('rules[1].policy'),
   );
   assert.deepEqual(checkRouting(routing(), POLICIES), []);
 });

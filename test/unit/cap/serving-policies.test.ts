@@ -24,7 +24,9 @@ t.test('loads the directory (full always first) and applies policies.NAME.params
   const observation = plain.get('snapkv-25')?.params['observationWindow'];
   assert.equal(typeof observation, 'number');
 
-  const config = loadConfig({ overrides: [`policies.dir=${dir}`, 'policies.snapkv-25.params.budget=0.4', 'policies.streaming-llm.params.sinkTokens=8'].map(parseOverride) });
+  const config = loadConfig({
+    overrides: [`policies.dir=${dir}`, 'policies.snapkv-25.params.budget=0.4', 'policies.streaming-llm.params.sinkTokens=8'].map(parseOverride),
+  });
   const policies = loadServingPolicies(config);
   const snapkv = policies.get('snapkv-25');
   assert.equal(snapkv?.params['budget'], 0.4);
@@ -44,7 +46,12 @@ t.test('a relative policies.dir resolves against the working directory', async (
 t.test('overrides are validated against the method schema again; every error names the file and path', async (t) => {
   const dir = policiesDir(t, { 'snapkv-25.yaml': SNAPKV, 'streaming-llm.yaml': STREAMING });
   const config = loadConfig({
-    overrides: [`policies.dir=${dir}`, 'policies.snapkv-25.params.budget=-1', 'policies.streaming-llm.params.sinkTokenz=4', 'policies.h2o.params.budget=0.5'].map(parseOverride),
+    overrides: [
+      `policies.dir=${dir}`,
+      'policies.snapkv-25.params.budget=-1',
+      'policies.streaming-llm.params.sinkTokenz=4',
+      'policies.h2o.params.budget=0.5',
+    ].map(parseOverride),
   });
   assert.throws(
     () => loadServingPolicies(config),
@@ -64,5 +71,8 @@ t.test('a bad policy file stops loading with the file and JSON path named', asyn
     () => loadServingPolicies(loadConfig({ overrides: [parseOverride(`policies.dir=${dir}`)] })),
     (err: unknown) => err instanceof PolicyError && err.message.includes(`${path.join(dir, 'snapkv-25.yaml')}: /params`) && err.message.includes('windw'),
   );
-  assert.throws(() => loadServingPolicies(loadConfig({ overrides: [parseOverride('policies.dir=/nonexistent/policies')] })), /\/nonexistent\/policies: cannot read the policies directory: ENOENT/);
+  assert.throws(
+    () => loadServingPolicies(loadConfig({ overrides: [parseOverride('policies.dir=/nonexistent/policies')] })),
+    /\/nonexistent\/policies: cannot read the policies directory: ENOENT/,
+  );
 });

@@ -43,7 +43,16 @@ class ScoringEngine {
       if (row instanceof Error) throw row;
       rows.push(...logSoftmax(row));
     }
-    const policy = { policy: 'full', kind: 'none' as const, promptTokens: 0, kvTokensRetained: 0, contextTokens: 0, compressionRatio: 1, attentionMassRetained: null, details: {} };
+    const policy = {
+      policy: 'full',
+      kind: 'none' as const,
+      promptTokens: 0,
+      kvTokensRetained: 0,
+      contextTokens: 0,
+      compressionRatio: 1,
+      attentionMassRetained: null,
+      details: {},
+    };
     return { targetLogprobs: new Float32Array(0), rows: Float32Array.from(rows), vocabSize: V, policy };
   }
 }
@@ -51,7 +60,11 @@ class ScoringEngine {
 const OPTIONS: ShadowOptions = { sampleRate: 1, maxQueued: 4, maxTokens: 64, maxCaptureTokens: 256 };
 
 async function samples(metrics: CapserveMetrics, name: string): Promise<{ value: number; labels: Record<string, string | number>; metricName?: string }[]> {
-  return ((await metrics.registry.getSingleMetric(name)?.get())?.values ?? []) as { value: number; labels: Record<string, string | number>; metricName?: string }[];
+  return ((await metrics.registry.getSingleMetric(name)?.get())?.values ?? []) as {
+    value: number;
+    labels: Record<string, string | number>;
+    metricName?: string;
+  }[];
 }
 
 async function outcomes(metrics: CapserveMetrics): Promise<Record<string, number>> {
@@ -87,7 +100,12 @@ t.test('re-scores prompt + the first maxTokens generated steps with the full cac
   const ticket = shadow.sample(SNAPKV, 8, prompt);
   assert.ok(ticket);
   // The policy saw the same first step, a different second (argmax 0, not 1), a same-argmax third; a fourth is beyond maxTokens.
-  const policyLogits = [[2, 1, 0, 0], [1, 0, 0, 0], [0, 0, 2, 0], [9, 9, 9, 9]];
+  const policyLogits = [
+    [2, 1, 0, 0],
+    [1, 0, 0, 0],
+    [0, 0, 2, 0],
+    [9, 9, 9, 9],
+  ];
   ticket.submit([1, 2, 3, 0], Float32Array.from(policyLogits.flatMap(logSoftmax)));
   ticket.skip();
   await shadow.idle();
@@ -118,7 +136,10 @@ t.test('bounded: one re-score at a time, maxQueued in all, the rest dropped and 
   const shadow = new ShadowFidelity(engine, metrics, { ...OPTIONS, maxQueued: 2 });
   const rows = Float32Array.from(logSoftmax([1, 0, 0, 0]));
   const tickets = Array.from({ length: 3 }, () => shadow.sample(SNAPKV, 8, [5]));
-  assert.ok(tickets.every((t) => t !== null), 'none queued yet: all three sampled');
+  assert.ok(
+    tickets.every((t) => t !== null),
+    'none queued yet: all three sampled',
+  );
   for (const t of tickets) t?.submit([0], rows);
   assert.equal(shadow.pending, 2);
   // Full already: a new request is not even asked to capture.

@@ -69,7 +69,10 @@ t.test('no type coercion: a quoted number is an error, not a number', async (t) 
 t.test('enumerations and unions read clearly', async () => {
   assert.throws(() => loadConfig({ overrides: [parseOverride('model.weightDtype=fp16')] }), /\$\.model\.weightDtype: must be one of "fp32", "int8", "int4"/);
   assert.throws(() => loadConfig({ overrides: [parseOverride('model.servedModelName=3')] }), /\$\.model\.servedModelName: must be a string or null/);
-  assert.throws(() => loadConfig({ overrides: [parseOverride('routing.allowRequestOverride=maybe')] }), /\$\.routing\.allowRequestOverride: must be a boolean or array/);
+  assert.throws(
+    () => loadConfig({ overrides: [parseOverride('routing.allowRequestOverride=maybe')] }),
+    /\$\.routing\.allowRequestOverride: must be a boolean or array/,
+  );
   assert.throws(() => loadConfig({ overrides: [parseOverride('server.port=70000')] }), /\$\.server\.port: must be <= 65535/);
 });
 
@@ -198,13 +201,20 @@ t.test('overflow settings (model and rules) and the compression scorer: defaults
   assert.equal(config.model.overflow, 'error');
   assert.deepEqual(config.compression, { scorerModelDir: null });
   const set = loadConfig({
-    overrides: ['model.overflow={mode: shift, keep: 8}', 'compression.scorerModelDir=models/scorer', 'routing.rules=[{match: {minPromptTokens: 9}, policy: full, overflow: truncate}]'].map(parseOverride),
+    overrides: [
+      'model.overflow={mode: shift, keep: 8}',
+      'compression.scorerModelDir=models/scorer',
+      'routing.rules=[{match: {minPromptTokens: 9}, policy: full, overflow: truncate}]',
+    ].map(parseOverride),
   });
   assert.deepEqual(set.model.overflow, { mode: 'shift', keep: 8 });
   assert.equal(set.compression.scorerModelDir, 'models/scorer');
   assert.equal(set.routing.rules[0]?.overflow, 'truncate');
   assert.throws(
-    () => loadConfig({ overrides: ['model.overflow=squeeze', 'routing.rules=[{match: {}, policy: full, overflow: {mode: evict}}]', 'compression.scorer=x'].map(parseOverride) }),
+    () =>
+      loadConfig({
+        overrides: ['model.overflow=squeeze', 'routing.rules=[{match: {}, policy: full, overflow: {mode: evict}}]', 'compression.scorer=x'].map(parseOverride),
+      }),
     (err: unknown) => {
       assert.ok(err instanceof ConfigError);
       assert.match(err.message, /\$\.model\.overflow: must be one of "error", "truncate", "shift", or an object \{mode: error\}/);

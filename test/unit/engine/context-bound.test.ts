@@ -10,7 +10,10 @@ const GIB = 1024 ** 3;
 t.test('max_position_embeddings 1e15 is bounded to what the KV budget holds, with one line saying why', async () => {
   const b = boundContextLength(SHAPE, 1024 * 1024, 1e15, null, 64 * GIB);
   assert.equal(b.contextLength, 2048);
-  assert.match(b.note ?? '', /^context length bounded to 2048 tokens: max_position_embeddings 1000000000000000 is more than the KV budget \(1048576 bytes at 512 bytes per token\)/);
+  assert.match(
+    b.note ?? '',
+    /^context length bounded to 2048 tokens: max_position_embeddings 1000000000000000 is more than the KV budget \(1048576 bytes at 512 bytes per token\)/,
+  );
 });
 
 t.test('a length that fits is served as asked, silently; model.contextLength wins over the model', async () => {

@@ -25,7 +25,15 @@ interface Rig {
   error(id: string): string | null;
 }
 
-function rig(options: { kvBudgetBytes?: number; prefillChunk?: number; variants?: readonly Exclude<GraphVariant, 'plain'>[]; tokenizer?: TextTokenizer; maxConcurrent?: number } = {}): Rig {
+function rig(
+  options: {
+    kvBudgetBytes?: number;
+    prefillChunk?: number;
+    variants?: readonly Exclude<GraphVariant, 'plain'>[];
+    tokenizer?: TextTokenizer;
+    maxConcurrent?: number;
+  } = {},
+): Rig {
   const runners = { plain: new FakeRunner(spec), stats: new FakeRunner(spec, true), quest: new FakeRunner(spec) };
   const core = new EngineCore(
     runners.plain,
@@ -77,7 +85,10 @@ t.test('a request prefills in chunks, then decodes one token per step, and frees
   r.core.submit(request('a', range(2, 40), 3));
   await r.run();
   assert.deepEqual(tokens(r.events('a')), [42, 43, 44]);
-  assert.deepEqual(r.runners.plain.passes.map((p) => p.newTokens), [32, 8, 1, 1]);
+  assert.deepEqual(
+    r.runners.plain.passes.map((p) => p.newTokens),
+    [32, 8, 1, 1],
+  );
   const done = r.events('a').at(-1);
   assert.ok(done?.type === 'done' && done.finishReason === 'length');
   assert.equal(r.core.stats().kvBytesReserved, 0);
@@ -117,7 +128,10 @@ t.test('fresh short prompts share one prefill pass; decoding sequences share one
   // graph with the plain sequences, H2O (evicting while decoding) stays on the statistics graph.
   assert.deepEqual(r.runners.stats.passes.filter((p) => p.newTokens > 1).length, 2);
   assert.ok(r.runners.stats.passes.filter((p) => p.newTokens === 1).every((p) => p.batch === 1 && p.attnWindow === 1));
-  assert.ok(r.runners.plain.passes.some((p) => p.newTokens === 1 && p.batch === 3), 'snap decodes batched with p1 and p2');
+  assert.ok(
+    r.runners.plain.passes.some((p) => p.newTokens === 1 && p.batch === 3),
+    'snap decodes batched with p1 and p2',
+  );
   const report = r.events('snap').at(-1);
   assert.ok(report?.type === 'done' && report.policy.details['evictions'] === 1);
 });
@@ -129,7 +143,14 @@ t.test('a sequence whose own update fails ends alone; the rest of its batch goes
     ...inner,
     createDecodeStream: (o) => {
       const s = inner.createDecodeStream(o);
-      return o?.context?.[0] === 50 ? { ...s, push: () => { throw new Error('detokenizer broke'); } } : s;
+      return o?.context?.[0] === 50
+        ? {
+            ...s,
+            push: () => {
+              throw new Error('detokenizer broke');
+            },
+          }
+        : s;
     },
   };
   const r = rig({ tokenizer });

@@ -52,11 +52,19 @@ t.test('chunking: the policy-limited chunk, capped at what remains; the last chu
 
 t.test('fresh short prompts share one padded pass within the prefill budget; the next prefilling sequence gets the chunk', async () => {
   const plan = scheduler.schedule({
-    waiting: [seq('a', { promptLength: 20 }), seq('b', { promptLength: 30 }), seq('c', { promptLength: 30 }), seq('d', { promptLength: 8, batchablePrefill: false })],
+    waiting: [
+      seq('a', { promptLength: 20 }),
+      seq('b', { promptLength: 30 }),
+      seq('c', { promptLength: 30 }),
+      seq('d', { promptLength: 8, batchablePrefill: false }),
+    ],
     running: [],
     kvFreeBytes: 1e9,
   });
-  assert.deepEqual(plan.admitted.map((a) => a.id), ['a', 'b', 'c', 'd']);
+  assert.deepEqual(
+    plan.admitted.map((a) => a.id),
+    ['a', 'b', 'c', 'd'],
+  );
   // 2 x 30 fits 64; 3 x 30 does not.
   assert.deepEqual(plan.freshPrefill, ['a', 'b']);
   assert.equal(plan.prefill?.id, 'c');
@@ -84,11 +92,21 @@ t.test('decoding sequences are grouped by graph variant and batch key, in first-
 });
 
 t.test('aborted sequences are reaped before anything is planned for them, and free their slot', async () => {
-  const running = [seq('r1', { state: 'decoding', abortRequested: true }), seq('r2', { state: 'decoding' }), seq('r3', { state: 'prefilling', abortRequested: true })];
+  const running = [
+    seq('r1', { state: 'decoding', abortRequested: true }),
+    seq('r2', { state: 'decoding' }),
+    seq('r3', { state: 'prefilling', abortRequested: true }),
+  ];
   const small = new Scheduler({ maxConcurrent: 2, prefillChunk: 64 });
   const plan = small.schedule({ waiting: [seq('w-aborted', { abortRequested: true }), seq('w')], running, kvFreeBytes: 1e9 });
   assert.deepEqual([...plan.aborted].sort(), ['r1', 'r3', 'w-aborted']);
-  assert.deepEqual(plan.admitted.map((a) => a.id), ['w']);
-  assert.deepEqual(plan.decode.map((g) => g.ids), [['r2']]);
+  assert.deepEqual(
+    plan.admitted.map((a) => a.id),
+    ['w'],
+  );
+  assert.deepEqual(
+    plan.decode.map((g) => g.ids),
+    [['r2']],
+  );
   assert.equal(plan.prefill?.id, 'w');
 });

@@ -46,5 +46,8 @@ t.test('large inputs go to a worker thread and give exactly the inline result; t
 t.test('a model without a chat template: the worker reports no_chat_template as an EngineError', { skip }, async (t) => {
   const pool = new TokenizerPool({ modelDir: STORIES_DIR, modelId: 'stories' });
   t.after(() => pool.close());
-  await assert.rejects(pool.render([{ role: 'user', content: TEXT.repeat(100) }]), (err: unknown) => err instanceof EngineError && err.code === 'no_chat_template');
+  await assert.rejects(
+    pool.render([{ role: 'user', content: TEXT.repeat(100) }]),
+    (err: unknown) => err instanceof EngineError && err.code === 'no_chat_template',
+  );
 });

@@ -14,7 +14,13 @@ t.test('retain keeps the listed entries in order and frees whole blocks beyond o
   // [B=1, KV, T, D] with entry e of head h holding h * 1000 + e in every lane.
   const keys = Float32Array.from({ length: 2 * n * 4 }, (_, i) => Math.floor(i / (n * 4)) * 1000 + Math.floor((i % (n * 4)) / 4));
   const values = keys.map((x) => -x);
-  kv.append([keys, keys], [values, values], 0, n, Array.from({ length: n }, (_, i) => i));
+  kv.append(
+    [keys, keys],
+    [values, values],
+    0,
+    n,
+    Array.from({ length: n }, (_, i) => i),
+  );
   const before = kv.allocatedBytes;
   assert.equal(pool.allocatedBytes, before);
   const keep = Int32Array.from({ length: 100 }, (_, i) => i * 6);

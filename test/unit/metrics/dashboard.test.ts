@@ -64,7 +64,13 @@ const panelsWithQueries = (d: Dashboard): Panel[] => d.panels.filter((p) => p.ty
 t.test('the dashboard parses; panels have unique ids, targets with expressions, the datasource variable, and do not overlap', async () => {
   const { dashboard } = load();
   assert.equal(dashboard.uid, 'capserve');
-  assert.deepEqual(dashboard.templating.list.map((v) => [v.name, v.type]), [['datasource', 'datasource'], ['policy', 'query']]);
+  assert.deepEqual(
+    dashboard.templating.list.map((v) => [v.name, v.type]),
+    [
+      ['datasource', 'datasource'],
+      ['policy', 'query'],
+    ],
+  );
   const ids = dashboard.panels.map((p) => p.id);
   assert.equal(new Set(ids).size, ids.length);
   const cells = new Set<string>();
@@ -147,7 +153,9 @@ t.test('C, A and P each have their panels: the metrics behind them, through the 
 
 t.test('promtool accepts every dashboard expression as PromQL (Grafana variables substituted)', async (t) => {
   const { dashboard } = load();
-  const exprs = panelsWithQueries(dashboard).flatMap((p) => (p.targets ?? []).map((tg) => tg.expr.replaceAll('$__rate_interval', '5m').replaceAll('$policy', '.*')));
+  const exprs = panelsWithQueries(dashboard).flatMap((p) =>
+    (p.targets ?? []).map((tg) => tg.expr.replaceAll('$__rate_interval', '5m').replaceAll('$policy', '.*')),
+  );
   const dir = mkdtempSync(path.join(tmpdir(), 'capserve-dash-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'panels.yml');

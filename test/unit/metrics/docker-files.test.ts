@@ -70,12 +70,19 @@ t.test('compose.yaml: capserve from docker/Dockerfile, Prometheus with its confi
   const mounts = new Map((grafana?.volumes ?? []).filter((v) => v.startsWith('./')).map((v) => [v.split(':')[1] as string, v.split(':')[0] as string]));
   for (const host of mounts.values()) assert.ok(existsSync(path.join(dockerDir, host)), host);
   // The dashboard provider reads the directory the dashboards are mounted at.
-  const provider = YAML.parse(readFileSync(path.join(dockerDir, 'grafana/provisioning/dashboards/capserve.yml'), 'utf8')) as { providers: { options: { path: string } }[] };
+  const provider = YAML.parse(readFileSync(path.join(dockerDir, 'grafana/provisioning/dashboards/capserve.yml'), 'utf8')) as {
+    providers: { options: { path: string } }[];
+  };
   const dashboardsIn = provider.providers[0]?.options.path ?? '';
   assert.equal(mounts.get(dashboardsIn), './grafana/dashboards');
   assert.equal(mounts.get('/etc/grafana/provisioning'), './grafana/provisioning');
-  const datasources = YAML.parse(readFileSync(path.join(dockerDir, 'grafana/provisioning/datasources/prometheus.yml'), 'utf8')) as { datasources: { type: string; url: string }[] };
-  assert.deepEqual(datasources.datasources.map((d) => [d.type, d.url]), [['prometheus', 'http://prometheus:9090']]);
+  const datasources = YAML.parse(readFileSync(path.join(dockerDir, 'grafana/provisioning/datasources/prometheus.yml'), 'utf8')) as {
+    datasources: { type: string; url: string }[];
+  };
+  assert.deepEqual(
+    datasources.datasources.map((d) => [d.type, d.url]),
+    [['prometheus', 'http://prometheus:9090']],
+  );
 });
 
 t.test('Dockerfile: multi-stage, non-root, health check on /health', async () => {

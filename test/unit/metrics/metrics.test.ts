@@ -44,7 +44,16 @@ t.test('every metric is prefixed capserve_, carries a policy label, and lives in
   timer.token(30);
   timer.done('stop', { promptTokens: 5, completionTokens: 2 }, 4, 50);
   metrics.requestErrors.inc({ policy: 'full', code: 'queue_full' });
-  observePolicyReport(metrics, { policy: 'full', kind: 'none', promptTokens: 5, kvTokensRetained: 6, contextTokens: 6, compressionRatio: 1, attentionMassRetained: 1, details: {} });
+  observePolicyReport(metrics, {
+    policy: 'full',
+    kind: 'none',
+    promptTokens: 5,
+    kvTokensRetained: 6,
+    contextTokens: 6,
+    compressionRatio: 1,
+    attentionMassRetained: 1,
+    details: {},
+  });
   metrics.liveContexts.start('full', 5).end();
   metrics.shadowKlDivergence.observe({ policy: 'full' }, 0.01);
   metrics.shadowTop1Agreement.observe({ policy: 'full' }, 1);
@@ -103,10 +112,19 @@ t.test('SequenceTimer: TTFT from arrival, inter-token gaps, outcome recorded onc
   assert.equal(e2e.find((v) => v.metricName?.endsWith('_count'))?.value, 1);
   const queue = await get(METRIC_NAMES.requestQueueTime);
   assert.equal(queue.find((v) => v.metricName?.endsWith('_sum'))?.value, 0.02);
-  assert.deepEqual((await get(METRIC_NAMES.promptTokens)).map((v) => v.value), [7]);
-  assert.deepEqual((await get(METRIC_NAMES.generationTokens)).map((v) => v.value), [3]);
+  assert.deepEqual(
+    (await get(METRIC_NAMES.promptTokens)).map((v) => v.value),
+    [7],
+  );
+  assert.deepEqual(
+    (await get(METRIC_NAMES.generationTokens)).map((v) => v.value),
+    [3],
+  );
   const success = await get(METRIC_NAMES.requestSuccess);
-  assert.deepEqual(success.map((v) => [v.labels['finished_reason'], v.value]), [['length', 1]]);
+  assert.deepEqual(
+    success.map((v) => [v.labels['finished_reason'], v.value]),
+    [['length', 1]],
+  );
 });
 
 t.test('engine gauges are read from the source at scrape time', async () => {
@@ -124,10 +142,11 @@ t.test('engine gauges are read from the source at scrape time', async () => {
   assert.match(text, /capserve_kv_cache_usage_ratio\{policy="full"\} 0/);
 });
 
-t.test('worker restarts: a counter at 0 from the start that follows the engine\'s running total', async () => {
+t.test("worker restarts: a counter at 0 from the start that follows the engine's running total", async () => {
   let state: { running: number; waiting: number; kvBytesUsed: number; kvBytesCapacity: number; workerRestarts?: number } | null = null;
   const metrics = createMetrics({ policy: 'full', snapshot: () => state });
-  const line = async (): Promise<string | undefined> => (await metrics.registry.metrics()).split('\n').find((l) => l.startsWith(`${METRIC_NAMES.workerRestarts}{`));
+  const line = async (): Promise<string | undefined> =>
+    (await metrics.registry.metrics()).split('\n').find((l) => l.startsWith(`${METRIC_NAMES.workerRestarts}{`));
   assert.equal(await line(), 'capserve_worker_restarts_total{policy="full"} 0');
   state = { running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0, workerRestarts: 2 };
   assert.equal(await line(), 'capserve_worker_restarts_total{policy="full"} 2');
@@ -145,7 +164,16 @@ t.test('C and A metrics: policy reports feed KV retained, compression ratio and 
   assert.equal(KL_BUCKETS[0], 1e-4);
   assert.equal(KL_BUCKETS.at(-1), 10);
   const metrics = createMetrics(idle);
-  const report = { policy: 'snapkv-25', kind: 'kv-eviction' as const, promptTokens: 100, kvTokensRetained: 30, contextTokens: 120, compressionRatio: 0.25, attentionMassRetained: 0.93, details: {} };
+  const report = {
+    policy: 'snapkv-25',
+    kind: 'kv-eviction' as const,
+    promptTokens: 100,
+    kvTokensRetained: 30,
+    contextTokens: 120,
+    compressionRatio: 0.25,
+    attentionMassRetained: 0.93,
+    details: {},
+  };
   observePolicyReport(metrics, report);
   observePolicyReport(metrics, { ...report, policy: 'full', kind: 'none', kvTokensRetained: 120, compressionRatio: 1, attentionMassRetained: null });
   const text = await metrics.registry.metrics();
@@ -208,7 +236,11 @@ t.test('compression reports feed tokens dropped and time spent compressing, by p
 
 t.test('MoE expert metrics are read from the runner at scrape time, labelled by the expert-offload policy; dense models export none', async () => {
   let runner: Record<string, number> = { ...RUNNER };
-  const metrics = createMetrics({ policy: 'full', expertPolicy: 'edgemoe', snapshot: () => ({ running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0, runner }) });
+  const metrics = createMetrics({
+    policy: 'full',
+    expertPolicy: 'edgemoe',
+    snapshot: () => ({ running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0, runner }),
+  });
   let text = await metrics.registry.metrics();
   assert.match(text, /capserve_expert_cache_hits_total\{policy="edgemoe"\} 10/);
   assert.match(text, /capserve_expert_prefetch_hits_total\{policy="edgemoe"\} 3/);

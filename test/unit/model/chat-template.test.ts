@@ -95,7 +95,10 @@ t.test('raise_exception in a template becomes a ChatTemplateRenderError', async 
   const tpl = loadChatTemplate(dir);
   assert.ok(tpl !== null);
   assert.equal(tpl.render([{ role: 'user', content: 'x' }]), 'ok');
-  assert.throws(() => tpl.render(MESSAGES), (e: unknown) => e instanceof ChatTemplateRenderError && e.message.includes('must start with user'));
+  assert.throws(
+    () => tpl.render(MESSAGES),
+    (e: unknown) => e instanceof ChatTemplateRenderError && e.message.includes('must start with user'),
+  );
 });
 
 t.test('generated models carry a ChatML template that renders BOS and tokenizes to special ids', async () => {

@@ -76,7 +76,10 @@ for (const [what, damage, problem] of DAMAGE) {
     assert.equal(reports.length, 1, again.log.join('\n'));
     assert.ok(reports[0]?.includes(compiled.dir), 'the line names the entry');
     assert.match(reports[0] ?? '', problem);
-    assert.ok(again.log.some((l) => l.startsWith('compiling ')), 'recompiled');
+    assert.ok(
+      again.log.some((l) => l.startsWith('compiling ')),
+      'recompiled',
+    );
     assertSound(again.compiled.dir);
     assert.deepEqual(compile(checkpoint, cache).log, [`using compiled graphs from ${compiled.dir}`]);
   });
@@ -118,16 +121,28 @@ t.test('publishing keeps a sound entry another process renamed into place first,
     writeFileSync(join(d, 'file'), content);
     return d;
   };
-  assert.equal(publishEntry(build('a', 'first'), dir, () => true), 'published');
+  assert.equal(
+    publishEntry(build('a', 'first'), dir, () => true),
+    'published',
+  );
   const loser = build('b', 'second');
-  assert.equal(publishEntry(loser, dir, () => true), 'existing');
+  assert.equal(
+    publishEntry(loser, dir, () => true),
+    'existing',
+  );
   assert.equal(readFileSync(join(dir, 'file'), 'utf8'), 'first');
   assert.equal(existsSync(loser), false, 'the loser drops its own work');
-  assert.equal(publishEntry(build('c', 'third'), dir, () => false), 'published');
+  assert.equal(
+    publishEntry(build('c', 'third'), dir, () => false),
+    'published',
+  );
   assert.equal(readFileSync(join(dir, 'file'), 'utf8'), 'third');
   // The entry was broken when checked but sound once moved aside (another process just published it): it is put back and used.
   const late = build('d', 'fourth');
-  assert.equal(publishEntry(late, dir, (at) => at !== dir), 'existing');
+  assert.equal(
+    publishEntry(late, dir, (at) => at !== dir),
+    'existing',
+  );
   assert.equal(readFileSync(join(dir, 'file'), 'utf8'), 'third');
   assert.equal(existsSync(late), false);
   assert.deepEqual(readdirSync(root).sort(), ['entry'], 'nothing left aside');

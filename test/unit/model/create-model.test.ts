@@ -64,7 +64,12 @@ t.test('all three architectures generate tiny checkpoints that load, with their 
     assert.ok(Math.abs(norm.mean - 1) < 0.05 && norm.std > 0.05 && norm.std < 0.15, `norms near 1: ${JSON.stringify(norm)}`);
     const embed = stats(ck.weights.get('model.embed_tokens.weight').data);
     assert.ok(Math.abs(embed.std - 0.25) < 0.01 && Math.abs(embed.mean) < 0.01, `embedding std 2/sqrt(hidden): ${JSON.stringify(embed)}`);
-    assert.deepEqual([...ck.weights.names()].sort(), expectedTensors(spec).map((t) => t.name).sort());
+    assert.deepEqual(
+      [...ck.weights.names()].sort(),
+      expectedTensors(spec)
+        .map((t) => t.name)
+        .sort(),
+    );
   }
 });
 

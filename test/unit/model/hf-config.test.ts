@@ -69,7 +69,10 @@ t.test('rope_scaling: linear (type or rope_type), llama3, default, and unsupport
   });
   const { original_max_position_embeddings: _, ...incomplete } = l3;
   assert.throws(() => parseModelSpec({ ...LLAMA, rope_scaling: incomplete }, null, FILE), fails('bad_config', 'rope_scaling.original_max_position_embeddings'));
-  assert.throws(() => parseModelSpec({ ...LLAMA, rope_scaling: { type: 'yarn', factor: 4 } }, null, FILE), fails('unsupported_config', 'yarn', 'linear, llama3'));
+  assert.throws(
+    () => parseModelSpec({ ...LLAMA, rope_scaling: { type: 'yarn', factor: 4 } }, null, FILE),
+    fails('unsupported_config', 'yarn', 'linear, llama3'),
+  );
   assert.throws(() => parseModelSpec({ ...LLAMA, rope_scaling: { type: 'dynamic', factor: 2 } }, null, FILE), fails('unsupported_config', 'dynamic'));
   // transformers v5 spelling.
   const v5 = parseModelSpec({ ...LLAMA, rope_parameters: { rope_type: 'linear', factor: 2, rope_theta: 500000 } }, null, FILE);
@@ -86,7 +89,10 @@ t.test('qwen2: q/k/v bias, no o bias; sliding window only with use_sliding_windo
   assert.equal(s.maxPositionEmbeddings, 32768);
   assert.equal(parseModelSpec({ ...qwen, use_sliding_window: true, max_window_layers: 0 }, null, FILE).slidingWindow, 4096);
   assert.equal(parseModelSpec({ ...qwen, use_sliding_window: true, max_window_layers: 2 }, null, FILE).slidingWindow, null);
-  assert.throws(() => parseModelSpec({ ...qwen, use_sliding_window: true, max_window_layers: 1 }, null, FILE), fails('unsupported_config', 'max_window_layers'));
+  assert.throws(
+    () => parseModelSpec({ ...qwen, use_sliding_window: true, max_window_layers: 1 }, null, FILE),
+    fails('unsupported_config', 'max_window_layers'),
+  );
 });
 
 t.test('mistral: sliding_window number or null', async () => {
@@ -140,28 +146,31 @@ const QWEN3 = {
   vocab_size: 512,
 };
 
-t.test('qwen3: q/k norms, head_dim defaults to 128 (not hidden/heads), no bias unless attention_bias (then o too), sliding only with use_sliding_window', async () => {
-  const s = parseModelSpec(QWEN3, null, FILE);
-  assert.equal(s.architecture, 'qwen3');
-  assert.equal(s.headDim, 128);
-  assert.equal(s.rotaryDim, 128);
-  assert.equal(s.qkNorm, true);
-  assert.equal(s.attentionBias, false);
-  assert.equal(s.outputBias, false);
-  assert.equal(s.packedProjections, false);
-  assert.deepEqual(s.ropeLayers, [true, true]);
-  assert.equal(s.maxPositionEmbeddings, 32768);
-  assert.equal(parseModelSpec({ ...QWEN3, head_dim: 24 }, null, FILE).headDim, 24);
-  const biased = parseModelSpec({ ...QWEN3, attention_bias: true }, null, FILE);
-  assert.equal(biased.attentionBias, true);
-  assert.equal(biased.outputBias, true);
-  assert.equal(parseModelSpec({ ...QWEN3, sliding_window: 8, max_window_layers: 0 }, null, FILE).slidingWindow, null);
-  assert.equal(parseModelSpec({ ...QWEN3, use_sliding_window: true, sliding_window: 8, max_window_layers: 0 }, null, FILE).slidingWindow, 8);
-  assert.throws(
-    () => parseModelSpec({ ...QWEN3, use_sliding_window: true, sliding_window: 8, max_window_layers: 1 }, null, FILE),
-    fails('unsupported_config', 'sliding-window'),
-  );
-});
+t.test(
+  'qwen3: q/k norms, head_dim defaults to 128 (not hidden/heads), no bias unless attention_bias (then o too), sliding only with use_sliding_window',
+  async () => {
+    const s = parseModelSpec(QWEN3, null, FILE);
+    assert.equal(s.architecture, 'qwen3');
+    assert.equal(s.headDim, 128);
+    assert.equal(s.rotaryDim, 128);
+    assert.equal(s.qkNorm, true);
+    assert.equal(s.attentionBias, false);
+    assert.equal(s.outputBias, false);
+    assert.equal(s.packedProjections, false);
+    assert.deepEqual(s.ropeLayers, [true, true]);
+    assert.equal(s.maxPositionEmbeddings, 32768);
+    assert.equal(parseModelSpec({ ...QWEN3, head_dim: 24 }, null, FILE).headDim, 24);
+    const biased = parseModelSpec({ ...QWEN3, attention_bias: true }, null, FILE);
+    assert.equal(biased.attentionBias, true);
+    assert.equal(biased.outputBias, true);
+    assert.equal(parseModelSpec({ ...QWEN3, sliding_window: 8, max_window_layers: 0 }, null, FILE).slidingWindow, null);
+    assert.equal(parseModelSpec({ ...QWEN3, use_sliding_window: true, sliding_window: 8, max_window_layers: 0 }, null, FILE).slidingWindow, 8);
+    assert.throws(
+      () => parseModelSpec({ ...QWEN3, use_sliding_window: true, sliding_window: 8, max_window_layers: 1 }, null, FILE),
+      fails('unsupported_config', 'sliding-window'),
+    );
+  },
+);
 
 t.test('smollm3: NoPE every no_rope_layer_interval-th layer ((i + 1) % interval == 0), or no_rope_layers (1 = RoPE, 0 = NoPE)', async () => {
   const base = { ...QWEN3, architectures: ['SmolLM3ForCausalLM'], model_type: 'smollm3', num_hidden_layers: 8 };
@@ -171,7 +180,16 @@ t.test('smollm3: NoPE every no_rope_layer_interval-th layer ((i + 1) % interval 
   assert.equal(s.qkNorm, false);
   assert.deepEqual(s.ropeLayers, [true, true, true, false, true, true, true, false]);
   assert.deepEqual(parseModelSpec({ ...base, no_rope_layer_interval: 3 }, null, FILE).ropeLayers, [true, true, false, true, true, false, true, true]);
-  assert.deepEqual(parseModelSpec({ ...base, no_rope_layers: [0, 1, 1, 1, 0, 1, 1, 1, 1] }, null, FILE).ropeLayers, [false, true, true, true, false, true, true, true]);
+  assert.deepEqual(parseModelSpec({ ...base, no_rope_layers: [0, 1, 1, 1, 0, 1, 1, 1, 1] }, null, FILE).ropeLayers, [
+    false,
+    true,
+    true,
+    true,
+    false,
+    true,
+    true,
+    true,
+  ]);
   const biased = parseModelSpec({ ...base, attention_bias: true }, null, FILE);
   assert.equal(biased.attentionBias, false, 'q/k/v never carry a bias in SmolLM3');
   assert.equal(biased.outputBias, true);
@@ -206,7 +224,10 @@ t.test('phi3: fused projections, partial_rotary_factor, longrope (factor lengths
   assert.ok(su?.type === 'longrope' && su.attentionFactor === 1.5);
   assert.equal(parseModelSpec({ ...base, rope_scaling: null, partial_rotary_factor: undefined }, null, FILE).rotaryDim, 16);
   assert.equal(parseModelSpec({ ...base, sliding_window: 2047 }, null, FILE).slidingWindow, 2047);
-  assert.throws(() => parseModelSpec({ ...base, rope_scaling: { ...base.rope_scaling, short_factor: [1, 1] } }, null, FILE), fails('bad_config', 'short_factor', '6 values'));
+  assert.throws(
+    () => parseModelSpec({ ...base, rope_scaling: { ...base.rope_scaling, short_factor: [1, 1] } }, null, FILE),
+    fails('bad_config', 'short_factor', '6 values'),
+  );
   assert.throws(() => parseModelSpec({ ...base, partial_rotary_factor: 0.1 }, null, FILE), fails('bad_config', 'partial_rotary_factor'));
   assert.throws(() => parseModelSpec({ ...LLAMA, rope_scaling: base.rope_scaling }, null, FILE), fails('unsupported_config', 'longrope'));
 });
@@ -222,44 +243,63 @@ const GEMMA3 = {
   vocab_size: 512,
 };
 
-t.test('gemma3_text: 5 sliding per full layer, RoPE per layer type (both spellings), (1+w) norms, scaled embeddings, GELU-tanh, query_pre_attn_scalar', async () => {
-  const s = parseModelSpec(GEMMA3, null, FILE);
-  assert.equal(s.headDim, 256);
-  assert.deepEqual(s.layerWindows, [4096, 4096, 4096, 4096, 4096, null, 4096]);
-  assert.equal(s.slidingWindow, null);
-  assert.equal(s.ropeTheta, 1000000);
-  assert.deepEqual(s.slidingRope, { theta: 10000, scaling: null });
-  assert.equal(s.qkNorm, true);
-  assert.equal(s.normUnitOffset, true);
-  assert.equal(s.sandwichNorms, true);
-  assert.equal(s.hiddenAct, 'gelu_tanh');
-  assert.equal(s.embedScale, Math.fround(8));
-  assert.equal(s.attentionScale, 1 / 16);
-  assert.equal(s.tieWordEmbeddings, true);
-  assert.equal(s.attnLogitSoftcap, null);
-  assert.equal(s.finalLogitSoftcap, null);
-  const old = parseModelSpec({ ...GEMMA3, query_pre_attn_scalar: 144, rope_scaling: { rope_type: 'linear', factor: 8 }, rope_local_base_freq: 20000, sliding_window: 512 }, null, FILE);
-  assert.deepEqual(old.ropeScaling, { type: 'linear', factor: 8 });
-  assert.deepEqual(old.slidingRope, { theta: 20000, scaling: null });
-  assert.equal(old.attentionScale, 1 / 12);
-  assert.equal(old.layerWindows[0], 512);
-  const v5 = parseModelSpec(
-    { ...GEMMA3, rope_parameters: { full_attention: { rope_type: 'linear', factor: 4, rope_theta: 500000 }, sliding_attention: { rope_type: 'default', rope_theta: 30000 } } },
-    null,
-    FILE,
-  );
-  assert.equal(v5.ropeTheta, 500000);
-  assert.deepEqual(v5.ropeScaling, { type: 'linear', factor: 4 });
-  assert.deepEqual(v5.slidingRope, { theta: 30000, scaling: null });
-  assert.deepEqual(parseModelSpec({ ...GEMMA3, num_hidden_layers: 2, layer_types: ['full_attention', 'sliding_attention'] }, null, FILE).layerWindows, [null, 4096]);
-  assert.throws(() => parseModelSpec({ ...GEMMA3, layer_types: ['full_attention'] }, null, FILE), fails('bad_config', 'layer_types', '7 layers'));
-  assert.throws(() => parseModelSpec({ ...GEMMA3, hidden_activation: 'gelu' }, null, FILE), fails('unsupported_config', 'hidden_activation'));
-  assert.throws(() => parseModelSpec({ ...GEMMA3, use_bidirectional_attention: true }, null, FILE), fails('unsupported_config', 'use_bidirectional_attention'));
-  assert.throws(
-    () => parseModelSpec({ ...GEMMA3, architectures: ['Gemma3ForConditionalGeneration'], model_type: 'gemma3' }, null, FILE),
-    fails('unsupported_architecture', 'gemma3'),
-  );
-});
+t.test(
+  'gemma3_text: 5 sliding per full layer, RoPE per layer type (both spellings), (1+w) norms, scaled embeddings, GELU-tanh, query_pre_attn_scalar',
+  async () => {
+    const s = parseModelSpec(GEMMA3, null, FILE);
+    assert.equal(s.headDim, 256);
+    assert.deepEqual(s.layerWindows, [4096, 4096, 4096, 4096, 4096, null, 4096]);
+    assert.equal(s.slidingWindow, null);
+    assert.equal(s.ropeTheta, 1000000);
+    assert.deepEqual(s.slidingRope, { theta: 10000, scaling: null });
+    assert.equal(s.qkNorm, true);
+    assert.equal(s.normUnitOffset, true);
+    assert.equal(s.sandwichNorms, true);
+    assert.equal(s.hiddenAct, 'gelu_tanh');
+    assert.equal(s.embedScale, Math.fround(8));
+    assert.equal(s.attentionScale, 1 / 16);
+    assert.equal(s.tieWordEmbeddings, true);
+    assert.equal(s.attnLogitSoftcap, null);
+    assert.equal(s.finalLogitSoftcap, null);
+    const old = parseModelSpec(
+      { ...GEMMA3, query_pre_attn_scalar: 144, rope_scaling: { rope_type: 'linear', factor: 8 }, rope_local_base_freq: 20000, sliding_window: 512 },
+      null,
+      FILE,
+    );
+    assert.deepEqual(old.ropeScaling, { type: 'linear', factor: 8 });
+    assert.deepEqual(old.slidingRope, { theta: 20000, scaling: null });
+    assert.equal(old.attentionScale, 1 / 12);
+    assert.equal(old.layerWindows[0], 512);
+    const v5 = parseModelSpec(
+      {
+        ...GEMMA3,
+        rope_parameters: {
+          full_attention: { rope_type: 'linear', factor: 4, rope_theta: 500000 },
+          sliding_attention: { rope_type: 'default', rope_theta: 30000 },
+        },
+      },
+      null,
+      FILE,
+    );
+    assert.equal(v5.ropeTheta, 500000);
+    assert.deepEqual(v5.ropeScaling, { type: 'linear', factor: 4 });
+    assert.deepEqual(v5.slidingRope, { theta: 30000, scaling: null });
+    assert.deepEqual(parseModelSpec({ ...GEMMA3, num_hidden_layers: 2, layer_types: ['full_attention', 'sliding_attention'] }, null, FILE).layerWindows, [
+      null,
+      4096,
+    ]);
+    assert.throws(() => parseModelSpec({ ...GEMMA3, layer_types: ['full_attention'] }, null, FILE), fails('bad_config', 'layer_types', '7 layers'));
+    assert.throws(() => parseModelSpec({ ...GEMMA3, hidden_activation: 'gelu' }, null, FILE), fails('unsupported_config', 'hidden_activation'));
+    assert.throws(
+      () => parseModelSpec({ ...GEMMA3, use_bidirectional_attention: true }, null, FILE),
+      fails('unsupported_config', 'use_bidirectional_attention'),
+    );
+    assert.throws(
+      () => parseModelSpec({ ...GEMMA3, architectures: ['Gemma3ForConditionalGeneration'], model_type: 'gemma3' }, null, FILE),
+      fails('unsupported_architecture', 'gemma3'),
+    );
+  },
+);
 
 t.test('gemma2: alternating sliding layers, one RoPE, soft-capping 50 / 30 unless set or null', async () => {
   const g2 = { ...GEMMA3, architectures: ['Gemma2ForCausalLM'], model_type: 'gemma2', num_hidden_layers: 4, hidden_act: 'gelu_pytorch_tanh' };

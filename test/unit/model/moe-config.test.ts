@@ -75,7 +75,10 @@ t.test('qwen2_moe: moe_intermediate_size experts, norm_topk_prob, shared expert 
 });
 
 t.test('MoE configs we cannot run faithfully are refused by name', async () => {
-  assert.throws(() => parseModelSpec({ ...MIXTRAL, num_experts_per_tok: 5 }, null, FILE), fails('bad_config', 'num_experts_per_tok (5)', 'num_local_experts (4)', FILE));
+  assert.throws(
+    () => parseModelSpec({ ...MIXTRAL, num_experts_per_tok: 5 }, null, FILE),
+    fails('bad_config', 'num_experts_per_tok (5)', 'num_local_experts (4)', FILE),
+  );
   assert.throws(() => parseModelSpec({ ...QWEN2_MOE, decoder_sparse_step: 2 }, null, FILE), fails('unsupported_config', 'decoder_sparse_step 2'));
   assert.throws(() => parseModelSpec({ ...QWEN2_MOE, mlp_only_layers: [1] }, null, FILE), fails('unsupported_config', 'mlp_only_layers [1]'));
   assert.throws(() => parseModelSpec({ ...QWEN2_MOE, moe_intermediate_size: undefined }, null, FILE), fails('bad_config', 'moe_intermediate_size'));
@@ -101,37 +104,44 @@ t.test('presets: tiny/small/135m MoE shapes parse; 135m expert bytes dwarf the r
   }
 });
 
-t.test('qwen3_moe: 128 experts top-8 of 768 by default, norm_topk_prob, no shared expert, q/k norms; dense layers and sliding windows refused by name', async () => {
-  const base = {
-    architectures: ['Qwen3MoeForCausalLM'],
-    model_type: 'qwen3_moe',
-    hidden_size: 64,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    head_dim: 24,
-    intermediate_size: 256,
-    vocab_size: 512,
-  };
-  const s = parseModelSpec(base, null, FILE);
-  assert.deepEqual({ ...s.moe }, { numExperts: 128, topK: 8, expertIntermediateSize: 768, normTopKProb: false, sharedExpertIntermediateSize: null });
-  assert.equal(s.qkNorm, true);
-  assert.equal(s.headDim, 24);
-  assert.equal(s.attentionBias, false);
-  const t = parseModelSpec({ ...base, num_experts: 4, num_experts_per_tok: 2, moe_intermediate_size: 32, norm_topk_prob: true, shared_expert_intermediate_size: 64 }, null, FILE);
-  assert.equal(t.moe?.normTopKProb, true);
-  assert.equal(t.moe?.sharedExpertIntermediateSize, null, 'Qwen3-MoE has no shared expert whatever the config says');
-  const names = expectedTensors(t).map((x) => x.name);
-  assert.ok(names.includes('model.layers.1.mlp.experts.3.down_proj.weight'));
-  assert.ok(names.includes('model.layers.0.self_attn.q_norm.weight'));
-  assert.ok(!names.some((n) => n.includes('shared_expert')));
-  const refused = (extra: Record<string, unknown>, ...mention: string[]): void =>
-    assert.throws(
-      () => parseModelSpec({ ...base, ...extra }, null, FILE),
-      (e: unknown) => e instanceof CheckpointError && e.code === 'unsupported_config' && mention.every((m) => e.message.includes(m)),
+t.test(
+  'qwen3_moe: 128 experts top-8 of 768 by default, norm_topk_prob, no shared expert, q/k norms; dense layers and sliding windows refused by name',
+  async () => {
+    const base = {
+      architectures: ['Qwen3MoeForCausalLM'],
+      model_type: 'qwen3_moe',
+      hidden_size: 64,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 24,
+      intermediate_size: 256,
+      vocab_size: 512,
+    };
+    const s = parseModelSpec(base, null, FILE);
+    assert.deepEqual({ ...s.moe }, { numExperts: 128, topK: 8, expertIntermediateSize: 768, normTopKProb: false, sharedExpertIntermediateSize: null });
+    assert.equal(s.qkNorm, true);
+    assert.equal(s.headDim, 24);
+    assert.equal(s.attentionBias, false);
+    const t = parseModelSpec(
+      { ...base, num_experts: 4, num_experts_per_tok: 2, moe_intermediate_size: 32, norm_topk_prob: true, shared_expert_intermediate_size: 64 },
+      null,
+      FILE,
     );
-  refused({ mlp_only_layers: [1] }, 'mlp_only_layers', 'Qwen3-MoE');
-  refused({ decoder_sparse_step: 2 }, 'decoder_sparse_step');
-  refused({ use_sliding_window: true, sliding_window: 16 }, 'use_sliding_window');
-  assert.equal(parseModelSpec(presetConfig('qwen3_moe', 'tiny'), null, FILE).moe?.normTopKProb, true);
-});
+    assert.equal(t.moe?.normTopKProb, true);
+    assert.equal(t.moe?.sharedExpertIntermediateSize, null, 'Qwen3-MoE has no shared expert whatever the config says');
+    const names = expectedTensors(t).map((x) => x.name);
+    assert.ok(names.includes('model.layers.1.mlp.experts.3.down_proj.weight'));
+    assert.ok(names.includes('model.layers.0.self_attn.q_norm.weight'));
+    assert.ok(!names.some((n) => n.includes('shared_expert')));
+    const refused = (extra: Record<string, unknown>, ...mention: string[]): void =>
+      assert.throws(
+        () => parseModelSpec({ ...base, ...extra }, null, FILE),
+        (e: unknown) => e instanceof CheckpointError && e.code === 'unsupported_config' && mention.every((m) => e.message.includes(m)),
+      );
+    refused({ mlp_only_layers: [1] }, 'mlp_only_layers', 'Qwen3-MoE');
+    refused({ decoder_sparse_step: 2 }, 'decoder_sparse_step');
+    refused({ use_sliding_window: true, sliding_window: 16 }, 'use_sliding_window');
+    assert.equal(parseModelSpec(presetConfig('qwen3_moe', 'tiny'), null, FILE).moe?.normTopKProb, true);
+  },
+);

@@ -53,7 +53,10 @@ t.test('F32 round trip is exact, with metadata, sorted 8-byte-aligned layout', a
 t.test('F16 and BF16 round trip within their precision; encoders round to nearest even', async () => {
   const dir = tempDir('st16');
   const tensors = sample();
-  for (const [dtype, relTol] of [['F16', 2 ** -11], ['BF16', 2 ** -8]] as const) {
+  for (const [dtype, relTol] of [
+    ['F16', 2 ** -11],
+    ['BF16', 2 ** -8],
+  ] as const) {
     const file = path.join(dir, `${dtype}.safetensors`);
     writeSafetensors(file, tensors, dtype);
     const st = SafetensorsFile.open(file);
@@ -143,9 +146,9 @@ t.test('unknown dtypes are refused on read, naming tensor and supported dtypes',
 t.test('malformed headers and missing files get clear errors', async () => {
   const dir = tempDir('bad');
   const file = path.join(dir, 'model.safetensors');
-  rawSafetensors(file, { 'w': { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, 8);
+  rawSafetensors(file, { w: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, 8);
   assert.throws(() => SafetensorsFile.open(file), isCode('bad_header', 'tensor w', '[3]'));
-  rawSafetensors(file, { 'w': { dtype: 'F32', shape: [-1], data_offsets: [0, 8] } }, 8);
+  rawSafetensors(file, { w: { dtype: 'F32', shape: [-1], data_offsets: [0, 8] } }, 8);
   assert.throws(() => SafetensorsFile.open(file), isCode('bad_header', 'shape'));
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(4n);

@@ -22,7 +22,10 @@ t.test('stories260K: the first generated token keeps its leading space after the
   const tok = loadTokenizer(dir);
   const prompt = tok.encode('Once upon a time,');
   const there = tok.encode('Once upon a time, there was', { addSpecialTokens: false }).slice(-2);
-  assert.deepEqual(there.map((id) => tok.idToPiece(id)), ['▁there', '▁was']);
+  assert.deepEqual(
+    there.map((id) => tok.idToPiece(id)),
+    ['▁there', '▁was'],
+  );
   assert.deepEqual(streamAfter(tok, prompt, there), [' there', ' was', '']);
   // Without a context the old behaviour stays: a sequence's first token loses its space, as decode() does.
   assert.deepEqual(streamAfter(tok, [], there), ['there', ' was', '']);

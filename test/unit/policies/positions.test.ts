@@ -21,7 +21,7 @@ function invFreq(d: number, theta = 10000): Float32Array {
   return Float32Array.from({ length: d / 2 }, (_, i) => 1 / Math.pow(theta, (2 * i) / d));
 }
 
-t.test('rerotateKeys(p -> p\') equals RoPE applied at p\' directly (per-head positions, far apart)', async () => {
+t.test("rerotateKeys(p -> p') equals RoPE applied at p' directly (per-head positions, far apart)", async () => {
   const next = rng(31);
   const h = 3;
   const d = 16;
@@ -96,7 +96,14 @@ t.test('rerotateKeys with partial rotary (Phi-3): only the first 2 * invFreq.len
   };
   const from = Int32Array.from({ length: n }, (_, j) => 100 + 7 * j);
   const to = Int32Array.from({ length: n }, (_, j) => j);
-  const moved = rerotateKeys(at((j) => from[j]!), h, d, from, to, freq);
+  const moved = rerotateKeys(
+    at((j) => from[j]!),
+    h,
+    d,
+    from,
+    to,
+    freq,
+  );
   const direct = at((j) => j);
   let worst = 0;
   for (let i = 0; i < raw.length; i++) worst = Math.max(worst, Math.abs(moved[i]! - direct[i]!));

@@ -15,7 +15,20 @@ import {
 } from '../../../src/policies/registry.js';
 import { PolicyError } from '../../../src/policies/errors.js';
 
-const SHIPPED = ['streaming-llm', 'h2o', 'snapkv', 'pyramidkv', 'tova', 'knorm', 'quest', 'sink-window', 'selective-context', 'llmlingua', 'longllmlingua', 'edgemoe'];
+const SHIPPED = [
+  'streaming-llm',
+  'h2o',
+  'snapkv',
+  'pyramidkv',
+  'tova',
+  'knorm',
+  'quest',
+  'sink-window',
+  'selective-context',
+  'llmlingua',
+  'longllmlingua',
+  'edgemoe',
+];
 
 function tempDir(t: { after: (fn: () => void) => void }, files: Record<string, string>): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'capserve-policies-'));
@@ -72,7 +85,9 @@ t.test('describePolicies gives {name, kind, method, params, cap} as plain JSON',
 
 t.test('every method: one-line rule, a CAP profile of two favoured axes paying with the third, a closed params schema', async () => {
   assert.deepEqual(
-    METHODS.map((m) => m.method).filter((m) => m !== 'none').sort(),
+    METHODS.map((m) => m.method)
+      .filter((m) => m !== 'none')
+      .sort(),
     [...SHIPPED].sort(),
   );
   for (const m of describeMethods()) {
@@ -109,9 +124,15 @@ t.test('runtime needs: only what the method uses; merged over the active policie
 
 t.test('strict: unknown keys, out-of-range values, wrong types name the file and the JSON path', async () => {
   const base = 'name: x\nkind: kv-eviction\nmethod: snapkv\n';
-  assert.match(parseError(`${base}params:\n  budget: 1.5\n`, 'policies/snapkv-25.yaml'), /^policies\/snapkv-25\.yaml: \/params\/budget: must be a ratio in \(0, 1\] or a token count \(an integer >= 1\), got 1\.5$/);
+  assert.match(
+    parseError(`${base}params:\n  budget: 1.5\n`, 'policies/snapkv-25.yaml'),
+    /^policies\/snapkv-25\.yaml: \/params\/budget: must be a ratio in \(0, 1\] or a token count \(an integer >= 1\), got 1\.5$/,
+  );
   assert.match(parseError(`${base}params:\n  budget: 0\n`), /policies\/x\.yaml: \/params\/budget: must be a ratio/);
-  assert.match(parseError(`${base}params:\n  budgett: 0.5\n`), /^policies\/x\.yaml: \/params\/budgett: unknown key \(known: budget, observationWindow, kernelSize, pooling, compressEvery\)$/);
+  assert.match(
+    parseError(`${base}params:\n  budgett: 0.5\n`),
+    /^policies\/x\.yaml: \/params\/budgett: unknown key \(known: budget, observationWindow, kernelSize, pooling, compressEvery\)$/,
+  );
   assert.match(parseError(`${base}params:\n  observationWindow: 0\n`), /^policies\/x\.yaml: \/params\/observationWindow: must be >= 1, got 0$/);
   assert.match(parseError(`${base}params:\n  kernelSize: 2.5\n`), /\/params\/kernelSize: must be integer, got 2\.5/);
   assert.match(parseError(`${base}params:\n  kernelSize: 6\n`), /^policies\/x\.yaml: \/params\/kernelSize: must be odd/);
@@ -121,12 +142,24 @@ t.test('strict: unknown keys, out-of-range values, wrong types name the file and
   assert.match(parseError(`${base}params: {}\nextra: 1\n`), /^policies\/x\.yaml: \/extra: unknown key \(known: name, kind, method, params\)$/);
   assert.match(parseError('kind: kv-eviction\nmethod: snapkv\nparams: {}\n'), /^policies\/x\.yaml: \/name: required$/);
   assert.match(parseError('name: Snap_KV\nkind: kv-eviction\nmethod: snapkv\n'), /^policies\/x\.yaml: \/name: must be kebab-case .*got "Snap_KV"$/);
-  assert.match(parseError('name: x\nkind: kv-eviction\nmethod: snapkvv\n'), /^policies\/x\.yaml: \/method: unknown method "snapkvv" \(known: none, streaming-llm, /);
-  assert.match(parseError('name: x\nkind: sparse-attention\nmethod: snapkv\n'), /^policies\/x\.yaml: \/kind: must be "kv-eviction" for method "snapkv", got "sparse-attention"$/);
+  assert.match(
+    parseError('name: x\nkind: kv-eviction\nmethod: snapkvv\n'),
+    /^policies\/x\.yaml: \/method: unknown method "snapkvv" \(known: none, streaming-llm, /,
+  );
+  assert.match(
+    parseError('name: x\nkind: sparse-attention\nmethod: snapkv\n'),
+    /^policies\/x\.yaml: \/kind: must be "kv-eviction" for method "snapkv", got "sparse-attention"$/,
+  );
   assert.match(parseError('name: x\nkind: eviction\nmethod: snapkv\n'), /^policies\/x\.yaml: \/kind: must be one of "none", "kv-eviction",/);
   assert.match(parseError('name: x\nkind: none\nmethod: none\nparams:\n  budget: 1\n'), /\/params\/budget: unknown key \(no keys allowed\)/);
-  assert.match(parseError('name: x\nkind: kv-eviction\nmethod: streaming-llm\nparams:\n  budget: 8\n  sinkTokens: 8\n'), /\/params\/sinkTokens: must be less than budget/);
-  assert.match(parseError('name: x\nkind: sparse-attention\nmethod: quest\nparams:\n  budget: 0.25\n  topPages: 4\n'), /\/params\/topPages: set exactly one of budget or topPages/);
+  assert.match(
+    parseError('name: x\nkind: kv-eviction\nmethod: streaming-llm\nparams:\n  budget: 8\n  sinkTokens: 8\n'),
+    /\/params\/sinkTokens: must be less than budget/,
+  );
+  assert.match(
+    parseError('name: x\nkind: sparse-attention\nmethod: quest\nparams:\n  budget: 0.25\n  topPages: 4\n'),
+    /\/params\/topPages: set exactly one of budget or topPages/,
+  );
   assert.match(parseError('name: x\nkind: sparse-attention\nmethod: quest\nparams: {}\n'), /\/params: set exactly one of budget or topPages/);
   // The graph cuts each cache (whole KV blocks of 64) into pages: a page size that does not divide 64 fails at start, not at the first decode.
   assert.match(
@@ -148,14 +181,22 @@ t.test('loadPolicies: name must match the file, names are unique, every bad file
   assert.deepEqual([...ok.keys()], ['full', 'a']);
   assert.equal(ok.get('full'), FULL_POLICY);
 
-  const dir = tempDir(t, { 'a.yaml': good('b'), 'c.yaml': good('c'), 'c.yml': good('c'), 'd.yaml': 'name: d\nkind: kv-eviction\nmethod: knorm\nparams:\n  budget: -1\n' });
-  assert.throws(() => loadPolicies(dir), (err: unknown) => {
-    assert.ok(err instanceof PolicyError);
-    assert.match(err.message, new RegExp(`${path.join(dir, 'a.yaml')}: /name: must match the file name "a", got "b"`));
-    assert.match(err.message, new RegExp(`${path.join(dir, 'c.yml')}: /name: "c" is already defined by ${path.join(dir, 'c.yaml')}`));
-    assert.match(err.message, new RegExp(`${path.join(dir, 'd.yaml')}: /params/budget: must be a ratio`));
-    return true;
+  const dir = tempDir(t, {
+    'a.yaml': good('b'),
+    'c.yaml': good('c'),
+    'c.yml': good('c'),
+    'd.yaml': 'name: d\nkind: kv-eviction\nmethod: knorm\nparams:\n  budget: -1\n',
   });
+  assert.throws(
+    () => loadPolicies(dir),
+    (err: unknown) => {
+      assert.ok(err instanceof PolicyError);
+      assert.match(err.message, new RegExp(`${path.join(dir, 'a.yaml')}: /name: must match the file name "a", got "b"`));
+      assert.match(err.message, new RegExp(`${path.join(dir, 'c.yml')}: /name: "c" is already defined by ${path.join(dir, 'c.yaml')}`));
+      assert.match(err.message, new RegExp(`${path.join(dir, 'd.yaml')}: /params/budget: must be a ratio`));
+      return true;
+    },
+  );
   assert.throws(() => loadPolicies(path.join(dir, 'missing')), /cannot read the policies directory: ENOENT/);
   assert.throws(() => loadPolicies(tempDir(t, { 'full.yaml': good('full') })), /"full" is reserved/);
 });

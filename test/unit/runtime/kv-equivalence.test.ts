@@ -36,7 +36,13 @@ t.test('chunked prefill equals one-shot prefill', { skip: skip ?? false }, async
     for (let start = 0; start < PROMPT.length; start += 7) {
       const chunk = PROMPT.slice(start, start + 7);
       const out = await m.session.run(m.inputs.prefill(kv, chunk, start));
-      kv.append(out.presentKeys, out.presentValues, 0, chunk.length, chunk.map((_, i) => start + i));
+      kv.append(
+        out.presentKeys,
+        out.presentValues,
+        0,
+        chunk.length,
+        chunk.map((_, i) => start + i),
+      );
       last = out.logits;
     }
     assert.ok(maxAbsDiff(last, whole) <= 1e-4);
@@ -87,7 +93,13 @@ t.test('several fresh prompts prefilled in one padded pass equal one-at-a-time p
       const single = await m.prefill(p);
       assert.ok(maxAbsDiff(out.logits.subarray(b * V, (b + 1) * V), single.logits) <= 1e-4, `row ${b}`);
       const kv = m.newKv(p.length + 4);
-      kv.append(out.presentKeys, out.presentValues, b, inputs.newTokens, p.map((_, i) => i));
+      kv.append(
+        out.presentKeys,
+        out.presentValues,
+        b,
+        inputs.newTokens,
+        p.map((_, i) => i),
+      );
       // The next decode step from either cache gives the same logits.
       const a = await m.session.run(m.inputs.decode([kv], [42], [p.length]));
       const c = await m.session.run(m.inputs.decode([single.kv], [42], [p.length]));

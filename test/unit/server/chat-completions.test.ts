@@ -66,7 +66,13 @@ t.test('sampling parameters reach the engine; max_tokens defaults to the remaini
   assert.equal(s.presencePenalty, 0.5);
   assert.equal(s.frequencyPenalty, -0.5);
   assert.equal(s.repetitionPenalty, 1.1);
-  assert.deepEqual([...s.logitBias.entries()].sort((a, b) => a[0] - b[0]), [[10, -100], [72, 5]]);
+  assert.deepEqual(
+    [...s.logitBias.entries()].sort((a, b) => a[0] - b[0]),
+    [
+      [10, -100],
+      [72, 5],
+    ],
+  );
   assert.equal(s.seed, 7);
   assert.deepEqual(s.stop, ['zz', 'yy']);
   assert.deepEqual(s.stopTokenIds, [3]);
@@ -84,7 +90,13 @@ t.test('max_completion_tokens wins over max_tokens; developer role and text part
     payload: {
       messages: [
         { role: 'developer', content: 'be brief' },
-        { role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'a' },
+            { type: 'text', text: 'b' },
+          ],
+        },
       ],
       max_tokens: 9,
       max_completion_tokens: 3,
@@ -100,8 +112,14 @@ t.test('n > 1 runs n generations with seed+i, and counts prompt tokens once', as
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ n: 3, seed: 10, max_tokens: 2 }) });
   assert.equal(res.statusCode, 200, res.body);
   const body = res.json();
-  assert.deepEqual(body.choices.map((c: { index: number }) => c.index), [0, 1, 2]);
-  assert.deepEqual(engine.requests.map((r) => r.sampling.seed), [10, 11, 12]);
+  assert.deepEqual(
+    body.choices.map((c: { index: number }) => c.index),
+    [0, 1, 2],
+  );
+  assert.deepEqual(
+    engine.requests.map((r) => r.sampling.seed),
+    [10, 11, 12],
+  );
   assert.equal(new Set(engine.requests.map((r) => r.id)).size, 3);
   const prompt = engine.requests[0]?.promptTokens.length ?? 0;
   assert.deepEqual(body.usage, { prompt_tokens: prompt, completion_tokens: 6, total_tokens: prompt + 6 });
@@ -176,7 +194,7 @@ t.test('SSE: role chunk first, content deltas, finish chunk, usage chunk, [DONE]
   assert.equal(events.length, 6);
 });
 
-t.test('SSE without include_usage: no usage keys, each finish chunk carries its choice\'s cap', async (t) => {
+t.test("SSE without include_usage: no usage keys, each finish chunk carries its choice's cap", async (t) => {
   const { app } = makeApp(t, { reply: 'ab' });
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ stream: true, max_tokens: 2, n: 2 }) });
   const { events, done } = parseSse(res.body);
@@ -184,20 +202,37 @@ t.test('SSE without include_usage: no usage keys, each finish chunk carries its 
   for (const e of events) assert.ok(!('usage' in e));
   const finishes = events.filter((e) => (e['choices'] as { finish_reason: unknown }[])[0]?.finish_reason === 'length');
   assert.equal(finishes.length, 2);
-  assert.deepEqual(events.filter((e) => 'cap' in e), finishes);
-  for (const f of finishes) assert.deepEqual(Object.keys(f['cap'] as object).sort(), ['attention_mass_retained', 'compress_ms', 'compressed_tokens', 'compression_ratio', 'context_tokens', 'kind', 'kv_tokens_retained', 'original_tokens', 'overflow', 'policy', 'prompt_tokens']);
+  assert.deepEqual(
+    events.filter((e) => 'cap' in e),
+    finishes,
+  );
+  for (const f of finishes)
+    assert.deepEqual(Object.keys(f['cap'] as object).sort(), [
+      'attention_mass_retained',
+      'compress_ms',
+      'compressed_tokens',
+      'compression_ratio',
+      'context_tokens',
+      'kind',
+      'kv_tokens_retained',
+      'original_tokens',
+      'overflow',
+      'policy',
+      'prompt_tokens',
+    ]);
   assert.equal((events.at(-1)?.['cap'] as { context_tokens: number }).context_tokens, (events.at(-1)?.['cap'] as { prompt_tokens: number }).prompt_tokens + 2);
   const roles = events.filter((e) => 'role' in ((e['choices'] as { delta: object }[])[0]?.delta ?? {}));
-  assert.deepEqual(roles.map((e) => (e['choices'] as { index: number }[])[0]?.index), [0, 1]);
+  assert.deepEqual(
+    roles.map((e) => (e['choices'] as { index: number }[])[0]?.index),
+    [0, 1],
+  );
 });
 
 t.test('SSE stop string held back is never streamed', async (t) => {
   const { app } = makeApp(t, { reply: 'abcabd' });
   const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ stream: true, stop: 'abd', max_tokens: 20 }) });
   const { events } = parseSse(res.body);
-  const text = events
-    .map((e) => ((e['choices'] as { delta?: { content?: string } }[])[0]?.delta?.content ?? ''))
-    .join('');
+  const text = events.map((e) => (e['choices'] as { delta?: { content?: string } }[])[0]?.delta?.content ?? '').join('');
   assert.equal(text, 'abc');
   assert.equal((events.at(-1)?.['choices'] as { finish_reason: string }[])[0]?.finish_reason, 'stop');
 });

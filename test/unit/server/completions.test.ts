@@ -12,7 +12,16 @@ t.test('completion: text_completion shape with usage and cap', async (t) => {
   assert.equal(body.object, 'text_completion');
   assert.deepEqual(body.choices, [{ index: 0, text: 'Hel', logprobs: null, finish_reason: 'length', stop_reason: null }]);
   assert.deepEqual(body.usage, { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 });
-  assert.deepEqual(body.cap, { policy: 'full', kind: 'none', prompt_tokens: 5, kv_tokens_retained: 8, context_tokens: 8, compression_ratio: 1, attention_mass_retained: null, ...plainCap(5, 3) });
+  assert.deepEqual(body.cap, {
+    policy: 'full',
+    kind: 'none',
+    prompt_tokens: 5,
+    kv_tokens_retained: 8,
+    context_tokens: 8,
+    compression_ratio: 1,
+    attention_mass_retained: null,
+    ...plainCap(5, 3),
+  });
   assert.deepEqual(engine.requests[0]?.promptTokens, await engine.tokenize('Once'));
 });
 
@@ -24,13 +33,24 @@ t.test('prompt forms: string, token ids, list of one string, list of one id list
   }
   assert.deepEqual(
     engine.requests.map((r) => r.promptTokens),
-    [[1, 65, 66], [65, 66], [1, 65, 66], [65, 66]],
+    [
+      [1, 65, 66],
+      [65, 66],
+      [1, 65, 66],
+      [65, 66],
+    ],
   );
   // Lists of several prompts are batches (server-echo.test.ts runs them on the real model).
-  for (const prompt of [['a', 'b'], [[1], [2]]]) {
+  for (const prompt of [
+    ['a', 'b'],
+    [[1], [2]],
+  ]) {
     const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt, n: 2, max_tokens: 1 } });
     assert.equal(res.statusCode, 200, res.body);
-    assert.deepEqual(res.json().choices.map((c: { index: number }) => c.index), [0, 1, 2, 3]);
+    assert.deepEqual(
+      res.json().choices.map((c: { index: number }) => c.index),
+      [0, 1, 2, 3],
+    );
   }
   for (const prompt of [[], [-1], 5, ['a', 5], [[1], []]]) {
     const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt } });
@@ -74,7 +94,16 @@ t.test('streaming completions: text chunks, finish chunk, usage chunk, [DONE]', 
   );
   assert.deepEqual(choices[1]?.['logprobs'], { tokens: ['e'], token_logprobs: [-0.5], top_logprobs: [{ e: -0.5 }], text_offset: [1] });
   assert.equal(choices[3]?.['finish_reason'], 'length');
-  assert.deepEqual(events[3]?.['cap'], { policy: 'full', kind: 'none', prompt_tokens: 2, kv_tokens_retained: 5, context_tokens: 5, compression_ratio: 1, attention_mass_retained: null, ...plainCap(2, 3) });
+  assert.deepEqual(events[3]?.['cap'], {
+    policy: 'full',
+    kind: 'none',
+    prompt_tokens: 2,
+    kv_tokens_retained: 5,
+    context_tokens: 5,
+    compression_ratio: 1,
+    attention_mass_retained: null,
+    ...plainCap(2, 3),
+  });
   assert.deepEqual(events[4]?.['choices'], []);
   assert.deepEqual(events[4]?.['usage'], { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 });
 });

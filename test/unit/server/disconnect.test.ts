@@ -56,7 +56,10 @@ t.test('shutdown drain: abortAll ends running generations and tells streaming cl
   app.capserve.inflight.abortAll('shutdown');
   await app.capserve.inflight.idle();
   const text = await body;
-  assert.match(text, /data: \{"error":\{"message":"The server is shutting down\.","type":"service_unavailable","param":null,"code":"shutting_down"\}\}\n\ndata: \[DONE\]\n\n$/);
+  assert.match(
+    text,
+    /data: \{"error":\{"message":"The server is shutting down\.","type":"service_unavailable","param":null,"code":"shutting_down"\}\}\n\ndata: \[DONE\]\n\n$/,
+  );
 });
 
 t.test('server.requestTimeoutMs: a generation past the deadline is aborted and answered 504', async (t) => {

@@ -28,7 +28,10 @@ t.test('provably too long: 400 context_length_exceeded before any tokenization (
   assert.equal(res.statusCode, 400);
   assert.equal(res.json().error.code, 'context_length_exceeded');
   assert.equal(res.json().error.param, 'prompt');
-  assert.match(res.json().error.message, /maximum context length is 256 tokens\. However, you requested at least 262 tokens \(at least 258 in the input: 1032 bytes of text/);
+  assert.match(
+    res.json().error.message,
+    /maximum context length is 256 tokens\. However, you requested at least 262 tokens \(at least 258 in the input: 1032 bytes of text/,
+  );
   const chat = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages: [{ role: 'user', content: LONG }] } });
   assert.equal(chat.statusCode, 400);
   assert.equal(chat.json().error.code, 'context_length_exceeded');

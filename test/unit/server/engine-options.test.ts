@@ -24,8 +24,18 @@ t.test('the model directory says dense or MoE before anything loads; MoE models 
   assert.equal(readModelFacts(path.join(root, 'absent')), null);
 
   // --policy edgemoe --set policies.edgemoe.params.budgetBytes=65536, as the serve command reads them.
-  const config = loadConfig({ overrides: [`model.dir=${mixtral}`, 'routing.defaultPolicy=edgemoe', 'policies.edgemoe.params.budgetBytes=65536', 'compression.scorerModelDir=scorers/small'].map(parseOverride) });
-  const overridden = new Map(POLICIES).set('edgemoe', parsePolicyFile('name: edgemoe\nkind: expert-offload\nmethod: edgemoe\nparams: {budgetBytes: 65536}\n', '<test>'));
+  const config = loadConfig({
+    overrides: [
+      `model.dir=${mixtral}`,
+      'routing.defaultPolicy=edgemoe',
+      'policies.edgemoe.params.budgetBytes=65536',
+      'compression.scorerModelDir=scorers/small',
+    ].map(parseOverride),
+  });
+  const overridden = new Map(POLICIES).set(
+    'edgemoe',
+    parsePolicyFile('name: edgemoe\nkind: expert-offload\nmethod: edgemoe\nparams: {budgetBytes: 65536}\n', '<test>'),
+  );
   const moe = servedModel(config, overridden, readModelFacts(mixtral));
   assert.deepEqual(moe, { moe: true, expertOffloadPolicy: 'edgemoe' });
   const options = localEngineOptions(config, overridden, moe, { chatTemplateFallback: null, threads: 1 });
@@ -39,5 +49,8 @@ t.test('the model directory says dense or MoE before anything loads; MoE models 
   assert.equal(localEngineOptions(config, overridden, dense, { chatTemplateFallback: null }).expertOffload, undefined);
   assert.equal(localEngineOptions(loadConfig(), POLICIES, dense, { chatTemplateFallback: null }).scorerModelDir, undefined, 'null: the served model scores');
   // The serve command builds the app before listening: a dense model with --policy edgemoe stops there.
-  assert.throws(() => buildApp({ engine: new ScriptedEngine(), config, policies: overridden, servedModel: dense }), (err: unknown) => err instanceof ConfigError && /served model is dense/.test(err.message));
+  assert.throws(
+    () => buildApp({ engine: new ScriptedEngine(), config, policies: overridden, servedModel: dense }),
+    (err: unknown) => err instanceof ConfigError && /served model is dense/.test(err.message),
+  );
 });

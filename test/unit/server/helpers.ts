@@ -63,6 +63,14 @@ export function plainCap(promptTokens: number, maxTokens: number, contextWindow 
     original_tokens: null,
     compressed_tokens: null,
     compress_ms: null,
-    overflow: { mode: 'error', applied: false, tokens_before: promptTokens, tokens_after: promptTokens, dropped: 0, context_window: contextWindow, max_tokens: maxTokens },
+    overflow: {
+      mode: 'error',
+      applied: false,
+      tokens_before: promptTokens,
+      tokens_after: promptTokens,
+      dropped: 0,
+      context_window: contextWindow,
+      max_tokens: maxTokens,
+    },
   };
 }

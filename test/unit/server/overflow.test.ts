@@ -26,14 +26,22 @@ function policies(): ReadonlyMap<string, Policy> {
   return out;
 }
 
-function app(t: { after: (fn: () => Promise<void>) => void }, sets: readonly string[] = [], contextLength = 64): { app: FastifyInstance; engine: ScriptedEngine } {
+function app(
+  t: { after: (fn: () => Promise<void>) => void },
+  sets: readonly string[] = [],
+  contextLength = 64,
+): { app: FastifyInstance; engine: ScriptedEngine } {
   const engine = new ScriptedEngine({ reply: 'ok', contextLength });
   const built = buildApp({ engine, config: loadConfig({ overrides: sets.map(parseOverride) }), policies: policies() });
   t.after(() => built.close());
   return { app: built, engine };
 }
 
-const text = (ids: readonly number[]): string => ids.filter((id) => id !== 1).map((id) => String.fromCharCode(id)).join('');
+const text = (ids: readonly number[]): string =>
+  ids
+    .filter((id) => id !== 1)
+    .map((id) => String.fromCharCode(id))
+    .join('');
 
 /** system, an old turn, an answer, the question: '<system>SYS<user>aaa...<assistant>bbb...<user>QUESTION?<assistant>'. */
 const CHAT_MESSAGES = [
@@ -59,7 +67,10 @@ t.test('default mode error: 400 context_length_exceeded stating the window and b
   assert.equal(noRoom.statusCode, 400);
   assert.equal(noRoom.json().error.code, 'context_length_exceeded');
   assert.equal(noRoom.json().error.param, 'prompt');
-  assert.match(noRoom.json().error.message, /^This model's maximum context length is 64 tokens\. However, your request has 71 input tokens, which leaves no room for a completion\./);
+  assert.match(
+    noRoom.json().error.message,
+    /^This model's maximum context length is 64 tokens\. However, your request has 71 input tokens, which leaves no room for a completion\./,
+  );
   const both = await a.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x'.repeat(50), max_tokens: 20 } });
   assert.equal(both.statusCode, 400);
   assert.equal(both.json().error.param, 'max_tokens');
@@ -67,13 +78,25 @@ t.test('default mode error: 400 context_length_exceeded stating the window and b
   // What fits is served, and the report says nothing was done.
   const fits = await a.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x'.repeat(50), max_tokens: 13 } });
   assert.equal(fits.statusCode, 200);
-  assert.deepEqual(fits.json().cap.overflow, { mode: 'error', applied: false, tokens_before: 51, tokens_after: 51, dropped: 0, context_window: 64, max_tokens: 13 });
+  assert.deepEqual(fits.json().cap.overflow, {
+    mode: 'error',
+    applied: false,
+    tokens_before: 51,
+    tokens_after: 51,
+    dropped: 0,
+    context_window: 64,
+    max_tokens: 13,
+  });
 });
 
 t.test('truncate (left, middle): exactly the excess goes, the system message and the question stay; the report and return_dropped say what', async (t) => {
   const { app: a, engine } = app(t, ['model.overflow=truncate'], 128);
   const total = 1 + CHAT_PROMPT.length;
-  const left = await a.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages: CHAT_MESSAGES, max_tokens: 8, cap: { return_dropped: true } } });
+  const left = await a.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: { messages: CHAT_MESSAGES, max_tokens: 8, cap: { return_dropped: true } },
+  });
   assert.equal(left.statusCode, 200, left.body);
   const sent = engine.requests[0]?.promptTokens ?? [];
   assert.equal(sent.length, 128 - 8);
@@ -81,11 +104,24 @@ t.test('truncate (left, middle): exactly the excess goes, the system message and
   assert.equal(excess, 25);
   assert.equal(text(sent), `<system>SYS<user>${'a'.repeat(80 - excess)}<assistant>${'b'.repeat(10)}<user>QUESTION?<assistant>`);
   const cap = left.json().cap as Cap;
-  assert.deepEqual(cap.overflow, { side: 'left', mode: 'truncate', applied: true, tokens_before: total, tokens_after: 120, dropped: excess, context_window: 128, max_tokens: 8 });
+  assert.deepEqual(cap.overflow, {
+    side: 'left',
+    mode: 'truncate',
+    applied: true,
+    tokens_before: total,
+    tokens_after: 120,
+    dropped: excess,
+    context_window: 128,
+    max_tokens: 8,
+  });
   assert.deepEqual(cap.dropped, [{ text: 'a'.repeat(excess), tokens: Array<number>(excess).fill(97) }]);
   assert.equal(engine.requests[0]?.segments, undefined, 'segments go to the engine only for compression');
 
-  const middle = await a.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages: CHAT_MESSAGES, max_tokens: 8, cap: { overflow: { mode: 'truncate', side: 'middle' } } } });
+  const middle = await a.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: { messages: CHAT_MESSAGES, max_tokens: 8, cap: { overflow: { mode: 'truncate', side: 'middle' } } },
+  });
   assert.equal(middle.statusCode, 200);
   const kept = text(engine.requests[1]?.promptTokens ?? []);
   assert.ok(kept.startsWith('<system>SYS<user>a') && kept.endsWith('<user>QUESTION?<assistant>'), kept);
@@ -102,11 +138,24 @@ t.test('truncate (left, middle): exactly the excess goes, the system message and
 
 t.test('truncate that cannot keep the system message: 400 stating both numbers and why', async (t) => {
   const { app: a } = app(t, ['model.overflow=truncate']);
-  const res = await a.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages: [{ role: 'system', content: 's'.repeat(60) }, { role: 'user', content: 'hi' }], max_tokens: 8 } });
+  const res = await a.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: {
+      messages: [
+        { role: 'system', content: 's'.repeat(60) },
+        { role: 'user', content: 'hi' },
+      ],
+      max_tokens: 8,
+    },
+  });
   assert.equal(res.statusCode, 400);
   assert.equal(res.json().error.code, 'context_length_exceeded');
   assert.equal(res.json().error.param, 'messages', 'the prompt alone fills the window');
-  assert.match(res.json().error.message, /maximum context length is 64 tokens\. However, you requested 96 tokens \(88 in the input, 8 in the completion\)\. Overflow mode truncate keeps the system message, which with the template takes 75 tokens of the 56 available to the prompt\./);
+  assert.match(
+    res.json().error.message,
+    /maximum context length is 64 tokens\. However, you requested 96 tokens \(88 in the input, 8 in the completion\)\. Overflow mode truncate keeps the system message, which with the template takes 75 tokens of the 56 available to the prompt\./,
+  );
 });
 
 t.test('shift keeps the first n_keep tokens and drops the oldest after them in blocks; without max_tokens the completion gets the room left', async (t) => {
@@ -131,7 +180,13 @@ t.test('compress: routed to the named compression policy with the token target t
   assert.equal(r?.servingPolicy?.kind, 'context-compression');
   assert.equal(r?.compressionRate, 54);
   assert.equal(r?.returnDropped, true);
-  assert.deepEqual(r?.segments?.map((s) => [s.role, s.tokens.length]), [['other', 1], ['context', 100]]);
+  assert.deepEqual(
+    r?.segments?.map((s) => [s.role, s.tokens.length]),
+    [
+      ['other', 1],
+      ['context', 100],
+    ],
+  );
   assert.equal(res.headers['x-capserve-policy'], 'sc');
   const cap = res.json().cap as Cap;
   assert.equal(cap.policy, 'sc');
@@ -158,10 +213,17 @@ t.test('compress: routed to the named compression policy with the token target t
 
 t.test('compress cannot fit when the parts it must keep are too long: 400 naming the numbers', async (t) => {
   const { app: a } = app(t, ['model.overflow={mode: compress, policy: sc}']);
-  const res = await a.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages: [{ role: 'user', content: 'q'.repeat(70) }], max_tokens: 4 } });
+  const res = await a.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: { messages: [{ role: 'user', content: 'q'.repeat(70) }], max_tokens: 4 },
+  });
   assert.equal(res.statusCode, 400);
   assert.equal(res.json().error.code, 'context_length_exceeded');
-  assert.match(res.json().error.message, /you requested 92 tokens \(88 in the input, 4 in the completion\)\. Overflow mode compress \(policy sc\) must keep 88 tokens .* more than the 60 available/);
+  assert.match(
+    res.json().error.message,
+    /you requested 92 tokens \(88 in the input, 4 in the completion\)\. Overflow mode compress \(policy sc\) must keep 88 tokens .* more than the 60 available/,
+  );
 });
 
 t.test('evict, set on a routing rule: the prompt is untouched and served by the named eviction policy', async (t) => {
@@ -173,7 +235,17 @@ t.test('evict, set on a routing rule: the prompt is untouched and served by the 
   const cap = res.json().cap as Cap;
   assert.equal(cap.policy, 'streaming');
   assert.equal(cap.kind, 'kv-eviction');
-  assert.deepEqual(cap.overflow, { policy: 'streaming', kv_token_limit: 64, mode: 'evict', applied: true, tokens_before: 101, tokens_after: 101, dropped: 0, context_window: 64, max_tokens: 4 });
+  assert.deepEqual(cap.overflow, {
+    policy: 'streaming',
+    kv_token_limit: 64,
+    mode: 'evict',
+    applied: true,
+    tokens_before: 101,
+    tokens_after: 101,
+    dropped: 0,
+    context_window: 64,
+    max_tokens: 4,
+  });
   // A short prompt matches no rule: model.overflow (error) applies.
   const other = await a.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x'.repeat(50), max_tokens: 20 } });
   assert.equal(other.statusCode, 400);
@@ -206,7 +278,9 @@ t.test('precedence: request > rule > model; a request may only name policies it 
 t.test('overflow settings in the config naming missing or wrong-kind policies stop the app from being built', async () => {
   const engine = new ScriptedEngine();
   const config = loadConfig({
-    overrides: ['model.overflow={mode: evict, policy: sc}', 'routing.rules=[{match: {}, policy: full, overflow: {mode: compress, policy: gone}}]'].map(parseOverride),
+    overrides: ['model.overflow={mode: evict, policy: sc}', 'routing.rules=[{match: {}, policy: full, overflow: {mode: compress, policy: gone}}]'].map(
+      parseOverride,
+    ),
   });
   assert.throws(
     () => buildApp({ engine, config, policies: policies() }),
@@ -219,7 +293,11 @@ t.test('overflow settings in the config naming missing or wrong-kind policies st
 
 t.test('a compression policy gets the chat as role-tagged segments (concatenation = the prompt), and return_dropped in JSON, SSE and websocket', async (t) => {
   const { app: a, engine } = app(t, [], 256);
-  const res = await a.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages: CHAT_MESSAGES, max_tokens: 2, cap: { policy: 'sc', return_dropped: true } } });
+  const res = await a.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: { messages: CHAT_MESSAGES, max_tokens: 2, cap: { policy: 'sc', return_dropped: true } },
+  });
   assert.equal(res.statusCode, 200, res.body);
   const r = engine.requests[0];
   assert.deepEqual(
@@ -237,15 +315,25 @@ t.test('a compression policy gets the chat as role-tagged segments (concatenatio
     ],
   );
   assert.equal(r?.segments?.[0]?.tokens[0], 1, 'BOS leads the first template segment');
-  assert.deepEqual(r?.segments?.flatMap((s) => s.tokens), [...(r?.promptTokens ?? [])]);
+  assert.deepEqual(
+    r?.segments?.flatMap((s) => s.tokens),
+    [...(r?.promptTokens ?? [])],
+  );
   assert.equal(r?.compressionRate, undefined, "the policy's own rate");
   const cap = res.json().cap as Cap;
   assert.equal(cap.kind, 'context-compression');
   assert.equal(cap.original_tokens, 1 + CHAT_PROMPT.length);
   assert.equal(cap.compressed_tokens, 1 + CHAT_PROMPT.length - 45);
-  assert.deepEqual(cap.dropped?.map((d) => d.text), ['a'.repeat(35), 'b'.repeat(10)]);
+  assert.deepEqual(
+    cap.dropped?.map((d) => d.text),
+    ['a'.repeat(35), 'b'.repeat(10)],
+  );
 
-  const sse = await a.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages: CHAT_MESSAGES, max_tokens: 2, stream: true, cap: { policy: 'sc', return_dropped: true } } });
+  const sse = await a.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: { messages: CHAT_MESSAGES, max_tokens: 2, stream: true, cap: { policy: 'sc', return_dropped: true } },
+  });
   const finish = parseSse(sse.body).events.find((e) => 'cap' in e);
   assert.deepEqual((finish?.['cap'] as Cap).dropped, cap.dropped);
 

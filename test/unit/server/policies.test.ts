@@ -13,7 +13,10 @@ t.test('GET /v1/policies lists the configured policies: {name, kind, method, par
   assert.equal(res.statusCode, 200);
   const body = res.json() as { object: string; data: { name: string; kind: string; method: string; params: Record<string, unknown>; cap: unknown }[] };
   assert.equal(body.object, 'list');
-  assert.deepEqual(body.data.map((p) => p.name), ['full', 'snapkv-25', 'h2o', 'quest']);
+  assert.deepEqual(
+    body.data.map((p) => p.name),
+    ['full', 'snapkv-25', 'h2o', 'quest'],
+  );
   assert.deepEqual(body.data, JSON.parse(JSON.stringify(describePolicies(testPolicies()))));
   assert.deepEqual(body.data[0], { name: 'full', kind: 'none', method: 'none', params: {}, cap: { favors: ['A', 'C'], costs: 'P' } });
   assert.equal(body.data[1]?.params['budget'], 0.25);
@@ -21,7 +24,8 @@ t.test('GET /v1/policies lists the configured policies: {name, kind, method, par
 });
 
 t.test('rules route by prompt length, tenant key and header; the policy reaches the engine and the response says so', async (t) => {
-  const rules = '[{name: acme, match: {apiKey: k-acme}, policy: quest}, {name: long, match: {minPromptTokens: 20}, policy: snapkv-25}, {match: {header: {name: x-tier, value: cheap}}, policy: h2o}]';
+  const rules =
+    '[{name: acme, match: {apiKey: k-acme}, policy: quest}, {name: long, match: {minPromptTokens: 20}, policy: snapkv-25}, {match: {header: {name: x-tier, value: cheap}}, policy: h2o}]';
   const { app, engine } = makeApp(t, {}, ['server.apiKeys=[k-acme, k-other]', `routing.rules=${rules}`]);
   const post = (auth: string, prompt: string, headers: Record<string, string> = {}) =>
     app.inject({ method: 'POST', url: '/v1/completions', headers: { authorization: `Bearer ${auth}`, ...headers }, payload: { prompt, max_tokens: 2 } });
@@ -44,7 +48,9 @@ t.test('rules route by prompt length, tenant key and header; the policy reaches 
 t.test('cap.favor picks a policy by CAP profile when no rule matches', async (t) => {
   const { app } = makeApp(t);
   const pick = async (favor: string[]): Promise<string> =>
-    (await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ max_tokens: 1, cap: { favor } }) })).headers['x-capserve-policy'] as string;
+    (await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ max_tokens: 1, cap: { favor } }) })).headers[
+      'x-capserve-policy'
+    ] as string;
   assert.equal(await pick(['C', 'P']), 'snapkv-25');
   assert.equal(await pick(['A', 'P']), 'quest');
   assert.equal(await pick(['C', 'A']), 'full');
@@ -53,7 +59,10 @@ t.test('cap.favor picks a policy by CAP profile when no rule matches', async (t)
 t.test('a bad default policy or rule stops the app from being built, naming the path', async () => {
   const engine = new ScriptedEngine();
   const config = loadConfig({ overrides: ['routing.defaultPolicy=snapkv-50', 'routing.rules=[{match: {}, policy: nope}]'].map(parseOverride) });
-  assert.throws(() => buildApp({ engine, config, policies: testPolicies() }), /\$\.routing\.defaultPolicy: unknown policy "snapkv-50"[\s\S]*\$\.routing\.rules\[0\]\.policy: rule 0 names an unknown policy "nope"/);
+  assert.throws(
+    () => buildApp({ engine, config, policies: testPolicies() }),
+    /\$\.routing\.defaultPolicy: unknown policy "snapkv-50"[\s\S]*\$\.routing\.rules\[0\]\.policy: rule 0 names an unknown policy "nope"/,
+  );
 });
 
 t.test('shadow sampling: eviction requests capture rows, full ones never; a failing re-score is counted and the response is unaffected', async (t) => {
@@ -79,7 +88,11 @@ t.test('shadow sampling: eviction requests capture rows, full ones never; a fail
 
 t.test('shadow: a streamed request is handed over after [DONE]; an aborted one is skipped', async (t) => {
   const { app } = makeApp(t, { reply: 'abc' }, ['shadow.sampleRate=1']);
-  const streamed = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', max_tokens: 1, stream: true, cap: { policy: 'snapkv-25' } } });
+  const streamed = await app.inject({
+    method: 'POST',
+    url: '/v1/completions',
+    payload: { prompt: 'x', max_tokens: 1, stream: true, cap: { policy: 'snapkv-25' } },
+  });
   assert.match(streamed.body, /data: \[DONE\]\n\n$/);
   await app.capserve.shadow.idle();
   const slow = makeApp(t, { reply: 'abc', tokenDelayMs: 20 }, ['shadow.sampleRate=1', 'server.requestTimeoutMs=30']).app;
@@ -92,7 +105,7 @@ t.test('shadow: a streamed request is handed over after [DONE]; an aborted one i
   assert.doesNotMatch(metrics, /outcome="failed"/);
 });
 
-t.test('websocket: the upgrade request\'s x-capserve-policy routes every response; a response.create cap.policy wins', async (t) => {
+t.test("websocket: the upgrade request's x-capserve-policy routes every response; a response.create cap.policy wins", async (t) => {
   const { app, engine } = makeApp(t, { reply: 'Hey' });
   await app.ready();
   const ws = await app.injectWS('/v1/responses', { headers: { 'x-capserve-policy': 'snapkv-25' } });
@@ -108,7 +121,10 @@ t.test('websocket: the upgrade request\'s x-capserve-policy routes every respons
   ws.send(create({ cap: { policy: 'quest' } }));
   const second = (await log.next('response.completed', from))['response'] as { cap: { policy: string } };
   assert.equal(second.cap.policy, 'quest');
-  assert.deepEqual(engine.requests.map((r) => r.servingPolicy?.name), ['snapkv-25', 'quest']);
+  assert.deepEqual(
+    engine.requests.map((r) => r.servingPolicy?.name),
+    ['snapkv-25', 'quest'],
+  );
   const bad = log.events.length;
   ws.send(create({ cap: { policy: 'nope' } }));
   const error = (await log.next('error', bad))['error'] as { code: string; param: string };

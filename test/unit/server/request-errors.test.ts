@@ -97,7 +97,11 @@ t.test('unsupported OpenAI features: 400 unsupported_parameter naming them', asy
   const text = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ response_format: { type: 'text' } }) });
   assert.equal(text.statusCode, 200);
   // Tool calling is a chat feature: completions name it as unsupported.
-  for (const [key, value] of [['tools', []], ['tool_choice', 'auto'], ['parallel_tool_calls', false]] as const) {
+  for (const [key, value] of [
+    ['tools', []],
+    ['tool_choice', 'auto'],
+    ['parallel_tool_calls', false],
+  ] as const) {
     const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', [key]: value } });
     assert.equal(res.statusCode, 400);
     assert.equal(res.json().error.code, 'unsupported_parameter');
@@ -109,11 +113,25 @@ t.test('response_format and tools: malformed ones are 400s naming the parameter'
   const { app } = makeApp(t);
   const cases: [Record<string, unknown>, string][] = [
     [{ response_format: { type: 'json_schema', json_schema: {} } }, 'response_format'],
-    [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a+' } } } }, 'response_format.json_schema.schema.pattern'],
+    [
+      { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a+' } } } },
+      'response_format.json_schema.schema.pattern',
+    ],
     [{ tool_choice: 'auto' }, 'tool_choice'],
-    [{ tools: [{ type: 'function', function: { name: 'f' } }, { type: 'function', function: { name: 'f' } }] }, 'tools[1].function.name'],
+    [
+      {
+        tools: [
+          { type: 'function', function: { name: 'f' } },
+          { type: 'function', function: { name: 'f' } },
+        ],
+      },
+      'tools[1].function.name',
+    ],
     [{ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }, 'tool_choice.function.name'],
-    [{ messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{not json' } }] }] }, 'messages[0].tool_calls[0].function.arguments'],
+    [
+      { messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{not json' } }] }] },
+      'messages[0].tool_calls[0].function.arguments',
+    ],
   ];
   for (const [extra, param] of cases) {
     const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT(extra) });
@@ -208,7 +226,12 @@ t.test('policy: x-capserve-policy header, body cap.policy, unknown policy', asyn
   assert.equal(bad.json().error.param, 'x-capserve-policy');
   const body = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ cap: { policy: 'full' } }) });
   assert.equal(body.statusCode, 200);
-  const named = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { 'x-capserve-policy': 'full' }, payload: CHAT({ cap: { policy: 'h2o' } }) });
+  const named = await app.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    headers: { 'x-capserve-policy': 'full' },
+    payload: CHAT({ cap: { policy: 'h2o' } }),
+  });
   assert.equal(named.statusCode, 200);
   assert.equal(named.headers['x-capserve-policy'], 'h2o', 'the body wins over the header');
   assert.equal(engine.requests.at(-1)?.servingPolicy?.name, 'h2o');

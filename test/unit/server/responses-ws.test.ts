@@ -26,12 +26,18 @@ t.test('websocket: created, deltas, text done, completed with status and usage',
     'response.output_item.done',
     'response.completed',
   ]);
-  assert.deepEqual(log.events.map((e) => e['sequence_number']), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.deepEqual(
+    log.events.map((e) => e['sequence_number']),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  );
   const created = log.events[0]?.['response'] as Record<string, unknown>;
   assert.match(String(created['id']), /^resp_/);
   assert.equal(created['status'], 'in_progress');
   assert.equal(created['object'], 'response');
-  assert.deepEqual(log.events.slice(3, 6).map((e) => e['delta']), ['H', 'e', 'y']);
+  assert.deepEqual(
+    log.events.slice(3, 6).map((e) => e['delta']),
+    ['H', 'e', 'y'],
+  );
   assert.equal(log.events[6]?.['text'], 'Hey');
   const response = completed['response'] as Record<string, unknown>;
   assert.equal(response['id'], created['id']);
@@ -45,8 +51,26 @@ t.test('websocket: created, deltas, text done, completed with status and usage',
     output_tokens_details: { reasoning_tokens: 0 },
     total_tokens: prompt + 3,
   });
-  assert.deepEqual(response['cap'], { policy: 'full', kind: 'none', prompt_tokens: prompt, kv_tokens_retained: prompt + 3, context_tokens: prompt + 3, compression_ratio: 1, attention_mass_retained: null, ...plainCap(prompt, 3) });
-  assert.deepEqual(created['cap'], { policy: 'full', kind: 'none', prompt_tokens: prompt, kv_tokens_retained: null, context_tokens: null, compression_ratio: null, attention_mass_retained: null, ...plainCap(prompt, 3) });
+  assert.deepEqual(response['cap'], {
+    policy: 'full',
+    kind: 'none',
+    prompt_tokens: prompt,
+    kv_tokens_retained: prompt + 3,
+    context_tokens: prompt + 3,
+    compression_ratio: 1,
+    attention_mass_retained: null,
+    ...plainCap(prompt, 3),
+  });
+  assert.deepEqual(created['cap'], {
+    policy: 'full',
+    kind: 'none',
+    prompt_tokens: prompt,
+    kv_tokens_retained: null,
+    context_tokens: null,
+    compression_ratio: null,
+    attention_mass_retained: null,
+    ...plainCap(prompt, 3),
+  });
   const output = response['output'] as { content: { type: string; text: string }[] }[];
   assert.deepEqual(output[0]?.content, [{ type: 'output_text', text: 'Hey', annotations: [] }]);
   assert.equal(engine.requests[0]?.sampling.temperature, 0);

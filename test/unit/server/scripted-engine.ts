@@ -152,7 +152,13 @@ export class ScriptedEngine implements EngineClient {
             text: visible,
             tokenText: k === null ? '' : ch,
             logprob: k === null ? null : -0.5,
-            topLogprobs: k === null ? null : [{ tokenId: id, logprob: -0.5, text: ch }, { tokenId: 63, logprob: -1.5, text: '?' }].slice(0, k),
+            topLogprobs:
+              k === null
+                ? null
+                : [
+                    { tokenId: id, logprob: -0.5, text: ch },
+                    { tokenId: 63, logprob: -1.5, text: '?' },
+                  ].slice(0, k),
           };
         }
         function done(finishReason: 'stop' | 'length' | 'abort', trailing: string, stopReason: string | null): TokenEvent {
@@ -176,7 +182,9 @@ export class ScriptedEngine implements EngineClient {
             },
             ...(compression && request.returnDropped === true ? { dropped: compression.dropped } : {}),
             // Uniform rows over a 128-id vocabulary (ids are char codes): the shape the engine captures.
-            ...(captureRows(request, emitted) !== null ? { capturedLogprobs: new Float32Array((captureRows(request, emitted) ?? 0) * 128).fill(-Math.log(128)) } : {}),
+            ...(captureRows(request, emitted) !== null
+              ? { capturedLogprobs: new Float32Array((captureRows(request, emitted) ?? 0) * 128).fill(-Math.log(128)) }
+              : {}),
           };
         }
       },
@@ -210,12 +218,18 @@ export class ScriptedEngine implements EngineClient {
   }
 
   async detokenize(ids: readonly number[]): Promise<string> {
-    return ids.filter((id) => id !== 1).map((id) => String.fromCharCode(id)).join('');
+    return ids
+      .filter((id) => id !== 1)
+      .map((id) => String.fromCharCode(id))
+      .join('');
   }
 
   async renderChat(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<{ text: string; addSpecialTokens: boolean }> {
     if (!this.card.hasChatTemplate) throw new EngineError('no_chat_template', 'no template');
-    return { text: messages.map((m) => `<${m.role}>${m.content}`).join('') + (options?.addGenerationPrompt === false ? '' : '<assistant>'), addSpecialTokens: true };
+    return {
+      text: messages.map((m) => `<${m.role}>${m.content}`).join('') + (options?.addGenerationPrompt === false ? '' : '<assistant>'),
+      addSpecialTokens: true,
+    };
   }
 
   async close(): Promise<void> {}

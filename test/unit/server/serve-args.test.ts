@@ -5,13 +5,19 @@ import { parseServeArgs } from '../../../src/server/serve-args.js';
 
 t.test('serve flags map to config paths; --set applies after them', async () => {
   const args = parseServeArgs([
-    '--config', 'config/default.yaml',
-    '--model', '/m/x',
+    '--config',
+    'config/default.yaml',
+    '--model',
+    '/m/x',
     '--host=0.0.0.0',
-    '--port', '9000',
-    '--policy', 'full',
-    '--served-model-name', '123',
-    '--set', 'server.maxConcurrent=16',
+    '--port',
+    '9000',
+    '--policy',
+    'full',
+    '--served-model-name',
+    '123',
+    '--set',
+    'server.maxConcurrent=16',
     '--set=server.port=9001',
   ]);
   assert.equal(args.configFile, 'config/default.yaml');

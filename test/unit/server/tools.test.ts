@@ -7,12 +7,28 @@ import type { ModelCard } from '../../../src/engine/types.js';
 import { detectToolFormat } from '../../../src/model/chat-template.js';
 import { formatCall, historyMessages, parseToolCalls, ToolCallStream, toolsConstraint, toolsSetup, type WireTool } from '../../../src/server/tools.js';
 
-const card = (toolCallFormat: ModelCard['toolCallFormat']): ModelCard => ({ id: 'm', contextLength: 512, hasChatTemplate: true, vocabSize: 256, createdAt: 0, toolCallFormat });
+const card = (toolCallFormat: ModelCard['toolCallFormat']): ModelCard => ({
+  id: 'm',
+  contextLength: 512,
+  hasChatTemplate: true,
+  vocabSize: 256,
+  createdAt: 0,
+  toolCallFormat,
+});
 const TOOLS: WireTool[] = [
-  { type: 'function', function: { name: 'add', parameters: { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'integer' } }, required: ['a', 'b'], additionalProperties: false } } },
+  {
+    type: 'function',
+    function: {
+      name: 'add',
+      parameters: { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'integer' } }, required: ['a', 'b'], additionalProperties: false },
+    },
+  },
   { type: 'function', function: { name: 'now' } },
 ];
-const trie = new TokenTrie(Array.from({ length: 256 }, (_, b) => Uint8Array.of(b)), 256);
+const trie = new TokenTrie(
+  Array.from({ length: 256 }, (_, b) => Uint8Array.of(b)),
+  256,
+);
 
 function accepts(a: GrammarAutomaton, text: string): boolean {
   let s = a.initial;
@@ -24,9 +40,18 @@ function accepts(a: GrammarAutomaton, text: string): boolean {
 }
 
 t.test('parseToolCalls: Hermes blocks anywhere, content around them, unparseable blocks stay text', async () => {
-  const r = parseToolCalls('Sure.\n<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>\n<tool_call>{"name":"now","arguments":{}}</tool_call>', 'hermes');
+  const r = parseToolCalls(
+    'Sure.\n<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>\n<tool_call>{"name":"now","arguments":{}}</tool_call>',
+    'hermes',
+  );
   assert.equal(r.content, 'Sure.');
-  assert.deepEqual(r.calls.map((c) => [c.name, c.arguments]), [['add', '{"a":1,"b":2}'], ['now', '{}']]);
+  assert.deepEqual(
+    r.calls.map((c) => [c.name, c.arguments]),
+    [
+      ['add', '{"a":1,"b":2}'],
+      ['now', '{}'],
+    ],
+  );
   assert.notEqual(r.calls[0]?.id, r.calls[1]?.id);
   assert.deepEqual(parseToolCalls('<tool_call>{oops}</tool_call>', 'hermes'), { content: '<tool_call>{oops}</tool_call>', calls: [] });
   assert.deepEqual(parseToolCalls('plain text', 'hermes'), { content: 'plain text', calls: [] });
@@ -36,12 +61,18 @@ t.test('parseToolCalls: Hermes blocks anywhere, content around them, unparseable
 
 t.test('parseToolCalls: Llama 3 JSON and Mistral [TOOL_CALLS]', async () => {
   const l = parseToolCalls('<|python_tag|>{"name": "add", "parameters": {"a": 1, "b": 2}}', 'llama3');
-  assert.deepEqual(l.calls.map((c) => [c.name, c.arguments]), [['add', '{"a":1,"b":2}']]);
+  assert.deepEqual(
+    l.calls.map((c) => [c.name, c.arguments]),
+    [['add', '{"a":1,"b":2}']],
+  );
   assert.equal(l.content, null);
   assert.equal(parseToolCalls('{"name": "add", "parameters": {"a": 1, "b": 2}}; {"name": "now", "parameters": {}}', 'llama3').calls.length, 2);
   assert.equal(parseToolCalls('The answer is {"x": 1}', 'llama3').calls.length, 0);
   const m = parseToolCalls('[TOOL_CALLS] [{"name": "add", "arguments": {"a": 1, "b": 2}}, {"name": "now", "arguments": {}}]', 'mistral');
-  assert.deepEqual(m.calls.map((c) => c.name), ['add', 'now']);
+  assert.deepEqual(
+    m.calls.map((c) => c.name),
+    ['add', 'now'],
+  );
 });
 
 t.test('ToolCallStream: content streams, a partial tag is held, calls come out whole', async () => {
@@ -61,7 +92,10 @@ t.test('ToolCallStream: content streams, a partial tag is held, calls come out w
   const l = new ToolCallStream('llama3');
   assert.deepEqual(l.push('{"name": "now", '), { content: '', calls: [] });
   assert.deepEqual(l.push('"parameters": {}}'), { content: '', calls: [] });
-  assert.deepEqual(l.flush().calls.map((c) => c.name), ['now']);
+  assert.deepEqual(
+    l.flush().calls.map((c) => c.name),
+    ['now'],
+  );
   const plain = new ToolCallStream('llama3');
   assert.equal(plain.push('Once upon').content, 'Once upon');
 });
@@ -80,7 +114,10 @@ t.test('forced calls: the grammar accepts exactly well-formed calls to the allow
   assert.ok(named?.native);
   const n = new GrammarAutomaton(toolsConstraint(named as NonNullable<typeof named>)?.grammar ?? { rules: [] }, trie);
   assert.ok(!accepts(n, '<tool_call>\n{"name": "add", "arguments": {"a":1,"b":2}}\n</tool_call>'));
-  assert.ok(accepts(n, '<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>\n<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>'), 'parallel by default');
+  assert.ok(
+    accepts(n, '<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>\n<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>'),
+    'parallel by default',
+  );
   const llama = toolsSetup({ tools: TOOLS, tool_choice: 'required' }, card('llama3'));
   const la = new GrammarAutomaton(toolsConstraint(llama as NonNullable<typeof llama>)?.grammar ?? { rules: [] }, trie);
   assert.ok(accepts(la, '{"name": "now", "parameters": {}}'));
@@ -97,7 +134,13 @@ t.test('history: without template support, tools become a system message and cal
     [
       { role: 'system', content: 'Be brief.', toolCalls: null, toolCallId: null, index: 0 },
       { role: 'user', content: 'add 1 2', toolCalls: null, toolCallId: null, index: 1 },
-      { role: 'assistant', content: '', toolCalls: [{ id: 'c1', type: 'function', function: { name: 'add', arguments: '{"a":1,"b":2}' } }], toolCallId: null, index: 2 },
+      {
+        role: 'assistant',
+        content: '',
+        toolCalls: [{ id: 'c1', type: 'function', function: { name: 'add', arguments: '{"a":1,"b":2}' } }],
+        toolCallId: null,
+        index: 2,
+      },
       { role: 'tool', content: '3', toolCalls: null, toolCallId: 'c1', index: 3 },
     ],
     setup,
@@ -115,15 +158,21 @@ t.test('history: a template with tool support gets tools, tool_calls (arguments 
     "{%- for message in messages %}{%- if message.role == 'assistant' and message.tool_calls %}{%- for tc in message.tool_calls %}{{- '<tool_call>' + tc.function.name + ':' + (tc.function.arguments | tojson) + '</tool_call>\\n' }}{%- endfor %}" +
     "{%- elif message.role == 'tool' %}{{- '<tool_response>' + message.content + '</tool_response>\\n' }}{%- else %}{{- message.role + ': ' + message.content + '\\n' }}{%- endif %}{%- endfor %}";
   assert.equal(detectToolFormat(source), 'hermes');
-  assert.equal(detectToolFormat("{{ messages[0].content }}"), null);
-  assert.equal(detectToolFormat("{% if tools %}[AVAILABLE_TOOLS]{% endif %}[TOOL_CALLS]"), 'mistral');
-  assert.equal(detectToolFormat("{% if tools %}<|python_tag|>{% endif %}"), 'llama3');
+  assert.equal(detectToolFormat('{{ messages[0].content }}'), null);
+  assert.equal(detectToolFormat('{% if tools %}[AVAILABLE_TOOLS]{% endif %}[TOOL_CALLS]'), 'mistral');
+  assert.equal(detectToolFormat('{% if tools %}<|python_tag|>{% endif %}'), 'llama3');
   const setup = toolsSetup({ tools: TOOLS }, card('hermes'));
   assert.ok(setup?.native);
   const msgs = historyMessages(
     [
       { role: 'user', content: 'add', toolCalls: null, toolCallId: null, index: 0 },
-      { role: 'assistant', content: '', toolCalls: [{ id: 'c1', type: 'function', function: { name: 'add', arguments: '{"a":1,"b":2}' } }], toolCallId: null, index: 1 },
+      {
+        role: 'assistant',
+        content: '',
+        toolCalls: [{ id: 'c1', type: 'function', function: { name: 'add', arguments: '{"a":1,"b":2}' } }],
+        toolCallId: null,
+        index: 1,
+      },
       { role: 'tool', content: '3', toolCalls: null, toolCallId: 'c1', index: 2 },
     ],
     setup,

@@ -13,7 +13,36 @@ import { Xoshiro128 } from '../../../../src/engine/sampling/rng.js';
  * byte-level vocabularies have), multi-byte pieces a JSON-writing model would
  * have, and one special token (EOS) with no bytes.
  */
-const PIECES = ['{"', '":', '": ', '",', '", "', '"}', '}}', '[]', '{}', 'true', 'false', 'null', 'name', ' the', 'age', '12', '0.', 'e+', '\\u00', '\\n', 'é', '"name":"', ',"', '":"', '"]', ' ', 'abc"', '1e'];
+const PIECES = [
+  '{"',
+  '":',
+  '": ',
+  '",',
+  '", "',
+  '"}',
+  '}}',
+  '[]',
+  '{}',
+  'true',
+  'false',
+  'null',
+  'name',
+  ' the',
+  'age',
+  '12',
+  '0.',
+  'e+',
+  '\\u00',
+  '\\n',
+  'é',
+  '"name":"',
+  ',"',
+  '":"',
+  '"]',
+  ' ',
+  'abc"',
+  '1e',
+];
 const EOS = 256 + PIECES.length;
 const VOCAB = EOS + 1;
 const tokenBytes: (Uint8Array | null)[] = [
@@ -76,13 +105,25 @@ const SUITE: { name: string; schema: object; valid: string[]; invalid: string[] 
       additionalProperties: false,
     },
     valid: ['{"name":"Ann","age":3}', '{"name": "Ann", "age": -12, "address": {"city": "Oslo"}}', '{"name":"","age":0,"address":{"city":"x","zip":"0"}}'],
-    invalid: ['{"age":3,"name":"Ann"}', '{"name":"Ann"}', '{"name":"Ann","age":3,"x":1}', '{"name":"Ann","age":03}', '{"name":"Ann","age":1.5}', '{ "name":"Ann","age":3}', '{"name":"Ann","age":3}x'],
+    invalid: [
+      '{"age":3,"name":"Ann"}',
+      '{"name":"Ann"}',
+      '{"name":"Ann","age":3,"x":1}',
+      '{"name":"Ann","age":03}',
+      '{"name":"Ann","age":1.5}',
+      '{ "name":"Ann","age":3}',
+      '{"name":"Ann","age":3}x',
+    ],
   },
   {
     name: 'enums, const and anyOf',
     schema: {
       type: 'object',
-      properties: { color: { enum: ['red', 'green', 'reddish'] }, kind: { const: 'k' }, v: { anyOf: [{ type: 'null' }, { type: 'boolean' }, { type: 'array', items: { type: 'number' } }] } },
+      properties: {
+        color: { enum: ['red', 'green', 'reddish'] },
+        kind: { const: 'k' },
+        v: { anyOf: [{ type: 'null' }, { type: 'boolean' }, { type: 'array', items: { type: 'number' } }] },
+      },
       required: ['color', 'kind', 'v'],
       additionalProperties: false,
     },
@@ -103,7 +144,12 @@ const SUITE: { name: string; schema: object; valid: string[]; invalid: string[] 
   },
   {
     name: 'strings: escapes, unicode, lengths',
-    schema: { type: 'object', properties: { s: { type: 'string' }, t: { type: 'string', minLength: 2, maxLength: 3 } }, required: ['s', 't'], additionalProperties: false },
+    schema: {
+      type: 'object',
+      properties: { s: { type: 'string' }, t: { type: 'string', minLength: 2, maxLength: 3 } },
+      required: ['s', 't'],
+      additionalProperties: false,
+    },
     valid: ['{"s":"a\\"b\\\\c\\n\\u00e9é😀","t":"ab"}', '{"s":"","t":"é😀x"}'],
     invalid: ['{"s":"a\nb","t":"ab"}', '{"s":"\\x","t":"ab"}', '{"s":"","t":"a"}', '{"s":"","t":"abcd"}', '{"s":"\\u00g0","t":"ab"}'],
   },
@@ -112,7 +158,12 @@ const SUITE: { name: string; schema: object; valid: string[]; invalid: string[] 
     schema: {
       $ref: '#/$defs/node',
       $defs: {
-        node: { type: 'object', properties: { v: { type: 'integer' }, kids: { type: 'array', items: { $ref: '#/$defs/node' } } }, required: ['v', 'kids'], additionalProperties: false },
+        node: {
+          type: 'object',
+          properties: { v: { type: 'integer' }, kids: { type: 'array', items: { $ref: '#/$defs/node' } } },
+          required: ['v', 'kids'],
+          additionalProperties: false,
+        },
       },
     },
     valid: ['{"v":1,"kids":[]}', '{"v":1,"kids":[{"v":2,"kids":[{"v":3,"kids":[]}]}]}'],
@@ -120,7 +171,12 @@ const SUITE: { name: string; schema: object; valid: string[]; invalid: string[] 
   },
   {
     name: 'type lists and nullable',
-    schema: { type: 'object', properties: { a: { type: ['string', 'null'] }, b: { type: 'integer', nullable: true, minimum: 0 } }, required: ['a', 'b'], additionalProperties: false },
+    schema: {
+      type: 'object',
+      properties: { a: { type: ['string', 'null'] }, b: { type: 'integer', nullable: true, minimum: 0 } },
+      required: ['a', 'b'],
+      additionalProperties: false,
+    },
     valid: ['{"a":null,"b":null}', '{"a":"x","b":7}'],
     invalid: ['{"a":1,"b":null}', '{"a":null,"b":-1}'],
   },
@@ -164,7 +220,12 @@ t.test('json_object: any object, nested values, nothing after it', async () => {
 });
 
 t.test('a tight token budget still ends in a complete document', async () => {
-  const schema = { type: 'object', properties: { s: { type: 'string' }, n: { type: 'array', items: { type: 'number' } } }, required: ['s', 'n'], additionalProperties: false };
+  const schema = {
+    type: 'object',
+    properties: { s: { type: 'string' }, n: { type: 'array', items: { type: 'number' } } },
+    required: ['s', 'n'],
+    additionalProperties: false,
+  };
   const a = new GrammarAutomaton(grammarFromJsonSchema(schema), trie);
   const shortest = '{"s":"","n":[]}'.length;
   const validate = ajv.compile(schema);
@@ -233,6 +294,10 @@ t.test('unsupported schema features are errors naming their path', async () => {
     [{ type: 'date' }, /unknown type/],
   ];
   for (const [schema, message] of cases) {
-    assert.throws(() => grammarFromJsonSchema(schema), (err: unknown) => err instanceof SchemaError && message.test(err.message), JSON.stringify(schema));
+    assert.throws(
+      () => grammarFromJsonSchema(schema),
+      (err: unknown) => err instanceof SchemaError && message.test(err.message),
+      JSON.stringify(schema),
+    );
   }
 });

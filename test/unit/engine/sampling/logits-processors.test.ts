@@ -54,7 +54,13 @@ t.test('processors read the live history', async () => {
 t.test('logit bias processor validates its map', async () => {
   assert.throws(() => new LogitBiasProcessor(new Map([[4, 1]]), 4), /logitBias key must be a token id in \[0, 4\), got 4/);
   assert.throws(() => new LogitBiasProcessor(new Map([[1, Number.NaN]]), 4), /logitBias value for token 1/);
-  const p = new LogitBiasProcessor(new Map([[1, 10], [2, -100]]), 4);
+  const p = new LogitBiasProcessor(
+    new Map([
+      [1, 10],
+      [2, -100],
+    ]),
+    4,
+  );
   const l = new Float32Array(4);
   p.apply(l);
   assert.deepEqual(Array.from(l), [0, 10, -Infinity, 0]);

@@ -9,7 +9,14 @@ function referenceOrder(key: Float32Array): number[] {
 
 t.test('selectTop + sortRange give the m best ids, ties by lowest id', async () => {
   const rng = Xoshiro128.fromSeed(7);
-  for (const [n, levels] of [[1, 3], [2, 2], [50, 1000], [500, 4], [3000, 100000], [3000, 2]] as const) {
+  for (const [n, levels] of [
+    [1, 3],
+    [2, 2],
+    [50, 1000],
+    [500, 4],
+    [3000, 100000],
+    [3000, 2],
+  ] as const) {
     const key = new Float32Array(n);
     for (let i = 0; i < n; i++) key[i] = Math.floor(rng.nextFloat() * levels) - levels / 2;
     const ref = referenceOrder(key);
@@ -26,7 +33,11 @@ t.test('selectTop + sortRange give the m best ids, ties by lowest id', async () 
       selectTop(ids, 0, n, m, key);
       sortRange(ids, 0, m, key);
       assert.deepEqual(Array.from(ids.subarray(0, m)), ref.slice(0, m), `n=${n} levels=${levels} m=${m}`);
-      assert.deepEqual(Array.from(ids).sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i), 'permutation kept');
+      assert.deepEqual(
+        Array.from(ids).sort((a, b) => a - b),
+        Array.from({ length: n }, (_, i) => i),
+        'permutation kept',
+      );
     }
   }
 });
@@ -52,7 +63,13 @@ t.test('selectTop works on a sub-range and leaves the rest alone', async () => {
 
 t.test('selectWeightedPrefix finds the smallest best-first prefix reaching the target mass', async () => {
   const rng = Xoshiro128.fromSeed(99);
-  for (const [n, levels] of [[1, 3], [5, 2], [200, 7], [5000, 50], [20000, 1e6]] as const) {
+  for (const [n, levels] of [
+    [1, 3],
+    [5, 2],
+    [200, 7],
+    [5000, 50],
+    [20000, 1e6],
+  ] as const) {
     const key = new Float32Array(n);
     for (let i = 0; i < n; i++) key[i] = Math.floor(rng.nextFloat() * levels) / 10;
     const weight = Float64Array.from(key, (k) => Math.exp(k));
@@ -72,7 +89,10 @@ t.test('selectWeightedPrefix finds the smallest best-first prefix reaching the t
       const ids = Int32Array.from({ length: n }, (_, i) => n - 1 - i);
       const cut = selectWeightedPrefix(ids, 0, n, key, weight, target);
       assert.equal(cut, want, `n=${n} levels=${levels} frac=${frac}`);
-      assert.deepEqual(Array.from(ids.subarray(0, cut)).sort((a, b) => a - b), ref.slice(0, want).sort((a, b) => a - b));
+      assert.deepEqual(
+        Array.from(ids.subarray(0, cut)).sort((a, b) => a - b),
+        ref.slice(0, want).sort((a, b) => a - b),
+      );
     }
   }
 });

@@ -40,8 +40,7 @@ t.test('top-k = 1 equals greedy at any temperature', async () => {
 
 t.test('same seed gives the same 100 samples; different seeds differ', async () => {
   const logits = randomLogits(50, 4, 2);
-  const run = (seed: number): number[] =>
-    draws(new SequenceSampler(params({ temperature: 1, seed }), logits.length, []), logits, 100);
+  const run = (seed: number): number[] => draws(new SequenceSampler(params({ temperature: 1, seed }), logits.length, []), logits, 100);
   assert.deepEqual(run(42), run(42));
   assert.notDeepEqual(run(42), run(43));
   const unseeded = (): number[] => draws(new SequenceSampler(params({}), logits.length, []), logits, 100);
@@ -51,7 +50,11 @@ t.test('same seed gives the same 100 samples; different seeds differ', async () 
 t.test('temperature sampling matches softmax(l / T) (chi-square, seeded)', async () => {
   const logits = new Float32Array([1.2, -0.3, 0.5, 2.0, 0.0]);
   const n = 20_000;
-  for (const [T, seed] of [[1, 11], [0.5, 12], [2.5, 13]] as const) {
+  for (const [T, seed] of [
+    [1, 11],
+    [0.5, 12],
+    [2.5, 13],
+  ] as const) {
     const s = new SequenceSampler(params({ temperature: T, seed }), logits.length, []);
     const counts = new Array<number>(5).fill(0);
     for (const t of draws(s, logits, n)) counts[t] = (counts[t] ?? 0) + 1;
@@ -87,7 +90,18 @@ t.test('logit_bias -100 bans a token and +100 forces it', async () => {
   assert.ok(!draws(banT, logits, 500).includes(1));
   const force = new SequenceSampler(params({ temperature: 1, seed: 1, logitBias: new Map([[0, 100]]) }), 4, []);
   assert.ok(draws(force, logits, 500).every((t) => t === 0));
-  const all = new SequenceSampler(params({ logitBias: new Map([[0, -100], [1, -100], [2, -100], [3, -100]]) }), 4, []);
+  const all = new SequenceSampler(
+    params({
+      logitBias: new Map([
+        [0, -100],
+        [1, -100],
+        [2, -100],
+        [3, -100],
+      ]),
+    }),
+    4,
+    [],
+  );
   assert.throws(() => all.sample(logits), /logit_bias bans every token/);
 });
 
@@ -116,11 +130,7 @@ t.test('logprobs are the raw log_softmax of the input, in float64, top list sort
   const ref = Array.from(logits, (l) => l - max - Math.log(z));
   const order = Array.from(ref.keys()).sort((a, b) => (ref[b] ?? 0) - (ref[a] ?? 0) || a - b);
 
-  const s = new SequenceSampler(
-    params({ temperature: 0.8, topK: 40, seed: 8, logprobs: 5, logitBias: new Map([[order[0] ?? 0, -100]]) }),
-    logits.length,
-    [],
-  );
+  const s = new SequenceSampler(params({ temperature: 0.8, topK: 40, seed: 8, logprobs: 5, logitBias: new Map([[order[0] ?? 0, -100]]) }), logits.length, []);
   const before = Float32Array.from(logits);
   const r = s.sample(logits);
   assert.deepEqual(logits, before, 'input logits untouched');
@@ -128,7 +138,10 @@ t.test('logprobs are the raw log_softmax of the input, in float64, top list sort
   assert.ok(r.logprob !== null && Math.abs(r.logprob - (ref[r.tokenId] ?? 0)) < 1e-9);
   assert.ok(r.topLogprobs !== null);
   // Raw logprobs: the banned token is still the model's favourite.
-  assert.deepEqual(r.topLogprobs.map((t) => t.tokenId), order.slice(0, 5));
+  assert.deepEqual(
+    r.topLogprobs.map((t) => t.tokenId),
+    order.slice(0, 5),
+  );
   for (const t of r.topLogprobs) assert.ok(Math.abs(t.logprob - (ref[t.tokenId] ?? 0)) < 1e-9);
   for (let i = 1; i < r.topLogprobs.length; i++) {
     assert.ok((r.topLogprobs[i - 1]?.logprob ?? 0) >= (r.topLogprobs[i]?.logprob ?? 0));
@@ -141,7 +154,10 @@ t.test('logprobs are the raw log_softmax of the input, in float64, top list sort
   assert.deepEqual(zero.topLogprobs, []);
   assert.ok(Math.abs((zero.logprob ?? 0) - (ref[order[0] ?? 0] ?? 0)) < 1e-9);
   const many = new SequenceSampler(params({ temperature: 0, logprobs: 10 }), 3, []).sample(new Float32Array([0, -Infinity, 1]));
-  assert.deepEqual(many.topLogprobs?.map((t) => t.tokenId), [2, 0]);
+  assert.deepEqual(
+    many.topLogprobs?.map((t) => t.tokenId),
+    [2, 0],
+  );
 });
 
 t.test('invalid logits and parameters raise clear errors', async () => {
@@ -172,8 +188,12 @@ t.test('samplers sharing scratch buffers do not interfere', async () => {
   assert.deepEqual(interleaved, solo);
 });
 
-t.test('a logit_bias that bans every token is the request\'s error (invalid_request, param logit_bias)', async () => {
-  const bias = new Map<number, number>([[0, -100], [1, -100], [2, -100]]);
+t.test("a logit_bias that bans every token is the request's error (invalid_request, param logit_bias)", async () => {
+  const bias = new Map<number, number>([
+    [0, -100],
+    [1, -100],
+    [2, -100],
+  ]);
   const sampler = new SequenceSampler({ ...DEFAULT_SAMPLING, temperature: 0, logitBias: bias }, 3, []);
   assert.throws(
     () => sampler.sample(new Float32Array([1, 2, 3])),

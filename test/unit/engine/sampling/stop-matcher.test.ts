@@ -84,8 +84,7 @@ t.test('no stops passes text through; bad use is an error', async () => {
 t.test('result is independent of how text is split (random texts, stops and splits)', async () => {
   const rng = Xoshiro128.fromSeed(31);
   const alphabet = 'ab\nc';
-  const pick = (len: number): string =>
-    Array.from({ length: len }, () => alphabet[Math.floor(rng.nextFloat() * alphabet.length)] ?? 'a').join('');
+  const pick = (len: number): string => Array.from({ length: len }, () => alphabet[Math.floor(rng.nextFloat() * alphabet.length)] ?? 'a').join('');
   for (let trial = 0; trial < 500; trial++) {
     const text = pick(5 + Math.floor(rng.nextFloat() * 30));
     const stops = Array.from({ length: 1 + Math.floor(rng.nextFloat() * 3) }, () => pick(1 + Math.floor(rng.nextFloat() * 4)));
@@ -98,7 +97,7 @@ t.test('result is independent of how text is split (random texts, stops and spli
       if (best === null || end < best.end || (end === best.end && start < best.start)) best = { start, end, stop: s };
     }
     const deltas: string[] = [];
-    for (let i = 0; i < text.length; ) {
+    for (let i = 0; i < text.length;) {
       const len = Math.floor(rng.nextFloat() * 4);
       deltas.push(text.slice(i, i + len));
       i += len;

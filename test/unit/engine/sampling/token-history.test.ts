@@ -24,7 +24,14 @@ t.test('generated tokens are counted and join the seen set', async () => {
   assert.equal(h.generatedLength, 5);
   assert.equal(h.generatedDistinct, 3);
   const pairs = Array.from(h.generatedIds.subarray(0, h.generatedDistinct), (id, i) => [id, h.generatedCounts[i]]);
-  assert.deepEqual(pairs.sort((a, b) => (a[0] ?? 0) - (b[0] ?? 0)), [[1, 1], [3, 3], [4, 1]]);
+  assert.deepEqual(
+    pairs.sort((a, b) => (a[0] ?? 0) - (b[0] ?? 0)),
+    [
+      [1, 1],
+      [3, 3],
+      [4, 1],
+    ],
+  );
   assert.deepEqual(seen(h), [1, 3, 4]);
 });
 
@@ -37,7 +44,10 @@ t.test('storage grows past its initial capacity', async () => {
   assert.equal(h.generatedDistinct, 1000);
   assert.equal(h.countOf(13), 2);
   const expected = new Set([...prompt, ...Array.from({ length: 1000 }, (_, i) => (i * 13) % vocab)]);
-  assert.deepEqual(seen(h), [...expected].sort((a, b) => a - b));
+  assert.deepEqual(
+    seen(h),
+    [...expected].sort((a, b) => a - b),
+  );
 });
 
 t.test('out-of-range ids are rejected with the offending value', async () => {

@@ -16,7 +16,16 @@ export const HEAD = '<s> SYSTEM:';
 export const MID = ' USER:';
 export const TAIL = ' ASSISTANT:';
 
-export const tokenizer = new WordTokenizer(HEAD, ` ${SYSTEM}`, MID, ` ${QUESTION}`, TAIL, ...PARAGRAPHS.map((p) => ` ${p}`), ...PARAGRAPHS.map((p) => `\n\n${p}`), DEFAULT_QUESTION_SUFFIX);
+export const tokenizer = new WordTokenizer(
+  HEAD,
+  ` ${SYSTEM}`,
+  MID,
+  ` ${QUESTION}`,
+  TAIL,
+  ...PARAGRAPHS.map((p) => ` ${p}`),
+  ...PARAGRAPHS.map((p) => `\n\n${p}`),
+  DEFAULT_QUESTION_SUFFIX,
+);
 
 export function scorer(): FakeScorer {
   return new FakeScorer(tokenizer.vocabSize, hashedSurprisal);

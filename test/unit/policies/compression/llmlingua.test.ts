@@ -19,7 +19,11 @@ for (const rate of [0.8, 0.5, 0.2, 50]) {
       assert.equal(r.compressedTokens, target.targetTokens);
       const ctx = input.segments[CONTEXT_SEGMENT]?.tokens ?? [];
       const mask = keptMask(ctx.length, r.dropped, CONTEXT_SEGMENT);
-      assert.deepEqual(r.segments[CONTEXT_SEGMENT]?.tokens, ctx.filter((_, i) => mask[i] === 1), 'kept tokens stay in order');
+      assert.deepEqual(
+        r.segments[CONTEXT_SEGMENT]?.tokens,
+        ctx.filter((_, i) => mask[i] === 1),
+        'kept tokens stay in order',
+      );
     });
   }
 }
@@ -31,7 +35,10 @@ t.test('llmlingua: the coarse level drops the most predictable document whole', 
   assert.ok((r.details['documentsKept'] as number) < 4);
   // The repetitive cat paragraph has the lowest perplexity: dropped as one span covering it.
   const cat = paragraphOf(input).filter((p) => p === 0).length;
-  assert.ok(r.dropped.some((d) => d.segment === CONTEXT_SEGMENT && d.start === 0 && d.end >= cat), JSON.stringify(r.dropped.map((d) => d.text)));
+  assert.ok(
+    r.dropped.some((d) => d.segment === CONTEXT_SEGMENT && d.start === 0 && d.end >= cat),
+    JSON.stringify(r.dropped.map((d) => d.text)),
+  );
 });
 
 t.test('llmlingua: each window is scored after the compressed prefix, not the original one', async () => {

@@ -45,7 +45,12 @@ t.test('longllmlingua: with a dynamic ratio the best-ranked kept document keeps 
   const ctx = input.segments[CONTEXT_SEGMENT]?.tokens ?? [];
   const para = paragraphOf(input);
   const share = async (dynamicRatio: number): Promise<number[]> => {
-    const r = await longllmlingua.compress(input, scorer(), tokenizer, params(LongLlmlinguaParams, { rate: 0.5, coarse: true, coarseSlack: 1000, dynamicRatio }));
+    const r = await longllmlingua.compress(
+      input,
+      scorer(),
+      tokenizer,
+      params(LongLlmlinguaParams, { rate: 0.5, coarse: true, coarseSlack: 1000, dynamicRatio }),
+    );
     const mask = keptMask(ctx.length, r.dropped, CONTEXT_SEGMENT);
     const kept = [0, 0, 0, 0];
     const len = [0, 0, 0, 0];
@@ -76,7 +81,8 @@ t.test('longllmlingua: params schema defaults and strictness', async () => {
   assert.equal(p['dynamicRatio'], 0.25);
   assert.equal(p['reorder'], 'original');
   assert.match(String(p['questionSuffix']), /We can get the answer/);
-  for (const [k, v] of Object.entries(LongLlmlinguaParams.properties)) assert.ok(typeof v.description === 'string' && v.description.length > 20, `${k} documented`);
+  for (const [k, v] of Object.entries(LongLlmlinguaParams.properties))
+    assert.ok(typeof v.description === 'string' && v.description.length > 20, `${k} documented`);
   assert.equal(validate(LongLlmlinguaParams, { dynamicRatio: 1.5 }).ok, false);
   assert.equal(validate(LongLlmlinguaParams, { reorder: 'sort' }).ok, false);
   assert.equal(validate(LongLlmlinguaParams, { extra: 1 }).ok, false);

@@ -39,14 +39,22 @@ t.test('flatten marks context compressible, system/question only when asked, tem
 t.test('checkInput names the bad segment and token', async () => {
   const ok: CompressionInput = { segments: [{ role: 'context', tokens: [1, 2] }] };
   checkInput(ok, 10, 'm');
-  assert.throws(() => checkInput({ segments: [{ role: 'context', tokens: [1, 12] }] }, 10, 'm'), /m: segment 0 \(context\): token 1 is 12, expected an integer id in \[0, 10\)/);
+  assert.throws(
+    () => checkInput({ segments: [{ role: 'context', tokens: [1, 12] }] }, 10, 'm'),
+    /m: segment 0 \(context\): token 1 is 12, expected an integer id in \[0, 10\)/,
+  );
   assert.throws(() => checkInput({ segments: [{ role: 'user' as 'context', tokens: [] }] }, 10, 'm'), /segment 0 has role "user"/);
 });
 
 t.test('buildResult: kept tokens per segment, dropped spans with their text, counts', async () => {
   const tok = new WordTokenizer('a b c d e');
   const ids = tok.encode('a b c d e');
-  const input: CompressionInput = { segments: [{ role: 'other', tokens: [0] }, { role: 'context', tokens: ids }] };
+  const input: CompressionInput = {
+    segments: [
+      { role: 'other', tokens: [0] },
+      { role: 'context', tokens: ids },
+    ],
+  };
   const flat = flatten(input, { compressSystem: false, compressQuestion: false });
   const keep = Uint8Array.from([1, 1, 0, 0, 1, 0]);
   const r = buildResult('m', input, flat, keep, { targetTokens: 3, keep: 2 }, tok, { x: 1 });

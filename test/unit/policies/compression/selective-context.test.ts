@@ -72,8 +72,14 @@ for (const unit of ['token', 'phrase', 'sentence'] as const) {
       const droppedScores = score.filter((_, u) => state[u] === 0);
       if (droppedScores.length > 0 && keptScores.length > 0) assert.ok(Math.max(...droppedScores) <= Math.min(...keptScores) + 1e-6);
       // Kept tokens are the context in order minus the dropped spans.
-      assert.deepEqual(r.segments[CONTEXT_SEGMENT]?.tokens, ctx.filter((_, i) => mask[i] === 1));
-      assert.equal(r.dropped.reduce((a, d) => a + d.end - d.start, 0), ctx.length - kept);
+      assert.deepEqual(
+        r.segments[CONTEXT_SEGMENT]?.tokens,
+        ctx.filter((_, i) => mask[i] === 1),
+      );
+      assert.equal(
+        r.dropped.reduce((a, d) => a + d.end - d.start, 0),
+        ctx.length - kept,
+      );
     });
   }
 }
@@ -87,27 +93,51 @@ t.test('selective-context: repeated text (predictable under the scorer) goes fir
 
 t.test('selective-context: compressSystem / compressQuestion let those parts be compressed', async () => {
   const input = chatInput();
-  const r = await selectiveContext.compress(input, scorer(), tokenizer, params(SelectiveContextParams, { rate: 0.3, unit: 'token', compressSystem: true, compressQuestion: true }));
+  const r = await selectiveContext.compress(
+    input,
+    scorer(),
+    tokenizer,
+    params(SelectiveContextParams, { rate: 0.3, unit: 'token', compressSystem: true, compressQuestion: true }),
+  );
   assert.ok((r.segments[1]?.tokens.length ?? 0) < (input.segments[1]?.tokens.length ?? 0), 'system compressed');
   assert.ok((r.segments[4]?.tokens.length ?? 0) < (input.segments[4]?.tokens.length ?? 0), 'question compressed');
   for (const i of [0, 2, 5]) assert.deepEqual(r.segments[i]?.tokens, input.segments[i]?.tokens, 'template kept');
-  assert.equal(r.compressibleTokens, (input.segments[1]?.tokens.length ?? 0) + (input.segments[3]?.tokens.length ?? 0) + (input.segments[4]?.tokens.length ?? 0));
+  assert.equal(
+    r.compressibleTokens,
+    (input.segments[1]?.tokens.length ?? 0) + (input.segments[3]?.tokens.length ?? 0) + (input.segments[4]?.tokens.length ?? 0),
+  );
 });
 
 t.test('selective-context: rate 1 and a prompt without context keep everything without scoring', async () => {
   const sc = scorer();
   const input = chatInput();
   const all = await selectiveContext.compress(input, sc, tokenizer, params(SelectiveContextParams, { rate: 1 }));
-  assert.deepEqual(all.tokens, input.segments.flatMap((s) => s.tokens));
+  assert.deepEqual(
+    all.tokens,
+    input.segments.flatMap((s) => s.tokens),
+  );
   assert.deepEqual(all.dropped, []);
-  const none = await selectiveContext.compress({ segments: [input.segments[0] ?? { role: 'other', tokens: [] }, input.segments[4] ?? { role: 'question', tokens: [] }] }, sc, tokenizer, params(SelectiveContextParams, { rate: 0.2 }));
+  const none = await selectiveContext.compress(
+    { segments: [input.segments[0] ?? { role: 'other', tokens: [] }, input.segments[4] ?? { role: 'question', tokens: [] }] },
+    sc,
+    tokenizer,
+    params(SelectiveContextParams, { rate: 0.2 }),
+  );
   assert.equal(none.compressedTokens, none.originalTokens);
   assert.equal(sc.calls.length, 0);
 });
 
 t.test('selective-context: params schema has documented defaults, ranges, and rejects unknown keys', async () => {
-  assert.deepEqual(params(SelectiveContextParams), { rate: 0.5, compressSystem: false, compressQuestion: false, unit: 'sentence', phraseWords: 1, aggregate: 'sum' });
-  for (const [k, v] of Object.entries(SelectiveContextParams.properties)) assert.ok(typeof v.description === 'string' && v.description.length > 20, `${k} documented`);
+  assert.deepEqual(params(SelectiveContextParams), {
+    rate: 0.5,
+    compressSystem: false,
+    compressQuestion: false,
+    unit: 'sentence',
+    phraseWords: 1,
+    aggregate: 'sum',
+  });
+  for (const [k, v] of Object.entries(SelectiveContextParams.properties))
+    assert.ok(typeof v.description === 'string' && v.description.length > 20, `${k} documented`);
   assert.equal(validate(SelectiveContextParams, { rat: 0.5 }).ok, false);
   assert.equal(validate(SelectiveContextParams, { rate: 1.5 }).ok, false);
   assert.equal(validate(SelectiveContextParams, { rate: 0 }).ok, false);

@@ -40,14 +40,7 @@ t.test('whitespace-only tokens stay with the unit they end (byte-level newlines)
 t.test('phrase units: words with their punctuation, grouped up to maxWords, never across , or a sentence end', async () => {
   const pieces = tokenPieces(tok.encode(TEXT), tok);
   assert.deepEqual(texts(pieces, phraseUnits(pieces, 1)).slice(0, 4), ['One', ' day,', ' a', ' little']);
-  assert.deepEqual(texts(pieces, phraseUnits(pieces, 3)), [
-    'One day,',
-    ' a little girl',
-    ' named Lily found',
-    ' a needle.',
-    ' She was happy!',
-    '\n\nThe end.',
-  ]);
+  assert.deepEqual(texts(pieces, phraseUnits(pieces, 3)), ['One day,', ' a little girl', ' named Lily found', ' a needle.', ' She was happy!', '\n\nThe end.']);
 });
 
 t.test('paragraph units split at blank lines', async () => {

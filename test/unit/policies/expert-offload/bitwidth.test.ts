@@ -37,7 +37,10 @@ t.test('important experts get the bits, unimportant ones stay small, within the 
 });
 
 t.test('a target below the all-smallest total keeps every expert at the smallest width', async () => {
-  const p = profile([{ 8: 1, 4: 2 }, { 8: 1, 4: 2 }]);
+  const p = profile([
+    { 8: 1, 4: 2 },
+    { 8: 1, 4: 2 },
+  ]);
   const r = assignBitwidths({ profile: p, choices: [32, 8, 4], bytes: (_l, _e, b) => BYTES[b], targetBytes: 10 });
   assert.deepEqual([...r.bits.values()], [4, 4]);
 });
@@ -50,10 +53,12 @@ t.test('greedy stays within one item of the brute-force optimum and never exceed
   };
   const choices: ExpertBits[] = [2, 4, 8, 32];
   for (let trial = 0; trial < 40; trial++) {
-    const p = profile(Array.from({ length: 5 }, () => {
-      const base = rnd() * rnd();
-      return { 8: base * 0.01, 4: base * 0.1, 2: base * (0.5 + rnd()) };
-    }));
+    const p = profile(
+      Array.from({ length: 5 }, () => {
+        const base = rnd() * rnd();
+        return { 8: base * 0.01, 4: base * 0.1, 2: base * (0.5 + rnd()) };
+      }),
+    );
     const target = 500 + Math.floor(rnd() * 4000);
     const r = assignBitwidths({ profile: p, choices, bytes: (_l, _e, b) => BYTES[b], targetBytes: target });
     assert.ok(r.totalBytes <= target);

@@ -20,7 +20,10 @@ t.test('edgemoe params: unknown keys and bad values are errors naming the field'
   assert.throws(() => parseEdgeMoeParams({ bits: 3 }), /\/bits/);
   assert.throws(() => parseEdgeMoeParams({ budgetBytes: -1 }), /\/budgetBytes/);
   assert.throws(() => parseEdgeMoeParams({ cachePolicy: 'fifo' }), /\/cachePolicy/);
-  assert.deepEqual(EDGEMOE_METHOD.check({ ...EDGEMOE_DEFAULTS, bitsChoices: [4] }).map((i) => i.path), ['/bitsChoices']);
+  assert.deepEqual(
+    EDGEMOE_METHOD.check({ ...EDGEMOE_DEFAULTS, bitsChoices: [4] }).map((i) => i.path),
+    ['/bitsChoices'],
+  );
   assert.deepEqual(EDGEMOE_METHOD.check(EDGEMOE_DEFAULTS), []);
 });
 

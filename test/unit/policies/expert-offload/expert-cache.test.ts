@@ -15,9 +15,15 @@ t.test('lru evicts the least recently used entry first', async () => {
   c.touch(1); // 2 is now the oldest
   c.touch(4);
   const r = c.admit(4, 'v4', 10);
-  assert.deepEqual(r?.evicted.map((e) => e.key), [2]);
+  assert.deepEqual(
+    r?.evicted.map((e) => e.key),
+    [2],
+  );
   c.touch(5);
-  assert.deepEqual(c.admit(5, 'v5', 10)?.evicted.map((e) => e.key), [3]);
+  assert.deepEqual(
+    c.admit(5, 'v5', 10)?.evicted.map((e) => e.key),
+    [3],
+  );
   assert.deepEqual(c.keys().sort(), [1, 4, 5]);
   assert.equal(c.evictions, 2);
 });
@@ -29,16 +35,25 @@ t.test('frequency evicts the least used entry, ties to the least recent, and rem
   c.touch(2);
   // counts: 1 -> 4, 2 -> 2, 3 -> 1: 3 goes first even though 1 is older than 3 in recency order
   c.touch(4);
-  assert.deepEqual(c.admit(4, 'v4', 10)?.evicted.map((e) => e.key), [3]);
+  assert.deepEqual(
+    c.admit(4, 'v4', 10)?.evicted.map((e) => e.key),
+    [3],
+  );
   // 4 has count 1, 2 has 2: 4 goes next
   c.touch(5);
   c.touch(5);
   c.touch(5);
-  assert.deepEqual(c.admit(5, 'v5', 10)?.evicted.map((e) => e.key), [4]);
+  assert.deepEqual(
+    c.admit(5, 'v5', 10)?.evicted.map((e) => e.key),
+    [4],
+  );
   // 3 comes back with its history (1 + 1 use) and now ties with 2 (2 uses): the less recent (2) goes
   c.touch(3);
   assert.equal(c.frequency(3), 2);
-  assert.deepEqual(c.admit(3, 'v3', 10)?.evicted.map((e) => e.key), [2]);
+  assert.deepEqual(
+    c.admit(3, 'v3', 10)?.evicted.map((e) => e.key),
+    [2],
+  );
 });
 
 t.test('frequency counts decay so a shift in routing wins over old popularity', async () => {
@@ -55,13 +70,19 @@ t.test('pinned entries are never evicted; an admission that cannot fit changes n
   c.pin(1);
   c.pin(2);
   c.touch(4);
-  assert.deepEqual(c.admit(4, 'v4', 10)?.evicted.map((e) => e.key), [3]);
+  assert.deepEqual(
+    c.admit(4, 'v4', 10)?.evicted.map((e) => e.key),
+    [3],
+  );
   c.pin(4);
   assert.equal(c.admit(5, 'v5', 10), null, 'everything pinned');
   assert.deepEqual(c.keys().sort(), [1, 2, 4]);
   assert.equal(c.admit(6, 'v6', 31), null, 'larger than the budget');
   c.unpin(2);
-  assert.deepEqual(c.admit(5, 'v5', 10)?.evicted.map((e) => e.key), [2]);
+  assert.deepEqual(
+    c.admit(5, 'v5', 10)?.evicted.map((e) => e.key),
+    [2],
+  );
 });
 
 t.test('resident bytes never exceed the budget under random traffic with mixed sizes', async () => {

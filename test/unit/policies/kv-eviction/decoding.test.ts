@@ -61,9 +61,19 @@ class SimLayer {
     const last = new Float32Array(H * G * n);
     for (let r = 0; r < H * G; r++) last.set(windowRows.subarray((r * w + w - 1) * n, (r * w + w) * n), r * n);
     return {
-      layer, numLayers: LAYERS, numKvHeads: H, groupSize: G, headDim: D, length: n,
-      positions: this.positions, keys: this.keys, values: this.keys,
-      accumulatedAttention: this.accumulated, windowAttention: windowRows, window: w, lastQueryAttention: last,
+      layer,
+      numLayers: LAYERS,
+      numKvHeads: H,
+      groupSize: G,
+      headDim: D,
+      length: n,
+      positions: this.positions,
+      keys: this.keys,
+      values: this.keys,
+      accumulatedAttention: this.accumulated,
+      windowAttention: windowRows,
+      window: w,
+      lastQueryAttention: last,
     };
   }
 
@@ -82,7 +92,12 @@ class SimLayer {
   }
 }
 
-function run(policy: Policy, prompt: number, steps: number, seed: number): { layers: SimLayer[]; maxLength: number; compressions: number; lengths: number[][] } {
+function run(
+  policy: Policy,
+  prompt: number,
+  steps: number,
+  seed: number,
+): { layers: SimLayer[]; maxLength: number; compressions: number; lengths: number[][] } {
   const next = rng(seed);
   const layers = Array.from({ length: LAYERS }, () => new SimLayer());
   const compressEvery = policy.params.compressEvery as number;
@@ -114,12 +129,16 @@ function run(policy: Policy, prompt: number, steps: number, seed: number): { lay
   };
   for (let pos = 0; pos < prompt; pos++) token(pos);
   // End of prefill: every eviction policy compresses once.
-  layers.forEach((layer, l) => { if (layer.compact(policy, layer.view(l, history), prompt)) compressions++; });
+  layers.forEach((layer, l) => {
+    if (layer.compact(policy, layer.view(l, history), prompt)) compressions++;
+  });
   for (let step = 1; step <= steps; step++) {
     token(prompt + step - 1);
     maxLength = Math.max(maxLength, ...layers.map((x) => x.length));
     if (shouldCompress(step, { compressEvery })) {
-      layers.forEach((layer, l) => { if (layer.compact(policy, layer.view(l, history), prompt + step)) compressions++; });
+      layers.forEach((layer, l) => {
+        if (layer.compact(policy, layer.view(l, history), prompt + step)) compressions++;
+      });
       lengths.push(layers.map((x) => x.length));
     }
   }
@@ -140,10 +159,16 @@ t.test('every eviction method through decoding-time compression: bounded cache, 
     const { layers, maxLength, compressions, lengths } = run(policy, prompt, steps, 17);
     const what = `${m.method}: lengths after compressions ${JSON.stringify(lengths.slice(-3))}`;
     assert.equal(compressions, LAYERS * (1 + steps / every), what);
-    const perLayer = layers.map((layer, l) => layerKeep(policy, { ...layer.view(l, { q: randomArray(H * G * D, rng(1)), pos: Int32Array.of(prompt + steps) }), length: 10_000 }, prompt + steps));
+    const perLayer = layers.map((layer, l) =>
+      layerKeep(policy, { ...layer.view(l, { q: randomArray(H * G * D, rng(1)), pos: Int32Array.of(prompt + steps) }), length: 10_000 }, prompt + steps),
+    );
     // After each compression the layers hold exactly their budgets (the pyramid's differ by layer, sum to the total).
     for (const row of lengths) assert.deepEqual(row, perLayer, what);
-    assert.equal(perLayer.reduce((a, b) => a + b, 0), budget * LAYERS, what);
+    assert.equal(
+      perLayer.reduce((a, b) => a + b, 0),
+      budget * LAYERS,
+      what,
+    );
     // Between compressions the cache grows by at most compressEvery entries.
     assert.ok(maxLength <= Math.max(...perLayer) + every, `${what}: max ${maxLength}`);
     for (const layer of layers) {
@@ -156,7 +181,11 @@ t.test('every eviction method through decoding-time compression: bounded cache, 
         for (let h = 0; h < H; h++) {
           const orig = [...layer.original.subarray(h * layer.length, (h + 1) * layer.length)];
           assert.deepEqual(orig, [0, 1, 2, 3, ...Array.from({ length: layer.length - 4 }, (_, i) => newest - (layer.length - 5) + i)], what);
-          assert.deepEqual([...layer.positions.subarray(h * layer.length, (h + 1) * layer.length)], Array.from({ length: layer.length }, (_, i) => i), 'rolling positions');
+          assert.deepEqual(
+            [...layer.positions.subarray(h * layer.length, (h + 1) * layer.length)],
+            Array.from({ length: layer.length }, (_, i) => i),
+            'rolling positions',
+          );
         }
       } else {
         assert.deepEqual([...layer.positions], [...layer.original], `${m.method} keeps original positions`);

@@ -120,7 +120,7 @@ t.test("snapkv scores: window queries summed, pooled as torch's max_pool1d / avg
   const att = new Float32Array(1 * 2 * w * n);
   // query head 0: window rows [.1 .2 .3 .4 | x x] and [.0 .1 .0 .1 | x x]; query head 1: all .05
   att.set([0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0, 0.1, 0, 0.1, 0.5, 0.5], 0);
-  att.fill(0.05, 2 * w * n / 2);
+  att.fill(0.05, (2 * w * n) / 2);
   const view = makeView({ numKvHeads: 1, groupSize: 2, length: n, windowAttention: att, window: w });
   const s = snapkvScore(view, { budget: 0.5, observationWindow: w, kernelSize: 1, pooling: 'max', compressEvery: 0 });
   const expected = [0.1 + 0.1, 0.3 + 0.1, 0.3 + 0.1, 0.5 + 0.1];
@@ -132,12 +132,14 @@ t.test("snapkv scores: window queries summed, pooled as torch's max_pool1d / avg
 t.test('tova drops the entry the newest query attends to least, averaged over all heads', async () => {
   const n = 6;
   // Two KV heads x two query heads. Head rows disagree; the mean is lowest at entry 4.
-  const att = Float32Array.from([
-    [0.3, 0.2, 0.01, 0.2, 0.09, 0.2],
-    [0.3, 0.2, 0.05, 0.2, 0.05, 0.2],
-    [0.2, 0.2, 0.3, 0.1, 0.0, 0.2],
-    [0.2, 0.2, 0.3, 0.1, 0.0, 0.2],
-  ].flat());
+  const att = Float32Array.from(
+    [
+      [0.3, 0.2, 0.01, 0.2, 0.09, 0.2],
+      [0.3, 0.2, 0.05, 0.2, 0.05, 0.2],
+      [0.2, 0.2, 0.3, 0.1, 0.0, 0.2],
+      [0.2, 0.2, 0.3, 0.1, 0.0, 0.2],
+    ].flat(),
+  );
   const view = makeView({ numKvHeads: 2, groupSize: 2, length: n, lastQueryAttention: att });
   const policy = policyOf('tova', 'kv-eviction', { budget: 5 });
   assert.deepEqual(rows(planLayerEviction(policy, view, n)), [
@@ -183,7 +185,10 @@ t.test('pyramidkv: SnapKV scores, fewer entries in deeper layers', async () => {
     return layerKeep(policyOf('pyramidkv', 'kv-eviction', { budget: 0.2, observationWindow: w, kernelSize: 3, beta: 2 }), view, n);
   };
   const budgets = [0, 1, 2, 3].map(keep);
-  assert.equal(budgets.reduce((a, b) => a + b, 0), 80);
+  assert.equal(
+    budgets.reduce((a, b) => a + b, 0),
+    80,
+  );
   for (let l = 1; l < 4; l++) assert.ok(budgets[l]! < budgets[l - 1]!, `${budgets}`);
   const view = makeView({ numKvHeads: h, length: n, layer: 3, numLayers: 4, windowAttention: att, window: w });
   const plan = rows(planLayerEviction(policyOf('pyramidkv', 'kv-eviction', { budget: 0.2, observationWindow: w, kernelSize: 3, beta: 2 }), view, n));
@@ -214,8 +219,18 @@ t.test('every eviction method with keep-everything params (ratio 1) keeps every 
   for (const m of methods) {
     for (let layer = 0; layer < 3; layer++) {
       const view = makeView({
-        numKvHeads: h, groupSize: g, headDim: d, length: n, layer, numLayers: 3, keys, positions: perHead,
-        accumulatedAttention: sumRows(att, h, g, n, n), windowAttention: windowRows, window: w, lastQueryAttention: lastRows,
+        numKvHeads: h,
+        groupSize: g,
+        headDim: d,
+        length: n,
+        layer,
+        numLayers: 3,
+        keys,
+        positions: perHead,
+        accumulatedAttention: sumRows(att, h, g, n, n),
+        windowAttention: windowRows,
+        window: w,
+        lastQueryAttention: lastRows,
       });
       const params: Record<string, unknown> = { budget: 1 };
       if (m.method === 'snapkv' || m.method === 'pyramidkv') params.observationWindow = w;

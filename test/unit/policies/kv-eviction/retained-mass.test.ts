@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { attentionMassRetained } from '../../../../src/policies/kv-eviction/retained-mass.js';
 import { makeView } from '../helpers/synthetic-layer.js';
 
-t.test('attention mass retained: kept share of the newest query\'s attention, averaged over KV heads', async () => {
+t.test("attention mass retained: kept share of the newest query's attention, averaged over KV heads", async () => {
   // Two KV heads, one query head each; head 0 keeps 0.7 of its mass, head 1 keeps 0.4.
   const last = Float32Array.from([0.5, 0.2, 0.3, 0.1, 0.6, 0.3]);
   const view = makeView({ numKvHeads: 2, length: 3, lastQueryAttention: last });

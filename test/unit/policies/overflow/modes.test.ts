@@ -33,7 +33,10 @@ t.test('handleOverflow error mode: passes a fitting prompt through, throws other
   const ok = await handleOverflow(input(200, 20), { mode: 'error' });
   assert.equal(ok.report.applied, false);
   assert.equal(ok.report.tokensAfter, 121);
-  await assert.rejects(handleOverflow(input(130, 20), { mode: 'error' }), (e: unknown) => e instanceof ContextLengthExceededError && e.promptTokens === 121 && e.contextWindow === 130);
+  await assert.rejects(
+    handleOverflow(input(130, 20), { mode: 'error' }),
+    (e: unknown) => e instanceof ContextLengthExceededError && e.promptTokens === 121 && e.contextWindow === 130,
+  );
 });
 
 t.test('protectedHead: BOS + system message + its end marker; without system, the leading template segment', async () => {
@@ -48,8 +51,20 @@ t.test('truncate left: drops exactly the oldest tokens after the system message'
   // budget 80, excess 41: tokens 8..48 go.
   assert.deepEqual(r.tokens, [...range(0, 8), ...range(49, 121)]);
   assert.equal(r.tokens.length, 80);
-  assert.deepEqual(r.report, { mode: 'truncate', applied: true, tokensBefore: 121, tokensAfter: 80, dropped: 41, contextWindow: 100, maxTokens: 20, detail: { side: 'left' } });
-  assert.deepEqual(r.segments.map((s) => s.tokens.length), [1, 5, 2, 59, 10, 3]);
+  assert.deepEqual(r.report, {
+    mode: 'truncate',
+    applied: true,
+    tokensBefore: 121,
+    tokensAfter: 80,
+    dropped: 41,
+    contextWindow: 100,
+    maxTokens: 20,
+    detail: { side: 'left' },
+  });
+  assert.deepEqual(
+    r.segments.map((s) => s.tokens.length),
+    [1, 5, 2, 59, 10, 3],
+  );
   assert.deepEqual(r.segments[1]?.tokens, range(1, 6));
 });
 

@@ -32,7 +32,13 @@ function cacheOf(n: number, seed: number): { kv: SequenceKv; keys: Float32Array[
       for (let h = 0; h < KV; h++) a.set(k.subarray((h * n + from) * D, (h * n + to) * D), h * T * D);
       return a;
     });
-    kv.append(present, present, 0, T, Array.from({ length: T }, (_, i) => from + i));
+    kv.append(
+      present,
+      present,
+      0,
+      T,
+      Array.from({ length: T }, (_, i) => from + i),
+    );
   };
   return { kv, keys, append };
 }
@@ -43,11 +49,17 @@ function runtime(params: Record<string, unknown>): QuestRuntime {
   return r;
 }
 
-t.test('quest: page bounds hold each page\'s per-channel key min and max, built up as the cache appends', async () => {
+t.test("quest: page bounds hold each page's per-channel key min and max, built up as the cache appends", async () => {
   const n = 90;
   const c = cacheOf(n, 21);
   const q = runtime({ pageSize: 8, topPages: 2, denseLayers: 0 });
-  for (const [from, to] of [[0, 5], [5, 9], [9, 31], [31, 64], [64, 90]] as const) {
+  for (const [from, to] of [
+    [0, 5],
+    [5, 9],
+    [9, 31],
+    [31, 64],
+    [64, 90],
+  ] as const) {
     c.append(from, to);
     q.afterPass(c.kv, { phase: from === 0 ? 'prefill-chunk' : 'decode', contextTokens: to, stats: null });
     const inputs = q.groupInputs([{ runtime: q, kv: c.kv }]).quest;
@@ -111,7 +123,7 @@ t.test('quest: decode on the quest graph batched by page size, prefill dense on 
   assert.throws(() => questParams(policyOf('knorm', 'kv-eviction', {})), /not a quest policy/);
 });
 
-t.test('quest: a batch gathers each sequence\'s bounds padded to the longest, padding pages blocked', async () => {
+t.test("quest: a batch gathers each sequence's bounds padded to the longest, padding pages blocked", async () => {
   const a = cacheOf(40, 1);
   const b = cacheOf(20, 2);
   a.append(0, 40);
@@ -120,10 +132,20 @@ t.test('quest: a batch gathers each sequence\'s bounds padded to the longest, pa
   const qb = runtime({ pageSize: 8, topPages: 1, denseLayers: 0 });
   qa.afterPass(a.kv, { phase: 'prefill-end', contextTokens: 40, stats: null });
   qb.afterPass(b.kv, { phase: 'prefill-end', contextTokens: 20, stats: null });
-  const layer = qa.groupInputs([{ runtime: qa, kv: a.kv }, { runtime: qb, kv: b.kv }]).quest!.layers[1]!;
+  const layer = qa.groupInputs([
+    { runtime: qa, kv: a.kv },
+    { runtime: qb, kv: b.kv },
+  ]).quest!.layers[1]!;
   assert.equal(layer.pages, 5);
   const bias = (row: number, h: number): number[] => [...layer.bias.subarray((row * KV + h) * 5, (row * KV + h + 1) * 5)];
   assert.deepEqual(bias(0, 0), [0, 0, 0, 0, Infinity]);
   assert.deepEqual(bias(1, 1), [0, 0, Infinity, -Infinity, -Infinity]);
-  assert.throws(() => qa.groupInputs([{ runtime: qa, kv: a.kv }, { runtime: instantiatePolicy(undefined, spec), kv: b.kv }]), /mixes Quest and other runtimes/);
+  assert.throws(
+    () =>
+      qa.groupInputs([
+        { runtime: qa, kv: a.kv },
+        { runtime: instantiatePolicy(undefined, spec), kv: b.kv },
+      ]),
+    /mixes Quest and other runtimes/,
+  );
 });

@@ -31,7 +31,12 @@ function restriction(p: { sinkTokens: number; windowTokens: number }) {
 /** 1 where a prefill of `n` tokens from position 0 lets query `q` read key `k`. */
 function rowOf(n: number, q: number, p: { sinkTokens: number; windowTokens: number }): number[] {
   const kv = new SequenceKv(shape, new KvPool(1 << 30), 64);
-  const inputs = builder.prefill(kv, Array.from({ length: n }, (_, i) => i + 3), 0, { restrict: restriction(p) });
+  const inputs = builder.prefill(
+    kv,
+    Array.from({ length: n }, (_, i) => i + 3),
+    0,
+    { restrict: restriction(p) },
+  );
   return [...inputs.newBias.subarray(q * n, (q + 1) * n)].map((v) => (v === 0 ? 1 : 0));
 }
 
@@ -48,7 +53,13 @@ t.test('sink-window: a chunk after cached entries gathers only sinks and the win
   const D = spec.headDim;
   const KV = spec.numKvHeads;
   const present = [new Float32Array(KV * 20 * D)];
-  kv.append(present, present, 0, 20, Array.from({ length: 20 }, (_, i) => i));
+  kv.append(
+    present,
+    present,
+    0,
+    20,
+    Array.from({ length: 20 }, (_, i) => i),
+  );
   const inputs = builder.prefill(kv, [5, 6, 7, 8, 9], 20, { restrict: restriction(params) });
   const past = inputs.layers[0]!;
   // Only entries some query may read are gathered: the sinks 0, 1 and 18, 19 (query 20's window).
