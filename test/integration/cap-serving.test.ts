@@ -27,7 +27,7 @@ t.before(async () => {
     'policies.knorm.params.budget=1',
   ]);
 });
-t.after(async () => {
+t.teardown(async () => {
   await server?.close();
 });
 

@@ -20,7 +20,7 @@ t.before(async () => {
   if (modelDir === null) return;
   server = await startServer(modelDir);
 });
-t.after(async () => {
+t.teardown(async () => {
   await server?.close();
 });
 

@@ -80,7 +80,7 @@ t.before(async () => {
   await waitHealthy(baseUrl, 60_000);
 });
 
-t.after(async () => {
+t.teardown(async () => {
   if (child !== null && child.exitCode === null) {
     const exited = new Promise((r) => child?.once('exit', r));
     child.kill('SIGTERM');

@@ -16,7 +16,7 @@ t.before(async () => {
   server = await startServer(modelDir);
   client = new OpenAI({ baseURL: `${server.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
 });
-t.after(async () => {
+t.teardown(async () => {
   await server?.close();
 });
 

@@ -20,7 +20,7 @@ t.before(async () => {
   stories = readFileSync(sharedPath('data', 'text', 'tinystories_niklas6.txt'), 'utf8');
   server = await startServer(modelDir, ['shadow.sampleRate=1']);
 });
-t.after(async () => {
+t.teardown(async () => {
   await server?.close();
 });
 

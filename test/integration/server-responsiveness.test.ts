@@ -12,7 +12,7 @@ t.before(async () => {
   // Stretch the context so a 2,048-token prompt fits (RoPE extends past the trained 512 positions).
   if (modelDir !== null) server = await startServer(modelDir, ['model.contextLength=4096']);
 });
-t.after(async () => {
+t.teardown(async () => {
   await server?.close();
 });
 

@@ -11,7 +11,7 @@ let server: RunningServer;
 t.before(async () => {
   if (modelDir !== null) server = await startServer(modelDir);
 });
-t.after(async () => {
+t.teardown(async () => {
   await server?.close();
 });
 

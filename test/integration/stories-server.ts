@@ -27,7 +27,7 @@ export function useStoriesServer(options: { readonly timeoutMs?: number } = {}):
     const client = new OpenAI({ baseURL: `${server.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0, timeout: options.timeoutMs ?? 20_000 });
     current = { server, client, tok: loadTokenizer(modelDir), modelDir };
   });
-  t.after(async () => {
+  t.teardown(async () => {
     await current?.server.close();
   });
   return () => {

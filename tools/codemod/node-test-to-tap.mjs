@@ -10,14 +10,18 @@
  * narrowing are kept exactly; tap fails a test on any thrown error):
  *   - `import test, { before, after } from 'node:test'`  ->  `import t from 'tap'`
  *     (`tap` instead of `t` where a `t` in scope would shadow it);
- *   - `test(name, [options], fn)` -> `t.test(...)`, `before(fn)` / `after(fn)` /
- *     `beforeEach` / `afterEach` -> `t.before(fn)` / `t.after(fn)` / ...;
+ *   - `test(name, [options], fn)` -> `t.test(...)`, `before(fn)` -> `t.before(fn)`,
+ *     `after(fn)` -> `t.teardown(fn)`, `beforeEach` / `afterEach` -> `t.beforeEach` / ...
+ *     (on the root, only `teardown` makes tap end the file once its tests are done;
+ *     with `t.after` a server closed there keeps the process, and the file, waiting);
  *   - every test callback becomes `async` (tap ends a test when its promise settles;
  *     a synchronous callback would have to call `t.end()`);
  *   - on a test's context: `ctx.diagnostic(msg)` -> `ctx.comment(msg)`, and the
  *     runtime skip `ctx.skip(reason)` -> `ctx.plan(0, reason)` (tap's way to mark the
  *     running test skipped); `ctx.after`, `ctx.test`, `ctx.name` are the same in tap.
  *   - test options `skip`, `todo`, `only`, `timeout` (ms) mean the same in tap.
+ * In a file already on tap it fixes one thing, an earlier version's output: the root's
+ * `t.after(fn)` -> `t.teardown(fn)`.
  * Anything else it meets (describe/it, mock, a test function passed by reference,
  * `ctx.todo()` ...) is reported with file and line, the file is left unchanged, and the
  * exit status is 1.
@@ -26,7 +30,13 @@ import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ts from 'typescript';
 
-const HOOKS = new Set(['before', 'after', 'beforeEach', 'afterEach']);
+/** node:test's hooks and the root-level tap method for each. */
+const HOOKS = new Map([
+  ['before', 'before'],
+  ['after', 'teardown'],
+  ['beforeEach', 'beforeEach'],
+  ['afterEach', 'afterEach'],
+]);
 const OPTIONS = new Set(['skip', 'todo', 'only', 'timeout']);
 const CONTEXT_SAME = new Set(['after', 'test', 'name', 'plan', 'comment']);
 
@@ -57,6 +67,33 @@ function shadowed(node, name, sf) {
   );
 }
 
+/** In a file on tap: the root object's `after(fn)` becomes `teardown(fn)` (see the header). */
+function fixTapRoot(sf, checker) {
+  const text = sf.text;
+  const tapImport = sf.statements.find((s) => ts.isImportDeclaration(s) && ts.isStringLiteral(s.moduleSpecifier) && s.moduleSpecifier.text === 'tap');
+  const name = tapImport?.importClause?.name;
+  const rootSymbol = name === undefined ? undefined : checker.getSymbolAtLocation(name);
+  if (rootSymbol === undefined) return { text, changed: false, problems: [] };
+  const edits = [];
+  const visit = (node) => {
+    if (
+      ts.isCallExpression(node) &&
+      ts.isPropertyAccessExpression(node.expression) &&
+      node.expression.name.text === 'after' &&
+      ts.isIdentifier(node.expression.expression) &&
+      checker.getSymbolAtLocation(node.expression.expression) === rootSymbol
+    ) {
+      edits.push({ start: node.expression.name.getStart(sf), end: node.expression.name.getEnd(), text: 'teardown' });
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  edits.sort((a, b) => b.start - a.start);
+  let out = text;
+  for (const e of edits) out = out.slice(0, e.start) + e.text + out.slice(e.end);
+  return { text: out, changed: out !== text, problems: [] };
+}
+
 /** Converts one parsed file; `checker` resolves which identifiers are node:test's bindings. */
 export function convert(sf, checker) {
   const text = sf.text;
@@ -66,7 +103,7 @@ export function convert(sf, checker) {
   const where = (node) => `${file}:${sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1}`;
 
   const imports = sf.statements.filter((s) => ts.isImportDeclaration(s) && ts.isStringLiteral(s.moduleSpecifier) && s.moduleSpecifier.text === 'node:test');
-  if (imports.length === 0) return { text, changed: false, problems };
+  if (imports.length === 0) return fixTapRoot(sf, checker);
 
   /** import binding's symbol -> 'test' | hook name */
   const bound = new Map();
@@ -148,7 +185,7 @@ export function convert(sf, checker) {
       const callee = node.expression;
       const kind = kindOf(callee);
       if (kind !== undefined) {
-        edits.push({ start: callee.getStart(sf), end: callee.getEnd(), text: `${root}.${kind}` });
+        edits.push({ start: callee.getStart(sf), end: callee.getEnd(), text: `${root}.${kind === 'test' ? 'test' : HOOKS.get(kind)}` });
         if (kind === 'test') testCall(node);
       } else if (ts.isPropertyAccessExpression(callee) && isContext(callee.expression)) {
         const method = callee.name.text;
