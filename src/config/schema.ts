@@ -124,7 +124,7 @@ const ShadowSection = Type.Object(
     expertOffload: Type.Boolean({
       default: false,
       description:
-        'Also shadow expert-offload (edgemoe) requests, against every expert resident at fp32. Off by default: that reference holds all experts in memory, which an offloading deployment may not have.',
+        'Also shadow expert-offload (edgemoe) and weight-elastic (sti) requests, against the model resident at fp32 (every expert; the dense graph). Off by default: that reference holds all weights in memory, which an offloading deployment may not have.',
     }),
   },
   { additionalProperties: false, default: {} },

@@ -66,7 +66,7 @@ const VARIANT_LABEL: Readonly<Record<GraphVariant, string>> = {
   plain: 'plain',
   stats: 'attention-statistics',
   quest: 'Quest page-selection',
-  reference: 'all-experts-resident reference',
+  reference: 'full-precision resident reference',
 };
 
 export class EngineCore {

@@ -31,6 +31,8 @@ export interface LocalEngineOptions {
   readonly chatTemplateFallback?: string;
   /** The expert-offload policy's params for MoE models (budgetBytes, bits, ...). */
   readonly expertOffload?: Readonly<Record<string, unknown>>;
+  /** The weight-elastic (STI) policy's params for dense models; absent: the dense graph. */
+  readonly weightElastic?: Readonly<Record<string, unknown>>;
   /** A local model directory scoring prompts for context compression; default: the served model. */
   readonly scorerModelDir?: string;
   readonly onProgress?: (message: string) => void;
@@ -117,6 +119,7 @@ export class LocalEngine implements EngineClient {
       contextLength: options.contextLength ?? null,
       prefillChunk: options.prefillChunk ?? 512,
       ...(options.expertOffload ? { expertOffload: options.expertOffload } : {}),
+      ...(options.weightElastic ? { weightElastic: options.weightElastic } : {}),
       ...(options.scorerModelDir ? { scorerModelDir: resolve(options.scorerModelDir) } : {}),
       ...(options.faultInjection === true ? { faultInjection: true } : {}),
     };
@@ -359,6 +362,7 @@ export class LocalEngine implements EngineClient {
       kvBytesUsed: s?.kvBytesUsed ?? 0,
       kvBytesCapacity: s?.kvBytesCapacity ?? 0,
       runner: s?.runner ?? {},
+      ...(this.info?.weightPlan !== undefined ? { weightPlan: this.info.weightPlan } : {}),
     };
   }
 

@@ -17,6 +17,8 @@ export interface WorkerInit {
   readonly prefillChunk: number;
   /** The expert-offload policy's params (MoE models); absent: the method's defaults. */
   readonly expertOffload?: Readonly<Record<string, unknown>>;
+  /** The weight-elastic policy's params (dense models): the engine runs STI with them; absent: the dense graph. */
+  readonly weightElastic?: Readonly<Record<string, unknown>>;
   /** A separate local model that scores prompts for context compression (same tokenizer). */
   readonly scorerModelDir?: string;
   /** Tests only: the worker honours `crash` messages. */
@@ -37,6 +39,8 @@ export interface ReadyInfo {
   readonly weightBytes: number;
   readonly compiledDir: string;
   readonly runtimeVersion: string;
+  /** The elastic-weights plan the worker runs (weightElastic set). */
+  readonly weightPlan?: import('./types.js').WeightPlanReport;
 }
 
 export type FromWorker =

@@ -54,6 +54,11 @@ export const METRIC_NAMES = Object.freeze({
   expertResidentBytes: 'capserve_expert_resident_bytes',
   expertCacheBudgetBytes: 'capserve_expert_cache_budget_bytes',
   residentWeightBytes: 'capserve_resident_weight_bytes',
+  stiResidentBytes: 'capserve_sti_resident_shard_bytes',
+  stiBytesRead: 'capserve_sti_shard_bytes_read_total',
+  stiBytesReadPerPass: 'capserve_sti_shard_bytes_read_per_pass',
+  stiIoStall: 'capserve_sti_io_stall_seconds_total',
+  stiShards: 'capserve_sti_shards',
   workerRestarts: 'capserve_worker_restarts_total',
 });
 
@@ -116,6 +121,11 @@ export interface CapserveMetrics {
   readonly expertResidentBytes: Gauge<'policy'>;
   readonly expertCacheBudgetBytes: Gauge<'policy'>;
   readonly residentWeightBytes: Gauge<'policy'>;
+  readonly stiResidentBytes: Gauge<'policy'>;
+  readonly stiBytesRead: Counter<'policy'>;
+  readonly stiBytesReadPerPass: Gauge<'policy'>;
+  readonly stiIoStall: Counter<'policy'>;
+  readonly stiShards: Gauge<'policy' | 'bits'>;
   readonly workerRestarts: Counter<'policy'>;
 }
 
@@ -253,7 +263,23 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
     expertPrefetchAccuracy: runnerGauge(METRIC_NAMES.expertPrefetchAccuracy, "Fraction of routed MoE experts the previous layer's prediction had named, since the model loaded (0 to 1).", 'expertPredictionAccuracy'),
     expertResidentBytes: runnerGauge(METRIC_NAMES.expertResidentBytes, 'Bytes of MoE expert weights held in the expert cache now (C axis).', 'expertResidentBytes'),
     expertCacheBudgetBytes: runnerGauge(METRIC_NAMES.expertCacheBudgetBytes, 'The expert cache budget in bytes.', 'expertBudgetBytes'),
-    residentWeightBytes: runnerGauge(METRIC_NAMES.residentWeightBytes, 'Bytes of non-expert weights kept resident (MoE models).', 'residentWeightBytes'),
+    residentWeightBytes: runnerGauge(METRIC_NAMES.residentWeightBytes, 'Bytes of weights kept resident outside any offload budget (MoE: non-expert weights; STI: embeddings, norms, biases).', 'residentWeightBytes'),
+    stiResidentBytes: runnerGauge(METRIC_NAMES.stiResidentBytes, 'Bytes of STI shards held in memory now (resident set and preload buffer, C axis).', 'stiResidentBytes'),
+    stiBytesRead: runnerCounter(METRIC_NAMES.stiBytesRead, 'Bytes of STI shards read from disk while serving (P axis).', 'stiBytesLoaded'),
+    stiBytesReadPerPass: runnerGauge(METRIC_NAMES.stiBytesReadPerPass, 'STI shard bytes read per forward pass (per decode step), since the model loaded.', 'stiBytesReadPerPass'),
+    stiIoStall: runnerCounter(METRIC_NAMES.stiIoStall, 'Seconds inference waited for STI shard reads (P axis).', 'stiIoStallMs', 1 / 1000),
+    stiShards: new Gauge({
+      name: METRIC_NAMES.stiShards,
+      help: "STI shards at each bitwidth in the engine's plan (the bitwidth histogram).",
+      labelNames: ['policy', 'bits'] as const,
+      registers,
+      collect(this: Gauge<'policy' | 'bits'>) {
+        for (const b of [32, 8, 4, 2]) {
+          const v = runnerValue(`stiShardsAt${b}Bits`);
+          if (v !== undefined) this.set({ ...expertLabels, bits: String(b) }, v);
+        }
+      },
+    }),
     workerRestarts,
   };
 }

@@ -21,7 +21,7 @@ export const FULL_POLICY_NAME = 'full';
 const Envelope = Type.Object(
   {
     name: Type.String({ pattern: KEBAB_CASE, maxLength: 64, description: 'Stable kebab-case name, unique across policies.' }),
-    kind: Type.Union([Type.Literal('none'), Type.Literal('kv-eviction'), Type.Literal('sparse-attention'), Type.Literal('context-compression'), Type.Literal('expert-offload')]),
+    kind: Type.Union([Type.Literal('none'), Type.Literal('kv-eviction'), Type.Literal('sparse-attention'), Type.Literal('context-compression'), Type.Literal('expert-offload'), Type.Literal('weight-elastic')]),
     method: Type.String({ minLength: 1 }),
     params: Type.Object({}, { additionalProperties: true, default: {} }),
   },

@@ -93,7 +93,7 @@ export class StiRunner implements ModelRunner {
     readonly manifest: StiManifest,
     private readonly layers: ort.InferenceSession[],
     private readonly headSession: ort.InferenceSession,
-    private readonly dir: string,
+    readonly dir: string,
     private readonly threads: number,
   ) {
     const codec: ShardCodec<Uint8Array> = {
