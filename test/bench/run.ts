@@ -21,6 +21,8 @@ import { ALL_METHODS } from './ruler/items.js';
 import type { RulerBenchResult } from './ruler-bench.js';
 import { capTable, frontierCharts } from './ruler-report.js';
 import { lineChart, type Series } from './svg-chart.js';
+import type { StiBenchResult } from './sti-bench.js';
+import { stiSection } from './sti-report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -194,9 +196,11 @@ async function main(): Promise<void> {
   const compression = runJson<CompressionBenchResult>('compression-bench.js', quick ? ['--passages', '20', '--runs', '1', '--prompt-tokens', '1000'] : ['--passages', '100', '--runs', '5']);
   const moe = runJson<MoeResult>('moe-bench.js', quick ? ['--preset', 'small', '--steps', '12', '--repeats', '1', '--out', join(tmpdir(), 'capserve-moe-bench')] : ['--preset', '135m', '--steps', '48', '--repeats', '3', '--out', join(tmpdir(), 'capserve-moe-bench')]);
 
+  const sti = runJson<StiBenchResult>('sti-bench.js', ['--cold-model', dense, '--threads', threads, '--repeats', quick ? '1' : '3', '--out', join(tmpdir(), 'capserve-sti-bench'), ...(quick ? ['--quick'] : [])]);
+
   const { ruler, rulerSkipped } = runRuler(values);
 
-  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, grammar, load, fidelity, latency, compression, moe, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
+  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, grammar, load, fidelity, latency, compression, moe, sti, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
   writeFileSync(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
   const charts: string[] = [];
@@ -218,6 +222,8 @@ async function main(): Promise<void> {
     );
     charts.push('latency-vs-context.svg', 'memory-vs-context.svg');
   }
+  const stiLines = stiSection(sti, out);
+  charts.push(...stiLines.charts);
   if (ok(moe)) {
     const pts = Object.entries(moe.configs).map(([name, c]) => ({ name: `(${name}) ${c.description}`, points: [[Math.max(c.residentExpertBytesPeak, 1) / 1e6, c.decodeTokensPerSecond] as const] }));
     writeFileSync(join(out, 'moe-tokens-vs-budget.svg'), lineChart(pts, { title: 'MoE decode tokens/s vs resident expert memory', xLabel: 'resident expert MB (peak)', yLabel: 'tokens/s' }));
@@ -300,6 +306,7 @@ async function main(): Promise<void> {
         `\n\n(d)/(b) = ${f(moe.dOverB, 2)}x, (d)/(a) = ${f(moe.dOverA, 2)}x.`
       : `MoE bench failed: ${moe.error}`,
     ``,
+    ...stiLines.lines,
     `## Charts`,
     ``,
     ...charts.map((c) => `![${c}](${c})`),
