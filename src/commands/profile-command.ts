@@ -7,11 +7,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { profileShards } from '../engine/sti-profile.js';
+import { profileModel } from '../engine/sti-runner-factory.js';
 import { CALIBRATION_TEXT } from '../policies/expert-offload/calibration-text.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
-import { compileSti } from '../model/compile/sti-compile.js';
-import { StiRunner } from '../runtime/sti-runner.js';
 
 export async function runProfileCommand(args: string[], progress: (m: string) => void): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -30,14 +28,7 @@ export async function runProfileCommand(args: string[], progress: (m: string) =>
   const encoded = cp.tokenizer.encode(text, { addSpecialTokens: true });
   if (encoded.length < 2) throw new Error(`${values.text ?? 'the built-in calibration text'} encodes to fewer than 2 tokens`);
   const ids = Array.from({ length: Math.min(tokens, cp.spec.maxPositionEmbeddings) }, (_, i) => encoded[i % encoded.length] ?? 0);
-  const compiled = compileSti(cp, { cacheDir: values['cache-dir'], onProgress: progress });
-  const runner = await StiRunner.open(compiled.dir, cp.spec, { threads: 1 });
-  try {
-    progress(`profiling ${compiled.manifest.shards.length} shards at 8/4/2 bits on ${ids.length} tokens of ${values.text ?? 'the built-in calibration text'}`);
-    const profile = await profileShards(runner, cp.spec, compiled.dir, ids, [32, 8, 4, 2], values.text ?? 'built-in', progress);
-    const mean = (b: 8 | 4 | 2): number => profile.entries.reduce((a, e) => a + (e.cost[b] ?? 0), 0) / Math.max(1, profile.entries.length);
-    process.stdout.write(`${JSON.stringify({ dir: compiled.dir, shards: profile.entries.length, tokens: profile.tokens, seconds: Number(profile.seconds.toFixed(1)), meanKl: { 8: mean(8), 4: mean(4), 2: mean(2) } })}\n`);
-  } finally {
-    await runner.release();
-  }
+  const profile = await profileModel(cp, ids, values.text ?? 'built-in', values['cache-dir'], progress);
+  const mean = (b: 8 | 4 | 2): number => profile.entries.reduce((a, e) => a + (e.cost[b] ?? 0), 0) / Math.max(1, profile.entries.length);
+  process.stdout.write(`${JSON.stringify({ dir: profile.dir, shards: profile.entries.length, tokens: profile.tokens, seconds: Number(profile.seconds.toFixed(1)), meanKl: { 8: mean(8), 4: mean(4), 2: mean(2) } })}\n`);
 }

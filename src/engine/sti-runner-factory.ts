@@ -123,3 +123,18 @@ export async function openStiRunner(source: CompileSource, options: OpenStiOptio
 export function openStiRunnerForWorker(source: CompileSource, tokenizer: TextTokenizer, cacheDir: string, threads: number, rawParams: unknown, onProgress: (m: string) => void): Promise<{ runner: StiRunner; report: WeightPlanReport }> {
   return openStiRunner(source, { cacheDir, threads, tokenizer, config: resolveSti(parseStiParams(rawParams)), onProgress });
 }
+
+/**
+ * `capserve model profile`: compiles the shards if needed, profiles every shard at
+ * 8/4/2 bits on `ids` and saves the profile with them.
+ */
+export async function profileModel(source: CompileSource, ids: readonly number[], sourceName: string, cacheDir: string, onProgress: (m: string) => void): Promise<StiProfile & { dir: string }> {
+  const compiled = compileSti(source, { cacheDir, onProgress });
+  const runner = await StiRunner.open(compiled.dir, source.spec, { threads: 1 });
+  try {
+    onProgress(`profiling ${compiled.manifest.shards.length} shards at 8/4/2 bits on ${ids.length} tokens of ${sourceName}`);
+    return { ...(await profileShards(runner, source.spec, compiled.dir, ids, [32, 8, 4, 2], sourceName, onProgress)), dir: compiled.dir };
+  } finally {
+    await runner.release();
+  }
+}

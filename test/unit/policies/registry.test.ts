@@ -15,7 +15,7 @@ import {
 } from '../../../src/policies/registry.js';
 import { PolicyError } from '../../../src/policies/errors.js';
 
-const SHIPPED = ['streaming-llm', 'h2o', 'snapkv', 'pyramidkv', 'tova', 'knorm', 'quest', 'sink-window', 'selective-context', 'llmlingua', 'longllmlingua', 'edgemoe'];
+const SHIPPED = ['streaming-llm', 'h2o', 'snapkv', 'pyramidkv', 'tova', 'knorm', 'quest', 'sink-window', 'selective-context', 'llmlingua', 'longllmlingua', 'edgemoe', 'sti'];
 
 function tempDir(t: { after: (fn: () => void) => void }, files: Record<string, string>): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'capserve-policies-'));
