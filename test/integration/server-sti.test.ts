@@ -175,3 +175,13 @@ test("a request routed to another policy still runs on the plan's weights, and i
   assert.equal(res.status, 200, JSON.stringify(res.json));
   assert.ok((res.json['cap'] as { weights?: unknown }).weights !== undefined);
 });
+
+test('attention policies serve on elastic weights too (the STI layer graphs have the stats and Quest variants)', async () => {
+  for (const policy of ['snapkv', 'quest', 'knorm']) {
+    const res = await post(adaptive, { prompt: 'Once upon a time there was a little girl', max_tokens: 3, cap: { policy } });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    const cap = res.json['cap'] as { policy: string; weights?: unknown };
+    assert.equal(cap.policy, policy);
+    assert.ok(cap.weights !== undefined);
+  }
+});
