@@ -36,6 +36,9 @@ const ServerSection = Type.Object(
     bodyLimitBytes: Type.Integer({ minimum: 1024, default: 4 * 1024 * 1024 }),
     shutdownGraceMs: Type.Integer({ minimum: 0, default: 30_000 }),
     requestTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, description: 'Generation deadline per request; absent: none.' })),
+    playground: Type.Optional(
+      Type.Boolean({ description: 'The browser playground at /; absent: on when apiKeys is empty, off when keys are set.' }),
+    ),
   },
   { additionalProperties: false, default: {} },
 );
