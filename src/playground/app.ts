@@ -35,8 +35,10 @@ async function loadPolicies(): Promise<void> {
     fillPolicies(picker, list, true);
     fillPolicies(byId<HTMLSelectElement>('compare-a'), list, false);
     fillPolicies(byId<HTMLSelectElement>('compare-b'), list, false);
-    const b = byId<HTMLSelectElement>('compare-b');
-    if (list.length > 1) b.selectedIndex = 1;
+    // The second column starts on a policy with another CAP profile (an expert-offload one serves only MoE models).
+    const first = list[0];
+    const other = list.findIndex((p) => p.kind !== 'expert-offload' && p.cap.costs !== first?.cap.costs);
+    if (other > 0) byId<HTMLSelectElement>('compare-b').selectedIndex = other;
     const show = (): void => renderPolicy(info, list.find((p) => p.name === picker.value) ?? null);
     picker.addEventListener('change', show);
     show();

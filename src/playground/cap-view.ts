@@ -10,11 +10,13 @@ function fmt(value: number | null | undefined, digits = 3): string {
   return value === null || value === undefined ? '–' : Number.isInteger(value) ? String(value) : value.toFixed(digits);
 }
 
-/** The overflow entry: its mode, or none when the prompt fitted. */
+/** The overflow handling: the mode, and when it acted, the tokens before and after ("truncate 620→496"). */
 function overflowText(overflow: unknown): string {
-  if (overflow === null || overflow === undefined) return 'none';
-  if (typeof overflow === 'object' && 'mode' in overflow) return String((overflow as { mode: unknown }).mode);
-  return JSON.stringify(overflow);
+  if (overflow === null || typeof overflow !== 'object') return '–';
+  const o = overflow as { mode?: unknown; applied?: unknown; tokens_before?: unknown; tokens_after?: unknown };
+  const mode = typeof o.mode === 'string' ? o.mode : JSON.stringify(o.mode);
+  if (o.applied !== true) return `${mode} (fits)`;
+  return typeof o.tokens_after === 'number' ? `${mode} ${String(o.tokens_before)}→${o.tokens_after}` : `${mode} (applied)`;
 }
 
 function field(parent: HTMLElement, label: string, name: string, value: string): void {
@@ -37,7 +39,7 @@ export function renderResult(container: HTMLElement, result: RunResult): void {
   const kept = cap?.kv_tokens_retained ?? null;
   field(container, 'tokens kept', 'kv_tokens_retained', cap === null ? '–' : `${fmt(kept, 1)} / ${cap.context_tokens ?? cap.prompt_tokens}`);
   field(container, 'compression', 'compression_ratio', fmt(cap?.compression_ratio));
-  field(container, 'overflow', 'overflow', cap === null ? '–' : overflowText(cap.overflow));
+  field(container, 'overflow', 'overflow', overflowText(cap?.overflow));
   field(container, 'attention mass', 'attention_mass_retained', fmt(cap?.attention_mass_retained));
   field(container, 'output tokens', 'output_tokens', fmt(result.outputTokens));
   field(container, 'TTFT ms', 'ttft_ms', fmt(result.ttftMs, 0));
