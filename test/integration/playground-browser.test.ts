@@ -50,6 +50,20 @@ async function waitUntil(page: Page, expression: string, timeoutMs = 60_000): Pr
 
 const ANSWER = '#messages .msg.assistant';
 
+/** Runs the steps; on failure saves a full-page screenshot to test-artifacts/NAME.png and names it in the error. */
+async function withScreenshot(page: Page, name: string, steps: () => Promise<void>): Promise<void> {
+  try {
+    await steps();
+  } catch (err) {
+    const dir = path.resolve('test-artifacts');
+    mkdirSync(dir, { recursive: true });
+    const shot = path.join(dir, `${name}.png`);
+    await page.screenshot({ path: shot, fullPage: true }).catch(() => undefined);
+    if (err instanceof Error) err.message += `\n(screenshot: ${shot})`;
+    throw err;
+  }
+}
+
 /** Sends a chat turn and waits until the n-th answer leaves the streaming state; returns its text lengths as rendered while streaming. */
 async function chat(page: Page, n: number, text: string, during?: (page: Page) => Promise<void>): Promise<{ lengths: number[]; state: string; text: string }> {
   // Every rendering of the newest answer's text, recorded in the page as the DOM changes (installed before sending).
@@ -95,7 +109,7 @@ test('playground: chat streams, policy switch changes cap, cancel stops, compari
     if (!r.url().startsWith(server.baseUrl) && !r.url().startsWith(server.baseUrl.replace('http:', 'ws:'))) foreign.push(r.url());
   });
 
-  try {
+  await withScreenshot(page, 'playground-failure', async () => {
     await page.goto(server.baseUrl);
     await page.waitForSelector('body[data-policies]');
     await page.waitForSelector('#health.ok');
@@ -159,12 +173,24 @@ test('playground: chat streams, policy switch changes cap, cancel stops, compari
 
     assert.deepEqual(foreign, [], 'no request leaves the server');
     assert.deepEqual(consoleErrors, [], 'no errors in the page');
-  } catch (err) {
-    const dir = path.resolve('test-artifacts');
-    mkdirSync(dir, { recursive: true });
-    const shot = path.join(dir, 'playground-failure.png');
-    await page.screenshot({ path: shot, fullPage: true }).catch(() => undefined);
-    (err as Error).message += `\n(screenshot: ${shot})`;
-    throw err;
-  }
+  });
+});
+
+test('playground with API keys (server.playground=true): the page is public, the typed key opens the API and the websocket', { skip, timeout: 120_000 }, async (t) => {
+  const server: RunningServer = await startServer(modelDir as string, ['server.apiKeys=[pg-key/+1]', 'server.playground=true']);
+  t.after(() => server.close());
+  const browser: Browser = await chromium.launch({ executablePath: chromiumPath as string, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await withScreenshot(page, 'playground-keys-failure', async () => {
+    await page.goto(server.baseUrl);
+    await waitUntil(page, `document.getElementById('policy-info').textContent.includes('401')`, 20_000);
+    await page.fill('#api-key', 'pg-key/+1');
+    await page.dispatchEvent('#api-key', 'change');
+    await page.waitForSelector('body[data-policies]');
+    await page.fill('#max-tokens', '8');
+    const answer = await chat(page, 1, 'Once upon a time');
+    assert.match(answer.state, /^(completed|incomplete)$/, 'the websocket accepted the key as a subprotocol');
+    assert.equal((await figures(page, ANSWER, 0))['policy'], 'full');
+  });
 });
