@@ -62,11 +62,12 @@ export class PrefixReuse {
     if (seq.kv && this.shares(seq)) this.cache.insert(seq.kv, seq.prompt, this.keys(seq));
   }
 
-  /** The sequence ended with its KV intact: keep the blocks of its prompt and what it generated. */
+  /** The sequence ended with its KV intact: keep the blocks of its prompt and what it generated (its reservation is given back first). */
   retire(seq: Sequence): void {
     if (!seq.kv || !this.shares(seq) || seq.state !== 'finished' || seq.prefilled < seq.prompt.length) return;
+    const kv = seq.kv;
     const tokens = [...seq.prompt, ...seq.outputTokens];
-    this.cache.insert(seq.kv, tokens, blockKeys(tokens, this.cache.options.blockTokens));
+    this.cache.insert(kv, tokens, blockKeys(tokens, this.cache.options.blockTokens), () => kv.release());
   }
 
   /** Evicts cached blocks until `bytes` more fit the KV budget; false when even an empty cache leaves too little. */

@@ -133,29 +133,38 @@ export class PrefixCache {
   /**
    * Stores the full blocks of `tokens` whose entries `kv` holds (entry i at
    * position i in every layer) and the cache lacks, within its byte bound and
-   * the pool's budget; stops at the first block it cannot hold. Returns the
-   * number of blocks added.
+   * the pool's budget; stops at the first block it cannot hold. The entries
+   * are copied out first, then `release` runs (a finished sequence gives its
+   * reservation back before its blocks claim room), then the blocks are added.
+   * Returns the number of blocks added.
    */
-  insert(kv: SequenceKv, tokens: readonly number[], keys: readonly string[]): number {
+  insert(kv: SequenceKv, tokens: readonly number[], keys: readonly string[], release: () => void = () => undefined): number {
     const B = this.options.blockTokens;
     const now = ++this.clock;
     const usable = Math.min(keys.length, Math.floor(Math.min(tokens.length, kv.minLength) / B));
+    const pending: Block[] = [];
     let parent: Block | null = null;
-    let added = 0;
     for (let i = 0; i < usable; i++) {
       const key = keys[i] ?? '';
-      const have = this.blocks.get(key);
+      const have = pending.length === 0 ? this.blocks.get(key) : undefined;
       if (have) {
-        if (have.parent !== parent) return added;
+        if (have.parent !== parent) break;
         have.lastUsed = now;
         parent = have;
         continue;
       }
-      if (!this.intact(kv, i * B) || !this.makeRoom(parent)) return added;
+      if (!this.intact(kv, i * B)) break;
       const block = this.copyOut(kv, key, parent, tokens, i * B, now);
-      this.blocks.set(key, block);
-      if (parent) parent.children += 1;
+      pending.push(block);
       parent = block;
+    }
+    release();
+    let added = 0;
+    for (const block of pending) {
+      // (A key already present under another parent is a hash collision: keep the cached block.)
+      if (this.blocks.has(block.key) || !this.makeRoom(block.parent)) break;
+      this.blocks.set(block.key, block);
+      if (block.parent) block.parent.children += 1;
       added += 1;
     }
     return added;
