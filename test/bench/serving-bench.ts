@@ -1,21 +1,22 @@
 /**
  * The serving section, in its own process: the real server (worker, scheduler,
- * HTTP, SSE) started twice on the same model in the same run, once as
- * configured (chunked-prefill token budget per step, prefix cache) and once
+ * HTTP, SSE) started once per configuration on the same model in the same run:
+ * as configured (chunked-prefill token budget per step, prefix cache), and
  * with both off (`engine.maxTokensPerStep=0`, `engine.prefixCache.enabled=false`:
- * the behaviour before them). For each: streaming chat at each concurrency,
- * closed loop (every client sends its next request when the last one ends,
- * clients starting staggered so prompts arrive while others decode), with
- * time to first token and inter-token latency distributions, throughput and
- * the server's RSS; then a multi-turn workload, one conversation at a time,
- * timing each second turn (system prompt, first question, the model's answer,
- * a new question). Every prompt differs from the others from its first
- * words, so only the multi-turn workload can hit the prefix cache. Prints one
- * JSON line.
+ * the behaviour before them), plus any --budgets to compare. The servers are
+ * used in turn, interleaved round by round (one works at a time), so a shared
+ * machine's load falls on all alike. Per concurrency: streaming chat, closed
+ * loop, clients starting staggered so prompts arrive while others decode;
+ * time to first token and inter-token latency distributions (pooled over the
+ * rounds), tokens/s (median over rounds) and the server's RSS. Then a
+ * multi-turn workload, one conversation at a time, timing each second turn
+ * (system prompt, first question, the model's answer, a new question). Every
+ * prompt differs from the others from its first words, so only the multi-turn
+ * workload can hit the prefix cache. Prints one JSON line.
  */
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { chatTokens, rssMiB, startServer, streamChat, type ChatMessage, type StreamTiming } from './serving-client.js';
+import { chatTokens, rssMiB, startServer, streamChat, type ChatMessage, type Server, type StreamTiming } from './serving-client.js';
 import { distribution, median, type Distribution } from './stats.js';
 
 export interface ConcurrencyRun {
@@ -88,50 +89,30 @@ async function wordsFor(base: string, target: number, wrap: (body: string) => Ch
   return words;
 }
 
-async function concurrencyRun(base: string, pid: number, clients: number, perClient: number, words: number, maxTokens: number, staggerMs: number): Promise<ConcurrencyRun> {
+/** Every request of one concurrency run, timed. */
+async function concurrencyTimings(base: string, clients: number, perClient: number, words: number, maxTokens: number, staggerMs: number, round: number): Promise<{ timings: StreamTiming[]; wallMs: number }> {
   const t0 = performance.now();
   const timings: StreamTiming[] = [];
   await Promise.all(
     Array.from({ length: clients }, async (_, c) => {
       await new Promise((res) => setTimeout(res, c * staggerMs));
       for (let r = 0; r < perClient; r++) {
-        const prompt = text(`Request ${clients}-${c}-${r}:`, words, c * 31 + r);
+        const prompt = text(`Request ${round}-${clients}-${c}-${r}:`, words, c * 31 + r + round);
         timings.push(await streamChat(base, [{ role: 'user', content: prompt }], maxTokens));
       }
     }),
   );
-  const wallMs = performance.now() - t0;
-  const tokens = timings.reduce((n, t) => n + t.tokens, 0);
-  const mem = rssMiB(pid);
-  return {
-    clients,
-    requests: timings.length,
-    tokensPerSecond: (tokens * 1000) / wallMs,
-    ttftMs: distribution(timings.map((t) => t.ttftMs)),
-    itlMs: distribution(timings.flatMap((t) => t.itlMs)),
-    wallMs,
-    rssMiB: mem.rss,
-    peakRssMiB: mem.peak,
-  };
+  return { timings, wallMs: performance.now() - t0 };
 }
 
-async function multiTurn(base: string, conversations: number, systemWords: number, answerTokens: number): Promise<MultiTurnRun> {
-  const t1: number[] = [];
-  const t2: number[] = [];
-  const prompt2: number[] = [];
-  const cached: number[] = [];
-  for (let i = 0; i < conversations; i++) {
-    const system: ChatMessage = { role: 'system', content: text(`Conversation ${i}. You are a guide.`, systemWords, i) };
-    const user1: ChatMessage = { role: 'user', content: text('Tell me about the river.', 30, i + 1) };
-    const first = await streamChat(base, [system, user1], answerTokens);
-    const turn2: ChatMessage[] = [system, user1, { role: 'assistant', content: first.text }, { role: 'user', content: text('And the hills?', 20, i + 2) }];
-    const second = await streamChat(base, turn2, 8);
-    t1.push(first.ttftMs);
-    t2.push(second.ttftMs);
-    cached.push(second.cachedTokens);
-    prompt2.push(await chatTokens(base, turn2));
-  }
-  return { conversations, turn2PromptTokens: median(prompt2), turn1TtftMs: median(t1), turn2TtftMs: median(t2), turn2CachedTokens: median(cached) };
+/** One multi-turn conversation: turn 1, then turn 2 with the model's answer in the history. */
+async function conversation(base: string, i: number, systemWords: number, answerTokens: number): Promise<{ t1: number; t2: number; cached: number; prompt2: number }> {
+  const system: ChatMessage = { role: 'system', content: text(`Conversation ${i}. You are a guide.`, systemWords, i) };
+  const user1: ChatMessage = { role: 'user', content: text('Tell me about the river.', 30, i + 1) };
+  const first = await streamChat(base, [system, user1], answerTokens);
+  const turn2: ChatMessage[] = [system, user1, { role: 'assistant', content: first.text }, { role: 'user', content: text('And the hills?', 20, i + 2) }];
+  const second = await streamChat(base, turn2, 8);
+  return { t1: first.ttftMs, t2: second.ttftMs, cached: second.cachedTokens, prompt2: await chatTokens(base, turn2) };
 }
 
 interface Plan {
@@ -140,6 +121,7 @@ interface Plan {
   readonly threads: number;
   readonly concurrency: readonly number[];
   readonly perClient: number;
+  readonly rounds: number;
   readonly promptTokens: number;
   readonly maxTokens: number;
   readonly staggerMs: number;
@@ -147,7 +129,18 @@ interface Plan {
   readonly systemTokens: number;
 }
 
-async function runConfig(plan: Plan, name: string, sets: readonly string[]): Promise<ServingConfigResult> {
+interface Config {
+  readonly name: string;
+  readonly sets: readonly string[];
+}
+
+/**
+ * Starts one server per configuration, then interleaves them: each round of
+ * each concurrency and each conversation runs on every server in turn (order
+ * alternating per round), so a shared machine's load drifts over all of them
+ * alike. Only one server works at a time.
+ */
+async function runConfigs(plan: Plan, configs: readonly Config[]): Promise<ServingConfigResult[]> {
   const common = [
     `server.maxConcurrent=${Math.max(...plan.concurrency)}`,
     'server.maxQueue=1024',
@@ -155,20 +148,60 @@ async function runConfig(plan: Plan, name: string, sets: readonly string[]): Pro
     'memory.kvBudgetBytes=8589934592',
     'shadow.sampleRate=0',
   ];
-  const server = await startServer(plan.model, plan.port, [...common, ...sets]);
+  const servers: Server[] = [];
   try {
-    const words = await wordsFor(server.base, plan.promptTokens, (body) => [{ role: 'user', content: body }]);
-    const systemWords = await wordsFor(server.base, plan.systemTokens, (body) => [{ role: 'system', content: body }]);
-    await streamChat(server.base, [{ role: 'user', content: text('warm-up', 16, 0) }], 4);
-    const runs: ConcurrencyRun[] = [];
-    for (const c of plan.concurrency) {
-      runs.push(await concurrencyRun(server.base, server.pid, c, plan.perClient, words, plan.maxTokens, plan.staggerMs));
-      process.stderr.write(`  serving ${name} c=${c}: ITL p99 ${runs.at(-1)?.itlMs.p99.toFixed(1)} ms\n`);
+    for (const [i, c] of configs.entries()) servers.push(await startServer(plan.model, plan.port + i, [...common, ...c.sets]));
+    const first = servers[0] as Server;
+    const words = await wordsFor(first.base, plan.promptTokens, (body) => [{ role: 'user', content: body }]);
+    const systemWords = await wordsFor(first.base, plan.systemTokens, (body) => [{ role: 'system', content: body }]);
+    for (const s of servers) await streamChat(s.base, [{ role: 'user', content: text('warm-up', 16, 0) }], 4);
+    const order = (round: number): number[] => configs.map((_, i) => i).map((i) => (round % 2 === 0 ? i : configs.length - 1 - i));
+    const runs: ConcurrencyRun[][] = configs.map(() => []);
+    for (const clients of plan.concurrency) {
+      const timings: StreamTiming[][] = configs.map(() => []);
+      const rates: number[][] = configs.map(() => []);
+      let wall: number[] = configs.map(() => 0);
+      for (let round = 0; round < plan.rounds; round++) {
+        for (const i of order(round)) {
+          const r = await concurrencyTimings((servers[i] as Server).base, clients, plan.perClient, words, plan.maxTokens, plan.staggerMs, round);
+          timings[i]?.push(...r.timings);
+          rates[i]?.push((r.timings.reduce((n, t) => n + t.tokens, 0) * 1000) / r.wallMs);
+          wall = wall.map((w, k) => (k === i ? w + r.wallMs : w));
+        }
+      }
+      configs.forEach((c, i) => {
+        const t = timings[i] ?? [];
+        const mem = rssMiB((servers[i] as Server).pid);
+        runs[i]?.push({
+          clients,
+          requests: t.length,
+          tokensPerSecond: median(rates[i] ?? []),
+          ttftMs: distribution(t.map((x) => x.ttftMs)),
+          itlMs: distribution(t.flatMap((x) => x.itlMs)),
+          wallMs: wall[i] ?? NaN,
+          rssMiB: mem.rss,
+          peakRssMiB: mem.peak,
+        });
+        process.stderr.write(`  serving ${c.name} c=${clients}: TTFT p50 ${runs[i]?.at(-1)?.ttftMs.p50.toFixed(0)} ms, ITL p99 ${runs[i]?.at(-1)?.itlMs.p99.toFixed(1)} ms\n`);
+      });
     }
-    const mt = await multiTurn(server.base, plan.conversations, systemWords, 32);
-    return { name, sets, runs, multiTurn: mt };
+    const turns: { t1: number; t2: number; cached: number; prompt2: number }[][] = configs.map(() => []);
+    for (let k = 0; k < plan.conversations; k++) {
+      for (const i of order(k)) turns[i]?.push(await conversation((servers[i] as Server).base, k, systemWords, 32));
+    }
+    return configs.map((c, i) => {
+      const t = turns[i] ?? [];
+      const multiTurn: MultiTurnRun = {
+        conversations: t.length,
+        turn2PromptTokens: median(t.map((x) => x.prompt2)),
+        turn1TtftMs: median(t.map((x) => x.t1)),
+        turn2TtftMs: median(t.map((x) => x.t2)),
+        turn2CachedTokens: median(t.map((x) => x.cached)),
+      };
+      return { name: c.name, sets: c.sets, runs: runs[i] ?? [], multiTurn };
+    });
   } finally {
-    await server.stop();
+    for (const s of servers) await s.stop();
   }
 }
 
@@ -182,7 +215,8 @@ async function main(): Promise<void> {
       port: { type: 'string', default: '18451' },
       threads: { type: 'string', default: '2' },
       concurrency: { type: 'string', default: '1,8,32' },
-      'requests-per-client': { type: 'string', default: '2' },
+      'requests-per-client': { type: 'string', default: '1' },
+      rounds: { type: 'string', default: '2' },
       'prompt-tokens': { type: 'string', default: '256' },
       'max-tokens': { type: 'string', default: '128' },
       'stagger-ms': { type: 'string', default: '150' },
@@ -198,6 +232,7 @@ async function main(): Promise<void> {
     threads: Number(values.threads),
     concurrency: values.concurrency.split(',').map(Number),
     perClient: Number(values['requests-per-client']),
+    rounds: Number(values.rounds),
     promptTokens: Number(values['prompt-tokens']),
     maxTokens: Number(values['max-tokens']),
     staggerMs: Number(values['stagger-ms']),
@@ -205,10 +240,13 @@ async function main(): Promise<void> {
     systemTokens: Number(values['system-tokens']),
   };
   const before = loadavg()[0] ?? NaN;
-  const on = await runConfig(plan, 'on', []);
-  const off = await runConfig(plan, 'off', ['engine.maxTokensPerStep=0', 'engine.prefixCache.enabled=false']);
-  const sweep: ServingConfigResult[] = [];
-  for (const b of values.budgets.split(',').filter((x) => x !== '')) sweep.push(await runConfig(plan, `budget-${b}`, [`engine.maxTokensPerStep=${b}`]));
+  const configs: Config[] = [
+    { name: 'on', sets: [] },
+    { name: 'off', sets: ['engine.maxTokensPerStep=0', 'engine.prefixCache.enabled=false'] },
+    ...values.budgets.split(',').filter((x) => x !== '').map((b) => ({ name: `budget-${b}`, sets: [`engine.maxTokensPerStep=${b}`] })),
+  ];
+  const [on, off, ...sweep] = await runConfigs(plan, configs);
+  if (!on || !off) throw new Error('unreachable: no results');
   const result: ServingResult = {
     model: plan.model,
     threads: plan.threads,
