@@ -195,7 +195,7 @@ async function main(): Promise<void> {
   const serving = runJson<ServingResult>(
     'serving-bench.js',
     quick
-      ? ['--model', dense, '--threads', threads, '--rounds', '1', '--prompt-tokens', '128', '--max-tokens', '32', '--stagger-ms', '30', '--conversations', '2', '--system-tokens', '200']
+      ? ['--model', dense, '--threads', threads, '--rounds', '1', '--prompt-tokens', '128', '--max-tokens', '16', '--stagger-ms', '30', '--conversations', '2', '--system-tokens', '200']
       : ['--model', dense, '--threads', threads],
   );
   if (ok(serving)) {
