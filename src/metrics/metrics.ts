@@ -60,6 +60,9 @@ export const METRIC_NAMES = Object.freeze({
   stiIoStall: 'capserve_sti_io_stall_seconds_total',
   stiShards: 'capserve_sti_shards',
   workerRestarts: 'capserve_worker_restarts_total',
+  prefixCacheQueries: 'capserve_prefix_cache_queries_total',
+  prefixCacheHitTokens: 'capserve_prefix_cache_hit_tokens_total',
+  prefixCacheBytes: 'capserve_prefix_cache_bytes',
 });
 
 /** Why prompt tokens were dropped before prefill. */
@@ -82,6 +85,8 @@ export interface EngineGaugeSource {
     runner?: Readonly<Record<string, number>>;
     /** Inference workers started to replace a crashed one (a running total; absent: none). */
     workerRestarts?: number;
+    /** Bytes the prefix cache holds (inside the KV budget); absent: no prefix cache. */
+    prefixCacheBytes?: number;
   } | null;
 }
 
@@ -127,6 +132,9 @@ export interface CapserveMetrics {
   readonly stiIoStall: Counter<'policy'>;
   readonly stiShards: Gauge<'policy' | 'bits'>;
   readonly workerRestarts: Counter<'policy'>;
+  readonly prefixCacheQueries: Counter<'policy' | 'result'>;
+  readonly prefixCacheHitTokens: Counter<'policy'>;
+  readonly prefixCacheBytes: Gauge<'policy'>;
 }
 
 /** A fresh registry (never prom-client's global one, so tests and apps do not collide). */
@@ -208,6 +216,17 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
     },
   });
 
+  // Prefix-cache counters start at 0 for the default policy, so hit rates are defined before the first request.
+  const prefixCacheQueries = new Counter({
+    name: METRIC_NAMES.prefixCacheQueries,
+    help: 'Requests that looked up the prefix cache, by result: hit (some prompt KV reused), miss, bypassed (the policy rewrites the KV and cannot share it) (P axis).',
+    labelNames: ['policy', 'result'] as const,
+    registers,
+  });
+  for (const result of ['hit', 'miss', 'bypassed']) prefixCacheQueries.inc({ policy: source.policy, result }, 0);
+  const prefixCacheHitTokens = new Counter({ name: METRIC_NAMES.prefixCacheHitTokens, help: 'Prompt tokens whose KV came from the prefix cache instead of a prefill (P axis).', labelNames: policy, registers });
+  prefixCacheHitTokens.inc({ policy: source.policy }, 0);
+
   const liveContexts = new LiveContexts();
   const longestLiveContext = new Gauge({
     name: METRIC_NAMES.longestLiveContext,
@@ -281,5 +300,8 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
       },
     }),
     workerRestarts,
+    prefixCacheQueries,
+    prefixCacheHitTokens,
+    prefixCacheBytes: engineGauge(METRIC_NAMES.prefixCacheBytes, 'Bytes of KV the prefix cache holds, inside the KV budget (C axis).', (s) => s.prefixCacheBytes ?? 0),
   };
 }
