@@ -28,17 +28,20 @@ export async function openTestModel(
   dir: string,
   weightDtype: WeightDtype = 'fp32',
   attention = false,
-  options: { threads?: number; cacheDir?: string; quantAccuracyLevel?: 0 | 4 } = {},
+  options: { threads?: number; cacheDir?: string; quantAccuracyLevel?: 0 | 4; variants?: 'all' | 'plain'; profilePrefix?: string } = {},
 ): Promise<TestModel> {
   const checkpoint = loadCheckpoint(dir);
   const compiled = compileModel(checkpoint, {
     cacheDir: options.cacheDir ?? TEST_CACHE_DIR,
     weightDtype,
     ...(options.quantAccuracyLevel !== undefined ? { quantAccuracyLevel: options.quantAccuracyLevel } : {}),
+    ...(options.variants !== undefined ? { variants: options.variants } : {}),
   });
   const spec = checkpoint.spec;
-  const session = await DecoderSession.create(attention ? compiled.attentionDecoderPath : compiled.decoderPath, spec, {
+  const session = await DecoderSession.create(compiled.decoderPath, spec, {
     threads: options.threads ?? 1,
+    variant: attention ? 'stats' : 'plain',
+    ...(options.profilePrefix !== undefined ? { profilePrefix: options.profilePrefix } : {}),
   });
   let parameters = 0;
   for (const name of checkpoint.weights.names()) parameters += checkpoint.weights.info(name).shape.reduce((a: number, b: number) => a * b, 1);
