@@ -190,12 +190,26 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
 
   let x = g.op('Reshape', [g.op('Gather', [w('embed'), inputIds], { axis: attr.int(0) }), shape2dHidden]);
   if (spec.embedScale !== 1) x = g.op('Mul', [x, g.scalarF32(spec.embedScale)]);
+  // The residual stream: `x` plus a branch output not yet added. The add is fused into the next
+  // RMSNorm (SkipSimplifiedLayerNormalization returns the norm and the sum), one node instead of two.
+  let pending: string | null = null;
+  const normResidual = (key: string, l: number, which: string): string => {
+    if (pending === null) return rmsNorm(x, key);
+    const [normed, , , sum] = g.node('SkipSimplifiedLayerNormalization', [x, pending, w(key)], { epsilon: attr.float(spec.rmsNormEps) }, {
+      domain: 'com.microsoft',
+      outputs: [`${which}_norm_${l}`, '', '', `${which}_sum_${l}`],
+    });
+    if (normed === undefined || sum === undefined) throw new Error('unreachable');
+    x = sum;
+    pending = null;
+    return normed;
+  };
   for (let l = 0; l < spec.numLayers; l++) {
-    let o = attentionBlock(actx, l, rmsNorm(x, `l${l}.in_norm`), layerIo(l));
+    let o = attentionBlock(actx, l, normResidual(`l${l}.in_norm`, l, 'in'), layerIo(l));
     if (spec.sandwichNorms) o = rmsNorm(o, `l${l}.attn_out_norm`);
-    x = g.op('Add', [x, o]);
+    pending = o;
 
-    const h2 = rmsNorm(x, `l${l}.post_norm`);
+    const h2 = normResidual(`l${l}.post_norm`, l, 'post');
     const gu = linear(h2, `l${l}.gate_up`);
     const [gate, up] = g.node('Split', [gu, g.int64s([spec.intermediateSize, spec.intermediateSize])], { axis: attr.int(1) }, {
       outputs: [`gate_${l}`, `up_${l}`],
@@ -204,8 +218,9 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
     const act = g.op('Mul', [gatedActivation(g, spec, gate), up]);
     let m = linear(act, `l${l}.down`);
     if (spec.sandwichNorms) m = rmsNorm(m, `l${l}.mlp_out_norm`);
-    x = g.op('Add', [x, m]);
+    pending = m;
   }
+  if (pending !== null) x = g.op('Add', [x, pending]);
 
   // Only the requested positions go through the final norm and the vocabulary projection.
   const x3 = g.op('Reshape', [x, g.op('Concat', [bt, g.int64s([hidden])], { axis: attr.int(0) })]);
