@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvPool } from '../../src/kv/kv-pool.js';
 import { kvBytesPerToken, roundToBlock, SequenceKv } from '../../src/kv/sequence-kv.js';
-import { compileModel } from '../../src/model/compile/compile-model.js';
+import { compileModel, type QuantBlockSize } from '../../src/model/compile/compile-model.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
 import { DecoderSession } from '../../src/runtime/decoder-session.js';
@@ -28,7 +28,14 @@ export async function openTestModel(
   dir: string,
   weightDtype: WeightDtype = 'fp32',
   attention = false,
-  options: { threads?: number; cacheDir?: string; quantAccuracyLevel?: 0 | 4; variants?: 'all' | 'plain'; profilePrefix?: string } = {},
+  options: {
+    threads?: number;
+    cacheDir?: string;
+    quantAccuracyLevel?: 0 | 4;
+    quantBlockSize?: QuantBlockSize;
+    variants?: 'all' | 'plain';
+    profilePrefix?: string;
+  } = {},
 ): Promise<TestModel> {
   const checkpoint = loadCheckpoint(dir);
   const compiled = compileModel(checkpoint, {
@@ -36,6 +43,7 @@ export async function openTestModel(
     weightDtype,
     ...(options.quantAccuracyLevel !== undefined ? { quantAccuracyLevel: options.quantAccuracyLevel } : {}),
     ...(options.variants !== undefined ? { variants: options.variants } : {}),
+    ...(options.quantBlockSize !== undefined ? { quantBlockSize: options.quantBlockSize } : {}),
   });
   const spec = checkpoint.spec;
   const session = await DecoderSession.create(compiled.decoderPath, spec, {

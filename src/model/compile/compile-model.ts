@@ -32,6 +32,8 @@ export interface CompileOptions {
    * activations (slower, only the weight error remains).
    */
   readonly quantAccuracyLevel?: 0 | 4;
+  /** MatMulNBits block size along K for int8/int4 weights (default 32; quant-bench measures the others). */
+  readonly quantBlockSize?: QuantBlockSize;
   /**
    * 'all' (default): the decoder graph serves every variant, switched per step.
    * 'plain': the plain variant alone, as graphs were before variants shared one
@@ -75,12 +77,19 @@ function acceptManifest(m: unknown, key: string): { manifest: Manifest; files: F
   return { manifest: r as Manifest, files: r.files };
 }
 
-const QUANT_BLOCK_SIZE = 32;
+export type QuantBlockSize = 16 | 32 | 64 | 128;
+const DEFAULT_QUANT_BLOCK_SIZE: QuantBlockSize = 32;
 const DEFAULT_QUANT_ACCURACY_LEVEL = 4;
 
-export function compileKey(source: CompileSource, weightDtype: WeightDtype, quantAccuracyLevel: number, variants: 'all' | 'plain' = 'all'): string {
+export function compileKey(
+  source: CompileSource,
+  weightDtype: WeightDtype,
+  quantAccuracyLevel: number,
+  variants: 'all' | 'plain' = 'all',
+  quantBlockSize: QuantBlockSize = DEFAULT_QUANT_BLOCK_SIZE,
+): string {
   return createHash('sha256')
-    .update(JSON.stringify({ v: COMPILER_VERSION, content: source.contentHash(), spec: source.spec, weightDtype, QUANT_BLOCK_SIZE, quantAccuracyLevel, variants }))
+    .update(JSON.stringify({ v: COMPILER_VERSION, content: source.contentHash(), spec: source.spec, weightDtype, QUANT_BLOCK_SIZE: quantBlockSize, quantAccuracyLevel, variants }))
     .digest('hex')
     .slice(0, 24);
 }
@@ -89,7 +98,8 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
   if (source.spec.moe !== undefined) return compileMoeModel(source, options);
   const quantAccuracyLevel = options.quantAccuracyLevel ?? DEFAULT_QUANT_ACCURACY_LEVEL;
   const variants = options.variants ?? 'all';
-  const key = compileKey(source, options.weightDtype, quantAccuracyLevel, variants);
+  const quantBlockSize = options.quantBlockSize ?? DEFAULT_QUANT_BLOCK_SIZE;
+  const key = compileKey(source, options.weightDtype, quantAccuracyLevel, variants, quantBlockSize);
   const dir = join(options.cacheDir, key);
   const result = (weightBytes: number): CompiledModel => ({
     dir,
@@ -113,13 +123,13 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
     options.onProgress?.(`compiling ${source.spec.architecture} (${layers} layers, ${options.weightDtype}) into ${dir}`);
     let stored;
     try {
-      stored = storeDecoderWeights(source.spec, source.weights, file, { weightDtype: options.weightDtype, quantBlockSize: QUANT_BLOCK_SIZE }, (l) =>
+      stored = storeDecoderWeights(source.spec, source.weights, file, { weightDtype: options.weightDtype, quantBlockSize }, (l) =>
         options.onProgress?.(`  layer ${l + 1}/${layers} written`),
       );
     } finally {
       file.close();
     }
-    const common = { weightDtype: options.weightDtype, quantBlockSize: QUANT_BLOCK_SIZE, quantAccuracyLevel };
+    const common = { weightDtype: options.weightDtype, quantBlockSize, quantAccuracyLevel };
     writeFileSync(join(tmp, 'decoder.onnx'), buildDecoderGraph(source.spec, stored, { ...common, variants }));
     let weightBytes = 0;
     for (const t of stored.tensors.values()) weightBytes += t.length;
