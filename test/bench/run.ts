@@ -21,6 +21,8 @@ import type { FidelityResult } from './policy-fidelity-bench.js';
 import type { PolicyLatencyResult } from './policy-latency-bench.js';
 import { ALL_METHODS } from './ruler/items.js';
 import type { RulerBenchResult } from './ruler-bench.js';
+import type { ServingResult } from './serving-bench.js';
+import { servingSection } from './serving-report.js';
 import type { VariantMemoryResult } from './variant-memory-bench.js';
 import { capTable, frontierCharts } from './ruler-report.js';
 import { lineChart, type Series } from './svg-chart.js';
@@ -210,6 +212,18 @@ async function main(): Promise<void> {
     );
   }
 
+  // No stall (chunked-prefill budget) and prefix cache, on vs off in the same run; quick: the small model, one request per client.
+  const serving = runJson<ServingResult>(
+    'serving-bench.js',
+    quick
+      ? ['--model', dense, '--threads', threads, '--rounds', '1', '--prompt-tokens', '128', '--max-tokens', '16', '--stagger-ms', '30', '--conversations', '2', '--system-tokens', '200']
+      : ['--model', dense, '--threads', threads],
+  );
+  if (ok(serving)) {
+    const c = Object.keys(serving.itlP99Ratio).join('/');
+    log(`serving: ITL p99 on/off at ${c} clients ${Object.values(serving.itlP99Ratio).map((x) => f(x, 2)).join('/')}x, TTFT p50 ${Object.values(serving.ttftP50Ratio).map((x) => f(x, 2)).join('/')}x; second-turn TTFT prefix cache on/off ${f(serving.turn2TtftRatio, 2)}x`);
+  }
+
   const fidelity = runJson<FidelityResult>('policy-fidelity-bench.js', quick ? ['--passages', '3', '--continuation', '24'] : ['--passages', '16', '--continuation', '96']);
   const latency = runJson<PolicyLatencyResult>('policy-latency-bench.js', ['--model', dense, '--contexts', quick ? '512,2048' : '1024,4096,16384,32768', '--steps', quick ? '6' : '12', '--threads', threads]);
   const compression = runJson<CompressionBenchResult>('compression-bench.js', quick ? ['--passages', '20', '--runs', '1', '--prompt-tokens', '1000'] : ['--passages', '100', '--runs', '5']);
@@ -217,7 +231,7 @@ async function main(): Promise<void> {
 
   const { ruler, rulerSkipped } = runRuler(values);
 
-  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, graph, memory, grammar, load, fidelity, latency, compression, moe, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
+  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, graph, memory, grammar, load, serving, fidelity, latency, compression, moe, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
   writeFileSync(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
   const charts: string[] = [];
@@ -301,6 +315,8 @@ async function main(): Promise<void> {
         [load.baseline, load.loaded].map((r) => `| ${r.clients} | ${f(r.tokensPerSecond)} | ${f(r.ttftMs.p50, 0)} | ${f(r.ttftMs.p99, 0)} | ${f(r.itlMs.p50, 1)} | ${f(r.itlMs.p99, 1)} |`).join('\n') +
         `\n\nAggregate ${f(load.loaded.tokensPerSecond / load.baseline.tokensPerSecond, 2)}x batch-1, through the real HTTP server (SSE), ${load.maxTokens} tokens per client.`
       : `load run failed: ${load.error}`,
+    ``,
+    ...servingSection(serving),
     ``,
     `## Context compression`,
     ``,
