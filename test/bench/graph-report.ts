@@ -25,10 +25,11 @@ export function graphSection(
   const rate = (dtype: string): number | undefined => engine.find((e) => e.dtype === dtype)?.decodeTokensPerSecond;
   const fp32 = engine.find((e) => e.dtype === 'fp32');
   const [r32, r8, r4] = [rate('fp32'), rate('int8'), rate('int4')];
+  const ratio = (a: number | undefined, b: number | undefined): string => (a !== undefined && b !== undefined ? `${f(a / b, 2)}x` : 'n/a');
   const lines: string[] = [`## Graph and runtime`, ``];
   lines.push(
-    `Decode rate ratios (engine table above, same run): int8 / fp32 ${r8 !== undefined && r32 !== undefined ? f(r8 / r32, 2) : 'n/a'}x (target >= 2), ` +
-      `int4 / int8 ${r4 !== undefined && r8 !== undefined ? f(r4 / r8, 2) : 'n/a'}x (target >= 1.5), ` +
+    `Decode rate ratios (engine table above, same run): int8 / fp32 ${ratio(r8, r32)} (target >= 2), ` +
+      `int4 / int8 ${ratio(r4, r8)} (target >= 1.5), ` +
       `fp32 at ${fp32 ? f((100 * fp32.decodeTokensPerSecond * fp32.weightBytes) / (readBandwidthGBs * 1e9)) : 'n/a'}% of the read-bandwidth ceiling (target >= 85%).`,
     ``,
   );
