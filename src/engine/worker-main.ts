@@ -68,9 +68,9 @@ async function main(): Promise<void> {
     }
     // MoE models run the same attention variants layer by layer, sharing the served runner's experts.
     if (session instanceof MoeRunner) return session.variant(variant);
-    const path = variant === 'stats' ? compiled().attentionDecoderPath : compiled().questDecoderPath;
-    if (!path) return Promise.reject(new Error(`this model has no ${variant} graph variant`));
-    return DecoderSession.create(path, spec, { threads: init.threads });
+    // The dense graph holds every variant: a view over the served session, nothing loaded.
+    if (session instanceof DecoderSession) return Promise.resolve(session.variant(variant));
+    return Promise.reject(new Error(`this runner has no ${variant} graph variant`));
   };
   const core = new EngineCore(session, loadVariant, spec, checkpoint.tokenizer, {
     maxConcurrent: init.maxConcurrent,

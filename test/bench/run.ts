@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createModel } from '../../src/model/create/create-model.js';
 import type { EngineBenchResult } from './engine-bench.js';
+import type { GraphBenchResult } from './graph-bench.js';
+import { graphSection } from './graph-report.js';
 import type { GrammarBenchResult } from './grammar-bench.js';
 import type { LoadResult } from './load-bench.js';
 import type { ScaleOutResult } from './scale-out-bench.js';
@@ -22,6 +24,7 @@ import { ALL_METHODS } from './ruler/items.js';
 import type { RulerBenchResult } from './ruler-bench.js';
 import type { ServingResult } from './serving-bench.js';
 import { servingSection } from './serving-report.js';
+import type { VariantMemoryResult } from './variant-memory-bench.js';
 import { capTable, frontierCharts } from './ruler-report.js';
 import { median } from './stats.js';
 import { lineChart, type Series } from './svg-chart.js';
@@ -176,6 +179,24 @@ async function main(): Promise<void> {
     );
   }
 
+  // The graph itself: served vs plain-only graph, onnxruntime profile per step, RSS per variant set.
+  const graph: GraphBenchResult[] = [];
+  const memory: VariantMemoryResult[] = [];
+  for (const dtype of quick ? ['int8'] : ['fp32', 'int8', 'int4']) {
+    const g = runJson<GraphBenchResult>('graph-bench.js', ['--model', dense, '--dtype', dtype, '--steps', quick ? '8' : '48', '--prefill', quick ? '128' : '512,1024', '--runs', quick ? '1' : '3', '--profile-prefill', quick ? '64' : '512', '--threads', threads]);
+    if (ok(g)) {
+      graph.push(g);
+      log(`${dtype} graph: decode ${f(g.decodeMs.served, 2)} ms served vs ${f(g.decodeMs.plainOnly, 2)} ms plain-only (${f(g.decodeSpeedup, 3)}x)` + (g.profile ? `; ${f(g.profile.served.decode.nodesPerStep, 0)} nodes per decode step, matmuls ${f(100 * g.profile.served.decode.matmulShare, 0)}% of kernel time` : ''));
+    }
+    if (dtype !== 'int4') {
+      const v = runJson<VariantMemoryResult>('variant-memory-bench.js', ['--model', dense, '--dtype', dtype, '--prompt', quick ? '64' : '256', '--threads', threads]);
+      if (ok(v)) {
+        memory.push(v);
+        log(`${dtype} memory: RSS with every variant in use ${f(v.allVariantsOverPlain, 3)}x the plain model's; first tokens ${v.steps.map((s) => `${s.policy} ${f(s.firstTokenMs, 0)} ms`).join(', ')}`);
+      }
+    }
+  }
+
   // Constrained decoding: the grammar's time per token against the fp32 forward step (the issue's bar: 10% at batch 1).
   const grammar = runJson<GrammarBenchResult>('grammar-bench.js', ['--model', dense, '--steps', quick ? '16' : '64', '--threads', threads]);
   const fp32Step = engine.find((e) => e.dtype === 'fp32')?.decodeStepMs.p50 ?? null;
@@ -222,7 +243,7 @@ async function main(): Promise<void> {
 
   const { ruler, rulerSkipped } = runRuler(values);
 
-  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, grammar, load, serving, scaleOut, fidelity, latency, compression, moe, sti, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
+  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, graph, memory, grammar, load, serving, scaleOut, fidelity, latency, compression, moe, sti, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
   writeFileSync(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
   const charts: string[] = [];
@@ -300,6 +321,7 @@ async function main(): Promise<void> {
         `; served ITL p50 constrained / unconstrained ${f(grammar.itlRatioWarm, 2)}x warm, ${f(grammar.itlRatioCold, 2)}x cold.`
       : `grammar bench: ${grammar.error}`,
     ``,
+    ...graphSection(graph, memory, engine, base.ceilings.readBandwidthGBs),
     `## Serving load`,
     ``,
     ok(load)

@@ -37,15 +37,11 @@ export async function openTestCore(dir: string, options: TestCoreOptions = {}): 
   const compiled = compileModel(checkpoint, { cacheDir: TEST_CACHE_DIR, weightDtype: 'fp32' });
   const spec = checkpoint.spec;
   const session = await DecoderSession.create(compiled.decoderPath, spec, { threads: options.threads ?? 1 });
-  const variants: DecoderSession[] = [];
   const core = new EngineCore(
     session,
     async (variant) => {
-      const path = variant === 'stats' ? compiled.attentionDecoderPath : compiled.questDecoderPath;
-      if (!path) throw new Error(`no ${variant} variant`);
-      const s = await DecoderSession.create(path, spec, { threads: options.threads ?? 1 });
-      variants.push(s);
-      return s;
+      if (variant === 'reference') throw new Error('no reference variant for a dense model');
+      return session.variant(variant);
     },
     spec,
     options.tokenizer ? options.tokenizer(checkpoint.tokenizer) : checkpoint.tokenizer,
@@ -98,7 +94,6 @@ export async function openTestCore(dir: string, options: TestCoreOptions = {}): 
     peakKvBytes: () => peak,
     async close() {
       await session.release();
-      for (const v of variants) await v.release();
     },
   };
 }
