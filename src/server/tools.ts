@@ -7,21 +7,21 @@
  *   plain fallback templates, stories260K) gets them described in a system
  *   message in the Hermes format, as Ollama and vLLM do, and history turns
  *   spelled out in that format.
- * - Output: `required` and a named function are grammars (engine/grammar/):
+ * - Output: `required` and a named function are grammars (tool-grammar.ts):
  *   the model can only write a well-formed call to a listed function whose
- *   arguments validate against its parameters. `auto` samples freely and the
- *   text is parsed; `none` leaves tools out of the prompt.
+ *   arguments validate against its parameters. `auto` is a grammar too: text
+ *   is free, but a call the model opens is constrained the same way, so it is
+ *   always valid. `none` leaves tools out of the prompt.
  * - Parsing: Hermes / Qwen `<tool_call>{json}</tool_call>`, Llama 3 JSON
  *   (`{"name", "parameters"}`), Mistral `[TOOL_CALLS] [...]`; the format is
  *   the template's (model/chat-template.ts detectToolFormat), Hermes without one.
  */
 import { randomBytes } from 'node:crypto';
-import { GrammarBuilder, bytesOf, ref, type Alternative } from '../engine/grammar/grammar.js';
-import { JsonGrammar, SchemaError } from '../engine/grammar/json-schema.js';
 import type { ModelCard } from '../engine/types.js';
 import type { ChatMessage, ToolCallFormat } from '../model/tokenizer-types.js';
 import { ApiError } from './errors.js';
 import type { OutputConstraint } from './structured-output.js';
+import { autoCallGrammar, forcedCallGrammar } from './tool-grammar.js';
 
 export interface WireTool {
   readonly type: 'function';
@@ -79,7 +79,7 @@ export function toolsSetup(
   const format = card.toolCallFormat ?? null;
   const setup: ToolsSetup = { tools, choice: resolved, parallel: body.parallel_tool_calls ?? true, format: format ?? 'hermes', native: format !== null };
   // Compile every function's parameters now, so an unsupported schema is a 400 whatever tool_choice says.
-  toolCallGrammar(setup, tools.map((t) => t.function.name));
+  forcedCallGrammar(setup, tools.map((t) => t.function.name));
   return setup;
 }
 
@@ -88,58 +88,20 @@ export function toolsConstraint(setup: ToolsSetup): OutputConstraint | null {
   if (setup.choice === 'auto') return null;
   const t0 = performance.now();
   const names = setup.choice === 'required' ? setup.tools.map((t) => t.function.name) : [setup.choice.name];
-  const grammar = toolCallGrammar(setup, names);
+  const grammar = forcedCallGrammar(setup, names);
   return { type: 'tool_calls', name: setup.choice === 'required' ? null : setup.choice.name, grammar, compileMs: performance.now() - t0 };
 }
 
-function toolCallGrammar(setup: ToolsSetup, names: readonly string[]): ReturnType<GrammarBuilder['build']> {
-  const b = new GrammarBuilder();
-  const root = b.reserve();
-  const argsKey = setup.format === 'llama3' ? 'parameters' : 'arguments';
-  const bodies: Alternative[] = names.map((name) => {
-    const i = setup.tools.findIndex((t) => t.function.name === name);
-    const params = setup.tools[i]?.function.parameters ?? { type: 'object', properties: {} };
-    const param = `tools[${i}].function.parameters`;
-    let args: number;
-    try {
-      args = new JsonGrammar(b, params).schema(params, '');
-    } catch (err) {
-      if (err instanceof SchemaError) throw new ApiError('invalid_request', `Invalid schema for ${param}: ${err.message}.`, { param: err.path === '' ? param : `${param}.${err.path}` });
-      throw err;
-    }
-    return [...bytesOf(`{"name": ${JSON.stringify(name)}, "${argsKey}": `), ref(args), ...bytesOf('}')];
-  });
-  const call = b.rule(bodies);
-  const many = setup.parallel;
-  switch (setup.format) {
-    case 'hermes': {
-      const tagged = b.rule([[...bytesOf('<tool_call>\n'), ref(call), ...bytesOf('\n</tool_call>')]]);
-      if (!many) {
-        b.define(root, [[ref(tagged)]]);
-        return b.build(root);
-      }
-      const more = b.reserve();
-      b.define(more, [[], [...bytesOf('\n'), ref(tagged), ref(more)]]);
-      b.define(root, [[ref(tagged), ref(more)]]);
-      return b.build(root);
-    }
-    case 'llama3': {
-      if (!many) {
-        b.define(root, [[ref(call)]]);
-        return b.build(root);
-      }
-      const more = b.reserve();
-      b.define(more, [[], [...bytesOf('; '), ref(call), ref(more)]]);
-      b.define(root, [[ref(call), ref(more)]]);
-      return b.build(root);
-    }
-    case 'mistral': {
-      const more = b.reserve();
-      b.define(more, many ? [[...bytesOf(']')], [...bytesOf(', '), ref(call), ref(more)]] : [[...bytesOf(']')]]);
-      b.define(root, [[...bytesOf('['), ref(call), ref(more)]]);
-      return b.build(root);
-    }
-  }
+/**
+ * `auto`: free text, or calls that are valid once the model opens one
+ * (tool-grammar.ts); `text` (response_format or a pattern) replaces the free
+ * text. Null for forced choices (toolsConstraint's).
+ */
+export function autoToolsConstraint(setup: ToolsSetup, text: OutputConstraint | null): OutputConstraint | null {
+  if (setup.choice !== 'auto') return null;
+  const t0 = performance.now();
+  const grammar = autoCallGrammar(setup, text?.grammar ?? null);
+  return { type: 'tools_auto', name: text?.name ?? null, grammar, compileMs: (text?.compileMs ?? 0) + performance.now() - t0 };
 }
 
 /**
