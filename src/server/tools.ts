@@ -21,7 +21,9 @@ import type { ModelCard } from '../engine/types.js';
 import type { ChatMessage, ToolCallFormat } from '../model/tokenizer-types.js';
 import { ApiError } from './errors.js';
 import type { OutputConstraint } from './structured-output.js';
-import { autoCallGrammar, forcedCallGrammar } from './tool-grammar.js';
+import { autoCallGrammar, forcedCallGrammar, HERMES_OPEN } from './tool-grammar.js';
+
+const HERMES_CLOSE = '</tool_call>';
 
 export interface WireTool {
   readonly type: 'function';
@@ -208,12 +210,20 @@ export function parseToolCalls(text: string, format: ToolCallFormat): { content:
   const calls: ParsedToolCall[] = [];
   let content = text;
   if (format === 'hermes') {
-    content = text.replace(/<tool_call>\s*([\s\S]*?)\s*(?:<\/tool_call>|$)/g, (whole, inner: string) => {
-      const call = callFrom(tryJson(inner), ['arguments', 'parameters']);
-      if (call === null) return whole;
-      calls.push(call);
-      return '';
-    });
+    content = '';
+    let i = 0;
+    for (;;) {
+      const at = text.indexOf(HERMES_OPEN, i);
+      if (at < 0) break;
+      const body = at + HERMES_OPEN.length;
+      const close = closingTagAt(text, body);
+      const end = close < 0 ? text.length : close + HERMES_CLOSE.length;
+      const call = callFrom(tryJson(text.slice(body, close < 0 ? text.length : close)), ['arguments', 'parameters']);
+      content += text.slice(i, call === null ? end : at);
+      if (call !== null) calls.push(call);
+      i = end;
+    }
+    content += text.slice(i);
   } else {
     let body = text.trim();
     const marker = format === 'mistral' ? '[TOOL_CALLS]' : '<|python_tag|>';
@@ -267,9 +277,9 @@ export class ToolCallStream {
         this.buffer = this.buffer.slice(this.buffer.length - keep);
         return out;
       }
-      const end = this.buffer.indexOf('</tool_call>');
+      const end = closingTagAt(this.buffer, HERMES_OPEN.length);
       if (end < 0) return out;
-      const block = this.buffer.slice(0, end + '</tool_call>'.length);
+      const block = this.buffer.slice(0, end + HERMES_CLOSE.length);
       this.buffer = this.buffer.slice(block.length);
       this.inCall = false;
       const parsed = parseToolCalls(block, 'hermes');
@@ -302,6 +312,23 @@ export class ToolCallStream {
     this.calls += parsed.calls.length;
     return { content: parsed.calls.length > 0 ? (parsed.content ?? '') : rest, calls: parsed.calls };
   }
+}
+
+/**
+ * Where the call opened before `from` closes: the first `</tool_call>` that is
+ * not inside a JSON string (an argument may contain the tag), or -1.
+ */
+function closingTagAt(text: string, from: number): number {
+  let inString = false;
+  for (let i = from; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '<' && text.startsWith(HERMES_CLOSE, i)) return i;
+  }
+  return -1;
 }
 
 /** Length of the longest suffix of `text` that is a proper prefix of `tag`. */
