@@ -5,7 +5,7 @@
  *   apply_chat_template passes them), with assistant `tool_calls` (arguments as
  *   objects) and `tool` turns in the history. A template that ignores tools (the
  *   plain fallback templates, stories260K) gets them described in a system
- *   message in the Hermes format, as Ollama and vLLM do, and history turns
+ *   message in the call format (Hermes unless model.toolCallFormat says otherwise), as Ollama and vLLM do, and history turns
  *   spelled out in that format.
  * - Output: `required` and a named function are grammars (tool-grammar.ts):
  *   the model can only write a well-formed call to a listed function whose
@@ -54,6 +54,8 @@ const NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 export function toolsSetup(
   body: { readonly tools?: readonly WireTool[] | null; readonly tool_choice?: WireToolChoice | null; readonly parallel_tool_calls?: boolean | null },
   card: ModelCard,
+  /** model.toolCallFormat: overrides the template's format; null keeps it. */
+  formatOverride: ToolCallFormat | null = null,
 ): ToolsSetup | null {
   const tools = body.tools ?? [];
   const choice = body.tool_choice ?? (tools.length > 0 ? 'auto' : 'none');
@@ -79,7 +81,7 @@ export function toolsSetup(
     resolved = { name: choice.function.name };
   }
   const format = card.toolCallFormat ?? null;
-  const setup: ToolsSetup = { tools, choice: resolved, parallel: body.parallel_tool_calls ?? true, format: format ?? 'hermes', native: format !== null };
+  const setup: ToolsSetup = { tools, choice: resolved, parallel: body.parallel_tool_calls ?? true, format: formatOverride ?? format ?? 'hermes', native: format !== null };
   // Compile every function's parameters now, so an unsupported schema is a 400 whatever tool_choice says.
   forcedCallGrammar(setup, tools.map((t) => t.function.name));
   return setup;
@@ -114,7 +116,13 @@ export function autoToolsConstraint(setup: ToolsSetup, text: OutputConstraint | 
  */
 export function toolsSystemText(setup: ToolsSetup): string {
   const lines = setup.tools.map((t) => JSON.stringify({ name: t.function.name, ...(t.function.description ? { description: t.function.description } : {}), parameters: t.function.parameters ?? {} }));
-  return ['Functions you can call:', ...lines, 'To call one, reply <tool_call>{"name": <name>, "arguments": <json>}</tool_call>'].join('\n');
+  const how =
+    setup.format === 'hermes'
+      ? '<tool_call>{"name": <name>, "arguments": <json>}</tool_call>'
+      : setup.format === 'llama3'
+        ? 'with only {"name": <name>, "parameters": <json>}'
+        : 'with only [{"name": <name>, "arguments": <json>}]';
+  return ['Functions you can call:', ...lines, `To call one, reply ${how}`].join('\n');
 }
 
 function parseArguments(raw: unknown, param: string): unknown {
@@ -143,7 +151,7 @@ export interface WireToolCall {
 
 /**
  * History for the template: natively, assistant tool_calls (arguments parsed)
- * and tool turns as they are; otherwise spelled out in the Hermes format
+ * and tool turns as they are; otherwise spelled out in the call format (Hermes by default)
  * (calls in the assistant text, results as a user turn in <tool_response>).
  * Without any tool setup, tool turns still render that way.
  */
@@ -162,7 +170,7 @@ export function historyMessages(
       });
       if (native) out.push({ role: 'assistant', content: m.content, tool_calls: calls });
       else {
-        const text = calls.map((c) => formatCall('hermes', c.function.name, c.function.arguments)).join('\n');
+        const text = calls.map((c) => formatCall(setup?.format ?? 'hermes', c.function.name, c.function.arguments)).join('\n');
         out.push({ role: 'assistant', content: m.content === '' ? text : `${m.content}\n${text}` });
       }
       continue;

@@ -42,7 +42,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const card = resolveModel(ctx.engine, body.model);
     checkVocabulary(body, card);
     const maxParam = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
-    const tools = toolsSetup(body, card);
+    const tools = toolsSetup(body, card, ctx.config.model.toolCallFormat);
     // Forced calls, auto calls around the text constraint, or the text constraint (response_format or a pattern extension).
     const constraint = requestConstraint(body, responseFormatConstraint(body.response_format), 'response_format', tools);
     refuseIfCannotFit(ctx, {
