@@ -15,7 +15,7 @@
  * the rule. Other errors carry the offset (the server reports line and column).
  */
 import type { Grammar } from './grammar.js';
-import { compilePattern, EMPTY, MAX_CODE_POINT, negateRanges, normalizeRanges, PatternError, type PatternNode } from './pattern.js';
+import { compilePattern, EMPTY, MAX_CODE_POINT, MAX_NESTING, negateRanges, normalizeRanges, PatternError, type PatternNode } from './pattern.js';
 
 export function grammarFromGbnf(source: string): Grammar {
   const rules = parseGbnf(source);
@@ -39,6 +39,7 @@ export function parseGbnf(source: string): Map<string, PatternNode> {
 
 class GbnfParser {
   private pos = 0;
+  private depth = 0;
   private readonly rules = new Map<string, PatternNode>();
 
   constructor(private readonly src: string) {}
@@ -117,11 +118,13 @@ class GbnfParser {
         this.pos++;
         items.push({ kind: 'class', ranges: negateRanges([]) });
       } else if (c === '(') {
+        if (++this.depth > MAX_NESTING) throw new PatternError(at, `groups nested deeper than ${MAX_NESTING} are not supported`);
         this.pos++;
         this.space(true);
         const inner = this.alternates(true);
         if (this.peek() !== ')') throw new PatternError(at, "missing ')': unterminated group");
         this.pos++;
+        this.depth--;
         items.push(inner);
       } else if (c === '*' || c === '+' || c === '?' || c === '{') {
         const last = items.pop();

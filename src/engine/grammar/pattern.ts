@@ -39,6 +39,8 @@ export class PatternError extends Error {
 /** Repetition bounds above this are refused (the grammar grows linearly with them). */
 export const MAX_REPEAT = 1000;
 export const MAX_CODE_POINT = 0x10ffff;
+/** Group nesting the parsers accept (they recurse per level; the compiler too). */
+export const MAX_NESTING = 256;
 
 export const EMPTY: PatternNode = { kind: 'literal', text: '' };
 
@@ -132,12 +134,21 @@ class PatternCompiler {
   private readonly classes = new Map<string, number>();
   private readonly nullable = new Map<string, boolean>();
   private readonly nonEmptyRules = new Map<string, PatternNode | null>();
+  // Per node object: a node shared between places (the item of a nullable
+  // repeat and its non-empty part) is transformed and compiled once, which
+  // keeps nested repeats linear instead of exponential.
+  private readonly nonEmptyMemo = new Map<PatternNode, PatternNode | null>();
+  private readonly nullableMemo = new Map<PatternNode, boolean>();
+  private readonly compiled = new Map<PatternNode, Element[]>();
+  private readonly itemRules = new Map<PatternNode, number>();
+  private nullableFixed = false;
 
   constructor(private readonly rules: ReadonlyMap<string, PatternNode>) {}
 
   compile(root: string): Grammar {
     if (!this.rules.has(root)) throw new PatternError(0, `no rule named '${root}'`);
     this.computeNullable();
+    this.nullableFixed = true;
     const start = this.reserve();
     this.current = root;
     this.b.define(start, [[ref(this.ruleId(root, 0))]]);
@@ -183,6 +194,16 @@ class PatternCompiler {
   }
 
   private elements(node: PatternNode): Element[] {
+    if (node.kind !== 'alt' && node.kind !== 'repeat') return this.inline(node);
+    let out = this.compiled.get(node);
+    if (out === undefined) {
+      out = this.inline(node);
+      this.compiled.set(node, out);
+    }
+    return out;
+  }
+
+  private inline(node: PatternNode): Element[] {
     switch (node.kind) {
       case 'literal':
         return bytesOf(node.text);
@@ -230,7 +251,11 @@ class PatternCompiler {
       item = part;
       min = 0;
     }
-    const one = this.rule(this.alternatives(item));
+    let one = this.itemRules.get(item);
+    if (one === undefined) {
+      one = this.rule(this.alternatives(item));
+      this.itemRules.set(item, one);
+    }
     const out: Element[] = [];
     for (let k = 0; k < min; k++) out.push(ref(one));
     if (max === null) {
@@ -260,6 +285,16 @@ class PatternCompiler {
   }
 
   private isNullable(node: PatternNode): boolean {
+    if (!this.nullableFixed) return this.nullableOf(node);
+    let known = this.nullableMemo.get(node);
+    if (known === undefined) {
+      known = this.nullableOf(node);
+      this.nullableMemo.set(node, known);
+    }
+    return known;
+  }
+
+  private nullableOf(node: PatternNode): boolean {
     switch (node.kind) {
       case 'literal':
         return node.text === '';
@@ -278,6 +313,15 @@ class PatternCompiler {
 
   /** The node's language without the empty string; null when that is empty. */
   private nonEmpty(node: PatternNode): PatternNode | null {
+    let known = this.nonEmptyMemo.get(node);
+    if (known === undefined) {
+      known = this.nonEmptyOf(node);
+      this.nonEmptyMemo.set(node, known);
+    }
+    return known;
+  }
+
+  private nonEmptyOf(node: PatternNode): PatternNode | null {
     switch (node.kind) {
       case 'literal':
         return node.text === '' ? null : node;

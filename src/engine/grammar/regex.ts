@@ -13,7 +13,7 @@
  * boundaries, inline flags, possessive quantifiers, anchors in the middle.
  */
 import type { Grammar } from './grammar.js';
-import { compilePattern, EMPTY, MAX_CODE_POINT, negateRanges, normalizeRanges, PatternError, type PatternNode } from './pattern.js';
+import { compilePattern, EMPTY, MAX_CODE_POINT, MAX_NESTING, negateRanges, normalizeRanges, PatternError, type PatternNode } from './pattern.js';
 
 const DIGIT = [0x30, 0x39];
 const WORD = normalizeRanges([0x30, 0x39, 0x41, 0x5a, 0x5f, 0x5f, 0x61, 0x7a]);
@@ -123,6 +123,7 @@ class RegexParser {
 
   private group(depth: number): PatternNode {
     const at = this.pos;
+    if (depth >= MAX_NESTING) throw new PatternError(at, `groups nested deeper than ${MAX_NESTING} are not supported`);
     this.pos++;
     if (this.peek() === '?') {
       const rest = this.src.slice(this.pos);

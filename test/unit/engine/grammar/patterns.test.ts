@@ -233,3 +233,15 @@ test('GBNF errors: the message names the problem, the offset gives line and colu
   }
   assert.throws(() => grammarFromGbnf('root ::= expr\nexpr ::= expr "+" "1" | "1"'), /rule 'expr' is left-recursive/);
 });
+
+test('nesting: 255 nested nullable stars compile in linear size; deeper groups are a clear error', () => {
+  // Compile size only at 255 levels: the automaton's parser states grow with nesting of nullable loops, so it runs on 6.
+  const g = grammarFromRegex(`${'('.repeat(255)}a?${')*'.repeat(255)}b`);
+  assert.ok(g.rules.length < 5000, `${g.rules.length} rules`);
+  const a = new GrammarAutomaton(grammarFromRegex(`${'('.repeat(6)}a?${')*'.repeat(6)}b`), trie);
+  for (const s of ['b', 'ab', 'aaab']) assert.ok(accepts(a, s), s);
+  assert.ok(!accepts(a, 'ba'));
+  assert.ok(grammarFromGbnf(`root ::= ${'('.repeat(255)}"a"?${')*'.repeat(255)} "b"`).rules.length < 5000);
+  assert.throws(() => grammarFromRegex(`${'('.repeat(300)}a${')'.repeat(300)}`), /nested deeper than 256/);
+  assert.throws(() => grammarFromGbnf(`root ::= ${'('.repeat(300)}"a"${')'.repeat(300)}`), /nested deeper than 256/);
+});
