@@ -40,6 +40,9 @@ const ServerSection = Type.Object(
     bodyLimitBytes: Type.Integer({ minimum: 1024, default: 4 * 1024 * 1024 }),
     shutdownGraceMs: Type.Integer({ minimum: 0, default: 30_000 }),
     requestTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, description: 'Generation deadline per request; absent: none.' })),
+    playground: Type.Optional(
+      Type.Boolean({ description: 'The browser playground at /; absent: on when apiKeys is empty, off when keys are set.' }),
+    ),
   },
   { additionalProperties: false, default: {} },
 );
@@ -51,9 +54,25 @@ const MemorySection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const PrefixCacheSection = Type.Object(
+  {
+    enabled: Type.Boolean({ default: true, description: 'Share the KV of repeated prompt prefixes (system prompts, earlier chat turns) across requests whose policy keeps the prefix intact.' }),
+    blockTokens: Type.Integer({ minimum: 1, maximum: 4096, default: 16, description: 'Tokens per cached block: the unit of reuse.' }),
+    budgetShare: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.5, description: 'Share of memory.kvBudgetBytes the cache may hold; its blocks count in the budget and give way to admissions.' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const EngineSection = Type.Object(
   {
     threads: Type.Integer({ minimum: 0, default: 0, description: 'Intra-op threads for inference; 0: runtime default.' }),
+    maxTokensPerStep: Type.Integer({
+      minimum: 0,
+      default: 64,
+      description: 'Tokens one engine step runs while requests decode: their decode tokens plus bounded prefill chunks (chunked-prefill scheduling). 0: a whole prefillChunk per step.',
+    }),
+    prefillChunk: Type.Integer({ minimum: 1, default: 512, description: 'Largest prefill pass (a chunk, or a padded batch of fresh prompts) when nothing decodes, or with maxTokensPerStep 0.' }),
+    prefixCache: PrefixCacheSection,
   },
   { additionalProperties: false, default: {} },
 );

@@ -188,6 +188,8 @@ export interface EngineHealth {
   readonly waiting: number;
   readonly kvBytesUsed: number;
   readonly kvBytesCapacity: number;
+  /** Bytes the prefix cache holds (inside the KV budget, not in kvBytesUsed); absent: engines without one. */
+  readonly prefixCacheBytes?: number;
   /** Model-runner counters (MoE expert cache: hits, misses, bytes loaded, ...); empty for dense models. */
   readonly runner?: Readonly<Record<string, number>>;
 }

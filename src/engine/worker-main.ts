@@ -63,6 +63,8 @@ async function main(): Promise<void> {
     kvBudgetBytes: init.kvBudgetBytes,
     contextLength,
     prefillChunk: init.prefillChunk,
+    maxTokensPerStep: init.maxTokensPerStep,
+    prefixCache: init.prefixCache,
     variants: spec.moe !== undefined ? ['reference', 'stats', 'quest'] : ['stats', 'quest'],
     ...(init.scorerModelDir
       ? {

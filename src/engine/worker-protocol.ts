@@ -1,4 +1,5 @@
 /** Messages between the EngineClient (HTTP thread) and the inference worker. */
+import type { PrefixCacheOptions } from '../kv/prefix-cache.js';
 import type { WeightDtype } from '../model/compile/decoder-graph.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { CoreOutput, CoreStats } from './engine-core.js';
@@ -15,6 +16,8 @@ export interface WorkerInit {
   /** Overrides the model's max_position_embeddings when set. */
   readonly contextLength: number | null;
   readonly prefillChunk: number;
+  readonly maxTokensPerStep: number;
+  readonly prefixCache: PrefixCacheOptions | null;
   /** The expert-offload policy's params (MoE models); absent: the method's defaults. */
   readonly expertOffload?: Readonly<Record<string, unknown>>;
   /** A separate local model that scores prompts for context compression (same tokenizer). */

@@ -55,6 +55,9 @@ export const METRIC_NAMES = Object.freeze({
   expertCacheBudgetBytes: 'capserve_expert_cache_budget_bytes',
   residentWeightBytes: 'capserve_resident_weight_bytes',
   workerRestarts: 'capserve_worker_restarts_total',
+  prefixCacheQueries: 'capserve_prefix_cache_queries_total',
+  prefixCacheHitTokens: 'capserve_prefix_cache_hit_tokens_total',
+  prefixCacheBytes: 'capserve_prefix_cache_bytes',
 });
 
 /** Why prompt tokens were dropped before prefill. */
@@ -77,6 +80,8 @@ export interface EngineGaugeSource {
     runner?: Readonly<Record<string, number>>;
     /** Inference workers started to replace a crashed one (a running total; absent: none). */
     workerRestarts?: number;
+    /** Bytes the prefix cache holds (inside the KV budget); absent: no prefix cache. */
+    prefixCacheBytes?: number;
   } | null;
 }
 
@@ -117,6 +122,9 @@ export interface CapserveMetrics {
   readonly expertCacheBudgetBytes: Gauge<'policy'>;
   readonly residentWeightBytes: Gauge<'policy'>;
   readonly workerRestarts: Counter<'policy'>;
+  readonly prefixCacheQueries: Counter<'policy' | 'result'>;
+  readonly prefixCacheHitTokens: Counter<'policy'>;
+  readonly prefixCacheBytes: Gauge<'policy'>;
 }
 
 /** A fresh registry (never prom-client's global one, so tests and apps do not collide). */
@@ -198,6 +206,17 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
     },
   });
 
+  // Prefix-cache counters start at 0 for the default policy, so hit rates are defined before the first request.
+  const prefixCacheQueries = new Counter({
+    name: METRIC_NAMES.prefixCacheQueries,
+    help: 'Requests that looked up the prefix cache, by result: hit (some prompt KV reused), miss, bypassed (the policy rewrites the KV and cannot share it) (P axis).',
+    labelNames: ['policy', 'result'] as const,
+    registers,
+  });
+  for (const result of ['hit', 'miss', 'bypassed']) prefixCacheQueries.inc({ policy: source.policy, result }, 0);
+  const prefixCacheHitTokens = new Counter({ name: METRIC_NAMES.prefixCacheHitTokens, help: 'Prompt tokens whose KV came from the prefix cache instead of a prefill (P axis).', labelNames: policy, registers });
+  prefixCacheHitTokens.inc({ policy: source.policy }, 0);
+
   const liveContexts = new LiveContexts();
   const longestLiveContext = new Gauge({
     name: METRIC_NAMES.longestLiveContext,
@@ -255,5 +274,8 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
     expertCacheBudgetBytes: runnerGauge(METRIC_NAMES.expertCacheBudgetBytes, 'The expert cache budget in bytes.', 'expertBudgetBytes'),
     residentWeightBytes: runnerGauge(METRIC_NAMES.residentWeightBytes, 'Bytes of non-expert weights kept resident (MoE models).', 'residentWeightBytes'),
     workerRestarts,
+    prefixCacheQueries,
+    prefixCacheHitTokens,
+    prefixCacheBytes: engineGauge(METRIC_NAMES.prefixCacheBytes, 'Bytes of KV the prefix cache holds, inside the KV budget (C axis).', (s) => s.prefixCacheBytes ?? 0),
   };
 }

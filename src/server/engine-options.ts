@@ -62,6 +62,11 @@ export function localEngineOptions(config: Config, policies: ReadonlyMap<string,
     maxConcurrent: config.server.maxConcurrent,
     maxQueue: config.server.maxQueue,
     kvBudgetBytes: config.memory.kvBudgetBytes,
+    maxTokensPerStep: config.engine.maxTokensPerStep,
+    prefillChunk: config.engine.prefillChunk,
+    prefixCache: config.engine.prefixCache.enabled
+      ? { blockTokens: config.engine.prefixCache.blockTokens, maxBytes: Math.floor(config.memory.kvBudgetBytes * config.engine.prefixCache.budgetShare) }
+      : null,
     ...(config.compression.scorerModelDir !== null ? { scorerModelDir: config.compression.scorerModelDir } : {}),
     // An MoE model with no expert-offload policy configured gets the engine's defaults (edgemoe's).
     ...(model.moe && offload !== undefined ? { expertOffload: offload.params } : {}),

@@ -27,6 +27,13 @@ export interface OverflowCap {
   readonly [detail: string]: string | number | boolean | null;
 }
 
+/** The `cap.prefix_cache` report: prompt KV reused from the prefix cache, or why the policy bypassed it. */
+export interface PrefixCacheCap {
+  readonly status: 'hit' | 'bypassed';
+  readonly cached_tokens: number;
+  readonly reason: string | null;
+}
+
 /** The `cap` object of responses: which policy served and what it did (snake_case, like the rest of the API). */
 export interface CapObject {
   readonly policy: string;
@@ -45,6 +52,8 @@ export interface CapObject {
   readonly dropped?: readonly DroppedText[];
   /** Only for structured outputs and forced tool calls: the grammar and what enforcing it cost. */
   readonly constraint?: ConstraintCap;
+  /** Only when the prefix cache served part of the prompt (hit) or the policy could not use it (bypassed); a miss adds nothing. */
+  readonly prefix_cache?: PrefixCacheCap;
 }
 
 /** What the cap object needs from the plan. */
@@ -95,6 +104,7 @@ export function capObject(
   const masses = got.map((r) => r.attentionMassRetained).filter((m): m is number => m !== null);
   const compression = got.find((r) => r.kind === 'context-compression');
   const { policy } = plan;
+  const prefix = got.find((r) => r.prefixCache !== undefined && r.prefixCache.status !== 'miss')?.prefixCache;
   return {
     policy: policy.name,
     kind: policy.kind,
@@ -109,5 +119,6 @@ export function capObject(
     overflow: overflowCap(plan, compression),
     ...(plan.returnDropped ? { dropped: [...plan.overflowDropped, ...(dropped ?? []).map((d) => ({ text: d.text, tokens: d.tokens }))] } : {}),
     ...(constraint !== null ? { constraint } : {}),
+    ...(prefix !== undefined && prefix.status !== 'miss' ? { prefix_cache: { status: prefix.status, cached_tokens: prefix.cachedTokens, reason: prefix.reason } } : {}),
   };
 }

@@ -8,12 +8,12 @@ import { join } from 'node:path';
 const dir = process.argv[2] ?? 'bench-out';
 const problems: string[] = [];
 const report = readFileSync(join(dir, 'report.md'), 'utf8');
-for (const heading of ['# capserve CAP report', '## CAP table', '## Engine', '## Serving load', '## Context compression', '## MoE expert offload', '## Charts']) {
+for (const heading of ['# capserve CAP report', '## CAP table', '## Engine', '## Serving load', '## Serving: no stall and prefix cache', '## Context compression', '## MoE expert offload', '## Charts']) {
   if (!report.includes(heading)) problems.push(`report.md lacks "${heading}"`);
 }
 if (/failed/i.test(report)) problems.push('report.md says a benchmark failed');
 const results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as Record<string, unknown>;
-for (const key of ['base', 'engine', 'load', 'fidelity', 'latency', 'compression', 'moe']) {
+for (const key of ['base', 'engine', 'load', 'serving', 'fidelity', 'latency', 'compression', 'moe']) {
   const v = results[key];
   if (v === undefined || (typeof v === 'object' && v !== null && 'error' in v)) problems.push(`results.json: ${key} missing or failed`);
 }

@@ -14,12 +14,16 @@ import { createModel } from '../../src/model/create/create-model.js';
 import type { EngineBenchResult } from './engine-bench.js';
 import type { GrammarBenchResult } from './grammar-bench.js';
 import type { LoadResult } from './load-bench.js';
+import type { ScaleOutResult } from './scale-out-bench.js';
 import type { MachineInfo } from './machine.js';
 import type { FidelityResult } from './policy-fidelity-bench.js';
 import type { PolicyLatencyResult } from './policy-latency-bench.js';
 import { ALL_METHODS } from './ruler/items.js';
 import type { RulerBenchResult } from './ruler-bench.js';
+import type { ServingResult } from './serving-bench.js';
+import { servingSection } from './serving-report.js';
 import { capTable, frontierCharts } from './ruler-report.js';
+import { median } from './stats.js';
 import { lineChart, type Series } from './svg-chart.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -189,6 +193,24 @@ async function main(): Promise<void> {
     );
   }
 
+  // Replicas behind nginx against one replica (stories260K, Debian's nginx); not in --quick (two minutes of load).
+  const scaleOut: ScaleOutResult | { error: string } = quick ? { error: 'not run with --quick' } : runJson<ScaleOutResult>('scale-out-bench.js', []);
+  if (ok(scaleOut)) {
+    log(`scale-out: ${scaleOut.replicas} replicas behind nginx ${f(scaleOut.many.medianTokensPerSecond)} tok/s vs one ${f(scaleOut.one.medianTokensPerSecond)} tok/s (${f(scaleOut.ratio, 2)}x), ${scaleOut.clients} clients`);
+  }
+
+  // No stall (chunked-prefill budget) and prefix cache, on vs off in the same run; quick: the small model, one request per client.
+  const serving = runJson<ServingResult>(
+    'serving-bench.js',
+    quick
+      ? ['--model', dense, '--threads', threads, '--rounds', '1', '--prompt-tokens', '128', '--max-tokens', '16', '--stagger-ms', '30', '--conversations', '2', '--system-tokens', '200']
+      : ['--model', dense, '--threads', threads],
+  );
+  if (ok(serving)) {
+    const c = Object.keys(serving.itlP99Ratio).join('/');
+    log(`serving: ITL p99 on/off at ${c} clients ${Object.values(serving.itlP99Ratio).map((x) => f(x, 2)).join('/')}x, TTFT p50 ${Object.values(serving.ttftP50Ratio).map((x) => f(x, 2)).join('/')}x; second-turn TTFT prefix cache on/off ${f(serving.turn2TtftRatio, 2)}x`);
+  }
+
   const fidelity = runJson<FidelityResult>('policy-fidelity-bench.js', quick ? ['--passages', '3', '--continuation', '24'] : ['--passages', '16', '--continuation', '96']);
   const latency = runJson<PolicyLatencyResult>('policy-latency-bench.js', ['--model', dense, '--contexts', quick ? '512,2048' : '1024,4096,16384,32768', '--steps', quick ? '6' : '12', '--threads', threads]);
   const compression = runJson<CompressionBenchResult>('compression-bench.js', quick ? ['--passages', '20', '--runs', '1', '--prompt-tokens', '1000'] : ['--passages', '100', '--runs', '5']);
@@ -196,7 +218,7 @@ async function main(): Promise<void> {
 
   const { ruler, rulerSkipped } = runRuler(values);
 
-  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, grammar, load, fidelity, latency, compression, moe, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
+  const results = { date: new Date().toISOString(), quick, model: dense, base, engine, grammar, load, serving, scaleOut, fidelity, latency, compression, moe, ruler, rulerSkipped, seconds: (Date.now() - t0) / 1000 };
   writeFileSync(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
   const charts: string[] = [];
@@ -284,6 +306,22 @@ async function main(): Promise<void> {
         [load.baseline, load.loaded].map((r) => `| ${r.clients} | ${f(r.tokensPerSecond)} | ${f(r.ttftMs.p50, 0)} | ${f(r.ttftMs.p99, 0)} | ${f(r.itlMs.p50, 1)} | ${f(r.itlMs.p99, 1)} |`).join('\n') +
         `\n\nAggregate ${f(load.loaded.tokensPerSecond / load.baseline.tokensPerSecond, 2)}x batch-1, through the real HTTP server (SSE), ${load.maxTokens} tokens per client.`
       : `load run failed: ${load.error}`,
+    ``,
+    ...servingSection(serving),
+    ``,
+    `## Scale-out (replicas behind nginx)`,
+    ``,
+    ok(scaleOut)
+      ? `The same load (${scaleOut.clients} streaming chat clients, ${scaleOut.requests} requests of ${scaleOut.maxTokens} tokens, stories260K) through nginx with deploy/nginx/capserve.conf in front of one replica, then ${scaleOut.replicas}, alternating, ${scaleOut.one.runs.length} rounds; every replica at engine.threads=1.\n\n` +
+        `| replicas | tok/s (median) | rounds tok/s | request latency p50 / p99 ms (median over rounds) |\n|---|---|---|---|\n` +
+        [
+          [1, scaleOut.one] as const,
+          [scaleOut.replicas, scaleOut.many] as const,
+        ]
+          .map(([n, c]) => `| ${n} | ${f(c.medianTokensPerSecond)} | ${c.runs.map((r) => f(r.tokensPerSecond)).join(', ')} | ${f(median(c.runs.map((r) => r.latencyMs.p50)), 0)} / ${f(median(c.runs.map((r) => r.latencyMs.p99)), 0)} |`)
+          .join('\n') +
+        `\n\n${f(scaleOut.ratio, 2)}x one replica on ${scaleOut.machine.cores} cores.`
+      : `scale-out bench: ${scaleOut.error}`,
     ``,
     `## Context compression`,
     ``,

@@ -5,6 +5,7 @@ import { compileModel } from '../../src/model/compile/compile-model.js';
 import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
 import { DecoderSession } from '../../src/runtime/decoder-session.js';
 import type { TextTokenizer } from '../../src/model/tokenizer-types.js';
+import type { PrefixCacheOptions } from '../../src/kv/prefix-cache.js';
 import { TEST_CACHE_DIR } from './session.js';
 
 export interface TestCore {
@@ -25,6 +26,10 @@ export interface TestCoreOptions {
   threads?: number;
   /** Wraps the model's tokenizer (fault injection). */
   tokenizer?: (inner: TextTokenizer) => TextTokenizer;
+  /** Chunked-prefill budget per step (default: none). */
+  maxTokensPerStep?: number;
+  /** The prefix cache (default: none). */
+  prefixCache?: PrefixCacheOptions;
 }
 
 export async function openTestCore(dir: string, options: TestCoreOptions = {}): Promise<TestCore> {
@@ -51,6 +56,8 @@ export async function openTestCore(dir: string, options: TestCoreOptions = {}): 
       contextLength: spec.maxPositionEmbeddings,
       prefillChunk: options.prefillChunk ?? 64,
       variants: ['stats', 'quest'],
+      ...(options.maxTokensPerStep !== undefined ? { maxTokensPerStep: options.maxTokensPerStep } : {}),
+      ...(options.prefixCache !== undefined ? { prefixCache: options.prefixCache } : {}),
     },
   );
   let peak = 0;

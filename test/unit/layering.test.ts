@@ -13,6 +13,8 @@ import { join, normalize, relative, sep } from 'node:path';
 /** For each top-level directory of src/, the directories it may import from (besides itself). */
 const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   model: [],
+  // Browser code (its own tsconfig, DOM types): talks to the server over HTTP only.
+  playground: [],
   kv: ['model'],
   runtime: ['model', 'kv'],
   policies: ['model', 'kv'],
