@@ -15,6 +15,10 @@ const ModelSection = Type.Object(
       default: null,
       description: "Chat template used when the model ships none: 'chatml' or an inline Jinja template. null: chat completions answer 400.",
     }),
+    toolCallFormat: Type.Union([Type.Literal('hermes'), Type.Literal('llama3'), Type.Literal('mistral'), Type.Null()], {
+      default: null,
+      description: "How tool calls are written (grammar) and parsed: 'hermes', 'llama3' or 'mistral'. null: the chat template's (Hermes when it has none).",
+    }),
     contextLength: Type.Optional(Type.Integer({ minimum: 1, description: "Caps the model's context length." })),
     overflow: { ...OverflowSchema, default: 'error' },
   },

@@ -318,7 +318,12 @@ async function main(): Promise<void> {
     ok(grammar)
       ? `Constrained decoding (a JSON array of free strings, the widest masks; batch 1, temperature 1): grammar time ${f(grammar.grammarMsPerTokenWarm, 3)} ms/token warm, ${f(grammar.grammarMsPerTokenCold, 3)} ms/token cold` +
         (fp32Step !== null ? ` (${f((100 * grammar.grammarMsPerTokenWarm) / fp32Step, 1)}% / ${f((100 * grammar.grammarMsPerTokenCold) / fp32Step, 1)}% of the fp32 decode step)` : '') +
-        `; served ITL p50 constrained / unconstrained ${f(grammar.itlRatioWarm, 2)}x warm, ${f(grammar.itlRatioCold, 2)}x cold.`
+        `; served ITL p50 constrained / unconstrained ${f(grammar.itlRatioWarm, 2)}x warm, ${f(grammar.itlRatioCold, 2)}x cold.` +
+        `\n\n| grammar | ITL p50 ratio (warm) | ITL p10 ratio | CPU/token ratio | grammar ms/token warm | cold | states |\n|---|---|---|---|---|---|---|\n` +
+        grammar.cases
+          .map((c) => `| ${c.name} | ${f(c.itlRatioWarm, 3)} | ${f(c.itlP10RatioWarm, 3)} | ${f(c.cpuRatioWarm, 3)} | ${f(c.grammarMsPerTokenWarm, 3)} | ${f(c.grammarMsPerTokenCold, 3)} | ${c.automatonStates} |`)
+          .join('\n') +
+        `\n\nRatios are medians over ${grammar.rounds} rounds of constrained / unconstrained runs in the same round (1-minute load average ${f(grammar.loadAverage[0], 1)} to ${f(grammar.loadAverage[1], 1)} on ${grammar.cpus} CPUs).`
       : `grammar bench: ${grammar.error}`,
     ``,
     ...graphSection(graph, memory, engine, base.ceilings.readBandwidthGBs),
