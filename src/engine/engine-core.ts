@@ -26,6 +26,8 @@ import { ModelScorer } from './model-scorer.js';
 import { PrefixReuse } from './prefix-reuse.js';
 import { validateRequest } from './request-validation.js';
 import { AutomatonCache } from './grammar/matcher.js';
+import type { GrammarAutomaton } from './grammar/automaton.js';
+import type { Grammar } from './grammar/grammar.js';
 import { TokenTrie } from './grammar/token-trie.js';
 import { Scheduler, type SchedulerSeq, type StepPlan } from './scheduler.js';
 import { Sequence } from './sequence.js';
@@ -186,7 +188,7 @@ export class EngineCore {
     try {
       const runtime = this.instantiate(request);
       this.validate(request, runtime, scoring !== null);
-      const grammar = request.grammar === undefined ? null : this.grammars.get(request.grammar);
+      const grammar = request.grammar === undefined ? null : this.automaton(request.grammar);
       const seq = new Sequence(request, runtime, this.spec.vocabSize, this.tokenizer.createDecodeStream({ skipSpecialTokens: true, context: request.promptTokens }), this.spec.eosTokenIds, this.options.contextLength, grammar);
       seq.scoring = scoring;
       for (const phase of ['decode', 'prefill'] as const) {
@@ -210,6 +212,16 @@ export class EngineCore {
       this.waiting.push(seq);
     } catch (err) {
       this.update.fail(request.id, err);
+    }
+  }
+
+  /** The request's compiled grammar; one too costly to build (the automaton's caps) is the request's invalid constraint. */
+  private automaton(grammar: Grammar): GrammarAutomaton {
+    try {
+      return this.grammars.get(grammar);
+    } catch (err) {
+      if (err instanceof RangeError) throw new EngineError('invalid_request', `the output constraint is too complex: ${err.message}`, { field: 'responseFormat' });
+      throw err;
     }
   }
 

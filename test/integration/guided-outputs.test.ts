@@ -88,6 +88,17 @@ test('invalid patterns and conflicting constraints are 400s naming the field and
   }
 });
 
+test('a pattern too costly to compile is a 400, and the server keeps serving', { skip }, async () => {
+  const deep = `${'('.repeat(255)}a?${')*'.repeat(255)}b`;
+  const res = await post('/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], guided_regex: deep, max_tokens: 4 });
+  assert.equal(res.status, 400);
+  const { error } = (await res.json()) as { error: { message: string; type: string } };
+  assert.equal(error.type, 'invalid_request_error');
+  assert.match(error.message, /too complex/);
+  const ok = await post('/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], guided_regex: '(ab)+', max_tokens: 4 });
+  assert.equal(ok.status, 200);
+});
+
 const WEATHER = {
   type: 'function',
   function: {
