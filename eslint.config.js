@@ -13,6 +13,9 @@ export default defineConfig(
   {
     files: ['src/**/*.ts'],
     extends: [js.configs.recommended, tseslint.configs.strictTypeChecked],
+    // The project service types each file with its nearest tsconfig.json: src/playground/
+    // (browser code, DOM types, excluded from the root tsconfig) gets src/playground/tsconfig.json,
+    // the rest of src/ the root one; both are linted with the same rules.
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
       // Numbers in messages (`layer ${i}`) are the common, harmless case; objects,

@@ -109,7 +109,10 @@ export class ShadowFidelity {
    */
   sample(policy: Policy, maxTokens: number, promptTokens: readonly number[], contextWindow = Infinity): ShadowTicket | null {
     if (this.closed || policy.kind === 'none' || this.options.sampleRate <= 0 || maxTokens > this.options.maxCaptureTokens) return null;
-    if (policy.kind === 'expert-offload' && this.options.expertOffload !== true) return null;
+    // Expert offload and elastic weights change the weights every request runs on: their reference is the
+    // full-precision model held resident, which a deployment that offloads may not want to hold.
+    const resident = policy.kind === 'expert-offload' || policy.kind === 'weight-elastic';
+    if (resident && this.options.expertOffload !== true) return null;
     if (promptTokens.length + Math.min(maxTokens, this.options.maxTokens) > contextWindow) return null;
     const credit = (this.credit.get(policy.name) ?? 0) + this.options.sampleRate;
     if (credit < 1 - 1e-9) {
@@ -127,7 +130,7 @@ export class ShadowFidelity {
       submit: (generated, rows) => {
         if (settled) return;
         settled = true;
-        this.submit({ policy: policy.name, promptTokens, generated, rows, ...(policy.kind === 'expert-offload' ? { reference: 'resident' as const } : {}) });
+        this.submit({ policy: policy.name, promptTokens, generated, rows, ...(resident ? { reference: 'resident' as const } : {}) });
       },
       skip: () => {
         if (settled) return;

@@ -1,4 +1,4 @@
-/** `capserve model create | inspect | compile`. */
+/** `capserve model create | inspect | compile | profile`. */
 import { parseArgs } from 'node:util';
 import { compileModel } from '../model/compile/compile-model.js';
 import type { WeightDtype } from '../model/compile/decoder-graph.js';
@@ -7,6 +7,7 @@ import { createModel } from '../model/create/create-model.js';
 import { PRESETS, type Preset } from '../model/create/presets.js';
 import { SUPPORTED_ARCHITECTURES, type Architecture } from '../model/spec.js';
 import { kvBytesPerToken } from '../kv/sequence-kv.js';
+import { runProfileCommand } from './profile-command.js';
 
 function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T {
   if (value === undefined || !(allowed as readonly string[]).includes(value)) {
@@ -68,5 +69,9 @@ export async function runModelCommand(argv: string[]): Promise<void> {
     process.stdout.write(`${compiled.dir} (${compiled.weightBytes} weight bytes)\n`);
     return;
   }
-  throw new Error(`unknown model subcommand ${sub ?? '(none)'}; expected create, inspect or compile`);
+  if (sub === 'profile') {
+    await runProfileCommand(rest, progress);
+    return;
+  }
+  throw new Error(`unknown model subcommand ${sub ?? '(none)'}; expected create, inspect, compile or profile`);
 }

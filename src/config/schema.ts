@@ -19,6 +19,10 @@ const ModelSection = Type.Object(
       default: null,
       description: "Chat template used when the model ships none: 'chatml' or an inline Jinja template. null: chat completions answer 400.",
     }),
+    toolCallFormat: Type.Union([Type.Literal('hermes'), Type.Literal('llama3'), Type.Literal('mistral'), Type.Null()], {
+      default: null,
+      description: "How tool calls are written (grammar) and parsed: 'hermes', 'llama3' or 'mistral'. null: the chat template's (Hermes when it has none).",
+    }),
     contextLength: Type.Optional(Type.Integer({ minimum: 1, description: "Caps the model's context length." })),
     overflow: { ...OverflowSchema, default: 'error' },
   },
@@ -40,6 +44,7 @@ const ServerSection = Type.Object(
     bodyLimitBytes: Type.Integer({ minimum: 1024, default: 4 * 1024 * 1024 }),
     shutdownGraceMs: Type.Integer({ minimum: 0, default: 30_000 }),
     requestTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, description: 'Generation deadline per request; absent: none.' })),
+    playground: Type.Optional(Type.Boolean({ description: 'The browser playground at /; absent: on when apiKeys is empty, off when keys are set.' })),
   },
   { additionalProperties: false, default: {} },
 );
@@ -51,9 +56,38 @@ const MemorySection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const PrefixCacheSection = Type.Object(
+  {
+    enabled: Type.Boolean({
+      default: true,
+      description: 'Share the KV of repeated prompt prefixes (system prompts, earlier chat turns) across requests whose policy keeps the prefix intact.',
+    }),
+    blockTokens: Type.Integer({ minimum: 1, maximum: 4096, default: 16, description: 'Tokens per cached block: the unit of reuse.' }),
+    budgetShare: Type.Number({
+      exclusiveMinimum: 0,
+      maximum: 1,
+      default: 0.5,
+      description: 'Share of memory.kvBudgetBytes the cache may hold; its blocks count in the budget and give way to admissions.',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const EngineSection = Type.Object(
   {
     threads: Type.Integer({ minimum: 0, default: 0, description: 'Intra-op threads for inference; 0: runtime default.' }),
+    maxTokensPerStep: Type.Integer({
+      minimum: 0,
+      default: 64,
+      description:
+        'Tokens one engine step runs while requests decode: their decode tokens plus bounded prefill chunks (chunked-prefill scheduling). 0: a whole prefillChunk per step.',
+    }),
+    prefillChunk: Type.Integer({
+      minimum: 1,
+      default: 512,
+      description: 'Largest prefill pass (a chunk, or a padded batch of fresh prompts) when nothing decodes, or with maxTokensPerStep 0.',
+    }),
+    prefixCache: PrefixCacheSection,
   },
   { additionalProperties: false, default: {} },
 );
@@ -139,7 +173,7 @@ const ShadowSection = Type.Object(
     expertOffload: Type.Boolean({
       default: false,
       description:
-        'Also shadow expert-offload (edgemoe) requests, against every expert resident at fp32. Off by default: that reference holds all experts in memory, which an offloading deployment may not have.',
+        'Also shadow expert-offload (edgemoe) and weight-elastic (sti) requests, against the model resident at fp32 (every expert; the dense graph). Off by default: that reference holds all weights in memory, which an offloading deployment may not have.',
     }),
   },
   { additionalProperties: false, default: {} },

@@ -6,9 +6,14 @@
  * logits back and ends sequences; each sequence's policy runtime (its method's
  * contract) says what graph, KV and chunks it needs. Continuous batching:
  * every decoding sequence advances one token per step; a sequence still
- * prefilling advances by one chunk per step, so long prompts never stall running streams.
+ * prefilling advances by one chunk per step, so long prompts never stall running streams
+ * (under `maxTokensPerStep`, a chunk bounded by what the step's decode tokens leave).
+ * With a prefix cache, an admitted sequence starts from the cached KV of its
+ * prompt's longest cached prefix; cached blocks count in the KV budget and
+ * make way for admissions.
  */
 import { KvPool } from '../kv/kv-pool.js';
+import type { PrefixCacheOptions } from '../kv/prefix-cache.js';
 import { kvBytesPerToken, roundToBlock, SequenceKv, type KvShape } from '../kv/sequence-kv.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
@@ -18,8 +23,11 @@ import type { GraphVariant, PolicyRuntime } from '../policies/runtime.js';
 import type { ModelRunner } from '../runtime/model-runner.js';
 import { EngineError } from './errors.js';
 import { ModelScorer } from './model-scorer.js';
+import { PrefixReuse } from './prefix-reuse.js';
 import { validateRequest } from './request-validation.js';
 import { AutomatonCache } from './grammar/matcher.js';
+import type { GrammarAutomaton } from './grammar/automaton.js';
+import type { Grammar } from './grammar/grammar.js';
 import { TokenTrie } from './grammar/token-trie.js';
 import { Scheduler, type SchedulerSeq, type StepPlan } from './scheduler.js';
 import { Sequence } from './sequence.js';
@@ -39,6 +47,10 @@ export interface EngineCoreOptions {
   readonly kvBudgetBytes: number;
   readonly contextLength: number;
   readonly prefillChunk: number;
+  /** Tokens one engine step may run while sequences decode (decode tokens + bounded prefill); 0 or absent: a whole prefillChunk per step. */
+  readonly maxTokensPerStep?: number;
+  /** Shares the KV of repeated prompt prefixes across requests; absent or null: no prefix cache. */
+  readonly prefixCache?: PrefixCacheOptions | null;
   /** Graph variants this model has (MoE models: the same, run layer by layer, plus the all-resident reference). */
   readonly variants: readonly Exclude<GraphVariant, 'plain'>[];
   /** Opens the compression scorer when it is not the served model (another local model directory). */
@@ -60,13 +72,15 @@ export interface CoreStats {
   readonly runner: Readonly<Record<string, number>>;
   /** Forward passes run on each graph variant since start. */
   readonly passes: Readonly<Record<GraphVariant, number>>;
+  /** Bytes the prefix cache holds (inside the KV budget, not in kvBytesUsed); 0 without one. */
+  readonly prefixCacheBytes: number;
 }
 
 const VARIANT_LABEL: Readonly<Record<GraphVariant, string>> = {
   plain: 'plain',
   stats: 'attention-statistics',
   quest: 'Quest page-selection',
-  reference: 'all-experts-resident reference',
+  reference: 'full-precision resident reference',
 };
 
 export class EngineCore {
@@ -79,6 +93,7 @@ export class EngineCore {
   private readonly scheduler: Scheduler;
   private readonly update: StepUpdate;
   private readonly executor: StepExecutor;
+  private readonly prefix: PrefixReuse | null;
   private scorer: ModelScorer | null = null;
   private tokenTrie: TokenTrie | null = null;
   private readonly grammars = new AutomatonCache(() => {
@@ -104,8 +119,18 @@ export class EngineCore {
     this.pool = new KvPool(options.kvBudgetBytes);
     this.kvShape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
     this.runners = new VariantRunners(session, loadVariant, options.variants);
-    this.scheduler = new Scheduler({ maxConcurrent: options.maxConcurrent, prefillChunk: options.prefillChunk });
-    this.update = new StepUpdate(spec, options.contextLength, (seq) => this.remove(seq));
+    this.scheduler = new Scheduler({
+      maxConcurrent: options.maxConcurrent,
+      prefillChunk: options.prefillChunk,
+      maxTokensPerStep: options.maxTokensPerStep ?? 0,
+    });
+    this.prefix = options.prefixCache ? new PrefixReuse(this.kvShape, this.pool, options.prefixCache) : null;
+    this.update = new StepUpdate(
+      spec,
+      options.contextLength,
+      (seq) => this.remove(seq),
+      (seq) => this.prefix?.retire(seq),
+    );
     this.executor = new StepExecutor({
       runners: this.runners,
       inputs: new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows }),
@@ -137,6 +162,7 @@ export class EngineCore {
       decodeTokens: this.executor.decodeTokens,
       runner: this.runners.plain.stats(),
       passes: { ...this.runners.passes },
+      prefixCacheBytes: this.prefix?.bytes ?? 0,
     };
   }
 
@@ -172,7 +198,7 @@ export class EngineCore {
     try {
       const runtime = this.instantiate(request);
       this.validate(request, runtime, scoring !== null);
-      const grammar = request.grammar === undefined ? null : this.grammars.get(request.grammar);
+      const grammar = request.grammar === undefined ? null : this.automaton(request.grammar);
       const seq = new Sequence(
         request,
         runtime,
@@ -208,6 +234,17 @@ export class EngineCore {
       this.waiting.push(seq);
     } catch (err) {
       this.update.fail(request.id, err);
+    }
+  }
+
+  /** The request's compiled grammar; one too costly to build (the automaton's caps) is the request's invalid constraint. */
+  private automaton(grammar: Grammar): GrammarAutomaton {
+    try {
+      return this.grammars.get(grammar);
+    } catch (err) {
+      if (err instanceof RangeError)
+        throw new EngineError('invalid_request', `the output constraint is too complex: ${err.message}`, { field: 'responseFormat' });
+      throw err;
     }
   }
 
@@ -256,6 +293,8 @@ export class EngineCore {
       promptLength: seq.prompt.length,
       prefilled: seq.prefilled,
       nextChunk: rt.limitChunk(seq.prompt.length - seq.prefilled, this.chunkFor(seq)),
+      limitChunk: (size) => rt.limitChunk(seq.prompt.length - seq.prefilled, size),
+      cachedPrefix: seq.state === 'waiting' && this.prefix !== null ? this.prefix.cachedPrefix(seq) : 0,
       batchablePrefill: rt.batchablePrefill && seq.scoring === null,
       prefillVariant: reference ? 'reference' : rt.variant('prefill'),
       decodeVariant: rt.variant('decode'),
@@ -270,7 +309,8 @@ export class EngineCore {
     const plan = this.scheduler.schedule({
       waiting: this.waiting.map((s) => this.view(s)),
       running: this.running.map((s) => this.view(s)),
-      kvFreeBytes: this.pool.budgetBytes - this.pool.reservedBytes,
+      // Cached prefix blocks are reclaimable: they make way for any admission.
+      kvFreeBytes: this.pool.budgetBytes - this.pool.reservedBytes + (this.prefix?.bytes ?? 0),
     });
     this.applyQueueChanges(plan);
     await this.execute(plan);
@@ -278,21 +318,34 @@ export class EngineCore {
     this.stepMs += performance.now() - t0;
   }
 
-  /** Reaps aborted sequences and moves admitted ones to running with their KV reserved. */
+  /**
+   * Reaps aborted sequences and moves admitted ones to running with their KV
+   * reserved. Every admitted sequence takes its cached prefix before anything
+   * changes the cache (an aborted sequence storing its blocks, a reservation
+   * evicting some), so each finds what the scheduler saw.
+   */
   private applyQueueChanges(plan: StepPlan): void {
+    const admitted: Sequence[] = [];
+    for (const a of plan.admitted) {
+      const seq = this.byId.get(a.id);
+      if (!seq) continue;
+      this.waiting.splice(this.waiting.indexOf(seq), 1);
+      seq.kv = new SequenceKv(this.kvShape, this.pool, seq.reservation);
+      this.prefix?.attach(seq, seq.kv);
+      seq.state = a.state;
+      seq.admittedAt = performance.now();
+      this.running.push(seq);
+      admitted.push(seq);
+    }
     for (const id of plan.aborted) {
       const seq = this.byId.get(id);
       if (seq) this.update.abort(seq);
     }
-    for (const a of plan.admitted) {
-      const seq = this.byId.get(a.id);
-      if (!seq) continue;
-      if (!this.pool.tryReserve(seq.reservation * kvBytesPerToken(this.kvShape))) throw new Error(`unreachable: the scheduler admitted ${a.id} without room`);
-      this.waiting.splice(this.waiting.indexOf(seq), 1);
-      seq.kv = new SequenceKv(this.kvShape, this.pool, seq.reservation);
-      seq.state = a.state;
-      seq.admittedAt = performance.now();
-      this.running.push(seq);
+    for (const seq of admitted) {
+      const bytes = seq.reservation * kvBytesPerToken(this.kvShape);
+      if (!this.pool.tryReserve(bytes) && !(this.prefix?.reclaim(bytes) === true && this.pool.tryReserve(bytes))) {
+        throw new Error(`unreachable: the scheduler admitted ${seq.id} without room`);
+      }
     }
   }
 
@@ -310,6 +363,11 @@ export class EngineCore {
     const chunk = plan.prefill;
     const seq = chunk === null ? undefined : this.byId.get(chunk.id);
     if (chunk !== null && seq) await this.guard([seq], () => this.executor.prefillChunk(seq, chunk.size, chunk.last, chunk.variant));
+    if (this.prefix !== null) {
+      const prefix = this.prefix;
+      for (const s of [...fresh, ...(chunk?.last === true && seq ? [seq] : [])])
+        if (s.state === 'decoding') this.update.isolated(s, () => prefix.prefillDone(s));
+    }
   }
 
   /** A failed pass (or hook) ends the sequences in it, never the loop. */

@@ -8,6 +8,7 @@
 import { availableParallelism, totalmem } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import type { PrefixCacheOptions } from '../kv/prefix-cache.js';
 import type { WeightDtype } from '../model/compile/decoder-graph.js';
 import type { ChatMessage, ChatRenderOptions } from '../model/tokenizer-types.js';
 import type { RenderedChat } from './text-processor.js';
@@ -28,9 +29,15 @@ export interface LocalEngineOptions {
   readonly threads?: number;
   readonly contextLength?: number;
   readonly prefillChunk?: number;
+  /** Tokens per engine step while requests decode (chunked-prefill budget); 0: off. Default 64. */
+  readonly maxTokensPerStep?: number;
+  /** The prefix cache; null: none. Default: 16-token blocks, up to half the KV budget. */
+  readonly prefixCache?: PrefixCacheOptions | null;
   readonly chatTemplateFallback?: string;
   /** The expert-offload policy's params for MoE models (budgetBytes, bits, ...). */
   readonly expertOffload?: Readonly<Record<string, unknown>>;
+  /** The weight-elastic (STI) policy's params for dense models; absent: the dense graph. */
+  readonly weightElastic?: Readonly<Record<string, unknown>>;
   /** A local model directory scoring prompts for context compression; default: the served model. */
   readonly scorerModelDir?: string;
   readonly onProgress?: (message: string) => void;
@@ -63,6 +70,8 @@ export class WorkerFailure extends Error {
 }
 
 const DEFAULT_KV_BUDGET = Math.min(4 * 1024 ** 3, Math.floor(totalmem() / 4));
+/** Chosen by the serving bench (test/bench/serving-bench.ts): see README, Benchmarks. */
+const DEFAULT_MAX_TOKENS_PER_STEP = 64;
 
 /** Restart backoff after a crash: doubles per crash in a row, capped; a worker up this long resets it. */
 const MAX_RESTART_DELAY_MS = 30_000;
@@ -116,7 +125,11 @@ export class LocalEngine implements EngineClient {
       kvBudgetBytes: options.kvBudgetBytes ?? DEFAULT_KV_BUDGET,
       contextLength: options.contextLength ?? null,
       prefillChunk: options.prefillChunk ?? 512,
+      maxTokensPerStep: options.maxTokensPerStep ?? DEFAULT_MAX_TOKENS_PER_STEP,
+      prefixCache:
+        options.prefixCache === undefined ? { blockTokens: 16, maxBytes: Math.floor((options.kvBudgetBytes ?? DEFAULT_KV_BUDGET) / 2) } : options.prefixCache,
       ...(options.expertOffload ? { expertOffload: options.expertOffload } : {}),
+      ...(options.weightElastic ? { weightElastic: options.weightElastic } : {}),
       ...(options.scorerModelDir ? { scorerModelDir: resolve(options.scorerModelDir) } : {}),
       ...(options.faultInjection === true ? { faultInjection: true } : {}),
     };
@@ -361,7 +374,9 @@ export class LocalEngine implements EngineClient {
       waiting: s?.waiting ?? 0,
       kvBytesUsed: s?.kvBytesUsed ?? 0,
       kvBytesCapacity: s?.kvBytesCapacity ?? 0,
+      prefixCacheBytes: s?.prefixCacheBytes ?? 0,
       runner: s?.runner ?? {},
+      ...(this.info?.weightPlan !== undefined ? { weightPlan: this.info.weightPlan } : {}),
     };
   }
 

@@ -22,5 +22,6 @@ export function policyReport(seq: Sequence, numLayers: number): PolicyReport {
     compressionRatio: own.compressionRatio ?? (covered > 0 ? retained / covered : 1),
     attentionMassRetained: own.attentionMassRetained,
     details: own.details,
+    ...(seq.prefixCache !== null ? { prefixCache: seq.prefixCache } : {}),
   };
 }

@@ -7,6 +7,14 @@
  * its before-prefill hook, which fresh short prompts share one padded prefill
  * pass, and which sequence prefills its next chunk, of what size. It touches no
  * tensors, no runner and no sequence object: the returned plan is data.
+ *
+ * With a token budget per step (`maxTokensPerStep`, vLLM's chunked-prefill
+ * scheduling) every decoding sequence still advances one token each step, and
+ * the prefill passes of that step share what the decode tokens leave of the
+ * budget (never less than a quarter of it, so prefills are never starved):
+ * a decode step waits for at most one bounded chunk. Prefills are served first
+ * come, first served. Without a budget (0) a step prefills a whole
+ * `prefillChunk` (the behaviour before budgets).
  */
 import type { GraphVariant } from '../policies/runtime.js';
 import type { SequenceState } from './sequence.js';
@@ -31,6 +39,13 @@ export interface SchedulerSeq {
   readonly decodeKey: string;
   /** It runs a before-prefill hook once admitted. */
   readonly hasBeforePrefill: boolean;
+  /** Prompt tokens whose KV the prefix cache holds: a waiting sequence starts its prefill there once admitted. */
+  readonly cachedPrefix?: number;
+  /**
+   * The policy's limit on a chunk the budget caps at `size` tokens (e.g. an
+   * observation window that must fit the last chunk); absent: `size`.
+   */
+  readonly limitChunk?: (size: number) => number;
 }
 
 export interface SchedulerInput {
@@ -46,6 +61,11 @@ export interface SchedulerLimits {
   readonly maxConcurrent: number;
   /** Token budget of one prefill pass (a chunk, or a padded batch of fresh prompts). */
   readonly prefillChunk: number;
+  /**
+   * Tokens one step may run while some sequence decodes: its decode tokens
+   * plus its prefill passes (padding included). 0 or absent: no budget.
+   */
+  readonly maxTokensPerStep?: number;
 }
 
 export interface DecodeGroupPlan {
@@ -83,7 +103,7 @@ export class Scheduler {
 
   schedule(input: SchedulerInput): StepPlan {
     const aborted = [...input.waiting, ...input.running].filter((s) => s.abortRequested).map((s) => s.id);
-    const running = input.running.filter((s) => !s.abortRequested).map((s) => ({ seq: s, state: s.state }));
+    const running: { seq: SchedulerSeq; state: SequenceState }[] = input.running.filter((s) => !s.abortRequested).map((s) => ({ seq: s, state: s.state }));
     const admitted: Admission[] = [];
     let free = input.kvFreeBytes;
     for (const s of input.waiting) {
@@ -92,7 +112,8 @@ export class Scheduler {
       free -= s.reserveBytes;
       const state = s.hasBeforePrefill ? 'compressing' : 'prefilling';
       admitted.push({ id: s.id, state });
-      running.push({ seq: s, state });
+      // Admission attaches the cached prefix: its prefill starts after it.
+      running.push({ seq: { ...s, prefilled: Math.max(s.prefilled, s.cachedPrefix ?? 0) }, state });
     }
 
     const groups = new Map<string, { variant: GraphVariant; key: string; ids: string[] }>();
@@ -109,14 +130,38 @@ export class Scheduler {
 
     const beforePrefill = running.find((r) => r.state === 'compressing')?.seq.id ?? null;
     const prefilling = running.filter((r) => r.state === 'prefilling').map((r) => r.seq);
-    const fresh = this.freshBatch(prefilling);
+    const decodeTokens = running.filter((r) => r.state === 'decoding').length;
+    const allowance = this.prefillAllowance(decodeTokens);
+    const fresh = this.freshBatch(prefilling, allowance ?? this.limits.prefillChunk);
     const next = prefilling.find((s) => !fresh.includes(s.id));
     let prefill: ChunkPlan | null = null;
-    if (next) {
-      const size = Math.max(1, Math.min(next.nextChunk, next.promptLength - next.prefilled));
+    const left = allowance === null ? null : allowance - this.freshTokens(prefilling, fresh);
+    if (next && (left === null || left > 0)) {
+      const remaining = next.promptLength - next.prefilled;
+      let size = Math.min(next.nextChunk, remaining);
+      if (left !== null && size > left) size = next.limitChunk ? next.limitChunk(left) : left;
+      size = Math.max(1, Math.min(size, remaining));
       prefill = { id: next.id, size, last: next.prefilled + size >= next.promptLength, variant: next.prefillVariant };
     }
     return { aborted, admitted, decode: [...groups.values()], beforePrefill, freshPrefill: fresh, prefill };
+  }
+
+  /**
+   * Prefill tokens this step may run (padding included): what the decode
+   * tokens leave of the budget, at least a quarter of it; null: no bound
+   * (no budget, or nobody decodes, so no one waits on the prefill).
+   */
+  private prefillAllowance(decodeTokens: number): number | null {
+    const budget = this.limits.maxTokensPerStep ?? 0;
+    if (budget <= 0 || decodeTokens === 0) return null;
+    return Math.max(budget - decodeTokens, Math.ceil(budget / 4));
+  }
+
+  /** Tokens the padded fresh-prompt pass runs. */
+  private freshTokens(prefilling: readonly SchedulerSeq[], fresh: readonly string[]): number {
+    let longest = 0;
+    for (const s of prefilling) if (fresh.includes(s.id)) longest = Math.max(longest, s.promptLength);
+    return longest * fresh.length;
   }
 
   /**
@@ -124,8 +169,7 @@ export class Scheduler {
    * (padded to the longest, within the prefill budget): under a burst, time to
    * first token does not grow by one step per queued prompt.
    */
-  private freshBatch(prefilling: readonly SchedulerSeq[]): string[] {
-    const budget = this.limits.prefillChunk;
+  private freshBatch(prefilling: readonly SchedulerSeq[], budget: number): string[] {
     const picked: string[] = [];
     let longest = 0;
     for (const s of prefilling) {

@@ -5,6 +5,7 @@
 import type { SequenceKv } from '../kv/sequence-kv.js';
 import type { DroppedSpan } from '../policies/compression/types.js';
 import type { PolicyRuntime } from '../policies/runtime.js';
+import type { PrefixCacheUse } from '../policies/types.js';
 import type { DecodeStream } from '../model/tokenizer-types.js';
 import { SequenceSampler, StopMatcher } from './sampling/index.js';
 import type { FinishReason, GenerateRequest, ScoreRequest } from './types.js';
@@ -44,6 +45,12 @@ export class Sequence {
   readonly captured: Float32Array[] = [];
   /** Entries this sequence may hold per layer: what admission reserves. */
   reservation = 0;
+  /** Tokens sampled so far, in order (the last one has no KV entry yet). */
+  readonly outputTokens: number[] = [];
+  /** Prefix-cache chain keys of the prompt's full blocks, computed once (prefix-reuse.ts). */
+  prefixKeys: readonly string[] | null = null;
+  /** What the prefix cache did at admission; null without a cache (or before admission). */
+  prefixCache: PrefixCacheUse | null = null;
 
   constructor(
     readonly request: GenerateRequest,

@@ -34,6 +34,8 @@ export class StepUpdate {
     private readonly contextLength: number,
     /** Takes a finished sequence out of the core's queues. */
     private readonly remove: (seq: Sequence) => void,
+    /** Sees a sequence that ended normally (or aborted) while its KV is still intact (the prefix cache keeps it). */
+    private readonly retire: (seq: Sequence) => void = () => undefined,
   ) {}
 
   /** Outputs produced since the last call. */
@@ -64,6 +66,7 @@ export class StepUpdate {
     const r = forced === undefined ? seq.sampler.sample(logits) : { tokenId: forced, logprob: null, topLogprobs: null };
     seq.generated += 1;
     seq.pendingToken = r.tokenId;
+    seq.outputTokens.push(r.tokenId);
     // Logprob strings are decoded in the context the token follows, before it joins that context.
     const strings = r.logprob === null ? [] : seq.decodeStream.peek([r.tokenId, ...(r.topLogprobs ?? []).map((t) => t.tokenId)]);
     const tokenText = strings[0] ?? '';
@@ -108,6 +111,7 @@ export class StepUpdate {
   finish(seq: Sequence, trailingText: string): void {
     seq.state = 'finished';
     const report = policyReport(seq, this.spec.numLayers);
+    this.retire(seq);
     this.release(seq);
     const now = performance.now();
     const admitted = seq.admittedAt || now;

@@ -176,6 +176,38 @@ export interface RequestTimings {
 /** The inference worker: first load, serving, being replaced after a crash (until the model is reloaded), or failed for good. */
 export type WorkerState = 'loading' | 'ready' | 'restarting' | 'failed';
 
+/**
+ * The weight plan an elastic-weights (STI) engine runs: the same for every
+ * request (the weights are the engine's), reported in GET /v1/policies and each
+ * response's cap.weights.
+ */
+export interface WeightPlanReport {
+  /** The policy's resident budget and what the plan keeps resident (shard file bytes). */
+  readonly budgetBytes: number;
+  readonly residentBytes: number;
+  /** The preload buffer: the first layers' shards, held in memory. */
+  readonly preloadBytes: number;
+  /** Shard bytes read from disk per forward pass. */
+  readonly streamedBytesPerPass: number;
+  /** Every shard at its planned width. */
+  readonly totalBytes: number;
+  /** Embeddings, norms, biases, lm_head: always resident, outside the budget. */
+  readonly alwaysResidentBytes: number;
+  readonly shards: number;
+  /** Shards per width ("32", "8", "4", "2"). */
+  readonly bitsHistogram: Readonly<Record<string, number>>;
+  /** Per layer: each shard as a|m<index>:<bits><r resident | p preload | s streamed>. */
+  readonly bitsPerShard: readonly string[];
+  readonly targetMsPerToken: number;
+  /** The planner's pipeline prediction on the measured machine; null when no target asked for a measurement. */
+  readonly predictedMsPerToken: number | null;
+  readonly meetsTarget: boolean;
+  /** Widths chosen from a profile (adaptive) or fixed. */
+  readonly profiled: boolean;
+  /** Summed profiled KL cost of the chosen widths. */
+  readonly profileCost: number;
+}
+
 export interface EngineHealth {
   readonly ready: boolean;
   /** Why not ready, when it is not only the first load (a worker restart, a failed worker). */
@@ -188,8 +220,12 @@ export interface EngineHealth {
   readonly waiting: number;
   readonly kvBytesUsed: number;
   readonly kvBytesCapacity: number;
+  /** Bytes the prefix cache holds (inside the KV budget, not in kvBytesUsed); absent: engines without one. */
+  readonly prefixCacheBytes?: number;
   /** Model-runner counters (MoE expert cache: hits, misses, bytes loaded, ...); empty for dense models. */
   readonly runner?: Readonly<Record<string, number>>;
+  /** The elastic-weights plan, when the engine runs one (weight-elastic policy on a dense model). */
+  readonly weightPlan?: WeightPlanReport;
 }
 
 export interface ModelCard {

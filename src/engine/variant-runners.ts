@@ -1,8 +1,9 @@
 /**
  * The model runners of one model, one per graph variant: the plain runner is
  * given, the others (attention statistics, Quest selection, all-resident MoE
- * reference) are loaded on first need. Counts passes per variant and the time
- * spent inside the runners.
+ * reference) are asked of `load` on first need. A dense model's are views of
+ * the plain runner's session (nothing loaded); an MoE model's open their layer
+ * graphs then. Counts passes per variant and the time spent inside the runners.
  */
 import type { DecoderStepInputs, DecoderStepOutputs } from '../model/step-io.js';
 import type { GraphVariant } from '../policies/runtime.js';

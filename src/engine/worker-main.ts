@@ -6,7 +6,7 @@
 import { totalmem } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { boundContextLength } from './context-bound.js';
-import { compileModel } from '../model/compile/compile-model.js';
+import { compileModel, type CompiledModel } from '../model/compile/compile-model.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { DecoderSession, runtimeVersion } from '../runtime/decoder-session.js';
 import { openMoeRunnerForWorker } from './moe-runner-factory.js';
@@ -15,6 +15,7 @@ import type { ModelRunner } from '../runtime/model-runner.js';
 import { openMoeRunner, parseEdgeMoeParams } from './moe-runner-factory.js';
 import { MoeRunner } from '../runtime/moe-runner.js';
 import { resolveEdgeMoe } from '../policies/expert-offload/edgemoe.js';
+import { openStiRunnerForWorker } from './sti-runner-factory.js';
 import { tokenizerMismatch } from '../policies/compression/scorer.js';
 import { ModelScorer } from './model-scorer.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
@@ -27,16 +28,25 @@ const send = (m: FromWorker): void => port.postMessage(m);
 async function main(): Promise<void> {
   send({ type: 'progress', message: `loading checkpoint ${init.modelDir}` });
   const checkpoint = loadCheckpoint(init.modelDir);
-  const compiled = compileModel(checkpoint, {
-    cacheDir: init.cacheDir,
-    weightDtype: init.weightDtype,
-    onProgress: (message) => send({ type: 'progress', message }),
-  });
   const spec = checkpoint.spec;
-  const session =
-    spec.moe !== undefined
-      ? await openMoeRunnerForWorker(compiled, spec, checkpoint.tokenizer, init.threads, init.expertOffload)
-      : await DecoderSession.create(compiled.decoderPath, spec, { threads: init.threads });
+  const progress = (message: string): void => send({ type: 'progress', message });
+  // Elastic weights (STI) start from their shards; the dense graphs are compiled (and their files
+  // checked, which reads every weight) only if the full-precision shadow reference is asked for.
+  let compiledOnce: CompiledModel | null = null;
+  const compiled = (): CompiledModel => {
+    compiledOnce ??= compileModel(checkpoint, { cacheDir: init.cacheDir, weightDtype: init.weightDtype, onProgress: progress });
+    return compiledOnce;
+  };
+  const elastic =
+    spec.moe === undefined && init.weightElastic !== undefined
+      ? await openStiRunnerForWorker(checkpoint, checkpoint.tokenizer, init.cacheDir, init.threads, init.weightElastic, progress)
+      : null;
+  const session: ModelRunner =
+    elastic !== null
+      ? elastic.runner
+      : spec.moe !== undefined
+        ? await openMoeRunnerForWorker(compiled(), spec, checkpoint.tokenizer, init.threads, init.expertOffload)
+        : await DecoderSession.create(compiled().decoderPath, spec, { threads: init.threads });
   const bound = boundContextLength(
     { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim },
     init.kvBudgetBytes,
@@ -47,16 +57,22 @@ async function main(): Promise<void> {
   if (bound.note !== null) send({ type: 'progress', message: bound.note });
   const contextLength = bound.contextLength;
   const loadVariant = (variant: 'stats' | 'quest' | 'reference'): Promise<ModelRunner> => {
+    if (variant === 'reference' && elastic !== null) {
+      // The full-precision dense graph: what an elastic-weights plan's shadow fidelity compares against.
+      return DecoderSession.create(compiled().decoderPath, spec, { threads: init.threads });
+    }
+    // Elastic weights run the same attention variants layer by layer, on the plan's shards.
+    if (elastic !== null && variant !== 'reference') return elastic.runner.variant(variant);
     if (variant === 'reference') {
       // Every expert resident at fp32: what an expert-offload policy's shadow fidelity compares against.
       const config = resolveEdgeMoe(parseEdgeMoeParams({ budgetBytes: Number.MAX_SAFE_INTEGER, bits: 32, prefetch: false }));
-      return openMoeRunner(compiled, spec, { threads: init.threads, tokenizer: checkpoint.tokenizer, config, preload: true });
+      return openMoeRunner(compiled(), spec, { threads: init.threads, tokenizer: checkpoint.tokenizer, config, preload: true });
     }
     // MoE models run the same attention variants layer by layer, sharing the served runner's experts.
     if (session instanceof MoeRunner) return session.variant(variant);
-    const path = variant === 'stats' ? compiled.attentionDecoderPath : compiled.questDecoderPath;
-    if (!path) return Promise.reject(new Error(`this model has no ${variant} graph variant`));
-    return DecoderSession.create(path, spec, { threads: init.threads });
+    // The dense graph holds every variant: a view over the served session, nothing loaded.
+    if (session instanceof DecoderSession) return Promise.resolve(session.variant(variant));
+    return Promise.reject(new Error(`this runner has no ${variant} graph variant`));
   };
   const core = new EngineCore(session, loadVariant, spec, checkpoint.tokenizer, {
     maxConcurrent: init.maxConcurrent,
@@ -64,7 +80,9 @@ async function main(): Promise<void> {
     kvBudgetBytes: init.kvBudgetBytes,
     contextLength,
     prefillChunk: init.prefillChunk,
-    variants: spec.moe !== undefined ? ['reference', 'stats', 'quest'] : ['stats', 'quest'],
+    maxTokensPerStep: init.maxTokensPerStep,
+    prefixCache: init.prefixCache,
+    variants: spec.moe !== undefined || elastic !== null ? ['reference', 'stats', 'quest'] : ['stats', 'quest'],
     ...(init.scorerModelDir
       ? {
           openScorer: async (): Promise<ModelScorer> => {
@@ -97,7 +115,14 @@ async function main(): Promise<void> {
   });
   send({
     type: 'ready',
-    info: { spec, contextLength, weightBytes: compiled.weightBytes, compiledDir: compiled.dir, runtimeVersion: runtimeVersion() },
+    info: {
+      spec,
+      contextLength,
+      weightBytes: elastic !== null ? elastic.report.alwaysResidentBytes + elastic.report.residentBytes + elastic.report.preloadBytes : compiled().weightBytes,
+      compiledDir: elastic !== null ? elastic.runner.dir : compiled().dir,
+      runtimeVersion: runtimeVersion(),
+      ...(elastic !== null ? { weightPlan: elastic.report } : {}),
+    },
     stats: core.stats(),
   });
 

@@ -1,4 +1,5 @@
 /** Messages between the EngineClient (HTTP thread) and the inference worker. */
+import type { PrefixCacheOptions } from '../kv/prefix-cache.js';
 import type { WeightDtype } from '../model/compile/decoder-graph.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { CoreOutput, CoreStats } from './engine-core.js';
@@ -15,8 +16,12 @@ export interface WorkerInit {
   /** Overrides the model's max_position_embeddings when set. */
   readonly contextLength: number | null;
   readonly prefillChunk: number;
+  readonly maxTokensPerStep: number;
+  readonly prefixCache: PrefixCacheOptions | null;
   /** The expert-offload policy's params (MoE models); absent: the method's defaults. */
   readonly expertOffload?: Readonly<Record<string, unknown>>;
+  /** The weight-elastic policy's params (dense models): the engine runs STI with them; absent: the dense graph. */
+  readonly weightElastic?: Readonly<Record<string, unknown>>;
   /** A separate local model that scores prompts for context compression (same tokenizer). */
   readonly scorerModelDir?: string;
   /** Tests only: the worker honours `crash` messages. */
@@ -37,6 +42,8 @@ export interface ReadyInfo {
   readonly weightBytes: number;
   readonly compiledDir: string;
   readonly runtimeVersion: string;
+  /** The elastic-weights plan the worker runs (weightElastic set). */
+  readonly weightPlan?: import('./types.js').WeightPlanReport;
 }
 
 export type FromWorker =

@@ -58,7 +58,15 @@ export const METRIC_NAMES = Object.freeze({
   expertResidentBytes: 'capserve_expert_resident_bytes',
   expertCacheBudgetBytes: 'capserve_expert_cache_budget_bytes',
   residentWeightBytes: 'capserve_resident_weight_bytes',
+  stiResidentBytes: 'capserve_sti_resident_shard_bytes',
+  stiBytesRead: 'capserve_sti_shard_bytes_read_total',
+  stiBytesReadPerPass: 'capserve_sti_shard_bytes_read_per_pass',
+  stiIoStall: 'capserve_sti_io_stall_seconds_total',
+  stiShards: 'capserve_sti_shards',
   workerRestarts: 'capserve_worker_restarts_total',
+  prefixCacheQueries: 'capserve_prefix_cache_queries_total',
+  prefixCacheHitTokens: 'capserve_prefix_cache_hit_tokens_total',
+  prefixCacheBytes: 'capserve_prefix_cache_bytes',
 });
 
 /** Why prompt tokens were dropped before prefill. */
@@ -81,6 +89,8 @@ export interface EngineGaugeSource {
     runner?: Readonly<Record<string, number>>;
     /** Inference workers started to replace a crashed one (a running total; absent: none). */
     workerRestarts?: number;
+    /** Bytes the prefix cache holds (inside the KV budget); absent: no prefix cache. */
+    prefixCacheBytes?: number;
   } | null;
 }
 
@@ -120,7 +130,15 @@ export interface CapserveMetrics {
   readonly expertResidentBytes: Gauge<'policy'>;
   readonly expertCacheBudgetBytes: Gauge<'policy'>;
   readonly residentWeightBytes: Gauge<'policy'>;
+  readonly stiResidentBytes: Gauge<'policy'>;
+  readonly stiBytesRead: Counter<'policy'>;
+  readonly stiBytesReadPerPass: Gauge<'policy'>;
+  readonly stiIoStall: Counter<'policy'>;
+  readonly stiShards: Gauge<'policy' | 'bits'>;
   readonly workerRestarts: Counter<'policy'>;
+  readonly prefixCacheQueries: Counter<'policy' | 'result'>;
+  readonly prefixCacheHitTokens: Counter<'policy'>;
+  readonly prefixCacheBytes: Gauge<'policy'>;
 }
 
 /** A fresh registry (never prom-client's global one, so tests and apps do not collide). */
@@ -201,6 +219,22 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
       restartsSeen = Math.max(restartsSeen, total);
     },
   });
+
+  // Prefix-cache counters start at 0 for the default policy, so hit rates are defined before the first request.
+  const prefixCacheQueries = new Counter({
+    name: METRIC_NAMES.prefixCacheQueries,
+    help: 'Requests that looked up the prefix cache, by result: hit (some prompt KV reused), miss, bypassed (the policy rewrites the KV and cannot share it) (P axis).',
+    labelNames: ['policy', 'result'] as const,
+    registers,
+  });
+  for (const result of ['hit', 'miss', 'bypassed']) prefixCacheQueries.inc({ policy: source.policy, result }, 0);
+  const prefixCacheHitTokens = new Counter({
+    name: METRIC_NAMES.prefixCacheHitTokens,
+    help: 'Prompt tokens whose KV came from the prefix cache instead of a prefill (P axis).',
+    labelNames: policy,
+    registers,
+  });
+  prefixCacheHitTokens.inc({ policy: source.policy }, 0);
 
   const liveContexts = new LiveContexts();
   const longestLiveContext = new Gauge({
@@ -348,7 +382,42 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
       'expertResidentBytes',
     ),
     expertCacheBudgetBytes: runnerGauge(METRIC_NAMES.expertCacheBudgetBytes, 'The expert cache budget in bytes.', 'expertBudgetBytes'),
-    residentWeightBytes: runnerGauge(METRIC_NAMES.residentWeightBytes, 'Bytes of non-expert weights kept resident (MoE models).', 'residentWeightBytes'),
+    residentWeightBytes: runnerGauge(
+      METRIC_NAMES.residentWeightBytes,
+      'Bytes of weights kept resident outside any offload budget (MoE: non-expert weights; STI: embeddings, norms, biases).',
+      'residentWeightBytes',
+    ),
+    stiResidentBytes: runnerGauge(
+      METRIC_NAMES.stiResidentBytes,
+      'Bytes of STI shards held in memory now (resident set and preload buffer, C axis).',
+      'stiResidentBytes',
+    ),
+    stiBytesRead: runnerCounter(METRIC_NAMES.stiBytesRead, 'Bytes of STI shards read from disk while serving (P axis).', 'stiBytesLoaded'),
+    stiBytesReadPerPass: runnerGauge(
+      METRIC_NAMES.stiBytesReadPerPass,
+      'STI shard bytes read per forward pass (per decode step), since the model loaded.',
+      'stiBytesReadPerPass',
+    ),
+    stiIoStall: runnerCounter(METRIC_NAMES.stiIoStall, 'Seconds inference waited for STI shard reads (P axis).', 'stiIoStallMs', 1 / 1000),
+    stiShards: new Gauge({
+      name: METRIC_NAMES.stiShards,
+      help: "STI shards at each bitwidth in the engine's plan (the bitwidth histogram).",
+      labelNames: ['policy', 'bits'] as const,
+      registers,
+      collect(this: Gauge<'policy' | 'bits'>) {
+        for (const b of [32, 8, 4, 2]) {
+          const v = runnerValue(`stiShardsAt${b}Bits`);
+          if (v !== undefined) this.set({ ...expertLabels, bits: String(b) }, v);
+        }
+      },
+    }),
     workerRestarts,
+    prefixCacheQueries,
+    prefixCacheHitTokens,
+    prefixCacheBytes: engineGauge(
+      METRIC_NAMES.prefixCacheBytes,
+      'Bytes of KV the prefix cache holds, inside the KV budget (C axis).',
+      (s) => s.prefixCacheBytes ?? 0,
+    ),
   };
 }

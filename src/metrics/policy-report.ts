@@ -6,6 +6,10 @@ export function observePolicyReport(metrics: CapserveMetrics, report: PolicyRepo
   const labels = { policy: report.policy };
   metrics.kvTokensRetained.observe(labels, report.kvTokensRetained);
   metrics.compressionRatio.observe(labels, report.compressionRatio);
+  if (report.prefixCache !== undefined) {
+    metrics.prefixCacheQueries.inc({ policy: report.policy, result: report.prefixCache.status });
+    if (report.prefixCache.cachedTokens > 0) metrics.prefixCacheHitTokens.inc(labels, report.prefixCache.cachedTokens);
+  }
   if (report.attentionMassRetained !== null) metrics.attentionMassRetained.observe(labels, report.attentionMassRetained);
   if (report.kind === 'context-compression') {
     const original = numberDetail(report, 'originalTokens');

@@ -97,12 +97,16 @@ export interface ExpertOffloadMethod extends MethodCommon {
   readonly kind: 'expert-offload';
 }
 
+export interface WeightElasticMethod extends MethodCommon {
+  readonly kind: 'weight-elastic';
+}
+
 /** Context compression methods carry their compress() in compression/types.ts (CompressionMethod). */
 export interface ContextCompressionMethod extends MethodCommon {
   readonly kind: 'context-compression';
 }
 
-export type MethodDefinition = EvictionMethod | SparseAttentionMethod | NoneMethod | ExpertOffloadMethod | ContextCompressionMethod;
+export type MethodDefinition = EvictionMethod | SparseAttentionMethod | NoneMethod | ExpertOffloadMethod | ContextCompressionMethod | WeightElasticMethod;
 
 /**
  * Params reach a method only after strict validation against its own schema,

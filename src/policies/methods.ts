@@ -19,6 +19,7 @@ import { quest } from './sparse-attention/quest.js';
 import { sinkWindow } from './sparse-attention/sink-window.js';
 import { COMPRESSION_METHODS } from './compression/index.js';
 import { EDGEMOE_METHOD } from './expert-offload/edgemoe.js';
+import { STI_METHOD } from './weight-elastic/sti.js';
 
 export const METHODS: readonly MethodDefinition[] = Object.freeze([
   full,
@@ -32,6 +33,7 @@ export const METHODS: readonly MethodDefinition[] = Object.freeze([
   quest,
   ...COMPRESSION_METHODS,
   EDGEMOE_METHOD,
+  STI_METHOD,
 ]);
 
 const BY_NAME: ReadonlyMap<string, MethodDefinition> = new Map(METHODS.map((m) => [m.method, m]));

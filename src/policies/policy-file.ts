@@ -27,6 +27,7 @@ const Envelope = Type.Object(
       Type.Literal('sparse-attention'),
       Type.Literal('context-compression'),
       Type.Literal('expert-offload'),
+      Type.Literal('weight-elastic'),
     ]),
     method: Type.String({ minLength: 1 }),
     params: Type.Object({}, { additionalProperties: true, default: {} }),

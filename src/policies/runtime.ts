@@ -123,6 +123,13 @@ export interface PolicyRuntime {
   readonly shrinksPrompt: boolean;
   /** A fresh, short prompt may be prefilled in one batched pass with others (no statistics, no restriction). */
   readonly batchablePrefill: boolean;
+  /**
+   * null when the KV this method leaves for a prompt prefix is exactly full
+   * attention's for those tokens and stays intact while the sequence runs, so a
+   * prefix cache may share it across requests; otherwise why it cannot (the
+   * response and the metrics report the bypass).
+   */
+  readonly prefixCacheBypass: string | null;
   /** KV entries per layer to reserve when the sequence covers `covered` tokens and prefills `chunk` at a time. */
   reserve(covered: number, chunk: number): number;
   /** The next prefill chunk's size, given the remaining prompt and the engine's chunk size. */
@@ -146,6 +153,7 @@ export class PlainRuntime implements PolicyRuntime {
   readonly boundsCache: boolean = false;
   readonly shrinksPrompt: boolean = false;
   readonly batchablePrefill: boolean = true;
+  readonly prefixCacheBypass: string | null = null;
   readonly beforePrefill: PolicyRuntime['beforePrefill'] = null;
 
   constructor(readonly kind: PolicyKind) {}

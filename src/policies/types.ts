@@ -12,7 +12,7 @@ export interface CapProfile {
   readonly costs: Axis;
 }
 
-export type PolicyKind = 'none' | 'kv-eviction' | 'sparse-attention' | 'context-compression' | 'expert-offload';
+export type PolicyKind = 'none' | 'kv-eviction' | 'sparse-attention' | 'context-compression' | 'expert-offload' | 'weight-elastic';
 
 /** What the runtime must collect for a policy; collected only when some active policy asks. */
 export interface StatsNeeds {
@@ -59,6 +59,15 @@ export interface LayerKvView {
 export type KeepPlan = readonly Int32Array[];
 
 /** What a policy did for one request, reported in the response and in metrics. */
+/** What the prefix cache did for one request (absent from reports when the engine runs without one). */
+export interface PrefixCacheUse {
+  /** hit: the KV of the first `cachedTokens` prompt tokens came from the cache; miss: none did; bypassed: the policy cannot share a prefix. */
+  readonly status: 'hit' | 'miss' | 'bypassed';
+  readonly cachedTokens: number;
+  /** Why the policy bypassed the cache; null otherwise. */
+  readonly reason: string | null;
+}
+
 export interface PolicyReport {
   readonly policy: string;
   readonly kind: PolicyKind;
@@ -72,4 +81,6 @@ export interface PolicyReport {
   /** Online accuracy proxy: mean attention mass kept by the last eviction (1 when nothing was evicted). */
   readonly attentionMassRetained: number | null;
   readonly details: Readonly<Record<string, number | string>>;
+  /** Prefix cache use, when the engine has a prefix cache. */
+  readonly prefixCache?: PrefixCacheUse;
 }

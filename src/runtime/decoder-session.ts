@@ -2,9 +2,15 @@
  * The only module that imports onnxruntime-node. Wraps one compiled decoder
  * graph: builds tensors from the engine's typed arrays, checks them against the
  * session's declared inputs, and hands back plain typed arrays.
+ *
+ * A graph compiled with every variant (decoder-graph.ts, variants 'all') is one
+ * onnxruntime session, so one copy of the weights; `variant(v)` returns a
+ * runner over the same session that sets the `variant` input and fetches only
+ * that variant's outputs. Views cost nothing to create, so no request waits for
+ * a variant to load; only the runner `create` returned releases the session.
  */
 import * as ort from 'onnxruntime-node';
-import { GRAPH_IO } from '../model/compile/decoder-graph.js';
+import { GRAPH_IO, VARIANT_CODE } from '../model/compile/decoder-graph.js';
 import type { ModelRunner } from './model-runner.js';
 
 export type { DecoderStepInputs, DecoderStepOutputs, LayerPast, QuestInputs, QuestLayerInputs } from '../model/step-io.js';
@@ -17,19 +23,45 @@ export interface DecoderShape {
   readonly vocabSize: number;
 }
 
+export type DecoderVariant = keyof typeof VARIANT_CODE;
+
 export interface SessionOptions {
   readonly threads: number;
+  /** The variant the returned runner runs (default plain); others through variant(). */
+  readonly variant?: DecoderVariant;
+  /** Writes onnxruntime's per-node timing JSON as PREFIX_<date>.json on release (benchmarks). */
+  readonly profilePrefix?: string;
 }
 
 export class DecoderSession implements ModelRunner {
+  readonly emitsAttention: boolean;
+  readonly selectsPages: boolean;
+  private readonly fetches: readonly string[];
+  /** An all-variant graph's inputs this variant does not read: fixed placeholders, made once. */
+  private readonly fixedFeeds: Readonly<Record<string, ort.Tensor>>;
+
   private constructor(
     private readonly session: ort.InferenceSession,
     private readonly shape: DecoderShape,
-    readonly emitsAttention: boolean,
-    readonly selectsPages: boolean,
-  ) {}
+    /** The variants this session's graph serves: all three, or the one it was built as. */
+    readonly variants: readonly DecoderVariant[],
+    readonly variantName: DecoderVariant,
+    private readonly owner: boolean,
+    private readonly profiling: boolean,
+  ) {
+    this.emitsAttention = variantName === 'stats';
+    this.selectsPages = variantName === 'quest';
+    const names: string[] = [GRAPH_IO.logits];
+    for (let l = 0; l < shape.numLayers; l++) {
+      names.push(GRAPH_IO.presentKey(l), GRAPH_IO.presentValue(l));
+      if (this.emitsAttention) names.push(GRAPH_IO.attnSum(l), GRAPH_IO.attnRows(l));
+    }
+    this.fetches = names;
+    this.fixedFeeds = variants.length > 1 ? placeholderFeeds(shape, variantName) : {};
+  }
 
   static async create(path: string, shape: DecoderShape, options: SessionOptions): Promise<DecoderSession> {
+    const profilePrefix = options.profilePrefix ?? process.env['CAPSERVE_ORT_PROFILE'];
     const session = await ort.InferenceSession.create(path, {
       executionProviders: ['cpu'],
       graphOptimizationLevel: 'all',
@@ -39,11 +71,28 @@ export class DecoderSession implements ModelRunner {
       enableCpuMemArena: true,
       enableMemPattern: false,
       // CAPSERVE_ORT_PROFILE=prefix writes onnxruntime's per-node timing JSON (for performance work).
-      ...(process.env['CAPSERVE_ORT_PROFILE'] ? { enableProfiling: true, profileFilePrefix: process.env['CAPSERVE_ORT_PROFILE'] } : {}),
+      ...(profilePrefix !== undefined ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}),
     });
-    const emitsAttention = session.outputNames.includes(GRAPH_IO.attnSum(0));
-    const selectsPages = session.inputNames.includes(GRAPH_IO.pageSize);
-    return new DecoderSession(session, shape, emitsAttention, selectsPages);
+    const hasStats = session.outputNames.includes(GRAPH_IO.attnSum(0));
+    const variants: DecoderVariant[] = session.inputNames.includes(GRAPH_IO.variant)
+      ? ['plain', 'stats', 'quest']
+      : hasStats
+        ? ['stats']
+        : session.inputNames.includes(GRAPH_IO.pageSize)
+          ? ['quest']
+          : ['plain'];
+    const variant = options.variant ?? variants[0] ?? 'plain';
+    if (!variants.includes(variant)) {
+      await session.release();
+      throw new Error(`${path} serves the ${variants.join(', ')} variant, not ${variant}`);
+    }
+    return new DecoderSession(session, shape, variants, variant, true, profilePrefix !== undefined);
+  }
+
+  /** A runner of another variant over the same session (and weights); released with this one. */
+  variant(variant: DecoderVariant): DecoderSession {
+    if (!this.variants.includes(variant)) throw new Error(`this decoder graph has no ${variant} variant (it serves ${this.variants.join(', ')})`);
+    return new DecoderSession(this.session, this.shape, this.variants, variant, false, false);
   }
 
   async run(inputs: DecoderStepInputs): Promise<DecoderStepOutputs> {
@@ -79,11 +128,12 @@ export class DecoderSession implements ModelRunner {
         put(GRAPH_IO.questK(l), 'int64', BigInt64Array.of(BigInt(ql.k)), [1]);
       });
     }
+    Object.assign(feeds, this.fixedFeeds);
     const missing = this.session.inputNames.filter((n) => !(n in feeds));
     if (missing.length > 0) throw new Error(`decoder inputs missing: ${missing.join(', ')}`);
     let out: ort.InferenceSession.OnnxValueMapType;
     try {
-      out = await this.session.run(feeds);
+      out = await this.session.run(feeds, this.fetches);
     } catch (err) {
       const described = Object.entries(feeds)
         .slice(0, 8)
@@ -110,13 +160,38 @@ export class DecoderSession implements ModelRunner {
   }
 
   async release(): Promise<void> {
-    if (process.env['CAPSERVE_ORT_PROFILE']) this.session.endProfiling();
+    if (!this.owner) return;
+    if (this.profiling) this.session.endProfiling();
     await this.session.release();
   }
 
   stats(): Readonly<Record<string, number>> {
     return {};
   }
+}
+
+/**
+ * The feeds an all-variant graph needs from a step of `variant` beyond the
+ * step's own: the variant code, and placeholders (one page, batch 1) for the
+ * statistics and Quest inputs the chosen If branches never read.
+ */
+function placeholderFeeds(shape: DecoderShape, variant: DecoderVariant): Record<string, ort.Tensor> {
+  const { numLayers, numKvHeads: KV, headDim: D } = shape;
+  const feeds: Record<string, ort.Tensor> = { [GRAPH_IO.variant]: new ort.Tensor('int64', BigInt64Array.of(BigInt(VARIANT_CODE[variant])), [1]) };
+  const one = new ort.Tensor('int64', BigInt64Array.of(1n), [1]);
+  if (variant !== 'stats') feeds[GRAPH_IO.attnWindow] = one;
+  if (variant !== 'quest') {
+    feeds[GRAPH_IO.pageSize] = one;
+    const bound = new ort.Tensor('float32', new Float32Array(KV * D), [1, KV, 1, D]);
+    const bias = new ort.Tensor('float32', new Float32Array(KV), [1, KV, 1]);
+    for (let l = 0; l < numLayers; l++) {
+      feeds[GRAPH_IO.pageMin(l)] = bound;
+      feeds[GRAPH_IO.pageMax(l)] = bound;
+      feeds[GRAPH_IO.pageBias(l)] = bias;
+      feeds[GRAPH_IO.questK(l)] = one;
+    }
+  }
+  return feeds;
 }
 
 /** The onnxruntime version, for benchmark and health reports. */

@@ -18,6 +18,7 @@ import { registerChatCompletions } from './routes/chat-completions.js';
 import { registerCompletions } from './routes/completions.js';
 import { registerHealthAndMetrics } from './routes/health.js';
 import { registerModels } from './routes/models.js';
+import { registerPlayground, loadPlaygroundAssets, playgroundEnabled, playgroundPaths } from './routes/playground.js';
 import { registerPolicies } from './routes/policies.js';
 import { registerResponsesHttp } from './routes/responses-http.js';
 import { registerResponsesWebsocket } from './routes/responses-ws.js';
@@ -33,6 +34,8 @@ export interface BuildAppOptions {
   readonly servedModel?: ServedModel;
   /** fastify's logger option; default off (tests). Prompts and completions are never logged. */
   readonly logger?: FastifyServerOptions['logger'];
+  /** Where the built playground lives; default dist/playground (tests point elsewhere). */
+  readonly playgroundDir?: string;
 }
 
 /** What the serve command needs beyond the FastifyInstance: draining on SIGTERM. */
@@ -110,7 +113,9 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     },
   });
 
-  const checkAuth = createAuthCheck(config.server.apiKeys, config.server.publicPaths);
+  const playground = playgroundEnabled(config.server) ? loadPlaygroundAssets(options.playgroundDir) : null;
+  // The page and its assets hold no data; with keys set the page asks for one and sends it on API calls.
+  const checkAuth = createAuthCheck(config.server.apiKeys, [...config.server.publicPaths, ...(playground !== null ? playgroundPaths(playground) : [])]);
   app.addHook('onRequest', async (request, reply) => {
     if (ctx.shutdown.closing && request.url !== '/metrics') {
       reply.header('connection', 'close');
@@ -146,6 +151,7 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     registerHealthAndMetrics(scope, ctx);
     registerResponsesWebsocket(scope, ctx);
     registerResponsesHttp(scope, ctx);
+    if (playground !== null) registerPlayground(scope, playground);
   });
   return app;
 }

@@ -7,6 +7,11 @@ import { ApiError } from './errors.js';
  * With keys, only `publicPaths` (server.publicPaths: exact paths, the query
  * string ignored) are answered without one. Keys are compared in constant time
  * so response timing leaks nothing.
+ *
+ * Browsers cannot set headers on a websocket, so a websocket upgrade without an
+ * Authorization header may carry the key as a subprotocol,
+ * `capserve.bearer.<key as base64url>` (listed after a plain `capserve`, which
+ * the server selects), as Kubernetes does for its API tokens.
  */
 export function createAuthCheck(apiKeys: readonly string[], publicPaths: readonly string[]): (request: FastifyRequest) => void {
   const keys = apiKeys.map((k) => Buffer.from(k, 'utf8'));
@@ -15,7 +20,7 @@ export function createAuthCheck(apiKeys: readonly string[], publicPaths: readonl
     if (keys.length === 0) return;
     const path = request.url.split('?', 1)[0] ?? '';
     if (open.has(path)) return;
-    const header = request.headers.authorization;
+    const header = request.headers.authorization ?? subprotocolBearer(request.headers['sec-websocket-protocol']);
     const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (match === null) {
       throw new ApiError('invalid_api_key', 'Missing API key: send the header Authorization: Bearer <key>.');
@@ -28,6 +33,18 @@ export function createAuthCheck(apiKeys: readonly string[], publicPaths: readonl
     }
     if (!ok) throw new ApiError('invalid_api_key', 'Incorrect API key provided.');
   };
+}
+
+const SUBPROTOCOL_PREFIX = 'capserve.bearer.';
+
+/** `Bearer <key>` from a `capserve.bearer.<base64url>` websocket subprotocol, or undefined. */
+function subprotocolBearer(header: string | undefined): string | undefined {
+  const entry = header
+    ?.split(',')
+    .map((p) => p.trim())
+    .find((p) => p.startsWith(SUBPROTOCOL_PREFIX));
+  if (entry === undefined) return undefined;
+  return `Bearer ${Buffer.from(entry.slice(SUBPROTOCOL_PREFIX.length), 'base64url').toString('utf8')}`;
 }
 
 /** True for hosts only this machine can reach. */

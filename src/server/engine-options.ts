@@ -7,7 +7,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { expertOffloadPolicy, type ServedModel } from '../cap/expert-offload.js';
+import { expertOffloadPolicy, weightElasticPolicy, type ServedModel } from '../cap/expert-offload.js';
 import { ConfigError } from '../config/config-overrides.js';
 import type { Config } from '../config/schema.js';
 import type { LocalEngineOptions } from '../engine/local-engine.js';
@@ -37,7 +37,11 @@ export function readModelFacts(dir: string): ModelFacts | null {
 /** The served model as routing sees it; no facts yet means the default model, which is dense. */
 export function servedModel(config: Config, policies: ReadonlyMap<string, Policy>, facts: ModelFacts | null): ServedModel {
   const moe = facts?.moe ?? false;
-  return { moe, expertOffloadPolicy: expertOffloadPolicy(config, policies, moe)?.name ?? null };
+  return {
+    moe,
+    expertOffloadPolicy: expertOffloadPolicy(config, policies, moe)?.name ?? null,
+    weightElasticPolicy: weightElasticPolicy(config, policies, moe)?.name ?? null,
+  };
 }
 
 export interface EngineExtras {
@@ -50,6 +54,7 @@ export interface EngineExtras {
 
 export function localEngineOptions(config: Config, policies: ReadonlyMap<string, Policy>, model: ServedModel, extras: EngineExtras): LocalEngineOptions {
   const offload = model.expertOffloadPolicy === null ? undefined : policies.get(model.expertOffloadPolicy);
+  const elastic = model.weightElasticPolicy == null ? undefined : policies.get(model.weightElasticPolicy);
   const threads = extras.threads ?? (config.engine.threads > 0 ? config.engine.threads : undefined);
   return {
     modelDir: config.model.dir,
@@ -62,9 +67,15 @@ export function localEngineOptions(config: Config, policies: ReadonlyMap<string,
     maxConcurrent: config.server.maxConcurrent,
     maxQueue: config.server.maxQueue,
     kvBudgetBytes: config.memory.kvBudgetBytes,
+    maxTokensPerStep: config.engine.maxTokensPerStep,
+    prefillChunk: config.engine.prefillChunk,
+    prefixCache: config.engine.prefixCache.enabled
+      ? { blockTokens: config.engine.prefixCache.blockTokens, maxBytes: Math.floor(config.memory.kvBudgetBytes * config.engine.prefixCache.budgetShare) }
+      : null,
     ...(config.compression.scorerModelDir !== null ? { scorerModelDir: config.compression.scorerModelDir } : {}),
     // An MoE model with no expert-offload policy configured gets the engine's defaults (edgemoe's).
     ...(model.moe && offload !== undefined ? { expertOffload: offload.params } : {}),
+    ...(elastic !== undefined && !model.moe ? { weightElastic: elastic.params } : {}),
     ...(extras.onProgress !== undefined ? { onProgress: extras.onProgress } : {}),
     ...(extras.onWarning !== undefined ? { onWarning: extras.onWarning } : {}),
   };

@@ -23,6 +23,7 @@ import {
 } from '../policies/overflow/index.js';
 import { requestNeeds } from '../policies/methods.js';
 import type { Policy } from '../policies/registry.js';
+import { weightsCap, type WeightsCap } from './policy.js';
 import type { ServerContext } from './context.js';
 import { ApiError } from './errors.js';
 import { bearerKey } from './policy.js';
@@ -71,6 +72,8 @@ export interface GenerationPlan {
   readonly returnDropped: boolean;
   /** What truncate or shift dropped, when asked for. */
   readonly overflowDropped: readonly DroppedText[];
+  /** The elastic-weights plan the engine runs (every request's weights); null: the model's own weights. */
+  readonly weights: WeightsCap | null;
 }
 
 function notApplied(spec: OverflowSpec, promptTokens: number, maxTokens: number, contextWindow: number): OverflowReport {
@@ -118,6 +121,7 @@ export async function planGeneration(ctx: ServerContext, input: PlanInput): Prom
     overflowCompresses: false,
     returnDropped,
     overflowDropped: [],
+    weights: weightsCap(ctx.engine.health().weightPlan),
   } satisfies Omit<GenerationPlan, 'overflow'>;
   if (total + assumed <= window) return { ...base, overflow: notApplied(spec, total, assumed, window) };
 

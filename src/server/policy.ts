@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { POLICY_HEADER } from '../cap/router.js';
 import type { DroppedSpan } from '../policies/compression/types.js';
 import type { PolicyReport } from '../policies/types.js';
+import type { WeightPlanReport } from '../engine/types.js';
 import type { DroppedText, GenerationPlan } from './generation-plan.js';
 import type { ConstraintCap } from './structured-output.js';
 
@@ -27,6 +28,51 @@ export interface OverflowCap {
   readonly [detail: string]: string | number | boolean | null;
 }
 
+/** The elastic-weights plan the engine runs (snake_case), in `cap.weights` and GET /v1/policies. */
+export interface WeightsCap {
+  readonly budget_bytes: number;
+  readonly resident_bytes: number;
+  readonly preload_bytes: number;
+  readonly streamed_bytes_per_pass: number;
+  readonly total_bytes: number;
+  readonly always_resident_bytes: number;
+  readonly shards: number;
+  readonly bits_histogram: Readonly<Record<string, number>>;
+  readonly bits_per_shard: readonly string[];
+  readonly target_ms_per_token: number;
+  readonly predicted_ms_per_token: number | null;
+  readonly meets_target: boolean;
+  readonly profiled: boolean;
+  readonly profile_cost: number;
+}
+
+export function weightsCap(r: WeightPlanReport | undefined): WeightsCap | null {
+  if (r === undefined) return null;
+  return {
+    budget_bytes: r.budgetBytes,
+    resident_bytes: r.residentBytes,
+    preload_bytes: r.preloadBytes,
+    streamed_bytes_per_pass: r.streamedBytesPerPass,
+    total_bytes: r.totalBytes,
+    always_resident_bytes: r.alwaysResidentBytes,
+    shards: r.shards,
+    bits_histogram: r.bitsHistogram,
+    bits_per_shard: r.bitsPerShard,
+    target_ms_per_token: r.targetMsPerToken,
+    predicted_ms_per_token: r.predictedMsPerToken,
+    meets_target: r.meetsTarget,
+    profiled: r.profiled,
+    profile_cost: r.profileCost,
+  };
+}
+
+/** The `cap.prefix_cache` report: prompt KV reused from the prefix cache, or why the policy bypassed it. */
+export interface PrefixCacheCap {
+  readonly status: 'hit' | 'bypassed';
+  readonly cached_tokens: number;
+  readonly reason: string | null;
+}
+
 /** The `cap` object of responses: which policy served and what it did (snake_case, like the rest of the API). */
 export interface CapObject {
   readonly policy: string;
@@ -45,10 +91,16 @@ export interface CapObject {
   readonly dropped?: readonly DroppedText[];
   /** Only for structured outputs and forced tool calls: the grammar and what enforcing it cost. */
   readonly constraint?: ConstraintCap;
+  /** Only when the engine runs elastic weights (STI): the plan every request's weights come from. */
+  readonly weights?: WeightsCap;
+  /** Only when the prefix cache served part of the prompt (hit) or the policy could not use it (bypassed); a miss adds nothing. */
+  readonly prefix_cache?: PrefixCacheCap;
 }
 
 /** What the cap object needs from the plan. */
-export type CapPlan = Pick<GenerationPlan, 'policy' | 'promptTokens' | 'overflow' | 'overflowCompresses' | 'returnDropped' | 'overflowDropped'>;
+export type CapPlan = Pick<GenerationPlan, 'policy' | 'promptTokens' | 'overflow' | 'overflowCompresses' | 'returnDropped' | 'overflowDropped'> & {
+  readonly weights?: WeightsCap | null;
+};
 
 function mean(values: readonly number[]): number | null {
   return values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length;
@@ -95,6 +147,7 @@ export function capObject(
   const masses = got.map((r) => r.attentionMassRetained).filter((m): m is number => m !== null);
   const compression = got.find((r) => r.kind === 'context-compression');
   const { policy } = plan;
+  const prefix = got.find((r) => r.prefixCache !== undefined && r.prefixCache.status !== 'miss')?.prefixCache;
   return {
     policy: policy.name,
     kind: policy.kind,
@@ -109,5 +162,9 @@ export function capObject(
     overflow: overflowCap(plan, compression),
     ...(plan.returnDropped ? { dropped: [...plan.overflowDropped, ...(dropped ?? []).map((d) => ({ text: d.text, tokens: d.tokens }))] } : {}),
     ...(constraint !== null ? { constraint } : {}),
+    ...(plan.weights != null ? { weights: plan.weights } : {}),
+    ...(prefix !== undefined && prefix.status !== 'miss'
+      ? { prefix_cache: { status: prefix.status, cached_tokens: prefix.cachedTokens, reason: prefix.reason } }
+      : {}),
   };
 }

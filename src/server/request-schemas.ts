@@ -93,6 +93,11 @@ const ResponseFormatSchema = Type.Union([
   Type.Object({ type: Type.Literal('json_object') }, { additionalProperties: false }),
   Type.Object({ type: Type.Literal('json_schema'), json_schema: JsonSchemaFormat }, { additionalProperties: false }),
 ]);
+/** vLLM's structured_outputs object; only the text-pattern members (JSON goes through response_format). */
+const StructuredOutputsSchema = Type.Object(
+  { regex: opt(Type.String()), grammar: opt(Type.String()), choice: opt(Type.Array(Type.String(), { minItems: 1 })) },
+  { additionalProperties: false },
+);
 const StreamOptionsSchema = Type.Object({ include_usage: opt(Type.Boolean()) }, { additionalProperties: false });
 
 /** Sampling fields shared by chat and completions, OpenAI's plus vLLM's extras. */
@@ -113,6 +118,11 @@ const samplingFields = {
   ignore_eos: opt(Type.Boolean()),
   user: opt(Type.String()),
   cap: opt(CapSchema),
+  // capserve extensions under vLLM's names (guided-output.ts): a regex, a GBNF grammar, or a choice list.
+  structured_outputs: opt(StructuredOutputsSchema),
+  guided_regex: opt(Type.String()),
+  guided_grammar: opt(Type.String()),
+  guided_choice: opt(Type.Array(Type.String(), { minItems: 1 })),
 };
 
 /** How many choices, and streaming: HTTP endpoints only (a websocket always streams one response). */
@@ -199,6 +209,31 @@ const ResponseInputMessage = Type.Object(
   { additionalProperties: false },
 );
 
+/** The Responses API's `text` (HTTP body, and the websocket's response.create): the output format. */
+export const ResponsesTextSchema = Type.Object(
+  {
+    format: opt(
+      Type.Union([
+        Type.Object({ type: Type.Literal('text') }, { additionalProperties: false }),
+        Type.Object({ type: Type.Literal('json_object') }, { additionalProperties: false }),
+        Type.Object(
+          {
+            type: Type.Literal('json_schema'),
+            name: Type.String(),
+            description: opt(Type.String()),
+            schema: opt(Type.Record(Type.String(), Type.Unknown())),
+            strict: opt(Type.Boolean()),
+          },
+          { additionalProperties: false },
+        ),
+      ]),
+    ),
+    verbosity: opt(Type.String()),
+  },
+  { additionalProperties: false },
+);
+export type ResponsesText = Static<typeof ResponsesTextSchema>;
+
 /** HTTP POST /v1/responses: OpenAI's Responses request (text in, text out) plus `cap`. */
 export const ResponsesRequestSchema = Type.Object(
   {
@@ -210,30 +245,7 @@ export const ResponsesRequestSchema = Type.Object(
     top_p: samplingFields.top_p,
     stream: opt(Type.Boolean()),
     previous_response_id: opt(Type.String({ minLength: 1 })),
-    text: opt(
-      Type.Object(
-        {
-          format: opt(
-            Type.Union([
-              Type.Object({ type: Type.Literal('text') }, { additionalProperties: false }),
-              Type.Object({ type: Type.Literal('json_object') }, { additionalProperties: false }),
-              Type.Object(
-                {
-                  type: Type.Literal('json_schema'),
-                  name: Type.String(),
-                  description: opt(Type.String()),
-                  schema: opt(Type.Record(Type.String(), Type.Unknown())),
-                  strict: opt(Type.Boolean()),
-                },
-                { additionalProperties: false },
-              ),
-            ]),
-          ),
-          verbosity: opt(Type.String()),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    text: opt(ResponsesTextSchema),
     user: samplingFields.user,
     cap: samplingFields.cap,
   },
@@ -249,6 +261,9 @@ export const ResponseCreateEventSchema = Type.Object(
     messages: Type.Array(ChatMessageSchema, { minItems: 1 }),
     max_completion_tokens: opt(Type.Integer({ minimum: 1 })),
     max_output_tokens: opt(Type.Integer({ minimum: 1 })),
+    // Structured outputs as on HTTP: chat's response_format or the Responses API's text.format (one of them).
+    response_format: opt(ResponseFormatSchema),
+    text: opt(ResponsesTextSchema),
   },
   { additionalProperties: false },
 );

@@ -9,9 +9,10 @@ import type { Grammar } from '../engine/grammar/grammar.js';
 import { grammarForJsonObject, grammarFromJsonSchema, SchemaError } from '../engine/grammar/json-schema.js';
 import type { ConstraintReport } from '../engine/grammar/matcher.js';
 import { ApiError } from './errors.js';
+import type { ResponsesText } from './request-schemas.js';
 
 export interface OutputConstraint {
-  readonly type: 'json_schema' | 'json_object' | 'tool_calls';
+  readonly type: 'json_schema' | 'json_object' | 'tool_calls' | 'tools_auto' | 'regex' | 'grammar' | 'choice';
   /** The schema's or the forced function's name. */
   readonly name: string | null;
   readonly grammar: Grammar;
@@ -67,6 +68,13 @@ export function responseFormatConstraint(format: unknown, param = 'response_form
     default:
       throw new ApiError('invalid_request', `Unknown ${param} type '${String(format['type'])}'.`, { param: `${param}.type` });
   }
+}
+
+/** The Responses API's text.format: json_schema carries name and schema at its own level. */
+export function textFormatConstraint(format: ResponsesText['format'], param = 'text.format'): OutputConstraint | null {
+  if (format === undefined || format === null) return null;
+  if (format.type === 'json_schema') return schemaConstraint(format, param);
+  return responseFormatConstraint(format, param);
 }
 
 /** {name, schema, strict, description}: the json_schema object of chat, or the flattened format of the Responses API. */

@@ -5,23 +5,25 @@
  *   apply_chat_template passes them), with assistant `tool_calls` (arguments as
  *   objects) and `tool` turns in the history. A template that ignores tools (the
  *   plain fallback templates, stories260K) gets them described in a system
- *   message in the Hermes format, as Ollama and vLLM do, and history turns
+ *   message in the call format (Hermes unless model.toolCallFormat says otherwise), as Ollama and vLLM do, and history turns
  *   spelled out in that format.
- * - Output: `required` and a named function are grammars (engine/grammar/):
+ * - Output: `required` and a named function are grammars (tool-grammar.ts):
  *   the model can only write a well-formed call to a listed function whose
- *   arguments validate against its parameters. `auto` samples freely and the
- *   text is parsed; `none` leaves tools out of the prompt.
+ *   arguments validate against its parameters. `auto` is a grammar too: text
+ *   is free, but a call the model opens is constrained the same way, so it is
+ *   always valid. `none` leaves tools out of the prompt.
  * - Parsing: Hermes / Qwen `<tool_call>{json}</tool_call>`, Llama 3 JSON
  *   (`{"name", "parameters"}`), Mistral `[TOOL_CALLS] [...]`; the format is
  *   the template's (model/chat-template.ts detectToolFormat), Hermes without one.
  */
 import { randomBytes } from 'node:crypto';
-import { GrammarBuilder, bytesOf, ref, type Alternative } from '../engine/grammar/grammar.js';
-import { JsonGrammar, SchemaError } from '../engine/grammar/json-schema.js';
 import type { ModelCard } from '../engine/types.js';
 import type { ChatMessage, ToolCallFormat } from '../model/tokenizer-types.js';
 import { ApiError } from './errors.js';
 import type { OutputConstraint } from './structured-output.js';
+import { autoCallGrammar, forcedCallGrammar, HERMES_OPEN } from './tool-grammar.js';
+
+const HERMES_CLOSE = '</tool_call>';
 
 export interface WireTool {
   readonly type: 'function';
@@ -57,6 +59,8 @@ const NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 export function toolsSetup(
   body: { readonly tools?: readonly WireTool[] | null; readonly tool_choice?: WireToolChoice | null; readonly parallel_tool_calls?: boolean | null },
   card: ModelCard,
+  /** model.toolCallFormat: overrides the template's format; null keeps it. */
+  formatOverride: ToolCallFormat | null = null,
 ): ToolsSetup | null {
   const tools = body.tools ?? [];
   const choice = body.tool_choice ?? (tools.length > 0 ? 'auto' : 'none');
@@ -88,9 +92,15 @@ export function toolsSetup(
     resolved = { name: choice.function.name };
   }
   const format = card.toolCallFormat ?? null;
-  const setup: ToolsSetup = { tools, choice: resolved, parallel: body.parallel_tool_calls ?? true, format: format ?? 'hermes', native: format !== null };
+  const setup: ToolsSetup = {
+    tools,
+    choice: resolved,
+    parallel: body.parallel_tool_calls ?? true,
+    format: formatOverride ?? format ?? 'hermes',
+    native: format !== null,
+  };
   // Compile every function's parameters now, so an unsupported schema is a 400 whatever tool_choice says.
-  toolCallGrammar(
+  forcedCallGrammar(
     setup,
     tools.map((t) => t.function.name),
   );
@@ -102,59 +112,20 @@ export function toolsConstraint(setup: ToolsSetup): OutputConstraint | null {
   if (setup.choice === 'auto') return null;
   const t0 = performance.now();
   const names = setup.choice === 'required' ? setup.tools.map((t) => t.function.name) : [setup.choice.name];
-  const grammar = toolCallGrammar(setup, names);
+  const grammar = forcedCallGrammar(setup, names);
   return { type: 'tool_calls', name: setup.choice === 'required' ? null : setup.choice.name, grammar, compileMs: performance.now() - t0 };
 }
 
-function toolCallGrammar(setup: ToolsSetup, names: readonly string[]): ReturnType<GrammarBuilder['build']> {
-  const b = new GrammarBuilder();
-  const root = b.reserve();
-  const argsKey = setup.format === 'llama3' ? 'parameters' : 'arguments';
-  const bodies: Alternative[] = names.map((name) => {
-    const i = setup.tools.findIndex((t) => t.function.name === name);
-    const params = setup.tools[i]?.function.parameters ?? { type: 'object', properties: {} };
-    const param = `tools[${i}].function.parameters`;
-    let args: number;
-    try {
-      args = new JsonGrammar(b, params).schema(params, '');
-    } catch (err) {
-      if (err instanceof SchemaError)
-        throw new ApiError('invalid_request', `Invalid schema for ${param}: ${err.message}.`, { param: err.path === '' ? param : `${param}.${err.path}` });
-      throw err;
-    }
-    return [...bytesOf(`{"name": ${JSON.stringify(name)}, "${argsKey}": `), ref(args), ...bytesOf('}')];
-  });
-  const call = b.rule(bodies);
-  const many = setup.parallel;
-  switch (setup.format) {
-    case 'hermes': {
-      const tagged = b.rule([[...bytesOf('<tool_call>\n'), ref(call), ...bytesOf('\n</tool_call>')]]);
-      if (!many) {
-        b.define(root, [[ref(tagged)]]);
-        return b.build(root);
-      }
-      const more = b.reserve();
-      b.define(more, [[], [...bytesOf('\n'), ref(tagged), ref(more)]]);
-      b.define(root, [[ref(tagged), ref(more)]]);
-      return b.build(root);
-    }
-    case 'llama3': {
-      if (!many) {
-        b.define(root, [[ref(call)]]);
-        return b.build(root);
-      }
-      const more = b.reserve();
-      b.define(more, [[], [...bytesOf('; '), ref(call), ref(more)]]);
-      b.define(root, [[ref(call), ref(more)]]);
-      return b.build(root);
-    }
-    case 'mistral': {
-      const more = b.reserve();
-      b.define(more, many ? [[...bytesOf(']')], [...bytesOf(', '), ref(call), ref(more)]] : [[...bytesOf(']')]]);
-      b.define(root, [[...bytesOf('['), ref(call), ref(more)]]);
-      return b.build(root);
-    }
-  }
+/**
+ * `auto`: free text, or calls that are valid once the model opens one
+ * (tool-grammar.ts); `text` (response_format or a pattern) replaces the free
+ * text. Null for forced choices (toolsConstraint's).
+ */
+export function autoToolsConstraint(setup: ToolsSetup, text: OutputConstraint | null): OutputConstraint | null {
+  if (setup.choice !== 'auto') return null;
+  const t0 = performance.now();
+  const grammar = autoCallGrammar(setup, text?.grammar ?? null);
+  return { type: 'tools_auto', name: text?.name ?? null, grammar, compileMs: (text?.compileMs ?? 0) + performance.now() - t0 };
 }
 
 /**
@@ -171,7 +142,13 @@ export function toolsSystemText(setup: ToolsSetup): string {
       parameters: t.function.parameters ?? {},
     }),
   );
-  return ['Functions you can call:', ...lines, 'To call one, reply <tool_call>{"name": <name>, "arguments": <json>}</tool_call>'].join('\n');
+  const how =
+    setup.format === 'hermes'
+      ? '<tool_call>{"name": <name>, "arguments": <json>}</tool_call>'
+      : setup.format === 'llama3'
+        ? 'with only {"name": <name>, "parameters": <json>}'
+        : 'with only [{"name": <name>, "arguments": <json>}]';
+  return ['Functions you can call:', ...lines, `To call one, reply ${how}`].join('\n');
 }
 
 function parseArguments(raw: unknown, param: string): unknown {
@@ -200,7 +177,7 @@ export interface WireToolCall {
 
 /**
  * History for the template: natively, assistant tool_calls (arguments parsed)
- * and tool turns as they are; otherwise spelled out in the Hermes format
+ * and tool turns as they are; otherwise spelled out in the call format (Hermes by default)
  * (calls in the assistant text, results as a user turn in <tool_response>).
  * Without any tool setup, tool turns still render that way.
  */
@@ -229,7 +206,7 @@ export function historyMessages(
       });
       if (native) out.push({ role: 'assistant', content: m.content, tool_calls: calls });
       else {
-        const text = calls.map((c) => formatCall('hermes', c.function.name, c.function.arguments)).join('\n');
+        const text = calls.map((c) => formatCall(setup?.format ?? 'hermes', c.function.name, c.function.arguments)).join('\n');
         out.push({ role: 'assistant', content: m.content === '' ? text : `${m.content}\n${text}` });
       }
       continue;
@@ -283,12 +260,20 @@ export function parseToolCalls(text: string, format: ToolCallFormat): { content:
   const calls: ParsedToolCall[] = [];
   let content = text;
   if (format === 'hermes') {
-    content = text.replace(/<tool_call>\s*([\s\S]*?)\s*(?:<\/tool_call>|$)/g, (whole, inner: string) => {
-      const call = callFrom(tryJson(inner), ['arguments', 'parameters']);
-      if (call === null) return whole;
-      calls.push(call);
-      return '';
-    });
+    content = '';
+    let i = 0;
+    for (;;) {
+      const at = text.indexOf(HERMES_OPEN, i);
+      if (at < 0) break;
+      const body = at + HERMES_OPEN.length;
+      const close = closingTagAt(text, body);
+      const end = close < 0 ? text.length : close + HERMES_CLOSE.length;
+      const call = callFrom(tryJson(text.slice(body, close < 0 ? text.length : close)), ['arguments', 'parameters']);
+      content += text.slice(i, call === null ? end : at);
+      if (call !== null) calls.push(call);
+      i = end;
+    }
+    content += text.slice(i);
   } else {
     let body = text.trim();
     const marker = format === 'mistral' ? '[TOOL_CALLS]' : '<|python_tag|>';
@@ -342,9 +327,9 @@ export class ToolCallStream {
         this.buffer = this.buffer.slice(this.buffer.length - keep);
         return out;
       }
-      const end = this.buffer.indexOf('</tool_call>');
+      const end = closingTagAt(this.buffer, HERMES_OPEN.length);
       if (end < 0) return out;
-      const block = this.buffer.slice(0, end + '</tool_call>'.length);
+      const block = this.buffer.slice(0, end + HERMES_CLOSE.length);
       this.buffer = this.buffer.slice(block.length);
       this.inCall = false;
       const parsed = parseToolCalls(block, 'hermes');
@@ -377,6 +362,23 @@ export class ToolCallStream {
     this.calls += parsed.calls.length;
     return { content: parsed.calls.length > 0 ? (parsed.content ?? '') : rest, calls: parsed.calls };
   }
+}
+
+/**
+ * Where the call opened before `from` closes: the first `</tool_call>` that is
+ * not inside a JSON string (an argument may contain the tag), or -1.
+ */
+function closingTagAt(text: string, from: number): number {
+  let inString = false;
+  for (let i = from; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '<' && text.startsWith(HERMES_CLOSE, i)) return i;
+  }
+  return -1;
 }
 
 /** Length of the longest suffix of `text` that is a proper prefix of `tag`. */

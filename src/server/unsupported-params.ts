@@ -19,11 +19,10 @@ const UNSUPPORTED_TOP_LEVEL = [
   'service_tier',
   'prompt_cache_key',
   'safety_identifier',
+  // JSON goes through response_format; the pattern extensions are guided-output.ts's.
   'guided_json',
-  'guided_regex',
-  'guided_choice',
-  'guided_grammar',
-  'structured_outputs',
+  'guided_whitespace_pattern',
+  'guided_decoding_backend',
   'prompt_logprobs',
   'use_beam_search',
 ] as const;
@@ -70,6 +69,12 @@ const TOOL_PARAMS = ['tools', 'tool_choice', 'parallel_tool_calls'] as const;
 export function rejectUnsupported(body: Record<string, unknown>, kind: 'chat' | 'completion' | 'response'): void {
   for (const key of UNSUPPORTED_TOP_LEVEL) {
     if (key in body && body[key] !== null) throw unsupported(key);
+  }
+  const so = body['structured_outputs'];
+  if (isObject(so)) {
+    for (const key of ['json', 'json_object', 'structural_tag', 'whitespace_pattern']) {
+      if (key in so && so[key] !== null) throw unsupported(`structured_outputs.${key}`, `'structured_outputs.${key}' (use response_format for JSON)`);
+    }
   }
   if (kind !== 'chat') for (const key of TOOL_PARAMS) if (key in body && body[key] !== null) throw unsupported(key);
   if (kind !== 'completion') {

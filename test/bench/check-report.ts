@@ -12,18 +12,25 @@ for (const heading of [
   '# capserve CAP report',
   '## CAP table',
   '## Engine',
+  '## Graph and runtime',
   '## Serving load',
+  '## Serving: no stall and prefix cache',
   '## Context compression',
   '## MoE expert offload',
+  '## Elastic weights (STI)',
   '## Charts',
 ]) {
   if (!report.includes(heading)) problems.push(`report.md lacks "${heading}"`);
 }
 if (/failed/i.test(report)) problems.push('report.md says a benchmark failed');
 const results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as Record<string, unknown>;
-for (const key of ['base', 'engine', 'load', 'fidelity', 'latency', 'compression', 'moe']) {
+for (const key of ['base', 'engine', 'graph', 'memory', 'load', 'serving', 'fidelity', 'latency', 'compression', 'moe', 'sti']) {
   const v = results[key];
   if (v === undefined || (typeof v === 'object' && v !== null && 'error' in v)) problems.push(`results.json: ${key} missing or failed`);
+}
+for (const key of ['graph', 'memory']) {
+  const v = results[key];
+  if (Array.isArray(v) && v.length === 0) problems.push(`results.json: ${key} is empty (graph-bench or variant-memory-bench failed)`);
 }
 const ruler = results['ruler'];
 if (Array.isArray(ruler) && ruler.length > 0 && !/\| full \| 1 \|/.test(report)) problems.push('the CAP table has no full-attention baseline row');

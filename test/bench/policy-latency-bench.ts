@@ -7,11 +7,9 @@
  */
 import { parseArgs } from 'node:util';
 import { kvBytesPerToken, type SequenceKv } from '../../src/kv/sequence-kv.js';
-import { compileModel } from '../../src/model/compile/compile-model.js';
 import { instantiatePolicy } from '../../src/policies/methods.js';
 import { parsePolicyFile } from '../../src/policies/registry.js';
 import type { PolicyRuntime } from '../../src/policies/runtime.js';
-import { DecoderSession } from '../../src/runtime/decoder-session.js';
 import { openTestModel } from '../helpers/session.js';
 import { median } from './stats.js';
 
@@ -43,9 +41,7 @@ async function main(): Promise<void> {
   const threads = Number(values.threads);
   const m = await openTestModel(values.model, 'fp32', false, { threads, cacheDir: values['cache-dir'] });
   const spec = m.checkpoint.spec;
-  const compiled = compileModel(m.checkpoint, { cacheDir: values['cache-dir'], weightDtype: 'fp32' });
-  if (!compiled.questDecoderPath) throw new Error('no quest variant');
-  const questSession = await DecoderSession.create(compiled.questDecoderPath, spec, { threads });
+  const questSession = m.session.variant('quest');
   const KV = spec.numKvHeads;
   const D = spec.headDim;
   const perToken = kvBytesPerToken(spec);

@@ -12,15 +12,24 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createModel } from '../../src/model/create/create-model.js';
 import type { EngineBenchResult } from './engine-bench.js';
+import type { GraphBenchResult } from './graph-bench.js';
+import { graphSection } from './graph-report.js';
 import type { GrammarBenchResult } from './grammar-bench.js';
 import type { LoadResult } from './load-bench.js';
+import type { ScaleOutResult } from './scale-out-bench.js';
 import type { MachineInfo } from './machine.js';
 import type { FidelityResult } from './policy-fidelity-bench.js';
 import type { PolicyLatencyResult } from './policy-latency-bench.js';
 import { ALL_METHODS } from './ruler/items.js';
 import type { RulerBenchResult } from './ruler-bench.js';
+import type { ServingResult } from './serving-bench.js';
+import { servingSection } from './serving-report.js';
+import type { VariantMemoryResult } from './variant-memory-bench.js';
 import { capTable, frontierCharts } from './ruler-report.js';
+import { median } from './stats.js';
 import { lineChart, type Series } from './svg-chart.js';
+import type { StiBenchResult } from './sti-bench.js';
+import { stiSection } from './sti-report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -212,6 +221,55 @@ async function main(): Promise<void> {
     );
   }
 
+  // The graph itself: served vs plain-only graph, onnxruntime profile per step, RSS per variant set.
+  const graph: GraphBenchResult[] = [];
+  const memory: VariantMemoryResult[] = [];
+  for (const dtype of quick ? ['int8'] : ['fp32', 'int8', 'int4']) {
+    const g = runJson<GraphBenchResult>('graph-bench.js', [
+      '--model',
+      dense,
+      '--dtype',
+      dtype,
+      '--steps',
+      quick ? '8' : '48',
+      '--prefill',
+      quick ? '128' : '512,1024',
+      '--runs',
+      quick ? '1' : '3',
+      '--profile-prefill',
+      quick ? '64' : '512',
+      '--threads',
+      threads,
+    ]);
+    if (ok(g)) {
+      graph.push(g);
+      log(
+        `${dtype} graph: decode ${f(g.decodeMs.served, 2)} ms served vs ${f(g.decodeMs.plainOnly, 2)} ms plain-only (${f(g.decodeSpeedup, 3)}x)` +
+          (g.profile
+            ? `; ${f(g.profile.served.decode.nodesPerStep, 0)} nodes per decode step, matmuls ${f(100 * g.profile.served.decode.matmulShare, 0)}% of kernel time`
+            : ''),
+      );
+    }
+    if (dtype !== 'int4') {
+      const v = runJson<VariantMemoryResult>('variant-memory-bench.js', [
+        '--model',
+        dense,
+        '--dtype',
+        dtype,
+        '--prompt',
+        quick ? '64' : '256',
+        '--threads',
+        threads,
+      ]);
+      if (ok(v)) {
+        memory.push(v);
+        log(
+          `${dtype} memory: RSS with every variant in use ${f(v.allVariantsOverPlain, 3)}x the plain model's; first tokens ${v.steps.map((s) => `${s.policy} ${f(s.firstTokenMs, 0)} ms`).join(', ')}`,
+        );
+      }
+    }
+  }
+
   // Constrained decoding: the grammar's time per token against the fp32 forward step (the issue's bar: 10% at batch 1).
   const grammar = runJson<GrammarBenchResult>('grammar-bench.js', ['--model', dense, '--steps', quick ? '16' : '64', '--threads', threads]);
   const fp32Step = engine.find((e) => e.dtype === 'fp32')?.decodeStepMs.p50 ?? null;
@@ -242,6 +300,49 @@ async function main(): Promise<void> {
     );
   }
 
+  // Replicas behind nginx against one replica (stories260K, Debian's nginx); not in --quick (two minutes of load).
+  const scaleOut: ScaleOutResult | { error: string } = quick ? { error: 'not run with --quick' } : runJson<ScaleOutResult>('scale-out-bench.js', []);
+  if (ok(scaleOut)) {
+    log(
+      `scale-out: ${scaleOut.replicas} replicas behind nginx ${f(scaleOut.many.medianTokensPerSecond)} tok/s vs one ${f(scaleOut.one.medianTokensPerSecond)} tok/s (${f(scaleOut.ratio, 2)}x), ${scaleOut.clients} clients`,
+    );
+  }
+
+  // No stall (chunked-prefill budget) and prefix cache, on vs off in the same run; quick: the small model, one request per client.
+  const serving = runJson<ServingResult>(
+    'serving-bench.js',
+    quick
+      ? [
+          '--model',
+          dense,
+          '--threads',
+          threads,
+          '--rounds',
+          '1',
+          '--prompt-tokens',
+          '128',
+          '--max-tokens',
+          '16',
+          '--stagger-ms',
+          '30',
+          '--conversations',
+          '2',
+          '--system-tokens',
+          '200',
+        ]
+      : ['--model', dense, '--threads', threads],
+  );
+  if (ok(serving)) {
+    const c = Object.keys(serving.itlP99Ratio).join('/');
+    log(
+      `serving: ITL p99 on/off at ${c} clients ${Object.values(serving.itlP99Ratio)
+        .map((x) => f(x, 2))
+        .join('/')}x, TTFT p50 ${Object.values(serving.ttftP50Ratio)
+        .map((x) => f(x, 2))
+        .join('/')}x; second-turn TTFT prefix cache on/off ${f(serving.turn2TtftRatio, 2)}x`,
+    );
+  }
+
   const fidelity = runJson<FidelityResult>(
     'policy-fidelity-bench.js',
     quick ? ['--passages', '3', '--continuation', '24'] : ['--passages', '16', '--continuation', '96'],
@@ -267,6 +368,18 @@ async function main(): Promise<void> {
       : ['--preset', '135m', '--steps', '48', '--repeats', '3', '--out', join(tmpdir(), 'capserve-moe-bench')],
   );
 
+  const sti = runJson<StiBenchResult>('sti-bench.js', [
+    '--cold-model',
+    dense,
+    '--threads',
+    threads,
+    '--repeats',
+    quick ? '1' : '3',
+    '--out',
+    join(tmpdir(), 'capserve-sti-bench'),
+    ...(quick ? ['--quick'] : []),
+  ]);
+
   const { ruler, rulerSkipped } = runRuler(values);
 
   const results = {
@@ -275,12 +388,17 @@ async function main(): Promise<void> {
     model: dense,
     base,
     engine,
+    graph,
+    memory,
     grammar,
     load,
+    serving,
+    scaleOut,
     fidelity,
     latency,
     compression,
     moe,
+    sti,
     ruler,
     rulerSkipped,
     seconds: (Date.now() - t0) / 1000,
@@ -323,6 +441,8 @@ async function main(): Promise<void> {
     );
     charts.push('latency-vs-context.svg', 'memory-vs-context.svg');
   }
+  const stiLines = stiSection(sti, out);
+  charts.push(...stiLines.charts);
   if (ok(moe)) {
     const pts = Object.entries(moe.configs).map(([name, c]) => ({
       name: `(${name}) ${c.description}`,
@@ -387,9 +507,18 @@ async function main(): Promise<void> {
         (fp32Step !== null
           ? ` (${f((100 * grammar.grammarMsPerTokenWarm) / fp32Step, 1)}% / ${f((100 * grammar.grammarMsPerTokenCold) / fp32Step, 1)}% of the fp32 decode step)`
           : '') +
-        `; served ITL p50 constrained / unconstrained ${f(grammar.itlRatioWarm, 2)}x warm, ${f(grammar.itlRatioCold, 2)}x cold.`
+        `; served ITL p50 constrained / unconstrained ${f(grammar.itlRatioWarm, 2)}x warm, ${f(grammar.itlRatioCold, 2)}x cold.` +
+        `\n\n| grammar | ITL p50 ratio (warm) | ITL p10 ratio | CPU/token ratio | grammar ms/token warm | cold | states |\n|---|---|---|---|---|---|---|\n` +
+        grammar.cases
+          .map(
+            (c) =>
+              `| ${c.name} | ${f(c.itlRatioWarm, 3)} | ${f(c.itlP10RatioWarm, 3)} | ${f(c.cpuRatioWarm, 3)} | ${f(c.grammarMsPerTokenWarm, 3)} | ${f(c.grammarMsPerTokenCold, 3)} | ${c.automatonStates} |`,
+          )
+          .join('\n') +
+        `\n\nRatios are medians over ${grammar.rounds} rounds of constrained / unconstrained runs in the same round (1-minute load average ${f(grammar.loadAverage[0], 1)} to ${f(grammar.loadAverage[1], 1)} on ${grammar.cpus} CPUs).`
       : `grammar bench: ${grammar.error}`,
     ``,
+    ...graphSection(graph, memory, engine, base.ceilings.readBandwidthGBs),
     `## Serving load`,
     ``,
     ok(load)
@@ -401,6 +530,22 @@ async function main(): Promise<void> {
           .join('\n') +
         `\n\nAggregate ${f(load.loaded.tokensPerSecond / load.baseline.tokensPerSecond, 2)}x batch-1, through the real HTTP server (SSE), ${load.maxTokens} tokens per client.`
       : `load run failed: ${load.error}`,
+    ``,
+    ...servingSection(serving),
+    ``,
+    `## Scale-out (replicas behind nginx)`,
+    ``,
+    ok(scaleOut)
+      ? `The same load (${scaleOut.clients} streaming chat clients, ${scaleOut.requests} requests of ${scaleOut.maxTokens} tokens, stories260K) through nginx with deploy/nginx/capserve.conf in front of one replica, then ${scaleOut.replicas}, alternating, ${scaleOut.one.runs.length} rounds; every replica at engine.threads=1.\n\n` +
+        `| replicas | tok/s (median) | rounds tok/s | request latency p50 / p99 ms (median over rounds) |\n|---|---|---|---|\n` +
+        [[1, scaleOut.one] as const, [scaleOut.replicas, scaleOut.many] as const]
+          .map(
+            ([n, c]) =>
+              `| ${n} | ${f(c.medianTokensPerSecond)} | ${c.runs.map((r) => f(r.tokensPerSecond)).join(', ')} | ${f(median(c.runs.map((r) => r.latencyMs.p50)), 0)} / ${f(median(c.runs.map((r) => r.latencyMs.p99)), 0)} |`,
+          )
+          .join('\n') +
+        `\n\n${f(scaleOut.ratio, 2)}x one replica on ${scaleOut.machine.cores} cores.`
+      : `scale-out bench: ${scaleOut.error}`,
     ``,
     `## Context compression`,
     ``,
@@ -425,6 +570,7 @@ async function main(): Promise<void> {
         `\n\n(d)/(b) = ${f(moe.dOverB, 2)}x, (d)/(a) = ${f(moe.dOverA, 2)}x.`
       : `MoE bench failed: ${moe.error}`,
     ``,
+    ...stiLines.lines,
     `## Charts`,
     ``,
     ...charts.map((c) => `![${c}](${c})`),

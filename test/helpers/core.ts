@@ -5,6 +5,7 @@ import { compileModel } from '../../src/model/compile/compile-model.js';
 import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
 import { DecoderSession } from '../../src/runtime/decoder-session.js';
 import type { TextTokenizer } from '../../src/model/tokenizer-types.js';
+import type { PrefixCacheOptions } from '../../src/kv/prefix-cache.js';
 import { TEST_CACHE_DIR } from './session.js';
 
 export interface TestCore {
@@ -25,6 +26,10 @@ export interface TestCoreOptions {
   threads?: number;
   /** Wraps the model's tokenizer (fault injection). */
   tokenizer?: (inner: TextTokenizer) => TextTokenizer;
+  /** Chunked-prefill budget per step (default: none). */
+  maxTokensPerStep?: number;
+  /** The prefix cache (default: none). */
+  prefixCache?: PrefixCacheOptions;
 }
 
 export async function openTestCore(dir: string, options: TestCoreOptions = {}): Promise<TestCore> {
@@ -32,15 +37,11 @@ export async function openTestCore(dir: string, options: TestCoreOptions = {}): 
   const compiled = compileModel(checkpoint, { cacheDir: TEST_CACHE_DIR, weightDtype: 'fp32' });
   const spec = checkpoint.spec;
   const session = await DecoderSession.create(compiled.decoderPath, spec, { threads: options.threads ?? 1 });
-  const variants: DecoderSession[] = [];
   const core = new EngineCore(
     session,
     async (variant) => {
-      const path = variant === 'stats' ? compiled.attentionDecoderPath : compiled.questDecoderPath;
-      if (!path) throw new Error(`no ${variant} variant`);
-      const s = await DecoderSession.create(path, spec, { threads: options.threads ?? 1 });
-      variants.push(s);
-      return s;
+      if (variant === 'reference') throw new Error('no reference variant for a dense model');
+      return session.variant(variant);
     },
     spec,
     options.tokenizer ? options.tokenizer(checkpoint.tokenizer) : checkpoint.tokenizer,
@@ -51,6 +52,8 @@ export async function openTestCore(dir: string, options: TestCoreOptions = {}): 
       contextLength: spec.maxPositionEmbeddings,
       prefillChunk: options.prefillChunk ?? 64,
       variants: ['stats', 'quest'],
+      ...(options.maxTokensPerStep !== undefined ? { maxTokensPerStep: options.maxTokensPerStep } : {}),
+      ...(options.prefixCache !== undefined ? { prefixCache: options.prefixCache } : {}),
     },
   );
   let peak = 0;
@@ -91,7 +94,6 @@ export async function openTestCore(dir: string, options: TestCoreOptions = {}): 
     peakKvBytes: () => peak,
     async close() {
       await session.release();
-      for (const v of variants) await v.release();
     },
   };
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvPool } from '../../src/kv/kv-pool.js';
 import { kvBytesPerToken, roundToBlock, SequenceKv } from '../../src/kv/sequence-kv.js';
-import { compileModel } from '../../src/model/compile/compile-model.js';
+import { compileModel, type QuantBlockSize } from '../../src/model/compile/compile-model.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
 import { DecoderSession } from '../../src/runtime/decoder-session.js';
@@ -28,17 +28,28 @@ export async function openTestModel(
   dir: string,
   weightDtype: WeightDtype = 'fp32',
   attention = false,
-  options: { threads?: number; cacheDir?: string; quantAccuracyLevel?: 0 | 4 } = {},
+  options: {
+    threads?: number;
+    cacheDir?: string;
+    quantAccuracyLevel?: 0 | 4;
+    quantBlockSize?: QuantBlockSize;
+    variants?: 'all' | 'plain';
+    profilePrefix?: string;
+  } = {},
 ): Promise<TestModel> {
   const checkpoint = loadCheckpoint(dir);
   const compiled = compileModel(checkpoint, {
     cacheDir: options.cacheDir ?? TEST_CACHE_DIR,
     weightDtype,
     ...(options.quantAccuracyLevel !== undefined ? { quantAccuracyLevel: options.quantAccuracyLevel } : {}),
+    ...(options.variants !== undefined ? { variants: options.variants } : {}),
+    ...(options.quantBlockSize !== undefined ? { quantBlockSize: options.quantBlockSize } : {}),
   });
   const spec = checkpoint.spec;
-  const session = await DecoderSession.create(attention ? compiled.attentionDecoderPath : compiled.decoderPath, spec, {
+  const session = await DecoderSession.create(compiled.decoderPath, spec, {
     threads: options.threads ?? 1,
+    variant: attention ? 'stats' : 'plain',
+    ...(options.profilePrefix !== undefined ? { profilePrefix: options.profilePrefix } : {}),
   });
   let parameters = 0;
   for (const name of checkpoint.weights.names()) parameters += checkpoint.weights.info(name).shape.reduce((a: number, b: number) => a * b, 1);

@@ -38,6 +38,8 @@ export const DEAD = -1;
  * row): past it the request fails rather than the worker's memory.
  */
 const MAX_STATES = 50_000;
+/** A cap on the (position, stack) pairs one byte's transition may visit. */
+const MAX_FRONTIER = 200_000;
 /** Masks cached per automaton (vocab/8 bytes each: 6 KiB at a 49k vocabulary); past it, masks are computed per step. */
 const MAX_CACHED_MASKS = 4096;
 
@@ -107,7 +109,8 @@ export class GrammarAutomaton {
     this.ruleStarts = starts.map((s) => Int32Array.from(s));
     this.minRem = this.computeMinRemaining(grammar);
     const out = new Set<number>();
-    for (const s of this.ruleStarts[0] ?? []) this.frontier(s, 0, out);
+    const seen = new Set<number>();
+    for (const s of this.ruleStarts[0] ?? []) this.frontier(s, 0, out, seen);
     this.initial = this.intern(out);
     if (this.initial === DEAD) throw new RangeError('the grammar accepts nothing');
   }
@@ -213,31 +216,40 @@ export class GrammarAutomaton {
     const stacks = this.stateStacks[state];
     if (stacks === undefined) return DEAD;
     const out = new Set<number>();
+    const seen = new Set<number>();
     for (let i = 0; i < stacks.length; i++) {
       const s = stacks[i] ?? 0;
       if (s === 0) continue;
       const pos = this.stackPos[s] ?? 0;
-      if (this.sets[this.arg[pos] ?? 0]?.[byte] === 1) this.frontier(pos + 1, this.stackParent[s] ?? 0, out);
+      if (this.sets[this.arg[pos] ?? 0]?.[byte] === 1) this.frontier(pos + 1, this.stackParent[s] ?? 0, out, seen);
     }
     return this.intern(out);
   }
 
-  /** Adds the stacks reachable from (pos over parent) without consuming a byte whose top is a byte set (or the empty stack). */
-  private frontier(pos: number, parent: number, out: Set<number>): void {
+  /**
+   * Adds the stacks reachable from (pos over parent) without consuming a byte whose top is a byte set (or the empty stack).
+   * What it adds depends only on (pos, parent), so `seen` cuts every second visit: nested nullable loops reach the same
+   * pair along exponentially many paths. `seen` also bounds one byte's work, so a pathological grammar fails the request.
+   */
+  private frontier(pos: number, parent: number, out: Set<number>, seen: Set<number>): void {
+    const key = pos * 4294967296 + parent;
+    if (seen.has(key)) return;
+    if (seen.size >= MAX_FRONTIER) throw new RangeError(`the grammar needs more than ${MAX_FRONTIER} parser moves for one byte`);
+    seen.add(key);
     switch (this.kind[pos]) {
       case SET:
         out.add(this.stack(pos, parent));
         return;
       case END:
         if (parent === 0) out.add(0);
-        else this.frontier(this.stackPos[parent] ?? 0, this.stackParent[parent] ?? 0, out);
+        else this.frontier(this.stackPos[parent] ?? 0, this.stackParent[parent] ?? 0, out, seen);
         return;
       default: {
         const ret = pos + 1;
         // Tail call: a reference that ends its alternative needs no return frame.
         const next = this.kind[ret] === END ? parent : this.stack(ret, parent);
         const starts = this.ruleStarts[this.arg[pos] ?? 0];
-        if (starts !== undefined) for (let i = 0; i < starts.length; i++) this.frontier(starts[i] ?? 0, next, out);
+        if (starts !== undefined) for (let i = 0; i < starts.length; i++) this.frontier(starts[i] ?? 0, next, out, seen);
       }
     }
   }

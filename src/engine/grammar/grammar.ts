@@ -51,6 +51,18 @@ export class GrammarBuilder {
     return id;
   }
 
+  /** Copies another grammar's rules in; returns the id of its start rule. */
+  embed(grammar: Grammar): number {
+    const ids = grammar.rules.map(() => this.reserve());
+    grammar.rules.forEach((rule, r) => {
+      this.define(
+        ids[r] ?? 0,
+        rule.map((alt) => alt.map((el) => ('ref' in el ? { ref: ids[el.ref] ?? 0 } : el))),
+      );
+    });
+    return ids[0] ?? 0;
+  }
+
   build(root: number): Grammar {
     if (root !== 0) {
       // Rule 0 is the start symbol: put a forwarding rule there.

@@ -27,7 +27,11 @@ export class GrammarMatcher {
     private readonly stopIds: ReadonlySet<number>,
   ) {
     this.state = automaton.initial;
+    this.stopWords = new Set([...stopIds].map((id) => id >>> 5));
   }
+
+  /** Mask words (id >>> 5) that hold a stop token. */
+  private readonly stopWords: ReadonlySet<number>;
 
   /** The document is complete and nothing may follow it: the generation ends here. */
   get finished(): boolean {
@@ -53,11 +57,17 @@ export class GrammarMatcher {
     }
     const V = work.length;
     const words = mask.length;
+    const stopWords = this.stopWords;
     for (let w = 0; w < words; w++) {
       const bits = mask[w] ?? 0;
       if (bits === -1 || bits === 0xffffffff) continue;
       const base = w << 5;
       const end = Math.min(32, V - base);
+      // A word with nothing allowed (most words, in a narrow state) is one fill, unless it holds a stop token to keep.
+      if (bits === 0 && !(accepting && stopWords.has(w))) {
+        work.fill(-Infinity, base, base + end);
+        continue;
+      }
       for (let j = 0; j < end; j++) {
         if ((bits & (1 << j)) === 0) {
           const id = base + j;

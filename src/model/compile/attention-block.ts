@@ -9,6 +9,13 @@
  * inside the graph: scores against the past and against the new tokens are
  * computed separately and only the (small) score rows are concatenated.
  *
+ * One graph can hold every variant (variantSwitch): the weight-bearing nodes
+ * (q/k/v and o projections, RoPE) are shared and only the weightless attention
+ * core differs, so each layer's core sits in an If: the plain core in one
+ * branch, and in the other a second If choosing the Quest core or the
+ * statistics core. A plain step runs one If per layer and nothing of the
+ * others; the weights are loaded (and prepacked) once for all variants.
+ *
  * Weight keys (stored by storeAttentionWeights): l{L}.qkv (fused q/k/v rows),
  * l{L}.qkv_bias, l{L}.q_norm, l{L}.k_norm, l{L}.o, l{L}.o_bias.
  */
@@ -22,8 +29,8 @@ export interface AttentionContext {
   readonly g: GraphBuilder;
   readonly spec: ModelSpec;
   readonly weights: GraphWeights;
-  /** RoPE applied on layer l (identity on NoPE layers); built once per distinct RoPE. */
-  ropeFor(layer: number): (x: string) => string;
+  /** RoPE applied on layer l to [B, T, heads * D] (identity on NoPE layers); built once per distinct RoPE. */
+  ropeFor(layer: number): (x: string, heads: number) => string;
   /**
    * [B, 1, 1, T, T] bias blocking new keys older than `window` for each new query
    * (by position_ids), for layers whose window differs from new_bias's; built once per window.
@@ -36,10 +43,18 @@ export interface AttentionContext {
   readonly rowStart: string | null;
   /** Quest variant: the page size input. */
   readonly pageSize: string | null;
+  /**
+   * Every variant in one graph: bool [1] values choosing the core per step
+   * (`special`: stats or quest; `quest`: quest rather than stats). Null: the
+   * graph is the one variant that rowStart / pageSize say.
+   */
+  readonly variantSwitch: { readonly special: string; readonly quest: string } | null;
   readonly shapes: {
     readonly btKvGD: string;
     readonly btKvD: string;
     readonly btHD: string;
+    /** [B, T, heads * D] for the given head count. */
+    btFlat(heads: number): string;
     readonly scores5: string;
     readonly ctx5: string;
   };
@@ -57,6 +72,8 @@ export interface AttentionLayerIo {
   /** Stats variant outputs. */
   readonly attnSum?: string;
   readonly attnRows?: string;
+  /** The graph switches variants per step: the stats outputs hold placeholders on other steps. */
+  readonly statsOnDemand?: boolean;
   /** Quest variant inputs. */
   readonly quest?: { readonly pageMin: string; readonly pageMax: string; readonly pageBias: string; readonly k: string; readonly pages: string };
 }
@@ -65,7 +82,13 @@ export function attentionContext(
   g: GraphBuilder,
   spec: ModelSpec,
   weights: GraphWeights,
-  inputs: { readonly positionIds: string; readonly newBias: string; readonly attnWindow: string | null; readonly pageSize: string | null },
+  inputs: {
+    readonly positionIds: string;
+    readonly newBias: string;
+    readonly attnWindow: string | null;
+    readonly pageSize: string | null;
+    readonly variantSwitch?: { readonly special: string; readonly quest: string };
+  },
 ): AttentionContext {
   const H = spec.numHeads;
   const KV = spec.numKvHeads;
@@ -73,14 +96,15 @@ export function attentionContext(
   const G = H / KV;
   const bt = g.op('Shape', [inputs.positionIds]);
   const tOnly = g.op('Slice', [bt, g.int64s([1]), g.int64s([2])]);
-  const ropes = new Map<'model' | 'sliding', (x: string) => string>();
+  const ropes = new Map<'model' | 'sliding', (x: string, heads: number) => string>();
   const identity = (x: string): string => x;
   const windows = new Map<number, string>();
+  const flats = new Map<number, string>();
   return {
     g,
     spec,
     weights,
-    ropeFor(layer: number): (x: string) => string {
+    ropeFor(layer: number): (x: string, heads: number) => string {
       const params = layerRope(spec, layer);
       if (params === null) return identity;
       const key = params === spec.slidingRope ? 'sliding' : 'model';
@@ -108,10 +132,19 @@ export function attentionContext(
     newBias5: g.op('Unsqueeze', [inputs.newBias, g.int64s([1])]), // [B, 1, 1, T, T]
     rowStart: inputs.attnWindow === null ? null : g.op('Neg', [inputs.attnWindow]),
     pageSize: inputs.pageSize,
+    variantSwitch: inputs.variantSwitch ?? null,
     shapes: {
       btKvGD: g.op('Concat', [bt, g.int64s([KV, G, D])], { axis: attr.int(0) }),
       btKvD: g.op('Concat', [bt, g.int64s([KV, D])], { axis: attr.int(0) }),
       btHD: g.op('Concat', [bt, g.int64s([H, D])], { axis: attr.int(0) }),
+      btFlat: (heads: number): string => {
+        let shape = flats.get(heads);
+        if (shape === undefined) {
+          shape = g.op('Concat', [bt, g.int64s([heads * D])], { axis: attr.int(0) });
+          flats.set(heads, shape);
+        }
+        return shape;
+      },
       scores5: g.op('Concat', [g.int64s([0, 0, G]), tOnly, g.int64s([-1])], { axis: attr.int(0) }),
       ctx5: g.op('Concat', [g.int64s([0, KV, G]), tOnly, g.int64s([D])], { axis: attr.int(0) }),
     },
@@ -132,13 +165,6 @@ export function attentionBlock(ctx: AttentionContext, layer: number, h: string, 
   const headNorm = (x: string, key: string): string =>
     g.op('SimplifiedLayerNormalization', [x, w(key)], { axis: attr.int(-1), epsilon: attr.float(spec.rmsNormEps) });
   const rope = ctx.ropeFor(l);
-  const cap = spec.attnLogitSoftcap;
-  const scoresT = (q: string, k: string): string => {
-    const scores = g.op('FusedMatMul', [q, k], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(spec.attentionScale) }, 'com.microsoft');
-    return cap === null ? scores : g.op('Mul', [g.op('Tanh', [g.op('Mul', [scores, g.scalarF32(1 / cap)])]), g.scalarF32(cap)]);
-  };
-  // The engine's masks carry a window shared by every layer; a layer's own window is applied here to the new tokens.
-  const ownWindow = spec.slidingWindow === null ? (spec.layerWindows[l] ?? null) : null;
 
   let qkv = linear(h, `l${l}.qkv`);
   if (spec.attentionBias) qkv = g.op('Add', [qkv, w(`l${l}.qkv_bias`)]);
@@ -151,54 +177,175 @@ export function attentionBlock(ctx: AttentionContext, layer: number, h: string, 
     },
   );
   if (!q || !k || !v) throw new Error('unreachable');
-  let q4 = g.op('Reshape', [q, shapes.btHD]);
-  let k4 = g.op('Reshape', [k, shapes.btKvD]);
-  if (spec.qkNorm) {
-    q4 = headNorm(q4, `l${l}.q_norm`);
-    k4 = headNorm(k4, `l${l}.k_norm`);
-  }
-  const qRot = rope(q4);
-  const kNew = io.presentKey;
-  const vNew = io.presentValue;
-  g.node('Transpose', [rope(k4)], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [kNew] }); // [B, KV, T, D]
-  g.node('Transpose', [g.op('Reshape', [v, shapes.btKvD])], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [vNew] });
-  const pastK = g.input(io.pastKey, 'float32', ['B', KV, io.dims.past, D]);
-  const pastV = g.input(io.pastValue, 'float32', ['B', KV, io.dims.past, D]);
-  const pastBias = g.input(io.pastBias, 'float32', ['B', io.dims.biasHeads, io.dims.biasRows, io.dims.past]);
+  // RoPE works on [B, T, heads * D]; the per-head norms on [B, T, heads, D].
+  const q3 = spec.qkNorm
+    ? g.op('Reshape', [headNorm(g.op('Reshape', [q, shapes.btHD]), `l${l}.q_norm`), shapes.btFlat(H)])
+    : g.op('Reshape', [q, shapes.btFlat(H)]);
+  const k3 = spec.qkNorm
+    ? g.op('Reshape', [headNorm(g.op('Reshape', [k, shapes.btKvD]), `l${l}.k_norm`), shapes.btFlat(KV)])
+    : g.op('Reshape', [k, shapes.btFlat(KV)]);
+  const qRot = rope(q3, H);
+  g.node('Transpose', [g.op('Reshape', [rope(k3, KV), shapes.btKvD])], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [io.presentKey] }); // [B, KV, T, D]
+  g.node('Transpose', [g.op('Reshape', [v, shapes.btKvD])], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [io.presentValue] });
   // Query heads grouped under their KV head: [B, KV, G*T, D] so one MatMul serves a whole group.
   const qGrouped = g.op('Reshape', [
     g.op('Transpose', [g.op('Reshape', [qRot, shapes.btKvGD])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
     g.int64s([0, 0, -1, D]),
   ]);
-  let pk = pastK;
-  let pv = pastV;
-  let pb = pastBias;
-  if (ctx.pageSize !== null) {
-    if (io.quest === undefined) throw new Error('internal: the Quest variant needs the quest inputs');
-    ({ pk, pv, pb } = questGather(g, l, qGrouped, pastK, pastV, pastBias, ctx.pageSize, io.quest, { KV, D }));
+  const past: CoreInputs = {
+    qGrouped,
+    kNew: io.presentKey,
+    vNew: io.presentValue,
+    pastK: g.input(io.pastKey, 'float32', ['B', KV, io.dims.past, D]),
+    pastV: g.input(io.pastValue, 'float32', ['B', KV, io.dims.past, D]),
+    pastBias: g.input(io.pastBias, 'float32', ['B', io.dims.biasHeads, io.dims.biasRows, io.dims.past]),
+    quest: io.quest === undefined ? null : questInputs(g, io.quest, { KV, D }, ctx.variantSwitch !== null),
+  };
+  // The engine's masks carry a window shared by every layer; a layer's own window is applied here to the new tokens.
+  const ownWindow = spec.slidingWindow === null ? (spec.layerWindows[l] ?? null) : null;
+  const windowBias = ownWindow === null ? null : ctx.windowBias(ownWindow);
+
+  let ctxV: string;
+  if (ctx.variantSwitch === null) {
+    const stats = ctx.rowStart === null ? null : { attnSum: io.attnSum, attnRows: io.attnRows };
+    if (stats !== null && (stats.attnSum === undefined || stats.attnRows === undefined))
+      throw new Error('internal: the stats variant needs attn_sum and attn_rows names');
+    ctxV = attentionCore(
+      g,
+      ctx,
+      l,
+      past,
+      windowBias,
+      { stats: stats !== null, quest: ctx.pageSize !== null },
+      stats === null ? undefined : { attnSum: io.attnSum ?? '', attnRows: io.attnRows ?? '' },
+    ).ctxV;
+  } else {
+    if (io.attnSum === undefined || io.attnRows === undefined) throw new Error('internal: the variant switch needs attn_sum and attn_rows names');
+    const branch = (b: GraphBuilder, mode: CoreMode): GraphBuilder => {
+      const r = attentionCore(b, ctx, l, past, windowBias, mode);
+      // A branch without statistics returns placeholders of the right rank (never fetched).
+      const sum = r.attnSum ?? b.op('Identity', [b.constant('float32', [1, 1, 1], new Float32Array(1))]);
+      const rows = r.attnRows ?? b.op('Identity', [b.constant('float32', [1, 1, 1, 1, 1], new Float32Array(1))]);
+      branchOutput(b, r.ctxV, 4);
+      branchOutput(b, sum, 3);
+      branchOutput(b, rows, 5);
+      return b;
+    };
+    const special = g.subgraph(`special_${l}`);
+    const inner = special.node(
+      'If',
+      [ctx.variantSwitch.quest],
+      {
+        then_branch: attr.graph(branch(special.subgraph(`quest_${l}`), { stats: false, quest: true })),
+        else_branch: attr.graph(branch(special.subgraph(`stats_${l}`), { stats: true, quest: false })),
+      },
+      { outputs: [`sctx_${l}`, `ssum_${l}`, `srows_${l}`] },
+    );
+    inner.forEach((name, i) => branchOutput(special, name, [4, 3, 5][i] ?? 4));
+    const [attended] = g.node(
+      'If',
+      [ctx.variantSwitch.special],
+      {
+        then_branch: attr.graph(special),
+        else_branch: attr.graph(branch(g.subgraph(`plain_${l}`), { stats: false, quest: false })),
+      },
+      { outputs: [`ctx_${l}`, io.attnSum, io.attnRows] },
+    );
+    if (attended === undefined) throw new Error('unreachable');
+    ctxV = attended;
   }
-  const sPastFlat = scoresT(qGrouped, pk); // [B, KV, G*T, C]
-  const sPast = g.op('Add', [g.op('Reshape', [sPastFlat, shapes.scores5]), g.op('Unsqueeze', [pb, g.int64s([2])])]);
-  const sNewFlat = scoresT(qGrouped, kNew); // [B, KV, G*T, T]
-  let sNew = g.op('Add', [g.op('Reshape', [sNewFlat, shapes.scores5]), ctx.newBias5]);
-  if (ownWindow !== null) sNew = g.op('Add', [sNew, ctx.windowBias(ownWindow)]);
-  const probs = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: attr.int(-1) })], { axis: attr.int(-1) }); // [B, KV, G, T, C+T]
-  if (ctx.rowStart !== null) {
-    if (io.attnSum === undefined || io.attnRows === undefined) throw new Error('internal: the stats variant needs attn_sum and attn_rows names');
-    g.node('ReduceSum', [probs, g.int64s([2, 3])], { keepdims: attr.int(0) }, { outputs: [io.attnSum] });
-    g.node('Slice', [probs, ctx.rowStart, g.int64s([2 ** 31 - 1]), g.int64s([3])], {}, { outputs: [io.attnRows] });
-  }
-  const splitSizes = g.op('Concat', [g.op('Shape', [pk], { start: attr.int(2), end: attr.int(3) }), ctx.tOnly], { axis: attr.int(0) });
-  const [pPast, pNew] = g.node('Split', [probs, splitSizes], { axis: attr.int(-1) }, { outputs: [`pp_${l}`, `pn_${l}`] });
-  if (!pPast || !pNew) throw new Error('unreachable');
-  const ctxV = g.op('Add', [
-    g.op('MatMul', [g.op('Reshape', [pPast, g.op('Shape', [sPastFlat])]), pv]),
-    g.op('MatMul', [g.op('Reshape', [pNew, g.op('Shape', [sNewFlat])]), vNew]),
-  ]); // [B, KV, G*T, D]
   const merged = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [ctxV, shapes.ctx5])], { perm: attr.ints([0, 3, 1, 2, 4]) }), g.int64s([-1, H * D])]);
   let o = linear(merged, `l${l}.o`);
   if (spec.outputBias) o = g.op('Add', [o, w(`l${l}.o_bias`)]);
   return o;
+}
+
+interface CoreMode {
+  readonly stats: boolean;
+  readonly quest: boolean;
+}
+
+interface QuestValues {
+  readonly pageMin: string;
+  readonly pageMax: string;
+  readonly pageBias: string;
+  readonly k: string;
+}
+
+/** The attention core's inputs, all values of the layer's enclosing graph. */
+interface CoreInputs {
+  readonly qGrouped: string;
+  /** The new tokens' keys and values, [B, KV, T, D] (the present outputs). */
+  readonly kNew: string;
+  readonly vNew: string;
+  readonly pastK: string;
+  readonly pastV: string;
+  readonly pastBias: string;
+  readonly quest: QuestValues | null;
+}
+
+/** A subgraph output of float32 and the given rank (dims symbolic: the branches differ in shape). */
+function branchOutput(b: GraphBuilder, name: string, rank: number): void {
+  b.output(
+    name,
+    'float32',
+    Array.from({ length: rank }, (_, i) => `${name}_d${i}`),
+  );
+}
+
+/**
+ * Scores, softmax and the weighted sum of values, in builder `b` (the layer's
+ * graph or an If branch): [B, KV, G*T, D]. With stats, writes attn_sum and
+ * attn_rows (named `statsNames`, or fresh names); with quest, attends only the
+ * selected pages.
+ */
+function attentionCore(
+  b: GraphBuilder,
+  ctx: AttentionContext,
+  l: number,
+  past: CoreInputs,
+  windowBias: string | null,
+  mode: CoreMode,
+  statsNames?: { readonly attnSum: string; readonly attnRows: string },
+): { ctxV: string; attnSum: string | null; attnRows: string | null } {
+  const { spec, shapes } = ctx;
+  const KV = spec.numKvHeads;
+  const D = spec.headDim;
+  const cap = spec.attnLogitSoftcap;
+  const scoresT = (q: string, k: string): string => {
+    const scores = b.op('FusedMatMul', [q, k], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(spec.attentionScale) }, 'com.microsoft');
+    return cap === null ? scores : b.op('Mul', [b.op('Tanh', [b.op('Mul', [scores, b.scalarF32(1 / cap)])]), b.scalarF32(cap)]);
+  };
+  const { qGrouped } = past;
+  let pk = past.pastK;
+  let pv = past.pastV;
+  let pb = past.pastBias;
+  if (mode.quest) {
+    if (past.quest === null || ctx.pageSize === null) throw new Error('internal: the Quest variant needs the quest inputs');
+    ({ pk, pv, pb } = questGather(b, l, qGrouped, past, ctx.pageSize, past.quest, { KV, D }));
+  }
+  const sPastFlat = scoresT(qGrouped, pk); // [B, KV, G*T, C]
+  const sPast = b.op('Add', [b.op('Reshape', [sPastFlat, shapes.scores5]), b.op('Unsqueeze', [pb, b.int64s([2])])]);
+  const sNewFlat = scoresT(qGrouped, past.kNew); // [B, KV, G*T, T]
+  let sNew = b.op('Add', [b.op('Reshape', [sNewFlat, shapes.scores5]), ctx.newBias5]);
+  if (windowBias !== null) sNew = b.op('Add', [sNew, windowBias]);
+  const probs = b.op('Softmax', [b.op('Concat', [sPast, sNew], { axis: attr.int(-1) })], { axis: attr.int(-1) }); // [B, KV, G, T, C+T]
+  let attnSum: string | null = null;
+  let attnRows: string | null = null;
+  if (mode.stats) {
+    if (ctx.rowStart === null) throw new Error('internal: the stats variant needs attn_window');
+    attnSum = b.node('ReduceSum', [probs, b.int64s([2, 3])], { keepdims: attr.int(0) }, statsNames ? { outputs: [statsNames.attnSum] } : {})[0] ?? null;
+    attnRows =
+      b.node('Slice', [probs, ctx.rowStart, b.int64s([2 ** 31 - 1]), b.int64s([3])], {}, statsNames ? { outputs: [statsNames.attnRows] } : {})[0] ?? null;
+  }
+  const splitSizes = b.op('Concat', [b.op('Shape', [pk], { start: attr.int(2), end: attr.int(3) }), ctx.tOnly], { axis: attr.int(0) });
+  const [pPast, pNew] = b.node('Split', [probs, splitSizes], { axis: attr.int(-1) }, { outputs: [`pp_${l}_${b.name}`, `pn_${l}_${b.name}`] });
+  if (!pPast || !pNew) throw new Error('unreachable');
+  const ctxV = b.op('Add', [
+    b.op('MatMul', [b.op('Reshape', [pPast, b.op('Shape', [sPastFlat])]), pv]),
+    b.op('MatMul', [b.op('Reshape', [pNew, b.op('Shape', [sNewFlat])]), past.vNew]),
+  ]); // [B, KV, G*T, D]
+  return { ctxV, attnSum, attnRows };
 }
 
 /** The attention block's stats-variant outputs of one layer. */
@@ -208,8 +355,14 @@ export function declareAttentionOutputs(g: GraphBuilder, spec: ModelSpec, io: At
   g.output(io.presentKey, 'float32', ['B', KV, 'T', D]);
   g.output(io.presentValue, 'float32', ['B', KV, 'T', D]);
   if (io.attnSum !== undefined && io.attnRows !== undefined) {
-    g.output(io.attnSum, 'float32', ['B', KV, statsDim]);
-    g.output(io.attnRows, 'float32', ['B', KV, spec.numHeads / KV, 'W', statsDim]);
+    // Symbolic where a variant switch gives other steps placeholders of another shape.
+    const anyShape = io.statsOnDemand === true;
+    g.output(io.attnSum, 'float32', anyShape ? [`${statsDim}_b`, `${statsDim}_h`, statsDim] : ['B', KV, statsDim]);
+    g.output(
+      io.attnRows,
+      'float32',
+      anyShape ? [`${statsDim}_b`, `${statsDim}_h`, `${statsDim}_g`, 'W', statsDim] : ['B', KV, spec.numHeads / KV, 'W', statsDim],
+    );
   }
 }
 
@@ -241,6 +394,21 @@ export function storeAttentionWeights(spec: ModelSpec, weights: WeightSource, la
 }
 
 /**
+ * One layer's Quest inputs. In a graph holding every variant, steps of other
+ * variants feed placeholders (one page, batch 1), so the batch dimension has its own name.
+ */
+function questInputs(g: GraphBuilder, names: NonNullable<AttentionLayerIo['quest']>, dims: { KV: number; D: number }, switched: boolean): QuestValues {
+  const { KV, D } = dims;
+  const batch = switched ? 'QB' : 'B';
+  return {
+    pageMin: g.input(names.pageMin, 'float32', [batch, KV, names.pages, D]),
+    pageMax: g.input(names.pageMax, 'float32', [batch, KV, names.pages, D]),
+    pageBias: g.input(names.pageBias, 'float32', [batch, KV, names.pages]),
+    k: g.input(names.k, 'int64', [1]),
+  };
+}
+
+/**
  * Quest's selection for one layer (decode, T = 1): page bounds come in from the
  * KV store ([B, KV, NP, D] per-channel min and max of the page's keys); a KV
  * head scores a page by the largest bound over its group's query heads, plus
@@ -251,18 +419,14 @@ function questGather(
   g: GraphBuilder,
   l: number,
   qGrouped: string,
-  pastK: string,
-  pastV: string,
-  pastBias: string,
+  past: CoreInputs,
   pageSize: string,
-  names: NonNullable<AttentionLayerIo['quest']>,
+  quest: QuestValues,
   dims: { KV: number; D: number },
 ): { pk: string; pv: string; pb: string } {
   const { KV, D } = dims;
-  const pageMin = g.input(names.pageMin, 'float32', ['B', KV, names.pages, D]);
-  const pageMax = g.input(names.pageMax, 'float32', ['B', KV, names.pages, D]);
-  const pageBias = g.input(names.pageBias, 'float32', ['B', KV, names.pages]);
-  const k = g.input(names.k, 'int64', [1]);
+  const { pastK, pastV, pastBias } = past;
+  const { pageMin, pageMax, pageBias, k } = quest;
   // sum_c max(q_c min_c, q_c max_c) = relu(q) . max + min(q, 0) . min: two matrix products over
   // the page bounds ([B, KV, G*T, D] x [B, KV, NP, D]^T, T = 1), nothing of size pages x channels built.
   const qPos = g.op('Relu', [qGrouped]);

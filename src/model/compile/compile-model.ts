@@ -1,7 +1,7 @@
 /**
  * Turns a checkpoint into ONNX graphs on disk, cached by a hash of the weights,
  * the config and the compile options. A cache entry is a directory holding one
- * shared weights.bin and the graph variants; its manifest records each file's
+ * shared weights.bin and the decoder graph (every variant in one graph); its manifest records each file's
  * length and checksum, checked on every load (cache-entry.ts: built in a
  * temporary directory and renamed into place; a broken entry is rebuilt).
  */
@@ -15,7 +15,7 @@ import { compileMoeModel } from './moe-compile.js';
 import { digestFiles, discardEntry, publishEntry, readEntry, temporaryEntryDir, type FileDigests } from './cache-entry.js';
 
 /** Bump when the graph layout changes so stale cache entries are not reused. */
-export const COMPILER_VERSION = 10;
+export const COMPILER_VERSION = 14;
 
 export interface CompileSource {
   readonly spec: ModelSpec;
@@ -32,6 +32,14 @@ export interface CompileOptions {
    * activations (slower, only the weight error remains).
    */
   readonly quantAccuracyLevel?: 0 | 4;
+  /** MatMulNBits block size along K for int8/int4 weights (default 32; quant-bench measures the others). */
+  readonly quantBlockSize?: QuantBlockSize;
+  /**
+   * 'all' (default): the decoder graph serves every variant, switched per step.
+   * 'plain': the plain variant alone, as graphs were before variants shared one
+   * session (benchmarks compare the two in one run).
+   */
+  readonly variants?: 'all' | 'plain';
   readonly onProgress?: (message: string) => void;
 }
 
@@ -39,12 +47,12 @@ export interface CompiledModel {
   readonly dir: string;
   readonly spec: ModelSpec;
   readonly weightDtype: WeightDtype;
-  /** Logits and new KV only. For an MoE model (spec.moe set): its moe-manifest.json (see moe-compile.ts). */
+  /**
+   * The decoder graph with every variant (plain, attention statistics, Quest
+   * selection) switched per step on its `variant` input: one session, one copy
+   * of the weights. For an MoE model (spec.moe set): its moe-manifest.json (see moe-compile.ts).
+   */
   readonly decoderPath: string;
-  /** Same graph plus per-layer attention statistics, for policies that score by attention. */
-  readonly attentionDecoderPath: string;
-  /** Same graph with Quest page selection in every layer (decode steps). */
-  readonly questDecoderPath?: string;
   readonly weightBytes: number;
 }
 
@@ -69,12 +77,29 @@ function acceptManifest(m: unknown, key: string): { manifest: Manifest; files: F
   return { manifest: r as Manifest, files: r.files as FileDigests };
 }
 
-const QUANT_BLOCK_SIZE = 32;
+export type QuantBlockSize = 16 | 32 | 64 | 128;
+const DEFAULT_QUANT_BLOCK_SIZE: QuantBlockSize = 32;
 const DEFAULT_QUANT_ACCURACY_LEVEL = 4;
 
-export function compileKey(source: CompileSource, weightDtype: WeightDtype, quantAccuracyLevel: number): string {
+export function compileKey(
+  source: CompileSource,
+  weightDtype: WeightDtype,
+  quantAccuracyLevel: number,
+  variants: 'all' | 'plain' = 'all',
+  quantBlockSize: QuantBlockSize = DEFAULT_QUANT_BLOCK_SIZE,
+): string {
   return createHash('sha256')
-    .update(JSON.stringify({ v: COMPILER_VERSION, content: source.contentHash(), spec: source.spec, weightDtype, QUANT_BLOCK_SIZE, quantAccuracyLevel }))
+    .update(
+      JSON.stringify({
+        v: COMPILER_VERSION,
+        content: source.contentHash(),
+        spec: source.spec,
+        weightDtype,
+        QUANT_BLOCK_SIZE: quantBlockSize,
+        quantAccuracyLevel,
+        variants,
+      }),
+    )
     .digest('hex')
     .slice(0, 24);
 }
@@ -82,15 +107,15 @@ export function compileKey(source: CompileSource, weightDtype: WeightDtype, quan
 export function compileModel(source: CompileSource, options: CompileOptions): CompiledModel {
   if (source.spec.moe !== undefined) return compileMoeModel(source, options);
   const quantAccuracyLevel = options.quantAccuracyLevel ?? DEFAULT_QUANT_ACCURACY_LEVEL;
-  const key = compileKey(source, options.weightDtype, quantAccuracyLevel);
+  const variants = options.variants ?? 'all';
+  const quantBlockSize = options.quantBlockSize ?? DEFAULT_QUANT_BLOCK_SIZE;
+  const key = compileKey(source, options.weightDtype, quantAccuracyLevel, variants, quantBlockSize);
   const dir = join(options.cacheDir, key);
   const result = (weightBytes: number): CompiledModel => ({
     dir,
     spec: source.spec,
     weightDtype: options.weightDtype,
     decoderPath: join(dir, 'decoder.onnx'),
-    attentionDecoderPath: join(dir, 'decoder-attn.onnx'),
-    questDecoderPath: join(dir, 'decoder-quest.onnx'),
     weightBytes,
   });
   const found = readEntry(dir, MANIFEST, (m) => acceptManifest(m, key));
@@ -108,19 +133,17 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
     options.onProgress?.(`compiling ${source.spec.architecture} (${layers} layers, ${options.weightDtype}) into ${dir}`);
     let stored;
     try {
-      stored = storeDecoderWeights(source.spec, source.weights, file, { weightDtype: options.weightDtype, quantBlockSize: QUANT_BLOCK_SIZE }, (l) =>
+      stored = storeDecoderWeights(source.spec, source.weights, file, { weightDtype: options.weightDtype, quantBlockSize }, (l) =>
         options.onProgress?.(`  layer ${l + 1}/${layers} written`),
       );
     } finally {
       file.close();
     }
-    const common = { weightDtype: options.weightDtype, quantBlockSize: QUANT_BLOCK_SIZE, quantAccuracyLevel };
-    writeFileSync(join(tmp, 'decoder.onnx'), buildDecoderGraph(source.spec, stored, { ...common, emitAttention: false }));
-    writeFileSync(join(tmp, 'decoder-attn.onnx'), buildDecoderGraph(source.spec, stored, { ...common, emitAttention: true }));
-    writeFileSync(join(tmp, 'decoder-quest.onnx'), buildDecoderGraph(source.spec, stored, { ...common, emitAttention: false, questSelection: true }));
+    const common = { weightDtype: options.weightDtype, quantBlockSize, quantAccuracyLevel };
+    writeFileSync(join(tmp, 'decoder.onnx'), buildDecoderGraph(source.spec, stored, { ...common, variants }));
     let weightBytes = 0;
     for (const t of stored.tensors.values()) weightBytes += t.length;
-    const files = digestFiles(tmp, ['weights.bin', 'decoder.onnx', 'decoder-attn.onnx', 'decoder-quest.onnx']);
+    const files = digestFiles(tmp, ['weights.bin', 'decoder.onnx']);
     const manifest: Manifest = { compilerVersion: COMPILER_VERSION, key, weightDtype: options.weightDtype, weightBytes, files };
     writeFileSync(join(tmp, MANIFEST), JSON.stringify(manifest, null, 2));
     if (publishEntry(tmp, dir, (at) => readEntry(at, MANIFEST, (m) => acceptManifest(m, key))?.ok === true) === 'existing') {

@@ -17,6 +17,11 @@
  *   past_bias_l    float32 [B, 1|KV, 1|T, C_l]  additive mask over the past entries
  *                                          (unused capacity, padding, evictions, window, sparsity)
  *   attn_window    int64   [1]             (stats variant) query rows to report in attn_rows_l
+ *   variant        int64   [1]             (all-variant graph) 0 plain, 1 stats, 2 quest
+ *   page_size, page_min_l, page_max_l, page_bias_l, quest_k_l   (quest variant) see attention-block.ts
+ * An all-variant graph needs every input on every step (onnxruntime-node feeds
+ * only declared inputs, so defaults cannot be overridden): the runner feeds
+ * placeholders for the other variants' inputs, which their If branches never read.
  * outputs:
  *   logits         float32 [B, K, V]
  *   present_key_l  float32 [B, KV, T, D]   only the T new entries; the KV store appends them
@@ -32,16 +37,23 @@ import { concatRows, graphWeights, WeightWriter, type StoredLinear } from './gra
 
 export type WeightDtype = 'fp32' | 'int8' | 'int4';
 
+/**
+ * Which variants a graph serves: `all` switches per step on the `variant` input
+ * (0 plain, 1 stats, 2 quest), so one session holds one copy of the
+ * weights for all of them; the others build the one variant alone.
+ * - stats: attention statistics outputs for policies that score by attention;
+ * - quest: Quest page selection: per layer and KV head, the top-k pages by the
+ *   bound sum_c max(q_c min_c, q_c max_c) are gathered and only they are
+ *   attended (decode steps; the cache stays whole).
+ */
+export type DecoderVariants = 'all' | 'plain' | 'stats' | 'quest';
+
+/** The `variant` input's value per variant of an `all` graph. */
+export const VARIANT_CODE = { plain: 0, stats: 1, quest: 2 } as const;
+
 export interface DecoderGraphOptions {
   readonly weightDtype: WeightDtype;
-  /** Adds attention statistics outputs for policies that score by attention. */
-  readonly emitAttention: boolean;
-  /**
-   * Quest page selection inside the graph: per layer and KV head, the top-k pages
-   * by the bound sum_c max(q_c min_c, q_c max_c) are gathered and only they are
-   * attended (decode steps; the cache stays whole).
-   */
-  readonly questSelection?: boolean;
+  readonly variants: DecoderVariants;
   /** MatMulNBits block size along K. */
   readonly quantBlockSize: number;
   /** MatMulNBits accuracy_level: 0 keeps fp32 activations, 4 lets MLAS use int8 activations. */
@@ -54,6 +66,7 @@ export const GRAPH_IO = {
   newBias: 'new_bias',
   logitIndex: 'logit_index',
   attnWindow: 'attn_window',
+  variant: 'variant',
   logits: 'logits',
   pastKey: (l: number): string => `past_key_${l}`,
   pastValue: (l: number): string => `past_value_${l}`,
@@ -146,9 +159,20 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
   const positionIds = g.input(GRAPH_IO.positionIds, 'int64', ['B', 'T']);
   const newBias = g.input(GRAPH_IO.newBias, 'float32', ['B', 1, 'T', 'T']);
   const logitIndex = g.input(GRAPH_IO.logitIndex, 'int64', ['B', 'K']);
-  const attnWindow = options.emitAttention ? g.input(GRAPH_IO.attnWindow, 'int64', [1]) : null;
-  const pageSize = options.questSelection === true ? g.input(GRAPH_IO.pageSize, 'int64', [1]) : null;
-  const actx = attentionContext(g, spec, { w, linear }, { positionIds, newBias, attnWindow, pageSize });
+  const all = options.variants === 'all';
+  const stats = all || options.variants === 'stats';
+  const quest = all || options.variants === 'quest';
+  const attnWindow = stats ? g.input(GRAPH_IO.attnWindow, 'int64', [1]) : null;
+  const pageSize = quest ? g.input(GRAPH_IO.pageSize, 'int64', [1]) : null;
+  let variantSwitch: { special: string; quest: string } | undefined;
+  if (all) {
+    const variant = g.input(GRAPH_IO.variant, 'int64', [1]);
+    variantSwitch = {
+      special: g.op('Greater', [variant, g.int64s([VARIANT_CODE.plain])]),
+      quest: g.op('Equal', [variant, g.int64s([VARIANT_CODE.quest])]),
+    };
+  }
+  const actx = attentionContext(g, spec, { w, linear }, { positionIds, newBias, attnWindow, pageSize, ...(variantSwitch ? { variantSwitch } : {}) });
   const bt = actx.bt;
   const shape2dHidden = g.int64s([-1, hidden]);
   const layerIo = (l: number): AttentionLayerIo => ({
@@ -158,7 +182,7 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
     presentKey: GRAPH_IO.presentKey(l),
     presentValue: GRAPH_IO.presentValue(l),
     dims: { past: `C${l}`, biasHeads: `Hb${l}`, biasRows: `Tb${l}` },
-    ...(options.emitAttention ? { attnSum: GRAPH_IO.attnSum(l), attnRows: GRAPH_IO.attnRows(l) } : {}),
+    ...(stats ? { attnSum: GRAPH_IO.attnSum(l), attnRows: GRAPH_IO.attnRows(l), statsOnDemand: all } : {}),
     ...(pageSize !== null
       ? { quest: { pageMin: GRAPH_IO.pageMin(l), pageMax: GRAPH_IO.pageMax(l), pageBias: GRAPH_IO.pageBias(l), k: GRAPH_IO.questK(l), pages: `NP${l}` } }
       : {}),
@@ -166,12 +190,31 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
 
   let x = g.op('Reshape', [g.op('Gather', [w('embed'), inputIds], { axis: attr.int(0) }), shape2dHidden]);
   if (spec.embedScale !== 1) x = g.op('Mul', [x, g.scalarF32(spec.embedScale)]);
+  // The residual stream: `x` plus a branch output not yet added. The add is fused into the next
+  // RMSNorm (SkipSimplifiedLayerNormalization returns the norm and the sum), one node instead of two.
+  let pending: string | null = null;
+  const normResidual = (key: string, l: number, which: string): string => {
+    if (pending === null) return rmsNorm(x, key);
+    const [normed, , , sum] = g.node(
+      'SkipSimplifiedLayerNormalization',
+      [x, pending, w(key)],
+      { epsilon: attr.float(spec.rmsNormEps) },
+      {
+        domain: 'com.microsoft',
+        outputs: [`${which}_norm_${l}`, '', '', `${which}_sum_${l}`],
+      },
+    );
+    if (normed === undefined || sum === undefined) throw new Error('unreachable');
+    x = sum;
+    pending = null;
+    return normed;
+  };
   for (let l = 0; l < spec.numLayers; l++) {
-    let o = attentionBlock(actx, l, rmsNorm(x, `l${l}.in_norm`), layerIo(l));
+    let o = attentionBlock(actx, l, normResidual(`l${l}.in_norm`, l, 'in'), layerIo(l));
     if (spec.sandwichNorms) o = rmsNorm(o, `l${l}.attn_out_norm`);
-    x = g.op('Add', [x, o]);
+    pending = o;
 
-    const h2 = rmsNorm(x, `l${l}.post_norm`);
+    const h2 = normResidual(`l${l}.post_norm`, l, 'post');
     const gu = linear(h2, `l${l}.gate_up`);
     const [gate, up] = g.node(
       'Split',
@@ -185,8 +228,9 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
     const act = g.op('Mul', [gatedActivation(g, spec, gate), up]);
     let m = linear(act, `l${l}.down`);
     if (spec.sandwichNorms) m = rmsNorm(m, `l${l}.mlp_out_norm`);
-    x = g.op('Add', [x, m]);
+    pending = m;
   }
+  if (pending !== null) x = g.op('Add', [x, pending]);
 
   // Only the requested positions go through the final norm and the vocabulary projection.
   const x3 = g.op('Reshape', [x, g.op('Concat', [bt, g.int64s([hidden])], { axis: attr.int(0) })]);

@@ -184,7 +184,6 @@ export function compileMoeModel(source: CompileSource, options: CompileOptions):
     spec,
     weightDtype: options.weightDtype,
     decoderPath: join(dir, MOE_MANIFEST),
-    attentionDecoderPath: join(dir, MOE_MANIFEST),
     weightBytes,
   });
   const found = readEntry(dir, MOE_MANIFEST, (m) => acceptMoeManifest(m, key));

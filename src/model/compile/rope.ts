@@ -51,19 +51,21 @@ export function ropeInverseFrequencies(
 }
 
 /**
- * The graph's RoPE for this call's positions: cos/sin computed in float32 from
- * position_ids exactly as transformers does, returned as a function applying the
- * rotate-half rotation to the first rotaryDim channels of a [B, T, heads, D]
- * tensor (the rest pass through). Longrope switches each sequence of the batch
- * to the long factors once its highest position in this pass reaches
- * original_max_position_embeddings (transformers' dynamic update with batch 1).
+ * The graph's RoPE for this call's positions: cos/sin computed once per pass in
+ * float32 from position_ids exactly as transformers does, one row per (sequence,
+ * token); returned as a function applying the rotate-half rotation to the first
+ * rotaryDim channels of every head of a [B, T, heads * D] tensor (the rest pass
+ * through) with onnxruntime's fused RotaryEmbedding, one node per use. Longrope
+ * switches each sequence of the batch to the long factors once its highest
+ * position in this pass reaches original_max_position_embeddings
+ * (transformers' dynamic update with batch 1).
  */
 export function ropeInGraph(
   g: GraphBuilder,
   spec: ModelSpec,
   positionIds: string,
   rope: RopeParameters = { theta: spec.ropeTheta, scaling: spec.ropeScaling },
-): (x: string) => string {
+): (x: string, heads: number) => string {
   const D = spec.headDim;
   const R = spec.rotaryDim;
   const scaling = rope.scaling;
@@ -82,15 +84,17 @@ export function ropeInGraph(
     cosT = g.op('Mul', [cosT, g.scalarF32(scaling.attentionFactor)]);
     sinT = g.op('Mul', [sinT, g.scalarF32(scaling.attentionFactor)]);
   }
-  const cos = g.op('Unsqueeze', [cosT, g.int64s([2])]);
-  const sin = g.op('Unsqueeze', [sinT, g.int64s([2])]);
-  return (x: string): string => {
-    const sizes = R === D ? [R / 2, R / 2] : [R / 2, R / 2, D - R];
-    const parts = g.node('Split', [x, g.int64s(sizes)], { axis: attr.int(-1) }, { outputs: sizes.map((_, i) => `${x}_h${i + 1}`) });
-    const [x1, x2, pass] = parts;
-    if (!x1 || !x2) throw new Error('unreachable');
-    const r1 = g.op('Sub', [g.op('Mul', [x1, cos]), g.op('Mul', [x2, sin])]);
-    const r2 = g.op('Add', [g.op('Mul', [x2, cos]), g.op('Mul', [x1, sin])]);
-    return g.op('Concat', pass === undefined ? [r1, r2] : [r1, r2, pass], { axis: attr.int(-1) });
-  };
+  // RotaryEmbedding looks rows up by position id: give it this pass's rows [B*T, R/2] and ids 0..B*T-1 as [B, T].
+  const rows = g.int64s([-1, R / 2]);
+  const cos = g.op('Reshape', [cosT, rows]);
+  const sin = g.op('Reshape', [sinT, rows]);
+  const scalar = (v: bigint): string => g.constant('int64', [], BigInt64Array.of(v), 'i64s');
+  const rowIds = g.op('Reshape', [g.op('Range', [scalar(0n), g.op('Size', [positionIds]), scalar(1n)]), g.op('Shape', [positionIds])]);
+  return (x: string, heads: number): string =>
+    g.op(
+      'RotaryEmbedding',
+      [x, rowIds, cos, sin],
+      { interleaved: attr.int(0), num_heads: attr.int(heads), rotary_embedding_dim: attr.int(R === D ? 0 : R) },
+      'com.microsoft',
+    );
 }

@@ -2,6 +2,8 @@
  * Builds an ONNX ModelProto in TypeScript. Large initializers go to an external
  * data file (ONNX external-data convention), so graphs over multi-GB weights stay
  * under protobuf's 2 GB limit and several graphs can share one weight file.
+ * Control flow (If) takes subgraphs built by `subgraph()`, which share the
+ * parent's name counter so every value name stays unique across scopes.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { ProtoWriter } from './protobuf-writer.js';
@@ -23,7 +25,8 @@ export type AttrValue =
   | { readonly kind: 'float'; readonly value: number }
   | { readonly kind: 'ints'; readonly value: readonly number[] }
   | { readonly kind: 'floats'; readonly value: readonly number[] }
-  | { readonly kind: 'string'; readonly value: string };
+  | { readonly kind: 'string'; readonly value: string }
+  | { readonly kind: 'graph'; readonly value: GraphBuilder };
 
 export const attr = {
   int: (value: number): AttrValue => ({ kind: 'int', value }),
@@ -31,6 +34,7 @@ export const attr = {
   ints: (value: readonly number[]): AttrValue => ({ kind: 'ints', value }),
   floats: (value: readonly number[]): AttrValue => ({ kind: 'floats', value }),
   string: (value: string): AttrValue => ({ kind: 'string', value }),
+  graph: (value: GraphBuilder): AttrValue => ({ kind: 'graph', value }),
 };
 
 export type Dim = number | string;
@@ -125,8 +129,17 @@ function attributeProto(name: string, value: AttrValue): ProtoWriter {
     case 'string':
       a.string(4, value.value).int(20, 3);
       break;
+    case 'graph':
+      a.message(6, value.value.graphProto()).int(20, 5);
+      break;
   }
   return a;
+}
+
+/** Shared by a graph and its subgraphs: one name counter, one set of operator domains. */
+interface BuilderScope {
+  counter: number;
+  readonly usedDomains: Set<string>;
 }
 
 export class GraphBuilder {
@@ -134,14 +147,23 @@ export class GraphBuilder {
   private readonly initializers: ProtoWriter[] = [];
   private readonly inputs: ProtoWriter[] = [];
   private readonly outputs: ProtoWriter[] = [];
-  private counter = 0;
-  private readonly usedDomains = new Set<string>();
+  private readonly scope: BuilderScope;
 
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: string,
+    scope?: BuilderScope,
+  ) {
+    this.scope = scope ?? { counter: 0, usedDomains: new Set<string>() };
+  }
+
+  /** A graph for a control-flow attribute (If's branches); it may read any value of its enclosing graphs. */
+  subgraph(hint: string): GraphBuilder {
+    return new GraphBuilder(this.fresh(hint), this.scope);
+  }
 
   private fresh(hint: string): string {
-    this.counter += 1;
-    return `${hint}_${this.counter}`;
+    this.scope.counter += 1;
+    return `${hint}_${this.scope.counter}`;
   }
 
   input(name: string, dtype: OnnxDType, dims: readonly Dim[]): string {
@@ -197,7 +219,7 @@ export class GraphBuilder {
     for (const [k, v] of Object.entries(attrs)) n.message(5, attributeProto(k, v));
     if (options.domain) {
       n.string(7, options.domain);
-      this.usedDomains.add(options.domain);
+      this.scope.usedDomains.add(options.domain);
     }
     this.nodes.push(n);
     return outs;
@@ -210,17 +232,23 @@ export class GraphBuilder {
     return out;
   }
 
-  toModelBytes(opset = 17): Uint8Array {
+  /** This graph as a GraphProto (the model's main graph or a control-flow branch). */
+  graphProto(): ProtoWriter {
     const graph = new ProtoWriter();
     for (const n of this.nodes) graph.message(1, n);
     graph.string(2, this.name);
     for (const t of this.initializers) graph.message(5, t);
     for (const i of this.inputs) graph.message(11, i);
     for (const o of this.outputs) graph.message(12, o);
+    return graph;
+  }
+
+  toModelBytes(opset = 17): Uint8Array {
+    const graph = this.graphProto();
     const model = new ProtoWriter();
     model.int(1, 8); // IR version 8 (onnx 1.13+), supported by onnxruntime >= 1.14
     model.message(8, new ProtoWriter().string(1, '').int(2, opset));
-    for (const d of this.usedDomains) model.message(8, new ProtoWriter().string(1, d).int(2, 1));
+    for (const d of this.scope.usedDomains) model.message(8, new ProtoWriter().string(1, d).int(2, 1));
     model.string(2, 'capserve');
     model.string(3, '0.1.0');
     model.message(7, graph);

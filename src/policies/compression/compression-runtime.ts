@@ -13,6 +13,7 @@ import type { CompressionMethod, CompressionResult, PromptSegment } from './type
 
 export class CompressionRuntime extends PlainRuntime {
   override readonly shrinksPrompt: boolean = true;
+  override readonly prefixCacheBypass: string | null = 'context compression rewrites the prompt before prefill';
   private result: CompressionResult | null = null;
   private compressMs = 0;
 

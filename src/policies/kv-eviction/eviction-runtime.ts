@@ -25,6 +25,8 @@ export class EvictionRuntime implements PolicyRuntime {
   readonly boundsCache: boolean = true;
   readonly shrinksPrompt: boolean = false;
   readonly batchablePrefill: boolean = false;
+  /** Eviction rewrites the cache and scores what prefill attended: nothing to share, nothing to reuse. */
+  readonly prefixCacheBypass: string | null = "KV eviction rewrites the cache and needs the prefill's attention statistics";
   readonly beforePrefill: PolicyRuntime['beforePrefill'] = null;
   private decodeSteps = 0;
   private massSum = 0;

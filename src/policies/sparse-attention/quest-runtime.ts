@@ -30,6 +30,8 @@ export class QuestRuntime implements PolicyRuntime {
   readonly boundsCache: boolean = false;
   readonly shrinksPrompt: boolean = false;
   readonly batchablePrefill: boolean = true;
+  /** Prefill is dense and the cache stays whole: the prefix KV is full attention's. */
+  readonly prefixCacheBypass: string | null = null;
   readonly beforePrefill: PolicyRuntime['beforePrefill'] = null;
   private readonly layers: LayerBounds[];
   private readonly KV: number;

@@ -30,6 +30,7 @@ export function allowed(queryPos: number, keyPos: number, params: SinkWindowPara
 /** The runtime: the plain graph, prefill restricted to sinks and the recent window (never batched with unrestricted prompts). */
 class SinkWindowRuntime extends PlainRuntime {
   override readonly batchablePrefill: boolean = false;
+  override readonly prefixCacheBypass: string | null = "sink-window prefill attends only sinks and a window, so its prefix KV is not full attention's";
   private readonly restrict: AttentionRestriction;
 
   constructor(private readonly params: SinkWindowParams) {

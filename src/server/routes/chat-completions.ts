@@ -26,7 +26,8 @@ import { SseStream } from '../sse.js';
 import { rejectUnsupported } from '../unsupported-params.js';
 import { compileValidator } from '../validate-request.js';
 import { constraintCap, responseFormatConstraint } from '../structured-output.js';
-import { parseToolCalls, ToolCallStream, toolsConstraint, toolsSetup, wireToolCalls } from '../tools.js';
+import { parseToolCalls, ToolCallStream, toolsSetup, wireToolCalls } from '../tools.js';
+import { requestConstraint } from '../guided-output.js';
 
 const validate = compileValidator(ChatCompletionRequestSchema);
 
@@ -51,9 +52,9 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const card = resolveModel(ctx.engine, body.model);
     checkVocabulary(body, card);
     const maxParam = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
-    const tools = toolsSetup(body, card);
-    // A forced call (required, or a named function) is a grammar; otherwise response_format may be one.
-    const constraint = (tools === null ? null : toolsConstraint(tools)) ?? responseFormatConstraint(body.response_format);
+    const tools = toolsSetup(body, card, ctx.config.model.toolCallFormat);
+    // Forced calls, auto calls around the text constraint, or the text constraint (response_format or a pattern extension).
+    const constraint = requestConstraint(body, responseFormatConstraint(body.response_format), 'response_format', tools);
     refuseIfCannotFit(ctx, {
       headers: request.headers,
       cap: body.cap,

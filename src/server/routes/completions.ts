@@ -28,6 +28,7 @@ import { SseStream } from '../sse.js';
 import { rejectUnsupported } from '../unsupported-params.js';
 import { compileValidator } from '../validate-request.js';
 import { constraintCap, responseFormatConstraint } from '../structured-output.js';
+import { requestConstraint } from '../guided-output.js';
 
 const validate = compileValidator(CompletionRequestSchema);
 
@@ -97,7 +98,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     if (first === undefined) throw new ApiError('invalid_request', 'The prompt list is empty.', { param: 'prompt' });
     const { policy } = first.plan;
     const partOf = (index: number): (typeof parts)[number] => parts[Math.floor(index / n)] ?? first;
-    const constraint = responseFormatConstraint(body.response_format);
+    const constraint = requestConstraint(body, responseFormatConstraint(body.response_format), 'response_format', null);
     const preps = parts.map(({ plan }, p) =>
       prepareGeneration(ctx, {
         id: parts.length === 1 ? id : `${id}-p${p}`,

@@ -15,7 +15,7 @@ import { runChoices, type ChoiceDone, type ChoiceEvent } from '../generation.js'
 import type { ChatMessage } from '../../model/tokenizer-types.js';
 import { POLICY_HEADER } from '../policy.js';
 import { prepareResponse } from '../prepare-response.js';
-import { responseFormatConstraint, schemaConstraint, type OutputConstraint } from '../structured-output.js';
+import { textFormatConstraint } from '../structured-output.js';
 import { resolveModel, toChatMessages } from '../prompt.js';
 import { ResponsesRequestSchema, type ResponsesRequest } from '../request-schemas.js';
 import { ResponseEvents, responseStatus, type ResponseEvent } from '../responses-events.js';
@@ -49,13 +49,6 @@ function conversation(body: ResponsesRequest, store: ResponseStore): ChatMessage
           })),
         );
   return [...history, ...input];
-}
-
-/** The Responses API's text.format: json_schema carries name and schema at its own level. */
-function textFormatConstraint(format: NonNullable<ResponsesRequest['text']>['format']): OutputConstraint | null {
-  if (format === undefined || format === null) return null;
-  if (format.type === 'json_schema') return schemaConstraint(format, 'text.format');
-  return responseFormatConstraint(format, 'text.format');
 }
 
 export function registerResponsesHttp(app: FastifyInstance, ctx: ServerContext, store: ResponseStore = new ResponseStore()): void {

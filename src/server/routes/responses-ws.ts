@@ -16,6 +16,8 @@ import { ResponseCreateEventSchema } from '../request-schemas.js';
 import { checkVocabulary } from '../vocabulary-check.js';
 import { rejectUnsupported } from '../unsupported-params.js';
 import { compileValidator } from '../validate-request.js';
+import { requestConstraint } from '../guided-output.js';
+import { responseFormatConstraint, textFormatConstraint } from '../structured-output.js';
 
 const validateCreate = compileValidator(ResponseCreateEventSchema);
 
@@ -25,7 +27,10 @@ interface Running {
 }
 
 /**
- * One websocket connection: many responses in turn, one at a time. Events
+ * One websocket connection: many responses in turn, one at a time. A
+ * response.create may constrain its output as HTTP requests do: chat's
+ * `response_format`, the Responses API's `text.format`, or a pattern
+ * extension (guided-output.ts); `cap.constraint` reports it. Events
  * follow OpenAI's Responses streaming events: response.created, then
  * response.output_text.delta..., response.output_text.done and
  * response.completed (status completed, incomplete or cancelled), or an
@@ -107,6 +112,13 @@ class ResponsesSession {
     checkVocabulary(body, card);
     const requested = body.max_output_tokens ?? body.max_completion_tokens ?? body.max_tokens;
     const maxParam = body.max_output_tokens != null ? 'max_output_tokens' : body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+    if (body.response_format != null && body.text?.format != null) {
+      throw new ApiError('invalid_request', "Give the output format once: 'response_format' (chat's) or 'text.format' (the Responses API's).", {
+        param: 'text.format',
+      });
+    }
+    const format = body.text?.format != null ? textFormatConstraint(body.text.format) : responseFormatConstraint(body.response_format);
+    const constraint = requestConstraint(body, format, body.text?.format != null ? 'text.format' : 'response_format', null);
     return prepareResponse(this.ctx, {
       headers: this.headers,
       cap: body.cap,
@@ -118,6 +130,7 @@ class ResponsesSession {
       maxParam,
       sampling: body,
       arrivedAt,
+      constraint,
     });
   }
 

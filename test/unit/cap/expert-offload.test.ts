@@ -1,6 +1,6 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
-import { DENSE_MODEL, expertOffloadPolicy, unservableReason } from '../../../src/cap/expert-offload.js';
+import { DENSE_MODEL, expertOffloadPolicy, unservableReason, weightElasticPolicy } from '../../../src/cap/expert-offload.js';
 import { createRouter, RoutingError } from '../../../src/cap/router.js';
 import { ConfigError, loadConfig, parseOverride } from '../../../src/config/load-config.js';
 import { FULL_POLICY, parsePolicyFile, type Policy } from '../../../src/policies/registry.js';
@@ -52,4 +52,19 @@ t.test('the router hands a matching rule its overflow setting', async () => {
   );
   assert.deepEqual(router.route({ promptTokens: 20, headers: {}, apiKey: null, cap: null }).overflow, { mode: 'truncate', side: 'middle' });
   assert.equal(router.route({ promptTokens: 5, headers: {}, apiKey: null, cap: null }).overflow, null);
+});
+
+t.test('elastic weights: the default policy when it is weight-elastic (dense models only); not choosable per request otherwise', async () => {
+  const sti = parsePolicyFile('name: sti\nkind: weight-elastic\nmethod: sti\nparams: {budgetBytes: 65536}\n', '<test>');
+  const sti4 = parsePolicyFile('name: sti-4\nkind: weight-elastic\nmethod: sti\nparams: {bits: 4}\n', '<test>');
+  const policies: ReadonlyMap<string, Policy> = new Map([FULL_POLICY, snapkv, sti, sti4].map((p) => [p.name, p]));
+  assert.equal(weightElasticPolicy(config('routing.defaultPolicy=sti'), policies, false), sti);
+  assert.equal(weightElasticPolicy(config('routing.defaultPolicy=sti'), policies, true), null);
+  assert.equal(weightElasticPolicy(config(), policies, false), null, 'only the default turns elastic weights on');
+  const running = { moe: false, expertOffloadPolicy: null, weightElasticPolicy: 'sti' };
+  assert.equal(unservableReason(sti, running), null);
+  assert.equal(unservableReason(snapkv, running), null);
+  assert.match(unservableReason(sti4, running) ?? '', /runs 'sti'; 'sti-4' cannot be chosen per request/);
+  assert.match(unservableReason(sti, DENSE_MODEL) ?? '', /runs the full-precision weights; 'sti' cannot be chosen per request/);
+  assert.match(unservableReason(sti, { moe: true, expertOffloadPolicy: 'edgemoe' }) ?? '', /mixture of experts/);
 });

@@ -27,6 +27,14 @@ const RUNNER = {
   expertResidentBytes: 65536,
   expertBudgetBytes: 65536,
   residentWeightBytes: 1234,
+  stiResidentBytes: 32768,
+  stiBytesLoaded: 8192,
+  stiBytesReadPerPass: 1024,
+  stiIoStallMs: 12,
+  stiShardsAt32Bits: 3,
+  stiShardsAt8Bits: 2,
+  stiShardsAt4Bits: 1,
+  stiShardsAt2Bits: 0,
 };
 
 t.test('every metric is prefixed capserve_, carries a policy label, and lives in its own registry', async () => {

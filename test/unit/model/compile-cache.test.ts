@@ -49,7 +49,7 @@ const DAMAGE: ReadonlyArray<readonly [string, (dir: string) => void, RegExp]> = 
     /weights\.bin does not match its checksum/,
   ],
   ['weights.bin truncated', (dir) => truncateSync(join(dir, 'weights.bin'), 100), /weights\.bin has 100 bytes/],
-  ['decoder-quest.onnx missing', (dir) => rmSync(join(dir, 'decoder-quest.onnx')), /decoder-quest\.onnx is missing/],
+  ['decoder.onnx missing', (dir) => rmSync(join(dir, 'decoder.onnx')), /decoder\.onnx is missing/],
   ['an unparsable manifest', (dir) => writeFileSync(join(dir, 'manifest.json'), '{"compilerVersion": 9, "ke'), /manifest\.json is not valid JSON/],
   ['a missing manifest', (dir) => rmSync(join(dir, 'manifest.json')), /manifest\.json is missing/],
 ];
@@ -59,7 +59,7 @@ t.test('the manifest records every file with its length and checksum, and a soun
   const cache = tempDir('compile-cache');
   const first = compile(checkpoint, cache);
   const files = manifestFiles(first.compiled.dir);
-  assert.deepEqual(Object.keys(files).sort(), ['decoder-attn.onnx', 'decoder-quest.onnx', 'decoder.onnx', 'weights.bin']);
+  assert.deepEqual(Object.keys(files).sort(), ['decoder.onnx', 'weights.bin']);
   assertSound(first.compiled.dir);
   const second = compile(checkpoint, cache);
   assert.deepEqual(second.log, [`using compiled graphs from ${first.compiled.dir}`]);

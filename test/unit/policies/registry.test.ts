@@ -28,6 +28,7 @@ const SHIPPED = [
   'llmlingua',
   'longllmlingua',
   'edgemoe',
+  'sti',
 ];
 
 function tempDir(t: { after: (fn: () => void) => void }, files: Record<string, string>): string {

@@ -37,7 +37,7 @@ t.test('the model directory says dense or MoE before anything loads; MoE models 
     parsePolicyFile('name: edgemoe\nkind: expert-offload\nmethod: edgemoe\nparams: {budgetBytes: 65536}\n', '<test>'),
   );
   const moe = servedModel(config, overridden, readModelFacts(mixtral));
-  assert.deepEqual(moe, { moe: true, expertOffloadPolicy: 'edgemoe' });
+  assert.deepEqual(moe, { moe: true, expertOffloadPolicy: 'edgemoe', weightElasticPolicy: null });
   const options = localEngineOptions(config, overridden, moe, { chatTemplateFallback: null, threads: 1 });
   assert.equal(options.modelDir, mixtral);
   assert.equal(options.expertOffload?.['budgetBytes'], 65536);
@@ -45,9 +45,16 @@ t.test('the model directory says dense or MoE before anything loads; MoE models 
   assert.equal(options.threads, 1);
 
   const dense = servedModel(config, overridden, readModelFacts(llama));
-  assert.deepEqual(dense, { moe: false, expertOffloadPolicy: null });
+  assert.deepEqual(dense, { moe: false, expertOffloadPolicy: null, weightElasticPolicy: null });
   assert.equal(localEngineOptions(config, overridden, dense, { chatTemplateFallback: null }).expertOffload, undefined);
   assert.equal(localEngineOptions(loadConfig(), POLICIES, dense, { chatTemplateFallback: null }).scorerModelDir, undefined, 'null: the served model scores');
+  // --policy sti on a dense model: the engine runs elastic weights with the policy's params.
+  const stiConfig = loadConfig({ overrides: [`model.dir=${llama}`, 'routing.defaultPolicy=sti'].map(parseOverride) });
+  const withSti = new Map(POLICIES).set('sti', parsePolicyFile('name: sti\nkind: weight-elastic\nmethod: sti\nparams: {budgetBytes: 65536}\n', '<test>'));
+  const elastic = servedModel(stiConfig, withSti, readModelFacts(llama));
+  assert.deepEqual(elastic, { moe: false, expertOffloadPolicy: null, weightElasticPolicy: 'sti' });
+  assert.equal(localEngineOptions(stiConfig, withSti, elastic, { chatTemplateFallback: null }).weightElastic?.['budgetBytes'], 65536);
+  assert.equal(servedModel(stiConfig, withSti, readModelFacts(mixtral)).weightElasticPolicy, null);
   // The serve command builds the app before listening: a dense model with --policy edgemoe stops there.
   assert.throws(
     () => buildApp({ engine: new ScriptedEngine(), config, policies: overridden, servedModel: dense }),

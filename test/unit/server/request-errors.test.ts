@@ -266,3 +266,35 @@ t.test('errors are counted in capserve_request_errors_total by code', async (t) 
   assert.match(text, /capserve_request_errors_total\{policy="full",code="unsupported_parameter"\} 1/);
   assert.match(text, /capserve_request_errors_total\{policy="full",code="not_found"\} 1/);
 });
+
+t.test('pattern extensions (structured_outputs, guided_*): bad patterns are 400s with the position; a good one is served', async (t) => {
+  const { app } = makeApp(t);
+  const cases: [string, Record<string, unknown>, string, RegExp][] = [
+    [
+      '/v1/chat/completions',
+      { structured_outputs: { regex: '[a-' } },
+      'structured_outputs.regex',
+      /Invalid regex for 'structured_outputs.regex' at position 0: missing '\]'/,
+    ],
+    ['/v1/chat/completions', { guided_grammar: 'root ::= x\nx ::= x "a"' }, 'guided_grammar', /rule 'x' is left-recursive/],
+    ['/v1/chat/completions', { guided_grammar: 'root ::= "a"\n  bad' }, 'guided_grammar', /line 2, column 6: expected '::='/],
+    ['/v1/chat/completions', { guided_choice: [] }, 'guided_choice', /fewer than 1/],
+    ['/v1/chat/completions', { structured_outputs: { regex: 'a', grammar: 'root ::= "a"' } }, 'structured_outputs.grammar', /Only one/],
+    ['/v1/chat/completions', { structured_outputs: { structural_tag: {} } }, 'structured_outputs.structural_tag', /not supported/],
+    ['/v1/completions', { guided_regex: 'a{3,1}' }, 'guided_regex', /at position 1: the repetition maximum/],
+    ['/v1/completions', { guided_regex: 'a', response_format: { type: 'json_object' } }, 'response_format', /cannot be combined/],
+  ];
+  for (const [url, extra, param, message] of cases) {
+    const payload = url === '/v1/completions' ? { prompt: 'x', ...extra } : CHAT(extra);
+    const res = await app.inject({ method: 'POST', url, payload });
+    assert.equal(res.statusCode, 400, `${JSON.stringify(extra)}: ${res.body}`);
+    const body: unknown = res.json();
+    assertErrorShape(body);
+    assert.equal(body.error.type, 'invalid_request_error');
+    assert.equal(body.error.param, param, JSON.stringify(extra));
+    assert.match(body.error.message, message);
+  }
+  const ok = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: CHAT({ structured_outputs: { regex: 'ab|c' } }) });
+  assert.equal(ok.statusCode, 200, ok.body);
+  assert.equal(ok.json().cap.constraint.type, 'regex');
+});

@@ -163,3 +163,36 @@ t.test('websocket: closing the socket aborts the running generation', async (t) 
   assert.equal(engine.kvBytesUsed, 0);
   assert.equal(app.capserve.inflight.size, 0);
 });
+
+t.test('websocket: response.create takes text.format, response_format and pattern constraints; bad ones are error events', async (t) => {
+  const { app, engine } = makeApp(t, { reply: '{}' });
+  await app.ready();
+  const ws = await app.injectWS('/v1/responses');
+  t.after(() => ws.terminate());
+  const log = new EventLog(ws);
+  const formats: [Record<string, unknown>, string][] = [
+    [{ text: { format: { type: 'json_schema', name: 'obj', schema: { type: 'object' } } } }, 'json_schema'],
+    [{ response_format: { type: 'json_object' } }, 'json_object'],
+    [{ structured_outputs: { grammar: 'root ::= "{}"' } }, 'grammar'],
+  ];
+  for (const [extra, type] of formats) {
+    const from = log.events.length;
+    ws.send(CREATE({ ...extra, max_output_tokens: 4 }));
+    const done = await log.next('response.completed', from);
+    assert.equal((done['response'] as { cap: { constraint: { type: string } } }).cap.constraint.type, type, JSON.stringify(extra));
+    assert.ok(engine.requests[engine.requests.length - 1]?.grammar !== undefined, 'the grammar reaches the engine');
+  }
+  const errors: [Record<string, unknown>, string][] = [
+    [{ text: { format: { type: 'json_schema', name: 'x', schema: { type: 'string', format: 'date' } } } }, 'text.format.schema.format'],
+    [{ text: { format: { type: 'json_object' } }, response_format: { type: 'json_object' } }, 'text.format'],
+    [{ guided_regex: '(a' }, 'guided_regex'],
+  ];
+  for (const [extra, param] of errors) {
+    const from = log.events.length;
+    ws.send(CREATE(extra));
+    const error = (await log.next('error', from))['error'] as { param: string; code: string };
+    assert.equal(error.param, param, JSON.stringify(extra));
+    assert.equal(error.code, 'invalid_request');
+  }
+  assert.equal(ws.readyState, ws.OPEN);
+});
