@@ -95,10 +95,27 @@ export function buildStiLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, la
     ...(variant === 'stats' ? { attnSum: STI_IO.attnSum, attnRows: STI_IO.attnRows } : {}),
     ...(variant === 'quest' ? { quest: { pageMin: STI_IO.pageMin, pageMax: STI_IO.pageMax, pageBias: STI_IO.pageBias, k: STI_IO.questK, pages: 'NP' } } : {}),
   };
-  let o = attentionBlock(actx, l, rmsNorm(x, `l${l}.in_norm`), io);
+  // The dense graph fuses each residual add into the next RMSNorm (SkipSimplifiedLayerNormalization), whose
+  // normalized output is not bit-identical to SimplifiedLayerNormalization's; the same kernel runs here, so
+  // all-32-bit plans stay bit-identical. Across the layer boundary the sum arrives already added, with a zero skip.
+  const skipNorm = (input: string, skip: string, key: string, which: string): [string, string] => {
+    const [normed, , , sum] = g.node(
+      'SkipSimplifiedLayerNormalization',
+      [input, skip, w(key)],
+      { epsilon: attr.float(spec.rmsNormEps) },
+      {
+        domain: 'com.microsoft',
+        outputs: [`${which}_norm`, '', '', `${which}_sum`],
+      },
+    );
+    if (normed === undefined || sum === undefined) throw new Error('unreachable');
+    return [normed, sum];
+  };
+  const inNormed = l === 0 ? rmsNorm(x, `l${l}.in_norm`) : skipNorm(x, g.op('Sub', [x, x]), `l${l}.in_norm`, 'in')[0];
+  let o = attentionBlock(actx, l, inNormed, io);
   if (spec.sandwichNorms) o = rmsNorm(o, `l${l}.attn_out_norm`);
-  x = g.op('Add', [x, o]);
-  const h2 = rmsNorm(x, `l${l}.post_norm`);
+  const [h2, afterAttention] = skipNorm(x, o, `l${l}.post_norm`, 'post');
+  x = afterAttention;
   const gu = linear(h2, `l${l}.gate_up`);
   const [gate, up] = g.node(
     'Split',
