@@ -19,7 +19,7 @@
  *   attn_window    int64   [1]             (stats variant) query rows to report in attn_rows_l
  *   variant        int64   [1]             (all-variant graph) 0 plain, 1 stats, 2 quest
  *   page_size, page_min_l, page_max_l, page_bias_l, quest_k_l   (quest variant) see attention-block.ts
- * An all-variant graph needs every input on every step (onnxruntime-node feeds
+ * An all-variant graph needs every input on every step (the onnxruntime Node binding feeds
  * only declared inputs, so defaults cannot be overridden): the runner feeds
  * placeholders for the other variants' inputs, which their If branches never read.
  * outputs:
