@@ -1,12 +1,13 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
 import { Ajv } from 'ajv';
-import { DEAD, GrammarAutomaton } from '../../../../src/engine/grammar/automaton.js';
+import { GrammarAutomaton } from '../../../../src/engine/grammar/automaton.js';
 import { GrammarBuilder, bytesOf, ch, ref, set } from '../../../../src/engine/grammar/grammar.js';
 import { grammarForJsonObject, grammarFromJsonSchema, SchemaError } from '../../../../src/engine/grammar/json-schema.js';
 import { GrammarMatcher } from '../../../../src/engine/grammar/matcher.js';
 import { TokenTrie } from '../../../../src/engine/grammar/token-trie.js';
 import { Xoshiro128 } from '../../../../src/engine/sampling/rng.js';
+import { accepts } from '../../../helpers/grammar.js';
 
 /**
  * A test vocabulary: every single byte (ids 0..255, as byte-fallback and
@@ -52,21 +53,6 @@ const tokenBytes: (Uint8Array | null)[] = [
 ];
 const trie = new TokenTrie(tokenBytes, VOCAB);
 const stopIds = new Set([EOS]);
-
-function allowed(mask: Uint32Array, id: number): boolean {
-  return ((mask[id >>> 5] ?? 0) & (1 << (id & 31))) !== 0;
-}
-
-/** True when the text is reachable byte by byte (each byte's own token allowed) and complete at the end. */
-function accepts(a: GrammarAutomaton, text: string): boolean {
-  let s = a.initial;
-  for (const b of Buffer.from(text, 'utf8')) {
-    if (!allowed(a.mask(s, Infinity), b)) return false;
-    s = a.step(s, b);
-    if (s === DEAD) return false;
-  }
-  return a.accepting(s);
-}
 
 /** Samples a document token by token from the masks (uniform over allowed tokens, EOS when allowed), as the engine would. */
 function sample(a: GrammarAutomaton, rng: Xoshiro128, maxTokens: number): { text: string; finished: boolean } {

@@ -1,12 +1,13 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
-import { DEAD, GrammarAutomaton } from '../../../../src/engine/grammar/automaton.js';
+import { GrammarAutomaton } from '../../../../src/engine/grammar/automaton.js';
 import { grammarFromGbnf, lineColumn } from '../../../../src/engine/grammar/gbnf.js';
 import { PatternError, utf8Sequences } from '../../../../src/engine/grammar/pattern.js';
 import { grammarFromRegex } from '../../../../src/engine/grammar/regex.js';
 import { GrammarMatcher } from '../../../../src/engine/grammar/matcher.js';
 import { TokenTrie } from '../../../../src/engine/grammar/token-trie.js';
 import { Xoshiro128 } from '../../../../src/engine/sampling/rng.js';
+import { accepts } from '../../../helpers/grammar.js';
 
 /** Every single byte, some multi-byte pieces, and EOS (no bytes). */
 const PIECES = ['cat', 'dog', 'ss', '55', '-1', '12', 'ab', '{"', '":', '", "', '"}', 'true', 'null', ' ', '\n', 'é', '😀', '+2', '(1', '))', 'e-'];
@@ -19,19 +20,6 @@ const tokenBytes: (Uint8Array | null)[] = [
 ];
 const trie = new TokenTrie(tokenBytes, VOCAB);
 const stopIds = new Set([EOS]);
-
-const allowed = (mask: Uint32Array, id: number): boolean => ((mask[id >>> 5] ?? 0) & (1 << (id & 31))) !== 0;
-
-/** Reachable byte by byte through the masks (each byte's own token allowed) and complete at the end. */
-function accepts(a: GrammarAutomaton, text: string): boolean {
-  let s = a.initial;
-  for (const b of Buffer.from(text, 'utf8')) {
-    if (!allowed(a.mask(s, Infinity), b)) return false;
-    s = a.step(s, b);
-    if (s === DEAD) return false;
-  }
-  return a.accepting(s);
-}
 
 /** A document sampled token by token from the masks, as the engine samples. */
 function sample(a: GrammarAutomaton, rng: Xoshiro128, maxTokens: number): { text: string; finished: boolean } {
