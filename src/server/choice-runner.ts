@@ -166,9 +166,32 @@ export interface CollectedChoice {
   done: ChoiceDone | null;
 }
 
-export function totalUsage(prep: PreparedGeneration, completionTokens: number): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
+export interface UsageBody {
+  readonly prompt_tokens: number;
+  readonly completion_tokens: number;
+  readonly total_tokens: number;
+  readonly prompt_tokens_details: { readonly cached_tokens: number };
+}
+
+/**
+ * The `usage` object. `cached_tokens` (as OpenAI and vLLM report it) counts the prompt
+ * tokens whose KV came from the prefix cache; the choices share one prompt, so the first
+ * finished choice's count stands for the request.
+ */
+export function totalUsage(prep: PreparedGeneration, completionTokens: number, cachedTokens: number): UsageBody {
   const prompt = prep.promptTokenCount;
-  return { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: prompt + completionTokens };
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completionTokens,
+    total_tokens: prompt + completionTokens,
+    prompt_tokens_details: { cached_tokens: cachedTokens },
+  };
+}
+
+/** Prompt tokens served from the prefix cache, from the first choice that reported (0 without a hit). */
+export function cachedPromptTokens(dones: readonly (ChoiceDone | null | undefined)[]): number {
+  const use = dones.find((d) => d?.report != null)?.report?.prefixCache;
+  return use?.status === 'hit' ? use.cachedTokens : 0;
 }
 
 /**
@@ -203,7 +226,8 @@ export interface StreamFormat {
   trailingText(index: number, text: string, offset: number): unknown;
   /** The chunk carrying finish_reason (and the choice's `cap`). */
   finish(index: number, done: ChoiceDone): unknown;
-  usage(usage: Usage): unknown;
+  /** The usage chunk; `cachedTokens` as cachedPromptTokens counts them. */
+  usage(usage: Usage, cachedTokens: number): unknown;
 }
 
 /**
@@ -270,7 +294,7 @@ export async function streamChoices(
       await sse.send(err.toBody());
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborts during the awaits above
     } else if (!lifecycle.signal.aborted && includeUsage) {
-      await sse.send(format.usage({ promptTokens: prep.promptTokenCount, completionTokens }));
+      await sse.send(format.usage({ promptTokens: prep.promptTokenCount, completionTokens }, cachedPromptTokens(dones)));
     }
   } catch (thrown) {
     const err = toApiError(thrown);

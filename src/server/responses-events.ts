@@ -11,7 +11,7 @@ import type { ChoiceDone } from './generation.js';
 import { newId, unixNow } from './ids.js';
 import { capObject, type CapObject } from './policy.js';
 import { constraintCap } from './structured-output.js';
-import type { PreparedGeneration } from './choice-runner.js';
+import { cachedPromptTokens, type PreparedGeneration } from './choice-runner.js';
 
 export type ResponseStatus = 'completed' | 'incomplete' | 'cancelled';
 export type ResponseEvent = Record<string, unknown> & { readonly type: string };
@@ -64,7 +64,7 @@ export class ResponseEvents {
       output_text: text,
       usage: {
         input_tokens: inputTokens,
-        input_tokens_details: { cached_tokens: 0 },
+        input_tokens_details: { cached_tokens: cachedPromptTokens([done]) },
         output_tokens: outputTokens,
         output_tokens_details: { reasoning_tokens: 0 },
         total_tokens: inputTokens + outputTokens,

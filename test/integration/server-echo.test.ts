@@ -45,7 +45,7 @@ t.test('echo + logprobs, max_tokens 0: prompt logprobs equal teacher-forced ones
   assert.ok(choice);
   assert.equal(choice.text, text);
   assert.equal(choice.finish_reason, 'length');
-  assert.deepEqual(res.usage, { prompt_tokens: ids.length, completion_tokens: 0, total_tokens: ids.length });
+  assert.deepEqual(res.usage, { prompt_tokens: ids.length, completion_tokens: 0, total_tokens: ids.length, prompt_tokens_details: { cached_tokens: 0 } });
   const lp = choice.logprobs;
   assert.ok(lp);
   assert.equal(lp.tokens?.length, ids.length);

@@ -41,10 +41,43 @@ t.test('completions, greedy: the text is the reference greedy continuation', { s
   assert.equal(choice.finish_reason, 'length');
   assert.ok(choice.text.length > 60, choice.text);
   assert.ok(golden.greedy_text.startsWith(choice.text), `${JSON.stringify(choice.text)} is not a prefix of the reference`);
-  assert.deepEqual(res.usage, { prompt_tokens: golden.input_ids.length, completion_tokens: 40, total_tokens: golden.input_ids.length + 40 });
+  // 5 prompt tokens: less than one 16-token block, nothing to take from the prefix cache.
+  assert.deepEqual(res.usage, {
+    prompt_tokens: golden.input_ids.length,
+    completion_tokens: 40,
+    total_tokens: golden.input_ids.length + 40,
+    prompt_tokens_details: { cached_tokens: 0 },
+  });
   // Token-id prompts are the same prompt.
   const byIds = await client.completions.create({ model: MODEL, prompt: golden.input_ids, max_tokens: 40, temperature: 0 });
   assert.equal(byIds.choices[0]?.text, choice.text);
+});
+
+t.test('usage.prompt_tokens_details.cached_tokens counts the prompt tokens taken from the prefix cache', { skip }, async () => {
+  const golden = goldenPrompts(modelDir as string).find((p) => p.name === 'tinystories_passage_300');
+  assert.ok(golden);
+  const ask = (): Promise<OpenAI.Completions.Completion> =>
+    client.completions.create({ model: MODEL, prompt: golden.input_ids, max_tokens: 4, temperature: 0 });
+  const cachedOf = (c: OpenAI.Completions.Completion): { usage: number | undefined; cap: number | undefined } => ({
+    usage: c.usage?.prompt_tokens_details?.cached_tokens,
+    cap: (c as unknown as { cap: { prefix_cache?: { cached_tokens: number } } }).cap.prefix_cache?.cached_tokens,
+  });
+  await ask();
+  const again = await ask();
+  // 301 prompt tokens: its 18 whole blocks of 16 were stored by the first request.
+  assert.deepEqual(cachedOf(again), { usage: 288, cap: 288 });
+  const stream = await client.completions.create({
+    model: MODEL,
+    prompt: golden.input_ids,
+    max_tokens: 4,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let usage: OpenAI.Completions.CompletionUsage | undefined;
+  for await (const chunk of stream) usage = chunk.usage ?? usage;
+  assert.equal(usage?.prompt_tokens_details?.cached_tokens, 288);
+  assert.equal(usage?.prompt_tokens, golden.input_ids.length);
 });
 
 t.test('generation stops at eos ids from generation_config.json (a list here: 2 and 1)', { skip }, async () => {
@@ -109,7 +142,15 @@ t.test('chat completion streaming: role first, deltas, finish, usage chunk; same
   assert.equal(finish[0]?.choices[0]?.finish_reason, 'length');
   const last = chunks.at(-1);
   assert.deepEqual(last?.choices, []);
-  assert.deepEqual(last?.usage, plain.usage);
+  const counts = (u: OpenAI.Completions.CompletionUsage | null | undefined): number[] => [
+    u?.prompt_tokens ?? -1,
+    u?.completion_tokens ?? -1,
+    u?.total_tokens ?? -1,
+  ];
+  assert.deepEqual(counts(last?.usage), counts(plain.usage));
+  // The same prompt again: its whole 16-token blocks come from the prefix cache.
+  const prompt = plain.usage?.prompt_tokens ?? 0;
+  assert.equal(last?.usage?.prompt_tokens_details?.cached_tokens, Math.floor(prompt / 16) * 16);
   assert.equal(new Set(chunks.map((c) => c.id)).size, 1);
 });
 

@@ -10,6 +10,7 @@ import {
   startLifecycle,
   streamChoices,
   totalUsage,
+  cachedPromptTokens,
   type StreamFormat,
 } from '../choice-runner.js';
 import { ApiError } from '../errors.js';
@@ -134,7 +135,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
               cap: capObject(plan, [done.report], done.dropped, constraintCap(constraint, [done.constraint])),
             });
           },
-          usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens) }),
+          usage: (usage, cached) => chunk([], { usage: totalUsage(prep, usage.completionTokens, cached) }),
         };
         const sse = new SseStream(reply.raw, () => {
           reply.hijack();
@@ -170,7 +171,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
             stop_reason: c.done?.stopReason ?? null,
           };
         }),
-        usage: totalUsage(prep, completionTokens),
+        usage: totalUsage(prep, completionTokens, cachedPromptTokens(choices.map((c) => c.done))),
         cap: capObject(
           plan,
           choices.map((c) => c.done?.report ?? null),

@@ -11,6 +11,7 @@ import {
   startLifecycle,
   streamChoices,
   totalUsage,
+  cachedPromptTokens,
   type StreamFormat,
 } from '../choice-runner.js';
 import { ApiError } from '../errors.js';
@@ -140,7 +141,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
           finish_reason: 'length',
           stop_reason: null,
         }));
-        const usage = totalUsage(prep, 0);
+        const usage = totalUsage(prep, 0, 0);
         const cap = capObject(first.plan, [null]);
         for (const p of preps) p.shadow?.skip();
         reply.header(POLICY_HEADER, policy.name);
@@ -183,7 +184,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
             chunk([{ index, text: '', logprobs: null, finish_reason: done.finishReason, stop_reason: done.stopReason }], {
               cap: capObject(partOf(index).plan, [done.report], done.dropped, constraintCap(constraint, [done.constraint])),
             }),
-          usage: (usage) => chunk([], { usage: totalUsage(prep, usage.completionTokens) }),
+          usage: (usage, cached) => chunk([], { usage: totalUsage(prep, usage.completionTokens, cached) }),
         };
         const sse = new SseStream(reply.raw, () => {
           reply.hijack();
@@ -219,7 +220,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
             stop_reason: c.done?.stopReason ?? null,
           };
         }),
-        usage: totalUsage(prep, completionTokens),
+        usage: totalUsage(prep, completionTokens, cachedPromptTokens(choices.map((c) => c.done))),
         cap: capObject(
           first.plan,
           choices.map((c) => c.done?.report ?? null),

@@ -18,7 +18,12 @@ t.test('chat completion: OpenAI shape, usage, policy header and cap field', asyn
   ]);
   const promptTokens = engine.requests[0]?.promptTokens.length ?? -1;
   assert.equal(promptTokens, (await engine.tokenize('<user>hi<assistant>')).length);
-  assert.deepEqual(body.usage, { prompt_tokens: promptTokens, completion_tokens: 5, total_tokens: promptTokens + 5 });
+  assert.deepEqual(body.usage, {
+    prompt_tokens: promptTokens,
+    completion_tokens: 5,
+    total_tokens: promptTokens + 5,
+    prompt_tokens_details: { cached_tokens: 0 },
+  });
   // The scripted engine reports full attention over everything it covered.
   assert.deepEqual(body.cap, {
     policy: 'full',
@@ -122,7 +127,7 @@ t.test('n > 1 runs n generations with seed+i, and counts prompt tokens once', as
   );
   assert.equal(new Set(engine.requests.map((r) => r.id)).size, 3);
   const prompt = engine.requests[0]?.promptTokens.length ?? 0;
-  assert.deepEqual(body.usage, { prompt_tokens: prompt, completion_tokens: 6, total_tokens: prompt + 6 });
+  assert.deepEqual(body.usage, { prompt_tokens: prompt, completion_tokens: 6, total_tokens: prompt + 6, prompt_tokens_details: { cached_tokens: 0 } });
 });
 
 t.test('stop strings: finish_reason stop, text cut, stop_reason names the string', async (t) => {

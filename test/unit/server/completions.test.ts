@@ -11,7 +11,7 @@ t.test('completion: text_completion shape with usage and cap', async (t) => {
   assert.match(body.id, /^cmpl-[0-9a-f]{32}$/);
   assert.equal(body.object, 'text_completion');
   assert.deepEqual(body.choices, [{ index: 0, text: 'Hel', logprobs: null, finish_reason: 'length', stop_reason: null }]);
-  assert.deepEqual(body.usage, { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 });
+  assert.deepEqual(body.usage, { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8, prompt_tokens_details: { cached_tokens: 0 } });
   assert.deepEqual(body.cap, {
     policy: 'full',
     kind: 'none',
@@ -105,7 +105,7 @@ t.test('streaming completions: text chunks, finish chunk, usage chunk, [DONE]', 
     ...plainCap(2, 3),
   });
   assert.deepEqual(events[4]?.['choices'], []);
-  assert.deepEqual(events[4]?.['usage'], { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 });
+  assert.deepEqual(events[4]?.['usage'], { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5, prompt_tokens_details: { cached_tokens: 0 } });
 });
 
 t.test('completion-only unsupported parameters', async (t) => {
