@@ -15,10 +15,17 @@ export function sharedPath(...parts: string[]): string | null {
 
 export const MISSING_SHARED = `shared test data not found under ${sharedDir()} (set CAPSERVE_SHARED)`;
 
-/** A fresh temporary directory removed when the process exits. */
+const tempDirs: string[] = [];
+
+/** A fresh temporary directory removed when the process exits (one exit listener for all of them). */
 export function tempDir(prefix: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `capserve-${prefix}-`));
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  if (tempDirs.length === 0) {
+    process.on('exit', () => {
+      for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+    });
+  }
+  tempDirs.push(dir);
   return dir;
 }
 
