@@ -35,7 +35,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** `capserve serve --model DIR --port 0` as a child; resolves when it listens and /health is 200. */
+/** `capserve serve --model DIR --port 0` as a child; resolves when it listens and /health is 200 (503 before: an error otherwise). */
 export async function startReplica(modelDir: string, sets: readonly string[] = [], timeoutMs = 60_000): Promise<Replica> {
   const args = [
     CLI,
@@ -81,6 +81,8 @@ export async function startReplica(modelDir: string, sets: readonly string[] = [
         () => 0,
       );
       if (status === 200) break;
+      // Listening but loading: /health is 503 until the model is ready, never anything else.
+      if (status !== 503 && status !== 0) throw new Error(`GET /health answered ${status} while the model loads; stderr: ${stderr}`);
     }
     await sleep(50);
   }

@@ -1,79 +1,20 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { request } from 'node:http';
-import path from 'node:path';
+import { CLI, startReplica, type Replica } from '../helpers/replicas.js';
 import { storiesModelDir, waitFor } from './server-harness.js';
 
 const modelDir = storiesModelDir();
 const skip = modelDir === null ? 'stories260K not found (set CAPSERVE_SHARED to the shared folder)' : false;
-const cli = path.resolve(process.cwd(), 'dist/src/cli.js');
 
-interface Served {
-  readonly child: ChildProcess;
-  readonly port: number;
-  readonly logs: () => Record<string, unknown>[];
-  readonly exited: Promise<number | null>;
-}
-
-/** Runs `capserve serve` as a child process on a free port and waits until /health is 200. */
-async function serve(t: { after: (fn: () => void) => void }, sets: string[]): Promise<Served> {
-  const args = [
-    cli,
-    'serve',
-    '--model',
-    modelDir as string,
-    '--port',
-    '0',
-    '--set',
-    'model.chatTemplateFallback=chatml',
-    '--set',
-    'engine.threads=1',
-    ...sets.flatMap((s) => ['--set', s]),
-  ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAPSERVE_LOG_LEVEL: 'info' } });
+/** Runs `capserve serve` as a child process on a free port (test/helpers/replicas.ts) and waits until /health is 200. */
+async function serve(t: { after: (fn: () => void) => void }, sets: string[]): Promise<Replica> {
+  const served = await startReplica(modelDir as string, sets);
   t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    if (served.child.exitCode === null) served.child.kill('SIGKILL');
   });
-  const lines: Record<string, unknown>[] = [];
-  let stderr = '';
-  let buffer = '';
-  child.stdout?.setEncoding('utf8');
-  child.stdout?.on('data', (chunk: string) => {
-    buffer += chunk;
-    const parts = buffer.split('\n');
-    buffer = parts.pop() ?? '';
-    for (const line of parts) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
-  });
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (chunk: string) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let port = 0;
-  await waitFor(
-    () => {
-      const listening = lines.find((l) => typeof l['msg'] === 'string' && l['msg'].startsWith('Server listening at http://127.0.0.1:'));
-      if (listening) port = Number(/:(\d+)$/.exec(String(listening['msg']))?.[1]);
-      if (child.exitCode !== null) throw new Error(`capserve exited early: ${stderr}`);
-      return port > 0;
-    },
-    // Starting node and importing onnxruntime takes 10-20 s on a loaded 2-core machine at nice 19.
-    30_000,
-    'server listening',
-  );
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const status = await fetch(`http://127.0.0.1:${port}/health`).then(
-      (r) => r.status,
-      (err: unknown) => {
-        throw new Error(`GET /health failed (${String(err)}); exit code ${child.exitCode}; stderr: ${stderr}; logs: ${JSON.stringify(lines.slice(-5))}`);
-      },
-    );
-    if (status === 200) break;
-    assert.equal(status, 503, 'health is 503 while the model loads');
-    if (Date.now() > deadline) throw new Error('model did not load');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { child, port, logs: () => lines, exited };
+  return served;
 }
 
 /** Starts a long streaming completion; resolves `firstData` on the first SSE bytes and `body` at the end. */
@@ -127,7 +68,7 @@ t.test('SIGTERM with the grace period over: running streams end with a shutting_
 });
 
 t.test('a bad config stops `capserve serve` with exit 1 and a message naming the key', { skip }, async () => {
-  const child = spawn(process.execPath, [cli, 'serve', '--set', 'server.prot=1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'serve', '--set', 'server.prot=1'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (chunk: string) => (stderr += chunk));
