@@ -125,3 +125,44 @@ t.test('fp16 KV with the prefix cache and an eviction policy: same tokens as fp3
   assert.deepEqual(got.tokens, want.tokens, 'snapkv on fp16 KV: same greedy tokens');
   assert.ok(worstGap(got.logprobs, want.logprobs) < LOGPROB_TOLERANCE);
 });
+
+/**
+ * KIVI on stories260K: int8 stays close to the full-precision cache; int4 drifts
+ * more. Largest logprob gap measured here (groups of 32, residual 32, 3 prompts of
+ * 150 tokens, 48 greedy tokens): kivi-8 3.3e-2, kivi-4 0.14; the tolerance is about
+ * 5x the kivi-8 measurement, below kivi-4's.
+ */
+const KIVI8_TOLERANCE = 0.15;
+
+t.test(
+  'kivi-8 on an fp32 cache: the same greedy tokens as full attention, logprobs within tolerance; kivi-4 reports more error',
+  { skip: skip ?? false },
+  async (t) => {
+    const c = await openTestCore(STORIES_DIR, { prefillChunk: 64 });
+    t.teardown(() => c.close());
+    const kivi = (bits: number): Policy =>
+      parsePolicyFile(`name: kivi-${bits}\nkind: kv-quantization\nmethod: kivi\nparams: {bits: ${bits}, groupSize: 32, residual: 32}\n`, '<test>');
+    let worst8 = 0;
+    let worst4 = 0;
+    for (const [i, offset] of [0, 500, 2000].entries()) {
+      const prompt = storyTokens(150, offset);
+      const want = run(await c.generate(request(`f${i}`, prompt, 48)));
+      const got8 = await c.generate(request(`k8-${i}`, prompt, 48, kivi(8)));
+      const done = got8.at(-1);
+      assert.ok(done?.type === 'done');
+      assert.equal(done.policy.kind, 'kv-quantization');
+      assert.ok(Number(done.policy.details['quantizedValueEntries']) > 0);
+      assert.deepEqual(run(got8).tokens, want.tokens, `kivi-8, prompt at ${offset}: same greedy tokens`);
+      worst8 = Math.max(worst8, worstGap(run(got8).logprobs, want.logprobs));
+      const got4 = run(await c.generate(request(`k4-${i}`, prompt, 48, kivi(4))));
+      // Different tokens make later logprobs incomparable: compare up to the first divergence.
+      const same = got4.tokens.findIndex((tok, j) => tok !== want.tokens[j]);
+      const upTo = same === -1 ? want.tokens.length : same;
+      worst4 = Math.max(worst4, worstGap(got4.logprobs.subarray(0, upTo), want.logprobs.subarray(0, upTo)));
+    }
+    t.comment(`measured: largest logprob gap vs full attention, kivi-8 ${worst8.toExponential(2)}, kivi-4 ${worst4.toExponential(2)}`);
+    assert.ok(worst8 < KIVI8_TOLERANCE, `kivi-8 logprobs differ by ${worst8}`);
+    assert.ok(worst8 > 0, 'kivi-8 changed nothing');
+    assert.ok(worst4 > worst8, 'int4 codes err more than int8');
+  },
+);
