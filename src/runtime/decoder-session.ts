@@ -113,7 +113,10 @@ export class DecoderSession implements ModelRunner {
     if (inputs.layers.length !== numLayers) throw new Error(`decoder inputs: ${inputs.layers.length} layers given, model has ${numLayers}`);
     // A float16 KV cache (Uint16Array bit patterns) feeds a graph compiled with float16 past inputs.
     const putKv = (name: string, data: Float32Array | Uint16Array, dims: number[]): void => {
-      if (data instanceof Float32Array) return put(name, 'float32', data, dims);
+      if (data instanceof Float32Array) {
+        put(name, 'float32', data, dims);
+        return;
+      }
       const expected = dims.reduce((a, b) => a * b, 1);
       if (data.length !== expected) throw new Error(`decoder input ${name}: float16 [${dims.join(', ')}] needs ${expected} values, got ${data.length}`);
       feeds[name] = new ort.Tensor('float16', data, dims);

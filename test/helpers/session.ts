@@ -58,7 +58,13 @@ export async function openTestModel(
   let parameters = 0;
   for (const name of checkpoint.weights.names()) parameters += checkpoint.weights.info(name).shape.reduce((a: number, b: number) => a * b, 1);
   const kvDtype = options.kvDtype ?? 'fp32';
-  const inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows }, kvDtype);
+  const inputs = new StepInputBuilder(
+    spec.numLayers,
+    spec.numKvHeads,
+    spec.headDim,
+    { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows },
+    kvDtype,
+  );
   const pool = new KvPool(8 * 1024 ** 3);
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, dtype: kvDtype };
   const newKv = (tokens: number): SequenceKv => {
