@@ -138,7 +138,7 @@ async function main(): Promise<void> {
   };
   for (const method of methods) for (const budget of [0.5, 0.25, 0.125]) await measure(method, budget, policyFor(method, budget));
   for (const bits of [8, 4, 2]) {
-    const base = parsePolicyFile(readFileSync(join('policies', 'kivi-4.yaml'), 'utf8'), 'policies/kivi-4.yaml');
+    const base = parsePolicyFile(readFileSync(join('policies', 'kivi.yaml'), 'utf8'), 'policies/kivi.yaml');
     const policy = parsePolicyFile(
       JSON.stringify({ name: `kivi-${bits}`, kind: base.kind, method: base.method, params: { ...base.params, bits } }),
       `<bench kivi ${bits}>`,

@@ -139,7 +139,7 @@ function runRuler(values: {
         '--tasks',
         values.tasks ?? (quick ? 'passkey,niah-single' : 'passkey,niah-single,niah-multikey,niah-multivalue,niah-multiquery,vt'),
         '--methods',
-        quick ? 'snapkv,streaming-llm,quest,longllmlingua' : ALL_METHODS.join(','),
+        quick ? 'snapkv,streaming-llm,quest,kivi,longllmlingua' : ALL_METHODS.join(','),
         '--budgets',
         quick ? '0.25' : '0.5,0.25,0.125',
       ]);

@@ -16,7 +16,7 @@ let passage: number[] = [];
 t.before(async () => {
   if (modelDir === null) return;
   passage = goldenPrompts(modelDir).find((p) => p.name === 'tinystories_passage_300')?.input_ids ?? [];
-  server = await startServer(modelDir, ['memory.kvDtype=fp16', 'routing.allowRequestOverride=[full, kivi-8, kivi-4]']);
+  server = await startServer(modelDir, ['memory.kvDtype=fp16', 'routing.allowRequestOverride=[full, kivi-8, kivi]']);
 });
 t.teardown(async () => {
   await server?.close();
@@ -55,5 +55,5 @@ t.test('a request naming kivi-8 on an fp16 KV cache: a valid completion, reporte
   assert.equal(body.cap.prefix_cache?.status, 'bypassed');
 
   const listed = (await (await fetch(`${server.baseUrl}/v1/policies`)).json()) as { data: { name: string; kind: string }[] };
-  for (const name of ['kivi-8', 'kivi-4']) assert.equal(listed.data.find((p) => p.name === name)?.kind, 'kv-quantization', name);
+  for (const name of ['kivi-8', 'kivi']) assert.equal(listed.data.find((p) => p.name === name)?.kind, 'kv-quantization', name);
 });
