@@ -361,7 +361,7 @@ async function main(): Promise<void> {
   ]);
   const kvDtype = runJson<KvDtypeResult>('kv-dtype-bench.js', [
     ...['--model', dense, '--threads', threads],
-    ...(quick ? ['--contexts', '512,2048', '--steps', '6'] : ['--contexts', '4096,16384,32768', '--steps', '12']),
+    ...(quick ? ['--contexts', '512,2048', '--steps', '12'] : ['--contexts', '4096,16384,32768', '--steps', '12']),
   ]);
   const compression = runJson<CompressionBenchResult>(
     'compression-bench.js',
