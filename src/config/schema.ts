@@ -52,6 +52,11 @@ const ServerSection = Type.Object(
 const MemorySection = Type.Object(
   {
     kvBudgetBytes: Type.Integer({ minimum: 1, default: 256 * 1024 * 1024 }),
+    kvDtype: Type.Union([Type.Literal('fp32'), Type.Literal('fp16')], {
+      default: 'fp32',
+      description:
+        'Storage type of the KV cache: fp16 holds twice the tokens in kvBudgetBytes (dense models; the graph casts the past to fp32 before attention).',
+    }),
   },
   { additionalProperties: false, default: {} },
 );

@@ -16,6 +16,7 @@ import { KvPool } from '../kv/kv-pool.js';
 import type { PrefixCacheOptions } from '../kv/prefix-cache.js';
 import { kvBytesPerToken, roundToBlock, SequenceKv, type KvShape } from '../kv/sequence-kv.js';
 import type { ModelSpec } from '../model/spec.js';
+import type { KvDtype } from '../model/step-io.js';
 import type { TextTokenizer } from '../model/tokenizer-types.js';
 import { PolicyError } from '../policies/errors.js';
 import { instantiatePolicy } from '../policies/methods.js';
@@ -45,6 +46,8 @@ export interface EngineCoreOptions {
   readonly maxConcurrent: number;
   readonly maxQueue: number;
   readonly kvBudgetBytes: number;
+  /** The KV cache's storage dtype (the served graph's past inputs); default fp32. */
+  readonly kvDtype?: KvDtype;
   readonly contextLength: number;
   readonly prefillChunk: number;
   /** Tokens one engine step may run while sequences decode (decode tokens + bounded prefill); 0 or absent: a whole prefillChunk per step. */
@@ -117,7 +120,7 @@ export class EngineCore {
     private readonly options: EngineCoreOptions,
   ) {
     this.pool = new KvPool(options.kvBudgetBytes);
-    this.kvShape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
+    this.kvShape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, dtype: options.kvDtype ?? 'fp32' };
     this.runners = new VariantRunners(session, loadVariant, options.variants);
     this.scheduler = new Scheduler({
       maxConcurrent: options.maxConcurrent,
@@ -133,7 +136,13 @@ export class EngineCore {
     );
     this.executor = new StepExecutor({
       runners: this.runners,
-      inputs: new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows }),
+      inputs: new StepInputBuilder(
+        spec.numLayers,
+        spec.numKvHeads,
+        spec.headDim,
+        { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows },
+        this.kvShape.dtype,
+      ),
       spec,
       tokenizer,
       contextLength: options.contextLength,

@@ -10,6 +10,7 @@ import { basename, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { PrefixCacheOptions } from '../kv/prefix-cache.js';
 import type { WeightDtype } from '../model/compile/decoder-graph.js';
+import type { KvDtype } from '../model/step-io.js';
 import type { ChatMessage, ChatRenderOptions } from '../model/tokenizer-types.js';
 import type { RenderedChat } from './text-processor.js';
 import { TokenizerPool } from './tokenizer-pool.js';
@@ -25,6 +26,8 @@ export interface LocalEngineOptions {
   readonly maxConcurrent?: number;
   readonly maxQueue?: number;
   readonly kvBudgetBytes?: number;
+  /** KV cache storage dtype (dense models); default fp32. */
+  readonly kvDtype?: KvDtype;
   readonly weightDtype?: WeightDtype;
   readonly threads?: number;
   readonly contextLength?: number;
@@ -123,6 +126,7 @@ export class LocalEngine implements EngineClient {
       maxConcurrent: options.maxConcurrent ?? 16,
       maxQueue: options.maxQueue ?? 256,
       kvBudgetBytes: options.kvBudgetBytes ?? DEFAULT_KV_BUDGET,
+      kvDtype: options.kvDtype ?? 'fp32',
       contextLength: options.contextLength ?? null,
       prefillChunk: options.prefillChunk ?? 512,
       maxTokensPerStep: options.maxTokensPerStep ?? DEFAULT_MAX_TOKENS_PER_STEP,

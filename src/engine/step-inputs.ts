@@ -6,6 +6,7 @@
  * Masks are data: causality, padding, sliding windows (Mistral's on every layer,
  * Gemma's per layer), evicted holes.
  */
+import { allocKv, copyKv, type KvArray, type KvDtype } from '../kv/kv-dtype.js';
 import { roundToBlock, type SequenceKv } from '../kv/sequence-kv.js';
 import type { DecoderStepInputs, LayerPast } from '../model/step-io.js';
 import type { AttentionRestriction } from '../policies/runtime.js';
@@ -38,14 +39,16 @@ export interface PrefillOptions {
 }
 
 export class StepInputBuilder {
-  private readonly scratchK: Float32Array[] = [];
-  private readonly scratchV: Float32Array[] = [];
+  private readonly scratchK: KvArray[] = [];
+  private readonly scratchV: KvArray[] = [];
 
   constructor(
     private readonly numLayers: number,
     private readonly numKvHeads: number,
     private readonly headDim: number,
     private readonly rule: MaskRule,
+    /** The KV caches' storage dtype: gathered and empty pasts are built in it. */
+    private readonly kvDtype: KvDtype = 'fp32',
   ) {}
 
   /**
@@ -210,14 +213,14 @@ export class StepInputBuilder {
         continue;
       }
       const n = picked.length;
-      const keys = new Float32Array(KV * n * D);
-      const values = new Float32Array(KV * n * D);
+      const keys = allocKv(kv.dtype, KV * n * D);
+      const values = allocKv(kv.dtype, KV * n * D);
       const kb = kv.keyBuffer(l);
       const vb = kv.valueBuffer(l);
       for (let h = 0; h < KV; h++) {
         picked.forEach((e, i) => {
-          keys.set(kb.subarray((h * cap + e) * D, (h * cap + e + 1) * D), (h * n + i) * D);
-          values.set(vb.subarray((h * cap + e) * D, (h * cap + e + 1) * D), (h * n + i) * D);
+          copyKv(keys, (h * n + i) * D, kb, (h * cap + e) * D, D);
+          copyKv(values, (h * n + i) * D, vb, (h * cap + e) * D, D);
         });
       }
       const bias = new Float32Array(T * n);
@@ -260,8 +263,8 @@ export class StepInputBuilder {
         const vb = kv.valueBuffer(l);
         for (let h = 0; h < KV; h++) {
           const dst = (b * KV + h) * C * D;
-          keys.set(kb.subarray(h * cap * D, (h * cap + len) * D), dst);
-          values.set(vb.subarray(h * cap * D, (h * cap + len) * D), dst);
+          copyKv(keys, dst, kb, h * cap * D, len * D);
+          copyKv(values, dst, vb, h * cap * D, len * D);
         }
         const m = masks[b];
         if (!m) throw new Error('unreachable');
@@ -277,14 +280,14 @@ export class StepInputBuilder {
    * empty past is one blocked dummy entry (exp(-inf) = 0: it contributes nothing).
    */
   private emptyLayer(batch: number): LayerPast {
-    const zeros = new Float32Array(batch * this.numKvHeads * this.headDim);
+    const zeros = allocKv(this.kvDtype, batch * this.numKvHeads * this.headDim);
     return { keys: zeros, values: zeros, capacity: 1, bias: new Float32Array(batch).fill(BLOCKED), biasHeads: 1, biasRows: 1 };
   }
 
-  private scratch(store: Float32Array[], l: number, need: number): Float32Array {
+  private scratch(store: KvArray[], l: number, need: number): KvArray {
     let buf = store[l];
     if (!buf || buf.length < need) {
-      buf = new Float32Array(Math.ceil(need * 1.25));
+      buf = allocKv(this.kvDtype, Math.ceil(need * 1.25));
       store[l] = buf;
     }
     return buf.subarray(0, need);

@@ -33,8 +33,11 @@ async function main(): Promise<void> {
   // Elastic weights (STI) start from their shards; the dense graphs are compiled (and their files
   // checked, which reads every weight) only if the full-precision shadow reference is asked for.
   let compiledOnce: CompiledModel | null = null;
+  // A half-size KV cache is a property of the dense graph's past inputs; MoE and elastic-weight graphs keep fp32.
+  const kvDtype = spec.moe === undefined && init.weightElastic === undefined ? init.kvDtype : 'fp32';
+  if (kvDtype !== init.kvDtype) progress(`memory.kvDtype ${init.kvDtype} applies to dense models only; this one keeps an fp32 KV cache`);
   const compiled = (): CompiledModel => {
-    compiledOnce ??= compileModel(checkpoint, { cacheDir: init.cacheDir, weightDtype: init.weightDtype, onProgress: progress });
+    compiledOnce ??= compileModel(checkpoint, { cacheDir: init.cacheDir, weightDtype: init.weightDtype, kvDtype, onProgress: progress });
     return compiledOnce;
   };
   const elastic =
@@ -48,7 +51,7 @@ async function main(): Promise<void> {
         ? await openMoeRunnerForWorker(compiled(), spec, checkpoint.tokenizer, init.threads, init.expertOffload)
         : await DecoderSession.create(compiled().decoderPath, spec, { threads: init.threads });
   const bound = boundContextLength(
-    { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim },
+    { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, dtype: kvDtype },
     init.kvBudgetBytes,
     spec.maxPositionEmbeddings,
     init.contextLength,
@@ -78,6 +81,7 @@ async function main(): Promise<void> {
     maxConcurrent: init.maxConcurrent,
     maxQueue: init.maxQueue,
     kvBudgetBytes: init.kvBudgetBytes,
+    kvDtype,
     contextLength,
     prefillChunk: init.prefillChunk,
     maxTokensPerStep: init.maxTokensPerStep,

@@ -2,6 +2,7 @@
 import type { PrefixCacheOptions } from '../kv/prefix-cache.js';
 import type { WeightDtype } from '../model/compile/decoder-graph.js';
 import type { ModelSpec } from '../model/spec.js';
+import type { KvDtype } from '../model/step-io.js';
 import type { CoreOutput, CoreStats } from './engine-core.js';
 import type { GenerateRequest, ScoreRequest } from './types.js';
 
@@ -13,6 +14,8 @@ export interface WorkerInit {
   readonly maxConcurrent: number;
   readonly maxQueue: number;
   readonly kvBudgetBytes: number;
+  /** KV cache storage dtype; MoE and elastic-weight runners keep fp32. */
+  readonly kvDtype: KvDtype;
   /** Overrides the model's max_position_embeddings when set. */
   readonly contextLength: number | null;
   readonly prefillChunk: number;

@@ -14,7 +14,8 @@
  * write it; the engine decides that.
  */
 import type { KvPool } from './kv-pool.js';
-import { kvBytesPerToken, type KvShape, type SequenceKv } from './sequence-kv.js';
+import { allocKv, copyKv, type KvArray } from './kv-dtype.js';
+import { kvBytesPerToken, kvDtypeOf, type KvShape, type SequenceKv } from './sequence-kv.js';
 
 export interface PrefixCacheOptions {
   /** Tokens per block (the unit of reuse). */
@@ -27,9 +28,9 @@ interface Block {
   readonly key: string;
   readonly parent: Block | null;
   readonly tokens: Int32Array;
-  /** Per layer [numKvHeads, blockTokens, headDim]: the layout of a one-row present tensor. */
-  readonly keys: Float32Array[];
-  readonly values: Float32Array[];
+  /** Per layer [numKvHeads, blockTokens, headDim] in the cache's storage dtype: the layout of a one-row present tensor. */
+  readonly keys: KvArray[];
+  readonly values: KvArray[];
   children: number;
   lastUsed: number;
 }
@@ -227,18 +228,20 @@ export class PrefixCache {
   private copyOut(kv: SequenceKv, key: string, parent: Block | null, tokens: readonly number[], start: number, now: number): Block {
     const B = this.options.blockTokens;
     const { numLayers, numKvHeads: KV, headDim: D } = this.shape;
-    const keys: Float32Array[] = [];
-    const values: Float32Array[] = [];
+    const keys: KvArray[] = [];
+    const values: KvArray[] = [];
+    const dtype = kvDtypeOf(this.shape);
+    if (kv.dtype !== dtype) throw new Error(`PrefixCache: a ${kv.dtype} sequence cache in a ${dtype} prefix cache`);
     for (let l = 0; l < numLayers; l++) {
       const cap = kv.capacity(l);
       const kSrc = kv.keyBuffer(l);
       const vSrc = kv.valueBuffer(l);
-      const k = new Float32Array(KV * B * D);
-      const v = new Float32Array(KV * B * D);
+      const k = allocKv(dtype, KV * B * D);
+      const v = allocKv(dtype, KV * B * D);
       for (let h = 0; h < KV; h++) {
         const from = (h * cap + start) * D;
-        k.set(kSrc.subarray(from, from + B * D), h * B * D);
-        v.set(vSrc.subarray(from, from + B * D), h * B * D);
+        copyKv(k, h * B * D, kSrc, from, B * D);
+        copyKv(v, h * B * D, vSrc, from, B * D);
       }
       keys.push(k);
       values.push(v);

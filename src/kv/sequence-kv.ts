@@ -8,12 +8,19 @@
  * An optional per-entry accumulator (attention received, for H2O) moves with
  * the entries when they are compacted.
  */
+import { allocKv, copyKv, kvElementBytes, type KvArray, type KvDtype } from './kv-dtype.js';
 import type { KvPool } from './kv-pool.js';
 
 export interface KvShape {
   readonly numLayers: number;
   readonly numKvHeads: number;
   readonly headDim: number;
+  /** Storage element type; absent: fp32. */
+  readonly dtype?: KvDtype;
+}
+
+export function kvDtypeOf(shape: KvShape): KvDtype {
+  return shape.dtype ?? 'fp32';
 }
 
 /** Capacities are multiples of this (Quest pages of 16, 32 or 64 entries tile them exactly). */
@@ -25,12 +32,12 @@ export function roundToBlock(entries: number): number {
 }
 
 export function kvBytesPerToken(shape: KvShape): number {
-  return shape.numLayers * 2 * shape.numKvHeads * shape.headDim * Float32Array.BYTES_PER_ELEMENT;
+  return shape.numLayers * 2 * shape.numKvHeads * shape.headDim * kvElementBytes(kvDtypeOf(shape));
 }
 
 interface LayerStore {
-  keys: Float32Array;
-  values: Float32Array;
+  keys: KvArray;
+  values: KvArray;
   /** [numKvHeads, capacity] */
   positions: Int32Array;
   /** [numKvHeads, capacity] attention received, when enabled. */
@@ -45,6 +52,8 @@ export class SequenceKv {
   private released = false;
   private next = 0;
   private accumulate = false;
+  readonly dtype: KvDtype;
+  private readonly elementBytes: number;
 
   constructor(
     readonly shape: KvShape,
@@ -54,9 +63,11 @@ export class SequenceKv {
   ) {
     if (reservedTokens % KV_BLOCK !== 0) throw new Error(`SequenceKv: the reservation (${reservedTokens}) must be a multiple of ${KV_BLOCK} entries`);
     this.rowFloats = shape.headDim;
+    this.dtype = kvDtypeOf(shape);
+    this.elementBytes = kvElementBytes(this.dtype);
     this.layers = Array.from({ length: shape.numLayers }, () => ({
-      keys: new Float32Array(0),
-      values: new Float32Array(0),
+      keys: allocKv(this.dtype, 0),
+      values: allocKv(this.dtype, 0),
       positions: new Int32Array(0),
       accum: null,
       length: 0,
@@ -97,14 +108,14 @@ export class SequenceKv {
   get allocatedBytes(): number {
     let entries = 0;
     for (const s of this.layers) entries += s.capacity;
-    return entries * 2 * this.shape.numKvHeads * this.shape.headDim * Float32Array.BYTES_PER_ELEMENT;
+    return entries * 2 * this.shape.numKvHeads * this.shape.headDim * this.elementBytes;
   }
 
   /** K/V bytes holding live entries. */
   get usedBytes(): number {
     let entries = 0;
     for (const s of this.layers) entries += s.length;
-    return entries * 2 * this.shape.numKvHeads * this.shape.headDim * Float32Array.BYTES_PER_ELEMENT;
+    return entries * 2 * this.shape.numKvHeads * this.shape.headDim * this.elementBytes;
   }
 
   /** RoPE position for the next token. */
@@ -116,12 +127,12 @@ export class SequenceKv {
     this.next = p;
   }
 
-  /** Whole key buffer of layer l, [numKvHeads, capacity(l), headDim]. */
-  keyBuffer(l: number): Float32Array {
+  /** Whole key buffer of layer l, [numKvHeads, capacity(l), headDim], in the storage dtype (kvAsFloat reads it as numbers). */
+  keyBuffer(l: number): KvArray {
     return this.layer(l).keys;
   }
 
-  valueBuffer(l: number): Float32Array {
+  valueBuffer(l: number): KvArray {
     return this.layer(l).values;
   }
 
@@ -151,26 +162,27 @@ export class SequenceKv {
     const cap = Math.min(this.reservedTokens, roundToBlock(Math.max(needed, Math.ceil(s.capacity * 1.25))));
     const KV = this.shape.numKvHeads;
     const D = this.rowFloats;
-    const moveRows = <A extends Float32Array | Int32Array>(old: A, fresh: A, width: number): A => {
+    const moveRows = <A extends KvArray | Int32Array>(old: A, fresh: A, width: number): A => {
       for (let h = 0; h < KV; h++) {
         fresh.set(old.subarray(h * s.capacity * width, (h * s.capacity + s.length) * width), h * cap * width);
       }
       return fresh;
     };
-    s.keys = moveRows(s.keys, new Float32Array(KV * cap * D), D);
-    s.values = moveRows(s.values, new Float32Array(KV * cap * D), D);
+    s.keys = moveRows(s.keys, allocKv(this.dtype, KV * cap * D), D);
+    s.values = moveRows(s.values, allocKv(this.dtype, KV * cap * D), D);
     s.positions = moveRows(s.positions, new Int32Array(KV * cap), 1);
     if (s.accum) s.accum = moveRows(s.accum, new Float32Array(KV * cap), 1);
     else if (this.accumulate) s.accum = new Float32Array(KV * cap);
-    this.pool.noteAllocated((cap - s.capacity) * 2 * KV * D * Float32Array.BYTES_PER_ELEMENT);
+    this.pool.noteAllocated((cap - s.capacity) * 2 * KV * D * this.elementBytes);
     s.capacity = cap;
   }
 
   /**
    * Appends `positions.length` entries to every layer, taken from row `row` of
-   * present tensors shaped [B, KV, T, D] (T = tokensPerRow >= count).
+   * present tensors shaped [B, KV, T, D] (T = tokensPerRow >= count), float32 or
+   * already in the storage dtype (prefix-cache blocks); converted as needed.
    */
-  append(presentKeys: readonly Float32Array[], presentValues: readonly Float32Array[], row: number, tokensPerRow: number, positions: ArrayLike<number>): void {
+  append(presentKeys: readonly KvArray[], presentValues: readonly KvArray[], row: number, tokensPerRow: number, positions: ArrayLike<number>): void {
     const count = positions.length;
     const KV = this.shape.numKvHeads;
     const D = this.rowFloats;
@@ -183,8 +195,8 @@ export class SequenceKv {
       for (let h = 0; h < KV; h++) {
         const src = (row * KV + h) * tokensPerRow * D;
         const dst = (h * s.capacity + s.length) * D;
-        s.keys.set(pk.subarray(src, src + count * D), dst);
-        s.values.set(pv.subarray(src, src + count * D), dst);
+        copyKv(s.keys, dst, pk, src, count * D);
+        copyKv(s.values, dst, pv, src, count * D);
         const pbase = h * s.capacity + s.length;
         for (let i = 0; i < count; i++) s.positions[pbase + i] = positions[i] ?? 0;
         if (s.accum) s.accum.fill(0, pbase, pbase + count);
@@ -238,15 +250,15 @@ export class SequenceKv {
     if (cap >= s.capacity) return;
     const KV = this.shape.numKvHeads;
     const D = this.rowFloats;
-    const moveRows = <A extends Float32Array | Int32Array>(old: A, fresh: A, width: number): A => {
+    const moveRows = <A extends KvArray | Int32Array>(old: A, fresh: A, width: number): A => {
       for (let h = 0; h < KV; h++) fresh.set(old.subarray(h * s.capacity * width, (h * s.capacity + s.length) * width), h * cap * width);
       return fresh;
     };
-    s.keys = moveRows(s.keys, new Float32Array(KV * cap * D), D);
-    s.values = moveRows(s.values, new Float32Array(KV * cap * D), D);
+    s.keys = moveRows(s.keys, allocKv(this.dtype, KV * cap * D), D);
+    s.values = moveRows(s.values, allocKv(this.dtype, KV * cap * D), D);
     s.positions = moveRows(s.positions, new Int32Array(KV * cap), 1);
     if (s.accum) s.accum = moveRows(s.accum, new Float32Array(KV * cap), 1);
-    this.pool.noteAllocated((cap - s.capacity) * 2 * KV * D * Float32Array.BYTES_PER_ELEMENT);
+    this.pool.noteAllocated((cap - s.capacity) * 2 * KV * D * this.elementBytes);
     s.capacity = cap;
   }
 
@@ -256,8 +268,8 @@ export class SequenceKv {
     this.pool.noteAllocated(-this.allocatedBytes);
     this.pool.unreserve(this.reservedTokens * kvBytesPerToken(this.shape));
     for (const s of this.layers) {
-      s.keys = new Float32Array(0);
-      s.values = new Float32Array(0);
+      s.keys = allocKv(this.dtype, 0);
+      s.values = allocKv(this.dtype, 0);
       s.positions = new Int32Array(0);
       s.accum = null;
       s.capacity = 0;

@@ -7,11 +7,14 @@
  * importing each other.
  */
 
+/** The KV cache's storage element type, which the graph's past inputs are compiled for (fp16: float16 inputs cast in the graph). */
+export type KvDtype = 'fp32' | 'fp16';
+
 /** One layer's past KV as the graph reads it. */
 export interface LayerPast {
-  /** [B, KV, capacity, D] */
-  readonly keys: Float32Array;
-  readonly values: Float32Array;
+  /** [B, KV, capacity, D]: float32, or float16 bit patterns for a graph compiled with a float16 KV cache. */
+  readonly keys: Float32Array | Uint16Array;
+  readonly values: Float32Array | Uint16Array;
   readonly capacity: number;
   /** [B, biasHeads, biasRows, capacity] additive mask over the past entries. */
   readonly bias: Float32Array;

@@ -89,6 +89,11 @@ export interface SparseAttentionMethod extends MethodCommon {
   readonly kind: 'sparse-attention';
 }
 
+/** Quantizes cached keys and values in place (KIVI); the graph and the cache layout are unchanged. */
+export interface KvQuantizationMethod extends MethodCommon {
+  readonly kind: 'kv-quantization';
+}
+
 export interface NoneMethod extends MethodCommon {
   readonly kind: 'none';
 }
@@ -106,7 +111,8 @@ export interface ContextCompressionMethod extends MethodCommon {
   readonly kind: 'context-compression';
 }
 
-export type MethodDefinition = EvictionMethod | SparseAttentionMethod | NoneMethod | ExpertOffloadMethod | ContextCompressionMethod | WeightElasticMethod;
+export type MethodDefinition =
+  EvictionMethod | SparseAttentionMethod | KvQuantizationMethod | NoneMethod | ExpertOffloadMethod | ContextCompressionMethod | WeightElasticMethod;
 
 /**
  * Params reach a method only after strict validation against its own schema,

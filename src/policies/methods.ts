@@ -15,6 +15,7 @@ import { PolicyError } from './errors.js';
 import type { EvictionMethod, MethodDefinition, RequestNeeds, SparseAttentionMethod } from './method-types.js';
 import type { Policy } from './policy.js';
 import type { PolicyRuntime } from './runtime.js';
+import { kivi } from './kv-quantization/kivi.js';
 import { quest } from './sparse-attention/quest.js';
 import { sinkWindow } from './sparse-attention/sink-window.js';
 import { COMPRESSION_METHODS } from './compression/index.js';
@@ -31,6 +32,7 @@ export const METHODS: readonly MethodDefinition[] = Object.freeze([
   pyramidkv,
   sinkWindow,
   quest,
+  kivi,
   ...COMPRESSION_METHODS,
   EDGEMOE_METHOD,
   STI_METHOD,

@@ -25,6 +25,7 @@ const Envelope = Type.Object(
       Type.Literal('none'),
       Type.Literal('kv-eviction'),
       Type.Literal('sparse-attention'),
+      Type.Literal('kv-quantization'),
       Type.Literal('context-compression'),
       Type.Literal('expert-offload'),
       Type.Literal('weight-elastic'),

@@ -12,7 +12,7 @@ export interface CapProfile {
   readonly costs: Axis;
 }
 
-export type PolicyKind = 'none' | 'kv-eviction' | 'sparse-attention' | 'context-compression' | 'expert-offload' | 'weight-elastic';
+export type PolicyKind = 'none' | 'kv-eviction' | 'sparse-attention' | 'kv-quantization' | 'context-compression' | 'expert-offload' | 'weight-elastic';
 
 /** What the runtime must collect for a policy; collected only when some active policy asks. */
 export interface StatsNeeds {

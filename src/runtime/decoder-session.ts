@@ -111,9 +111,19 @@ export class DecoderSession implements ModelRunner {
     put(GRAPH_IO.newBias, 'float32', inputs.newBias, [B, 1, T, T]);
     put(GRAPH_IO.logitIndex, 'int64', inputs.logitIndex, [B, K]);
     if (inputs.layers.length !== numLayers) throw new Error(`decoder inputs: ${inputs.layers.length} layers given, model has ${numLayers}`);
+    // A float16 KV cache (Uint16Array bit patterns) feeds a graph compiled with float16 past inputs.
+    const putKv = (name: string, data: Float32Array | Uint16Array, dims: number[]): void => {
+      if (data instanceof Float32Array) {
+        put(name, 'float32', data, dims);
+        return;
+      }
+      const expected = dims.reduce((a, b) => a * b, 1);
+      if (data.length !== expected) throw new Error(`decoder input ${name}: float16 [${dims.join(', ')}] needs ${expected} values, got ${data.length}`);
+      feeds[name] = new ort.Tensor('float16', data, dims);
+    };
     inputs.layers.forEach((layer, l) => {
-      put(GRAPH_IO.pastKey(l), 'float32', layer.keys, [B, KV, layer.capacity, D]);
-      put(GRAPH_IO.pastValue(l), 'float32', layer.values, [B, KV, layer.capacity, D]);
+      putKv(GRAPH_IO.pastKey(l), layer.keys, [B, KV, layer.capacity, D]);
+      putKv(GRAPH_IO.pastValue(l), layer.values, [B, KV, layer.capacity, D]);
       put(GRAPH_IO.pastBias(l), 'float32', layer.bias, [B, layer.biasHeads, layer.biasRows, layer.capacity]);
     });
     if (this.emitsAttention) put(GRAPH_IO.attnWindow, 'int64', BigInt64Array.of(BigInt(Math.max(1, inputs.attnWindow ?? 1))), [1]);

@@ -67,6 +67,7 @@ export function localEngineOptions(config: Config, policies: ReadonlyMap<string,
     maxConcurrent: config.server.maxConcurrent,
     maxQueue: config.server.maxQueue,
     kvBudgetBytes: config.memory.kvBudgetBytes,
+    kvDtype: config.memory.kvDtype,
     maxTokensPerStep: config.engine.maxTokensPerStep,
     prefillChunk: config.engine.prefillChunk,
     prefixCache: config.engine.prefixCache.enabled

@@ -95,6 +95,8 @@ export interface CapObject {
   readonly weights?: WeightsCap;
   /** Only when the prefix cache served part of the prompt (hit) or the policy could not use it (bypassed); a miss adds nothing. */
   readonly prefix_cache?: PrefixCacheCap;
+  /** Only for a kv-quantization policy (KIVI): its bits, groups and residual, the entries it quantized, its packed bytes per token (computed). */
+  readonly kv_quantization?: Readonly<Record<string, string | number>>;
 }
 
 /** What the cap object needs from the plan. */
@@ -148,6 +150,7 @@ export function capObject(
   const compression = got.find((r) => r.kind === 'context-compression');
   const { policy } = plan;
   const prefix = got.find((r) => r.prefixCache !== undefined && r.prefixCache.status !== 'miss')?.prefixCache;
+  const quantization = got.find((r) => r.kind === 'kv-quantization');
   return {
     policy: policy.name,
     kind: policy.kind,
@@ -166,5 +169,6 @@ export function capObject(
     ...(prefix !== undefined && prefix.status !== 'miss'
       ? { prefix_cache: { status: prefix.status, cached_tokens: prefix.cachedTokens, reason: prefix.reason } }
       : {}),
+    ...(quantization !== undefined ? { kv_quantization: Object.fromEntries(Object.entries(quantization.details).map(([k, v]) => [snake(k), v])) } : {}),
   };
 }

@@ -18,13 +18,14 @@ for (const heading of [
   '## Context compression',
   '## MoE expert offload',
   '## Elastic weights (STI)',
+  '## KV storage dtype (decode at long context)',
   '## Charts',
 ]) {
   if (!report.includes(heading)) problems.push(`report.md lacks "${heading}"`);
 }
 if (/failed/i.test(report)) problems.push('report.md says a benchmark failed');
 const results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as Record<string, unknown>;
-for (const key of ['base', 'engine', 'graph', 'memory', 'load', 'serving', 'fidelity', 'latency', 'compression', 'moe', 'sti']) {
+for (const key of ['base', 'engine', 'graph', 'memory', 'load', 'serving', 'fidelity', 'latency', 'kvDtype', 'compression', 'moe', 'sti']) {
   const v = results[key];
   if (v === undefined || (typeof v === 'object' && v !== null && 'error' in v)) problems.push(`results.json: ${key} missing or failed`);
 }

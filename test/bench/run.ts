@@ -30,6 +30,8 @@ import { median } from './stats.js';
 import { lineChart, type Series } from './svg-chart.js';
 import type { StiBenchResult } from './sti-bench.js';
 import { stiSection } from './sti-report.js';
+import type { KvDtypeResult } from './kv-dtype-bench.js';
+import { kvDtypeSection } from './kv-dtype-report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -137,7 +139,7 @@ function runRuler(values: {
         '--tasks',
         values.tasks ?? (quick ? 'passkey,niah-single' : 'passkey,niah-single,niah-multikey,niah-multivalue,niah-multiquery,vt'),
         '--methods',
-        quick ? 'snapkv,streaming-llm,quest,longllmlingua' : ALL_METHODS.join(','),
+        quick ? 'snapkv,streaming-llm,quest,kivi,longllmlingua' : ALL_METHODS.join(','),
         '--budgets',
         quick ? '0.25' : '0.5,0.25,0.125',
       ]);
@@ -357,6 +359,10 @@ async function main(): Promise<void> {
     '--threads',
     threads,
   ]);
+  const kvDtype = runJson<KvDtypeResult>('kv-dtype-bench.js', [
+    ...['--model', dense, '--threads', threads],
+    ...(quick ? ['--contexts', '512,2048', '--steps', '12'] : ['--contexts', '4096,16384,32768', '--steps', '12']),
+  ]);
   const compression = runJson<CompressionBenchResult>(
     'compression-bench.js',
     quick ? ['--passages', '20', '--runs', '1', '--prompt-tokens', '1000'] : ['--passages', '100', '--runs', '5'],
@@ -396,6 +402,7 @@ async function main(): Promise<void> {
     scaleOut,
     fidelity,
     latency,
+    kvDtype,
     compression,
     moe,
     sti,
@@ -481,7 +488,7 @@ async function main(): Promise<void> {
     `## Short-context fidelity (stories260K)`,
     ``,
     ok(fidelity) && fidelity.points.length > 0
-      ? `Teacher-forced over ${fidelity.passages} TinyStories passages (${fidelity.promptTokens}-token prompt, ${fidelity.continuationTokens}-token continuation) on the real stories260K model.\n\n| policy | budget | kept | KL | top-1 | ppl (full) |\n|---|---|---|---|---|---|\n` +
+      ? `Teacher-forced over ${fidelity.passages} TinyStories passages (${fidelity.promptTokens}-token prompt, ${fidelity.continuationTokens}-token continuation) on the real stories260K model. kivi (8/4/2 bits) and kv-fp16 keep every entry: their budget is bytes per token over the fp32 cache's.\n\n| policy | budget | kept | KL | top-1 | ppl (full) |\n|---|---|---|---|---|---|\n` +
         fidelity.points
           .map(
             (p) =>
@@ -570,6 +577,7 @@ async function main(): Promise<void> {
         `\n\n(d)/(b) = ${f(moe.dOverB, 2)}x, (d)/(a) = ${f(moe.dOverA, 2)}x.`
       : `MoE bench failed: ${moe.error}`,
     ``,
+    ...kvDtypeSection(kvDtype),
     ...stiLines.lines,
     `## Charts`,
     ``,

@@ -6,6 +6,7 @@ import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
 import { DecoderSession } from '../../src/runtime/decoder-session.js';
 import type { TextTokenizer } from '../../src/model/tokenizer-types.js';
 import type { PrefixCacheOptions } from '../../src/kv/prefix-cache.js';
+import type { KvDtype } from '../../src/model/step-io.js';
 import { TEST_CACHE_DIR } from './session.js';
 
 export interface TestCore {
@@ -30,11 +31,13 @@ export interface TestCoreOptions {
   maxTokensPerStep?: number;
   /** The prefix cache (default: none). */
   prefixCache?: PrefixCacheOptions;
+  /** KV cache storage dtype (default fp32). */
+  kvDtype?: KvDtype;
 }
 
 export async function openTestCore(dir: string, options: TestCoreOptions = {}): Promise<TestCore> {
   const checkpoint = loadCheckpoint(dir);
-  const compiled = compileModel(checkpoint, { cacheDir: TEST_CACHE_DIR, weightDtype: 'fp32' });
+  const compiled = compileModel(checkpoint, { cacheDir: TEST_CACHE_DIR, weightDtype: 'fp32', kvDtype: options.kvDtype ?? 'fp32' });
   const spec = checkpoint.spec;
   const session = await DecoderSession.create(compiled.decoderPath, spec, { threads: options.threads ?? 1 });
   const core = new EngineCore(
@@ -49,6 +52,7 @@ export async function openTestCore(dir: string, options: TestCoreOptions = {}): 
       maxConcurrent: 8,
       maxQueue: 64,
       kvBudgetBytes: options.kvBudgetBytes ?? 2 * 1024 ** 3,
+      kvDtype: options.kvDtype ?? 'fp32',
       contextLength: spec.maxPositionEmbeddings,
       prefillChunk: options.prefillChunk ?? 64,
       variants: ['stats', 'quest'],

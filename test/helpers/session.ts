@@ -7,6 +7,7 @@ import { kvBytesPerToken, roundToBlock, SequenceKv } from '../../src/kv/sequence
 import { compileModel, type QuantBlockSize } from '../../src/model/compile/compile-model.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
+import type { KvDtype } from '../../src/model/step-io.js';
 import { DecoderSession } from '../../src/runtime/decoder-session.js';
 import { StepInputBuilder } from '../../src/engine/step-inputs.js';
 
@@ -35,6 +36,8 @@ export async function openTestModel(
     quantBlockSize?: QuantBlockSize;
     variants?: 'all' | 'plain';
     profilePrefix?: string;
+    /** KV cache storage dtype (graph past inputs and the caches newKv makes); default fp32. */
+    kvDtype?: KvDtype;
   } = {},
 ): Promise<TestModel> {
   const checkpoint = loadCheckpoint(dir);
@@ -44,6 +47,7 @@ export async function openTestModel(
     ...(options.quantAccuracyLevel !== undefined ? { quantAccuracyLevel: options.quantAccuracyLevel } : {}),
     ...(options.variants !== undefined ? { variants: options.variants } : {}),
     ...(options.quantBlockSize !== undefined ? { quantBlockSize: options.quantBlockSize } : {}),
+    ...(options.kvDtype !== undefined ? { kvDtype: options.kvDtype } : {}),
   });
   const spec = checkpoint.spec;
   const session = await DecoderSession.create(compiled.decoderPath, spec, {
@@ -53,9 +57,16 @@ export async function openTestModel(
   });
   let parameters = 0;
   for (const name of checkpoint.weights.names()) parameters += checkpoint.weights.info(name).shape.reduce((a: number, b: number) => a * b, 1);
-  const inputs = new StepInputBuilder(spec.numLayers, spec.numKvHeads, spec.headDim, { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows });
+  const kvDtype = options.kvDtype ?? 'fp32';
+  const inputs = new StepInputBuilder(
+    spec.numLayers,
+    spec.numKvHeads,
+    spec.headDim,
+    { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows },
+    kvDtype,
+  );
   const pool = new KvPool(8 * 1024 ** 3);
-  const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim };
+  const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, dtype: kvDtype };
   const newKv = (tokens: number): SequenceKv => {
     const entries = roundToBlock(tokens);
     if (!pool.tryReserve(entries * kvBytesPerToken(shape))) throw new Error('test KV pool exhausted');

@@ -67,6 +67,8 @@ export interface AttentionLayerIo {
   readonly pastBias: string;
   readonly presentKey: string;
   readonly presentValue: string;
+  /** The past K/V inputs' element type: float16 (a half-size KV cache) is cast to float32 once, before any variant's core. Default float32. */
+  readonly pastDtype?: 'float32' | 'float16';
   /** Dimension names of this layer's past length and bias broadcast axes. */
   readonly dims: { readonly past: string; readonly biasHeads: string; readonly biasRows: string };
   /** Stats variant outputs. */
@@ -196,8 +198,8 @@ export function attentionBlock(ctx: AttentionContext, layer: number, h: string, 
     qGrouped,
     kNew: io.presentKey,
     vNew: io.presentValue,
-    pastK: g.input(io.pastKey, 'float32', ['B', KV, io.dims.past, D]),
-    pastV: g.input(io.pastValue, 'float32', ['B', KV, io.dims.past, D]),
+    pastK: pastInput(g, io, io.pastKey, KV, D),
+    pastV: pastInput(g, io, io.pastValue, KV, D),
     pastBias: g.input(io.pastBias, 'float32', ['B', io.dims.biasHeads, io.dims.biasRows, io.dims.past]),
     quest: io.quest === undefined ? null : questInputs(g, io.quest, { KV, D }, ctx.variantSwitch !== null),
   };
@@ -258,6 +260,13 @@ export function attentionBlock(ctx: AttentionContext, layer: number, h: string, 
   let o = linear(merged, `l${l}.o`);
   if (spec.outputBias) o = g.op('Add', [o, w(`l${l}.o_bias`)]);
   return o;
+}
+
+/** A past K or V input as float32 [B, KV, C, D]: the input itself, or its cast from float16. */
+function pastInput(g: GraphBuilder, io: AttentionLayerIo, name: string, KV: number, D: number): string {
+  const dtype = io.pastDtype ?? 'float32';
+  const x = g.input(name, dtype, ['B', KV, io.dims.past, D]);
+  return dtype === 'float32' ? x : g.op('Cast', [x], { to: attr.int(1) });
 }
 
 interface CoreMode {

@@ -10,6 +10,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExternalDataFile } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
+import type { KvDtype } from '../step-io.js';
 import { buildDecoderGraph, storeDecoderWeights, type WeightDtype } from './decoder-graph.js';
 import { compileMoeModel } from './moe-compile.js';
 import { digestFiles, discardEntry, publishEntry, readEntry, temporaryEntryDir, type FileDigests } from './cache-entry.js';
@@ -40,6 +41,8 @@ export interface CompileOptions {
    * session (benchmarks compare the two in one run).
    */
   readonly variants?: 'all' | 'plain';
+  /** The KV cache's storage dtype the dense graph's past inputs are compiled for (default fp32; MoE graphs are fp32 only). */
+  readonly kvDtype?: KvDtype;
   readonly onProgress?: (message: string) => void;
 }
 
@@ -87,6 +90,7 @@ export function compileKey(
   quantAccuracyLevel: number,
   variants: 'all' | 'plain' = 'all',
   quantBlockSize: QuantBlockSize = DEFAULT_QUANT_BLOCK_SIZE,
+  kvDtype: KvDtype = 'fp32',
 ): string {
   return createHash('sha256')
     .update(
@@ -98,6 +102,8 @@ export function compileKey(
         QUANT_BLOCK_SIZE: quantBlockSize,
         quantAccuracyLevel,
         variants,
+        // Only a non-default KV dtype enters the key: fp32 graphs keep the keys they had.
+        ...(kvDtype === 'fp32' ? {} : { kvDtype }),
       }),
     )
     .digest('hex')
@@ -109,7 +115,8 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
   const quantAccuracyLevel = options.quantAccuracyLevel ?? DEFAULT_QUANT_ACCURACY_LEVEL;
   const variants = options.variants ?? 'all';
   const quantBlockSize = options.quantBlockSize ?? DEFAULT_QUANT_BLOCK_SIZE;
-  const key = compileKey(source, options.weightDtype, quantAccuracyLevel, variants, quantBlockSize);
+  const kvDtype = options.kvDtype ?? 'fp32';
+  const key = compileKey(source, options.weightDtype, quantAccuracyLevel, variants, quantBlockSize, kvDtype);
   const dir = join(options.cacheDir, key);
   const result = (weightBytes: number): CompiledModel => ({
     dir,
@@ -140,7 +147,7 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
       file.close();
     }
     const common = { weightDtype: options.weightDtype, quantBlockSize, quantAccuracyLevel };
-    writeFileSync(join(tmp, 'decoder.onnx'), buildDecoderGraph(source.spec, stored, { ...common, variants }));
+    writeFileSync(join(tmp, 'decoder.onnx'), buildDecoderGraph(source.spec, stored, { ...common, variants, kvDtype }));
     let weightBytes = 0;
     for (const t of stored.tensors.values()) weightBytes += t.length;
     const files = digestFiles(tmp, ['weights.bin', 'decoder.onnx']);

@@ -12,8 +12,8 @@
  *   position_ids   int64   [B, T]          RoPE positions (policies may renumber)
  *   new_bias       float32 [B, 1, T, T]    additive mask among the new tokens (causal, window)
  *   logit_index    int64   [B, K]          which of the T positions produce logits
- *   past_key_l     float32 [B, KV, C_l, D] post-RoPE keys, head-major
- *   past_value_l   float32 [B, KV, C_l, D]
+ *   past_key_l     float32 [B, KV, C_l, D] post-RoPE keys, head-major (float16 with kvDtype fp16,
+ *   past_value_l   float32 [B, KV, C_l, D]  cast to float32 in the graph before attention)
  *   past_bias_l    float32 [B, 1|KV, 1|T, C_l]  additive mask over the past entries
  *                                          (unused capacity, padding, evictions, window, sparsity)
  *   attn_window    int64   [1]             (stats variant) query rows to report in attn_rows_l
@@ -32,6 +32,7 @@
  */
 import { attr, type ExternalDataFile, GraphBuilder } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
+import type { KvDtype } from '../step-io.js';
 import { attentionBlock, attentionContext, declareAttentionOutputs, normWeight, storeAttentionWeights, type AttentionLayerIo } from './attention-block.js';
 import { concatRows, graphWeights, WeightWriter, type StoredLinear } from './graph-weights.js';
 
@@ -58,6 +59,8 @@ export interface DecoderGraphOptions {
   readonly quantBlockSize: number;
   /** MatMulNBits accuracy_level: 0 keeps fp32 activations, 4 lets MLAS use int8 activations. */
   readonly quantAccuracyLevel: number;
+  /** The past K/V inputs' element type (the KV cache's storage dtype); default fp32. */
+  readonly kvDtype?: KvDtype;
 }
 
 export const GRAPH_IO = {
@@ -182,6 +185,7 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
     presentKey: GRAPH_IO.presentKey(l),
     presentValue: GRAPH_IO.presentValue(l),
     dims: { past: `C${l}`, biasHeads: `Hb${l}`, biasRows: `Tb${l}` },
+    ...(options.kvDtype === 'fp16' ? { pastDtype: 'float16' as const } : {}),
     ...(stats ? { attnSum: GRAPH_IO.attnSum(l), attnRows: GRAPH_IO.attnRows(l), statsOnDemand: all } : {}),
     ...(pageSize !== null
       ? { quest: { pageMin: GRAPH_IO.pageMin(l), pageMax: GRAPH_IO.pageMax(l), pageBias: GRAPH_IO.pageBias(l), k: GRAPH_IO.questK(l), pages: `NP${l}` } }

@@ -7,6 +7,7 @@
  * and handles positions (StreamingLLM re-rotates kept keys into cache
  * positions). A method only writes score(), protect() and its budget.
  */
+import { copyKv, kvAsFloat, type KvArray } from '../../kv/kv-dtype.js';
 import type { SequenceKv } from '../../kv/sequence-kv.js';
 import { layerRope, ropeInverseFrequencies } from '../../model/compile/rope.js';
 import type { ModelSpec } from '../../model/spec.js';
@@ -174,10 +175,10 @@ export class EvictionRuntime implements PolicyRuntime {
       for (let h = 0; h < KV; h++) out.set(buf.subarray(h * cap, h * cap + len), h * len);
       return out;
     };
-    const timeMajor = (buf: Float32Array): Float32Array => {
+    const timeMajor = (buf: KvArray): Float32Array => {
       const out = new Float32Array(len * KV * D);
       for (let h = 0; h < KV; h++) {
-        for (let e = 0; e < len; e++) out.set(buf.subarray((h * cap + e) * D, (h * cap + e + 1) * D), (e * KV + h) * D);
+        for (let e = 0; e < len; e++) copyKv(out, (e * KV + h) * D, buf, (h * cap + e) * D, D);
       }
       return out;
     };
@@ -243,7 +244,9 @@ export class EvictionRuntime implements PolicyRuntime {
     const D = this.spec.headDim;
     const len = kv.length(l);
     const cap = kv.capacity(l);
-    const keys = kv.keyBuffer(l);
+    const stored = kv.keyBuffer(l);
+    // A float16 cache is re-rotated in float32 and written back (one rounding, as when the keys were stored).
+    const keys = kvAsFloat(stored);
     const pos = kv.positionBuffer(l);
     const to = Int32Array.from({ length: len }, (_, i) => i);
     for (let h = 0; h < this.spec.numKvHeads; h++) {
@@ -252,6 +255,7 @@ export class EvictionRuntime implements PolicyRuntime {
       if (rope !== null) rerotateKeys(slice, 1, D, from, to, invFreq, slice);
       pos.set(to, h * cap);
     }
+    if (keys !== stored) copyKv(stored, 0, keys, 0, keys.length);
   }
 
   /** Mean attention mass kept by evictions so far; 1 when nothing was evicted; null when unmeasured. */

@@ -5,6 +5,7 @@
  * quest variant (it needs the current query); this feeds it. Prefill is dense
  * on the plain graph; decode runs on the quest graph, batched by page size.
  */
+import { fromHalf } from '../../kv/kv-dtype.js';
 import type { SequenceKv } from '../../kv/sequence-kv.js';
 import type { QuestInputs, QuestLayerInputs } from '../../model/step-io.js';
 import type { ModelSpec } from '../../model/spec.js';
@@ -117,6 +118,7 @@ export class QuestRuntime implements PolicyRuntime {
       if (pages > b.pageCap) this.grow(b, Math.max(pages, Math.ceil(b.pageCap * 1.5), 8));
       const cap = kv.capacity(l);
       const keys = kv.keyBuffer(l);
+      const half = keys instanceof Uint16Array;
       for (let e = b.covered; e < len; e++) {
         const p = Math.floor(e / ps);
         const fresh = e % ps === 0;
@@ -124,7 +126,8 @@ export class QuestRuntime implements PolicyRuntime {
           const src = (h * cap + e) * D;
           const dst = (h * b.pageCap + p) * D;
           for (let c = 0; c < D; c++) {
-            const v = keys[src + c] ?? 0;
+            const raw = keys[src + c] ?? 0;
+            const v = half ? fromHalf(raw) : raw;
             if (fresh || v < (b.min[dst + c] ?? 0)) b.min[dst + c] = v;
             if (fresh || v > (b.max[dst + c] ?? 0)) b.max[dst + c] = v;
           }

@@ -82,19 +82,22 @@ export function buildItems(
 export const EVICTION_METHODS = ['streaming-llm', 'h2o', 'snapkv', 'pyramidkv', 'tova', 'knorm'] as const;
 export const SPARSE_METHODS = ['quest', 'sink-window'] as const;
 export const COMPRESSION_METHODS = ['selective-context', 'llmlingua', 'longllmlingua'] as const;
-export const ALL_METHODS = [...EVICTION_METHODS, ...SPARSE_METHODS, ...COMPRESSION_METHODS] as const;
+export const KV_QUANTIZATION_METHODS = ['kivi'] as const;
+export const ALL_METHODS = [...EVICTION_METHODS, ...SPARSE_METHODS, ...KV_QUANTIZATION_METHODS, ...COMPRESSION_METHODS] as const;
 
 /**
  * The shipped policy `method` (policies/METHOD.yaml, its other params as shipped)
  * at a budget: the fraction of the prompt kept in the KV cache (eviction), attended
  * per step (Quest) or in each prefill query's window (sink-window), or kept by
- * compression (rate).
+ * compression (rate); KIVI keeps every entry, at 8 bits for a budget of 0.5 and
+ * above, 4 bits from 0.25, 2 bits below (about the packed bytes per token over fp32's).
  */
 export function policyAtBudget(method: string, budget: number, contextTokens: number, policiesDir = 'policies'): Policy {
   const file = join(policiesDir, `${method}.yaml`);
   const base = parsePolicyFile(readFileSync(file, 'utf8'), file);
   const params: Record<string, unknown> = { ...base.params };
   if (base.kind === 'context-compression') params['rate'] = budget;
+  else if (base.kind === 'kv-quantization') params['bits'] = budget >= 0.5 ? 8 : budget >= 0.25 ? 4 : 2;
   else if (method === 'sink-window') params['windowTokens'] = Math.max(1, Math.round(budget * contextTokens));
   else params['budget'] = budget;
   if ('topPages' in params) delete params['topPages'];

@@ -24,6 +24,7 @@ const SHIPPED = [
   'knorm',
   'quest',
   'sink-window',
+  'kivi',
   'selective-context',
   'llmlingua',
   'longllmlingua',

@@ -1,0 +1,139 @@
+/**
+ * Decode cost of the KV cache's storage dtype, in its own process: one decode
+ * step at each context length on the fp32-KV graph and on the fp16-KV graph
+ * (float16 past inputs cast in the graph), interleaved step by step (A/B/A/B)
+ * so both see the same machine noise; plus KIVI (kivi-8, kivi-4) on the fp32
+ * cache, whose per-step cost is the fp32 step plus its afterPass (quantizing
+ * what left the residual). Reports medians and same-run ratios against fp32,
+ * and bytes per token (allocated; KIVI's packed figure is computed). The cache
+ * content is synthetic: latency depends on how many entries are read.
+ * Prints one JSON line.
+ */
+import { parseArgs } from 'node:util';
+import { kvBytesPerToken, type SequenceKv } from '../../src/kv/sequence-kv.js';
+import type { KvDtype } from '../../src/model/step-io.js';
+import { instantiatePolicy } from '../../src/policies/methods.js';
+import { parsePolicyFile } from '../../src/policies/registry.js';
+import type { PolicyRuntime } from '../../src/policies/runtime.js';
+import { openTestModel, type TestModel } from '../helpers/session.js';
+import { median } from './stats.js';
+
+export interface KvDtypePoint {
+  readonly context: number;
+  /** Median decode step, ms, per series. */
+  readonly stepMs: Readonly<Record<string, number>>;
+  /** Median of per-round ratios series / fp32 (same round, interleaved). */
+  readonly ratioVsFp32: Readonly<Record<string, number>>;
+}
+
+export interface KvDtypeResult {
+  readonly model: string;
+  readonly steps: number;
+  /** KV bytes per token: allocated for fp32 and fp16, computed (packed codes and scales) for KIVI. */
+  readonly bytesPerToken: Readonly<Record<string, number>>;
+  readonly points: KvDtypePoint[];
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      contexts: { type: 'string', default: '4096,16384,32768' },
+      steps: { type: 'string', default: '12' },
+      threads: { type: 'string', default: '2' },
+      'cache-dir': { type: 'string', default: '.cache/compiled' },
+    },
+  });
+  if (!values.model) throw new Error('--model is required');
+  const contexts = values.contexts.split(',').map(Number);
+  const steps = Number(values.steps);
+  const threads = Number(values.threads);
+  const open = (kvDtype: KvDtype): Promise<TestModel> => openTestModel(values.model ?? '', 'fp32', false, { threads, cacheDir: values['cache-dir'], kvDtype });
+  const models: Record<KvDtype, TestModel> = { fp32: await open('fp32'), fp16: await open('fp16') };
+  const spec = models.fp32.checkpoint.spec;
+  const KV = spec.numKvHeads;
+  const D = spec.headDim;
+  const kivi = (bits: number): PolicyRuntime =>
+    instantiatePolicy(parsePolicyFile(`name: kivi-${bits}\nkind: kv-quantization\nmethod: kivi\nparams: {bits: ${bits}}\n`, '<bench>'), spec);
+  const packed = (bits: number): number => Number(kivi(bits).report().details['packedBytesPerToken']);
+  const bytesPerToken = {
+    fp32: kvBytesPerToken(spec),
+    fp16: kvBytesPerToken({ ...spec, dtype: 'fp16' }),
+    'kivi-8': packed(8),
+    'kivi-4': packed(4),
+  };
+
+  const fill = (m: TestModel, entries: number): SequenceKv => {
+    const kv = m.newKv(entries + 2 * steps + 4);
+    const chunk = 1024;
+    const present = Array.from({ length: spec.numLayers }, () => Float32Array.from({ length: KV * chunk * D }, (_, i) => Math.sin(i * 0.7) * 0.5));
+    for (let done = 0; done < entries; done += chunk) {
+      const n = Math.min(chunk, entries - done);
+      kv.append(
+        present,
+        present,
+        0,
+        chunk,
+        Array.from({ length: n }, (_, i) => done + i),
+      );
+    }
+    return kv;
+  };
+  const step = async (m: TestModel, kv: SequenceKv, s: number, runtime: PolicyRuntime | null): Promise<number> => {
+    const pos = kv.nextPosition;
+    const t0 = performance.now();
+    const out = await m.session.run(m.inputs.decode([kv], [100 + s], [pos]));
+    kv.append(out.presentKeys, out.presentValues, 0, 1, [pos]);
+    runtime?.afterPass(kv, { phase: 'decode', contextTokens: kv.maxLength, stats: null });
+    return performance.now() - t0;
+  };
+
+  const points: KvDtypePoint[] = [];
+  for (const L of contexts) {
+    const series: { name: string; model: TestModel; kv: SequenceKv; runtime: PolicyRuntime | null }[] = [
+      { name: 'fp32', model: models.fp32, kv: fill(models.fp32, L), runtime: null },
+      { name: 'fp16', model: models.fp16, kv: fill(models.fp16, L), runtime: null },
+      { name: 'kivi-8', model: models.fp32, kv: fill(models.fp32, L), runtime: kivi(8) },
+      { name: 'kivi-4', model: models.fp32, kv: fill(models.fp32, L), runtime: kivi(4) },
+    ];
+    // KIVI quantizes the whole prompt once at prefill end; decode steps then quantize only what leaves the residual.
+    for (const s of series) s.runtime?.afterPass(s.kv, { phase: 'prefill-end', contextTokens: L, stats: null });
+    const times: Record<string, number[]> = {};
+    const ratios: Record<string, number[]> = {};
+    for (let s = 0; s < steps; s++) {
+      const round: Record<string, number> = {};
+      // Rotate the order each round so no series always runs first.
+      for (let k = 0; k < series.length; k++) {
+        const x = series[(s + k) % series.length];
+        if (!x) continue;
+        round[x.name] = await step(x.model, x.kv, s, x.runtime);
+      }
+      if (s < 2) continue; // warm-up
+      for (const [name, ms] of Object.entries(round)) {
+        (times[name] ??= []).push(ms);
+        (ratios[name] ??= []).push(ms / (round['fp32'] ?? ms));
+      }
+    }
+    for (const s of series) s.kv.release();
+    const point: KvDtypePoint = {
+      context: L,
+      stepMs: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)])),
+      ratioVsFp32: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, median(v)])),
+    };
+    points.push(point);
+    process.stderr.write(
+      `kv dtype @${L}: ${Object.entries(point.ratioVsFp32)
+        .map(([k, r]) => `${k} ${r.toFixed(3)}x`)
+        .join(', ')} of fp32\n`,
+    );
+  }
+  await models.fp32.close();
+  await models.fp16.close();
+  const result: KvDtypeResult = { model: values.model, steps, bytesPerToken, points };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`kv-dtype-bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
