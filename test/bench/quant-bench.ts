@@ -22,6 +22,9 @@ export interface QuantConfigResult {
   readonly decodeMs: number;
   /** Median time of one prefill of QuantBenchResult.prefillTokens tokens. */
   readonly prefillMs: number;
+  /** fp32 time / this configuration's, same run: decode step and prefill (> 1: faster than fp32). */
+  readonly decodeSpeedupVsFp32: number;
+  readonly prefillSpeedupVsFp32: number;
   readonly klMean: number;
   readonly top1: number;
   readonly maxAbsLogitDiff: number;
@@ -151,6 +154,8 @@ async function main(): Promise<void> {
       weightBytes: c.model.weightBytes,
       decodeMs: median(ms[i + 1] ?? []),
       prefillMs: median(prefillMs[i + 1] ?? []),
+      decodeSpeedupVsFp32: median(ms[0] ?? []) / median(ms[i + 1] ?? []),
+      prefillSpeedupVsFp32: median(prefillMs[0] ?? []) / median(prefillMs[i + 1] ?? []),
       klMean: (kl[i] ?? []).reduce((a, b) => a + b, 0) / steps,
       top1: (agree[i] ?? 0) / steps,
       maxAbsLogitDiff: maxDiff[i] ?? 0,
