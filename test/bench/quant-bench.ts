@@ -4,7 +4,8 @@
  * interleaved with the fp32 model on the same teacher-forced tokens, so each
  * configuration gets its step time (median) and its error against fp32 on the
  * same positions: mean KL(fp32 || quantized) of the next-token distributions,
- * top-1 agreement, max |logit difference|. Prints one JSON line.
+ * top-1 agreement, max |logit difference|; then prefills of `--prefill` tokens,
+ * interleaved the same way (medians of `--runs`). Prints one JSON line.
  */
 import { parseArgs } from 'node:util';
 import type { QuantBlockSize } from '../../src/model/compile/compile-model.js';
@@ -19,6 +20,11 @@ export interface QuantConfigResult {
   readonly accuracyLevel: number;
   readonly weightBytes: number;
   readonly decodeMs: number;
+  /** Median time of one prefill of QuantBenchResult.prefillTokens tokens. */
+  readonly prefillMs: number;
+  /** fp32 time / this configuration's, same run: decode step and prefill (> 1: faster than fp32). */
+  readonly decodeSpeedupVsFp32: number;
+  readonly prefillSpeedupVsFp32: number;
   readonly klMean: number;
   readonly top1: number;
   readonly maxAbsLogitDiff: number;
@@ -26,6 +32,8 @@ export interface QuantConfigResult {
 
 export interface QuantBenchResult {
   readonly fp32DecodeMs: number;
+  readonly prefillTokens: number;
+  readonly fp32PrefillMs: number;
   readonly configs: readonly QuantConfigResult[];
 }
 
@@ -49,10 +57,12 @@ async function main(): Promise<void> {
     options: {
       model: { type: 'string' },
       dtypes: { type: 'string', default: 'int8,int4' },
-      blocks: { type: 'string', default: '32,128' },
+      blocks: { type: 'string', default: '32,64,128' },
       levels: { type: 'string', default: '4' },
       steps: { type: 'string', default: '24' },
       threads: { type: 'string', default: '2' },
+      prefill: { type: 'string', default: '512' },
+      runs: { type: 'string', default: '2' },
       'cache-dir': { type: 'string', default: '.cache/compiled' },
     },
   });
@@ -118,15 +128,34 @@ async function main(): Promise<void> {
     }
   }
   for (const kv of kvs) kv.release();
+
+  const prefillTokens = Number(values.prefill);
+  const prefillIds = Array.from({ length: prefillTokens }, (_, i) => 10 + ((i * 53) % (V - 20)));
+  const prefillMs: number[][] = models.map(() => []);
+  for (let r = 0; r < Number(values.runs); r++) {
+    for (let i = 0; i < models.length; i++) {
+      const m = models[r % 2 === 0 ? i : models.length - 1 - i];
+      if (m === undefined) throw new Error('unreachable');
+      const t0 = performance.now();
+      const res = await m.prefill(prefillIds, false, 1);
+      prefillMs[r % 2 === 0 ? i : models.length - 1 - i]?.push(performance.now() - t0);
+      res.kv.release();
+    }
+  }
   for (const m of models) await m.close();
   const result: QuantBenchResult = {
     fp32DecodeMs: median(ms[0] ?? []),
+    prefillTokens,
+    fp32PrefillMs: median(prefillMs[0] ?? []),
     configs: configs.map((c, i) => ({
       dtype: c.dtype,
       blockSize: c.blockSize,
       accuracyLevel: c.accuracyLevel,
       weightBytes: c.model.weightBytes,
       decodeMs: median(ms[i + 1] ?? []),
+      prefillMs: median(prefillMs[i + 1] ?? []),
+      decodeSpeedupVsFp32: median(ms[0] ?? []) / median(ms[i + 1] ?? []),
+      prefillSpeedupVsFp32: median(prefillMs[0] ?? []) / median(prefillMs[i + 1] ?? []),
       klMean: (kl[i] ?? []).reduce((a, b) => a + b, 0) / steps,
       top1: (agree[i] ?? 0) / steps,
       maxAbsLogitDiff: maxDiff[i] ?? 0,

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import t from 'tap';
+import { defaultQuantBlockSize } from '../../src/model/compile/compile-model.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { createModel } from '../../src/model/create/create-model.js';
 import { dequantize, quantizeBlockwise, type QuantBits } from '../../src/model/compile/quantize.js';
@@ -90,7 +91,7 @@ function dequantizedWeights(weights: WeightSource, bits: QuantBits): WeightSourc
       if (!linear.test(name)) return t;
       const [n, k] = t.shape;
       if (n === undefined || k === undefined) throw new Error(`${name} is not a matrix`);
-      return { shape: t.shape, data: dequantize(quantizeBlockwise(t.data, n, k, bits, 32)) };
+      return { shape: t.shape, data: dequantize(quantizeBlockwise(t.data, n, k, bits, defaultQuantBlockSize(bits === 8 ? 'int8' : 'int4'))) };
     },
   };
 }
@@ -178,7 +179,7 @@ for (const [dtype, bits] of [
 }
 
 /**
- * Documented tolerances for quantized weights (block 32, symmetric, MatMulNBits
+ * Documented tolerances for quantized weights (the default block sizes, symmetric, MatMulNBits
  * with int8 activations, accuracy_level 4) on the tiny generated llama, measured
  * against the fp32 float64 reference: int8 within 5% of the logit range, int4
  * within 30%, and greedy top-1 agreement on most positions.
