@@ -68,6 +68,7 @@ export function localEngineOptions(config: Config, policies: ReadonlyMap<string,
     maxQueue: config.server.maxQueue,
     kvBudgetBytes: config.memory.kvBudgetBytes,
     maxTokensPerStep: config.engine.maxTokensPerStep,
+    stepTargetMs: config.engine.stepTargetMs,
     prefillChunk: config.engine.prefillChunk,
     prefixCache: config.engine.prefixCache.enabled
       ? { blockTokens: config.engine.prefixCache.blockTokens, maxBytes: Math.floor(config.memory.kvBudgetBytes * config.engine.prefixCache.budgetShare) }

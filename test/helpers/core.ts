@@ -74,6 +74,9 @@ export async function openTestCore(dir: string, options: TestCoreOptions = {}): 
       if (!core.hasWork()) throw new Error(`request ${id} never finished`);
       await core.step();
       peak = Math.max(peak, core.stats().kvBytesUsed);
+      // As the worker does: outputs out, then the work no token waits for.
+      for (const o of core.drain()) pending.push(o);
+      core.maintain();
     }
   };
   return {
