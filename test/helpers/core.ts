@@ -28,6 +28,8 @@ export interface TestCoreOptions {
   tokenizer?: (inner: TextTokenizer) => TextTokenizer;
   /** Chunked-prefill budget per step (default: none). */
   maxTokensPerStep?: number;
+  /** Step latency target in ms (default: none). */
+  stepTargetMs?: number;
   /** The prefix cache (default: none). */
   prefixCache?: PrefixCacheOptions;
 }
@@ -53,6 +55,7 @@ export async function openTestCore(dir: string, options: TestCoreOptions = {}): 
       prefillChunk: options.prefillChunk ?? 64,
       variants: ['stats', 'quest'],
       ...(options.maxTokensPerStep !== undefined ? { maxTokensPerStep: options.maxTokensPerStep } : {}),
+      ...(options.stepTargetMs !== undefined ? { stepTargetMs: options.stepTargetMs } : {}),
       ...(options.prefixCache !== undefined ? { prefixCache: options.prefixCache } : {}),
     },
   );
