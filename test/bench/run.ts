@@ -341,6 +341,14 @@ async function main(): Promise<void> {
         .map((x) => f(x, 2))
         .join('/')}x; second-turn TTFT prefix cache on/off ${f(serving.turn2TtftRatio, 2)}x`,
     );
+    const budget = serving.vsOff['token-budget'];
+    if (budget) {
+      const list = (m: Readonly<Record<string, number>>): string =>
+        Object.values(m)
+          .map((x) => f(x, 2))
+          .join('/');
+      log(`serving: token budget alone / off at ${c} clients: ITL p99 ${list(budget.itlP99)}x, TTFT p50 ${list(budget.ttftP50)}x`);
+    }
   }
 
   const fidelity = runJson<FidelityResult>(
