@@ -67,6 +67,7 @@ export interface EngineCoreOptions {
 export interface CoreStats {
   readonly running: number;
   readonly waiting: number;
+  /** KV bytes of live sequences (a finished one whose blocks wait for maintain() is not counted). */
   readonly kvBytesUsed: number;
   readonly kvBytesReserved: number;
   readonly kvBytesCapacity: number;
@@ -168,7 +169,8 @@ export class EngineCore {
     return {
       running: this.running.length,
       waiting: this.waiting.length,
-      kvBytesUsed: this.pool.allocatedBytes,
+      // Finished sequences' KV waiting for maintain() (their blocks go to the prefix cache, the rest is freed) is no live sequence's.
+      kvBytesUsed: this.pool.allocatedBytes - this.retiring.reduce((n, r) => n + r.kv.allocatedBytes, 0),
       kvBytesReserved: this.pool.reservedBytes,
       kvBytesCapacity: this.pool.budgetBytes,
       steps: this.steps,
