@@ -12,9 +12,9 @@
  * prompt's longest cached prefix; cached blocks count in the KV budget and
  * make way for admissions. With a step latency target, the step times its own
  * passes (PassCostModel) and the scheduler sizes chunks by time. Storing a
- * finished sequence's blocks in the prefix cache is deferred to `maintain()`,
- * which the worker calls once the step's outputs are sent: the copy no longer
- * delays the final token.
+ * prefilled prompt's or a finished sequence's blocks in the prefix cache is
+ * deferred to `maintain()`, which the worker calls once the step's outputs are
+ * sent: the copy no longer delays the first or the final token.
  */
 import { KvPool } from '../kv/kv-pool.js';
 import type { PrefixCacheOptions } from '../kv/prefix-cache.js';
@@ -116,6 +116,8 @@ export class EngineCore {
   private steps = 0;
   private stepMs = 0;
   private readonly costs = new PassCostModel();
+  /** Sequences whose prompt was prefilled this step: their blocks go into the prefix cache at the next maintain(). */
+  private readonly prefilled: Sequence[] = [];
   /** Finished sequences whose blocks go into the prefix cache at the next maintain(). */
   private readonly retiring: { seq: Sequence; kv: SequenceKv }[] = [];
 
@@ -322,12 +324,14 @@ export class EngineCore {
 
   /**
    * Work that no token waits for, run between steps once outputs are sent:
-   * finished sequences' blocks go into the prefix cache. step() runs it first
+   * newly prefilled prompts' and finished sequences' blocks go into the
+   * prefix cache. step() runs it first
    * too, so nothing is lost when the caller never calls it.
    */
   maintain(): void {
     const prefix = this.prefix;
     if (prefix === null) return;
+    for (const s of this.prefilled.splice(0)) if (s.state === 'decoding' && s.kv !== null) this.update.isolated(s, () => prefix.prefillDone(s));
     for (const r of this.retiring.splice(0)) prefix.retire(r.seq, r.kv);
   }
 
@@ -406,11 +410,8 @@ export class EngineCore {
       // Only the plain graph's passes: other variants (statistics, Quest, the reference) cost more and are not what most chunks run on.
       if (chunk.variant === 'plain') this.costs.observePrefill(chunk.size, performance.now() - t2);
     }
-    if (this.prefix !== null) {
-      const prefix = this.prefix;
-      for (const s of [...fresh, ...(chunk?.last === true && seq ? [seq] : [])])
-        if (s.state === 'decoding') this.update.isolated(s, () => prefix.prefillDone(s));
-    }
+    // Their prompt blocks are stored at maintain(), once their first tokens are sent.
+    if (this.prefix !== null) for (const s of [...fresh, ...(chunk?.last === true && seq ? [seq] : [])]) if (s.state === 'decoding') this.prefilled.push(s);
   }
 
   /** A failed pass (or hook) ends the sequences in it, never the loop. */
