@@ -84,7 +84,7 @@ const EngineSection = Type.Object(
     }),
     stepTargetMs: Type.Number({
       minimum: 0,
-      default: 200,
+      default: 0,
       description:
         'Step latency target (ms) while requests decode: prefill chunks are sized by measured pass costs to fit what the decode passes leave of it (at least as long as the decode passes); maxTokensPerStep applies until costs are measured. 0: the token budget alone.',
     }),

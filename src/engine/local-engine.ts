@@ -31,7 +31,7 @@ export interface LocalEngineOptions {
   readonly prefillChunk?: number;
   /** Tokens per engine step while requests decode (chunked-prefill budget); 0: off. Default 64. */
   readonly maxTokensPerStep?: number;
-  /** Step latency target (ms) sizing prefill chunks by measured pass costs while requests decode; 0: the token budget alone. Default 200. */
+  /** Step latency target (ms) sizing prefill chunks by measured pass costs while requests decode; 0: the token budget alone (the default). */
   readonly stepTargetMs?: number;
   /** The prefix cache; null: none. Default: 16-token blocks, up to half the KV budget. */
   readonly prefixCache?: PrefixCacheOptions | null;
@@ -74,7 +74,8 @@ export class WorkerFailure extends Error {
 const DEFAULT_KV_BUDGET = Math.min(4 * 1024 ** 3, Math.floor(totalmem() / 4));
 /** Chosen by the serving bench (test/bench/serving-bench.ts): see README, Benchmarks. */
 const DEFAULT_MAX_TOKENS_PER_STEP = 64;
-const DEFAULT_STEP_TARGET_MS = 200;
+/** Off until the serving bench shows the target's trade on an idle machine (see README). */
+const DEFAULT_STEP_TARGET_MS = 0;
 
 /** Restart backoff after a crash: doubles per crash in a row, capped; a worker up this long resets it. */
 const MAX_RESTART_DELAY_MS = 30_000;

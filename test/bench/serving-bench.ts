@@ -3,9 +3,9 @@
  * HTTP, SSE) started once per configuration on the same model in the same run:
  * as configured (chunked prefill sized by the step latency target, prefix
  * cache), with both off (`engine.maxTokensPerStep=0`, `engine.stepTargetMs=0`,
- * `engine.prefixCache.enabled=false`: the behaviour before them), with the
- * fixed token budget alone (`engine.stepTargetMs=0`: the scheduling before the
- * latency target), plus any --budgets or --targets to compare. The servers are
+ * `engine.prefixCache.enabled=false`: the behaviour before them), with chunks
+ * sized by a step latency target (`engine.stepTargetMs=200`, against the
+ * configured token budget), plus any --budgets or --targets to compare. The servers are
  * used in turn, interleaved round by round (one works at a time), so a shared
  * machine's load falls on all alike. Per concurrency: streaming chat, closed
  * loop, clients starting staggered so prompts arrive while others decode;
@@ -65,7 +65,7 @@ export interface ServingResult {
   readonly tokensPerSecondRatio: Readonly<Record<string, number>>;
   /** Median second-turn TTFT, prefix cache on / off. */
   readonly turn2TtftRatio: number;
-  /** The fixed token budget alone (engine.stepTargetMs=0), then --budgets and --targets: the same runs with other values (prefix cache on). */
+  /** The latency target (engine.stepTargetMs=200), then --budgets and --targets: the same runs with other values (prefix cache on). */
   readonly sweep: readonly ServingConfigResult[];
   /** Every configuration but off, against off, per concurrency. */
   readonly vsOff: Readonly<Record<string, VsOff>>;
@@ -274,7 +274,7 @@ async function main(): Promise<void> {
   const configs: Config[] = [
     { name: 'on', sets: [] },
     { name: 'off', sets: ['engine.maxTokensPerStep=0', 'engine.stepTargetMs=0', 'engine.prefixCache.enabled=false'] },
-    { name: 'token-budget', sets: ['engine.stepTargetMs=0'] },
+    { name: 'latency-target', sets: ['engine.stepTargetMs=200'] },
     ...values.budgets
       .split(',')
       .filter((x) => x !== '')
