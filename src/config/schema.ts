@@ -87,6 +87,12 @@ const EngineSection = Type.Object(
       description:
         'Tokens one engine step runs while requests decode: their decode tokens plus bounded prefill chunks (chunked-prefill scheduling). 0: a whole prefillChunk per step.',
     }),
+    stepTargetMs: Type.Number({
+      minimum: 0,
+      default: 0,
+      description:
+        'Step latency target (ms) while requests decode: prefill chunks are sized by measured pass costs to fit what the decode passes leave of it (at least as long as the decode passes); maxTokensPerStep applies until costs are measured. 0: the token budget alone.',
+    }),
     prefillChunk: Type.Integer({
       minimum: 1,
       default: 512,

@@ -10,7 +10,11 @@
  * (under `maxTokensPerStep`, a chunk bounded by what the step's decode tokens leave).
  * With a prefix cache, an admitted sequence starts from the cached KV of its
  * prompt's longest cached prefix; cached blocks count in the KV budget and
- * make way for admissions.
+ * make way for admissions. With a step latency target, the step times its own
+ * passes (PassCostModel) and the scheduler sizes chunks by time. Storing a
+ * prefilled prompt's or a finished sequence's blocks in the prefix cache is
+ * deferred to `maintain()`, which the worker calls once the step's outputs are
+ * sent: the copy no longer delays the first or the final token.
  */
 import { KvPool } from '../kv/kv-pool.js';
 import type { PrefixCacheOptions } from '../kv/prefix-cache.js';
@@ -24,6 +28,7 @@ import type { GraphVariant, PolicyRuntime } from '../policies/runtime.js';
 import type { ModelRunner } from '../runtime/model-runner.js';
 import { EngineError } from './errors.js';
 import { ModelScorer } from './model-scorer.js';
+import { PassCostModel } from './pass-cost.js';
 import { PrefixReuse } from './prefix-reuse.js';
 import { validateRequest } from './request-validation.js';
 import { AutomatonCache } from './grammar/matcher.js';
@@ -52,6 +57,8 @@ export interface EngineCoreOptions {
   readonly prefillChunk: number;
   /** Tokens one engine step may run while sequences decode (decode tokens + bounded prefill); 0 or absent: a whole prefillChunk per step. */
   readonly maxTokensPerStep?: number;
+  /** Step latency target (ms) that sizes prefill chunks by measured pass costs while sequences decode; 0 or absent: the token budget alone. */
+  readonly stepTargetMs?: number;
   /** Shares the KV of repeated prompt prefixes across requests; absent or null: no prefix cache. */
   readonly prefixCache?: PrefixCacheOptions | null;
   /** Graph variants this model has (MoE models: the same, run layer by layer, plus the all-resident reference). */
@@ -63,6 +70,7 @@ export interface EngineCoreOptions {
 export interface CoreStats {
   readonly running: number;
   readonly waiting: number;
+  /** KV bytes of live sequences (a finished one whose blocks wait for maintain() is not counted). */
   readonly kvBytesUsed: number;
   readonly kvBytesReserved: number;
   readonly kvBytesCapacity: number;
@@ -110,6 +118,11 @@ export class EngineCore {
   });
   private steps = 0;
   private stepMs = 0;
+  private readonly costs = new PassCostModel();
+  /** Sequences whose prompt was prefilled this step: their blocks go into the prefix cache at the next maintain(). */
+  private readonly prefilled: Sequence[] = [];
+  /** Finished sequences whose blocks go into the prefix cache at the next maintain(). */
+  private readonly retiring: { seq: Sequence; kv: SequenceKv }[] = [];
 
   constructor(
     session: ModelRunner,
@@ -126,13 +139,18 @@ export class EngineCore {
       maxConcurrent: options.maxConcurrent,
       prefillChunk: options.prefillChunk,
       maxTokensPerStep: options.maxTokensPerStep ?? 0,
+      stepTargetMs: options.stepTargetMs ?? 0,
     });
     this.prefix = options.prefixCache ? new PrefixReuse(this.kvShape, this.pool, options.prefixCache) : null;
     this.update = new StepUpdate(
       spec,
       options.contextLength,
       (seq) => this.remove(seq),
-      (seq) => this.prefix?.retire(seq),
+      (seq) => {
+        if (this.prefix === null || seq.kv === null) return false;
+        this.retiring.push({ seq, kv: seq.kv });
+        return true;
+      },
     );
     this.executor = new StepExecutor({
       runners: this.runners,
@@ -162,7 +180,8 @@ export class EngineCore {
     return {
       running: this.running.length,
       waiting: this.waiting.length,
-      kvBytesUsed: this.pool.allocatedBytes,
+      // Finished sequences' KV waiting for maintain() (their blocks go to the prefix cache, the rest is freed) is no live sequence's.
+      kvBytesUsed: this.pool.allocatedBytes - this.retiring.reduce((n, r) => n + r.kv.allocatedBytes, 0),
       kvBytesReserved: this.pool.reservedBytes,
       kvBytesCapacity: this.pool.budgetBytes,
       steps: this.steps,
@@ -312,14 +331,29 @@ export class EngineCore {
     };
   }
 
+  /**
+   * Work that no token waits for, run between steps once outputs are sent:
+   * newly prefilled prompts' and finished sequences' blocks go into the
+   * prefix cache. step() runs it first
+   * too, so nothing is lost when the caller never calls it.
+   */
+  maintain(): void {
+    const prefix = this.prefix;
+    if (prefix === null) return;
+    for (const s of this.prefilled.splice(0)) if (s.state === 'decoding' && s.kv !== null) this.update.isolated(s, () => prefix.prefillDone(s));
+    for (const r of this.retiring.splice(0)) prefix.retire(r.seq, r.kv);
+  }
+
   /** Runs one engine step. Errors in a forward pass fail the sequences involved, never the loop. */
   async step(): Promise<void> {
+    this.maintain();
     const t0 = performance.now();
     const plan = this.scheduler.schedule({
       waiting: this.waiting.map((s) => this.view(s)),
       running: this.running.map((s) => this.view(s)),
       // Cached prefix blocks are reclaimable: they make way for any admission.
       kvFreeBytes: this.pool.budgetBytes - this.pool.reservedBytes + (this.prefix?.bytes ?? 0),
+      costs: this.costs.costs(),
     });
     this.applyQueueChanges(plan);
     await this.execute(plan);
@@ -360,23 +394,33 @@ export class EngineCore {
 
   private async execute(plan: StepPlan): Promise<void> {
     const live = (ids: readonly string[]): Sequence[] => ids.map((id) => this.byId.get(id)).filter((s): s is Sequence => s !== undefined);
+    const t0 = performance.now();
+    let decoded = false;
     for (const group of plan.decode) {
       const batch = live(group.ids);
       if (batch.length === 0) continue;
+      decoded = true;
       await this.guard(batch, () => this.executor.decodeGroup(group.variant, batch));
     }
+    if (decoded) this.costs.observeDecode(performance.now() - t0);
     const hooked = plan.beforePrefill === null ? [] : live([plan.beforePrefill]);
     for (const seq of hooked) await this.guard([seq], () => this.executor.beforePrefill(seq));
     const fresh = live(plan.freshPrefill);
-    if (fresh.length > 0) await this.guard(fresh, () => this.executor.prefillFresh(fresh));
+    if (fresh.length > 0) {
+      const t1 = performance.now();
+      await this.guard(fresh, () => this.executor.prefillFresh(fresh));
+      this.costs.observePrefill(fresh.length * Math.max(...fresh.map((s) => s.prompt.length)), performance.now() - t1);
+    }
     const chunk = plan.prefill;
     const seq = chunk === null ? undefined : this.byId.get(chunk.id);
-    if (chunk !== null && seq) await this.guard([seq], () => this.executor.prefillChunk(seq, chunk.size, chunk.last, chunk.variant));
-    if (this.prefix !== null) {
-      const prefix = this.prefix;
-      for (const s of [...fresh, ...(chunk?.last === true && seq ? [seq] : [])])
-        if (s.state === 'decoding') this.update.isolated(s, () => prefix.prefillDone(s));
+    if (chunk !== null && seq) {
+      const t2 = performance.now();
+      await this.guard([seq], () => this.executor.prefillChunk(seq, chunk.size, chunk.last, chunk.variant));
+      // Only the plain graph's passes: other variants (statistics, Quest, the reference) cost more and are not what most chunks run on.
+      if (chunk.variant === 'plain') this.costs.observePrefill(chunk.size, performance.now() - t2);
     }
+    // Their prompt blocks are stored at maintain(), once their first tokens are sent.
+    if (this.prefix !== null) for (const s of [...fresh, ...(chunk?.last === true && seq ? [seq] : [])]) if (s.state === 'decoding') this.prefilled.push(s);
   }
 
   /** A failed pass (or hook) ends the sequences in it, never the loop. */

@@ -34,6 +34,8 @@ export interface LocalEngineOptions {
   readonly prefillChunk?: number;
   /** Tokens per engine step while requests decode (chunked-prefill budget); 0: off. Default 64. */
   readonly maxTokensPerStep?: number;
+  /** Step latency target (ms) sizing prefill chunks by measured pass costs while requests decode; 0: the token budget alone (the default). */
+  readonly stepTargetMs?: number;
   /** The prefix cache; null: none. Default: 16-token blocks, up to half the KV budget. */
   readonly prefixCache?: PrefixCacheOptions | null;
   readonly chatTemplateFallback?: string;
@@ -75,6 +77,8 @@ export class WorkerFailure extends Error {
 const DEFAULT_KV_BUDGET = Math.min(4 * 1024 ** 3, Math.floor(totalmem() / 4));
 /** Chosen by the serving bench (test/bench/serving-bench.ts): see README, Benchmarks. */
 const DEFAULT_MAX_TOKENS_PER_STEP = 64;
+/** Off until the serving bench shows the target's trade on an idle machine (see README). */
+const DEFAULT_STEP_TARGET_MS = 0;
 
 /** Restart backoff after a crash: doubles per crash in a row, capped; a worker up this long resets it. */
 const MAX_RESTART_DELAY_MS = 30_000;
@@ -130,6 +134,7 @@ export class LocalEngine implements EngineClient {
       contextLength: options.contextLength ?? null,
       prefillChunk: options.prefillChunk ?? 512,
       maxTokensPerStep: options.maxTokensPerStep ?? DEFAULT_MAX_TOKENS_PER_STEP,
+      stepTargetMs: options.stepTargetMs ?? DEFAULT_STEP_TARGET_MS,
       prefixCache:
         options.prefixCache === undefined ? { blockTokens: 16, maxBytes: Math.floor((options.kvBudgetBytes ?? DEFAULT_KV_BUDGET) / 2) } : options.prefixCache,
       ...(options.expertOffload ? { expertOffload: options.expertOffload } : {}),

@@ -62,10 +62,16 @@ export class PrefixReuse {
     if (seq.kv && this.shares(seq)) this.cache.insert(seq.kv, seq.prompt, this.keys(seq));
   }
 
-  /** The sequence ended with its KV intact: keep the blocks of its prompt and what it generated (its reservation is given back first). */
-  retire(seq: Sequence): void {
-    if (!seq.kv || !this.shares(seq) || seq.state !== 'finished' || seq.prefilled < seq.prompt.length) return;
-    const kv = seq.kv;
+  /**
+   * The sequence ended with `kv` (its cache) intact: keep the blocks of its
+   * prompt and what it generated; `kv` is released either way (its
+   * reservation is given back before the blocks claim room).
+   */
+  retire(seq: Sequence, kv: SequenceKv): void {
+    if (!this.shares(seq) || seq.state !== 'finished' || seq.prefilled < seq.prompt.length) {
+      kv.release();
+      return;
+    }
     const tokens = [...seq.prompt, ...seq.outputTokens];
     this.cache.insert(kv, tokens, blockKeys(tokens, this.cache.options.blockTokens), () => kv.release());
   }

@@ -15,8 +15,25 @@
  * a decode step waits for at most one bounded chunk. Prefills are served first
  * come, first served. Without a budget (0) a step prefills a whole
  * `prefillChunk` (the behaviour before budgets).
+ *
+ * With a step latency target (`stepTargetMs`) and measured pass costs, the
+ * prefill allowance is a time instead: what fits the target after this step's
+ * decode passes (at least as long as the decode passes themselves, so prefill
+ * is never starved), converted to tokens by the measured cost of a prefill
+ * pass, and never a chunk so small that a pass's fixed cost dominates it. A
+ * fixed token count is too small on a fast step (the prompt goes in many
+ * passes, each paying a decode pass and a pass's fixed cost: time to first
+ * token grows) and too large on a slow one. Until costs are measured the token
+ * budget applies. Either way a chunk that would leave only a short tail takes
+ * the tail too: the prompt goes in as few passes as the allowance permits.
+ *
+ * Mixing decode rows and a prompt chunk in one pass (packing them into one
+ * batch row with block-diagonal masks) was measured and lost: the graph's
+ * attention is dense over the row, so its work grows with T x sum(C) and cost
+ * 1.4-4x the two passes at 8 and 32 streams (see the branch's report).
  */
 import type { GraphVariant } from '../policies/runtime.js';
+import type { PassCosts } from './pass-cost.js';
 import type { SequenceState } from './sequence.js';
 
 /** What the scheduler reads of one sequence. */
@@ -55,6 +72,8 @@ export interface SchedulerInput {
   readonly running: readonly SchedulerSeq[];
   /** KV budget not yet reserved. */
   readonly kvFreeBytes: number;
+  /** Measured pass costs (for the step latency target); null or absent: not measured yet. */
+  readonly costs?: PassCosts | null;
 }
 
 export interface SchedulerLimits {
@@ -66,7 +85,18 @@ export interface SchedulerLimits {
    * plus its prefill passes (padding included). 0 or absent: no budget.
    */
   readonly maxTokensPerStep?: number;
+  /**
+   * Step latency target in ms while some sequence decodes: the prefill
+   * allowance is what fits it after the decode passes, by measured costs.
+   * 0 or absent: the token budget alone.
+   */
+  readonly stepTargetMs?: number;
 }
+
+/** A pass's fixed cost may be at most this share of a budget-sized chunk's time. */
+const MAX_FIXED_SHARE = 0.25;
+/** A remainder shorter than this share of the chunk joins it. */
+const TAIL_SHARE = 0.25;
 
 export interface DecodeGroupPlan {
   readonly variant: GraphVariant;
@@ -131,7 +161,7 @@ export class Scheduler {
     const beforePrefill = running.find((r) => r.state === 'compressing')?.seq.id ?? null;
     const prefilling = running.filter((r) => r.state === 'prefilling').map((r) => r.seq);
     const decodeTokens = running.filter((r) => r.state === 'decoding').length;
-    const allowance = this.prefillAllowance(decodeTokens);
+    const allowance = this.prefillAllowance(decodeTokens, input.costs ?? null);
     const fresh = this.freshBatch(prefilling, allowance ?? this.limits.prefillChunk);
     const next = prefilling.find((s) => !fresh.includes(s.id));
     let prefill: ChunkPlan | null = null;
@@ -139,7 +169,10 @@ export class Scheduler {
     if (next && (left === null || left > 0)) {
       const remaining = next.promptLength - next.prefilled;
       let size = Math.min(next.nextChunk, remaining);
-      if (left !== null && size > left) size = next.limitChunk ? next.limitChunk(left) : left;
+      // Under a time target a short tail would cost a whole pass (and a step) of its own: it joins this chunk.
+      const tail = left !== null && this.timed(input.costs ?? null) && remaining - left > 0 && remaining - left <= Math.ceil(left * TAIL_SHARE);
+      const cap = tail ? remaining : left;
+      if (cap !== null && size > cap) size = next.limitChunk ? next.limitChunk(cap) : cap;
       size = Math.max(1, Math.min(size, remaining));
       prefill = { id: next.id, size, last: next.prefilled + size >= next.promptLength, variant: next.prefillVariant };
     }
@@ -147,14 +180,30 @@ export class Scheduler {
   }
 
   /**
-   * Prefill tokens this step may run (padding included): what the decode
-   * tokens leave of the budget, at least a quarter of it; null: no bound
-   * (no budget, or nobody decodes, so no one waits on the prefill).
+   * Prefill tokens this step may run (padding included): with a latency
+   * target and measured costs, what fits the time the decode passes leave;
+   * else what the decode tokens leave of the token budget, at least a quarter
+   * of it; null: no bound (no target nor budget, or nobody decodes, so no one
+   * waits on the prefill).
    */
-  private prefillAllowance(decodeTokens: number): number | null {
+  private prefillAllowance(decodeTokens: number, costs: PassCosts | null): number | null {
+    if (decodeTokens === 0) return null;
+    if (this.timed(costs)) {
+      const target = this.limits.stepTargetMs ?? 0;
+      const ms = Math.max(target - costs.decodeMs, costs.decodeMs);
+      const fits = Math.floor((ms - costs.prefillFixedMs) / costs.prefillPerTokenMs);
+      // Smallest chunk whose time the fixed cost does not dominate.
+      const efficient = Math.ceil((costs.prefillFixedMs * (1 - MAX_FIXED_SHARE)) / (MAX_FIXED_SHARE * costs.prefillPerTokenMs));
+      return Math.max(1, Math.min(this.limits.prefillChunk, Math.max(fits, efficient)));
+    }
     const budget = this.limits.maxTokensPerStep ?? 0;
-    if (budget <= 0 || decodeTokens === 0) return null;
+    if (budget <= 0) return null;
     return Math.max(budget - decodeTokens, Math.ceil(budget / 4));
+  }
+
+  /** The allowance is a time (a target is set and costs are measured). */
+  private timed(costs: PassCosts | null): costs is PassCosts {
+    return (this.limits.stepTargetMs ?? 0) > 0 && costs !== null && costs.prefillPerTokenMs > 0;
   }
 
   /** Tokens the padded fresh-prompt pass runs. */

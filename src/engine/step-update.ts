@@ -34,8 +34,12 @@ export class StepUpdate {
     private readonly contextLength: number,
     /** Takes a finished sequence out of the core's queues. */
     private readonly remove: (seq: Sequence) => void,
-    /** Sees a sequence that ended normally (or aborted) while its KV is still intact (the prefix cache keeps it). */
-    private readonly retire: (seq: Sequence) => void = () => undefined,
+    /**
+     * Sees a sequence that ended normally (or aborted) while its KV is still
+     * intact (the prefix cache keeps it); true: it took the KV over and
+     * releases it itself (later).
+     */
+    private readonly retire: (seq: Sequence) => boolean = () => false,
   ) {}
 
   /** Outputs produced since the last call. */
@@ -111,8 +115,7 @@ export class StepUpdate {
   finish(seq: Sequence, trailingText: string): void {
     seq.state = 'finished';
     const report = policyReport(seq, this.spec.numLayers);
-    this.retire(seq);
-    this.release(seq);
+    this.release(seq, this.retire(seq));
     const now = performance.now();
     const admitted = seq.admittedAt || now;
     this.out.push({
@@ -161,8 +164,8 @@ export class StepUpdate {
     this.out.push({ id, error: { code: e.code, message: e.message, field: e.field, retryAfterSeconds: e.retryAfterSeconds } });
   }
 
-  private release(seq: Sequence): void {
-    seq.kv?.release();
+  private release(seq: Sequence, kept = false): void {
+    if (!kept) seq.kv?.release();
     seq.kv = null;
     this.remove(seq);
   }

@@ -85,6 +85,7 @@ async function main(): Promise<void> {
     contextLength,
     prefillChunk: init.prefillChunk,
     maxTokensPerStep: init.maxTokensPerStep,
+    stepTargetMs: init.stepTargetMs,
     prefixCache: init.prefixCache,
     variants: spec.moe !== undefined || elastic !== null ? ['reference', 'stats', 'quest'] : ['stats', 'quest'],
     ...(init.scorerModelDir
@@ -147,6 +148,8 @@ async function main(): Promise<void> {
     }
     await core.step();
     flush();
+    // Work no token waits for (prefix-cache stores of finished sequences), once their last tokens are on their way.
+    core.maintain();
     // Let queued messages (new requests, aborts) in between steps.
     await new Promise<void>((resolve) => setImmediate(resolve));
   }

@@ -20,6 +20,7 @@ export interface WorkerInit {
   readonly contextLength: number | null;
   readonly prefillChunk: number;
   readonly maxTokensPerStep: number;
+  readonly stepTargetMs: number;
   readonly prefixCache: PrefixCacheOptions | null;
   /** The expert-offload policy's params (MoE models); absent: the method's defaults. */
   readonly expertOffload?: Readonly<Record<string, unknown>>;

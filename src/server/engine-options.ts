@@ -69,6 +69,7 @@ export function localEngineOptions(config: Config, policies: ReadonlyMap<string,
     kvBudgetBytes: config.memory.kvBudgetBytes,
     kvDtype: config.memory.kvDtype,
     maxTokensPerStep: config.engine.maxTokensPerStep,
+    stepTargetMs: config.engine.stepTargetMs,
     prefillChunk: config.engine.prefillChunk,
     prefixCache: config.engine.prefixCache.enabled
       ? { blockTokens: config.engine.prefixCache.blockTokens, maxBytes: Math.floor(config.memory.kvBudgetBytes * config.engine.prefixCache.budgetShare) }

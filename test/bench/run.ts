@@ -343,6 +343,14 @@ async function main(): Promise<void> {
         .map((x) => f(x, 2))
         .join('/')}x; second-turn TTFT prefix cache on/off ${f(serving.turn2TtftRatio, 2)}x`,
     );
+    const target = serving.vsOff['latency-target'];
+    if (target) {
+      const list = (m: Readonly<Record<string, number>>): string =>
+        Object.values(m)
+          .map((x) => f(x, 2))
+          .join('/');
+      log(`serving: latency target 200 ms / off at ${c} clients: ITL p99 ${list(target.itlP99)}x, TTFT p50 ${list(target.ttftP50)}x`);
+    }
   }
 
   const fidelity = runJson<FidelityResult>(

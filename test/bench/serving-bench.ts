@@ -1,9 +1,11 @@
 /**
  * The serving section, in its own process: the real server (worker, scheduler,
  * HTTP, SSE) started once per configuration on the same model in the same run:
- * as configured (chunked-prefill token budget per step, prefix cache), and
- * with both off (`engine.maxTokensPerStep=0`, `engine.prefixCache.enabled=false`:
- * the behaviour before them), plus any --budgets to compare. The servers are
+ * as configured (chunked prefill sized by the step latency target, prefix
+ * cache), with both off (`engine.maxTokensPerStep=0`, `engine.stepTargetMs=0`,
+ * `engine.prefixCache.enabled=false`: the behaviour before them), with chunks
+ * sized by a step latency target (`engine.stepTargetMs=200`, against the
+ * configured token budget), plus any --budgets or --targets to compare. The servers are
  * used in turn, interleaved round by round (one works at a time), so a shared
  * machine's load falls on all alike. Per concurrency: streaming chat, closed
  * loop, clients starting staggered so prompts arrive while others decode;
@@ -63,8 +65,18 @@ export interface ServingResult {
   readonly tokensPerSecondRatio: Readonly<Record<string, number>>;
   /** Median second-turn TTFT, prefix cache on / off. */
   readonly turn2TtftRatio: number;
-  /** --budgets: the same runs with other engine.maxTokensPerStep values (prefix cache on). */
+  /** The latency target (engine.stepTargetMs=200), then --budgets and --targets: the same runs with other values (prefix cache on). */
   readonly sweep: readonly ServingConfigResult[];
+  /** Every configuration but off, against off, per concurrency. */
+  readonly vsOff: Readonly<Record<string, VsOff>>;
+}
+
+export interface VsOff {
+  readonly itlP99: Readonly<Record<string, number>>;
+  readonly itlP50: Readonly<Record<string, number>>;
+  readonly ttftP50: Readonly<Record<string, number>>;
+  readonly ttftP99: Readonly<Record<string, number>>;
+  readonly tokensPerSecond: Readonly<Record<string, number>>;
 }
 
 const WORDS =
@@ -241,6 +253,7 @@ async function main(): Promise<void> {
       conversations: { type: 'string', default: '4' },
       'system-tokens': { type: 'string', default: '400' },
       budgets: { type: 'string', default: '' },
+      targets: { type: 'string', default: '' },
     },
   });
   if (!values.model) throw new Error('--model is required');
@@ -260,11 +273,16 @@ async function main(): Promise<void> {
   const before = loadavg()[0] ?? NaN;
   const configs: Config[] = [
     { name: 'on', sets: [] },
-    { name: 'off', sets: ['engine.maxTokensPerStep=0', 'engine.prefixCache.enabled=false'] },
+    { name: 'off', sets: ['engine.maxTokensPerStep=0', 'engine.stepTargetMs=0', 'engine.prefixCache.enabled=false'] },
+    { name: 'latency-target', sets: ['engine.stepTargetMs=200'] },
     ...values.budgets
       .split(',')
       .filter((x) => x !== '')
-      .map((b) => ({ name: `budget-${b}`, sets: [`engine.maxTokensPerStep=${b}`] })),
+      .map((b) => ({ name: `budget-${b}`, sets: [`engine.maxTokensPerStep=${b}`, 'engine.stepTargetMs=0'] })),
+    ...values.targets
+      .split(',')
+      .filter((x) => x !== '')
+      .map((ms) => ({ name: `target-${ms}ms`, sets: [`engine.stepTargetMs=${ms}`] })),
   ];
   const [on, off, ...sweep] = await runConfigs(plan, configs);
   if (!on || !off) throw new Error('unreachable: no results');
@@ -282,6 +300,18 @@ async function main(): Promise<void> {
     tokensPerSecondRatio: ratios(on, off, (r) => r.tokensPerSecond),
     turn2TtftRatio: on.multiTurn.turn2TtftMs / off.multiTurn.turn2TtftMs,
     sweep,
+    vsOff: Object.fromEntries(
+      [on, ...sweep].map((c) => [
+        c.name,
+        {
+          itlP99: ratios(c, off, (r) => r.itlMs.p99),
+          itlP50: ratios(c, off, (r) => r.itlMs.p50),
+          ttftP50: ratios(c, off, (r) => r.ttftMs.p50),
+          ttftP99: ratios(c, off, (r) => r.ttftMs.p99),
+          tokensPerSecond: ratios(c, off, (r) => r.tokensPerSecond),
+        },
+      ]),
+    ),
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }

@@ -26,7 +26,7 @@ export function servingSection(result: ServingResult | { readonly error: string 
     `## Serving: no stall and prefix cache`,
     ``,
     `The real server on \`${r.model}\` (${r.threads} threads), streaming chat, ${r.promptTokens}-token prompts, ${r.maxTokens} tokens out, closed loop with staggered clients. ` +
-      `**on**: as configured (engine.maxTokensPerStep, prefix cache); **off**: \`engine.maxTokensPerStep=0\` and \`engine.prefixCache.enabled=false\` (the behaviour before them), same run. ` +
+      `**on**: as configured (engine.maxTokensPerStep or engine.stepTargetMs, prefix cache); **off**: \`engine.maxTokensPerStep=0\`, \`engine.stepTargetMs=0\` and \`engine.prefixCache.enabled=false\` (the behaviour before them); **latency-target**: \`engine.stepTargetMs=200\` (chunks sized from measured pass costs); same run, interleaved. ` +
       `Load average ${f(r.loadAverage[0], 1)} before, ${f(r.loadAverage[1], 1)} after (a shared machine: read ratios, not single numbers).`,
     ``,
     `| config | clients | requests | tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | peak RSS MiB |`,
@@ -43,6 +43,15 @@ export function servingSection(result: ServingResult | { readonly error: string 
         )
         .join('; ') +
       '.',
+    ``,
+    `Every configuration / off (TTFT p50, TTFT p99, ITL p50, ITL p99 at ${clients.join('/')} clients):`,
+    ``,
+    `| config | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 | tok/s |`,
+    `|---|---|---|---|---|---|`,
+    ...Object.entries(r.vsOff).map(
+      ([name, v]) =>
+        `| ${name} | ${clients.map((c) => f(v.ttftP50[c], 2)).join(' / ')} | ${clients.map((c) => f(v.ttftP99[c], 2)).join(' / ')} | ${clients.map((c) => f(v.itlP50[c], 2)).join(' / ')} | ${clients.map((c) => f(v.itlP99[c], 2)).join(' / ')} | ${clients.map((c) => f(v.tokensPerSecond[c], 2)).join(' / ')} |`,
+    ),
     ``,
     `Multi-turn (one conversation at a time; turn 2 = system prompt, question, the model's answer, a new question):`,
     ``,

@@ -29,6 +29,8 @@ export interface TestCoreOptions {
   tokenizer?: (inner: TextTokenizer) => TextTokenizer;
   /** Chunked-prefill budget per step (default: none). */
   maxTokensPerStep?: number;
+  /** Step latency target in ms (default: none). */
+  stepTargetMs?: number;
   /** The prefix cache (default: none). */
   prefixCache?: PrefixCacheOptions;
   /** KV cache storage dtype (default fp32). */
@@ -57,6 +59,7 @@ export async function openTestCore(dir: string, options: TestCoreOptions = {}): 
       prefillChunk: options.prefillChunk ?? 64,
       variants: ['stats', 'quest'],
       ...(options.maxTokensPerStep !== undefined ? { maxTokensPerStep: options.maxTokensPerStep } : {}),
+      ...(options.stepTargetMs !== undefined ? { stepTargetMs: options.stepTargetMs } : {}),
       ...(options.prefixCache !== undefined ? { prefixCache: options.prefixCache } : {}),
     },
   );
@@ -78,6 +81,9 @@ export async function openTestCore(dir: string, options: TestCoreOptions = {}): 
       if (!core.hasWork()) throw new Error(`request ${id} never finished`);
       await core.step();
       peak = Math.max(peak, core.stats().kvBytesUsed);
+      // As the worker does: outputs out, then the work no token waits for.
+      for (const o of core.drain()) pending.push(o);
+      core.maintain();
     }
   };
   return {

@@ -121,25 +121,31 @@ t.test('policies that rewrite the KV bypass the cache and report why; Quest (den
   });
 });
 
-t.test('concurrent requests under a 24-token budget per step generate what they generate alone', { skip: skip ?? false }, async () => {
-  const budgeted = await openTestCore(STORIES_DIR, { prefillChunk: 64, maxTokensPerStep: 24 });
-  const alone = await openTestCore(STORIES_DIR, { prefillChunk: 64 });
-  try {
-    const prompts = [storyTokens(90, 0), storyTokens(10, 200), storyTokens(150, 400), storyTokens(33, 700)];
-    const reqs = prompts.map((p, i) => request(`r${i}`, p, 20));
-    const core = budgeted.core;
-    for (const r of reqs) core.submit(r);
-    const events = new Map<string, TokenEvent[]>();
-    for (let step = 0; core.hasWork() && step < 1000; step++) {
-      await core.step();
-      for (const o of core.drain()) {
-        assert.ok(!('error' in o), JSON.stringify(o));
-        if ('event' in o) events.set(o.id, [...(events.get(o.id) ?? []), o.event]);
+for (const [label, options] of [
+  ['a 24-token budget per step', { maxTokensPerStep: 24 }],
+  // Chunk sizes then come from the passes' measured times: whatever they are, outputs must not change.
+  ['a step latency target (chunks sized from measured pass costs)', { maxTokensPerStep: 24, stepTargetMs: 0.5 }],
+] as const) {
+  t.test(`concurrent requests under ${label} generate what they generate alone`, { skip: skip ?? false }, async () => {
+    const budgeted = await openTestCore(STORIES_DIR, { prefillChunk: 64, ...options });
+    const alone = await openTestCore(STORIES_DIR, { prefillChunk: 64 });
+    try {
+      const prompts = [storyTokens(90, 0), storyTokens(10, 200), storyTokens(150, 400), storyTokens(33, 700)];
+      const reqs = prompts.map((p, i) => request(`r${i}`, p, 20));
+      const core = budgeted.core;
+      for (const r of reqs) core.submit(r);
+      const events = new Map<string, TokenEvent[]>();
+      for (let step = 0; core.hasWork() && step < 1000; step++) {
+        await core.step();
+        for (const o of core.drain()) {
+          assert.ok(!('error' in o), JSON.stringify(o));
+          if ('event' in o) events.set(o.id, [...(events.get(o.id) ?? []), o.event]);
+        }
       }
+      for (const [i, r] of reqs.entries()) assertSame(summary(events.get(r.id) ?? []), summary(await alone.generate(r)), `request ${i}`);
+    } finally {
+      await budgeted.close();
+      await alone.close();
     }
-    for (const [i, r] of reqs.entries()) assertSame(summary(events.get(r.id) ?? []), summary(await alone.generate(r)), `request ${i}`);
-  } finally {
-    await budgeted.close();
-    await alone.close();
-  }
-});
+  });
+}

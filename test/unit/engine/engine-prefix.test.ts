@@ -43,6 +43,8 @@ function rig(options: { kvBudgetBytes?: number; maxTokensPerStep?: number; prefi
       for (let i = 0; i < limit && core.hasWork(); i++) {
         await core.step();
         outputs.push(...core.drain());
+        // As the worker does: outputs out, then the work no token waits for.
+        core.maintain();
       }
       outputs.push(...core.drain());
     },
