@@ -49,6 +49,12 @@ function buildF16Table(): Float32Array {
   return table;
 }
 
+/** One float16 bit pattern as a number (the same 64K-entry table). */
+export function f16ToF32(h: number): number {
+  const table = (f16Table ??= buildF16Table());
+  return table[h & 0xffff]!;
+}
+
 export function f16ToF32Array(src: Uint16Array, dst: Float32Array): void {
   const table = (f16Table ??= buildF16Table());
   for (let i = 0; i < src.length; i++) dst[i] = table[src[i]!]!;
