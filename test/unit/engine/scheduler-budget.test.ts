@@ -7,27 +7,11 @@
  */
 import t from 'tap';
 import assert from 'node:assert/strict';
+import { decodingSeqs as decoding, schedulerSeq } from '../../helpers/scheduler-seq.js';
 import { Scheduler, type SchedulerSeq, type StepPlan } from '../../../src/engine/scheduler.js';
 
-function seq(id: string, over: Partial<SchedulerSeq> = {}): SchedulerSeq {
-  return {
-    id,
-    state: 'waiting',
-    abortRequested: false,
-    reserveBytes: 100,
-    promptLength: 10,
-    prefilled: 0,
-    nextChunk: 512,
-    batchablePrefill: true,
-    prefillVariant: 'plain',
-    decodeVariant: 'plain',
-    decodeKey: '',
-    hasBeforePrefill: false,
-    ...over,
-  };
-}
+const seq = (id: string, over: Partial<SchedulerSeq> = {}): SchedulerSeq => schedulerSeq(id, { nextChunk: 512, ...over });
 
-const decoding = (n: number): SchedulerSeq[] => Array.from({ length: n }, (_, i) => seq(`d${i}`, { state: 'decoding' }));
 const budgeted = new Scheduler({ maxConcurrent: 64, prefillChunk: 512, maxTokensPerStep: 32 });
 
 /** Tokens a plan runs: one per decoding sequence, the padded fresh batch, the chunk. */

@@ -10,27 +10,11 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
 import { PassCostModel, type PassCosts } from '../../../src/engine/pass-cost.js';
+import { decodingSeqs as decoding, schedulerSeq } from '../../helpers/scheduler-seq.js';
 import { Scheduler, type SchedulerSeq, type StepPlan } from '../../../src/engine/scheduler.js';
 
-function seq(id: string, over: Partial<SchedulerSeq> = {}): SchedulerSeq {
-  return {
-    id,
-    state: 'waiting',
-    abortRequested: false,
-    reserveBytes: 100,
-    promptLength: 10,
-    prefilled: 0,
-    nextChunk: 512,
-    batchablePrefill: false,
-    prefillVariant: 'plain',
-    decodeVariant: 'plain',
-    decodeKey: '',
-    hasBeforePrefill: false,
-    ...over,
-  };
-}
+const seq = (id: string, over: Partial<SchedulerSeq> = {}): SchedulerSeq => schedulerSeq(id, { nextChunk: 512, batchablePrefill: false, ...over });
 
-const decoding = (n: number): SchedulerSeq[] => Array.from({ length: n }, (_, i) => seq(`d${i}`, { state: 'decoding' }));
 const target = new Scheduler({ maxConcurrent: 64, prefillChunk: 512, maxTokensPerStep: 32, stepTargetMs: 100 });
 const costs = (decodeMs: number, prefillFixedMs: number, prefillPerTokenMs: number): PassCosts => ({ decodeMs, prefillFixedMs, prefillPerTokenMs });
 

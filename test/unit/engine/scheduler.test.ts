@@ -1,25 +1,9 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
-import { Scheduler, type SchedulerSeq } from '../../../src/engine/scheduler.js';
+import { schedulerSeq } from '../../helpers/scheduler-seq.js';
+import { Scheduler } from '../../../src/engine/scheduler.js';
 
-/** A sequence as the scheduler reads it: plain data, defaults for a fresh plain request. */
-function seq(id: string, over: Partial<SchedulerSeq> = {}): SchedulerSeq {
-  return {
-    id,
-    state: 'waiting',
-    abortRequested: false,
-    reserveBytes: 100,
-    promptLength: 10,
-    prefilled: 0,
-    nextChunk: 64,
-    batchablePrefill: true,
-    prefillVariant: 'plain',
-    decodeVariant: 'plain',
-    decodeKey: '',
-    hasBeforePrefill: false,
-    ...over,
-  };
-}
+const seq = schedulerSeq;
 
 const scheduler = new Scheduler({ maxConcurrent: 4, prefillChunk: 64 });
 
