@@ -94,7 +94,11 @@ const results = { files: 0, failedFiles: [], pass: 0, fail: 0, skip: 0, todo: 0 
 function runFile(file) {
   return new Promise((done) => {
     const t0 = Date.now();
-    const child = spawn(process.execPath, ['--enable-source-maps', file], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // tap's root test times a plain-node file out after TAP_TIMEOUT seconds (30 when unset;
+    // tap's runner sets it from .taprc): pass .taprc's, so a file over 30 s under load does
+    // not fail with "timeout!" (it did: long-context, 32 s on a CI machine).
+    const childEnv = { ...env, TAP_TIMEOUT: String(timeout) };
+    const child = spawn(process.execPath, ['--enable-source-maps', file], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
