@@ -1,5 +1,4 @@
 /** In-process access to a compiled model for tests that need logits (no worker, no scheduler). */
-import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvPool } from '../../src/kv/kv-pool.js';
@@ -95,9 +94,7 @@ export async function openTestModel(
   };
 }
 
-export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `capserve-${prefix}-`));
-}
+export { tempDir } from './temp-dir.js';
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);

@@ -1,6 +1,5 @@
 /** Shared locations and scratch directories for the model tests. */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 export function sharedDir(): string {
@@ -15,19 +14,7 @@ export function sharedPath(...parts: string[]): string | null {
 
 export const MISSING_SHARED = `shared test data not found under ${sharedDir()} (set CAPSERVE_SHARED)`;
 
-const tempDirs: string[] = [];
-
-/** A fresh temporary directory removed when the process exits (one exit listener for all of them). */
-export function tempDir(prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `capserve-${prefix}-`));
-  if (tempDirs.length === 0) {
-    process.on('exit', () => {
-      for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
-    });
-  }
-  tempDirs.push(dir);
-  return dir;
-}
+export { tempDir } from '../../helpers/temp-dir.js';
 
 export function readJson(file: string): unknown {
   return JSON.parse(fs.readFileSync(file, 'utf8'));
