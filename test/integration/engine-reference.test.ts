@@ -12,6 +12,7 @@ import t from 'tap';
 import { defaultQuantBlockSize } from '../../src/model/compile/compile-model.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { createModel } from '../../src/model/create/create-model.js';
+import { tableBlockSize } from '../../src/model/compile/graph-weights.js';
 import { dequantize, quantizeBlockwise, type QuantBits } from '../../src/model/compile/quantize.js';
 import type { Architecture, WeightSource } from '../../src/model/spec.js';
 import { ReferenceModel } from '../reference/forward.js';
@@ -81,17 +82,29 @@ const DECODE_STEPS = 6;
 const root = tempDir('engine-ref');
 
 /** The checkpoint's weights with every linear layer replaced by what its quantized codes stand for. */
+/**
+ * The weights a quantized graph computes with: linears through `bits`-bit blocks (the lm_head of a
+ * tied model too, served as `lm_head.weight`), the token embedding through 8-bit row blocks
+ * (WeightWriter.table). The reference runs untied on these.
+ */
 function dequantizedWeights(weights: WeightSource, bits: QuantBits): WeightSource {
   const linear = /(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$|^lm_head\.weight$/;
+  const dtype = bits === 8 ? 'int8' : 'int4';
+  const source = (name: string): string => (name === 'lm_head.weight' && !weights.has(name) ? 'model.embed_tokens.weight' : name);
   return {
     names: () => weights.names(),
-    has: (name) => weights.has(name),
+    has: (name) => weights.has(source(name)),
     get: (name) => {
-      const t = weights.get(name);
-      if (!linear.test(name)) return t;
+      const t = weights.get(source(name));
       const [n, k] = t.shape;
+      if (name === 'model.embed_tokens.weight') {
+        if (n === undefined || k === undefined) throw new Error(`${name} is not a matrix`);
+        const block = tableBlockSize(k, defaultQuantBlockSize(dtype));
+        return block === null ? t : { shape: t.shape, data: dequantize(quantizeBlockwise(t.data, n, k, 8, block)) };
+      }
+      if (!linear.test(name)) return t;
       if (n === undefined || k === undefined) throw new Error(`${name} is not a matrix`);
-      return { shape: t.shape, data: dequantize(quantizeBlockwise(t.data, n, k, bits, defaultQuantBlockSize(bits === 8 ? 'int8' : 'int4'))) };
+      return { shape: t.shape, data: dequantize(quantizeBlockwise(t.data, n, k, bits, defaultQuantBlockSize(dtype))) };
     },
   };
 }
@@ -107,7 +120,9 @@ async function compare(
     const spec = m.checkpoint.spec;
     const V = spec.vocabSize;
     const ids = Array.from({ length: PROMPT_LEN }, (_, i) => 3 + ((i * 97 + 11) % (V - 3)));
-    const ref = new ReferenceModel(spec, referenceWeights ? referenceWeights(m.checkpoint.weights) : m.checkpoint.weights);
+    const ref = referenceWeights
+      ? new ReferenceModel({ ...spec, tieWordEmbeddings: false }, referenceWeights(m.checkpoint.weights))
+      : new ReferenceModel(spec, m.checkpoint.weights);
     const refLogits = ref.append(ids);
     const { kv, logits } = await m.prefill(ids, true, DECODE_STEPS);
     const rows: Array<[Float32Array, Float64Array]> = [];

@@ -28,7 +28,7 @@ import { layerRope, ropeInGraph } from './rope.js';
 export interface AttentionContext {
   readonly g: GraphBuilder;
   readonly spec: ModelSpec;
-  readonly weights: GraphWeights;
+  readonly weights: Pick<GraphWeights, 'w' | 'linear'>;
   /** RoPE applied on layer l to [B, T, heads * D] (identity on NoPE layers); built once per distinct RoPE. */
   ropeFor(layer: number): (x: string, heads: number) => string;
   /**
@@ -83,7 +83,7 @@ export interface AttentionLayerIo {
 export function attentionContext(
   g: GraphBuilder,
   spec: ModelSpec,
-  weights: GraphWeights,
+  weights: Pick<GraphWeights, 'w' | 'linear'>,
   inputs: {
     readonly positionIds: string;
     readonly newBias: string;

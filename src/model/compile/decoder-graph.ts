@@ -109,7 +109,7 @@ export function storeDecoderWeights(
 
   const h = spec.hiddenSize;
   const embed = weights.get('model.embed_tokens.weight');
-  putF32('embed', [spec.vocabSize, h], embed.data);
+  out.table('embed', embed.data, spec.vocabSize, h);
   for (let l = 0; l < spec.numLayers; l++) {
     const p = `model.layers.${l}`;
     const norm = (name: string): Float32Array => normWeight(spec, weights.get(`${p}.${name}.weight`).data);
@@ -152,7 +152,7 @@ export function gatedActivation(g: GraphBuilder, spec: ModelSpec, gate: string):
 /** Builds the decoder graph over stored weights; returns the serialized ModelProto. */
 export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, options: DecoderGraphOptions): Uint8Array {
   const g = new GraphBuilder(`capserve-${spec.architecture}`);
-  const { w, linear } = graphWeights(g, stored.tensors, stored.linears, options.quantAccuracyLevel);
+  const { w, linear, rows } = graphWeights(g, stored.tensors, stored.linears, options.quantAccuracyLevel);
   const rmsNorm = (x: string, key: string): string =>
     g.op('SimplifiedLayerNormalization', [x, w(key)], { axis: attr.int(-1), epsilon: attr.float(spec.rmsNormEps) });
 
@@ -192,7 +192,7 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
       : {}),
   });
 
-  let x = g.op('Reshape', [g.op('Gather', [w('embed'), inputIds], { axis: attr.int(0) }), shape2dHidden]);
+  let x = rows(inputIds, 'embed', hidden);
   if (spec.embedScale !== 1) x = g.op('Mul', [x, g.scalarF32(spec.embedScale)]);
   // The residual stream: `x` plus a branch output not yet added. The add is fused into the next
   // RMSNorm (SkipSimplifiedLayerNormalization returns the norm and the sum), one node instead of two.

@@ -23,6 +23,21 @@ export interface GraphWeights {
   readonly w: (key: string) => string;
   /** x [M, K] -> [M, N] through the stored linear `key`. */
   readonly linear: (x: string, key: string) => string;
+  /** Rows `ids` (int64, any shape) of the stored table `key` (WeightWriter.table), as float32 [ids.size, width]. */
+  readonly rows: (ids: string, key: string, width: number) => string;
+}
+
+/** Names of a row-quantized table's initializers (WeightWriter.table). */
+const tableCodes = (key: string): string => `${key}.row_codes`;
+const tableScales = (key: string): string => `${key}.row_scales`;
+
+/**
+ * The block size (a power of two from `preferred` down to 16, GatherBlockQuantized's smallest)
+ * that divides `k`, so a row needs no padding; null when none does.
+ */
+export function tableBlockSize(k: number, preferred: number): number | null {
+  for (let b = preferred; b >= 16; b /= 2) if (k % b === 0) return b;
+  return null;
 }
 
 export function graphWeights(
@@ -52,7 +67,21 @@ export function graphWeights(
       'com.microsoft',
     );
   };
-  return { w, linear };
+  const rows = (ids: string, key: string, width: number): string => {
+    const shape = g.int64s([-1, width]);
+    if (tensors.has(key)) return g.op('Reshape', [g.op('Gather', [w(key), ids], { axis: attr.int(0) }), shape]);
+    const codes = tensors.get(tableCodes(key));
+    const blockSize = codes?.dims[2];
+    if (blockSize === undefined) throw new Error(`internal: table ${key} was not stored`);
+    const picked = g.op(
+      'GatherBlockQuantized',
+      [w(tableCodes(key)), ids, w(tableScales(key))],
+      { gather_axis: attr.int(0), quantize_axis: attr.int(2), block_size: attr.int(blockSize), bits: attr.int(8) },
+      'com.microsoft',
+    );
+    return g.op('Reshape', [picked, shape]);
+  };
+  return { w, linear, rows };
 }
 
 /**
@@ -85,6 +114,25 @@ export class WeightWriter {
     this.tensors.set(`${key}.codes`, storeTensor(this.file, 'uint8', [n, q.blocksPerRow, (q.blockSize * bits) / 8], q.codes));
     this.tensors.set(`${key}.scales`, storeTensor(this.file, 'float32', [n * q.blocksPerRow], q.scales));
     this.linears.set(key, { kind: 'quant', codes: `${key}.codes`, scales: `${key}.scales`, n, k, bits, blockSize: q.blockSize });
+  }
+
+  /**
+   * A table read by rows, T [n, k] (the token embedding): float32 in an fp32 graph; in a quantized
+   * graph, 8-bit codes per block of a row with a float scale (onnxruntime's GatherBlockQuantized
+   * layout, [n, blocks, blockSize] codes and [n, blocks, 1] scales, the implicit zero point 128),
+   * also for int4 graphs: a gathered row costs one row's read whatever its width, so the table's
+   * bits are memory, not speed, and 8 bits keep the input error small. float32 when no block size
+   * of 16 or more divides k.
+   */
+  table(key: string, data: Float32Array, n: number, k: number): void {
+    const blockSize = this.weightDtype === 'fp32' ? null : tableBlockSize(k, this.quantBlockSize);
+    if (blockSize === null) {
+      this.f32(key, [n, k], data);
+      return;
+    }
+    const q = quantizeBlockwise(data, n, k, 8, blockSize);
+    this.tensors.set(tableCodes(key), storeTensor(this.file, 'uint8', [n, q.blocksPerRow, blockSize], q.codes));
+    this.tensors.set(tableScales(key), storeTensor(this.file, 'float32', [n, q.blocksPerRow, 1], q.scales));
   }
 }
 

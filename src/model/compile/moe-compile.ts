@@ -24,7 +24,7 @@ import { storeAttentionWeights } from './attention-block.js';
 import { digestFiles, discardEntry, publishEntry, readEntry, temporaryEntryDir, type FileDigests } from './cache-entry.js';
 
 /** Bump when the MoE graph or expert file layout changes. */
-export const MOE_COMPILER_VERSION = 2;
+export const MOE_COMPILER_VERSION = 3;
 export const MOE_MANIFEST = 'moe-manifest.json';
 const QUANT_BLOCK_SIZE = 32;
 const DEFAULT_QUANT_ACCURACY_LEVEL = 4;
@@ -92,7 +92,7 @@ function storeMoeWeights(spec: ModelSpec, weights: WeightSource, file: ExternalD
   const { tensors, linears } = out;
   const h = spec.hiddenSize;
   const embed = weights.get('model.embed_tokens.weight');
-  putF32('embed', [spec.vocabSize, h], embed.data);
+  out.table('embed', embed.data, spec.vocabSize, h);
   for (let l = 0; l < spec.numLayers; l++) {
     const p = `model.layers.${l}`;
     putF32(`l${l}.in_norm`, [h], weights.get(`${p}.input_layernorm.weight`).data);

@@ -105,7 +105,7 @@ export function buildMoeLayerGraph(
 ): Uint8Array {
   const moe = spec.moe;
   if (moe === undefined) throw new Error('buildMoeLayerGraph: not an MoE spec');
-  const { g, w, linear } = context(`capserve-${spec.architecture}-layer${layer}`, stored, accuracyLevel);
+  const { g, w, linear, rows } = context(`capserve-${spec.architecture}-layer${layer}`, stored, accuracyLevel);
   const rmsNorm = (x: string, key: string): string =>
     g.op('SimplifiedLayerNormalization', [x, w(key)], { axis: attr.int(-1), epsilon: attr.float(spec.rmsNormEps) });
   const hidden = spec.hiddenSize;
@@ -116,7 +116,7 @@ export function buildMoeLayerGraph(
   let x: string;
   if (l === 0) {
     const ids = g.input(MOE_IO.inputIds, 'int64', ['B', 'T']);
-    x = g.op('Reshape', [g.op('Gather', [w('embed'), ids], { axis: attr.int(0) }), g.int64s([-1, hidden])]);
+    x = rows(ids, 'embed', hidden);
   } else {
     x = g.input(MOE_IO.hidden, 'float32', ['N', hidden]);
   }

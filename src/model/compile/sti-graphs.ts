@@ -51,6 +51,7 @@ function layerWeights(g: GraphBuilder, spec: ModelSpec, stored: MoeStoredWeights
   const widths: Record<string, number> = { [`l${layer}.qkv`]: h, [`l${layer}.o`]: spec.numHeads * D, [`l${layer}.gate_up`]: h, [`l${layer}.down`]: I };
   return {
     w: base.w,
+    rows: base.rows,
     linear: (x, key) => {
       const input = inputs[key];
       if (input === undefined) return base.linear(x, key);
@@ -67,7 +68,7 @@ function layerWeights(g: GraphBuilder, spec: ModelSpec, stored: MoeStoredWeights
 
 export function buildStiLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, layer: number, variant: MoeLayerVariant): Uint8Array {
   const g = new GraphBuilder(`capserve-sti-${spec.architecture}-layer${layer}`);
-  const { w, linear } = layerWeights(g, spec, stored, layer);
+  const { w, linear, rows } = layerWeights(g, spec, stored, layer);
   const rmsNorm = (x: string, key: string): string =>
     g.op('SimplifiedLayerNormalization', [x, w(key)], { axis: attr.int(-1), epsilon: attr.float(spec.rmsNormEps) });
   const hidden = spec.hiddenSize;
@@ -77,7 +78,7 @@ export function buildStiLayerGraph(spec: ModelSpec, stored: MoeStoredWeights, la
   let x: string;
   if (l === 0) {
     const ids = g.input(STI_IO.inputIds, 'int64', ['B', 'T']);
-    x = g.op('Reshape', [g.op('Gather', [w('embed'), ids], { axis: attr.int(0) }), g.int64s([-1, hidden])]);
+    x = rows(ids, 'embed', hidden);
     if (spec.embedScale !== 1) x = g.op('Mul', [x, g.scalarF32(spec.embedScale)]);
   } else {
     x = g.input(STI_IO.hidden, 'float32', ['N', hidden]);
