@@ -13,7 +13,7 @@ const USAGE = `usage:
   capserve generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed N] [--dtype fp32|int8|int4] [--chat]
   capserve model create --arch llama|qwen2|mistral|mixtral|qwen2_moe|qwen3|qwen3_moe|smollm3|phi3|gemma2|gemma3_text --preset tiny|small|135m --seed N --out DIR
   capserve model inspect DIR
-  capserve model compile DIR [--dtype fp32|int8|int4] [--cache-dir DIR]
+  capserve model compile DIR [--dtype fp32|int8|int4] [--block-size 16|32|64|128] [--cache-dir DIR]
   capserve bench [--quick] [--out DIR]`;
 
 function fail(message: string): never {

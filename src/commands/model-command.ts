@@ -1,6 +1,6 @@
 /** `capserve model create | inspect | compile | profile`. */
 import { parseArgs } from 'node:util';
-import { compileModel } from '../model/compile/compile-model.js';
+import { compileModel, type QuantBlockSize } from '../model/compile/compile-model.js';
 import type { WeightDtype } from '../model/compile/decoder-graph.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { createModel } from '../model/create/create-model.js';
@@ -55,15 +55,17 @@ export async function runModelCommand(argv: string[]): Promise<void> {
   if (sub === 'compile') {
     const { values, positionals } = parseArgs({
       args: rest,
-      options: { dtype: { type: 'string', default: 'fp32' }, 'cache-dir': { type: 'string', default: '.cache/compiled' } },
+      options: { dtype: { type: 'string', default: 'fp32' }, 'block-size': { type: 'string' }, 'cache-dir': { type: 'string', default: '.cache/compiled' } },
       allowPositionals: true,
       strict: true,
     });
     const dir = positionals[0];
     if (!dir) throw new Error('model compile needs a directory');
+    const blockSize = values['block-size'];
     const compiled = compileModel(loadCheckpoint(dir), {
       cacheDir: values['cache-dir'],
       weightDtype: oneOf<WeightDtype>('dtype', values.dtype, ['fp32', 'int8', 'int4']),
+      ...(blockSize !== undefined ? { quantBlockSize: Number(oneOf('block-size', blockSize, ['16', '32', '64', '128'])) as QuantBlockSize } : {}),
       onProgress: progress,
     });
     process.stdout.write(`${compiled.dir} (${compiled.weightBytes} weight bytes)\n`);

@@ -15,6 +15,11 @@ const ModelSection = Type.Object(
     }),
     servedModelName: Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null, description: 'Model id on the API; null: the directory name.' }),
     weightDtype: Type.Union([Type.Literal('fp32'), Type.Literal('int8'), Type.Literal('int4')], { default: 'fp32' }),
+    quantBlockSize: Type.Union([Type.Literal(16), Type.Literal(32), Type.Literal(64), Type.Literal(128), Type.Null()], {
+      default: null,
+      description:
+        'Weights per quantization block (one scale each) of int8/int4 dense models: larger blocks decode faster and err more (see README). null: by dtype, int8 64 and int4 32.',
+    }),
     chatTemplateFallback: Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
       default: null,
       description: "Chat template used when the model ships none: 'chatml' or an inline Jinja template. null: chat completions answer 400.",

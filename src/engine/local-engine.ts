@@ -9,6 +9,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { PrefixCacheOptions } from '../kv/prefix-cache.js';
+import type { QuantBlockSize } from '../model/compile/compile-model.js';
 import type { WeightDtype } from '../model/compile/decoder-graph.js';
 import type { KvDtype } from '../model/step-io.js';
 import type { ChatMessage, ChatRenderOptions } from '../model/tokenizer-types.js';
@@ -29,6 +30,8 @@ export interface LocalEngineOptions {
   /** KV cache storage dtype (dense models); default fp32. */
   readonly kvDtype?: KvDtype;
   readonly weightDtype?: WeightDtype;
+  /** MatMulNBits block size of int8/int4 dense weights; default by dtype (defaultQuantBlockSize). */
+  readonly quantBlockSize?: QuantBlockSize;
   readonly threads?: number;
   readonly contextLength?: number;
   readonly prefillChunk?: number;
@@ -126,6 +129,7 @@ export class LocalEngine implements EngineClient {
       modelDir,
       cacheDir: resolve(options.cacheDir ?? '.cache/compiled'),
       weightDtype: options.weightDtype ?? 'fp32',
+      quantBlockSize: options.quantBlockSize ?? null,
       threads: options.threads ?? availableParallelism(),
       maxConcurrent: options.maxConcurrent ?? 16,
       maxQueue: options.maxQueue ?? 256,

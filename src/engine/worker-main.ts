@@ -37,7 +37,13 @@ async function main(): Promise<void> {
   const kvDtype = spec.moe === undefined && init.weightElastic === undefined ? init.kvDtype : 'fp32';
   if (kvDtype !== init.kvDtype) progress(`memory.kvDtype ${init.kvDtype} applies to dense models only; this one keeps an fp32 KV cache`);
   const compiled = (): CompiledModel => {
-    compiledOnce ??= compileModel(checkpoint, { cacheDir: init.cacheDir, weightDtype: init.weightDtype, kvDtype, onProgress: progress });
+    compiledOnce ??= compileModel(checkpoint, {
+      cacheDir: init.cacheDir,
+      weightDtype: init.weightDtype,
+      kvDtype,
+      ...(init.quantBlockSize !== null ? { quantBlockSize: init.quantBlockSize } : {}),
+      onProgress: progress,
+    });
     return compiledOnce;
   };
   const elastic =

@@ -1,5 +1,6 @@
 /** Messages between the EngineClient (HTTP thread) and the inference worker. */
 import type { PrefixCacheOptions } from '../kv/prefix-cache.js';
+import type { QuantBlockSize } from '../model/compile/compile-model.js';
 import type { WeightDtype } from '../model/compile/decoder-graph.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { KvDtype } from '../model/step-io.js';
@@ -10,6 +11,8 @@ export interface WorkerInit {
   readonly modelDir: string;
   readonly cacheDir: string;
   readonly weightDtype: WeightDtype;
+  /** MatMulNBits block size of int8/int4 dense weights; null: by dtype. MoE experts keep theirs. */
+  readonly quantBlockSize: QuantBlockSize | null;
   readonly threads: number;
   readonly maxConcurrent: number;
   readonly maxQueue: number;
