@@ -64,3 +64,23 @@ export async function measureCeilings(workDir: string, threads: number): Promise
   await s2.release();
   return { readBandwidthGBs: data.byteLength / 1e9 / (ms1 / 1000), gemmGflops: (2 * N * N * N) / 1e9 / (ms2 / 1000) };
 }
+
+/**
+ * Median milliseconds of one run of a serialized graph with a single float32 input (after one
+ * warm-up run), in a session of its own, released before returning: the bench's matrix-product
+ * floor of a decode step (decode-floor-bench) is timed this way.
+ */
+export async function timeGraphRuns(
+  model: Uint8Array,
+  input: { name: string; data: Float32Array; dims: number[] },
+  threads: number,
+  runs: number,
+): Promise<number> {
+  const session = await ort.InferenceSession.create(model, { intraOpNumThreads: threads, graphOptimizationLevel: 'all' });
+  try {
+    await session.run({ [input.name]: new ort.Tensor('float32', input.data, input.dims) });
+    return await timeRuns(session, { [input.name]: new ort.Tensor('float32', input.data, input.dims) }, runs);
+  } finally {
+    await session.release();
+  }
+}

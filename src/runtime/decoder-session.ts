@@ -23,7 +23,8 @@ export interface DecoderShape {
   readonly vocabSize: number;
 }
 
-export type DecoderVariant = keyof typeof VARIANT_CODE;
+/** The variants a runner can be; `plainDecode` is the plain runner's own choice per step. */
+export type DecoderVariant = Exclude<keyof typeof VARIANT_CODE, 'plainDecode'>;
 
 export interface SessionOptions {
   readonly threads: number;
@@ -31,6 +32,8 @@ export interface SessionOptions {
   readonly variant?: DecoderVariant;
   /** Writes onnxruntime's per-node timing JSON as PREFIX_<date>.json on release (benchmarks). */
   readonly profilePrefix?: string;
+  /** Decode steps of the plain runner take the lean decode core (default true; false: the general core, for comparisons). */
+  readonly leanDecode?: boolean;
 }
 
 export class DecoderSession implements ModelRunner {
@@ -39,6 +42,8 @@ export class DecoderSession implements ModelRunner {
   private readonly fetches: readonly string[];
   /** An all-variant graph's inputs this variant does not read: fixed placeholders, made once. */
   private readonly fixedFeeds: Readonly<Record<string, ort.Tensor>>;
+  /** The plain runner of an all-variant graph: steps of one new token per row take the lean decode core (decode-core.ts). */
+  private readonly decodeFeed: ort.Tensor | null;
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -48,6 +53,7 @@ export class DecoderSession implements ModelRunner {
     readonly variantName: DecoderVariant,
     private readonly owner: boolean,
     private readonly profiling: boolean,
+    private readonly leanDecode: boolean,
   ) {
     this.emitsAttention = variantName === 'stats';
     this.selectsPages = variantName === 'quest';
@@ -58,6 +64,8 @@ export class DecoderSession implements ModelRunner {
     }
     this.fetches = names;
     this.fixedFeeds = variants.length > 1 ? placeholderFeeds(shape, variantName) : {};
+    this.decodeFeed =
+      leanDecode && variants.length > 1 && variantName === 'plain' ? new ort.Tensor('int64', BigInt64Array.of(BigInt(VARIANT_CODE.plainDecode)), [1]) : null;
   }
 
   static async create(path: string, shape: DecoderShape, options: SessionOptions): Promise<DecoderSession> {
@@ -86,13 +94,13 @@ export class DecoderSession implements ModelRunner {
       await session.release();
       throw new Error(`${path} serves the ${variants.join(', ')} variant, not ${variant}`);
     }
-    return new DecoderSession(session, shape, variants, variant, true, profilePrefix !== undefined);
+    return new DecoderSession(session, shape, variants, variant, true, profilePrefix !== undefined, options.leanDecode ?? true);
   }
 
   /** A runner of another variant over the same session (and weights); released with this one. */
   variant(variant: DecoderVariant): DecoderSession {
     if (!this.variants.includes(variant)) throw new Error(`this decoder graph has no ${variant} variant (it serves ${this.variants.join(', ')})`);
-    return new DecoderSession(this.session, this.shape, this.variants, variant, false, false);
+    return new DecoderSession(this.session, this.shape, this.variants, variant, false, false, this.leanDecode);
   }
 
   async run(inputs: DecoderStepInputs): Promise<DecoderStepOutputs> {
@@ -139,6 +147,7 @@ export class DecoderSession implements ModelRunner {
       });
     }
     Object.assign(feeds, this.fixedFeeds);
+    if (this.decodeFeed !== null && T === 1) feeds[GRAPH_IO.variant] = this.decodeFeed;
     const missing = this.session.inputNames.filter((n) => !(n in feeds));
     if (missing.length > 0) throw new Error(`decoder inputs missing: ${missing.join(', ')}`);
     let out: ort.InferenceSession.OnnxValueMapType;

@@ -4,6 +4,7 @@
  * step), variant-memory-bench (RSS and first token per set of graph variants in
  * use) and the engine bench's decode rates (dtype ratios against the targets).
  */
+import type { DecodeFloorResult } from './decode-floor-bench.js';
 import type { EngineBenchResult } from './engine-bench.js';
 import type { GraphBenchResult, StepProfile } from './graph-bench.js';
 import type { VariantMemoryResult } from './variant-memory-bench.js';
@@ -21,6 +22,7 @@ export function graphSection(
   memory: readonly VariantMemoryResult[],
   engine: readonly EngineBenchResult[],
   readBandwidthGBs: number,
+  decodeFloor: readonly DecodeFloorResult[] = [],
 ): string[] {
   const rate = (dtype: string): number | undefined => engine.find((e) => e.dtype === dtype)?.decodeTokensPerSecond;
   const fp32 = engine.find((e) => e.dtype === 'fp32');
@@ -33,6 +35,27 @@ export function graphSection(
       `fp32 at ${fp32 ? f((100 * fp32.decodeTokensPerSecond * fp32.weightBytes) / (readBandwidthGBs * 1e9)) : 'n/a'}% of the read-bandwidth ceiling (target >= 85%).`,
     ``,
   );
+  if (decodeFloor.length > 0) {
+    lines.push(
+      `Decode step against its matrix products alone (decode-floor-bench: the model's linear layers at its shapes, dtype and block size, chained in one graph, random weights; ` +
+        `then the served graph's decode step of the real model, same process, one after the other; medians). "Everything else" is attention, norms, RoPE, layout nodes, the variant switch and the binding.`,
+      ``,
+      `| weights | decode ms | matrix products alone ms | everything else ms | products' share |`,
+      `|---|---|---|---|---|`,
+      ...decodeFloor.map(
+        (d) => `| ${d.dtype} | ${f(d.decodeMs, 2)} | ${f(d.matmulFloorMs, 2)} | ${f(d.overheadMs, 2)} | ${pct(d.matmulFloorMs / d.decodeMs)} |`,
+      ),
+      ``,
+    );
+    const floor = (dtype: string): number | undefined => decodeFloor.find((d) => d.dtype === dtype)?.matmulFloorMs;
+    const [p32, p8, p4] = [floor('fp32'), floor('int8'), floor('int4')];
+    if (p8 !== undefined && (p32 !== undefined || p4 !== undefined)) {
+      lines.push(
+        `Ratios of the products alone (what the dtype targets could reach with nothing else in a step): int8 / fp32 ${ratio(p32, p8)}, int4 / int8 ${ratio(p8, p4)}.`,
+        ``,
+      );
+    }
+  }
   if (graph.length > 0) {
     lines.push(
       `Served graph (every variant in one graph, per-layer If choosing the attention core) against the plain-only graph, same weights, interleaved step by step in one process; medians. ` +

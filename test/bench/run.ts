@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { EngineBenchResult } from './engine-bench.js';
+import type { DecodeFloorResult } from './decode-floor-bench.js';
 import type { GraphBenchResult } from './graph-bench.js';
 import { graphSection } from './graph-report.js';
 import type { GrammarBenchResult } from './grammar-bench.js';
@@ -101,10 +102,28 @@ async function main(): Promise<void> {
     );
   }
 
-  // The graph itself: served vs plain-only graph, onnxruntime profile per step, RSS per variant set.
+  // The graph itself: served vs plain-only graph, onnxruntime profile per step, RSS per variant set,
+  // and the decode step against its matrix products alone.
   const graph: GraphBenchResult[] = [];
   const memory: VariantMemoryResult[] = [];
+  const decodeFloor: DecodeFloorResult[] = [];
   for (const dtype of quick ? ['int8'] : ['fp32', 'int8', 'int4']) {
+    const floor = runJson<DecodeFloorResult>('decode-floor-bench.js', [
+      '--model',
+      dense,
+      '--dtype',
+      dtype,
+      '--steps',
+      quick ? '16' : '48',
+      '--threads',
+      threads,
+    ]);
+    if (ok(floor)) {
+      decodeFloor.push(floor);
+      log(
+        `${dtype} decode ${f(floor.decodeMs, 2)} ms; its matrix products alone ${f(floor.matmulFloorMs, 2)} ms; everything else ${f(floor.overheadMs, 2)} ms`,
+      );
+    }
     const g = runJson<GraphBenchResult>('graph-bench.js', [
       '--model',
       dense,
@@ -282,6 +301,7 @@ async function main(): Promise<void> {
     engine,
     graph,
     memory,
+    decodeFloor,
     grammar,
     load,
     serving,
@@ -411,7 +431,7 @@ async function main(): Promise<void> {
         `\n\nRatios are medians over ${grammar.rounds} rounds of constrained / unconstrained runs in the same round (1-minute load average ${f(grammar.loadAverage[0], 1)} to ${f(grammar.loadAverage[1], 1)} on ${grammar.cpus} CPUs).`
       : `grammar bench: ${grammar.error}`,
     ``,
-    ...graphSection(graph, memory, engine, base.ceilings.readBandwidthGBs),
+    ...graphSection(graph, memory, engine, base.ceilings.readBandwidthGBs, decodeFloor),
     `## Serving load`,
     ``,
     ok(load)

@@ -37,6 +37,8 @@ export async function openTestModel(
     profilePrefix?: string;
     /** KV cache storage dtype (graph past inputs and the caches newKv makes); default fp32. */
     kvDtype?: KvDtype;
+    /** false: decode steps through the general attention core (DecoderSession's leanDecode). */
+    leanDecode?: boolean;
   } = {},
 ): Promise<TestModel> {
   const checkpoint = loadCheckpoint(dir);
@@ -53,6 +55,7 @@ export async function openTestModel(
     threads: options.threads ?? 1,
     variant: attention ? 'stats' : 'plain',
     ...(options.profilePrefix !== undefined ? { profilePrefix: options.profilePrefix } : {}),
+    ...(options.leanDecode !== undefined ? { leanDecode: options.leanDecode } : {}),
   });
   let parameters = 0;
   for (const name of checkpoint.weights.names()) parameters += checkpoint.weights.info(name).shape.reduce((a: number, b: number) => a * b, 1);

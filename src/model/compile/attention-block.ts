@@ -21,6 +21,8 @@
  */
 import { attr, type GraphBuilder } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
+import { decodeCore } from './decode-core.js';
+import { questGather, questInputs, type QuestValues } from './quest-gather.js';
 import { concatRows, type GraphWeights, type WeightWriter } from './graph-weights.js';
 import { layerRope, ropeInGraph } from './rope.js';
 
@@ -48,7 +50,7 @@ export interface AttentionContext {
    * (`special`: stats or quest; `quest`: quest rather than stats). Null: the
    * graph is the one variant that rowStart / pageSize say.
    */
-  readonly variantSwitch: { readonly special: string; readonly quest: string } | null;
+  readonly variantSwitch: VariantSwitch | null;
   readonly shapes: {
     readonly btKvGD: string;
     readonly btKvD: string;
@@ -58,6 +60,17 @@ export interface AttentionContext {
     readonly scores5: string;
     readonly ctx5: string;
   };
+}
+
+/**
+ * Every variant in one graph: bool [1] values choosing the core per step (`special`: stats or
+ * quest; `quest`: quest rather than stats; `decode`: a plain step of one new token per row,
+ * through the lean decode core of decode-core.ts).
+ */
+export interface VariantSwitch {
+  readonly special: string;
+  readonly quest: string;
+  readonly decode?: string;
 }
 
 /** The graph inputs and outputs of one layer's block. */
@@ -89,7 +102,7 @@ export function attentionContext(
     readonly newBias: string;
     readonly attnWindow: string | null;
     readonly pageSize: string | null;
-    readonly variantSwitch?: { readonly special: string; readonly quest: string };
+    readonly variantSwitch?: VariantSwitch;
   },
 ): AttentionContext {
   const H = spec.numHeads;
@@ -223,43 +236,98 @@ export function attentionBlock(ctx: AttentionContext, layer: number, h: string, 
     ).ctxV;
   } else {
     if (io.attnSum === undefined || io.attnRows === undefined) throw new Error('internal: the variant switch needs attn_sum and attn_rows names');
-    const branch = (b: GraphBuilder, mode: CoreMode): GraphBuilder => {
-      const r = attentionCore(b, ctx, l, past, windowBias, mode);
-      // A branch without statistics returns placeholders of the right rank (never fetched).
-      const sum = r.attnSum ?? b.op('Identity', [b.constant('float32', [1, 1, 1], new Float32Array(1))]);
-      const rows = r.attnRows ?? b.op('Identity', [b.constant('float32', [1, 1, 1, 1, 1], new Float32Array(1))]);
-      branchOutput(b, r.ctxV, 4);
-      branchOutput(b, sum, 3);
-      branchOutput(b, rows, 5);
-      return b;
-    };
-    const special = g.subgraph(`special_${l}`);
-    const inner = special.node(
-      'If',
-      [ctx.variantSwitch.quest],
-      {
-        then_branch: attr.graph(branch(special.subgraph(`quest_${l}`), { stats: false, quest: true })),
-        else_branch: attr.graph(branch(special.subgraph(`stats_${l}`), { stats: true, quest: false })),
-      },
-      { outputs: [`sctx_${l}`, `ssum_${l}`, `srows_${l}`] },
-    );
-    inner.forEach((name, i) => branchOutput(special, name, [4, 3, 5][i] ?? 4));
-    const [attended] = g.node(
-      'If',
-      [ctx.variantSwitch.special],
-      {
-        then_branch: attr.graph(special),
-        else_branch: attr.graph(branch(g.subgraph(`plain_${l}`), { stats: false, quest: false })),
-      },
-      { outputs: [`ctx_${l}`, io.attnSum, io.attnRows] },
-    );
-    if (attended === undefined) throw new Error('unreachable');
-    ctxV = attended;
+    const decode = ctx.variantSwitch.decode;
+    if (decode === undefined) {
+      ctxV = switchedCore(g, ctx, l, past, windowBias, [`ctx_${l}`, io.attnSum, io.attnRows]);
+    } else {
+      // Outermost: the lean decode core (the common step) or every variant's general core.
+      const none = (b: GraphBuilder, rank: number): string => b.op('Identity', [b.constant('float32', Array<number>(rank).fill(1), new Float32Array(1))]);
+      const lean = g.subgraph(`decode_${l}`);
+      const rows = decodeCore(lean, spec, { q: qRot, kNew: past.kNew, vNew: past.vNew, pastK: past.pastK, pastV: past.pastV, pastBias: past.pastBias });
+      branchOutputs(lean, [rows, none(lean, 3), none(lean, 5)]);
+      const general = g.subgraph(`general_${l}`);
+      const gctx = switchedCore(general, ctx, l, past, windowBias, [`gctx_${l}`, `gsum_${l}`, `grows_${l}`]);
+      branchOutputs(general, [mergeHeads(general, ctx, gctx), `gsum_${l}`, `grows_${l}`]);
+      const [merged] = g.node(
+        'If',
+        [decode],
+        { then_branch: attr.graph(lean), else_branch: attr.graph(general) },
+        { outputs: [`merged_${l}`, io.attnSum, io.attnRows] },
+      );
+      if (merged === undefined) throw new Error('unreachable');
+      return outputProjection(ctx, l, merged);
+    }
   }
-  const merged = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [ctxV, shapes.ctx5])], { perm: attr.ints([0, 3, 1, 2, 4]) }), g.int64s([-1, H * D])]);
-  let o = linear(merged, `l${l}.o`);
-  if (spec.outputBias) o = g.op('Add', [o, w(`l${l}.o_bias`)]);
+  return outputProjection(ctx, l, mergeHeads(g, ctx, ctxV));
+}
+
+/** [B, KV, G*T, D] attended values -> [B*T, H*D] rows in head order. */
+function mergeHeads(b: GraphBuilder, ctx: AttentionContext, ctxV: string): string {
+  const { H, D } = { H: ctx.spec.numHeads, D: ctx.spec.headDim };
+  return b.op('Reshape', [b.op('Transpose', [b.op('Reshape', [ctxV, ctx.shapes.ctx5])], { perm: attr.ints([0, 3, 1, 2, 4]) }), b.int64s([-1, H * D])]);
+}
+
+/** o_proj (and its bias) on the merged rows. */
+function outputProjection(ctx: AttentionContext, l: number, merged: string): string {
+  const { g, spec } = ctx;
+  let o = ctx.weights.linear(merged, `l${l}.o`);
+  if (spec.outputBias) o = g.op('Add', [o, ctx.weights.w(`l${l}.o_bias`)]);
   return o;
+}
+
+/** Declares a branch's outputs: float32 of each name's rank by position (attended rows, attn_sum, attn_rows). */
+function branchOutputs(b: GraphBuilder, names: readonly string[]): void {
+  const ranks = [2, 3, 5];
+  names.forEach((name, i) => branchOutput(b, name, ranks[i] ?? 4));
+}
+
+/**
+ * The plain, statistics and Quest cores behind per-step Ifs, built in `parent` (the layer's
+ * graph, or the general branch of a decode switch); outputs named `outputs` (ctx, attn_sum,
+ * attn_rows). Returns the ctx value [B, KV, G*T, D].
+ */
+function switchedCore(
+  parent: GraphBuilder,
+  ctx: AttentionContext,
+  l: number,
+  past: CoreInputs,
+  windowBias: string | null,
+  outputs: readonly [string, string, string],
+): string {
+  const sw = ctx.variantSwitch;
+  if (sw === null) throw new Error('internal: no variant switch');
+  const branch = (b: GraphBuilder, mode: CoreMode): GraphBuilder => {
+    const r = attentionCore(b, ctx, l, past, windowBias, mode);
+    // A branch without statistics returns placeholders of the right rank (never fetched).
+    const sum = r.attnSum ?? b.op('Identity', [b.constant('float32', [1, 1, 1], new Float32Array(1))]);
+    const rows = r.attnRows ?? b.op('Identity', [b.constant('float32', [1, 1, 1, 1, 1], new Float32Array(1))]);
+    branchOutput(b, r.ctxV, 4);
+    branchOutput(b, sum, 3);
+    branchOutput(b, rows, 5);
+    return b;
+  };
+  const special = parent.subgraph(`special_${l}`);
+  const inner = special.node(
+    'If',
+    [sw.quest],
+    {
+      then_branch: attr.graph(branch(special.subgraph(`quest_${l}`), { stats: false, quest: true })),
+      else_branch: attr.graph(branch(special.subgraph(`stats_${l}`), { stats: true, quest: false })),
+    },
+    { outputs: [`sctx_${l}_${parent.name}`, `ssum_${l}_${parent.name}`, `srows_${l}_${parent.name}`] },
+  );
+  inner.forEach((name, i) => branchOutput(special, name, [4, 3, 5][i] ?? 4));
+  const [attended] = parent.node(
+    'If',
+    [sw.special],
+    {
+      then_branch: attr.graph(special),
+      else_branch: attr.graph(branch(parent.subgraph(`plain_${l}`), { stats: false, quest: false })),
+    },
+    { outputs: [...outputs] },
+  );
+  if (attended === undefined) throw new Error('unreachable');
+  return attended;
 }
 
 /** A past K or V input as float32 [B, KV, C, D]: the input itself, or its cast from float16. */
@@ -272,13 +340,6 @@ function pastInput(g: GraphBuilder, io: AttentionLayerIo, name: string, KV: numb
 interface CoreMode {
   readonly stats: boolean;
   readonly quest: boolean;
-}
-
-interface QuestValues {
-  readonly pageMin: string;
-  readonly pageMax: string;
-  readonly pageBias: string;
-  readonly k: string;
 }
 
 /** The attention core's inputs, all values of the layer's enclosing graph. */
@@ -400,88 +461,4 @@ export function storeAttentionWeights(spec: ModelSpec, weights: WeightSource, la
   }
   out.linear(`l${l}.o`, weights.get(`${p}.self_attn.o_proj.weight`).data, h, qDim);
   if (spec.outputBias) out.f32(`l${l}.o_bias`, [h], weights.get(`${p}.self_attn.o_proj.bias`).data);
-}
-
-/**
- * One layer's Quest inputs. In a graph holding every variant, steps of other
- * variants feed placeholders (one page, batch 1), so the batch dimension has its own name.
- */
-function questInputs(g: GraphBuilder, names: NonNullable<AttentionLayerIo['quest']>, dims: { KV: number; D: number }, switched: boolean): QuestValues {
-  const { KV, D } = dims;
-  const batch = switched ? 'QB' : 'B';
-  return {
-    pageMin: g.input(names.pageMin, 'float32', [batch, KV, names.pages, D]),
-    pageMax: g.input(names.pageMax, 'float32', [batch, KV, names.pages, D]),
-    pageBias: g.input(names.pageBias, 'float32', [batch, KV, names.pages]),
-    k: g.input(names.k, 'int64', [1]),
-  };
-}
-
-/**
- * Quest's selection for one layer (decode, T = 1): page bounds come in from the
- * KV store ([B, KV, NP, D] per-channel min and max of the page's keys); a KV
- * head scores a page by the largest bound over its group's query heads, plus
- * page_bias (the engine pins the newest page, blocks padding pages); the top
- * quest_k pages' entries are gathered, so attention reads only them.
- */
-function questGather(
-  g: GraphBuilder,
-  l: number,
-  qGrouped: string,
-  past: CoreInputs,
-  pageSize: string,
-  quest: QuestValues,
-  dims: { KV: number; D: number },
-): { pk: string; pv: string; pb: string } {
-  const { KV, D } = dims;
-  const { pastK, pastV, pastBias } = past;
-  const { pageMin, pageMax, pageBias, k } = quest;
-  // sum_c max(q_c min_c, q_c max_c) = relu(q) . max + min(q, 0) . min: two matrix products over
-  // the page bounds ([B, KV, G*T, D] x [B, KV, NP, D]^T, T = 1), nothing of size pages x channels built.
-  const qPos = g.op('Relu', [qGrouped]);
-  const qNeg = g.op('Min', [qGrouped, g.scalarF32(0)]);
-  const product = (a: string, b: string): string =>
-    g.op('FusedMatMul', [a, b], { transA: attr.int(0), transB: attr.int(1), alpha: attr.float(1) }, 'com.microsoft');
-  const bound = g.op('Add', [product(qPos, pageMax), product(qNeg, pageMin)]); // [B, KV, G, NP]
-  const pageScore = g.op('Add', [g.op('ReduceMax', [bound], { axes: attr.ints([2]), keepdims: attr.int(0) }), pageBias]); // [B, KV, NP]
-  const [, pages] = g.node(
-    'TopK',
-    [pageScore, k],
-    { axis: attr.int(-1), largest: attr.int(1), sorted: attr.int(0) },
-    {
-      outputs: [`qv_${l}`, `qi_${l}`],
-    },
-  );
-  if (!pages) throw new Error('unreachable');
-  // Attend the chosen pages in cache order, so summation order matches dense attention.
-  const [ascending] = g.node(
-    'TopK',
-    [g.op('Cast', [pages], { to: attr.int(1) }), k],
-    { axis: attr.int(-1), largest: attr.int(0), sorted: attr.int(1) },
-    {
-      outputs: [`qs_${l}`, `qsi_${l}`],
-    },
-  );
-  if (!ascending) throw new Error('unreachable');
-  const ordered = g.op('Cast', [ascending], { to: attr.int(7) });
-  // Pages are whole blocks of the cache (capacity is a multiple of the page size), so one GatherND
-  // per tensor copies only the chosen pages, contiguous rows of pageSize x D floats.
-  const idx = g.op('Unsqueeze', [ordered, g.int64s([-1])]); // [B, KV, k, 1]
-  const paged = (x: string, width: number): string =>
-    g.op('Reshape', [
-      x,
-      g.op('Concat', [g.op('Shape', [x], { start: attr.int(0), end: attr.int(2) }), g.int64s([-1]), g.op('Mul', [pageSize, g.int64s([width])])], {
-        axis: attr.int(0),
-      }),
-    ]);
-  const pick = (x: string, width: number): string => g.op('GatherND', [paged(x, width), idx], { batch_dims: attr.int(2) }); // [B, KV, k, ps*width]
-  const pk = g.op('Reshape', [pick(pastK, D), g.int64s([0, 0, -1, D])]);
-  const pv = g.op('Reshape', [pick(pastV, D), g.int64s([0, 0, -1, D])]);
-  const cap = g.op('Shape', [pastK], { start: attr.int(2), end: attr.int(3) });
-  const biasFull = g.op('Expand', [
-    pastBias,
-    g.op('Concat', [g.op('Shape', [pastBias], { start: attr.int(0), end: attr.int(1) }), g.int64s([KV, 1]), cap], { axis: attr.int(0) }),
-  ]);
-  const pb = g.op('Reshape', [pick(g.op('Squeeze', [biasFull, g.int64s([2])]), 1), g.int64s([0, 0, 1, -1])]); // [B, KV, 1, k*ps]
-  return { pk, pv, pb };
 }

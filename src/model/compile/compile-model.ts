@@ -16,7 +16,7 @@ import { compileMoeModel } from './moe-compile.js';
 import { digestFiles, discardEntry, publishEntry, readEntry, temporaryEntryDir, type FileDigests } from './cache-entry.js';
 
 /** Bump when the graph layout changes so stale cache entries are not reused. */
-export const COMPILER_VERSION = 15;
+export const COMPILER_VERSION = 17;
 
 export interface CompileSource {
   readonly spec: ModelSpec;

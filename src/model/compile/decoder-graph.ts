@@ -17,7 +17,8 @@
  *   past_bias_l    float32 [B, 1|KV, 1|T, C_l]  additive mask over the past entries
  *                                          (unused capacity, padding, evictions, window, sparsity)
  *   attn_window    int64   [1]             (stats variant) query rows to report in attn_rows_l
- *   variant        int64   [1]             (all-variant graph) 0 plain, 1 stats, 2 quest
+ *   variant        int64   [1]             (all-variant graph) 0 plain, 1 stats, 2 quest, 3 plain decode
+ *                                          (one new token per row: the lean core, decode-core.ts)
  *   page_size, page_min_l, page_max_l, page_bias_l, quest_k_l   (quest variant) see attention-block.ts
  * An all-variant graph needs every input on every step (the onnxruntime Node binding feeds
  * only declared inputs, so defaults cannot be overridden): the runner feeds
@@ -33,7 +34,15 @@
 import { attr, type ExternalDataFile, GraphBuilder } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
 import type { KvDtype } from '../step-io.js';
-import { attentionBlock, attentionContext, declareAttentionOutputs, normWeight, storeAttentionWeights, type AttentionLayerIo } from './attention-block.js';
+import {
+  attentionBlock,
+  attentionContext,
+  declareAttentionOutputs,
+  normWeight,
+  storeAttentionWeights,
+  type AttentionLayerIo,
+  type VariantSwitch,
+} from './attention-block.js';
 import { concatRows, graphWeights, WeightWriter, type StoredLinear } from './graph-weights.js';
 
 export type WeightDtype = 'fp32' | 'int8' | 'int4';
@@ -50,7 +59,7 @@ export type WeightDtype = 'fp32' | 'int8' | 'int4';
 export type DecoderVariants = 'all' | 'plain' | 'stats' | 'quest';
 
 /** The `variant` input's value per variant of an `all` graph. */
-export const VARIANT_CODE = { plain: 0, stats: 1, quest: 2 } as const;
+export const VARIANT_CODE = { plain: 0, stats: 1, quest: 2, plainDecode: 3 } as const;
 
 export interface DecoderGraphOptions {
   readonly weightDtype: WeightDtype;
@@ -167,12 +176,13 @@ export function buildDecoderGraph(spec: ModelSpec, stored: StoredWeights, option
   const quest = all || options.variants === 'quest';
   const attnWindow = stats ? g.input(GRAPH_IO.attnWindow, 'int64', [1]) : null;
   const pageSize = quest ? g.input(GRAPH_IO.pageSize, 'int64', [1]) : null;
-  let variantSwitch: { special: string; quest: string } | undefined;
+  let variantSwitch: VariantSwitch | undefined;
   if (all) {
     const variant = g.input(GRAPH_IO.variant, 'int64', [1]);
     variantSwitch = {
       special: g.op('Greater', [variant, g.int64s([VARIANT_CODE.plain])]),
       quest: g.op('Equal', [variant, g.int64s([VARIANT_CODE.quest])]),
+      decode: g.op('Equal', [variant, g.int64s([VARIANT_CODE.plainDecode])]),
     };
   }
   const actx = attentionContext(g, spec, { w, linear }, { positionIds, newBias, attnWindow, pageSize, ...(variantSwitch ? { variantSwitch } : {}) });
