@@ -8,8 +8,8 @@ export function kvDtypeSection(r: KvDtypeResult | { error: string }): string[] {
   if ('error' in r) return [...lines, `KV dtype bench failed: ${r.error}`, ''];
   const names = ['fp32', 'fp16', 'kivi-8', 'kivi-4'];
   lines.push(
-    `One decode step on ${r.model} over a synthetic cache, the series interleaved step by step (rotating order), ${r.steps} steps (2 warm-up) per context; ` +
-      `ratio = median over steps of (series / fp32 in the same round). fp16: the graph's past inputs are float16, cast to float32 in the graph. ` +
+    `One decode step on ${r.model} over a synthetic cache, the series taking turns in blocks of 4 steps (rotating order; the first step of a block and the first round not counted), about ${r.steps} steps per context; ` +
+      `ratio = median over rounds of (series / fp32 in the same round). fp16: the graph's past inputs are float16, cast to float32 in the graph. ` +
       `KIVI runs on the fp32 cache (the quantized values are written back in place): its cost is the fp32 step plus quantizing what left the residual. ` +
       `Bytes per token: allocated for fp32 and fp16; computed for KIVI packed (codes plus fp16 scales and zero points), which this engine does not allocate yet.`,
     '',

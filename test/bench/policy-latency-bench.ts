@@ -12,6 +12,7 @@ import { parsePolicyFile } from '../../src/policies/registry.js';
 import type { PolicyRuntime } from '../../src/policies/runtime.js';
 import { openTestModel } from '../helpers/session.js';
 import { median } from './stats.js';
+import { syntheticKv } from './synthetic-kv.js';
 
 export interface LatencyPoint {
   readonly context: number;
@@ -42,26 +43,9 @@ async function main(): Promise<void> {
   const m = await openTestModel(values.model, 'fp32', false, { threads, cacheDir: values['cache-dir'] });
   const spec = m.checkpoint.spec;
   const questSession = m.session.variant('quest');
-  const KV = spec.numKvHeads;
-  const D = spec.headDim;
   const perToken = kvBytesPerToken(spec);
 
-  const fill = (entries: number): SequenceKv => {
-    const kv = m.newKv(entries + 2 * steps + 4);
-    const chunk = 1024;
-    const present = Array.from({ length: spec.numLayers }, () => Float32Array.from({ length: KV * chunk * D }, (_, i) => Math.sin(i * 0.7) * 0.5));
-    for (let done = 0; done < entries; done += chunk) {
-      const n = Math.min(chunk, entries - done);
-      kv.append(
-        present,
-        present,
-        0,
-        chunk,
-        Array.from({ length: n }, (_, i) => done + i),
-      );
-    }
-    return kv;
-  };
+  const fill = (entries: number): SequenceKv => syntheticKv(m, entries, 2 * steps + 4);
   const time = async (kv: SequenceKv, quest: PolicyRuntime | null): Promise<number> => {
     const t: number[] = [];
     for (let s = 0; s < steps; s++) {
