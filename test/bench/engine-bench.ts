@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { createLocalEngine } from '../../src/engine/local-engine.js';
 import { DEFAULT_SAMPLING } from '../../src/engine/types.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
-import { openTestModel } from '../helpers/session.js';
+import { decodeStep, openTestModel } from '../helpers/session.js';
 import { distribution, median, type Distribution } from './stats.js';
 
 export interface EngineBenchResult {
@@ -95,15 +95,11 @@ async function main(): Promise<void> {
   const b8: number[] = [];
   for (let s = 0; s < Math.ceil(steps / 2); s++) {
     const t0 = performance.now();
-    const positions = kvs.map((k) => k.nextPosition);
-    const out = await m.session.run(
-      m.inputs.decode(
-        kvs,
-        kvs.map((_, b) => 50 + b + s),
-        positions,
-      ),
+    await decodeStep(
+      m,
+      kvs,
+      kvs.map((_, b) => 50 + b + s),
     );
-    kvs.forEach((k, b) => k.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]));
     b8.push(performance.now() - t0);
   }
   for (const k of kvs) k.release();

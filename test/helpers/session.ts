@@ -6,7 +6,7 @@ import { kvBytesPerToken, roundToBlock, SequenceKv } from '../../src/kv/sequence
 import { compileModel, type QuantBlockSize } from '../../src/model/compile/compile-model.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
-import type { KvDtype } from '../../src/model/step-io.js';
+import type { DecoderStepOutputs, KvDtype } from '../../src/model/step-io.js';
 import { DecoderSession } from '../../src/runtime/decoder-session.js';
 import { StepInputBuilder } from '../../src/engine/step-inputs.js';
 
@@ -104,4 +104,15 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs((a[i] ?? 0) - (b[i] ?? 0)));
   return m;
+}
+
+/**
+ * One decode step of `kvs` together (one sequence in place, several gathered), token b for
+ * sequence b at its next position; each sequence's new entry is appended. Returns the outputs.
+ */
+export async function decodeStep(m: TestModel, kvs: readonly SequenceKv[], tokens: readonly number[]): Promise<DecoderStepOutputs> {
+  const positions = kvs.map((kv) => kv.nextPosition);
+  const out = await m.session.run(m.inputs.decode(kvs, tokens, positions));
+  kvs.forEach((kv, b) => kv.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]));
+  return out;
 }

@@ -14,7 +14,7 @@ import t from 'tap';
 import { createModel } from '../../src/model/create/create-model.js';
 import type { KvDtype } from '../../src/model/step-io.js';
 import type { Architecture } from '../../src/model/spec.js';
-import { openTestModel, tempDir, type TestModel } from '../helpers/session.js';
+import { decodeStep, openTestModel, tempDir, type TestModel } from '../helpers/session.js';
 
 const root = tempDir('decode-core');
 const STEPS = 24;
@@ -33,23 +33,18 @@ async function trace(m: TestModel, prompts: readonly (readonly number[])[]): Pro
   const [first] = kvs;
   if (first === undefined) throw new Error('no sequence');
   for (let s = 0; s < STEPS; s++) {
-    const out = await m.session.run(m.inputs.decode([first], [30 + s], [first.nextPosition]));
+    const out = await decodeStep(m, [first], [30 + s]);
     logits.push(out.logits.slice());
     keys.push(...out.presentKeys.map((k) => k.slice()));
-    first.append(out.presentKeys, out.presentValues, 0, 1, [first.nextPosition]);
   }
   for (let s = 0; s < STEPS; s++) {
-    const positions = kvs.map((kv) => kv.nextPosition);
-    const out = await m.session.run(
-      m.inputs.decode(
-        kvs,
-        kvs.map((_, b) => 40 + s + b),
-        positions,
-      ),
+    const out = await decodeStep(
+      m,
+      kvs,
+      kvs.map((_, b) => 40 + s + b),
     );
     logits.push(out.logits.slice());
     keys.push(...out.presentKeys.map((k) => k.slice()));
-    kvs.forEach((kv, b) => kv.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]));
   }
   for (const kv of kvs) kv.release();
   return { logits, keys };
