@@ -58,7 +58,7 @@ export function graphSection(
   }
   if (graph.length > 0) {
     lines.push(
-      `Served graph (every variant in one graph, per-layer If choosing the attention core) against the plain-only graph, same weights, alternating in blocks of 8 decode steps in one process (the first step of a block not counted: the other session's threads still spin); medians. Two sessions in one process read the served graph ~0.8x on the small model where separate processes read 1.0x (decode-floor-bench's decode is the served graph alone). ` +
+      `Served graph (every variant in one graph, per-layer If choosing the attention core) against the plain-only graph, same weights, alternating in blocks of 8 decode steps in one process (the first step of a block not counted: the other session's threads still spin); medians. (decode-floor-bench's decode step is the served graph alone in its process.) ` +
         `Speedup = plain-only time / served time (> 1: the served graph is faster).`,
       ``,
       `| weights | decode ms served | plain-only | speedup | ${graph[0]?.prefill.map((p) => `prefill ${p.tokens} tok/s (speedup)`).join(' | ') ?? ''} |`,
