@@ -9,7 +9,6 @@
  * content is synthetic: latency depends on how many entries are read.
  * Prints one JSON line.
  */
-import { parseArgs } from 'node:util';
 import { kvBytesPerToken, type SequenceKv } from '../../src/kv/sequence-kv.js';
 import type { KvDtype } from '../../src/model/step-io.js';
 import { instantiatePolicy } from '../../src/policies/methods.js';
@@ -17,7 +16,7 @@ import { parsePolicyFile } from '../../src/policies/registry.js';
 import type { PolicyRuntime } from '../../src/policies/runtime.js';
 import { openTestModel, type TestModel } from '../helpers/session.js';
 import { median } from './stats.js';
-import { syntheticKv } from './synthetic-kv.js';
+import { longContextArgs, syntheticKv } from './synthetic-kv.js';
 
 export interface KvDtypePoint {
   readonly context: number;
@@ -36,20 +35,8 @@ export interface KvDtypeResult {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      model: { type: 'string' },
-      contexts: { type: 'string', default: '4096,16384,32768' },
-      steps: { type: 'string', default: '12' },
-      threads: { type: 'string', default: '2' },
-      'cache-dir': { type: 'string', default: '.cache/compiled' },
-    },
-  });
-  if (!values.model) throw new Error('--model is required');
-  const contexts = values.contexts.split(',').map(Number);
-  const steps = Number(values.steps);
-  const threads = Number(values.threads);
-  const open = (kvDtype: KvDtype): Promise<TestModel> => openTestModel(values.model ?? '', 'fp32', false, { threads, cacheDir: values['cache-dir'], kvDtype });
+  const { model, contexts, steps, threads, cacheDir } = longContextArgs('4096,16384,32768');
+  const open = (kvDtype: KvDtype): Promise<TestModel> => openTestModel(model, 'fp32', false, { threads, cacheDir, kvDtype });
   const models: Record<KvDtype, TestModel> = { fp32: await open('fp32'), fp16: await open('fp16') };
   const spec = models.fp32.checkpoint.spec;
   const kivi = (bits: number): PolicyRuntime =>
@@ -121,7 +108,7 @@ async function main(): Promise<void> {
   }
   await models.fp32.close();
   await models.fp16.close();
-  const result: KvDtypeResult = { model: values.model, steps, bytesPerToken, points };
+  const result: KvDtypeResult = { model, steps, bytesPerToken, points };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 

@@ -15,12 +15,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_SAMPLING, type GenerateRequest } from '../../src/engine/types.js';
 import { parsePolicyFile, type Policy } from '../../src/policies/registry.js';
 import { instantiatePolicy } from '../../src/policies/methods.js';
 import { openTestCore, type TestCore } from '../helpers/core.js';
 import { compareRows } from './compare-rows.js';
 import { missingShared, sharedPath, STORIES_DIR } from '../helpers/shared.js';
+import { greedyRequest } from '../helpers/requests.js';
 
 export interface FidelityPoint {
   readonly method: string;
@@ -77,15 +77,7 @@ async function main(): Promise<void> {
     policy: Policy | undefined,
     core: TestCore = c,
   ): Promise<{ rows: Float32Array; kept: number }> => {
-    const req: GenerateRequest = {
-      id,
-      promptTokens: prompt,
-      sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: cont.length, ignoreEos: true },
-      policy: policy?.name ?? 'full',
-      ...(policy ? { servingPolicy: policy } : {}),
-      captureLogprobs: true,
-      forcedTokens: cont,
-    };
+    const req = greedyRequest(id, prompt, cont.length, policy, { captureLogprobs: true, forcedTokens: cont });
     const done = (await core.generate(req)).at(-1);
     if (done?.type !== 'done' || !done.capturedLogprobs) throw new Error(`${id}: no captured logprobs`);
     return { rows: done.capturedLogprobs, kept: done.policy.compressionRatio };

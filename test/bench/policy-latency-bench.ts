@@ -5,14 +5,13 @@
  * a budget of it attended). The cache content is synthetic: latency depends on
  * how many entries are read, not on what they hold. Prints one JSON line.
  */
-import { parseArgs } from 'node:util';
 import { kvBytesPerToken, type SequenceKv } from '../../src/kv/sequence-kv.js';
 import { instantiatePolicy } from '../../src/policies/methods.js';
 import { parsePolicyFile } from '../../src/policies/registry.js';
 import type { PolicyRuntime } from '../../src/policies/runtime.js';
 import { openTestModel } from '../helpers/session.js';
 import { median } from './stats.js';
-import { syntheticKv } from './synthetic-kv.js';
+import { longContextArgs, syntheticKv } from './synthetic-kv.js';
 
 export interface LatencyPoint {
   readonly context: number;
@@ -27,20 +26,8 @@ export interface PolicyLatencyResult {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      model: { type: 'string' },
-      contexts: { type: 'string', default: '1024,4096,16384,32768' },
-      steps: { type: 'string', default: '12' },
-      threads: { type: 'string', default: '2' },
-      'cache-dir': { type: 'string', default: '.cache/compiled' },
-    },
-  });
-  if (!values.model) throw new Error('--model is required');
-  const contexts = values.contexts.split(',').map(Number);
-  const steps = Number(values.steps);
-  const threads = Number(values.threads);
-  const m = await openTestModel(values.model, 'fp32', false, { threads, cacheDir: values['cache-dir'] });
+  const { model, contexts, steps, threads, cacheDir } = longContextArgs('1024,4096,16384,32768');
+  const m = await openTestModel(model, 'fp32', false, { threads, cacheDir });
   const spec = m.checkpoint.spec;
   const questSession = m.session.variant('quest');
   const perToken = kvBytesPerToken(spec);
@@ -85,7 +72,7 @@ async function main(): Promise<void> {
   }
   await questSession.release();
   await m.close();
-  const result: PolicyLatencyResult = { model: values.model, series };
+  const result: PolicyLatencyResult = { model, series };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 

@@ -1,4 +1,5 @@
-/** A long KV cache for decode-latency benchmarks without running a long prefill. */
+/** Decode-latency benchmarks over long synthetic KV caches: their arguments and the cache, without a long prefill. */
+import { parseArgs } from 'node:util';
 import type { SequenceKv } from '../../src/kv/sequence-kv.js';
 import type { TestModel } from '../helpers/session.js';
 
@@ -25,4 +26,33 @@ export function syntheticKv(m: TestModel, entries: number, extra: number): Seque
     );
   }
   return kv;
+}
+
+export interface LongContextArgs {
+  readonly model: string;
+  readonly contexts: readonly number[];
+  readonly steps: number;
+  readonly threads: number;
+  readonly cacheDir: string;
+}
+
+/** `--model DIR [--contexts N,N,...] [--steps N] [--threads N] [--cache-dir DIR]` of a long-context decode bench. */
+export function longContextArgs(defaultContexts: string): LongContextArgs {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      contexts: { type: 'string', default: defaultContexts },
+      steps: { type: 'string', default: '12' },
+      threads: { type: 'string', default: '2' },
+      'cache-dir': { type: 'string', default: '.cache/compiled' },
+    },
+  });
+  if (!values.model) throw new Error('--model is required');
+  return {
+    model: values.model,
+    contexts: values.contexts.split(',').map(Number),
+    steps: Number(values.steps),
+    threads: Number(values.threads),
+    cacheDir: values['cache-dir'],
+  };
 }

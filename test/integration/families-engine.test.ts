@@ -10,13 +10,14 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import t from 'tap';
-import { DEFAULT_SAMPLING, type GenerateRequest, type TokenEvent } from '../../src/engine/types.js';
+import { type GenerateRequest, type TokenEvent } from '../../src/engine/types.js';
 import { createModel } from '../../src/model/create/create-model.js';
 import type { Architecture } from '../../src/model/spec.js';
 import { parsePolicyFile, type Policy } from '../../src/policies/registry.js';
 import { openTestCore } from '../helpers/core.js';
 import { tempDir } from '../helpers/session.js';
 import { argmax, ReferenceModel } from '../reference/forward.js';
+import { greedyRequest } from '../helpers/requests.js';
 
 const root = tempDir('families');
 const PROMPT = 48;
@@ -36,14 +37,7 @@ const QUEST = policy('name: quest-25\nkind: sparse-attention\nmethod: quest\npar
 const STREAMING = policy('name: streaming-llm-25\nkind: kv-eviction\nmethod: streaming-llm\nparams: {budget: 0.25, sinkTokens: 4, compressEvery: 1}\n');
 
 function request(id: string, prompt: readonly number[], servingPolicy?: Policy): GenerateRequest {
-  return {
-    id,
-    promptTokens: prompt,
-    sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: STEPS, ignoreEos: true },
-    policy: servingPolicy?.name ?? 'full',
-    ...(servingPolicy ? { servingPolicy } : {}),
-    captureLogprobs: true,
-  };
+  return greedyRequest(id, prompt, STEPS, servingPolicy, { captureLogprobs: true });
 }
 
 function done(events: TokenEvent[]): Extract<TokenEvent, { type: 'done' }> & { capturedLogprobs: Float32Array } {

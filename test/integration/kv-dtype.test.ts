@@ -7,12 +7,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { DEFAULT_SAMPLING, type GenerateRequest, type TokenEvent } from '../../src/engine/types.js';
+import { type GenerateRequest, type TokenEvent } from '../../src/engine/types.js';
 import { kvBytesPerToken } from '../../src/kv/sequence-kv.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { parsePolicyFile, type Policy } from '../../src/policies/registry.js';
 import { openTestCore } from '../helpers/core.js';
 import { missingShared, sharedPath, STORIES_DIR } from '../helpers/shared.js';
+import { greedyRequest } from '../helpers/requests.js';
 
 const skip = missingShared('models', 'stories260K') ?? missingShared('data', 'text', 'tinystories_niklas6.txt');
 
@@ -31,14 +32,7 @@ function storyTokens(n: number, offset = 0): number[] {
 }
 
 function request(id: string, prompt: readonly number[], maxTokens: number, policy?: Policy): GenerateRequest {
-  return {
-    id,
-    promptTokens: prompt,
-    sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens, ignoreEos: true },
-    policy: policy?.name ?? 'full',
-    ...(policy ? { servingPolicy: policy } : {}),
-    captureLogprobs: true,
-  };
+  return greedyRequest(id, prompt, maxTokens, policy, { captureLogprobs: true });
 }
 
 function run(events: readonly TokenEvent[]): { tokens: number[]; logprobs: Float32Array } {

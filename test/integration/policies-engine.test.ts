@@ -8,11 +8,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { DEFAULT_SAMPLING, type GenerateRequest } from '../../src/engine/types.js';
+import { type GenerateRequest } from '../../src/engine/types.js';
 import { parsePolicyFile, type Policy } from '../../src/policies/registry.js';
 import { openTestCore } from '../helpers/core.js';
 import { missingShared, sharedPath, STORIES_DIR } from '../helpers/shared.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
+import { greedyRequest } from '../helpers/requests.js';
 
 const skip = missingShared('models', 'stories260K') ?? missingShared('data', 'text', 'tinystories_niklas6.txt');
 
@@ -38,14 +39,7 @@ function storyTokens(n: number): number[] {
 }
 
 function request(id: string, prompt: readonly number[], servingPolicy: Policy | undefined, maxTokens: number): GenerateRequest {
-  return {
-    id,
-    promptTokens: prompt,
-    sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens, ignoreEos: true },
-    policy: servingPolicy?.name ?? 'full',
-    ...(servingPolicy ? { servingPolicy } : {}),
-    captureLogprobs: true,
-  };
+  return greedyRequest(id, prompt, maxTokens, servingPolicy, { captureLogprobs: true });
 }
 
 t.test('every eviction method with keep-everything parameters reproduces the full model (1e-5)', { skip: skip ?? false }, async (t) => {

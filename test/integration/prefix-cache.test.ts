@@ -9,12 +9,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { DEFAULT_SAMPLING, type GenerateRequest, type TokenEvent } from '../../src/engine/types.js';
+import { type GenerateRequest, type TokenEvent } from '../../src/engine/types.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { parsePolicyFile, type Policy } from '../../src/policies/registry.js';
 import type { PolicyReport } from '../../src/policies/types.js';
 import { openTestCore, type TestCore } from '../helpers/core.js';
 import { missingShared, sharedPath, STORIES_DIR } from '../helpers/shared.js';
+import { greedyRequest } from '../helpers/requests.js';
 
 const skip = missingShared('models', 'stories260K') ?? missingShared('data', 'text', 'tinystories_niklas6.txt');
 const TOLERANCE = 1e-4;
@@ -26,14 +27,7 @@ function storyTokens(n: number, offset = 0): number[] {
 }
 
 function request(id: string, prompt: readonly number[], maxTokens: number, servingPolicy?: Policy): GenerateRequest {
-  return {
-    id,
-    promptTokens: prompt,
-    sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens, ignoreEos: true },
-    policy: servingPolicy?.name ?? 'full',
-    ...(servingPolicy ? { servingPolicy } : {}),
-    captureLogprobs: true,
-  };
+  return greedyRequest(id, prompt, maxTokens, servingPolicy, { captureLogprobs: true });
 }
 
 interface Run {

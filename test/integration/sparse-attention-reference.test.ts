@@ -9,12 +9,12 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import t from 'tap';
-import { DEFAULT_SAMPLING, type GenerateRequest } from '../../src/engine/types.js';
 import { createModel } from '../../src/model/create/create-model.js';
 import { parsePolicyFile, type Policy } from '../../src/policies/registry.js';
 import { openTestCore } from '../helpers/core.js';
 import { tempDir } from '../helpers/session.js';
 import { ReferenceModel, type AttentionRule } from '../reference/forward.js';
+import { greedyRequest } from '../helpers/requests.js';
 
 const root = tempDir('sparse-ref');
 const PROMPT = 100;
@@ -94,15 +94,7 @@ async function compareWithReference(
     const V = spec.vocabSize;
     const prompt = Array.from({ length: PROMPT }, (_, i) => 3 + ((i * 131 + 7) % (V - 3)));
     const forced = Array.from({ length: STEPS }, (_, i) => 5 + ((i * 53) % (V - 5)));
-    const request: GenerateRequest = {
-      id: `ref-${served.name}`,
-      promptTokens: prompt,
-      sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: STEPS, ignoreEos: true },
-      policy: served.name,
-      servingPolicy: served,
-      forcedTokens: forced,
-      captureLogprobs: true,
-    };
+    const request = greedyRequest(`ref-${served.name}`, prompt, STEPS, served, { forcedTokens: forced, captureLogprobs: true });
     const done = (await c.generate(request)).at(-1);
     assert.ok(done?.type === 'done' && done.capturedLogprobs, 'the engine captured its rows');
     const rows = done.capturedLogprobs;

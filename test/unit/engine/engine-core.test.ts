@@ -6,12 +6,13 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
 import { EngineCore, type CoreOutput } from '../../../src/engine/engine-core.js';
-import { DEFAULT_SAMPLING, type GenerateRequest, type TokenEvent } from '../../../src/engine/types.js';
+import { type TokenEvent } from '../../../src/engine/types.js';
 import { kvBytesPerToken, KV_BLOCK } from '../../../src/kv/sequence-kv.js';
 import type { TextTokenizer } from '../../../src/model/tokenizer-types.js';
 import { parsePolicyFile, type Policy } from '../../../src/policies/registry.js';
 import type { GraphVariant } from '../../../src/policies/runtime.js';
 import { FakeRunner, fakeSpec, fakeTokenizer } from '../../helpers/fake-model.js';
+import { greedyRequest } from '../../helpers/requests.js';
 
 const spec = fakeSpec();
 
@@ -66,15 +67,7 @@ function rig(
   };
 }
 
-function request(id: string, prompt: readonly number[], maxTokens: number, servingPolicy?: Policy): GenerateRequest {
-  return {
-    id,
-    promptTokens: prompt,
-    sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens, ignoreEos: true },
-    policy: servingPolicy?.name ?? 'full',
-    ...(servingPolicy ? { servingPolicy } : {}),
-  };
-}
+const request = greedyRequest;
 
 const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
 const tokens = (events: readonly TokenEvent[]): number[] => events.flatMap((e) => (e.type === 'token' ? [e.tokenId] : []));

@@ -9,10 +9,11 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
 import { EngineCore, type CoreOutput } from '../../../src/engine/engine-core.js';
-import { DEFAULT_SAMPLING, type GenerateRequest, type TokenEvent } from '../../../src/engine/types.js';
+import { type TokenEvent } from '../../../src/engine/types.js';
 import { kvBytesPerToken, KV_BLOCK } from '../../../src/kv/sequence-kv.js';
-import { parsePolicyFile, type Policy } from '../../../src/policies/registry.js';
+import { parsePolicyFile } from '../../../src/policies/registry.js';
 import { FakeRunner, fakeSpec, fakeTokenizer } from '../../helpers/fake-model.js';
+import { greedyRequest } from '../../helpers/requests.js';
 
 const spec = fakeSpec();
 const perToken = kvBytesPerToken({ numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim });
@@ -53,15 +54,7 @@ function rig(options: { kvBudgetBytes?: number; maxTokensPerStep?: number; prefi
   };
 }
 
-function request(id: string, prompt: readonly number[], maxTokens: number, servingPolicy?: Policy): GenerateRequest {
-  return {
-    id,
-    promptTokens: prompt,
-    sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens, ignoreEos: true },
-    policy: servingPolicy?.name ?? 'full',
-    ...(servingPolicy ? { servingPolicy } : {}),
-  };
-}
+const request = greedyRequest;
 
 const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
 const tokens = (events: readonly TokenEvent[]): number[] => events.flatMap((e) => (e.type === 'token' ? [e.tokenId] : []));
