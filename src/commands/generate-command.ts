@@ -2,10 +2,9 @@
 import { parseArgs } from 'node:util';
 import { createLocalEngine } from '../engine/local-engine.js';
 import { DEFAULT_SAMPLING } from '../engine/types.js';
-import type { WeightDtype } from '../model/compile/decoder-graph.js';
+import { WEIGHT_DTYPES, type WeightDtype } from '../model/compile/decoder-graph.js';
 import { ensureDefaultModel, DEFAULT_MODEL_DIR } from '../model/default-model.js';
 
-const DTYPES: readonly WeightDtype[] = ['fp32', 'int8', 'int4'];
 
 function num(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -33,7 +32,7 @@ export async function runGenerate(argv: string[]): Promise<void> {
   });
   if (values.prompt === undefined) throw new Error('--prompt is required');
   const dtype = values.dtype as WeightDtype;
-  if (!DTYPES.includes(dtype)) throw new Error(`--dtype must be one of ${DTYPES.join(', ')}, got ${values.dtype}`);
+  if (!WEIGHT_DTYPES.includes(dtype)) throw new Error(`--dtype must be one of ${WEIGHT_DTYPES.join(', ')}, got ${values.dtype}`);
   const progress = (m: string): void => void process.stderr.write(`${m}\n`);
   await ensureDefaultModel(values.model, progress);
   const engine = await createLocalEngine({ modelDir: values.model, cacheDir: values['cache-dir'], weightDtype: dtype, onProgress: progress, maxConcurrent: 1 });

@@ -1,7 +1,7 @@
 /** `capserve model create | inspect | compile | profile`. */
 import { parseArgs } from 'node:util';
 import { compileModel, type QuantBlockSize } from '../model/compile/compile-model.js';
-import type { WeightDtype } from '../model/compile/decoder-graph.js';
+import { WEIGHT_DTYPES, type WeightDtype } from '../model/compile/decoder-graph.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { createModel } from '../model/create/create-model.js';
 import { PRESETS, type Preset } from '../model/create/presets.js';
@@ -64,7 +64,7 @@ export async function runModelCommand(argv: string[]): Promise<void> {
     const blockSize = values['block-size'];
     const compiled = compileModel(loadCheckpoint(dir), {
       cacheDir: values['cache-dir'],
-      weightDtype: oneOf<WeightDtype>('dtype', values.dtype, ['fp32', 'int8', 'int4']),
+      weightDtype: oneOf<WeightDtype>('dtype', values.dtype, WEIGHT_DTYPES),
       ...(blockSize !== undefined ? { quantBlockSize: Number(oneOf('block-size', blockSize, ['16', '32', '64', '128'])) as QuantBlockSize } : {}),
       onProgress: progress,
     });

@@ -14,11 +14,15 @@ const ModelSection = Type.Object(
       description: 'Hugging Face model directory (relative paths resolve against the working directory).',
     }),
     servedModelName: Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null, description: 'Model id on the API; null: the directory name.' }),
-    weightDtype: Type.Union([Type.Literal('fp32'), Type.Literal('int8'), Type.Literal('int4')], { default: 'fp32' }),
+    weightDtype: Type.Union([Type.Literal('fp32'), Type.Literal('int8'), Type.Literal('int4'), Type.Literal('w8a8')], {
+      default: 'fp32',
+      description:
+        "Dense weights: 'fp32'; 'int8' / 'int4' in blocks of quantBlockSize (MatMulNBits); 'w8a8' int8 per output channel with int8 activations per token through the integer GEMM: int8's bytes and decode speed, about twice its prefill speed, a larger error (see README).",
+    }),
     quantBlockSize: Type.Union([Type.Literal(16), Type.Literal(32), Type.Literal(64), Type.Literal(128), Type.Null()], {
       default: null,
       description:
-        'Weights per quantization block (one scale each) of int8/int4 dense models: larger blocks decode faster and err more (see README). null: by dtype, int8 64 and int4 32.',
+        'Weights per quantization block (one scale each) of int8/int4 dense models (w8a8: its token embedding only): larger blocks decode faster and err more (see README). null: by dtype, int8 and w8a8 64, int4 32.',
     }),
     chatTemplateFallback: Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
       default: null,

@@ -79,7 +79,7 @@ async function main(): Promise<void> {
   );
 
   const engine: EngineBenchResult[] = [];
-  for (const dtype of ['fp32', 'int8', 'int4']) {
+  for (const dtype of ['fp32', 'int8', 'int4', 'w8a8']) {
     const r = runJson<EngineBenchResult>('engine-bench.js', [
       '--model',
       dense,
@@ -373,6 +373,8 @@ async function main(): Promise<void> {
 
   const fp32 = engine.find((e) => e.dtype === 'fp32');
   const int8 = engine.find((e) => e.dtype === 'int8');
+  const int4 = engine.find((e) => e.dtype === 'int4');
+  const w8a8 = engine.find((e) => e.dtype === 'w8a8');
   const lines: string[] = [
     `# capserve CAP report`,
     ``,
@@ -413,6 +415,11 @@ async function main(): Promise<void> {
     }),
     ``,
     fp32 && int8 ? `int8 decode / fp32 decode: ${f(int8.decodeTokensPerSecond / fp32.decodeTokensPerSecond, 2)}x. ` : '',
+    int8 && int4 ? `int4 decode / int8 decode: ${f(int4.decodeTokensPerSecond / int8.decodeTokensPerSecond, 2)}x. ` : '',
+    int8 && w8a8
+      ? `w8a8 / int8: prefill ${f(w8a8.prefillTokensPerSecond / int8.prefillTokensPerSecond, 2)}x, decode ${f(w8a8.decodeTokensPerSecond / int8.decodeTokensPerSecond, 2)}x (w8a8: int8 weights per channel, int8 activations per token, integer GEMM). `
+      : '',
+    `Each weight dtype runs in its own process, one after the other: these ratios are between processes of the same run.`,
     `Overhead per token = served inter-token p50 (worker, scheduler, sampling, detokenization, messaging) minus the in-process forward p50.`,
     ``,
     ok(grammar)

@@ -4,7 +4,7 @@
  * checkpoint here: qwen2 biases, mistral's sliding window, rope scaling, untied
  * heads, qwen3's q/k norms, smollm3's NoPE layers, phi3's fused projections,
  * partial rotary and longrope, gemma2/gemma3's per-layer windows and RoPE, norms,
- * GELU and soft-capping (prompts longer than the window), and int8/int4 weights (where the measured error is reported).
+ * GELU and soft-capping (prompts longer than the window), and int8/int4/w8a8 weights (where the measured error is reported).
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -13,7 +13,8 @@ import { defaultQuantBlockSize } from '../../src/model/compile/compile-model.js'
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { createModel } from '../../src/model/create/create-model.js';
 import { tableBlockSize } from '../../src/model/compile/graph-weights.js';
-import { dequantize, quantizeBlockwise, type QuantBits } from '../../src/model/compile/quantize.js';
+import { dequantize, quantizeBlockwise } from '../../src/model/compile/quantize.js';
+import { dequantizePerChannel, quantizePerChannel, weightRangeBits } from '../../src/model/compile/w8a8.js';
 import type { Architecture, WeightSource } from '../../src/model/spec.js';
 import { ReferenceModel } from '../reference/forward.js';
 import { openTestModel, tempDir } from '../helpers/session.js';
@@ -81,15 +82,17 @@ const PROMPT_LEN = 40;
 const DECODE_STEPS = 6;
 const root = tempDir('engine-ref');
 
-/** The checkpoint's weights with every linear layer replaced by what its quantized codes stand for. */
 /**
- * The weights a quantized graph computes with: linears through `bits`-bit blocks (the lm_head of a
- * tied model too, served as `lm_head.weight`), the token embedding through 8-bit row blocks
- * (WeightWriter.table). The reference runs untied on these.
+ * The weights a quantized graph computes with: linears through int8/int4 blocks, or w8a8's
+ * per-channel int8 codes (the lm_head of a tied model too, served as `lm_head.weight`), the token
+ * embedding through 8-bit row blocks (WeightWriter.table). The reference runs untied on these.
  */
-function dequantizedWeights(weights: WeightSource, bits: QuantBits): WeightSource {
+function dequantizedWeights(weights: WeightSource, dtype: 'int8' | 'int4' | 'w8a8'): WeightSource {
   const linear = /(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$|^lm_head\.weight$/;
-  const dtype = bits === 8 ? 'int8' : 'int4';
+  const quantized = (w: Float32Array, n: number, k: number): Float32Array =>
+    dtype === 'w8a8'
+      ? dequantizePerChannel(quantizePerChannel(w, n, k, weightRangeBits()), n, k)
+      : dequantize(quantizeBlockwise(w, n, k, dtype === 'int8' ? 8 : 4, defaultQuantBlockSize(dtype)));
   const source = (name: string): string => (name === 'lm_head.weight' && !weights.has(name) ? 'model.embed_tokens.weight' : name);
   return {
     names: () => weights.names(),
@@ -104,7 +107,7 @@ function dequantizedWeights(weights: WeightSource, bits: QuantBits): WeightSourc
       }
       if (!linear.test(name)) return t;
       if (n === undefined || k === undefined) throw new Error(`${name} is not a matrix`);
-      return { shape: t.shape, data: dequantize(quantizeBlockwise(t.data, n, k, bits, defaultQuantBlockSize(dtype))) };
+      return { shape: t.shape, data: quantized(t.data, n, k) };
     },
   };
 }
@@ -174,18 +177,15 @@ for (const [i, v] of VARIANTS.entries()) {
  * default (accuracy_level 4) also quantizes activations to int8; that adds about
  * 2% of the logit range on this tiny model, reported here.
  */
-for (const [dtype, bits] of [
-  ['int8', 8],
-  ['int4', 4],
-] as const) {
+for (const dtype of ['int8', 'int4'] as const) {
   t.test(`${dtype} engine matches the reference on dequantized weights (kernel and packing correct)`, async (t) => {
     const dir = join(root, `qk-${dtype}`);
     await createModel({ arch: 'llama', preset: 'tiny', seed: 7, out: dir });
-    const exact = await compare(dir, dtype, (w) => dequantizedWeights(w, bits), 0);
+    const exact = await compare(dir, dtype, (w) => dequantizedWeights(w, dtype), 0);
     t.comment(`${dtype}, fp32 activations vs dequantized reference: max |diff| / max |logit| = ${exact.relErr.toExponential(2)}`);
     assert.ok(exact.relErr <= 1e-4, `relative error ${exact.relErr}`);
     assert.equal(exact.top1Agree, exact.total);
-    const fast = await compare(dir, dtype, (w) => dequantizedWeights(w, bits), 4);
+    const fast = await compare(dir, dtype, (w) => dequantizedWeights(w, dtype), 4);
     t.comment(
       `${dtype}, int8 activations vs dequantized reference: max |diff| / max |logit| = ${fast.relErr.toExponential(2)}, top-1 ${fast.top1Agree}/${fast.total}`,
     );
@@ -194,17 +194,30 @@ for (const [dtype, bits] of [
 }
 
 /**
+ * w8a8 always quantizes activations (per token, in the graph; test/unit/model/w8a8.test.ts checks
+ * that arithmetic exactly), so against its dequantized weights only that error remains.
+ */
+t.test('w8a8 engine matches the reference on its dequantized per-channel weights, up to the activation error', async (t) => {
+  const dir = join(root, 'qk-w8a8');
+  await createModel({ arch: 'llama', preset: 'tiny', seed: 7, out: dir });
+  const r = await compare(dir, 'w8a8', (w) => dequantizedWeights(w, 'w8a8'));
+  t.comment(`w8a8, int8 activations vs dequantized reference: max |diff| / max |logit| = ${r.relErr.toExponential(2)}, top-1 ${r.top1Agree}/${r.total}`);
+  assert.ok(r.relErr <= 0.05, `relative error ${r.relErr}`);
+});
+
+/**
  * Documented tolerances for quantized weights (the default block sizes, symmetric, MatMulNBits
  * with int8 activations, accuracy_level 4) on the tiny generated llama, measured
- * against the fp32 float64 reference: int8 within 5% of the logit range, int4
+ * against the fp32 float64 reference: int8 and w8a8 within 5% of the logit range, int4
  * within 30%, and greedy top-1 agreement on most positions.
  */
-const QUANT_TOLERANCE: Record<'int8' | 'int4', { relErr: number; minAgree: number }> = {
+const QUANT_TOLERANCE: Record<'int8' | 'int4' | 'w8a8', { relErr: number; minAgree: number }> = {
   int8: { relErr: 0.05, minAgree: 0.9 },
   int4: { relErr: 0.3, minAgree: 0.6 },
+  w8a8: { relErr: 0.05, minAgree: 0.9 },
 };
 
-for (const dtype of ['int8', 'int4'] as const) {
+for (const dtype of ['int8', 'int4', 'w8a8'] as const) {
   t.test(`${dtype} engine stays within its documented tolerance of the reference`, async (t) => {
     const dir = join(root, `q-${dtype}`);
     await createModel({ arch: 'llama', preset: 'tiny', seed: 7, out: dir });

@@ -13,6 +13,7 @@ import type { ModelSpec, WeightSource } from '../spec.js';
 import type { KvDtype } from '../step-io.js';
 import { buildDecoderGraph, storeDecoderWeights, type WeightDtype } from './decoder-graph.js';
 import { compileMoeModel } from './moe-compile.js';
+import { weightRangeBits } from './w8a8.js';
 import { digestFiles, discardEntry, publishEntry, readEntry, temporaryEntryDir, type FileDigests } from './cache-entry.js';
 
 /** Bump when the graph layout changes so stale cache entries are not reused. */
@@ -89,7 +90,7 @@ export type QuantBlockSize = 16 | 32 | 64 | 128;
  * model (0.301 of the logit range) leaves engine-reference's documented int4 tolerance (0.30).
  */
 export function defaultQuantBlockSize(weightDtype: WeightDtype): QuantBlockSize {
-  return weightDtype === 'int8' ? 64 : 32;
+  return weightDtype === 'int8' || weightDtype === 'w8a8' ? 64 : 32;
 }
 const DEFAULT_QUANT_ACCURACY_LEVEL = 4;
 
@@ -113,6 +114,8 @@ export function compileKey(
         variants,
         // Only a non-default KV dtype enters the key: fp32 graphs keep the keys they had.
         ...(kvDtype === 'fp32' ? {} : { kvDtype }),
+        // w8a8 weights are 7-bit on CPUs whose integer kernel could saturate (w8a8.ts).
+        ...(weightDtype === 'w8a8' ? { channelBits: weightRangeBits() } : {}),
       }),
     )
     .digest('hex')
@@ -149,7 +152,7 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
     options.onProgress?.(`compiling ${source.spec.architecture} (${layers} layers, ${options.weightDtype}) into ${dir}`);
     let stored;
     try {
-      stored = storeDecoderWeights(source.spec, source.weights, file, { weightDtype: options.weightDtype, quantBlockSize }, (l) =>
+      stored = storeDecoderWeights(source.spec, source.weights, file, { weightDtype: options.weightDtype, quantBlockSize, channelBits: weightRangeBits() }, (l) =>
         options.onProgress?.(`  layer ${l + 1}/${layers} written`),
       );
     } finally {

@@ -45,7 +45,9 @@ import {
 } from './attention-block.js';
 import { concatRows, graphWeights, WeightWriter, type StoredLinear } from './graph-weights.js';
 
-export type WeightDtype = 'fp32' | 'int8' | 'int4';
+/** int8/int4: MatMulNBits blocks; w8a8: int8 per channel through the integer GEMM (w8a8.ts). */
+export type WeightDtype = 'fp32' | 'int8' | 'int4' | 'w8a8';
+export const WEIGHT_DTYPES: readonly WeightDtype[] = ['fp32', 'int8', 'int4', 'w8a8'];
 
 /**
  * Which variants a graph serves: `all` switches per step on the `variant` input
@@ -108,10 +110,10 @@ export function storeDecoderWeights(
   spec: ModelSpec,
   weights: WeightSource,
   file: ExternalDataFile,
-  options: Pick<DecoderGraphOptions, 'weightDtype' | 'quantBlockSize'>,
+  options: Pick<DecoderGraphOptions, 'weightDtype' | 'quantBlockSize'> & { readonly channelBits?: 7 | 8 },
   onProgress?: (layer: number) => void,
 ): StoredWeights {
-  const out = new WeightWriter(file, options.weightDtype, options.quantBlockSize);
+  const out = new WeightWriter(file, options.weightDtype, options.quantBlockSize, options.channelBits);
   const putF32 = (key: string, dims: number[], data: Float32Array): void => out.f32(key, dims, data);
   const putLinear = (key: string, data: Float32Array, n: number, k: number): void => out.linear(key, data, n, k);
   const { tensors, linears } = out;

@@ -5,6 +5,7 @@
  */
 import { attr, type ExternalDataFile, type GraphBuilder, storeTensor, type StoredTensor } from '../onnx/graph-builder.js';
 import { quantizeBlockwise, type QuantBits } from './quantize.js';
+import { quantizePerChannel, w8a8Linear } from './w8a8.js';
 
 export type StoredLinear =
   | { readonly kind: 'fp32'; readonly weight: string; readonly n: number; readonly k: number }
@@ -16,6 +17,14 @@ export type StoredLinear =
       readonly k: number;
       readonly bits: number;
       readonly blockSize: number;
+    }
+  | {
+      /** w8a8: int8 codes per output channel, [K, N], for the integer GEMM (w8a8.ts). */
+      readonly kind: 'channel';
+      readonly codes: string;
+      readonly scales: string;
+      readonly n: number;
+      readonly k: number;
     };
 
 export interface GraphWeights {
@@ -47,6 +56,7 @@ export function graphWeights(
   accuracyLevel: number,
 ): GraphWeights {
   const added = new Set<string>();
+  let zeroPoint: string | null = null;
   const w = (key: string): string => {
     const t = tensors.get(key);
     if (!t) throw new Error(`internal: weight ${key} was not stored`);
@@ -60,6 +70,10 @@ export function graphWeights(
     const lin = linears.get(key);
     if (!lin) throw new Error(`internal: linear ${key} was not stored`);
     if (lin.kind === 'fp32') return g.op('Gemm', [x, w(lin.weight)], { transB: attr.int(1) });
+    if (lin.kind === 'channel') {
+      zeroPoint ??= g.constant('uint8', [], Uint8Array.of(128), 'zp128');
+      return w8a8Linear(g, x, w(lin.codes), w(lin.scales), zeroPoint);
+    }
     return g.op(
       'MatMulNBits',
       [x, w(lin.codes), w(lin.scales)],
@@ -94,8 +108,10 @@ export class WeightWriter {
 
   constructor(
     private readonly file: ExternalDataFile,
-    private readonly weightDtype: 'fp32' | 'int8' | 'int4',
+    private readonly weightDtype: 'fp32' | 'int8' | 'int4' | 'w8a8',
     private readonly quantBlockSize: number,
+    /** w8a8 only: the weights' range (weightRangeBits). */
+    private readonly channelBits: 7 | 8 = 8,
   ) {}
 
   f32(key: string, dims: readonly number[], data: Float32Array): void {
@@ -107,6 +123,13 @@ export class WeightWriter {
     if (this.weightDtype === 'fp32') {
       this.f32(key, [n, k], data);
       this.linears.set(key, { kind: 'fp32', weight: key, n, k });
+      return;
+    }
+    if (this.weightDtype === 'w8a8') {
+      const q = quantizePerChannel(data, n, k, this.channelBits);
+      this.tensors.set(`${key}.codes`, storeTensor(this.file, 'int8', [k, n], q.codes));
+      this.tensors.set(`${key}.scales`, storeTensor(this.file, 'float32', [n], q.scales));
+      this.linears.set(key, { kind: 'channel', codes: `${key}.codes`, scales: `${key}.scales`, n, k });
       return;
     }
     const bits: QuantBits = this.weightDtype === 'int8' ? 8 : 4;

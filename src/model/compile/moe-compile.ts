@@ -17,6 +17,7 @@ import type { ModelSpec, WeightSource } from '../spec.js';
 import { expertTensorNames, routerTensorName, sharedExpertTensorNames } from '../tensor-layout.js';
 import type { CompileOptions, CompileSource, CompiledModel } from './compile-model.js';
 import type { WeightDtype } from './decoder-graph.js';
+import { weightRangeBits } from './w8a8.js';
 import { buildFp32ExpertGraph, buildMoeHeadGraph, buildMoeLayerGraph, buildQuantExpertGraph, type MoeStoredWeights } from './moe-graphs.js';
 import { EXPERT_BITS, packBlockwise, type ExpertBits } from './moe-quantize.js';
 import { concatRows, WeightWriter } from './graph-weights.js';
@@ -86,7 +87,7 @@ export function expertMatrices(spec: ModelSpec, weights: WeightSource, layer: nu
 function storeMoeWeights(spec: ModelSpec, weights: WeightSource, file: ExternalDataFile, weightDtype: WeightDtype): MoeStoredWeights {
   const moe = spec.moe;
   if (moe === undefined) throw new Error('internal: not an MoE spec');
-  const out = new WeightWriter(file, weightDtype, QUANT_BLOCK_SIZE);
+  const out = new WeightWriter(file, weightDtype, QUANT_BLOCK_SIZE, weightRangeBits());
   const putF32 = (key: string, dims: number[], data: Float32Array): void => out.f32(key, dims, data);
   const putLinear = (key: string, data: Float32Array, n: number, k: number): void => out.linear(key, data, n, k);
   const { tensors, linears } = out;
@@ -157,6 +158,7 @@ function moeKey(source: CompileSource, weightDtype: WeightDtype, accuracyLevel: 
         QUANT_BLOCK_SIZE,
         accuracyLevel,
         EXPERT_BITS,
+        ...(weightDtype === 'w8a8' ? { channelBits: weightRangeBits() } : {}),
       }),
     )
     .digest('hex')
