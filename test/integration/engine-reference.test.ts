@@ -89,10 +89,11 @@ const root = tempDir('engine-ref');
  */
 function dequantizedWeights(weights: WeightSource, dtype: 'int8' | 'int4' | 'w8a8'): WeightSource {
   const linear = /(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$|^lm_head\.weight$/;
-  const quantized = (w: Float32Array, n: number, k: number): Float32Array =>
-    dtype === 'w8a8'
+  // w8a8 keeps the vocabulary projection in int8 blocks (WeightWriter.linear's fewRows).
+  const quantized = (w: Float32Array, n: number, k: number, name: string): Float32Array =>
+    dtype === 'w8a8' && name !== 'lm_head.weight'
       ? dequantizePerChannel(quantizePerChannel(w, n, k, weightRangeBits()), n, k)
-      : dequantize(quantizeBlockwise(w, n, k, dtype === 'int8' ? 8 : 4, defaultQuantBlockSize(dtype)));
+      : dequantize(quantizeBlockwise(w, n, k, dtype === 'int4' ? 4 : 8, defaultQuantBlockSize(dtype)));
   const source = (name: string): string => (name === 'lm_head.weight' && !weights.has(name) ? 'model.embed_tokens.weight' : name);
   return {
     names: () => weights.names(),
@@ -107,7 +108,7 @@ function dequantizedWeights(weights: WeightSource, dtype: 'int8' | 'int4' | 'w8a
       }
       if (!linear.test(name)) return t;
       if (n === undefined || k === undefined) throw new Error(`${name} is not a matrix`);
-      return { shape: t.shape, data: quantized(t.data, n, k) };
+      return { shape: t.shape, data: quantized(t.data, n, k, name) };
     },
   };
 }

@@ -146,7 +146,7 @@ export function storeDecoderWeights(
   if (options.weightDtype === 'fp32' && spec.tieWordEmbeddings) {
     linears.set('lm_head', { kind: 'fp32', weight: 'embed', n: spec.vocabSize, k: h });
   } else {
-    putLinear('lm_head', head, spec.vocabSize, h);
+    out.linear('lm_head', head, spec.vocabSize, h, true);
   }
   return { tensors, linears, weightDtype: options.weightDtype };
 }

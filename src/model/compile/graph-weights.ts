@@ -118,21 +118,25 @@ export class WeightWriter {
     this.tensors.set(key, storeTensor(this.file, 'float32', dims, data));
   }
 
-  /** W [n, k] (Hugging Face's [out, in]) under `key`. */
-  linear(key: string, data: Float32Array, n: number, k: number): void {
+  /**
+   * W [n, k] (Hugging Face's [out, in]) under `key`. `fewRows`: the layer only ever sees a few rows
+   * at a time (the vocabulary projection: one row per sequence), where w8a8's integer GEMM gains
+   * nothing and its per-row quantization costs; w8a8 stores such a layer as int8 blocks.
+   */
+  linear(key: string, data: Float32Array, n: number, k: number, fewRows = false): void {
     if (this.weightDtype === 'fp32') {
       this.f32(key, [n, k], data);
       this.linears.set(key, { kind: 'fp32', weight: key, n, k });
       return;
     }
-    if (this.weightDtype === 'w8a8') {
+    if (this.weightDtype === 'w8a8' && !fewRows) {
       const q = quantizePerChannel(data, n, k, this.channelBits);
       this.tensors.set(`${key}.codes`, storeTensor(this.file, 'int8', [k, n], q.codes));
       this.tensors.set(`${key}.scales`, storeTensor(this.file, 'float32', [n], q.scales));
       this.linears.set(key, { kind: 'channel', codes: `${key}.codes`, scales: `${key}.scales`, n, k });
       return;
     }
-    const bits: QuantBits = this.weightDtype === 'int8' ? 8 : 4;
+    const bits: QuantBits = this.weightDtype === 'int4' ? 4 : 8;
     const q = quantizeBlockwise(data, n, k, bits, this.quantBlockSize);
     this.tensors.set(`${key}.codes`, storeTensor(this.file, 'uint8', [n, q.blocksPerRow, (q.blockSize * bits) / 8], q.codes));
     this.tensors.set(`${key}.scales`, storeTensor(this.file, 'float32', [n * q.blocksPerRow], q.scales));

@@ -111,7 +111,7 @@ function storeMoeWeights(spec: ModelSpec, weights: WeightSource, file: ExternalD
   }
   putF32('final_norm', [h], weights.get('model.norm.weight').data);
   if (weightDtype === 'fp32' && spec.tieWordEmbeddings) linears.set('lm_head', { kind: 'fp32', weight: 'embed', n: spec.vocabSize, k: h });
-  else putLinear('lm_head', spec.tieWordEmbeddings ? embed.data : weights.get('lm_head.weight').data, spec.vocabSize, h);
+  else out.linear('lm_head', spec.tieWordEmbeddings ? embed.data : weights.get('lm_head.weight').data, spec.vocabSize, h, true);
   return { tensors, linears };
 }
 
