@@ -5,7 +5,6 @@ import { DEFAULT_SAMPLING } from '../engine/types.js';
 import { WEIGHT_DTYPES, type WeightDtype } from '../model/compile/decoder-graph.js';
 import { ensureDefaultModel, DEFAULT_MODEL_DIR } from '../model/default-model.js';
 
-
 function num(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);

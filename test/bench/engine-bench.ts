@@ -1,6 +1,7 @@
 /**
  * Engine throughput on one model and weight dtype, in its own process:
- * batch-1 decode, 1024-token prefill, batch-8 aggregate decode (all in-process
+ * batch-1 decode, prefills of each `--prefill` length (default 512 and 1024, one pass each,
+ * the lengths taking turns), batch-8 aggregate decode (all in-process
  * against the compiled graph), and the whole serving path through the worker
  * for the per-token overhead outside onnxruntime. Prints one JSON line.
  */
@@ -11,12 +12,23 @@ import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { decodeStep, openTestModel } from '../helpers/session.js';
 import { distribution, median, type Distribution } from './stats.js';
 
+/** One prefill length: the median of its passes. */
+export interface PrefillPoint {
+  readonly tokens: number;
+  readonly ms: number;
+  readonly tokensPerSecond: number;
+  /** Matrix and attention FLOPs actually performed per second (see below). */
+  readonly gflops: number;
+}
+
 export interface EngineBenchResult {
   readonly dtype: WeightDtype;
   readonly weightBytes: number;
   readonly parameters: number;
   readonly decodeStepMs: Distribution;
   readonly decodeTokensPerSecond: number;
+  /** Every prefill length, shortest first; the fields below repeat the longest. */
+  readonly prefills: readonly PrefillPoint[];
   readonly prefillTokens: number;
   readonly prefillMs: number;
   readonly prefillTokensPerSecond: number;
@@ -34,7 +46,7 @@ async function main(): Promise<void> {
       model: { type: 'string' },
       dtype: { type: 'string', default: 'fp32' },
       steps: { type: 'string', default: '48' },
-      prefill: { type: 'string', default: '1024' },
+      prefill: { type: 'string', default: '512,1024' },
       threads: { type: 'string', default: '2' },
       'cache-dir': { type: 'string', default: '.cache/compiled' },
     },
@@ -42,7 +54,10 @@ async function main(): Promise<void> {
   if (!values.model) throw new Error('--model is required');
   const dtype = values.dtype as WeightDtype;
   const steps = Number(values.steps);
-  const prefillLen = Number(values.prefill);
+  const prefillLens = values.prefill
+    .split(',')
+    .map(Number)
+    .sort((a, b) => a - b);
   const threads = Number(values.threads);
   process.env['CAPSERVE_BENCH_THREADS'] = String(threads);
   const m = await openTestModel(values.model, dtype, false, { threads, cacheDir: values['cache-dir'] });
@@ -61,24 +76,30 @@ async function main(): Promise<void> {
   }
   kv.release();
 
-  // prefill
-  const long = Array.from({ length: prefillLen }, (_, i) => 10 + ((i * 53) % (V - 20)));
-  const prefillRuns: number[] = [];
+  // prefills: the lengths take turns, 3 passes each
+  const prompts = prefillLens.map((len) => Array.from({ length: len }, (_, i) => 10 + ((i * 53) % (V - 20))));
+  const prefillRuns: number[][] = prefillLens.map(() => []);
   for (let r = 0; r < 3; r++) {
-    const t0 = performance.now();
-    const res = await m.prefill(long, false, 1);
-    prefillRuns.push(performance.now() - t0);
-    res.kv.release();
+    for (const [i, ids] of prompts.entries()) {
+      const t0 = performance.now();
+      const res = await m.prefill(ids, false, 1);
+      prefillRuns[i]?.push(performance.now() - t0);
+      res.kv.release();
+    }
   }
-  const prefillMs = median(prefillRuns);
   const parameters = m.parameters;
   // FLOPs actually performed: every layer's matrices for every token, the vocabulary projection for
   // the last position only (logit_index), the embedding is a gather; attention is causal.
   const h = spec.hiddenSize;
   const layerParams = h * (spec.numHeads + 2 * spec.numKvHeads) * spec.headDim + spec.numHeads * spec.headDim * h + 3 * h * spec.intermediateSize;
-  const attnFlops = 2 * 2 * spec.numLayers * spec.numHeads * spec.headDim * ((prefillLen * (prefillLen + 1)) / 2);
-  const prefillFlops = 2 * spec.numLayers * layerParams * prefillLen + 2 * spec.vocabSize * h + attnFlops;
-  const prefillGflops = prefillFlops / 1e9 / (prefillMs / 1000);
+  const prefills: PrefillPoint[] = prefillLens.map((len, i) => {
+    const ms = median(prefillRuns[i] ?? []);
+    const attnFlops = 2 * 2 * spec.numLayers * spec.numHeads * spec.headDim * ((len * (len + 1)) / 2);
+    const flops = 2 * spec.numLayers * layerParams * len + 2 * spec.vocabSize * h + attnFlops;
+    return { tokens: len, ms, tokensPerSecond: len / (ms / 1000), gflops: flops / 1e9 / (ms / 1000) };
+  });
+  const longest = prefills[prefills.length - 1];
+  if (longest === undefined) throw new Error('--prefill needs at least one length');
 
   // batch-8 decode
   const kvs = [];
@@ -136,10 +157,11 @@ async function main(): Promise<void> {
     parameters,
     decodeStepMs: distribution(stepMs),
     decodeTokensPerSecond: 1000 / decodeMed,
-    prefillTokens: prefillLen,
-    prefillMs,
-    prefillTokensPerSecond: prefillLen / (prefillMs / 1000),
-    prefillGflops,
+    prefills,
+    prefillTokens: longest.tokens,
+    prefillMs: longest.ms,
+    prefillTokensPerSecond: longest.tokensPerSecond,
+    prefillGflops: longest.gflops,
     batch8StepMs: distribution(b8),
     batch8TokensPerSecond: (8 * 1000) / median(b8),
     servedInterTokenMs: servedItl,

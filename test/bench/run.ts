@@ -88,7 +88,7 @@ async function main(): Promise<void> {
       '--steps',
       quick ? '16' : '64',
       '--prefill',
-      quick ? '256' : '1024',
+      quick ? '128,256' : '512,1024',
       '--threads',
       threads,
     ]);
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
     const ceilingTps = (base.ceilings.readBandwidthGBs * 1e9) / r.weightBytes;
     log(
       `${dtype}: decode ${f(r.decodeTokensPerSecond)} tok/s (${f((100 * r.decodeTokensPerSecond) / ceilingTps)}% of the ${f(ceilingTps)} tok/s bandwidth ceiling), ` +
-        `prefill ${r.prefillTokens} tokens ${f(r.prefillTokensPerSecond)} tok/s (${f((100 * r.prefillGflops) / base.ceilings.gemmGflops)}% of GEMM peak), ` +
+        `prefill ${r.prefills.map((p) => `${p.tokens} tokens ${f(p.tokensPerSecond)} tok/s`).join(', ')} (${f((100 * r.prefillGflops) / base.ceilings.gemmGflops)}% of GEMM peak), ` +
         `batch-8 ${f(r.batch8TokensPerSecond)} tok/s (${f(r.batch8TokensPerSecond / r.decodeTokensPerSecond, 2)}x), overhead ${f(r.overheadPerTokenMs, 2)} ms/token`,
     );
   }
@@ -407,17 +407,17 @@ async function main(): Promise<void> {
     ``,
     `## Engine (P axis baseline)`,
     ``,
-    `| weights | MB | decode tok/s (p50) | decode p99 ms | of bandwidth ceiling | prefill tok/s | of GEMM peak | batch-8 tok/s | overhead ms/token |`,
+    `| weights | MB | decode tok/s (p50) | decode p99 ms | of bandwidth ceiling | prefill tok/s (tokens) | of GEMM peak (longest) | batch-8 tok/s | overhead ms/token |`,
     `|---|---|---|---|---|---|---|---|---|`,
     ...engine.map((r) => {
       const ceilingTps = (base.ceilings.readBandwidthGBs * 1e9) / r.weightBytes;
-      return `| ${r.dtype} | ${mb(r.weightBytes)} | ${f(r.decodeTokensPerSecond)} | ${f(r.decodeStepMs.p99, 2)} | ${f((100 * r.decodeTokensPerSecond) / ceilingTps)}% | ${f(r.prefillTokensPerSecond)} (${r.prefillTokens} tokens) | ${f((100 * r.prefillGflops) / base.ceilings.gemmGflops)}% | ${f(r.batch8TokensPerSecond)} (${f(r.batch8TokensPerSecond / r.decodeTokensPerSecond, 2)}x) | ${f(r.overheadPerTokenMs, 2)} |`;
+      return `| ${r.dtype} | ${mb(r.weightBytes)} | ${f(r.decodeTokensPerSecond)} | ${f(r.decodeStepMs.p99, 2)} | ${f((100 * r.decodeTokensPerSecond) / ceilingTps)}% | ${r.prefills.map((p) => `${f(p.tokensPerSecond)} (${p.tokens})`).join(' / ')} | ${f((100 * r.prefillGflops) / base.ceilings.gemmGflops)}% | ${f(r.batch8TokensPerSecond)} (${f(r.batch8TokensPerSecond / r.decodeTokensPerSecond, 2)}x) | ${f(r.overheadPerTokenMs, 2)} |`;
     }),
     ``,
     fp32 && int8 ? `int8 decode / fp32 decode: ${f(int8.decodeTokensPerSecond / fp32.decodeTokensPerSecond, 2)}x. ` : '',
     int8 && int4 ? `int4 decode / int8 decode: ${f(int4.decodeTokensPerSecond / int8.decodeTokensPerSecond, 2)}x. ` : '',
     int8 && w8a8
-      ? `w8a8 / int8: prefill ${f(w8a8.prefillTokensPerSecond / int8.prefillTokensPerSecond, 2)}x, decode ${f(w8a8.decodeTokensPerSecond / int8.decodeTokensPerSecond, 2)}x (w8a8: int8 weights per channel, int8 activations per token, integer GEMM). `
+      ? `w8a8 / int8: prefill ${w8a8.prefills.map((p, i) => `${f(p.tokensPerSecond / (int8.prefills[i]?.tokensPerSecond ?? NaN), 2)}x at ${p.tokens}`).join(', ')}, decode ${f(w8a8.decodeTokensPerSecond / int8.decodeTokensPerSecond, 2)}x (w8a8: int8 weights per channel, int8 activations per token, integer GEMM). `
       : '',
     `Each weight dtype runs in its own process, one after the other: these ratios are between processes of the same run.`,
     `Overhead per token = served inter-token p50 (worker, scheduler, sampling, detokenization, messaging) minus the in-process forward p50.`,

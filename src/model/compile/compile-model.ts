@@ -152,8 +152,12 @@ export function compileModel(source: CompileSource, options: CompileOptions): Co
     options.onProgress?.(`compiling ${source.spec.architecture} (${layers} layers, ${options.weightDtype}) into ${dir}`);
     let stored;
     try {
-      stored = storeDecoderWeights(source.spec, source.weights, file, { weightDtype: options.weightDtype, quantBlockSize, channelBits: weightRangeBits() }, (l) =>
-        options.onProgress?.(`  layer ${l + 1}/${layers} written`),
+      stored = storeDecoderWeights(
+        source.spec,
+        source.weights,
+        file,
+        { weightDtype: options.weightDtype, quantBlockSize, channelBits: weightRangeBits() },
+        (l) => options.onProgress?.(`  layer ${l + 1}/${layers} written`),
       );
     } finally {
       file.close();
