@@ -20,6 +20,9 @@ import { EngineError } from './errors.js';
 import type { EngineClient, EngineHealth, GenerateRequest, ModelCard, ScoreRequest, ScoreResult, TokenEvent } from './types.js';
 import type { FromWorker, ReadyInfo, ToWorker, WorkerInit } from './worker-protocol.js';
 
+/** Largest prefill pass when nothing decodes (config engine.prefillChunk's default). */
+export const DEFAULT_PREFILL_CHUNK = 512;
+
 export interface LocalEngineOptions {
   readonly modelDir: string;
   readonly servedModelName?: string;
@@ -136,7 +139,7 @@ export class LocalEngine implements EngineClient {
       kvBudgetBytes: options.kvBudgetBytes ?? DEFAULT_KV_BUDGET,
       kvDtype: options.kvDtype ?? 'fp32',
       contextLength: options.contextLength ?? null,
-      prefillChunk: options.prefillChunk ?? 512,
+      prefillChunk: options.prefillChunk ?? DEFAULT_PREFILL_CHUNK,
       maxTokensPerStep: options.maxTokensPerStep ?? DEFAULT_MAX_TOKENS_PER_STEP,
       stepTargetMs: options.stepTargetMs ?? DEFAULT_STEP_TARGET_MS,
       prefixCache:

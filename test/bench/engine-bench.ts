@@ -1,12 +1,13 @@
 /**
  * Engine throughput on one model and weight dtype, in its own process:
- * batch-1 decode, prefills of each `--prefill` length (default 512 and 1024, one pass each,
- * the lengths taking turns), batch-8 aggregate decode (all in-process
+ * batch-1 decode, prefills of each `--prefill` length (default 512 and 1024, in passes of at most
+ * the engine's default prefill chunk as the server runs them, the lengths taking turns), batch-8
+ * aggregate decode (all in-process
  * against the compiled graph), and the whole serving path through the worker
  * for the per-token overhead outside onnxruntime. Prints one JSON line.
  */
 import { parseArgs } from 'node:util';
-import { createLocalEngine } from '../../src/engine/local-engine.js';
+import { createLocalEngine, DEFAULT_PREFILL_CHUNK } from '../../src/engine/local-engine.js';
 import { DEFAULT_SAMPLING } from '../../src/engine/types.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { decodeStep, openTestModel } from '../helpers/session.js';
@@ -82,7 +83,7 @@ async function main(): Promise<void> {
   for (let r = 0; r < 3; r++) {
     for (const [i, ids] of prompts.entries()) {
       const t0 = performance.now();
-      const res = await m.prefill(ids, false, 1);
+      const res = await m.prefill(ids, false, 1, DEFAULT_PREFILL_CHUNK);
       prefillRuns[i]?.push(performance.now() - t0);
       res.kv.release();
     }

@@ -20,7 +20,8 @@ export interface TestModel {
   readonly parameters: number;
   newKv(tokens: number): SequenceKv;
   /** Prefills `ids` into a fresh cache and returns the last position's logits (or all with allLogits). */
-  prefill(ids: readonly number[], allLogits?: boolean, extraCapacity?: number): Promise<{ kv: SequenceKv; logits: Float32Array }>;
+  /** One pass over `ids`, or passes of at most `chunk` tokens (as the engine prefills a long prompt); logits of the last pass. */
+  prefill(ids: readonly number[], allLogits?: boolean, extraCapacity?: number, chunk?: number): Promise<{ kv: SequenceKv; logits: Float32Array }>;
   close(): Promise<void>;
 }
 
@@ -81,17 +82,22 @@ export async function openTestModel(
     weightBytes: compiled.weightBytes,
     parameters,
     newKv,
-    async prefill(ids, allLogits = false, extraCapacity = 64) {
+    async prefill(ids, allLogits = false, extraCapacity = 64, chunk = ids.length) {
       const kv = newKv(ids.length + extraCapacity);
-      const out = await session.run(inputs.prefill(kv, ids, 0, { allLogits }));
-      kv.append(
-        out.presentKeys,
-        out.presentValues,
-        0,
-        ids.length,
-        ids.map((_, i) => i),
-      );
-      return { kv, logits: out.logits };
+      let logits: Float32Array = new Float32Array(0);
+      for (let start = 0; start < ids.length; start += chunk) {
+        const part = ids.slice(start, start + chunk);
+        const out = await session.run(inputs.prefill(kv, part, start, { allLogits }));
+        kv.append(
+          out.presentKeys,
+          out.presentValues,
+          0,
+          part.length,
+          part.map((_, i) => start + i),
+        );
+        logits = out.logits;
+      }
+      return { kv, logits };
     },
     close: () => session.release(),
   };
