@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import t from 'tap';
+import { CAUSAL_BLOCKS_MIN_T } from '../../src/model/compile/causal-blocks.js';
 import { defaultQuantBlockSize } from '../../src/model/compile/compile-model.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { createModel } from '../../src/model/create/create-model.js';
@@ -118,12 +119,13 @@ async function compare(
   dtype: WeightDtype,
   referenceWeights?: (w: WeightSource) => WeightSource,
   quantAccuracyLevel?: 0 | 4,
+  promptLen = PROMPT_LEN,
 ): Promise<{ relErr: number; top1Agree: number; total: number }> {
   const m = await openTestModel(dir, dtype, false, quantAccuracyLevel !== undefined ? { quantAccuracyLevel } : {});
   try {
     const spec = m.checkpoint.spec;
     const V = spec.vocabSize;
-    const ids = Array.from({ length: PROMPT_LEN }, (_, i) => 3 + ((i * 97 + 11) % (V - 3)));
+    const ids = Array.from({ length: promptLen }, (_, i) => 3 + ((i * 97 + 11) % (V - 3)));
     const ref = referenceWeights
       ? new ReferenceModel({ ...spec, tieWordEmbeddings: false }, referenceWeights(m.checkpoint.weights))
       : new ReferenceModel(spec, m.checkpoint.weights);
@@ -166,6 +168,31 @@ for (const [i, v] of VARIANTS.entries()) {
     const dir = join(root, `v${i}`);
     await createModel({ arch: v.arch, preset: 'tiny', seed: 100 + i, out: dir, ...(v.overrides ? { configOverrides: v.overrides } : {}) });
     const r = await compare(dir, 'fp32');
+    t.comment(`max |diff| / max |logit| = ${r.relErr.toExponential(2)}, top-1 agreement ${r.top1Agree}/${r.total}`);
+    assert.ok(r.relErr <= 1e-4, `relative error ${r.relErr}`);
+    assert.equal(r.top1Agree, r.total);
+  });
+}
+
+/**
+ * A prompt of CAUSAL_BLOCKS_MIN_T tokens or more goes through the blocked core (causal-blocks.ts):
+ * one pass of 100 tokens, with sliding windows, soft-capping and per-layer windows among them.
+ */
+for (const [i, v] of VARIANTS.entries()) {
+  if (
+    ![
+      'llama (GQA, untied head)',
+      'mistral (sliding window 16)',
+      'gemma2 (alternating sliding 16, attention and final soft-capping)',
+      'qwen3 (q/k norm, head_dim 24 != 64 / 4)',
+    ].includes(v.name)
+  )
+    continue;
+  t.test(`a ${100}-token prompt (causal blocks) matches the float64 reference: ${v.name}`, async (t) => {
+    assert.ok(100 >= CAUSAL_BLOCKS_MIN_T);
+    const dir = join(root, `v${i}`);
+    await createModel({ arch: v.arch, preset: 'tiny', seed: 100 + i, out: dir, ...(v.overrides ? { configOverrides: v.overrides } : {}) });
+    const r = await compare(dir, 'fp32', undefined, undefined, 100);
     t.comment(`max |diff| / max |logit| = ${r.relErr.toExponential(2)}, top-1 agreement ${r.top1Agree}/${r.total}`);
     assert.ok(r.relErr <= 1e-4, `relative error ${r.relErr}`);
     assert.equal(r.top1Agree, r.total);

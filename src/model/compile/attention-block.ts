@@ -21,6 +21,7 @@
  */
 import { attr, type GraphBuilder } from '../onnx/graph-builder.js';
 import type { ModelSpec, WeightSource } from '../spec.js';
+import { CAUSAL_BLOCKS_MIN_T, causalBlocksCore } from './causal-blocks.js';
 import { decodeCore } from './decode-core.js';
 import { questGather, questInputs, type QuestValues } from './quest-gather.js';
 import { concatRows, type GraphWeights, type WeightWriter } from './graph-weights.js';
@@ -377,8 +378,21 @@ function attentionCore(
   windowBias: string | null,
   mode: CoreMode,
   statsNames?: { readonly attnSum: string; readonly attnRows: string },
+  dense = false,
 ): { ctxV: string; attnSum: string | null; attnRows: string | null } {
   const { spec, shapes } = ctx;
+  if (!mode.stats && !mode.quest && !dense) {
+    // A plain chunk of CAUSAL_BLOCKS_MIN_T tokens or more skips the masked triangle (causal-blocks.ts).
+    const blocks = b.subgraph(`blocks_${l}`);
+    const values = { ...past, newBias5: ctx.newBias5, windowBias, tOnly: ctx.tOnly };
+    branchOutput(blocks, causalBlocksCore(blocks, spec, values), 4);
+    const whole = b.subgraph(`dense_${l}`);
+    branchOutput(whole, attentionCore(whole, ctx, l, past, windowBias, mode, undefined, true).ctxV, 4);
+    const long = b.op('GreaterOrEqual', [ctx.tOnly, b.int64s([CAUSAL_BLOCKS_MIN_T])]);
+    const [ctxV] = b.node('If', [long], { then_branch: attr.graph(blocks), else_branch: attr.graph(whole) }, { outputs: [`pctx_${l}_${b.name}`] });
+    if (ctxV === undefined) throw new Error('unreachable');
+    return { ctxV, attnSum: null, attnRows: null };
+  }
   const KV = spec.numKvHeads;
   const D = spec.headDim;
   const cap = spec.attnLogitSoftcap;
