@@ -1,8 +1,10 @@
 /**
  * The lean decode core (src/model/compile/decode-core.ts) against the general attention core it
  * replaces on decode steps: the same compiled graph, one session taking the lean core and one
- * told not to (leanDecode: false), the same steps. The arithmetic is the same, so the logits and
- * the new KV entries must be bit-identical: for a single sequence (its cache passed in place),
+ * told not to (leanDecode: false), the same steps. The arithmetic is the same up to the order of
+ * the past scores' product (the lean core streams the cache as the GEMM's A operand), so the
+ * logits and the new KV entries must agree to float rounding (1e-5 of the largest logit, the
+ * same greedy token): for a single sequence (its cache passed in place),
  * for a batch of two sequences of different lengths (gathered, padded), on architectures that
  * exercise the core's options: plain llama, Mistral's sliding window (per-head past masks once
  * the window bites), qwen2's biases, Gemma 2's soft-capping and per-layer windows, and a
@@ -14,7 +16,8 @@ import t from 'tap';
 import { createModel } from '../../src/model/create/create-model.js';
 import type { KvDtype } from '../../src/model/step-io.js';
 import type { Architecture } from '../../src/model/spec.js';
-import { decodeStep, openTestModel, tempDir, type TestModel } from '../helpers/session.js';
+import { decodeStep, maxAbsDiff, openTestModel, tempDir, type TestModel } from '../helpers/session.js';
+import { argmax } from '../reference/forward.js';
 
 const root = tempDir('decode-core');
 const STEPS = 24;
@@ -59,7 +62,7 @@ const CASES: readonly { readonly arch: Architecture; readonly kvDtype?: KvDtype 
 ];
 
 for (const [i, c] of CASES.entries()) {
-  t.test(`decode steps through the lean core equal the general core bit for bit: ${c.arch}${c.kvDtype ? ` (${c.kvDtype} KV)` : ''}`, async () => {
+  t.test(`decode steps through the lean core equal the general core to float rounding: ${c.arch}${c.kvDtype ? ` (${c.kvDtype} KV)` : ''}`, async (t) => {
     const dir = join(root, `m${i}`);
     await createModel({ arch: c.arch, preset: 'tiny', seed: 40 + i, out: dir });
     const cacheDir = join(root, 'cache');
@@ -74,7 +77,17 @@ for (const [i, c] of CASES.entries()) {
     const b = await trace(general, prompts);
     await general.close();
     assert.equal(a.logits.length, b.logits.length);
-    a.logits.forEach((row, s) => assert.deepEqual(row, b.logits[s], `logits of step ${s}`));
-    a.keys.forEach((row, s) => assert.deepEqual(row, b.keys[s], `new keys ${s}`));
+    let worst = 0;
+    a.logits.forEach((row, s) => {
+      const other = b.logits[s] ?? new Float32Array(0);
+      assert.equal(row.length, other.length);
+      const scale = Math.max(...other.map(Math.abs));
+      const diff = maxAbsDiff(row, other);
+      worst = Math.max(worst, diff / scale);
+      assert.ok(diff <= 1e-5 * scale, `logits of step ${s}: max |diff| ${diff} of ${scale}`);
+      assert.equal(argmax(row), argmax(other), `greedy token of step ${s}`);
+    });
+    a.keys.forEach((row, s) => assert.ok(maxAbsDiff(row, b.keys[s] ?? new Float32Array(0)) <= 1e-5, `new keys ${s}`));
+    t.comment(`largest logit difference: ${worst.toExponential(2)} of the largest logit`);
   });
 }
