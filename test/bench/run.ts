@@ -378,7 +378,7 @@ async function main(): Promise<void> {
   const lines: string[] = [
     `# capserve CAP report`,
     ``,
-    `Command: \`npm run bench --${quick ? ' --quick' : ''}\` (${((Date.now() - t0) / 1000).toFixed(0)} s). Date: ${results.date}.`,
+    `Command: \`npm run bench -- ${process.argv.slice(2).join(' ')}\` (${((Date.now() - t0) / 1000).toFixed(0)} s). Date: ${results.date}.`,
     `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, onnxruntime ${m.onnxruntime}; ${threads} inference threads.`,
     `Ceilings measured in the same run through onnxruntime: read bandwidth ${f(base.ceilings.readBandwidthGBs)} GB/s, fp32 GEMM ${f(base.ceilings.gemmGflops)} GFLOP/s.`,
     `Speed and memory: generated llama \`${preset}\`${fp32 ? ` (${f(fp32.parameters / 1e6)}M parameters)` : ''}. Accuracy: the real stories260K model on TinyStories text.`,
