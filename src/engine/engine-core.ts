@@ -400,7 +400,7 @@ export class EngineCore {
       const batch = live(group.ids);
       if (batch.length === 0) continue;
       decoded = true;
-      await this.guard(batch, () => this.executor.decodeGroup(group.variant, batch));
+      await this.guard(batch, () => this.executor.decodeGroup(group.variant, group.key, batch));
     }
     if (decoded) this.costs.observeDecode(performance.now() - t0);
     const hooked = plan.beforePrefill === null ? [] : live([plan.beforePrefill]);

@@ -38,17 +38,19 @@ export class StepExecutor {
   constructor(private readonly d: ExecutorDeps) {}
 
   /** One decode step for a group of sequences sharing a variant and batch key. Throws when the pass fails. */
-  async decodeGroup(variant: GraphVariant, batch: readonly Sequence[]): Promise<void> {
-    const kvs: SequenceKv[] = [];
-    const tokens: number[] = [];
-    const positions: number[] = [];
-    for (const s of batch) {
+  async decodeGroup(variant: GraphVariant, key: string, members: readonly Sequence[]): Promise<void> {
+    // Rows in the order the group's gathered past already holds them: a step copies only what changed.
+    const group = `${variant}\u0000${key}`;
+    const memberKvs = members.map((s) => {
       if (!s.kv) throw new Error('unreachable: decoding without KV');
-      kvs.push(s.kv);
-      tokens.push(s.pendingToken);
-      positions.push(s.kv.nextPosition);
-    }
-    let inputs = this.d.inputs.decode(kvs, tokens, positions, variant === 'stats' ? 1 : null);
+      return s.kv;
+    });
+    const order = this.d.inputs.decodeOrder(group, memberKvs);
+    const batch = order.map((i) => members[i] as Sequence);
+    const kvs = order.map((i) => memberKvs[i] as SequenceKv);
+    const tokens = batch.map((s) => s.pendingToken);
+    const positions = kvs.map((kv) => kv.nextPosition);
+    let inputs = this.d.inputs.decode(kvs, tokens, positions, variant === 'stats' ? 1 : null, group);
     const first = batch[0];
     if (first) inputs = { ...inputs, ...first.runtime.groupInputs(batch.map((s, b) => ({ runtime: s.runtime, kv: kvs[b] as SequenceKv }))) };
     const before = kvs.map((kv) => this.layerLengths(kv));

@@ -6,12 +6,15 @@
  * Masks are data: causality, padding, sliding windows (Mistral's on every layer,
  * Gemma's per layer), evicted holes.
  */
-import { allocKv, copyKv, type KvArray, type KvDtype } from '../kv/kv-dtype.js';
-import { roundToBlock, type SequenceKv } from '../kv/sequence-kv.js';
+import { allocKv, copyKv, type KvDtype } from '../kv/kv-dtype.js';
+import type { SequenceKv } from '../kv/sequence-kv.js';
 import type { DecoderStepInputs, LayerPast } from '../model/step-io.js';
 import type { AttentionRestriction } from '../policies/runtime.js';
+import { GatheredBatch } from './gathered-batch.js';
 
 const BLOCKED = -Infinity;
+/** Decode groups whose gathered past is kept at once (each holds a copy of its sequences' caches). */
+const MAX_BATCHES = 4;
 
 export interface MaskRule {
   /** Mistral-style sliding window in positions, on every layer; null: none common to all layers. */
@@ -39,8 +42,10 @@ export interface PrefillOptions {
 }
 
 export class StepInputBuilder {
-  private readonly scratchK: KvArray[] = [];
-  private readonly scratchV: KvArray[] = [];
+  /** Each decode group's gathered past, kept across steps (by group key, most recently used last). */
+  private readonly batches = new Map<string, GatheredBatch>();
+  /** Entries copied by batches no longer kept. */
+  private retiredEntries = 0;
 
   constructor(
     private readonly numLayers: number,
@@ -107,8 +112,12 @@ export class StepInputBuilder {
     return { batch: B, newTokens: T, logitCount: 1, inputIds, positionIds, newBias, logitIndex, layers, attnWindow: null };
   }
 
-  /** One new token per sequence. A single sequence is passed without copying its cache. */
-  decode(kvs: readonly SequenceKv[], tokens: readonly number[], positions: readonly number[], attnWindow: number | null = null): DecoderStepInputs {
+  /**
+   * One new token per sequence. A single sequence is passed without copying its
+   * cache; a batch reads the decode group's gathered past (`group`: the group's
+   * key; steps of one group copy only what changed since its last step).
+   */
+  decode(kvs: readonly SequenceKv[], tokens: readonly number[], positions: readonly number[], attnWindow: number | null = null, group = ''): DecoderStepInputs {
     const B = kvs.length;
     const inputIds = new BigInt64Array(B);
     const positionIds = new BigInt64Array(B);
@@ -119,7 +128,7 @@ export class StepInputBuilder {
     const newBias = new Float32Array(B); // a token always sees itself
     const logitIndex = new BigInt64Array(B);
     const only = kvs[0];
-    const layers = B === 1 && only ? this.inPlaceLayers(only, [positions[0] ?? 0]) : this.gatheredLayers(kvs, positions);
+    const layers = B === 1 && only ? this.inPlaceLayers(only, [positions[0] ?? 0]) : this.gatheredLayers(group, kvs, positions);
     return { batch: B, newTokens: 1, logitCount: 1, inputIds, positionIds, newBias, logitIndex, layers, attnWindow };
   }
 
@@ -236,43 +245,65 @@ export class StepInputBuilder {
     return layers;
   }
 
-  private gatheredLayers(kvs: readonly SequenceKv[], positions: readonly number[]): LayerPast[] {
-    const KV = this.numKvHeads;
-    const D = this.headDim;
+  private gatheredLayers(group: string, kvs: readonly SequenceKv[], positions: readonly number[]): LayerPast[] {
     const B = kvs.length;
+    const gathered = this.batchOf(group).sync(kvs);
     const layers: LayerPast[] = [];
     for (let l = 0; l < this.numLayers; l++) {
-      let C = 0;
-      for (const kv of kvs) C = Math.max(C, kv.length(l));
-      // Whole blocks, like a single sequence's capacity (Quest reads the past in pages).
-      C = roundToBlock(C);
-      if (C === 0) {
+      const past = gathered[l];
+      if (!past) {
         layers.push(this.emptyLayer(B));
         continue;
       }
-      const need = B * KV * C * D;
-      const keys = this.scratch(this.scratchK, l, need);
-      const values = this.scratch(this.scratchV, l, need);
-      const masks = kvs.map((kv, b) => this.pastMask(kv, l, [positions[b] ?? 0], C));
-      const heads = Math.max(...masks.map((m) => m.heads));
-      const bias = new Float32Array(B * heads * C);
-      kvs.forEach((kv, b) => {
-        const cap = kv.capacity(l);
-        const len = kv.length(l);
-        const kb = kv.keyBuffer(l);
-        const vb = kv.valueBuffer(l);
-        for (let h = 0; h < KV; h++) {
-          const dst = (b * KV + h) * C * D;
-          copyKv(keys, dst, kb, h * cap * D, len * D);
-          copyKv(values, dst, vb, h * cap * D, len * D);
-        }
-        const m = masks[b];
-        if (!m) throw new Error('unreachable');
-        for (let h = 0; h < heads; h++) bias.set(m.bias.subarray((m.heads === 1 ? 0 : h) * C, ((m.heads === 1 ? 0 : h) + 1) * C), (b * heads + h) * C);
-      });
-      layers.push({ keys, values, capacity: C, bias, biasHeads: heads, biasRows: 1 });
+      const C = past.capacity;
+      let bias: Float32Array;
+      let heads = 1;
+      if (this.windowOf(l) === null) {
+        // No window: each row sees its own entries, nothing else.
+        bias = new Float32Array(B * C);
+        kvs.forEach((kv, b) => bias.fill(BLOCKED, b * C + kv.length(l), (b + 1) * C));
+      } else {
+        const masks = kvs.map((kv, b) => this.pastMask(kv, l, [positions[b] ?? 0], C));
+        heads = Math.max(...masks.map((m) => m.heads));
+        bias = new Float32Array(B * heads * C);
+        masks.forEach((m, b) => {
+          for (let h = 0; h < heads; h++) bias.set(m.bias.subarray((m.heads === 1 ? 0 : h) * C, ((m.heads === 1 ? 0 : h) + 1) * C), (b * heads + h) * C);
+        });
+      }
+      layers.push({ keys: past.keys, values: past.values, capacity: C, bias, biasHeads: heads, biasRows: 1 });
     }
     return layers;
+  }
+
+  /** The gathered batch of a decode group (made on first use; the least recently used goes beyond MAX_BATCHES). */
+  private batchOf(group: string): GatheredBatch {
+    let batch = this.batches.get(group);
+    if (batch) this.batches.delete(group);
+    else batch = new GatheredBatch(this.numLayers, this.numKvHeads, this.headDim, this.kvDtype);
+    this.batches.set(group, batch);
+    for (const key of this.batches.keys()) {
+      if (this.batches.size <= MAX_BATCHES) break;
+      this.retiredEntries += this.batches.get(key)?.copiedEntries ?? 0;
+      this.batches.delete(key);
+    }
+    return batch;
+  }
+
+  /**
+   * The order in which a decode group's sequences should fill the batch's rows
+   * (indices into `kvs`): the rows they already fill, so a step copies only
+   * what changed. Any order is correct; this one is cheapest.
+   */
+  decodeOrder(group: string, kvs: readonly SequenceKv[]): number[] {
+    if (kvs.length <= 1) return kvs.map((_, i) => i);
+    return this.batchOf(group).arrange(kvs);
+  }
+
+  /** Entries copied into gathered batches so far (all groups): what batched decode steps cost in copying. */
+  get gatheredEntries(): number {
+    let n = this.retiredEntries;
+    for (const b of this.batches.values()) n += b.copiedEntries;
+    return n;
   }
 
   /**
@@ -284,12 +315,4 @@ export class StepInputBuilder {
     return { keys: zeros, values: zeros, capacity: 1, bias: new Float32Array(batch).fill(BLOCKED), biasHeads: 1, biasRows: 1 };
   }
 
-  private scratch(store: KvArray[], l: number, need: number): KvArray {
-    let buf = store[l];
-    if (!buf || buf.length < need) {
-      buf = allocKv(this.kvDtype, Math.ceil(need * 1.25));
-      store[l] = buf;
-    }
-    return buf.subarray(0, need);
-  }
 }

@@ -44,7 +44,14 @@ interface LayerStore {
   accum: Float32Array | null;
   length: number;
   capacity: number;
+  /** Rewrites of existing entries so far (appends are not rewrites). */
+  epoch: number;
+  /** The lowest entry index each of the last REWRITE_LOG rewrites touched, by epoch modulo REWRITE_LOG. */
+  rewriteLog: Int32Array;
 }
+
+/** Rewrites remembered per layer: a reader further behind copies the layer whole. */
+const REWRITE_LOG = 8;
 
 export class SequenceKv {
   private layers: LayerStore[];
@@ -72,6 +79,8 @@ export class SequenceKv {
       accum: null,
       length: 0,
       capacity: 0,
+      epoch: 0,
+      rewriteLog: new Int32Array(REWRITE_LOG),
     }));
   }
 
@@ -146,6 +155,33 @@ export class SequenceKv {
     return this.layer(l).accum;
   }
 
+  /** Layer l's rewrite count: a reader keeping a copy of the entries records it, for `rewrittenSince`. */
+  rewriteEpoch(l: number): number {
+    return this.layer(l).epoch;
+  }
+
+  /**
+   * The lowest entry index of layer l rewritten in place (compacted by an
+   * eviction, re-rotated, re-quantized) since the reader saw `epoch`:
+   * Infinity when nothing was, 0 when the reader is too far behind to know.
+   * Entries appended since are not rewrites; a reader copies them by length.
+   */
+  rewrittenSince(l: number, epoch: number): number {
+    const s = this.layer(l);
+    if (epoch === s.epoch) return Infinity;
+    if (epoch > s.epoch || s.epoch - epoch > REWRITE_LOG) return 0;
+    let low = Infinity;
+    for (let e = epoch + 1; e <= s.epoch; e++) low = Math.min(low, s.rewriteLog[e % REWRITE_LOG] ?? 0);
+    return low;
+  }
+
+  /** Records that a policy rewrote layer l's entries from index `from` on in place (a copy of them is stale from there). */
+  markRewritten(l: number, from: number): void {
+    const s = this.layer(l);
+    s.epoch += 1;
+    s.rewriteLog[s.epoch % REWRITE_LOG] = Math.max(0, Math.min(from, s.length));
+  }
+
   enableAccumulator(): void {
     if (this.accumulate) return;
     this.accumulate = true;
@@ -216,6 +252,7 @@ export class SequenceKv {
     const D = this.rowFloats;
     if (keep.length !== KV) throw new Error(`SequenceKv.retain: expected ${KV} heads, got ${keep.length}`);
     const n = keep[0]?.length ?? 0;
+    let firstMoved = n;
     for (let h = 0; h < KV; h++) {
       const idx = keep[h];
       if (!idx || idx.length !== n) throw new Error('SequenceKv.retain: every head must keep the same number of entries');
@@ -230,13 +267,16 @@ export class SequenceKv {
         const from = rowBase + (idx[i] ?? 0);
         const to = rowBase + i;
         if (from === to) continue;
+        firstMoved = Math.min(firstMoved, i);
         s.keys.copyWithin(to * D, from * D, (from + 1) * D);
         s.values.copyWithin(to * D, from * D, (from + 1) * D);
         s.positions[to] = s.positions[from] ?? 0;
         if (s.accum) s.accum[to] = s.accum[from] ?? 0;
       }
     }
+    const shortened = n < s.length;
     s.length = n;
+    if (firstMoved < n || shortened) this.markRewritten(l, firstMoved);
     this.shrink(s);
   }
 

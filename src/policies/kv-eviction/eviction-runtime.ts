@@ -249,13 +249,17 @@ export class EvictionRuntime implements PolicyRuntime {
     const keys = kvAsFloat(stored);
     const pos = kv.positionBuffer(l);
     const to = Int32Array.from({ length: len }, (_, i) => i);
+    let firstMoved = len;
     for (let h = 0; h < this.spec.numKvHeads; h++) {
       const slice = keys.subarray(h * cap * D, (h * cap + len) * D);
       const from = pos.slice(h * cap, h * cap + len);
+      const moved = from.findIndex((p, i) => p !== i);
+      if (moved >= 0) firstMoved = Math.min(firstMoved, moved);
       if (rope !== null) rerotateKeys(slice, 1, D, from, to, invFreq, slice);
       pos.set(to, h * cap);
     }
     if (keys !== stored) copyKv(stored, 0, keys, 0, keys.length);
+    if (firstMoved < len) kv.markRewritten(l, firstMoved);
   }
 
   /** Mean attention mass kept by evictions so far; 1 when nothing was evicted; null when unmeasured. */

@@ -49,6 +49,8 @@ export class KiviRuntime extends PlainRuntime {
       if (!state) continue;
       const length = kv.length(l);
       if (length < state.keysQuantized || length < state.valuesQuantized) throw new Error('kivi: the cache shrank under KIVI (KIVI never evicts)');
+      const keysFrom = state.keysQuantized;
+      const valuesFrom = state.valuesQuantized;
       const done = advanceLayer(
         state,
         kv.keyBuffer(l),
@@ -56,6 +58,8 @@ export class KiviRuntime extends PlainRuntime {
         { heads: this.spec.numKvHeads, headDim: this.spec.headDim, capacity: kv.capacity(l), length },
         this.config,
       );
+      // Quantized in place: a gathered copy of these entries is stale.
+      if (done.keys > 0 || done.values > 0) kv.markRewritten(l, Math.min(done.keys > 0 ? keysFrom : Infinity, done.values > 0 ? valuesFrom : Infinity));
       this.keyEntries += done.keys;
       this.valueEntries += done.values;
       cached += length;

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import t from 'tap';
+import type { SequenceKv } from '../../../src/kv/sequence-kv.js';
 import { missingShared, STORIES_DIR } from '../../helpers/shared.js';
 import { maxAbsDiff, openTestModel } from '../../helpers/session.js';
 
@@ -38,28 +39,38 @@ t.test('chunked prefill equals one-shot prefill', { skip: skip ?? false }, async
   }
 });
 
-t.test('batched decode of sequences with different lengths equals single-sequence decode', { skip: skip ?? false }, async () => {
+t.test('batched decode of sequences with different lengths equals single-sequence decode, as members leave and join', { skip: skip ?? false }, async () => {
   const m = await openTestModel(STORIES_DIR);
   try {
     const V = m.checkpoint.spec.vocabSize;
-    const prompts = [PROMPT.slice(0, 3), PROMPT.slice(0, 11), PROMPT];
-    const singles = [];
-    const batched = [];
-    for (const p of prompts) {
-      singles.push((await m.prefill(p)).kv);
-      batched.push((await m.prefill(p)).kv);
+    interface Member {
+      readonly single: SequenceKv;
+      readonly batched: SequenceKv;
+      readonly token: number;
     }
-    const next = [300, 301, 302];
-    for (let step = 0; step < 4; step++) {
-      const positions = batched.map((kv) => kv.nextPosition);
-      const out = await m.session.run(m.inputs.decode(batched, next, positions));
-      for (let b = 0; b < prompts.length; b++) {
-        const kv = singles[b];
-        const bkv = batched[b];
-        if (!kv || !bkv) throw new Error('unreachable');
-        const one = await m.session.run(m.inputs.decode([kv], [next[b] ?? 0], [kv.nextPosition]));
-        kv.append(one.presentKeys, one.presentValues, 0, 1, [kv.nextPosition]);
-        bkv.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]);
+    const join = async (prompt: readonly number[], token: number): Promise<Member> => ({ single: (await m.prefill(prompt)).kv, batched: (await m.prefill(prompt)).kv, token });
+    let members: Member[] = [await join(PROMPT.slice(0, 3), 300), await join(PROMPT.slice(0, 11), 301), await join(PROMPT, 302)];
+    for (let step = 0; step < 7; step++) {
+      // Step 2: the middle sequence leaves and a new one joins; step 4: the first leaves.
+      if (step === 2) members = [members[0], members[2], await join(PROMPT.slice(0, 7), 303)].filter((x): x is Member => x !== undefined);
+      if (step === 4) members = members.slice(1);
+      // The group's gathered past keeps rows in place (what the engine does); any order must give the same logits.
+      const order = m.inputs.decodeOrder('group', members.map((x) => x.batched));
+      const rows = order.map((i) => members[i] as Member);
+      const positions = rows.map((x) => x.batched.nextPosition);
+      const out = await m.session.run(
+        m.inputs.decode(
+          rows.map((x) => x.batched),
+          rows.map((x) => x.token),
+          positions,
+          null,
+          'group',
+        ),
+      );
+      for (const [b, x] of rows.entries()) {
+        const one = await m.session.run(m.inputs.decode([x.single], [x.token], [x.single.nextPosition]));
+        x.single.append(one.presentKeys, one.presentValues, 0, 1, [x.single.nextPosition]);
+        x.batched.append(out.presentKeys, out.presentValues, b, 1, [positions[b] ?? 0]);
         const diff = maxAbsDiff(out.logits.subarray(b * V, (b + 1) * V), one.logits);
         assert.ok(diff <= 1e-4, `step ${step} row ${b}: max abs diff ${diff}`);
       }

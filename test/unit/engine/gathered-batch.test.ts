@@ -1,0 +1,167 @@
+/**
+ * A decode group's gathered past kept across steps must hold exactly what a
+ * fresh gather would (every row's live entries, per layer and head) after
+ * appends, evictions, in-place rewrites, membership changes and capacity
+ * changes, while copying only what changed.
+ */
+import assert from 'node:assert/strict';
+import t from 'tap';
+import { GatheredBatch, type GatheredLayer } from '../../../src/engine/gathered-batch.js';
+import { kvAsFloat, type KvDtype } from '../../../src/kv/kv-dtype.js';
+import { KvPool } from '../../../src/kv/kv-pool.js';
+import { SequenceKv } from '../../../src/kv/sequence-kv.js';
+
+const L = 3;
+const KV = 2;
+const D = 4;
+
+let serial = 0;
+
+/** A present tensor [1, KV, n, D] of distinct values (so a wrong entry is never equal by chance). */
+function present(n: number): Float32Array[] {
+  return Array.from({ length: L }, () => Float32Array.from({ length: KV * n * D }, () => (serial++ % 4093) / 64));
+}
+
+function makeKv(pool: KvPool, entries: number, dtype: KvDtype = 'fp32', reserve = 1024): SequenceKv {
+  const kv = new SequenceKv({ numLayers: L, numKvHeads: KV, headDim: D, dtype }, pool, reserve);
+  if (entries > 0) appendN(kv, entries);
+  return kv;
+}
+
+function appendN(kv: SequenceKv, n: number): void {
+  const p = present(n);
+  const start = kv.nextPosition;
+  kv.append(p, p, 0, n, Array.from({ length: n }, (_, i) => start + i));
+}
+
+/** Every row's live entries in the gathered layers equal its sequence's cache. */
+function assertHolds(gathered: readonly (GatheredLayer | null)[], kvs: readonly SequenceKv[], what: string): void {
+  for (let l = 0; l < L; l++) {
+    const g = gathered[l];
+    const longest = Math.max(...kvs.map((kv) => kv.length(l)));
+    if (longest === 0) {
+      assert.equal(g, null, `${what}: layer ${l} has no entries`);
+      continue;
+    }
+    assert.ok(g, `${what}: layer ${l} gathered`);
+    assert.ok(g.capacity >= longest && g.capacity % 64 === 0, `${what}: capacity ${g.capacity} covers ${longest} in whole blocks`);
+    assert.equal(g.keys.length, kvs.length * KV * g.capacity * D);
+    const gk = kvAsFloat(g.keys);
+    const gv = kvAsFloat(g.values);
+    kvs.forEach((kv, b) => {
+      const cap = kv.capacity(l);
+      const kk = kvAsFloat(kv.keyBuffer(l));
+      const vv = kvAsFloat(kv.valueBuffer(l));
+      for (let h = 0; h < KV; h++) {
+        for (let e = 0; e < kv.length(l); e++) {
+          for (let d = 0; d < D; d++) {
+            const at = ((b * KV + h) * g.capacity + e) * D + d;
+            const src = (h * cap + e) * D + d;
+            if (gk[at] !== kk[src] || gv[at] !== vv[src]) assert.fail(`${what}: row ${b} layer ${l} head ${h} entry ${e} differs`);
+          }
+        }
+      }
+    });
+  }
+}
+
+t.test('steady decode steps copy only the appended entries', async () => {
+  const pool = new KvPool(1 << 30);
+  const kvs = [makeKv(pool, 10), makeKv(pool, 30), makeKv(pool, 3)];
+  const batch = new GatheredBatch(L, KV, D, 'fp32');
+  assertHolds(batch.sync(kvs), kvs, 'first step');
+  assert.equal(batch.copiedEntries, (10 + 30 + 3) * L, 'the first step copies every entry');
+  for (let step = 0; step < 5; step++) {
+    for (const kv of kvs) appendN(kv, 1);
+    const before = batch.copiedEntries;
+    assertHolds(batch.sync(kvs), kvs, `step ${step}`);
+    assert.equal(batch.copiedEntries - before, kvs.length * L, 'one entry per row and layer');
+  }
+});
+
+t.test('an eviction is copied from the first entry it moved; a shortened row keeps taking appends', async () => {
+  const pool = new KvPool(1 << 30);
+  const kvs = [makeKv(pool, 20), makeKv(pool, 40)];
+  const batch = new GatheredBatch(L, KV, D, 'fp32');
+  batch.sync(kvs);
+  const kv = kvs[1] as SequenceKv;
+  // Keep entries 0..9 and 30..39 of layer 1 (StreamingLLM-like: sinks and a window).
+  const keep = Int32Array.from([...Array.from({ length: 10 }, (_, i) => i), ...Array.from({ length: 10 }, (_, i) => 30 + i)]);
+  kv.retain(1, [keep, keep]);
+  const before = batch.copiedEntries;
+  assertHolds(batch.sync(kvs), kvs, 'after eviction');
+  assert.equal(batch.copiedEntries - before, 10, 'entries 10..19 of layer 1 only');
+  for (const s of kvs) appendN(s, 2);
+  assertHolds(batch.sync(kvs), kvs, 'appends after eviction');
+});
+
+t.test('in-place rewrites are copied when marked, and a reader too far behind copies the layer whole', async () => {
+  const pool = new KvPool(1 << 30);
+  const kvs = [makeKv(pool, 16), makeKv(pool, 16)];
+  const batch = new GatheredBatch(L, KV, D, 'fp32');
+  batch.sync(kvs);
+  const kv = kvs[0] as SequenceKv;
+  const keys = kv.keyBuffer(2);
+  keys[(1 * kv.capacity(2) + 5) * D] = 1234.5; // head 1, entry 5
+  kv.markRewritten(2, 5);
+  const before = batch.copiedEntries;
+  assertHolds(batch.sync(kvs), kvs, 'after one rewrite');
+  assert.equal(batch.copiedEntries - before, 11, 'entries 5..15 of layer 2');
+  for (let i = 0; i < 12; i++) {
+    keys[(0 * kv.capacity(2) + i) * D + 1] = -i;
+    kv.markRewritten(2, i);
+  }
+  assertHolds(batch.sync(kvs), kvs, 'after more rewrites than the log holds');
+});
+
+t.test('arrange keeps sequences in their rows; a departure is filled by a newcomer or the last row', async () => {
+  const pool = new KvPool(1 << 30);
+  const [a, b, c, d, e] = [makeKv(pool, 8), makeKv(pool, 9), makeKv(pool, 10), makeKv(pool, 11), makeKv(pool, 12)] as SequenceKv[];
+  if (!a || !b || !c || !d || !e) throw new Error('unreachable');
+  const batch = new GatheredBatch(L, KV, D, 'fp32');
+  batch.sync([a, b, c, d]);
+  // b leaves, e joins: e takes b's row.
+  const members = [a, c, d, e];
+  const order = batch.arrange(members).map((i) => members[i] as SequenceKv);
+  assert.deepEqual(order, [a, e, c, d]);
+  let before = batch.copiedEntries;
+  assertHolds(batch.sync(order), order, 'newcomer in a free row');
+  assert.equal(batch.copiedEntries - before, 12 * L, 'only the newcomer is copied');
+  // a leaves, nobody joins: the last row (d) moves into row 0.
+  const fewer = [e, c, d];
+  const order2 = batch.arrange(fewer).map((i) => fewer[i] as SequenceKv);
+  assert.deepEqual(order2, [d, e, c]);
+  before = batch.copiedEntries;
+  assertHolds(batch.sync(order2), order2, 'last row moved into the hole');
+  assert.equal(batch.copiedEntries - before, 11 * L, 'only the moved row is copied');
+  // Any order stays correct (rows holding another sequence are copied whole).
+  const shuffled = [c, d, e];
+  assertHolds(batch.sync(shuffled), shuffled, 'an order the batch did not propose');
+});
+
+t.test('a row outgrowing the capacity re-lays out the batch; a much shorter batch shrinks it', async () => {
+  const pool = new KvPool(1 << 30);
+  const kvs = [makeKv(pool, 60), makeKv(pool, 5)];
+  const batch = new GatheredBatch(L, KV, D, 'fp32');
+  const first = batch.sync(kvs)[0];
+  assert.equal(first?.capacity, 128, 'one block of headroom');
+  appendN(kvs[0] as SequenceKv, 100);
+  assert.equal(batch.sync(kvs)[0]?.capacity, 256, '160 entries: 192 plus one block');
+  appendN(kvs[0] as SequenceKv, 200);
+  assert.equal(batch.sync(kvs)[0]?.capacity, 448, '360 entries: 384 plus one block');
+  assertHolds(batch.sync(kvs), kvs, 'after growing');
+  const short = [kvs[1] as SequenceKv, makeKv(pool, 2)];
+  // 448 is more than 3 blocks beyond the 64 that 5 entries need.
+  assert.equal(batch.sync(short)[0]?.capacity, 128);
+  assertHolds(batch.sync(short), short, 'after shrinking');
+});
+
+t.test('float16 caches are gathered in float16', async () => {
+  const pool = new KvPool(1 << 30);
+  const kvs = [makeKv(pool, 7, 'fp16'), makeKv(pool, 3, 'fp16')];
+  const batch = new GatheredBatch(L, KV, D, 'fp16');
+  const g = batch.sync(kvs);
+  assert.ok(g[0]?.keys instanceof Uint16Array);
+  for (const kv of kvs) appendN(kv, 1);
+  assertHolds(batch.sync(kvs), kvs, 'fp16 after a step');
+});
