@@ -314,5 +314,4 @@ export class StepInputBuilder {
     const zeros = allocKv(this.kvDtype, batch * this.numKvHeads * this.headDim);
     return { keys: zeros, values: zeros, capacity: 1, bias: new Float32Array(batch).fill(BLOCKED), biasHeads: 1, biasRows: 1 };
   }
-
 }

@@ -11,6 +11,7 @@ import { createLocalEngine, DEFAULT_PREFILL_CHUNK } from '../../src/engine/local
 import { DEFAULT_SAMPLING } from '../../src/engine/types.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { decodeStep, openTestModel } from '../helpers/session.js';
+import { batchGatherBench, type BatchGatherPoint } from './batch-gather-bench.js';
 import { distribution, median, type Distribution } from './stats.js';
 
 /** One prefill length: the median of its passes. */
@@ -39,6 +40,8 @@ export interface EngineBenchResult {
   readonly servedInterTokenMs: Distribution;
   readonly servedTokensPerSecond: number;
   readonly overheadPerTokenMs: number;
+  /** Batched decode at a few hundred positions: the gathered past kept across steps against gathered afresh. */
+  readonly batchGather: BatchGatherPoint;
 }
 
 async function main(): Promise<void> {
@@ -125,6 +128,8 @@ async function main(): Promise<void> {
     b8.push(performance.now() - t0);
   }
   for (const k of kvs) k.release();
+  // batch-32 decode at 350 positions (the serving bench's 256-token prompts partway through 128 out)
+  const batchGather = await batchGatherBench(m, 32, 350, Math.max(9, Math.ceil(steps / 4)));
   const weightBytes = m.weightBytes;
   await m.close();
 
@@ -168,6 +173,7 @@ async function main(): Promise<void> {
     servedInterTokenMs: servedItl,
     servedTokensPerSecond: (count * 1000) / servedMs,
     overheadPerTokenMs: servedItl.p50 - decodeMed,
+    batchGather,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }

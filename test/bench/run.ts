@@ -419,6 +419,10 @@ async function main(): Promise<void> {
     int8 && w8a8
       ? `w8a8 / int8: prefill ${w8a8.prefills.map((p, i) => `${f(p.tokensPerSecond / (int8.prefills[i]?.tokensPerSecond ?? NaN), 2)}x at ${p.tokens}`).join(', ')}, decode ${f(w8a8.decodeTokensPerSecond / int8.decodeTokensPerSecond, 2)}x (w8a8: int8 weights per channel, int8 activations per token, integer GEMM). `
       : '',
+    ...engine.map((r) => {
+      const g = r.batchGather;
+      return `${r.dtype} batch-${g.batch} decode at ${g.context} positions: ${f(g.keptMs)} ms per step with the decode group's gathered past kept across steps, ${f(g.freshMs)} ms gathering every row afresh (${f(g.freshMs / g.keptMs, 2)}x; building the inputs ${f(g.keptInputsMs, 1)} against ${f(g.freshInputsMs, 1)} ms; same process, taking turns). `;
+    }),
     `Each weight dtype runs in its own process, one after the other: these ratios are between processes of the same run.`,
     `Overhead per token = served inter-token p50 (worker, scheduler, sampling, detokenization, messaging) minus the in-process forward p50.`,
     ``,

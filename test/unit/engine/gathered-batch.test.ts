@@ -31,7 +31,13 @@ function makeKv(pool: KvPool, entries: number, dtype: KvDtype = 'fp32', reserve 
 function appendN(kv: SequenceKv, n: number): void {
   const p = present(n);
   const start = kv.nextPosition;
-  kv.append(p, p, 0, n, Array.from({ length: n }, (_, i) => start + i));
+  kv.append(
+    p,
+    p,
+    0,
+    n,
+    Array.from({ length: n }, (_, i) => start + i),
+  );
 }
 
 /** Every row's live entries in the gathered layers equal its sequence's cache. */

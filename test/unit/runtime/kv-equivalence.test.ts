@@ -48,14 +48,21 @@ t.test('batched decode of sequences with different lengths equals single-sequenc
       readonly batched: SequenceKv;
       readonly token: number;
     }
-    const join = async (prompt: readonly number[], token: number): Promise<Member> => ({ single: (await m.prefill(prompt)).kv, batched: (await m.prefill(prompt)).kv, token });
+    const join = async (prompt: readonly number[], token: number): Promise<Member> => ({
+      single: (await m.prefill(prompt)).kv,
+      batched: (await m.prefill(prompt)).kv,
+      token,
+    });
     let members: Member[] = [await join(PROMPT.slice(0, 3), 300), await join(PROMPT.slice(0, 11), 301), await join(PROMPT, 302)];
     for (let step = 0; step < 7; step++) {
       // Step 2: the middle sequence leaves and a new one joins; step 4: the first leaves.
       if (step === 2) members = [members[0], members[2], await join(PROMPT.slice(0, 7), 303)].filter((x): x is Member => x !== undefined);
       if (step === 4) members = members.slice(1);
       // The group's gathered past keeps rows in place (what the engine does); any order must give the same logits.
-      const order = m.inputs.decodeOrder('group', members.map((x) => x.batched));
+      const order = m.inputs.decodeOrder(
+        'group',
+        members.map((x) => x.batched),
+      );
       const rows = order.map((i) => members[i] as Member);
       const positions = rows.map((x) => x.batched.nextPosition);
       const out = await m.session.run(
