@@ -15,6 +15,12 @@ import { maxAbsDiff, openTestModel } from '../../helpers/session.js';
 const skip = missingShared('models', 'stories260K');
 const PROMPT = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 13, 441, 416, 411];
 
+function argmax(a: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if ((a[i] ?? -Infinity) > (a[best] ?? -Infinity)) best = i;
+  return best;
+}
+
 t.test('plain, statistics and Quest views of one session equal the plain-only graph', { skip: skip ?? false }, async () => {
   const served = await openTestModel(STORIES_DIR);
   const plainOnly = await openTestModel(STORIES_DIR, 'fp32', false, { variants: 'plain' });
@@ -31,12 +37,17 @@ t.test('plain, statistics and Quest views of one session equal the plain-only gr
     const step = (extra: Partial<DecoderStepInputs> = {}): DecoderStepInputs => ({ ...served.inputs.decode([a.kv], [300], [PROMPT.length], 4), ...extra });
     const plain = await served.session.run(step());
     const alone = await plainOnly.session.run(plainOnly.inputs.decode([b.kv], [300], [PROMPT.length]));
-    assert.equal(maxAbsDiff(plain.logits, alone.logits), 0);
-    for (let l = 0; l < spec.numLayers; l++) assert.equal(maxAbsDiff(plain.presentKeys[l] ?? [], alone.presentKeys[l] ?? []), 0);
+    // The served graph decodes through the lean core (its value product as one-row products), the
+    // plain-only graph through the general core: the same arithmetic up to float rounding.
+    const rounding = 1e-5 * Math.max(...alone.logits.map(Math.abs));
+    assert.ok(maxAbsDiff(plain.logits, alone.logits) <= rounding, `decode logits differ by ${maxAbsDiff(plain.logits, alone.logits)}`);
+    assert.equal(argmax(plain.logits), argmax(alone.logits));
+    for (let l = 0; l < spec.numLayers; l++) assert.ok(maxAbsDiff(plain.presentKeys[l] ?? [], alone.presentKeys[l] ?? []) <= 1e-5, `layer ${l} keys`);
     assert.equal(plain.attnSum, null, 'the plain view fetches no statistics');
 
     const stats = await served.session.variant('stats').run(step());
-    assert.equal(maxAbsDiff(stats.logits, plain.logits), 0, 'the statistics core attends exactly as the plain one');
+    assert.equal(maxAbsDiff(stats.logits, alone.logits), 0, 'the statistics core attends exactly as the general one');
+    assert.ok(maxAbsDiff(stats.logits, plain.logits) <= rounding, 'and as the lean one to float rounding');
     const capacity = step().layers[0]?.capacity ?? 0;
     const sums = stats.attnSum?.[0];
     assert.ok(sums !== undefined && sums.length === spec.numKvHeads * (capacity + 1), `attn_sum_0 has ${sums?.length} values`);
