@@ -42,7 +42,10 @@ function request(id: string, prompt: readonly number[], servingPolicy: Policy | 
   return greedyRequest(id, prompt, maxTokens, servingPolicy, { captureLogprobs: true });
 }
 
-t.test('every eviction method with keep-everything parameters reproduces the full model (1e-5)', { skip: skip ?? false }, async (t) => {
+/** Log-probability agreement between graph cores that differ only in float rounding (the decode core's products). */
+const ROUNDING = 1e-4;
+
+t.test('every eviction method with keep-everything parameters reproduces the full model (1e-4)', { skip: skip ?? false }, async (t) => {
   const c = await openTestCore(STORIES_DIR, { prefillChunk: 32 });
   try {
     const prompt = storyTokens(80);
@@ -55,7 +58,9 @@ t.test('every eviction method with keep-everything parameters reproduces the ful
       let diff = 0;
       done.capturedLogprobs.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - (full.capturedLogprobs?.[i] ?? NaN)))));
       t.comment(`${method}: max |log p - log p_full| = ${diff.toExponential(2)}`);
-      assert.ok(diff <= 1e-5, `${method}: ${diff}`);
+      // Float rounding only: full decodes through the lean core (its value product as one-row
+      // products), the statistics variant through the general core (one G-row product).
+      assert.ok(diff <= ROUNDING, `${method}: ${diff}`);
       assert.equal(done.policy.compressionRatio, 1, method);
     }
     assert.equal(c.core.stats().kvBytesUsed, 0);
@@ -146,13 +151,13 @@ t.test('Quest and sink-window: keep-everything equals the full model; real budge
     assert.ok(qa?.type === 'done');
     const qaDiff = compare('quest-all', qa.capturedLogprobs);
     t.comment(`quest at budget 1: max |diff| ${qaDiff.toExponential(2)}`);
-    assert.ok(qaDiff <= 1e-5);
+    assert.ok(qaDiff <= ROUNDING);
     const swAll = policy('name: sw-all\nkind: sparse-attention\nmethod: sink-window\nparams: {sinkTokens: 4, windowTokens: 4096}\n');
     const sa = (await c.generate(request('sw-all', prompt, swAll, 20))).at(-1);
     assert.ok(sa?.type === 'done');
     const saDiff = compare('sink-window-all', sa.capturedLogprobs);
     t.comment(`sink-window covering the prompt: max |diff| ${saDiff.toExponential(2)}`);
-    assert.ok(saDiff <= 1e-5);
+    assert.ok(saDiff <= ROUNDING);
 
     const quest = policy('name: quest-25\nkind: sparse-attention\nmethod: quest\nparams: {pageSize: 16, budget: 0.25, denseLayers: 1}\n');
     const q = (await c.generate(request('quest-25', prompt, quest, 20))).at(-1);
