@@ -79,6 +79,8 @@ export interface CoreStats {
   readonly forwardMs: number;
   readonly stepMs: number;
   readonly decodeTokens: number;
+  /** KV entries (counted once per layer) copied into decode groups' gathered pasts since start: batched decode's copying. */
+  readonly gatheredKvEntries: number;
   /** The model runner's own counters (MoE expert cache and loads). */
   readonly runner: Readonly<Record<string, number>>;
   /** Forward passes run on each graph variant since start. */
@@ -188,6 +190,7 @@ export class EngineCore {
       forwardMs: this.runners.forwardMs + this.executor.hookMs,
       stepMs: this.stepMs,
       decodeTokens: this.executor.decodeTokens,
+      gatheredKvEntries: this.executor.gatheredKvEntries,
       runner: this.runners.plain.stats(),
       passes: { ...this.runners.passes },
       prefixCacheBytes: this.prefix?.bytes ?? 0,

@@ -37,6 +37,11 @@ export class StepExecutor {
 
   constructor(private readonly d: ExecutorDeps) {}
 
+  /** KV entries (per layer) copied into decode groups' gathered pasts so far. */
+  get gatheredKvEntries(): number {
+    return this.d.inputs.gatheredEntries;
+  }
+
   /** One decode step for a group of sequences sharing a variant and batch key. Throws when the pass fails. */
   async decodeGroup(variant: GraphVariant, key: string, members: readonly Sequence[]): Promise<void> {
     // Rows in the order the group's gathered past already holds them: a step copies only what changed.
