@@ -31,7 +31,10 @@ t.test('a batch whose members join and leave generates what each does alone, cop
   try {
     for (let i = 0; i < 4; i++) {
       const events = await solo.generate(request(i));
-      alone.set(`r${i}`, events.flatMap((e) => (e.type === 'token' ? [e.tokenId] : [])));
+      alone.set(
+        `r${i}`,
+        events.flatMap((e) => (e.type === 'token' ? [e.tokenId] : [])),
+      );
     }
   } finally {
     await solo.close();
@@ -71,7 +74,9 @@ t.test('a batch whose members join and leave generates what each does alone, cop
       wholeCopies += r.promptTokens.length + r.sampling.maxTokens;
     }
     const bound = L * (stats.decodeTokens + 2 * wholeCopies);
-    t.comment(`gathered ${stats.gatheredKvEntries} entry-layers over ${stats.decodeTokens} decode tokens (bound ${bound}; ${batchedRowSteps} batched row-steps)`);
+    t.comment(
+      `gathered ${stats.gatheredKvEntries} entry-layers over ${stats.decodeTokens} decode tokens (bound ${bound}; ${batchedRowSteps} batched row-steps)`,
+    );
     assert.ok(stats.gatheredKvEntries > 0, 'batched steps ran');
     assert.ok(stats.gatheredKvEntries <= bound, `copied ${stats.gatheredKvEntries} entry-layers, more than ${bound}`);
     // Gathering afresh copies each decoding row whole every batched step: at least 24 entries per row-step here.
