@@ -71,6 +71,15 @@ function assertHolds(gathered: readonly (GatheredLayer | null)[], kvs: readonly 
   }
 }
 
+/** Caches of the given lengths in a fresh pool, and a batch that has already copied them whole. */
+function syncedBatch(lengths: readonly number[]): { kvs: SequenceKv[]; batch: GatheredBatch } {
+  const pool = new KvPool(1 << 30);
+  const kvs = lengths.map((n) => makeKv(pool, n));
+  const batch = new GatheredBatch(L, KV, D, 'fp32');
+  batch.sync(kvs);
+  return { kvs, batch };
+}
+
 t.test('steady decode steps copy only the appended entries', async () => {
   const pool = new KvPool(1 << 30);
   const kvs = [makeKv(pool, 10), makeKv(pool, 30), makeKv(pool, 3)];
@@ -86,10 +95,7 @@ t.test('steady decode steps copy only the appended entries', async () => {
 });
 
 t.test('an eviction is copied from the first entry it moved; a shortened row keeps taking appends', async () => {
-  const pool = new KvPool(1 << 30);
-  const kvs = [makeKv(pool, 20), makeKv(pool, 40)];
-  const batch = new GatheredBatch(L, KV, D, 'fp32');
-  batch.sync(kvs);
+  const { kvs, batch } = syncedBatch([20, 40]);
   const kv = kvs[1] as SequenceKv;
   // Keep entries 0..9 and 30..39 of layer 1 (StreamingLLM-like: sinks and a window).
   const keep = Int32Array.from([...Array.from({ length: 10 }, (_, i) => i), ...Array.from({ length: 10 }, (_, i) => 30 + i)]);
@@ -102,10 +108,7 @@ t.test('an eviction is copied from the first entry it moved; a shortened row kee
 });
 
 t.test('in-place rewrites are copied when marked, and a reader too far behind copies the layer whole', async () => {
-  const pool = new KvPool(1 << 30);
-  const kvs = [makeKv(pool, 16), makeKv(pool, 16)];
-  const batch = new GatheredBatch(L, KV, D, 'fp32');
-  batch.sync(kvs);
+  const { kvs, batch } = syncedBatch([16, 16]);
   const kv = kvs[0] as SequenceKv;
   const keys = kv.keyBuffer(2);
   keys[(1 * kv.capacity(2) + 5) * D] = 1234.5; // head 1, entry 5
