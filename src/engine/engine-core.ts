@@ -81,6 +81,8 @@ export interface CoreStats {
   readonly decodeTokens: number;
   /** KV entries (counted once per layer) copied into decode groups' gathered pasts since start: batched decode's copying. */
   readonly gatheredKvEntries: number;
+  /** Bytes the decode groups' gathered pasts hold now: a copy of batched sequences' KV, outside the KV budget. */
+  readonly gatheredKvBytes: number;
   /** The model runner's own counters (MoE expert cache and loads). */
   readonly runner: Readonly<Record<string, number>>;
   /** Forward passes run on each graph variant since start. */
@@ -191,6 +193,7 @@ export class EngineCore {
       stepMs: this.stepMs,
       decodeTokens: this.executor.decodeTokens,
       gatheredKvEntries: this.executor.gatheredKvEntries,
+      gatheredKvBytes: this.executor.gatheredKvBytes,
       runner: this.runners.plain.stats(),
       passes: { ...this.runners.passes },
       prefixCacheBytes: this.prefix?.bytes ?? 0,
@@ -406,6 +409,7 @@ export class EngineCore {
       await this.guard(batch, () => this.executor.decodeGroup(group.variant, group.key, batch));
     }
     if (decoded) this.costs.observeDecode(performance.now() - t0);
+    this.executor.keepDecodeGroups(plan.decode);
     const hooked = plan.beforePrefill === null ? [] : live([plan.beforePrefill]);
     for (const seq of hooked) await this.guard([seq], () => this.executor.beforePrefill(seq));
     const fresh = live(plan.freshPrefill);

@@ -44,6 +44,8 @@ interface LayerBuffers {
 
 /** C fits while it covers the longest row with at most this many blocks to spare; else it is re-laid out with one. */
 const SPARE_BLOCKS = 3;
+/** A buffer is allocated this much larger than the batch needs, so a batch that gains a row rarely reallocates. */
+const GROWTH = 1.25;
 
 export class GatheredBatch {
   private rows: Row[] = [];
@@ -58,6 +60,13 @@ export class GatheredBatch {
     private readonly dtype: KvDtype,
   ) {
     this.layers = Array.from({ length: numLayers }, () => ({ keys: allocKv(dtype, 0), values: allocKv(dtype, 0), capacity: 0 }));
+  }
+
+  /** Bytes the gathered past holds (keys and values, every layer): a copy of its rows' caches. */
+  get bytes(): number {
+    let n = 0;
+    for (const layer of this.layers) n += layer.keys.byteLength + layer.values.byteLength;
+    return n;
   }
 
   /**
@@ -116,11 +125,14 @@ export class GatheredBatch {
     const fits = longest <= layer.capacity && layer.capacity <= roundToBlock(longest) + SPARE_BLOCKS * KV_BLOCK;
     const C = fits ? layer.capacity : roundToBlock(longest) + KV_BLOCK;
     const need = B * KV * C * D;
-    if (!fits || layer.keys.length < need) {
-      // A new layout (or more rows than the buffer holds): every row is copied whole.
-      if (layer.keys.length < need) {
-        layer.keys = allocKv(this.dtype, Math.ceil(need * 1.25));
-        layer.values = allocKv(this.dtype, Math.ceil(need * 1.25));
+    const size = Math.ceil(need * GROWTH);
+    // A buffer more than twice what the batch needs (rows left, contexts were evicted) is given back.
+    const resize = layer.keys.length < need || layer.keys.length > 2 * size;
+    if (!fits || resize) {
+      // A new layout (or a new buffer): every row is copied whole.
+      if (resize) {
+        layer.keys = allocKv(this.dtype, size);
+        layer.values = allocKv(this.dtype, size);
       }
       layer.capacity = C;
       for (const row of this.rows) row.synced[l] = -1;

@@ -391,6 +391,7 @@ export class LocalEngine implements EngineClient {
       kvBytesUsed: s?.kvBytesUsed ?? 0,
       kvBytesCapacity: s?.kvBytesCapacity ?? 0,
       prefixCacheBytes: s?.prefixCacheBytes ?? 0,
+      kvGatheredBytes: s?.gatheredKvBytes ?? 0,
       runner: s?.runner ?? {},
       ...(this.info?.weightPlan !== undefined ? { weightPlan: this.info.weightPlan } : {}),
     };

@@ -19,6 +19,11 @@ import type { StepInputBuilder } from './step-inputs.js';
 import type { StepUpdate } from './step-update.js';
 import type { VariantRunners } from './variant-runners.js';
 
+/** A decode group's name for its gathered past: its variant and batch key. */
+function groupKey(variant: GraphVariant, key: string): string {
+  return `${variant}\u0000${key}`;
+}
+
 export interface ExecutorDeps {
   readonly runners: VariantRunners;
   readonly inputs: StepInputBuilder;
@@ -42,10 +47,20 @@ export class StepExecutor {
     return this.d.inputs.gatheredEntries;
   }
 
+  /** Bytes of the decode groups' gathered pasts (copies of their sequences' KV). */
+  get gatheredKvBytes(): number {
+    return this.d.inputs.gatheredBytes;
+  }
+
+  /** After a step's decode passes: groups that did not decode (their sequences finished or left) give back their gathered past. */
+  keepDecodeGroups(groups: readonly { readonly variant: GraphVariant; readonly key: string }[]): void {
+    this.d.inputs.keepGroups(new Set(groups.map((g) => groupKey(g.variant, g.key))));
+  }
+
   /** One decode step for a group of sequences sharing a variant and batch key. Throws when the pass fails. */
   async decodeGroup(variant: GraphVariant, key: string, members: readonly Sequence[]): Promise<void> {
     // Rows in the order the group's gathered past already holds them: a step copies only what changed.
-    const group = `${variant}\u0000${key}`;
+    const group = groupKey(variant, key);
     const memberKvs = members.map((s) => {
       if (!s.kv) throw new Error('unreachable: decoding without KV');
       return s.kv;

@@ -128,6 +128,8 @@ export class StepInputBuilder {
     const newBias = new Float32Array(B); // a token always sees itself
     const logitIndex = new BigInt64Array(B);
     const only = kvs[0];
+    // A group down to one sequence reads its cache in place: its gathered copy is dropped.
+    if (B === 1) this.dropBatch(group);
     const layers = B === 1 && only ? this.inPlaceLayers(only, [positions[0] ?? 0]) : this.gatheredLayers(group, kvs, positions);
     return { batch: B, newTokens: 1, logitCount: 1, inputIds, positionIds, newBias, logitIndex, layers, attnWindow };
   }
@@ -283,10 +285,32 @@ export class StepInputBuilder {
     this.batches.set(group, batch);
     for (const key of this.batches.keys()) {
       if (this.batches.size <= MAX_BATCHES) break;
-      this.retiredEntries += this.batches.get(key)?.copiedEntries ?? 0;
-      this.batches.delete(key);
+      this.dropBatch(key);
     }
     return batch;
+  }
+
+  private dropBatch(group: string): void {
+    const batch = this.batches.get(group);
+    if (!batch) return;
+    this.retiredEntries += batch.copiedEntries;
+    this.batches.delete(group);
+  }
+
+  /**
+   * Drops the gathered pasts of groups not in `active` (the decode groups of
+   * the step just run): a group none of whose sequences decodes any more
+   * keeps no copy of their caches.
+   */
+  keepGroups(active: ReadonlySet<string>): void {
+    for (const group of [...this.batches.keys()]) if (!active.has(group)) this.dropBatch(group);
+  }
+
+  /** Bytes the kept gathered pasts hold: copies of decoding sequences' KV, outside the KV budget. */
+  get gatheredBytes(): number {
+    let n = 0;
+    for (const b of this.batches.values()) n += b.bytes;
+    return n;
   }
 
   /**

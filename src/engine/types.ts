@@ -222,6 +222,8 @@ export interface EngineHealth {
   readonly kvBytesCapacity: number;
   /** Bytes the prefix cache holds (inside the KV budget, not in kvBytesUsed); absent: engines without one. */
   readonly prefixCacheBytes?: number;
+  /** Bytes of decode batches' gathered pasts (a copy of batched sequences' KV, outside the KV budget); absent: engines without batches. */
+  readonly kvGatheredBytes?: number;
   /** Model-runner counters (MoE expert cache: hits, misses, bytes loaded, ...); empty for dense models. */
   readonly runner?: Readonly<Record<string, number>>;
   /** The elastic-weights plan, when the engine runs one (weight-elastic policy on a dense model). */

@@ -67,6 +67,7 @@ export const METRIC_NAMES = Object.freeze({
   prefixCacheQueries: 'capserve_prefix_cache_queries_total',
   prefixCacheHitTokens: 'capserve_prefix_cache_hit_tokens_total',
   prefixCacheBytes: 'capserve_prefix_cache_bytes',
+  kvGatheredBytes: 'capserve_kv_gathered_bytes',
 });
 
 /** Why prompt tokens were dropped before prefill. */
@@ -91,6 +92,8 @@ export interface EngineGaugeSource {
     workerRestarts?: number;
     /** Bytes the prefix cache holds (inside the KV budget); absent: no prefix cache. */
     prefixCacheBytes?: number;
+    /** Bytes of decode batches' gathered pasts (outside the KV budget); absent: none. */
+    kvGatheredBytes?: number;
   } | null;
 }
 
@@ -108,6 +111,7 @@ export interface CapserveMetrics {
   readonly requestsWaiting: Gauge<'policy'>;
   readonly kvCacheBytes: Gauge<'policy'>;
   readonly kvCacheCapacityBytes: Gauge<'policy'>;
+  readonly kvGatheredBytes: Gauge<'policy'>;
   readonly kvCacheUsageRatio: Gauge<'policy'>;
   readonly kvTokensRetained: Histogram<'policy'>;
   readonly compressionRatio: Histogram<'policy'>;
@@ -165,6 +169,11 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
   const requestsRunning = engineGauge(METRIC_NAMES.requestsRunning, 'Requests currently being decoded by the engine.', (s) => s.running);
   const requestsWaiting = engineGauge(METRIC_NAMES.requestsWaiting, 'Requests queued, waiting for admission.', (s) => s.waiting);
   const kvCacheBytes = engineGauge(METRIC_NAMES.kvCacheBytes, 'KV cache bytes in use.', (s) => s.kvBytesUsed);
+  const kvGatheredBytes = engineGauge(
+    METRIC_NAMES.kvGatheredBytes,
+    "Bytes of decode batches' gathered past: a copy of the batched sequences' KV that the graph reads as one tensor, outside the KV budget (C axis).",
+    (s) => s.kvGatheredBytes ?? 0,
+  );
   const kvCacheCapacityBytes = engineGauge(METRIC_NAMES.kvCacheCapacityBytes, 'KV cache budget in bytes.', (s) => s.kvBytesCapacity);
   const kvCacheUsageRatio = engineGauge(METRIC_NAMES.kvCacheUsageRatio, 'KV cache bytes in use over the budget (0 to 1).', (s) =>
     s.kvBytesCapacity > 0 ? s.kvBytesUsed / s.kvBytesCapacity : 0,
@@ -295,6 +304,7 @@ export function createMetrics(source: EngineGaugeSource): CapserveMetrics {
     requestsWaiting,
     kvCacheBytes,
     kvCacheCapacityBytes,
+    kvGatheredBytes,
     kvCacheUsageRatio,
     kvTokensRetained: new Histogram({
       name: METRIC_NAMES.kvTokensRetained,

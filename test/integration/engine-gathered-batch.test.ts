@@ -53,11 +53,13 @@ t.test('a batch whose members join and leave generates what each does alone, cop
     const done = new Set<string>();
     // Row-steps of batched decode (two or more sequences decoding): gathering afresh copies each row whole.
     let batchedRowSteps = 0;
+    let peakGatheredBytes = 0;
     for (let step = 0; step < 200 && (step < 10 || c.core.hasWork()); step++) {
       for (const i of joins.get(step) ?? []) c.core.submit(request(i));
       const decoding = [...got.keys()].filter((id) => !done.has(id)).length;
       if (decoding >= 2) batchedRowSteps += decoding;
       await c.core.step();
+      peakGatheredBytes = Math.max(peakGatheredBytes, c.core.stats().gatheredKvBytes);
       for (const o of c.core.drain()) {
         assert.ok(!('error' in o), JSON.stringify(o));
         if ('event' in o && o.event.type === 'token') got.set(o.id, [...(got.get(o.id) ?? []), o.event.tokenId]);
@@ -81,6 +83,8 @@ t.test('a batch whose members join and leave generates what each does alone, cop
     assert.ok(stats.gatheredKvEntries <= bound, `copied ${stats.gatheredKvEntries} entry-layers, more than ${bound}`);
     // Gathering afresh copies each decoding row whole every batched step: at least 24 entries per row-step here.
     assert.ok(stats.gatheredKvEntries * 3 < L * 24 * batchedRowSteps, 'far less than gathering every row every step');
+    assert.ok(peakGatheredBytes > 0, 'the batch held a gathered copy while it decoded');
+    assert.equal(stats.gatheredKvBytes, 0, 'no gathered copy outlives the batch');
   } finally {
     await c.close();
   }

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import t from 'tap';
 import { GatheredBatch, type GatheredLayer } from '../../../src/engine/gathered-batch.js';
+import { StepInputBuilder } from '../../../src/engine/step-inputs.js';
 import { kvAsFloat, type KvDtype } from '../../../src/kv/kv-dtype.js';
 import { KvPool } from '../../../src/kv/kv-pool.js';
 import { SequenceKv } from '../../../src/kv/sequence-kv.js';
@@ -163,6 +164,46 @@ t.test('a row outgrowing the capacity re-lays out the batch; a much shorter batc
   // 448 is more than 3 blocks beyond the 64 that 5 entries need.
   assert.equal(batch.sync(short)[0]?.capacity, 128);
   assertHolds(batch.sync(short), short, 'after shrinking');
+  // The buffers shrink with the layout: 2 rows x 128 entries (and a quarter of headroom), not the 448 they held.
+  const need = 2 * KV * 128 * D * 4 * 2 * L;
+  assert.ok(batch.bytes <= need * 1.25 + 1, `${batch.bytes} bytes held for ${need} needed`);
+});
+
+t.test('a batch that loses most of its rows gives its buffers back; a group that stops decoding keeps no copy', async () => {
+  const pool = new KvPool(1 << 30);
+  const kvs = Array.from({ length: 8 }, (_, i) => makeKv(pool, 100 + i));
+  const batch = new GatheredBatch(L, KV, D, 'fp32');
+  batch.sync(kvs);
+  const eight = batch.bytes;
+  const two = kvs.slice(0, 2);
+  assertHolds(batch.sync(two), two, 'two rows left');
+  assert.ok(batch.bytes * 3 < eight, `two rows hold ${batch.bytes} bytes, eight held ${eight}`);
+  for (const kv of two) appendN(kv, 1);
+  assertHolds(batch.sync(two), two, 'a step after the shrink');
+
+  const inputs = new StepInputBuilder(L, KV, D, { slidingWindow: null });
+  const step = (group: string, members: readonly SequenceKv[]): void => {
+    inputs.decode(
+      members,
+      members.map(() => 1),
+      members.map((kv) => kv.nextPosition),
+      null,
+      group,
+    );
+  };
+  step('a', kvs.slice(0, 4));
+  step('b', kvs.slice(4));
+  assert.ok(inputs.gatheredBytes > 0);
+  inputs.keepGroups(new Set(['b']));
+  const onlyB = inputs.gatheredBytes;
+  assert.ok(onlyB > 0 && onlyB < eight, 'group a gave its copy back');
+  step('b', kvs.slice(4, 5));
+  assert.equal(inputs.gatheredBytes, 0, 'one sequence left: it decodes in place, and the copy is dropped');
+  const copied = inputs.gatheredEntries;
+  step('b', kvs.slice(4, 6));
+  assert.ok(inputs.gatheredEntries > copied, 'a group that grows again gathers afresh');
+  inputs.keepGroups(new Set());
+  assert.equal(inputs.gatheredBytes, 0);
 });
 
 t.test('float16 caches are gathered in float16', async () => {

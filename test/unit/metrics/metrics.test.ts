@@ -136,7 +136,13 @@ t.test('SequenceTimer: TTFT from arrival, inter-token gaps, outcome recorded onc
 });
 
 t.test('engine gauges are read from the source at scrape time', async () => {
-  let state = { running: 2, waiting: 3, kvBytesUsed: 250, kvBytesCapacity: 1000 };
+  let state: { running: number; waiting: number; kvBytesUsed: number; kvBytesCapacity: number; kvGatheredBytes?: number } = {
+    running: 2,
+    waiting: 3,
+    kvBytesUsed: 250,
+    kvBytesCapacity: 1000,
+    kvGatheredBytes: 96,
+  };
   const metrics = createMetrics({ policy: 'full', snapshot: () => state });
   let text = await metrics.registry.metrics();
   assert.match(text, /capserve_num_requests_running\{policy="full"\} 2/);
@@ -144,10 +150,12 @@ t.test('engine gauges are read from the source at scrape time', async () => {
   assert.match(text, /capserve_kv_cache_bytes\{policy="full"\} 250/);
   assert.match(text, /capserve_kv_cache_capacity_bytes\{policy="full"\} 1000/);
   assert.match(text, /capserve_kv_cache_usage_ratio\{policy="full"\} 0\.25/);
+  assert.match(text, /capserve_kv_gathered_bytes\{policy="full"\} 96/);
   state = { running: 0, waiting: 0, kvBytesUsed: 0, kvBytesCapacity: 0 };
   text = await metrics.registry.metrics();
   assert.match(text, /capserve_num_requests_running\{policy="full"\} 0/);
   assert.match(text, /capserve_kv_cache_usage_ratio\{policy="full"\} 0/);
+  assert.match(text, /capserve_kv_gathered_bytes\{policy="full"\} 0/, 'absent: 0');
 });
 
 t.test("worker restarts: a counter at 0 from the start that follows the engine's running total", async () => {
