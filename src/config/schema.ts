@@ -94,7 +94,7 @@ const EngineSection = Type.Object(
       minimum: 0,
       default: 64,
       description:
-        'Tokens one engine step runs while requests decode: their decode tokens plus bounded prefill chunks (chunked-prefill scheduling). 0: a whole prefillChunk per step.',
+        'Tokens one engine step runs while requests decode: their decode tokens plus bounded prefill chunks (chunked-prefill scheduling); the prefill share is raised to 1.5x the prompt tokens the decoding streams bring (the measured prompt-to-output ratio), so prompts keep pace. 0: a whole prefillChunk per step.',
     }),
     stepTargetMs: Type.Number({
       minimum: 0,

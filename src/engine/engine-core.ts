@@ -36,6 +36,7 @@ import type { GrammarAutomaton } from './grammar/automaton.js';
 import type { Grammar } from './grammar/grammar.js';
 import { TokenTrie } from './grammar/token-trie.js';
 import { Scheduler, type SchedulerSeq, type StepPlan } from './scheduler.js';
+import { WorkloadMix } from './workload-mix.js';
 import { Sequence } from './sequence.js';
 import { StepExecutor } from './step-executor.js';
 import { StepInputBuilder } from './step-inputs.js';
@@ -123,6 +124,7 @@ export class EngineCore {
   private steps = 0;
   private stepMs = 0;
   private readonly costs = new PassCostModel();
+  private readonly mix = new WorkloadMix();
   /** Sequences whose prompt was prefilled this step: their blocks go into the prefix cache at the next maintain(). */
   private readonly prefilled: Sequence[] = [];
   /** Finished sequences whose blocks go into the prefix cache at the next maintain(). */
@@ -360,6 +362,7 @@ export class EngineCore {
       // Cached prefix blocks are reclaimable: they make way for any admission.
       kvFreeBytes: this.pool.budgetBytes - this.pool.reservedBytes + (this.prefix?.bytes ?? 0),
       costs: this.costs.costs(),
+      promptRatio: this.mix.ratio() ?? this.requestedRatio(),
     });
     this.applyQueueChanges(plan);
     await this.execute(plan);
@@ -439,8 +442,27 @@ export class EngineCore {
     }
   }
 
+  /**
+   * Until a request has finished, the workload's pace as the live requests
+   * state it: their prompt tokens per token they may generate (max_tokens, an
+   * upper bound, so this errs on the side of less prefill).
+   */
+  private requestedRatio(): number | null {
+    let prompt = 0;
+    let generated = 0;
+    for (const list of [this.waiting, this.running]) {
+      for (const s of list) {
+        if (s.scoring !== null) continue;
+        prompt += s.prompt.length;
+        generated += s.request.sampling.maxTokens;
+      }
+    }
+    return generated > 0 ? prompt / generated : null;
+  }
+
   private remove(seq: Sequence): void {
     this.byId.delete(seq.id);
+    if (seq.scoring === null) this.mix.observe(seq.prompt.length - (seq.prefixCache?.cachedTokens ?? 0), seq.generated);
     for (const list of [this.waiting, this.running]) {
       const i = list.indexOf(seq);
       if (i >= 0) list.splice(i, 1);

@@ -4,7 +4,7 @@
  * prefilled again, cached blocks live in the KV budget and give way to an
  * admission, eviction policies bypass the cache and say so, and under a
  * budget every decoding sequence advances every step while a long prompt
- * prefills in bounded chunks.
+ * prefills in bounded chunks, raised to keep pace with the workload's mix.
  */
 import t from 'tap';
 import assert from 'node:assert/strict';
@@ -154,4 +154,43 @@ t.test('under a budget, every decoding sequence advances each step while a long 
   assert.deepEqual(prefill.slice(0, 8), [12, 12, 12, 12, 12, 12, 12, 12]);
   await r.run();
   assert.equal(tokens(r.events('long')).length, 2);
+});
+
+t.test('under a budget, prefill keeps pace with the workload: long prompts against short answers get more than the budget leaves', async () => {
+  const chunks = async (promptLength: number, answer: number): Promise<number[]> => {
+    const r = rig({ maxTokensPerStep: 16, prefix: false });
+    const ids = ['d0', 'd1', 'd2', 'd3', 'd4', 'd5'];
+    for (const [i, id] of ids.entries()) {
+      r.core.submit(
+        request(
+          id,
+          Array.from({ length: promptLength }, (_, k) => 2 + ((i + k) % 50)),
+          answer,
+        ),
+      );
+    }
+    // Until all six decode.
+    for (let step = 0; step < 200 && ids.some((id) => tokens(r.events(id)).length === 0); step++) await r.run(1);
+    const before = r.runners.plain.passes.length;
+    r.core.submit(
+      request(
+        'long',
+        Array.from({ length: 200 }, (_, i) => 10 + (i % 50)),
+        2,
+      ),
+    );
+    await r.run(3);
+    assert.deepEqual(r.errors(), []);
+    return r.runners.plain.passes
+      .slice(before)
+      .filter((p) => p.batch === 1 && p.newTokens > 1)
+      .map((p) => p.newTokens);
+  };
+  // No request has finished, so the pace is the live requests' own: prompt tokens per max_tokens.
+  // 4-token prompts, 300-token answers: (6 x 4 + 200) / (6 x 300 + 2) per answer token asks 2 tokens per step; the budget's 16 - 6 = 10 stands.
+  assert.deepEqual(await chunks(4, 300), [10, 10, 10]);
+  // 40-token prompts, 100-token answers: (6 x 40 + 200) / (6 x 100 + 2) = 0.73 prompt tokens per answer token, x 1.5 x 6 streams = 7: the budget stands.
+  assert.deepEqual(await chunks(40, 100), [10, 10, 10]);
+  // 120-token prompts, 100-token answers: (6 x 120 + 200) / (6 x 100 + 2) = 1.53, x 1.5 x 6 streams = 14 per step.
+  assert.deepEqual(await chunks(120, 100), [14, 14, 14]);
 });
