@@ -362,7 +362,7 @@ export class EngineCore {
       // Cached prefix blocks are reclaimable: they make way for any admission.
       kvFreeBytes: this.pool.budgetBytes - this.pool.reservedBytes + (this.prefix?.bytes ?? 0),
       costs: this.costs.costs(),
-      promptRatio: this.mix.ratio() ?? this.requestedRatio(),
+      promptRatio: this.mix.ratio(),
     });
     this.applyQueueChanges(plan);
     await this.execute(plan);
@@ -440,24 +440,6 @@ export class EngineCore {
     } catch (err) {
       for (const s of batch) if (s.state !== 'finished') this.update.finishWithError(s, err);
     }
-  }
-
-  /**
-   * Until a request has finished, the workload's pace as the live requests
-   * state it: their prompt tokens per token they may generate (max_tokens, an
-   * upper bound, so this errs on the side of less prefill).
-   */
-  private requestedRatio(): number | null {
-    let prompt = 0;
-    let generated = 0;
-    for (const list of [this.waiting, this.running]) {
-      for (const s of list) {
-        if (s.scoring !== null) continue;
-        prompt += s.prompt.length;
-        generated += s.request.sampling.maxTokens;
-      }
-    }
-    return generated > 0 ? prompt / generated : null;
   }
 
   private remove(seq: Sequence): void {

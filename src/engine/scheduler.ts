@@ -18,8 +18,8 @@
  *
  * Either allowance is raised to keep prefill in pace with the workload: in a
  * steady state each decoded token brings the workload's prompt-to-output
- * ratio in new prompt tokens (WorkloadMix measures it), so a step runs at
- * least 1.5x that for its decode tokens. Without it a budget that is small
+ * ratio in new prompt tokens (WorkloadMix measures it over finished
+ * requests), so a step runs at least 1.5x that for its decode tokens. Without it a budget that is small
  * next to many decoding streams (64 tokens against 32 streams of 256-token
  * prompts and 128-token answers) throttles prefill below the arrivals: the
  * prompt queue grows until fewer streams decode, and time to first token

@@ -157,28 +157,17 @@ t.test('under a budget, every decoding sequence advances each step while a long 
 });
 
 t.test('under a budget, prefill keeps pace with the workload: long prompts against short answers get more than the budget leaves', async () => {
-  const chunks = async (promptLength: number, answer: number): Promise<number[]> => {
+  const prompt = (n: number, seed: number): number[] => Array.from({ length: n }, (_, k) => 2 + ((seed + k) % 50));
+  const chunks = async (pastPrompt: number, pastAnswer: number): Promise<number[]> => {
     const r = rig({ maxTokensPerStep: 16, prefix: false });
+    // Finished requests set the measured mix: pastPrompt prompt tokens per pastAnswer generated.
+    for (let i = 0; i < 4; i++) r.core.submit(request(`past${i}`, prompt(pastPrompt, i), pastAnswer));
+    await r.run();
     const ids = ['d0', 'd1', 'd2', 'd3', 'd4', 'd5'];
-    for (const [i, id] of ids.entries()) {
-      r.core.submit(
-        request(
-          id,
-          Array.from({ length: promptLength }, (_, k) => 2 + ((i + k) % 50)),
-          answer,
-        ),
-      );
-    }
-    // Until all six decode.
+    for (const [i, id] of ids.entries()) r.core.submit(request(id, prompt(4, i), 100));
     for (let step = 0; step < 200 && ids.some((id) => tokens(r.events(id)).length === 0); step++) await r.run(1);
     const before = r.runners.plain.passes.length;
-    r.core.submit(
-      request(
-        'long',
-        Array.from({ length: 200 }, (_, i) => 10 + (i % 50)),
-        2,
-      ),
-    );
+    r.core.submit(request('long', prompt(200, 7), 2));
     await r.run(3);
     assert.deepEqual(r.errors(), []);
     return r.runners.plain.passes
@@ -186,11 +175,8 @@ t.test('under a budget, prefill keeps pace with the workload: long prompts again
       .filter((p) => p.batch === 1 && p.newTokens > 1)
       .map((p) => p.newTokens);
   };
-  // No request has finished, so the pace is the live requests' own: prompt tokens per max_tokens.
-  // 4-token prompts, 300-token answers: (6 x 4 + 200) / (6 x 300 + 2) per answer token asks 2 tokens per step; the budget's 16 - 6 = 10 stands.
-  assert.deepEqual(await chunks(4, 300), [10, 10, 10]);
-  // 40-token prompts, 100-token answers: (6 x 40 + 200) / (6 x 100 + 2) = 0.73 prompt tokens per answer token, x 1.5 x 6 streams = 7: the budget stands.
-  assert.deepEqual(await chunks(40, 100), [10, 10, 10]);
-  // 120-token prompts, 100-token answers: (6 x 120 + 200) / (6 x 100 + 2) = 1.53, x 1.5 x 6 streams = 14 per step.
-  assert.deepEqual(await chunks(120, 100), [14, 14, 14]);
+  // 4-token prompts for 40-token answers: 0.1 x 1.5 x 6 streams asks 1 token per step; the budget's 16 - 6 = 10 stands.
+  assert.deepEqual(await chunks(4, 40), [10, 10, 10]);
+  // 60-token prompts for 10-token answers: 6 prompt tokens per answer token, x 1.5 x 6 streams = 54 per step.
+  assert.deepEqual(await chunks(60, 10), [54, 54, 54]);
 });
