@@ -166,6 +166,7 @@ export class EngineCore {
         spec.headDim,
         { slidingWindow: spec.slidingWindow, layerWindows: spec.layerWindows },
         this.kvShape.dtype,
+        options.maxConcurrent,
       ),
       spec,
       tokenizer,

@@ -54,6 +54,8 @@ export class StepInputBuilder {
     private readonly rule: MaskRule,
     /** The KV caches' storage dtype: gathered and empty pasts are built in it. */
     private readonly kvDtype: KvDtype = 'fp32',
+    /** The most sequences a decode group can hold (the engine's concurrency): bounds a gathered past's spare rows. */
+    private readonly maxRows = Infinity,
   ) {}
 
   /**
@@ -281,7 +283,7 @@ export class StepInputBuilder {
   private batchOf(group: string): GatheredBatch {
     let batch = this.batches.get(group);
     if (batch) this.batches.delete(group);
-    else batch = new GatheredBatch(this.numLayers, this.numKvHeads, this.headDim, this.kvDtype);
+    else batch = new GatheredBatch(this.numLayers, this.numKvHeads, this.headDim, this.kvDtype, this.maxRows);
     this.batches.set(group, batch);
     for (const key of this.batches.keys()) {
       if (this.batches.size <= MAX_BATCHES) break;

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import t from 'tap';
-import { GatheredBatch, type GatheredLayer } from '../../../src/engine/gathered-batch.js';
+import { GatheredBatch, rowsFor, type GatheredLayer } from '../../../src/engine/gathered-batch.js';
 import { StepInputBuilder } from '../../../src/engine/step-inputs.js';
 import { kvAsFloat, type KvDtype } from '../../../src/kv/kv-dtype.js';
 import { KvPool } from '../../../src/kv/kv-pool.js';
@@ -164,9 +164,61 @@ t.test('a row outgrowing the capacity re-lays out the batch; a much shorter batc
   // 448 is more than 3 blocks beyond the 64 that 5 entries need.
   assert.equal(batch.sync(short)[0]?.capacity, 128);
   assertHolds(batch.sync(short), short, 'after shrinking');
-  // The buffers shrink with the layout: 2 rows x 128 entries (and a quarter of headroom), not the 448 they held.
-  const need = 2 * KV * 128 * D * 4 * 2 * L;
-  assert.ok(batch.bytes <= need * 1.25 + 1, `${batch.bytes} bytes held for ${need} needed`);
+  // The buffers shrink with the layout: room for 2 rows (and 2 more) x 128 entries, not the 448 they held.
+  const room = rowsFor(2) * KV * 128 * D * 4 * 2 * L;
+  assert.ok(batch.bytes <= room, `${batch.bytes} bytes held for a room of ${room}`);
+});
+
+t.test('a re-layout moves what the rows hold instead of copying it again, a few layers per step', async () => {
+  // L layers, one grown early per step (at least one; L / 16 rounded up).
+  const { kvs, batch } = syncedBatch([100, 90, 80]);
+  assert.equal(batch.sync(kvs)[0]?.capacity, 192, '100 entries: 128 plus one block');
+  // 170 entries: 22 to spare, fewer than half a block. One layer per step grows early.
+  for (const kv of kvs) appendN(kv, 70);
+  const capacities: number[][] = [];
+  let copied = batch.copiedEntries;
+  for (let step = 0; step < L; step++) {
+    const gathered = batch.sync(kvs);
+    assertHolds(gathered, kvs, `early step ${step}`);
+    capacities.push(gathered.map((g) => g?.capacity ?? 0));
+    const perStep = batch.copiedEntries - copied;
+    assert.equal(perStep, step === 0 ? 3 * 70 * L : 0, 'only appended entries are copied: moved rows are not copied again');
+    copied = batch.copiedEntries;
+  }
+  assert.deepEqual(
+    capacities.map((c) => c.filter((x) => x === 256).length),
+    Array.from({ length: L }, (_, i) => i + 1),
+    'one more layer at 256 per step',
+  );
+  // Outgrowing C forces every layer at once, still without copying the rows again.
+  for (const kv of kvs) appendN(kv, 100);
+  const before = batch.copiedEntries;
+  const grown = batch.sync(kvs);
+  assertHolds(grown, kvs, 'forced re-layout');
+  assert.ok(grown.every((g) => g?.capacity === 384));
+  assert.equal(batch.copiedEntries - before, 3 * 100 * L, 'the appended entries only');
+});
+
+t.test('a layer with no room for another row reallocates early, so a row that joins finds room', async () => {
+  const pool = new KvPool(1 << 30);
+  const maxRows = 12;
+  const kvs = Array.from({ length: maxRows }, (_, i) => makeKv(pool, 40 + i));
+  const batch = new GatheredBatch(L, KV, D, 'fp32', maxRows);
+  const rowBytes = KV * 128 * D * 4 * 2 * L; // C = 128 for 40-51 entries
+  for (let B = 1; B <= maxRows; B++) {
+    const members = kvs.slice(0, B);
+    const before = batch.copiedEntries;
+    assertHolds(batch.sync(members), members, `${B} rows`);
+    assert.equal(batch.copiedEntries - before, (40 + B - 1) * L, 'only the newcomer is copied');
+    // Steps between joins (a prompt is prefilled over several): one layer per step makes room.
+    for (let step = 0; step < L; step++) assertHolds(batch.sync(members), members, `${B} rows, step ${step}`);
+    if (B < maxRows) assert.ok(batch.bytes >= (B + 1) * rowBytes, `room for row ${B + 1} before it joins`);
+  }
+  assert.equal(batch.bytes, maxRows * rowBytes, 'no room is kept beyond the most rows a batch can have');
+  assert.equal(rowsFor(3), 5);
+  assert.equal(rowsFor(40), 50);
+  assert.equal(rowsFor(10, 11), 11);
+  assert.equal(rowsFor(12, 11), 12);
 });
 
 t.test('a batch that loses most of its rows gives its buffers back; a group that stops decoding keeps no copy', async () => {
@@ -177,7 +229,7 @@ t.test('a batch that loses most of its rows gives its buffers back; a group that
   const eight = batch.bytes;
   const two = kvs.slice(0, 2);
   assertHolds(batch.sync(two), two, 'two rows left');
-  assert.ok(batch.bytes * 3 < eight, `two rows hold ${batch.bytes} bytes, eight held ${eight}`);
+  assert.ok(batch.bytes * 2 < eight, `two rows hold ${batch.bytes} bytes, eight held ${eight}`);
   for (const kv of two) appendN(kv, 1);
   assertHolds(batch.sync(two), two, 'a step after the shrink');
 
