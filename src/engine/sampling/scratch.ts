@@ -1,3 +1,4 @@
+import { SoftmaxKernel } from './softmax-kernel.js';
 import { TOP_P_BUCKETS } from './top-p.js';
 
 /**
@@ -9,8 +10,10 @@ import { TOP_P_BUCKETS } from './top-p.js';
  * TokenHistory and the sampler.
  */
 export class SamplingScratch {
-  /** The caller's logits after bias and penalties. */
+  /** The caller's logits after bias and penalties (in the kernel's memory). */
   readonly work: Float32Array;
+  /** The vocabulary-wide passes (largest logit, weights and their sum) over `work`. */
+  readonly kernel: SoftmaxKernel;
   /** Candidate token ids; the prefix in use is tracked by the caller. */
   readonly ids: Int32Array;
   /** exp((logit - max) / T) by token id, i.e. probability relative to the most likely token. */
@@ -20,7 +23,8 @@ export class SamplingScratch {
   readonly bucketMass: Float64Array;
 
   constructor(readonly vocabSize: number) {
-    this.work = new Float32Array(vocabSize);
+    this.kernel = new SoftmaxKernel(vocabSize);
+    this.work = this.kernel.logits;
     this.ids = new Int32Array(vocabSize);
     this.probs = new Float64Array(vocabSize);
     this.bucketOf = new Uint16Array(vocabSize);

@@ -7,7 +7,8 @@ import { createRng, type Rng } from './rng.js';
 import { type SamplingScratch, sharedScratch } from './scratch.js';
 import { TokenHistory } from './token-history.js';
 import type { GrammarMatcher } from '../grammar/matcher.js';
-import { drawCategorical, truncate, type TruncationParams } from './truncation.js';
+import { drawWeighted } from './softmax-kernel.js';
+import { drawCategorical, truncate, untruncated, type TruncationParams } from './truncation.js';
 
 export interface SampleResult {
   readonly tokenId: number;
@@ -82,21 +83,33 @@ export class SequenceSampler {
     const scratch = this.#scratch;
     const work = scratch.work;
     work.set(logits);
-    checkLogits(work);
+    const { kernel } = scratch;
+    let max = kernel.max();
+    // NaN, +Infinity or nothing finite: name the fault (checkLogits throws).
+    if (!(max < Infinity) || max === -Infinity) checkLogits(work);
     for (let i = 0; i < this.#processors.length; i++) this.#processors[i]?.apply(work);
     const constraint = this.constraint;
     // Tokens left including this one: the grammar keeps a complete document within reach of them.
     if (constraint !== null) constraint.apply(work, this.#maxTokens - this.history.generatedLength);
-    if (this.#processors.length > 0 || constraint !== null) checkSampleable(work, constraint !== null);
+    if (this.#processors.length > 0 || constraint !== null) {
+      checkSampleable(work, constraint !== null);
+      max = kernel.max();
+    }
 
     let tokenId: number;
-    if (this.#truncation === null) {
+    const t = this.#truncation;
+    if (t === null) {
       tokenId = argmax(work);
     } else {
-      const n = truncate(this.#truncation, scratch);
       // The stream starts on first use, so greedy requests never touch the entropy pool.
       this.#rng ??= createRng(this.#seed);
-      tokenId = drawCategorical(scratch.ids, n, scratch.probs, this.#rng.nextFloat());
+      if (untruncated(t, work.length)) {
+        // Temperature alone (the API default): every token's weight in one vectorized pass.
+        tokenId = drawWeighted(kernel.weights, kernel.expWeights(max, t.temperature), this.#rng.nextFloat());
+      } else {
+        const n = truncate(t, scratch);
+        tokenId = drawCategorical(scratch.ids, n, scratch.probs, this.#rng.nextFloat());
+      }
     }
 
     let logprob: number | null = null;

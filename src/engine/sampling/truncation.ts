@@ -14,6 +14,11 @@ export interface TruncationParams {
   readonly minP: number;
 }
 
+/** Whether `p` keeps every token (no top-k below the vocabulary, no top-p below 1, no min-p): temperature alone. */
+export function untruncated(p: TruncationParams, vocabSize: number): boolean {
+  return !(p.topK > 0 && p.topK < vocabSize) && !(p.topP < 1) && !(p.minP > 0);
+}
+
 /**
  * Temperature, then top-k, top-p, min-p over scratch.work (vLLM's order).
  * On return scratch.ids[0, n) holds the surviving ids and scratch.probs[id]
@@ -27,12 +32,8 @@ export interface TruncationParams {
  * renormalizations before it.
  */
 export function truncate(p: TruncationParams, scratch: SamplingScratch): number {
-  const { work, ids, probs } = scratch;
-  let max = -Infinity;
-  for (let i = 0; i < work.length; i++) {
-    const l = work[i] ?? -Infinity;
-    if (l > max) max = l;
-  }
+  const { work, ids, probs, kernel } = scratch;
+  const max = kernel.max();
   if (!(max > -Infinity)) throw new Error('cannot sample: every token has logit -Infinity (all banned or masked)');
 
   const invT = 1 / p.temperature;
@@ -55,13 +56,15 @@ export function truncate(p: TruncationParams, scratch: SamplingScratch): number 
       if (bucketed) addToBucket(scratch, id, x, e);
     }
   } else {
-    // One direct pass, no indirection, for the common untruncated case.
+    // Every token's weight in one vectorized pass (softmax-kernel.ts), then one direct pass, no indirection.
+    kernel.expWeights(max, p.temperature);
+    const weights = kernel.weights;
     for (let i = 0; i < work.length; i++) {
       const l = work[i] ?? -Infinity;
       if (l > -Infinity) {
         ids[n++] = i;
         const x = (l - max) * invT;
-        const e = expNonPositive(x);
+        const e = weights[i] ?? 0;
         probs[i] = e;
         total += e;
         if (bucketed) addToBucket(scratch, i, x, e);
