@@ -99,7 +99,9 @@ export class SequenceSampler {
     let tokenId: number;
     const t = this.#truncation;
     if (t === null) {
-      tokenId = argmax(work);
+      // Argmax, ties to the lowest id: the first entry equal to the largest (indexOf is native).
+      if (!(max > -Infinity)) throw new Error('cannot sample: every token has logit -Infinity (all banned or masked)');
+      tokenId = work.indexOf(max);
     } else {
       // The stream starts on first use, so greedy requests never touch the entropy pool.
       this.#rng ??= createRng(this.#seed);
