@@ -30,11 +30,20 @@ export const toHalf: (x: number) => number = f32ToF16;
 /** float16 bits -> number (a 64K-entry table, built on first use). */
 export const fromHalf: (h: number) => number = f16ToF32;
 
+/**
+ * Below this many elements a copy is a plain loop: `set(subarray())` allocates a view per call,
+ * and a decode step makes thousands of one-entry copies (135m, 32 rows: 11,520 of 64 elements,
+ * about 12 ms a step and most of the worker's garbage).
+ */
+const LOOP_COPY_MAX = 512;
+
 /** Copies n elements src[srcOff..] to dst[dstOff..], converting between float32 and float16 bits when the types differ. */
 export function copyKv(dst: KvArray, dstOff: number, src: KvArray, srcOff: number, n: number): void {
-  if (dst instanceof Float32Array && src instanceof Float32Array) dst.set(src.subarray(srcOff, srcOff + n), dstOff);
-  else if (dst instanceof Uint16Array && src instanceof Uint16Array) dst.set(src.subarray(srcOff, srcOff + n), dstOff);
-  else if (dst instanceof Uint16Array) for (let i = 0; i < n; i++) dst[dstOff + i] = toHalf(src[srcOff + i] ?? 0);
+  if (dst instanceof Float32Array === src instanceof Float32Array) {
+    if (n <= LOOP_COPY_MAX) for (let i = 0; i < n; i++) dst[dstOff + i] = src[srcOff + i] ?? 0;
+    else if (dst instanceof Float32Array && src instanceof Float32Array) dst.set(src.subarray(srcOff, srcOff + n), dstOff);
+    else if (dst instanceof Uint16Array && src instanceof Uint16Array) dst.set(src.subarray(srcOff, srcOff + n), dstOff);
+  } else if (dst instanceof Uint16Array) for (let i = 0; i < n; i++) dst[dstOff + i] = toHalf(src[srcOff + i] ?? 0);
   else for (let i = 0; i < n; i++) dst[dstOff + i] = fromHalf(src[srcOff + i] ?? 0);
 }
 
