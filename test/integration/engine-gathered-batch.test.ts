@@ -89,3 +89,50 @@ t.test('a batch whose members join and leave generates what each does alone, cop
     await c.close();
   }
 });
+
+t.test(
+  'a batch whose layers re-lay out on different steps (early, a few per step) still generates what each request does alone',
+  { skip: skip ?? false },
+  async () => {
+    // 24-32 prompt tokens and 150 out: the longest row passes 96 and 160 entries, where its
+    // layers move to a longer capacity one per step (stories260K has 5), some while others wait.
+    const long = (i: number): GenerateRequest => {
+      const r = request(i);
+      return { ...r, sampling: { ...r.sampling, maxTokens: 150 } };
+    };
+    const alone = new Map<string, number[]>();
+    const solo = await openTestCore(STORIES_DIR, { prefillChunk: 64 });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const events = await solo.generate(long(i));
+        alone.set(
+          `r${i}`,
+          events.flatMap((e) => (e.type === 'token' ? [e.tokenId] : [])),
+        );
+      }
+    } finally {
+      await solo.close();
+    }
+    const c = await openTestCore(STORIES_DIR, { prefillChunk: 64 });
+    try {
+      const got = new Map<string, number[]>();
+      const joins = new Map([
+        [0, [0]],
+        [5, [1]],
+        [40, [2]],
+      ]);
+      for (let step = 0; step < 400 && (step < 41 || c.core.hasWork()); step++) {
+        for (const i of joins.get(step) ?? []) c.core.submit(long(i));
+        await c.core.step();
+        for (const o of c.core.drain()) {
+          assert.ok(!('error' in o), JSON.stringify(o));
+          if ('event' in o && o.event.type === 'token') got.set(o.id, [...(got.get(o.id) ?? []), o.event.tokenId]);
+        }
+        c.core.maintain();
+      }
+      for (const [id, tokens] of alone) assert.deepEqual(got.get(id), tokens, `${id}: batched tokens equal its tokens alone`);
+    } finally {
+      await c.close();
+    }
+  },
+);

@@ -170,8 +170,11 @@ t.test('a row outgrowing the capacity re-lays out the batch; a much shorter batc
 });
 
 t.test('a re-layout moves what the rows hold instead of copying it again, a few layers per step', async () => {
-  // L layers, one grown early per step (at least one; L / 16 rounded up).
-  const { kvs, batch } = syncedBatch([100, 90, 80]);
+  // L layers, one grown early per step (at least one; L / 16 rounded up). Five rows, then three:
+  // the buffers keep room for five, so the three rows move within them (in place).
+  const { kvs: five, batch } = syncedBatch([100, 90, 80, 70, 60]);
+  const kvs = five.slice(0, 3);
+  const held = batch.bytes;
   assert.equal(batch.sync(kvs)[0]?.capacity, 192, '100 entries: 128 plus one block');
   // 170 entries: 22 to spare, fewer than half a block. One layer per step grows early.
   for (const kv of kvs) appendN(kv, 70);
@@ -190,6 +193,7 @@ t.test('a re-layout moves what the rows hold instead of copying it again, a few 
     Array.from({ length: L }, (_, i) => i + 1),
     'one more layer at 256 per step',
   );
+  assert.equal(batch.bytes, held, 'moved in place: no new buffers');
   // Outgrowing C forces every layer at once, still without copying the rows again.
   for (const kv of kvs) appendN(kv, 100);
   const before = batch.copiedEntries;
