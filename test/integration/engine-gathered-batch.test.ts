@@ -25,20 +25,26 @@ function request(i: number): GenerateRequest {
   };
 }
 
-t.test('a batch whose members join and leave generates what each does alone, copying only what changed', { skip: skip ?? false }, async (t) => {
+/** Each request's tokens generated alone (one engine, one request at a time), by id. */
+async function aloneTokens(requests: readonly GenerateRequest[]): Promise<Map<string, number[]>> {
   const alone = new Map<string, number[]>();
   const solo = await openTestCore(STORIES_DIR, { prefillChunk: 64 });
   try {
-    for (let i = 0; i < 4; i++) {
-      const events = await solo.generate(request(i));
+    for (const r of requests) {
+      const events = await solo.generate(r);
       alone.set(
-        `r${i}`,
+        r.id,
         events.flatMap((e) => (e.type === 'token' ? [e.tokenId] : [])),
       );
     }
   } finally {
     await solo.close();
   }
+  return alone;
+}
+
+t.test('a batch whose members join and leave generates what each does alone, copying only what changed', { skip: skip ?? false }, async (t) => {
+  const alone = await aloneTokens([0, 1, 2, 3].map(request));
 
   const c = await openTestCore(STORIES_DIR, { prefillChunk: 64 });
   try {
@@ -100,19 +106,7 @@ t.test(
       const r = request(i);
       return { ...r, sampling: { ...r.sampling, maxTokens: 150 } };
     };
-    const alone = new Map<string, number[]>();
-    const solo = await openTestCore(STORIES_DIR, { prefillChunk: 64 });
-    try {
-      for (let i = 0; i < 3; i++) {
-        const events = await solo.generate(long(i));
-        alone.set(
-          `r${i}`,
-          events.flatMap((e) => (e.type === 'token' ? [e.tokenId] : [])),
-        );
-      }
-    } finally {
-      await solo.close();
-    }
+    const alone = await aloneTokens([0, 1, 2].map(long));
     const c = await openTestCore(STORIES_DIR, { prefillChunk: 64 });
     try {
       const got = new Map<string, number[]>();
