@@ -7,6 +7,7 @@
  * iterative compression re-scores "compressed prefix + next window" and would
  * otherwise pay the prefix again on every iteration.
  */
+import { logSumExp } from './log-softmax.js';
 import { StepInputBuilder } from './step-inputs.js';
 import { KvPool } from '../kv/kv-pool.js';
 import { kvBytesPerToken, roundToBlock, SequenceKv, type KvShape } from '../kv/sequence-kv.js';
@@ -283,14 +284,7 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   return i;
 }
 
-/** log softmax(row)[target] for row = logits[offset, offset + V), in float64. */
+/** log softmax(row)[target] for row = logits[offset, offset + V) (logSumExp: float64 sum of float32 weights). */
 export function logSoftmaxAt(logits: Float32Array, offset: number, V: number, target: number): number {
-  let max = Number.NEGATIVE_INFINITY;
-  for (let v = 0; v < V; v++) {
-    const x = logits[offset + v] ?? Number.NEGATIVE_INFINITY;
-    if (x > max) max = x;
-  }
-  let sum = 0;
-  for (let v = 0; v < V; v++) sum += Math.exp((logits[offset + v] ?? Number.NEGATIVE_INFINITY) - max);
-  return (logits[offset + target] ?? Number.NEGATIVE_INFINITY) - max - Math.log(sum);
+  return (logits[offset + target] ?? Number.NEGATIVE_INFINITY) - logSumExp(logits.subarray(offset, offset + V));
 }

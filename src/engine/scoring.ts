@@ -1,6 +1,6 @@
 /** Teacher-forced scoring: per-position log-probabilities gathered from prefill logits. */
 import type { PolicyReport } from '../policies/types.js';
-import { logSoftmaxRow } from './log-softmax.js';
+import { logSoftmaxRow, logSumExp } from './log-softmax.js';
 import type { Sequence } from './sequence.js';
 import type { ScoreResult } from './types.js';
 
@@ -12,9 +12,13 @@ export function collectScores(seq: Sequence, logits: Float32Array, offset: numbe
   for (let t = 0; t < count; t++) {
     const g = offset + t;
     if (g < req.from || g + 1 >= req.tokens.length) continue;
-    const row = logSoftmaxRow(logits.subarray(t * V, (t + 1) * V));
-    seq.scoredTargets.push(row[req.tokens[g + 1] ?? 0] ?? NaN);
-    if (req.mode === 'rows') seq.scoredRows.push(row);
+    const logitsRow = logits.subarray(t * V, (t + 1) * V);
+    const target = req.tokens[g + 1] ?? 0;
+    if (req.mode === 'rows') {
+      const row = logSoftmaxRow(logitsRow);
+      seq.scoredTargets.push(row[target] ?? NaN);
+      seq.scoredRows.push(row);
+    } else seq.scoredTargets.push((logitsRow[target] ?? NaN) - logSumExp(logitsRow));
   }
 }
 
