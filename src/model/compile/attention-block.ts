@@ -201,17 +201,23 @@ export function attentionBlock(ctx: AttentionContext, layer: number, h: string, 
     ? g.op('Reshape', [headNorm(g.op('Reshape', [k, shapes.btKvD]), `l${l}.k_norm`), shapes.btFlat(KV)])
     : g.op('Reshape', [k, shapes.btFlat(KV)]);
   const qRot = rope(q3, H);
-  g.node('Transpose', [g.op('Reshape', [rope(k3, KV), shapes.btKvD])], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [io.presentKey] }); // [B, KV, T, D]
-  g.node('Transpose', [g.op('Reshape', [v, shapes.btKvD])], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [io.presentValue] });
-  // Query heads grouped under their KV head: [B, KV, G*T, D] so one MatMul serves a whole group.
-  const qGrouped = g.op('Reshape', [
-    g.op('Transpose', [g.op('Reshape', [qRot, shapes.btKvGD])], { perm: attr.ints([0, 2, 3, 1, 4]) }),
-    g.int64s([0, 0, -1, D]),
-  ]);
-  const past: CoreInputs = {
-    qGrouped,
-    kNew: io.presentKey,
-    vNew: io.presentValue,
+  const kRot = rope(k3, KV);
+  // The new tokens' keys and values head-major [B, KV, T, D] (the present outputs), and the query
+  // heads grouped under their KV head [B, KV, G*T, D] so one MatMul serves a whole group; built in
+  // builder `b` (the layer's graph, or the general branch of a decode switch, so a decode step runs none of it).
+  const newTokenValues = (b: GraphBuilder, names: { readonly k: string; readonly v: string }): Pick<CoreInputs, 'qGrouped' | 'kNew' | 'vNew'> => {
+    const headMajor = (x: string, name: string): string => {
+      const [out] = b.node('Transpose', [b.op('Reshape', [x, shapes.btKvD])], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [name] });
+      if (out === undefined) throw new Error('unreachable');
+      return out;
+    };
+    return {
+      kNew: headMajor(kRot, names.k),
+      vNew: headMajor(v, names.v),
+      qGrouped: b.op('Reshape', [b.op('Transpose', [b.op('Reshape', [qRot, shapes.btKvGD])], { perm: attr.ints([0, 2, 3, 1, 4]) }), b.int64s([0, 0, -1, D])]),
+    };
+  };
+  const stored: Omit<CoreInputs, 'qGrouped' | 'kNew' | 'vNew'> = {
     pastK: pastInput(g, io, io.pastKey, KV, D),
     pastV: pastInput(g, io, io.pastValue, KV, D),
     pastBias: g.input(io.pastBias, 'float32', ['B', io.dims.biasHeads, io.dims.biasRows, io.dims.past]),
@@ -221,6 +227,32 @@ export function attentionBlock(ctx: AttentionContext, layer: number, h: string, 
   const ownWindow = spec.slidingWindow === null ? (spec.layerWindows[l] ?? null) : null;
   const windowBias = ownWindow === null ? null : ctx.windowBias(ownWindow);
 
+  const decode = ctx.variantSwitch?.decode;
+  if (decode !== undefined) {
+    if (io.attnSum === undefined || io.attnRows === undefined) throw new Error('internal: the variant switch needs attn_sum and attn_rows names');
+    // Outermost: the lean decode core (the common step) or every variant's general core. With one
+    // new token per row, the new key and value are already head-major: a Reshape, no Transpose.
+    const none = (b: GraphBuilder, rank: number): string => b.constant('float32', Array<number>(rank).fill(1), new Float32Array(1));
+    const lean = g.subgraph(`decode_${l}`);
+    const oneToken = lean.int64s([-1, KV, 1, D]);
+    const kNew = lean.op('Reshape', [kRot, oneToken]);
+    const vNew = lean.op('Reshape', [v, oneToken]);
+    const rows = decodeCore(lean, spec, { q: qRot, kNew, vNew, pastK: stored.pastK, pastV: stored.pastV, pastBias: stored.pastBias });
+    branchOutputs(lean, [rows, none(lean, 3), none(lean, 5), kNew, vNew]);
+    const wide = g.subgraph(`general_${l}`);
+    const wideInputs: CoreInputs = { ...stored, ...newTokenValues(wide, { k: `gk_${l}`, v: `gv_${l}` }) };
+    const gctx = switchedCore(wide, ctx, l, wideInputs, windowBias, [`gctx_${l}`, `gsum_${l}`, `grows_${l}`]);
+    branchOutputs(wide, [mergeHeads(wide, ctx, gctx), `gsum_${l}`, `grows_${l}`, wideInputs.kNew, wideInputs.vNew]);
+    const [merged] = g.node(
+      'If',
+      [decode],
+      { then_branch: attr.graph(lean), else_branch: attr.graph(wide) },
+      { outputs: [`merged_${l}`, io.attnSum, io.attnRows, io.presentKey, io.presentValue] },
+    );
+    if (merged === undefined) throw new Error('unreachable');
+    return outputProjection(ctx, l, merged);
+  }
+  const past: CoreInputs = { ...stored, ...newTokenValues(g, { k: io.presentKey, v: io.presentValue }) };
   let ctxV: string;
   if (ctx.variantSwitch === null) {
     const stats = ctx.rowStart === null ? null : { attnSum: io.attnSum, attnRows: io.attnRows };
@@ -237,27 +269,7 @@ export function attentionBlock(ctx: AttentionContext, layer: number, h: string, 
     ).ctxV;
   } else {
     if (io.attnSum === undefined || io.attnRows === undefined) throw new Error('internal: the variant switch needs attn_sum and attn_rows names');
-    const decode = ctx.variantSwitch.decode;
-    if (decode === undefined) {
-      ctxV = switchedCore(g, ctx, l, past, windowBias, [`ctx_${l}`, io.attnSum, io.attnRows]);
-    } else {
-      // Outermost: the lean decode core (the common step) or every variant's general core.
-      const none = (b: GraphBuilder, rank: number): string => b.op('Identity', [b.constant('float32', Array<number>(rank).fill(1), new Float32Array(1))]);
-      const lean = g.subgraph(`decode_${l}`);
-      const rows = decodeCore(lean, spec, { q: qRot, kNew: past.kNew, vNew: past.vNew, pastK: past.pastK, pastV: past.pastV, pastBias: past.pastBias });
-      branchOutputs(lean, [rows, none(lean, 3), none(lean, 5)]);
-      const general = g.subgraph(`general_${l}`);
-      const gctx = switchedCore(general, ctx, l, past, windowBias, [`gctx_${l}`, `gsum_${l}`, `grows_${l}`]);
-      branchOutputs(general, [mergeHeads(general, ctx, gctx), `gsum_${l}`, `grows_${l}`]);
-      const [merged] = g.node(
-        'If',
-        [decode],
-        { then_branch: attr.graph(lean), else_branch: attr.graph(general) },
-        { outputs: [`merged_${l}`, io.attnSum, io.attnRows] },
-      );
-      if (merged === undefined) throw new Error('unreachable');
-      return outputProjection(ctx, l, merged);
-    }
+    ctxV = switchedCore(g, ctx, l, past, windowBias, [`ctx_${l}`, io.attnSum, io.attnRows]);
   }
   return outputProjection(ctx, l, mergeHeads(g, ctx, ctxV));
 }
@@ -276,9 +288,9 @@ function outputProjection(ctx: AttentionContext, l: number, merged: string): str
   return o;
 }
 
-/** Declares a branch's outputs: float32 of each name's rank by position (attended rows, attn_sum, attn_rows). */
+/** Declares a branch's outputs: float32 of each name's rank by position (attended rows, attn_sum, attn_rows, present key, present value). */
 function branchOutputs(b: GraphBuilder, names: readonly string[]): void {
-  const ranks = [2, 3, 5];
+  const ranks = [2, 3, 5, 4, 4];
   names.forEach((name, i) => branchOutput(b, name, ranks[i] ?? 4));
 }
 

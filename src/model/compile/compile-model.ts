@@ -17,7 +17,7 @@ import { weightRangeBits } from './w8a8.js';
 import { digestFiles, discardEntry, publishEntry, readEntry, temporaryEntryDir, type FileDigests } from './cache-entry.js';
 
 /** Bump when the graph layout changes so stale cache entries are not reused. */
-export const COMPILER_VERSION = 19;
+export const COMPILER_VERSION = 21;
 
 export interface CompileSource {
   readonly spec: ModelSpec;

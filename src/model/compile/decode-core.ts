@@ -49,15 +49,15 @@ export function decodeCore(b: GraphBuilder, spec: ModelSpec, v: DecodeCoreValues
   const sPast = b.op('Add', [softcap(b.op('Transpose', [sPastT], { perm: attr.ints([0, 1, 3, 2]) })), v.pastBias]); // [B, KV, G, C]
   const sSelf = softcap(b.op('FusedMatMul', [q, v.kNew], { transA: attr.int(0), transB: attr.int(1), alpha: scale }, 'com.microsoft')); // [B, KV, G, 1]
   const probs = b.op('Softmax', [b.op('Concat', [sPast, sSelf], { axis: attr.int(-1) })], { axis: attr.int(-1) }); // [B, KV, G, C+1]
-  const sizes = b.op('Concat', [b.op('Shape', [v.pastK], { start: attr.int(2), end: attr.int(3) }), b.int64s([1])], { axis: attr.int(0) });
   // Each query head's probabilities as a row of its own ([B, KV, G, 1, C+1]), so the product with
   // the past values runs as G one-row products (onnxruntime's GEMV, which streams V) instead of one
   // G-row GEMM that packs (copies) all of V every step: 1.1-1.8x faster for that product from 64
   // to 16K positions and at batch 1 to 32 (a microbenchmark, the 135m shapes).
   const rows = b.op('Unsqueeze', [probs, b.int64s([3])]);
   const one = b.int64s([2]);
-  const [pPast, pNew] = b.node('Split', [rows, sizes], { axis: attr.int(-1) }, { outputs: [`dp_${b.name}`, `dn_${b.name}`] });
-  if (pPast === undefined || pNew === undefined) throw new Error('unreachable');
+  const lastAxis = b.int64s([-1]);
+  const pPast = b.op('Slice', [rows, b.int64s([0]), lastAxis, lastAxis]); // every column but the last
+  const pNew = b.op('Slice', [rows, lastAxis, b.int64s([Number.MAX_SAFE_INTEGER]), lastAxis]);
   const past = b.op('MatMul', [pPast, b.op('Unsqueeze', [v.pastV, one])]); // [B, KV, G, 1, C] x [B, KV, 1, C, D]
   const self = b.op('Mul', [pNew, b.op('Unsqueeze', [v.vNew, one])]); // [B, KV, G, 1, 1] x [B, KV, 1, 1, D]
   const out = b.op('Add', [past, self]); // [B, KV, G, 1, D]
