@@ -2,6 +2,7 @@ import { EngineError } from '../errors.js';
 import type { SamplingParams, TokenLogprob } from '../types.js';
 import { checkSamplingParams, GREEDY_TEMPERATURE } from './check-params.js';
 import { LogitBiasProcessor, type LogitsProcessor, PresenceFrequencyPenaltyProcessor, RepetitionPenaltyProcessor } from './logits-processors.js';
+import { logSumExp } from '../log-softmax.js';
 import { computeLogprobs } from './logprobs.js';
 import { createRng, type Rng } from './rng.js';
 import { type SamplingScratch, sharedScratch } from './scratch.js';
@@ -84,7 +85,8 @@ export class SequenceSampler {
     const work = scratch.work;
     work.set(logits);
     const { kernel } = scratch;
-    let max = kernel.max();
+    const rawMax = kernel.max();
+    let max = rawMax;
     // NaN, +Infinity or nothing finite: name the fault (checkLogits throws).
     if (!(max < Infinity) || max === -Infinity) checkLogits(work);
     for (let i = 0; i < this.#processors.length; i++) this.#processors[i]?.apply(work);
@@ -117,7 +119,11 @@ export class SequenceSampler {
     let logprob: number | null = null;
     let topLogprobs: TokenLogprob[] | null = null;
     if (this.#topLogprobs !== null) {
-      const lp = computeLogprobs(logits, tokenId, this.#topLogprobs, scratch.ids);
+      // log(sum(exp(raw logits))): from the kernel's row when it still holds the raw logits (no
+      // processor or grammar changed them; sampling only reads it), else from a fresh copy.
+      const raw = this.#processors.length === 0 && constraint === null;
+      const logZ = raw ? rawMax + Math.log(kernel.expWeights(rawMax, 1)) : logSumExp(logits);
+      const lp = computeLogprobs(logits, tokenId, this.#topLogprobs, scratch.ids, logZ);
       logprob = lp.logprob;
       topLogprobs = lp.topLogprobs;
     }
