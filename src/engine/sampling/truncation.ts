@@ -56,18 +56,29 @@ export function truncate(p: TruncationParams, scratch: SamplingScratch): number 
       if (bucketed) addToBucket(scratch, id, x, e);
     }
   } else {
-    // Every token's weight in one vectorized pass (softmax-kernel.ts), then one direct pass, no indirection.
-    kernel.expWeights(max, p.temperature);
+    // Every token's weight in one vectorized pass (softmax-kernel.ts).
+    const kernelTotal = kernel.expWeights(max, p.temperature);
     const weights = kernel.weights;
-    for (let i = 0; i < work.length; i++) {
-      const l = work[i] ?? -Infinity;
-      if (l > -Infinity) {
-        ids[n++] = i;
-        const x = (l - max) * invT;
-        const e = weights[i] ?? 0;
-        probs[i] = e;
-        total += e;
-        if (bucketed) addToBucket(scratch, i, x, e);
+    const nucleus = bucketed ? nucleusCandidates(scratch, p.topP * kernelTotal) : 0;
+    if (nucleus > 0) {
+      n = nucleus;
+      total = kernelTotal;
+      for (let j = 0; j < n; j++) {
+        const id = ids[j] ?? 0;
+        addToBucket(scratch, id, ((work[id] ?? 0) - max) * invT, probs[id] ?? 0);
+      }
+    } else {
+      // One direct pass over every token, no indirection.
+      for (let i = 0; i < work.length; i++) {
+        const l = work[i] ?? -Infinity;
+        if (l > -Infinity) {
+          ids[n++] = i;
+          const x = (l - max) * invT;
+          const e = weights[i] ?? 0;
+          probs[i] = e;
+          total += e;
+          if (bucketed) addToBucket(scratch, i, x, e);
+        }
       }
     }
   }
@@ -75,6 +86,32 @@ export function truncate(p: TruncationParams, scratch: SamplingScratch): number 
   if (bucketed) n = topPCut(scratch, n, p.topP * total);
   if (p.minP > 0) n = keepAtLeast(ids, n, probs, p.minP);
   return n;
+}
+
+/** Weight relative to the most likely token (logit within 6.9 T of the largest) above which the nucleus is first sought. */
+const NUCLEUS_FLOOR = 1e-3;
+
+/**
+ * Top-p's candidates without a pass of JavaScript work per token: lists in ids (ascending) the
+ * tokens whose kernel weight is at least NUCLEUS_FLOOR, with their probs. When their weight reaches
+ * `target`, the best-first prefix top-p keeps lies among them (every other token weighs less than
+ * each of them), so the cut over them equals the cut over the whole vocabulary; returns their
+ * count. Returns 0 when they fall short (a flat tail holds the nucleus): the caller lists every token.
+ */
+function nucleusCandidates(scratch: SamplingScratch, target: number): number {
+  const { ids, probs } = scratch;
+  const weights = scratch.kernel.weights;
+  let n = 0;
+  let sum = 0;
+  for (let i = 0; i < weights.length; i++) {
+    const e = weights[i] ?? 0;
+    if (e >= NUCLEUS_FLOOR) {
+      ids[n++] = i;
+      probs[i] = e;
+      sum += e;
+    }
+  }
+  return sum >= target ? n : 0;
 }
 
 /** Stable in-place filter of ids[0, n) to weight >= threshold. */

@@ -92,6 +92,22 @@ t.test('truncation matches a float64 reference on random vocabularies', async ()
   }
 });
 
+t.test('top-p over peaked vocabularies (the nucleus among the few likely tokens) and long flat tails matches the reference', async () => {
+  const rng = Xoshiro128.fromSeed(77);
+  for (let trial = 0; trial < 24; trial++) {
+    const n = 20000;
+    // A peak of 1-40 likely tokens over a tail 8-14 nats below: with a light tail the nucleus lies
+    // among the peak; with a heavy one (trial % 3 === 2: 14 nats below but 20,000 strong) the tail holds it.
+    const tailBelow = trial % 3 === 2 ? 9 : 14;
+    const logits = Float32Array.from({ length: n }, () => -tailBelow + rng.nextFloat() * (trial % 3 === 2 ? 0.01 : 6));
+    const peak = 1 + Math.floor(rng.nextFloat() * 40);
+    for (let j = 0; j < peak; j++) logits[Math.floor(rng.nextFloat() * n)] = rng.nextFloat() * 3;
+    if (trial % 4 === 1) for (let i = 0; i < n; i += 97) logits[i] = -Infinity;
+    const p: TruncationParams = { temperature: 0.5 + rng.nextFloat(), topK: 0, topP: 0.5 + rng.nextFloat() * 0.49, minP: trial % 5 === 3 ? 0.01 : 0 };
+    assert.deepEqual(kept(logits, p), reference(logits, p), JSON.stringify(p));
+  }
+});
+
 t.test('drawCategorical walks cumulative weights and skips zero weights', async () => {
   const probs = new Float64Array([0, 1, 0, 3]);
   const ids = new Int32Array([0, 1, 2, 3]);
