@@ -36,6 +36,8 @@ export interface LocalEngineOptions {
   /** MatMulNBits block size of int8/int4 dense weights; default by dtype (defaultQuantBlockSize). */
   readonly quantBlockSize?: QuantBlockSize;
   readonly threads?: number;
+  /** onnxruntime's intra-op threads spin-wait between kernels; default false (see config engine.threadSpinning). */
+  readonly threadSpinning?: boolean;
   readonly contextLength?: number;
   readonly prefillChunk?: number;
   /** Tokens per engine step while requests decode (chunked-prefill budget); 0: off. Default 64. */
@@ -134,6 +136,7 @@ export class LocalEngine implements EngineClient {
       weightDtype: options.weightDtype ?? 'fp32',
       quantBlockSize: options.quantBlockSize ?? null,
       threads: options.threads ?? availableParallelism(),
+      threadSpinning: options.threadSpinning ?? false,
       maxConcurrent: options.maxConcurrent ?? 16,
       maxQueue: options.maxQueue ?? 256,
       kvBudgetBytes: options.kvBudgetBytes ?? DEFAULT_KV_BUDGET,

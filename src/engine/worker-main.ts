@@ -55,7 +55,7 @@ async function main(): Promise<void> {
       ? elastic.runner
       : spec.moe !== undefined
         ? await openMoeRunnerForWorker(compiled(), spec, checkpoint.tokenizer, init.threads, init.expertOffload)
-        : await DecoderSession.create(compiled().decoderPath, spec, { threads: init.threads });
+        : await DecoderSession.create(compiled().decoderPath, spec, { threads: init.threads, spinning: init.threadSpinning });
   const bound = boundContextLength(
     { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, dtype: kvDtype },
     init.kvBudgetBytes,
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
   const loadVariant = (variant: 'stats' | 'quest' | 'reference'): Promise<ModelRunner> => {
     if (variant === 'reference' && elastic !== null) {
       // The full-precision dense graph: what an elastic-weights plan's shadow fidelity compares against.
-      return DecoderSession.create(compiled().decoderPath, spec, { threads: init.threads });
+      return DecoderSession.create(compiled().decoderPath, spec, { threads: init.threads, spinning: init.threadSpinning });
     }
     // Elastic weights run the same attention variants layer by layer, on the plan's shards.
     if (elastic !== null && variant !== 'reference') return elastic.runner.variant(variant);

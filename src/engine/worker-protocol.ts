@@ -14,6 +14,8 @@ export interface WorkerInit {
   /** MatMulNBits block size of int8/int4 dense weights; null: by dtype. MoE experts keep theirs. */
   readonly quantBlockSize: QuantBlockSize | null;
   readonly threads: number;
+  /** onnxruntime's intra-op threads spin-wait between kernels (DecoderSession's `spinning`). */
+  readonly threadSpinning: boolean;
   readonly maxConcurrent: number;
   readonly maxQueue: number;
   readonly kvBudgetBytes: number;

@@ -34,6 +34,13 @@ export interface SessionOptions {
   readonly profilePrefix?: string;
   /** Decode steps of the plain runner take the lean decode core (default true; false: the general core, for comparisons). */
   readonly leanDecode?: boolean;
+  /**
+   * Whether onnxruntime's intra-op threads spin-wait for work between kernels (its default, true).
+   * Spinning is fastest on an otherwise idle machine; while other threads need the cores (a
+   * server's HTTP and tokenizer threads), a spinning pool both steals their time and stalls on
+   * its own preempted threads. The engine passes engine.threadSpinning (default false).
+   */
+  readonly spinning?: boolean;
 }
 
 export class DecoderSession implements ModelRunner {
@@ -78,6 +85,7 @@ export class DecoderSession implements ModelRunner {
       executionMode: 'sequential',
       enableCpuMemArena: true,
       enableMemPattern: false,
+      ...(options.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
       // CAPSERVE_ORT_PROFILE=prefix writes onnxruntime's per-node timing JSON (for performance work).
       ...(profilePrefix !== undefined ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}),
     });
