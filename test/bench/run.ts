@@ -233,21 +233,17 @@ async function main(): Promise<void> {
   );
   if (ok(serving)) {
     const c = Object.keys(serving.itlP99Ratio).join('/');
+    const list = (m: Readonly<Record<string, number>>): string =>
+      Object.values(m)
+        .map((x) => f(x, 2))
+        .join('/');
     log(
-      `serving: ITL p99 on/off at ${c} clients ${Object.values(serving.itlP99Ratio)
-        .map((x) => f(x, 2))
-        .join('/')}x, TTFT p50 ${Object.values(serving.ttftP50Ratio)
-        .map((x) => f(x, 2))
-        .join('/')}x; second-turn TTFT prefix cache on/off ${f(serving.turn2TtftRatio, 2)}x`,
+      `serving: ITL p99 on/off at ${c} clients ${list(serving.itlP99Ratio)}x, TTFT p50 ${list(serving.ttftP50Ratio)}x; second-turn TTFT prefix cache on/off ${f(serving.turn2TtftRatio, 2)}x`,
     );
     const target = serving.vsOff['latency-target'];
-    if (target) {
-      const list = (m: Readonly<Record<string, number>>): string =>
-        Object.values(m)
-          .map((x) => f(x, 2))
-          .join('/');
-      log(`serving: latency target 200 ms / off at ${c} clients: ITL p99 ${list(target.itlP99)}x, TTFT p50 ${list(target.ttftP50)}x`);
-    }
+    if (target) log(`serving: latency target 200 ms / off at ${c} clients: ITL p99 ${list(target.itlP99)}x, TTFT p50 ${list(target.ttftP50)}x`);
+    const spinning = serving.vsOff['spinning'];
+    if (spinning) log(`serving: spinning threads / off at ${c} clients: ITL p99 ${list(spinning.itlP99)}x, tok/s ${list(spinning.tokensPerSecond)}x`);
   }
 
   const fidelity = runJson<FidelityResult>(
