@@ -36,7 +36,7 @@ export interface LocalEngineOptions {
   /** MatMulNBits block size of int8/int4 dense weights; default by dtype (defaultQuantBlockSize). */
   readonly quantBlockSize?: QuantBlockSize;
   readonly threads?: number;
-  /** onnxruntime's intra-op threads spin-wait between kernels; default false (see config engine.threadSpinning). */
+  /** onnxruntime's intra-op threads spin-wait between kernels; default true (see config engine.threadSpinning). */
   readonly threadSpinning?: boolean;
   readonly contextLength?: number;
   readonly prefillChunk?: number;
@@ -136,7 +136,7 @@ export class LocalEngine implements EngineClient {
       weightDtype: options.weightDtype ?? 'fp32',
       quantBlockSize: options.quantBlockSize ?? null,
       threads: options.threads ?? availableParallelism(),
-      threadSpinning: options.threadSpinning ?? false,
+      threadSpinning: options.threadSpinning ?? true,
       maxConcurrent: options.maxConcurrent ?? 16,
       maxQueue: options.maxQueue ?? 256,
       kvBudgetBytes: options.kvBudgetBytes ?? DEFAULT_KV_BUDGET,

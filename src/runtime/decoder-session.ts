@@ -38,7 +38,7 @@ export interface SessionOptions {
    * Whether onnxruntime's intra-op threads spin-wait for work between kernels (its default, true).
    * Spinning is fastest on an otherwise idle machine; while other threads need the cores (a
    * server's HTTP and tokenizer threads), a spinning pool both steals their time and stalls on
-   * its own preempted threads. The engine passes engine.threadSpinning (default false).
+   * its own preempted threads. The engine passes engine.threadSpinning (default true).
    */
   readonly spinning?: boolean;
 }
@@ -85,7 +85,8 @@ export class DecoderSession implements ModelRunner {
       executionMode: 'sequential',
       enableCpuMemArena: true,
       enableMemPattern: false,
-      ...(options.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
+      // As moe-runner.ts and sti-runner.ts do always: pool threads that sleep between kernels.
+      ...(options.spinning === false ? { extra: { 'session.intra_op.allow_spinning': '0' } } : {}),
       // CAPSERVE_ORT_PROFILE=prefix writes onnxruntime's per-node timing JSON (for performance work).
       ...(profilePrefix !== undefined ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}),
     });

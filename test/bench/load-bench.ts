@@ -100,6 +100,8 @@ async function main(): Promise<void> {
       'max-tokens': { type: 'string', default: '64' },
       port: { type: 'string', default: '18431' },
       threads: { type: 'string', default: '2' },
+      /** Extra config overrides for the server (`--set key=value`, repeatable). */
+      set: { type: 'string', multiple: true, default: [] },
     },
   });
   if (!values.model) throw new Error('--model is required');
@@ -127,6 +129,7 @@ async function main(): Promise<void> {
       'memory.kvBudgetBytes=8589934592',
       '--set',
       'shadow.sampleRate=0',
+      ...values.set.flatMap((kv) => ['--set', kv]),
     ],
     { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, CAPSERVE_LOG_LEVEL: 'warn' } },
   );

@@ -242,8 +242,8 @@ async function main(): Promise<void> {
     );
     const target = serving.vsOff['latency-target'];
     if (target) log(`serving: latency target 200 ms / off at ${c} clients: ITL p99 ${list(target.itlP99)}x, TTFT p50 ${list(target.ttftP50)}x`);
-    const spinning = serving.vsOff['spinning'];
-    if (spinning) log(`serving: spinning threads / off at ${c} clients: ITL p99 ${list(spinning.itlP99)}x, tok/s ${list(spinning.tokensPerSecond)}x`);
+    const sleeping = serving.vsOff['sleeping'];
+    if (sleeping) log(`serving: sleeping threads / off at ${c} clients: ITL p99 ${list(sleeping.itlP99)}x, tok/s ${list(sleeping.tokensPerSecond)}x`);
   }
 
   const fidelity = runJson<FidelityResult>(

@@ -275,8 +275,8 @@ async function main(): Promise<void> {
     { name: 'on', sets: [] },
     { name: 'off', sets: ['engine.maxTokensPerStep=0', 'engine.stepTargetMs=0', 'engine.prefixCache.enabled=false'] },
     { name: 'latency-target', sets: ['engine.stepTargetMs=200'] },
-    // onnxruntime's threads spin-waiting between kernels (its default; the others let them sleep).
-    { name: 'spinning', sets: ['engine.threadSpinning=true'] },
+    // onnxruntime's threads sleeping between kernels (the others spin-wait, its default).
+    { name: 'sleeping', sets: ['engine.threadSpinning=false'] },
     ...values.budgets
       .split(',')
       .filter((x) => x !== '')

@@ -26,7 +26,7 @@ export function servingSection(result: ServingResult | { readonly error: string 
     `## Serving: no stall and prefix cache`,
     ``,
     `The real server on \`${r.model}\` (${r.threads} threads), streaming chat, ${r.promptTokens}-token prompts, ${r.maxTokens} tokens out, closed loop with staggered clients. ` +
-      `**on**: as configured (engine.maxTokensPerStep or engine.stepTargetMs, prefix cache); **off**: \`engine.maxTokensPerStep=0\`, \`engine.stepTargetMs=0\` and \`engine.prefixCache.enabled=false\` (the behaviour before them); **latency-target**: \`engine.stepTargetMs=200\` (chunks sized from measured pass costs); **spinning**: as on, with \`engine.threadSpinning=true\` (onnxruntime's intra-op threads spin-wait between kernels, its own default; every other configuration lets them sleep); same run, interleaved. ` +
+      `**on**: as configured (engine.maxTokensPerStep or engine.stepTargetMs, prefix cache); **off**: \`engine.maxTokensPerStep=0\`, \`engine.stepTargetMs=0\` and \`engine.prefixCache.enabled=false\` (the behaviour before them); **latency-target**: \`engine.stepTargetMs=200\` (chunks sized from measured pass costs); **sleeping**: as on, with \`engine.threadSpinning=false\` (onnxruntime's intra-op threads sleep between kernels; every other configuration lets them spin-wait, its default); same run, interleaved. ` +
       `Load average ${f(r.loadAverage[0], 1)} before, ${f(r.loadAverage[1], 1)} after (a shared machine: read ratios, not single numbers).`,
     ``,
     `| config | clients | requests | tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | peak RSS MiB |`,

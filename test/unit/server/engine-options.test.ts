@@ -43,12 +43,12 @@ t.test('the model directory says dense or MoE before anything loads; MoE models 
   assert.equal(options.expertOffload?.['budgetBytes'], 65536);
   assert.equal(options.scorerModelDir, 'scorers/small');
   assert.equal(options.threads, 1);
-  // onnxruntime's threads sleep between kernels unless the operator asks for spinning.
-  assert.equal(options.threadSpinning, false);
-  const spinning = loadConfig({ overrides: [`model.dir=${llama}`, 'engine.threadSpinning=true'].map(parseOverride) });
+  // onnxruntime's threads spin between kernels (its default) unless the operator lets them sleep.
+  assert.equal(options.threadSpinning, true);
+  const sleeping = loadConfig({ overrides: [`model.dir=${llama}`, 'engine.threadSpinning=false'].map(parseOverride) });
   assert.equal(
-    localEngineOptions(spinning, POLICIES, servedModel(spinning, POLICIES, readModelFacts(llama)), { chatTemplateFallback: null }).threadSpinning,
-    true,
+    localEngineOptions(sleeping, POLICIES, servedModel(sleeping, POLICIES, readModelFacts(llama)), { chatTemplateFallback: null }).threadSpinning,
+    false,
   );
 
   const dense = servedModel(config, overridden, readModelFacts(llama));
