@@ -16,6 +16,7 @@
  * deferred to `maintain()`, which the worker calls once the step's outputs are
  * sent: the copy no longer delays the first or the final token.
  */
+import { stepTraceFromEnv } from './step-trace.js';
 import { KvPool } from '../kv/kv-pool.js';
 import type { PrefixCacheOptions } from '../kv/prefix-cache.js';
 import { kvBytesPerToken, roundToBlock, SequenceKv, type KvShape } from '../kv/sequence-kv.js';
@@ -124,6 +125,10 @@ export class EngineCore {
   private steps = 0;
   private stepMs = 0;
   private readonly costs = new PassCostModel();
+  /** CAPSERVE_STEP_TRACE's per-step record (step-trace.ts); null: off. */
+  private readonly trace = stepTraceFromEnv();
+  /** The last step's decode and prefill pass time, ms (for the trace). */
+  private lastPassMs = { decode: 0, prefill: 0 };
   private readonly mix = new WorkloadMix();
   /** Sequences whose prompt was prefilled this step: their blocks go into the prefix cache at the next maintain(). */
   private readonly prefilled: Sequence[] = [];
@@ -368,7 +373,17 @@ export class EngineCore {
     this.applyQueueChanges(plan);
     await this.execute(plan);
     this.steps += 1;
-    this.stepMs += performance.now() - t0;
+    const t1 = performance.now();
+    this.stepMs += t1 - t0;
+    this.trace?.write(t0, t1, {
+      decodeMs: this.lastPassMs.decode,
+      prefillMs: this.lastPassMs.prefill,
+      waiting: this.waiting.length,
+      decodeRows: plan.decode.reduce((n, g) => n + g.ids.length, 0),
+      decodeGroups: plan.decode.length,
+      freshPrompts: plan.freshPrefill.length,
+      chunkTokens: plan.prefill?.size ?? 0,
+    });
   }
 
   /**
@@ -412,7 +427,8 @@ export class EngineCore {
       decoded = true;
       await this.guard(batch, () => this.executor.decodeGroup(group.variant, group.key, batch));
     }
-    if (decoded) this.costs.observeDecode(performance.now() - t0);
+    const decodeEnd = performance.now();
+    if (decoded) this.costs.observeDecode(decodeEnd - t0);
     this.executor.keepDecodeGroups(plan.decode);
     const hooked = plan.beforePrefill === null ? [] : live([plan.beforePrefill]);
     for (const seq of hooked) await this.guard([seq], () => this.executor.beforePrefill(seq));
@@ -430,6 +446,7 @@ export class EngineCore {
       // Only the plain graph's passes: other variants (statistics, Quest, the reference) cost more and are not what most chunks run on.
       if (chunk.variant === 'plain') this.costs.observePrefill(chunk.size, performance.now() - t2);
     }
+    this.lastPassMs = { decode: decodeEnd - t0, prefill: performance.now() - decodeEnd };
     // Their prompt blocks are stored at maintain(), once their first tokens are sent.
     if (this.prefix !== null) for (const s of [...fresh, ...(chunk?.last === true && seq ? [seq] : [])]) if (s.state === 'decoding') this.prefilled.push(s);
   }
