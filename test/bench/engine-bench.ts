@@ -7,11 +7,12 @@
  * for the per-token overhead outside onnxruntime. Prints one JSON line.
  */
 import { parseArgs } from 'node:util';
-import { createLocalEngine, DEFAULT_PREFILL_CHUNK } from '../../src/engine/local-engine.js';
+import { createLocalEngine } from '../../src/engine/local-engine.js';
 import { DEFAULT_SAMPLING } from '../../src/engine/types.js';
 import type { WeightDtype } from '../../src/model/compile/decoder-graph.js';
 import { decodeStep, openTestModel } from '../helpers/session.js';
 import { batchGatherBench, type BatchGatherPoint } from './batch-gather-bench.js';
+import { timeDecodeSteps, timePrefills } from './engine-timing.js';
 import { distribution, median, type Distribution } from './stats.js';
 
 /** One prefill length: the median of its passes. */
@@ -69,28 +70,9 @@ async function main(): Promise<void> {
   const V = spec.vocabSize;
   const prompt = Array.from({ length: 16 }, (_, i) => 10 + ((i * 37) % (V - 20)));
 
-  // batch-1 decode
-  const { kv } = await m.prefill(prompt, false, steps + 8);
-  const stepMs: number[] = [];
-  for (let s = 0; s < steps; s++) {
-    const t0 = performance.now();
-    const out = await m.session.run(m.inputs.decode([kv], [100 + s], [kv.nextPosition]));
-    kv.append(out.presentKeys, out.presentValues, 0, 1, [kv.nextPosition]);
-    stepMs.push(performance.now() - t0);
-  }
-  kv.release();
-
-  // prefills: the lengths take turns, 3 passes each
-  const prompts = prefillLens.map((len) => Array.from({ length: len }, (_, i) => 10 + ((i * 53) % (V - 20))));
-  const prefillRuns: number[][] = prefillLens.map(() => []);
-  for (let r = 0; r < 3; r++) {
-    for (const [i, ids] of prompts.entries()) {
-      const t0 = performance.now();
-      const res = await m.prefill(ids, false, 1, DEFAULT_PREFILL_CHUNK);
-      prefillRuns[i]?.push(performance.now() - t0);
-      res.kv.release();
-    }
-  }
+  // batch-1 decode, then the prefills (the lengths take turns, 3 passes each)
+  const stepMs = await timeDecodeSteps(m, steps);
+  const prefillRuns = await timePrefills(m, prefillLens, 3);
   const parameters = m.parameters;
   // FLOPs actually performed: every layer's matrices for every token, the vocabulary projection for
   // the last position only (logit_index), the embedding is a gather; attention is causal.

@@ -12,6 +12,8 @@ import type { EngineBenchResult } from './engine-bench.js';
 import type { DecodeFloorResult } from './decode-floor-bench.js';
 import type { GraphBenchResult } from './graph-bench.js';
 import { graphSection } from './graph-report.js';
+import type { LlamaCppBenchResult } from './llama-cpp-bench.js';
+import { llamaCppSection, type LlamaCppOutcome } from './llama-cpp-report.js';
 import type { GrammarBenchResult } from './grammar-bench.js';
 import type { LoadResult } from './load-bench.js';
 import type { ScaleOutResult } from './scale-out-bench.js';
@@ -40,6 +42,9 @@ async function main(): Promise<void> {
       'ruler-only': { type: 'boolean', default: false },
       'ruler-model': { type: 'string' },
       tasks: { type: 'string' },
+      /** llama.cpp's llama-bench and GGUFs of the bench model (fp32=F32,int8=Q8_0,int4=Q4_0): the report sets capserve beside it. */
+      'llama-bench': { type: 'string' },
+      gguf: { type: 'string' },
     },
   });
   const quick = values.quick;
@@ -287,6 +292,23 @@ async function main(): Promise<void> {
     ...(quick ? ['--quick'] : []),
   ]);
 
+  const llamaBench = values['llama-bench'];
+  const llamaCpp: LlamaCppOutcome =
+    llamaBench !== undefined && values.gguf !== undefined
+      ? runJson<LlamaCppBenchResult>('llama-cpp-bench.js', [
+          '--model',
+          dense,
+          '--llama-bench',
+          llamaBench,
+          '--gguf',
+          values.gguf,
+          '--threads',
+          threads,
+          ...(quick ? ['--rounds', '1', '--prefill', '128,256', '--steps', '16'] : []),
+        ])
+      : { skipped: `pass --llama-bench PATH and --gguf fp32=F32.gguf,int8=Q8_0.gguf,int4=Q4_0.gguf (llama.cpp's GGUFs of ${dense})` };
+  if ('rows' in llamaCpp) for (const r of llamaCpp.rows) log(`llama.cpp: ${r.dtype} ${r.test}: ${f(r.ratio, 2)}x llama.cpp's ${r.llamaType}`);
+
   const { ruler, rulerSkipped } = runRuler(values);
 
   const results = {
@@ -298,6 +320,7 @@ async function main(): Promise<void> {
     graph,
     memory,
     decodeFloor,
+    llamaCpp,
     grammar,
     load,
     serving,
@@ -439,6 +462,7 @@ async function main(): Promise<void> {
       : `grammar bench: ${grammar.error}`,
     ``,
     ...graphSection(graph, memory, engine, base.ceilings.readBandwidthGBs, decodeFloor),
+    ...llamaCppSection(llamaCpp),
     `## Serving load`,
     ``,
     ok(load)
