@@ -201,7 +201,12 @@ export interface Attempt {
 }
 
 /** One streaming chat completion through `port`: status, which replica, and whether the stream ended properly. */
-export function streamChatOnce(port: number, conversation: string, body: Record<string, unknown>): Promise<Attempt> {
+export function streamChatOnce(
+  port: number,
+  conversation: string,
+  body: Record<string, unknown>,
+  onResponse?: (upstream: string, status: number) => void,
+): Promise<Attempt> {
   const startedAt = performance.now();
   return new Promise((resolve) => {
     let settled = false;
@@ -221,6 +226,7 @@ export function streamChatOnce(port: number, conversation: string, body: Record<
       (res) => {
         const upstream = String(res.headers['x-capserve-upstream'] ?? '');
         const status = res.statusCode ?? 0;
+        onResponse?.(upstream, status);
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => (text += chunk));
@@ -257,10 +263,16 @@ export interface RequestOutcome {
  * A client that retries on 502/503 and on a stream cut before its end (what a
  * replica killed mid-stream leaves), up to `maxAttempts`, with a short pause.
  */
-export async function streamChatWithRetry(port: number, conversation: string, body: Record<string, unknown>, maxAttempts = 5): Promise<RequestOutcome> {
+export async function streamChatWithRetry(
+  port: number,
+  conversation: string,
+  body: Record<string, unknown>,
+  maxAttempts = 5,
+  onResponse?: (upstream: string, status: number) => void,
+): Promise<RequestOutcome> {
   const attempts: Attempt[] = [];
   for (let i = 0; i < maxAttempts; i++) {
-    const a = await streamChatOnce(port, conversation, body);
+    const a = await streamChatOnce(port, conversation, body, onResponse);
     attempts.push(a);
     if (a.complete) return { conversation, attempts, ok: true };
     const retryable = a.status === 502 || a.status === 503 || (a.status === 200 && !a.complete);
@@ -273,11 +285,18 @@ export async function streamChatWithRetry(port: number, conversation: string, bo
 /**
  * `clients` concurrent clients, each sending its own conversation's requests one
  * after another until `total` requests have been started; `onProgress` sees the
- * number finished after each.
+ * number finished after each, `onResponse` each response's headers as they
+ * arrive (which replica answered, with what status), while its stream is running.
  */
 export async function runLoad(
   port: number,
-  options: { readonly clients: number; readonly total: number; readonly body: Record<string, unknown>; readonly onProgress?: (finished: number) => void },
+  options: {
+    readonly clients: number;
+    readonly total: number;
+    readonly body: Record<string, unknown>;
+    readonly onProgress?: (finished: number) => void;
+    readonly onResponse?: (upstream: string, status: number) => void;
+  },
 ): Promise<{ readonly outcomes: RequestOutcome[]; readonly seconds: number }> {
   const outcomes: RequestOutcome[] = [];
   let started = 0;
@@ -285,7 +304,7 @@ export async function runLoad(
   const client = async (id: number): Promise<void> => {
     while (started < options.total) {
       started++;
-      outcomes.push(await streamChatWithRetry(port, `conversation-${id}`, options.body));
+      outcomes.push(await streamChatWithRetry(port, `conversation-${id}`, options.body, 5, options.onResponse));
       options.onProgress?.(outcomes.length);
     }
   };
